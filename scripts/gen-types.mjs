@@ -1,0 +1,31 @@
+// Generates src/generated/*.ts from schema/*.schema.json; `--check` fails when the committed output is stale.
+import { compile } from 'json-schema-to-typescript';
+import { readdir, readFile, writeFile, mkdir } from 'node:fs/promises';
+import path from 'node:path';
+
+const check = process.argv.includes('--check');
+const schemaDir = 'schema';
+const outDir = 'src/generated';
+await mkdir(outDir, { recursive: true });
+const stale = [];
+for (const file of (await readdir(schemaDir)).filter((f) => f.endsWith('.schema.json')).sort()) {
+  const schema = JSON.parse(await readFile(path.join(schemaDir, file), 'utf8'));
+  const ts = await compile(schema, schema.title ?? file, {
+    cwd: schemaDir,
+    additionalProperties: false,
+    unreachableDefinitions: true,
+    bannerComment: `/* eslint-disable */\n// GENERATED from ${schemaDir}/${file} by scripts/gen-types.mjs. Do not edit: change the schema and run \`npm run gen:types\`.`,
+    style: { singleQuote: true },
+  });
+  const out = path.join(outDir, file.replace(/\.schema\.json$/, '.ts'));
+  if ((await readFile(out, 'utf8').catch(() => null)) === ts) continue;
+  if (check) stale.push(out);
+  else {
+    await writeFile(out, ts);
+    console.log('wrote', out);
+  }
+}
+if (stale.length) {
+  console.error(`stale generated types: ${stale.join(', ')} (run npm run gen:types)`);
+  process.exit(1);
+}

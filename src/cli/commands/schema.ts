@@ -1,0 +1,14 @@
+import { schema } from '../../config/schema.js';
+import type { Command } from '../command.js';
+import { EXIT } from '../errors.js';
+
+export const schemaCommand: Command = {
+  name: 'schema',
+  summary: 'Print the JSON Schema of the file format',
+  usage: 'mailctl schema',
+  options: {},
+  async run({ output }) {
+    output.out(JSON.stringify(schema, null, 2));
+    return EXIT.ok;
+  },
+};

@@ -1,0 +1,32 @@
+/** One finding about the configuration. Every renderer (text, JSON, GitHub annotations) consumes this type. */
+export interface Diagnostic {
+  /** Path as the user gave it (e.g. `servers.d/support.yaml`), or the server identity for runtime findings. */
+  file: string;
+  line: number;
+  column: number;
+  severity: 'error' | 'warning';
+  /** Stable rule code, e.g. `storage-folder-equals-folder`. Pipelines may match on it. */
+  code: string;
+  message: string;
+  /** `imap/support`, `flow/default`, or null when the finding is not about one resource. */
+  resource: string | null;
+}
+
+export interface Position {
+  line: number;
+  column: number;
+}
+
+export const errorCount = (diagnostics: readonly Diagnostic[]): number =>
+  diagnostics.filter((d) => d.severity === 'error').length;
+
+/** Stable order: by file, then position, then code, so output does not depend on discovery order. */
+export function sortDiagnostics(diagnostics: Diagnostic[]): Diagnostic[] {
+  return diagnostics.sort(
+    (a, b) =>
+      (a.file < b.file ? -1 : a.file > b.file ? 1 : 0) ||
+      a.line - b.line ||
+      a.column - b.column ||
+      (a.code < b.code ? -1 : a.code > b.code ? 1 : 0),
+  );
+}

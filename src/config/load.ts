@@ -1,0 +1,91 @@
+import type { EmailFlow, EmailServer } from '../generated/mailctl.js';
+import { sortDiagnostics, type Diagnostic } from './diagnostics.js';
+import { readConfigFolder, type SourceFile } from './files.js';
+import { serverId, type LoadedFlow, type LoadedServer, type SourceInfo } from './model.js';
+import { normalizeFlow, normalizeServer } from './normalize.js';
+import { locate, parseFile, type ParsedDocument } from './parse.js';
+import { checkRules } from './rules.js';
+import { checkSchema } from './schema.js';
+
+export interface LoadedConfig {
+  /** Valid servers (a server with an error in its own document is left out; rule errors keep it). */
+  servers: LoadedServer[];
+  flows: LoadedFlow[];
+  diagnostics: Diagnostic[];
+  /** True when there is no error (warnings allowed). */
+  valid: boolean;
+  fileCount: number;
+}
+
+const KINDS = ['EmailServer', 'EmailFlow'] as const;
+
+function sourceOf(parsed: ParsedDocument): SourceInfo {
+  return {
+    file: parsed.file,
+    position: locate(parsed, []),
+    locate: (path, atKey = false) => locate(parsed, path, atKey),
+  };
+}
+
+function at(parsed: ParsedDocument, path: string[], code: string, message: string): Diagnostic {
+  const { line, column } = locate(parsed, path);
+  return { file: parsed.file, line, column, severity: 'error', code, message, resource: null };
+}
+
+/** Reads kind and type first, so a wrong kind or `type: pop3` gets its own message instead of schema noise. */
+function classify(parsed: ParsedDocument): { kind: (typeof KINDS)[number] } | { error: Diagnostic } {
+  const { kind, type } = parsed.value;
+  if (kind === undefined) return { error: at(parsed, [], 'missing-kind', 'the document has no "kind"; use kind: EmailServer or kind: EmailFlow') };
+  if (typeof kind !== 'string' || !(KINDS as readonly string[]).includes(kind)) {
+    return { error: at(parsed, ['kind'], 'unknown-kind', `unknown kind ${JSON.stringify(kind)}; use EmailServer or EmailFlow`) };
+  }
+  if (kind === 'EmailServer' && typeof type === 'string' && type.toLowerCase() === 'pop3') {
+    return { error: at(parsed, ['type'], 'pop3-unsupported', 'POP3 is no longer supported; configure the mailbox over IMAP (type: imap)') };
+  }
+  return { kind: kind as (typeof KINDS)[number] };
+}
+
+/** Parses, checks and normalizes already-read files. Pure apart from CPU: usable on any set of sources. */
+export function loadSources(files: readonly SourceFile[], initial: Diagnostic[] = []): LoadedConfig {
+  const diagnostics = [...initial];
+  const servers: LoadedServer[] = [];
+  const flows: LoadedFlow[] = [];
+  for (const file of files) {
+    const parsed = parseFile(file);
+    diagnostics.push(...parsed.diagnostics);
+    for (const document of parsed.documents) {
+      const kind = classify(document);
+      if ('error' in kind) {
+        diagnostics.push(kind.error);
+        continue;
+      }
+      const checked = checkSchema(document, kind.kind);
+      if (!checked.ok) {
+        const id = kind.kind === 'EmailServer' ? identityHint(document.value) : `flow/${String(document.value.name)}`;
+        diagnostics.push(...checked.diagnostics.map((d) => ({ ...d, resource: id })));
+        continue;
+      }
+      const source = sourceOf(document);
+      if (kind.kind === 'EmailServer') {
+        const spec = normalizeServer(checked.resource as EmailServer);
+        servers.push({ id: serverId(spec), spec, source });
+      } else {
+        const spec = normalizeFlow(checked.resource as EmailFlow);
+        flows.push({ id: `flow/${spec.name}`, spec, source });
+      }
+    }
+  }
+  diagnostics.push(...checkRules(servers, flows));
+  sortDiagnostics(diagnostics);
+  return { servers, flows, diagnostics, valid: !diagnostics.some((d) => d.severity === 'error'), fileCount: files.length };
+}
+
+function identityHint(value: Record<string, unknown>): string | null {
+  return typeof value.type === 'string' && typeof value.shortName === 'string' ? `${value.type}/${value.shortName}` : null;
+}
+
+/** Loads a configuration folder: every file, every document, every rule; all findings together. */
+export async function loadConfig(dir: string): Promise<LoadedConfig> {
+  const folder = await readConfigFolder(dir);
+  return loadSources(folder.files, folder.diagnostics);
+}

@@ -1,0 +1,49 @@
+import { validateDetailed } from 'node-cron';
+
+/** Polling more often than this only adds load on the mail server; IDLE already reports new mail at once. */
+export const MIN_POLL_INTERVAL_SECONDS = 10;
+
+export type ScheduleProblem = { code: 'poll-schedule-invalid' | 'poll-schedule-too-frequent'; message: string };
+
+/** The second-of-minute values a 6-field expression's first field selects (undefined for 5 fields or macros). */
+function secondsSelected(expression: string): number[] | undefined {
+  const fields = expression.trim().split(/\s+/);
+  if (fields.length !== 6) return undefined;
+  const selected = new Set<number>();
+  for (const token of fields[0]!.split(',')) {
+    const [range = '*', stepText] = token.split('/');
+    const step = stepText === undefined ? 1 : Number(stepText);
+    let [from, to] = range === '*' ? [0, 59] : range.split('-').map(Number) as [number, number | undefined];
+    if (to === undefined) to = stepText === undefined ? from : 59;
+    for (let s = from; s <= to; s += step) selected.add(s);
+  }
+  return [...selected].sort((a, b) => a - b);
+}
+
+/** Smallest gap in seconds between two firings, as far as the seconds field decides it. */
+export function shortestIntervalSeconds(expression: string): number {
+  const seconds = secondsSelected(expression);
+  if (!seconds || seconds.length <= 1) return 60;
+  let gap = 60 - seconds.at(-1)! + seconds[0]!;
+  for (let i = 1; i < seconds.length; i++) gap = Math.min(gap, seconds[i]! - seconds[i - 1]!);
+  return gap;
+}
+
+export function checkPollSchedule(expression: string): ScheduleProblem | null {
+  const result = validateDetailed(expression);
+  if (!result.valid) {
+    const reasons = (result.errors ?? []).map((e: { message?: string } | string) => (typeof e === 'string' ? e : e.message)).filter(Boolean);
+    return {
+      code: 'poll-schedule-invalid',
+      message: `pollSchedule "${expression}" is not a valid cron expression${reasons.length ? `: ${reasons.join('; ')}` : ''} (5 fields, or 6 with seconds first)`,
+    };
+  }
+  const interval = shortestIntervalSeconds(expression);
+  if (interval < MIN_POLL_INTERVAL_SECONDS) {
+    return {
+      code: 'poll-schedule-too-frequent',
+      message: `pollSchedule "${expression}" fires every ${interval} s; polls may be at most every ${MIN_POLL_INTERVAL_SECONDS} s (new mail is also noticed at once through IDLE)`,
+    };
+  }
+  return null;
+}

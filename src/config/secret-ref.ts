@@ -1,0 +1,15 @@
+/** A secret reference as written in a file: `${env:NAME}` or `${file:/absolute/path}`. Only the daemon resolves it. */
+export type SecretRef = { scheme: 'env'; name: string; text: string } | { scheme: 'file'; path: string; text: string };
+
+const REFERENCE = /^\$\{(env|file):([^}]*)\}$/;
+
+export function parseSecretRef(text: string): SecretRef | null {
+  const match = REFERENCE.exec(text);
+  if (!match) return null;
+  const [, scheme, rest = ''] = match;
+  if (scheme === 'env') return /^[A-Za-z_][A-Za-z0-9_]*$/.test(rest) ? { scheme, name: rest, text } : null;
+  return rest.startsWith('/') ? { scheme: 'file', path: rest, text } : null;
+}
+
+/** True when a string is clearly meant as a reference but malformed, as opposed to a literal secret. */
+export const looksLikeReference = (text: string): boolean => text.startsWith('${');
