@@ -1,10 +1,15 @@
 import { outputFor, parseCommandArgs, type Command, type IO } from './command.js';
+import { planCommand } from './commands/plan.js';
 import { schemaCommand } from './commands/schema.js';
+import { stateCommand } from './commands/state.js';
 import { validateCommand } from './commands/validate.js';
+import { applyCommand } from './commands/apply.js';
+import { runCommand } from './commands/run.js';
+import { statusCommand } from './commands/status.js';
 import { EXIT, UserError } from './errors.js';
 import { createOutput, printJson } from './output.js';
 
-const COMMANDS: Command[] = [validateCommand, schemaCommand];
+const COMMANDS: Command[] = [validateCommand, planCommand, runCommand, applyCommand, statusCommand, stateCommand, schemaCommand];
 
 function usage(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length));

@@ -1,0 +1,163 @@
+/**
+ * IMAP adapter on imapflow.
+ *
+ * TLS policy (from ConnectionSettings):
+ *  - tls: true                          → implicit TLS (`secure: true`, port 993 style)
+ *  - tls: false, allowPlaintext: false  → STARTTLS is REQUIRED (`doSTARTTLS: true`): a server that does not
+ *                                         offer it fails with class 'tls' before credentials are sent
+ *  - tls: false, allowPlaintext: true   → opportunistic: STARTTLS is used when the server offers it (and the
+ *                                         certificate must then verify, a bad one is still a 'tls' failure);
+ *                                         otherwise the session continues in plaintext
+ * Certificate verification is never switched off (`rejectUnauthorized: true`); `caPem` replaces the system CAs.
+ */
+import { ImapFlow, type ImapFlowOptions, type Logger } from 'imapflow';
+import { classifyMailError, type ClassifyContext } from './classify.js';
+import { MailError, secretOf, type ConnectionSettings } from './connection.js';
+
+export type { Logger as ImapLogger } from 'imapflow';
+
+export interface ImapConnectOptions {
+  /** pino-compatible logger (debug/info/warn/error); default: no logging. */
+  logger?: Logger | false | undefined;
+  /** Idle time before imapflow starts IDLE on a selected mailbox (imapflow default 15 s). */
+  autoIdleDelay?: number | undefined;
+  disableAutoIdle?: boolean | undefined;
+  /** TCP + TLS connect budget, default 15 s. */
+  connectionTimeout?: number | undefined;
+  /** Wait for the server greeting, default 10 s. */
+  greetingTimeout?: number | undefined;
+  /** Inactivity timeout, default 5 min (IDLE is restarted before that). */
+  socketTimeout?: number | undefined;
+  /** Restart IDLE this often (ms); some servers drop IDLE after ~30 min. */
+  maxIdleTime?: number | undefined;
+  /** Instance id for logs. */
+  id?: string | undefined;
+}
+
+export interface VerifyImapOptions extends ImapConnectOptions {
+  /** Folder that is watched for new mail (default INBOX). */
+  folder?: string | undefined;
+  /** Folder processed mail is moved to; must already exist. */
+  storageFolder?: string | undefined;
+}
+
+export interface VerifyImapResult {
+  /** Capabilities after login, as the server names them (e.g. IDLE, UIDPLUS, MOVE, AUTH=PLAIN …). */
+  capabilities: string[];
+  /** Unseen messages in `folder`. */
+  unseen: number;
+}
+
+export function imapClientOptions(settings: ConnectionSettings, extra: ImapConnectOptions = {}): ImapFlowOptions {
+  const auth = 'pass' in settings.auth
+    ? { user: settings.auth.user, pass: settings.auth.pass }
+    : { user: settings.auth.user, accessToken: settings.auth.accessToken };
+  const opts: ImapFlowOptions = {
+    host: settings.host,
+    port: settings.port,
+    secure: settings.tls,
+    auth,
+    tls: {
+      rejectUnauthorized: true,
+      ...(settings.caPem ? { ca: settings.caPem } : {}),
+      ...(settings.servername ? { servername: settings.servername } : {}),
+    },
+    disableCompression: settings.disableCompression ?? false,
+    logger: extra.logger ?? false,
+    connectionTimeout: extra.connectionTimeout ?? 15_000,
+    greetingTimeout: extra.greetingTimeout ?? 10_000,
+    socketTimeout: extra.socketTimeout ?? 5 * 60_000,
+  };
+  if (settings.servername) opts.servername = settings.servername;
+  // undefined doSTARTTLS = opportunistic (only with allowPlaintext), see the module comment
+  if (!settings.tls && !settings.allowPlaintext) opts.doSTARTTLS = true;
+  if (extra.autoIdleDelay !== undefined) opts.autoIdleDelay = extra.autoIdleDelay;
+  if (extra.disableAutoIdle !== undefined) opts.disableAutoIdle = extra.disableAutoIdle;
+  if (extra.maxIdleTime !== undefined) opts.maxIdleTime = extra.maxIdleTime;
+  if (extra.id !== undefined) opts.id = extra.id;
+  return opts;
+}
+
+/** Context for classifyMailError from the settings (never includes the secret itself except as a redaction key). */
+export function imapErrorContext(settings: ConnectionSettings): ClassifyContext {
+  return {
+    host: settings.host,
+    port: settings.port,
+    user: settings.auth.user,
+    tls: settings.tls,
+    oauth2: 'accessToken' in settings.auth,
+    secrets: [secretOf(settings.auth)],
+  };
+}
+
+/**
+ * Connect and log in. The returned client always has an 'error' listener (errors after connect are
+ * logged at warn, and surface as 'close' + failing commands). Throws MailError on failure.
+ */
+export async function connectImap(settings: ConnectionSettings, opts: ImapConnectOptions = {}): Promise<ImapFlow> {
+  const ctx = imapErrorContext(settings);
+  const client = new ImapFlow(imapClientOptions(settings, opts));
+  client.on('error', (err: unknown) => {
+    if (opts.logger) opts.logger.warn({ msg: 'imap connection error', err: classifyMailError(err, ctx).message });
+  });
+  try {
+    await client.connect();
+  } catch (err) {
+    client.close();
+    throw classifyMailError(err, ctx);
+  }
+  return client;
+}
+
+function isMissing(err: unknown): boolean {
+  const e = err as { code?: unknown; mailboxMissing?: unknown } | null;
+  return !!e && (e.code === 'NotFound' || e.mailboxMissing === true);
+}
+
+/**
+ * Throw MailError 'folder-missing' (`<label> "X" does not exist on <host>; create it first`) unless `folder`
+ * exists. Uses STATUS, so it does not change the selected mailbox. Other failures are classified as usual.
+ */
+export async function ensureFolderExists(client: ImapFlow, folder: string, label = 'folder'): Promise<void> {
+  const host = client.options.host ?? client.host;
+  let st: Awaited<ReturnType<ImapFlow['status']>>;
+  try {
+    st = await client.status(folder, { messages: true });
+  } catch (err) {
+    if (isMissing(err)) {
+      throw new MailError('folder-missing', `${label} "${folder}" does not exist on ${host}; create it first`, { code: 'NotFound' });
+    }
+    throw classifyMailError(err, { host, port: client.options.port });
+  }
+  if (st === false) throw new MailError('config', `${host} refused STATUS for ${label} "${folder}"`, { code: 'STATUS' });
+}
+
+/**
+ * Log in, check the watched folder (and the storage folder, if given), count unseen mail, log out.
+ * Throws MailError (folder-missing with a message that says which folder and what to do).
+ */
+export async function verifyImap(settings: ConnectionSettings, opts: VerifyImapOptions = {}): Promise<VerifyImapResult> {
+  const ctx = imapErrorContext(settings);
+  const folder = opts.folder ?? 'INBOX';
+  const client = await connectImap(settings, { ...opts, disableAutoIdle: true });
+  try {
+    const capabilities = [...client.capabilities.keys()];
+    let unseen = 0;
+    try {
+      const st = await client.status(folder, { unseen: true });
+      if (st === false) throw new MailError('config', `${settings.host} refused STATUS for folder "${folder}"`, { code: 'STATUS' });
+      unseen = st.unseen ?? 0;
+    } catch (err) {
+      if (err instanceof MailError) throw err;
+      if (isMissing(err)) {
+        throw new MailError('folder-missing', `folder "${folder}" does not exist on ${settings.host}; create it or fix the folder setting`,
+          { code: 'NotFound' });
+      }
+      throw classifyMailError(err, ctx);
+    }
+    if (opts.storageFolder !== undefined) await ensureFolderExists(client, opts.storageFolder, 'storage folder');
+    return { capabilities, unseen };
+  } finally {
+    await client.logout().catch(() => client.close());
+  }
+}

@@ -1,0 +1,116 @@
+/**
+ * SMTP adapter on nodemailer.
+ *
+ * TLS policy (from ConnectionSettings):
+ *  - tls: true                          → implicit TLS (`secure: true`, port 465 style)
+ *  - tls: false, allowPlaintext: false  → STARTTLS is REQUIRED (`requireTLS: true`): no STARTTLS → class 'tls'
+ *  - tls: false, allowPlaintext: true   → opportunistic: STARTTLS when offered (certificate must verify),
+ *                                         plaintext otherwise
+ * `ignoreTLS` is never set and certificate verification is never switched off.
+ */
+import nodemailer, { type SendMailOptions, type SMTPPoolOptions, type SMTPSentMessageInfo, type SMTPTransportOptions, type Transporter } from 'nodemailer';
+import { classifyMailError, type ClassifyContext } from './classify.js';
+import { secretOf, type ConnectionSettings } from './connection.js';
+
+/** bunyan/pino-style logger accepted by nodemailer. */
+export interface SmtpLogger {
+  debug?(...args: unknown[]): unknown;
+  info?(...args: unknown[]): unknown;
+  warn?(...args: unknown[]): unknown;
+  error?(...args: unknown[]): unknown;
+  [level: string]: unknown;
+}
+
+export interface SmtpTransportExtra {
+  /** Keep connections open and reuse them (nodemailer SMTP pool). Default false. */
+  pool?: boolean | undefined;
+  /** Pool only: parallel connections (default 2) and messages per connection (default 100). */
+  maxConnections?: number | undefined;
+  maxMessages?: number | undefined;
+  /** Default: no logging. */
+  logger?: SmtpLogger | false | undefined;
+  /** Defaults: connect 15 s, greeting 10 s, socket 60 s, DNS 10 s. */
+  connectionTimeout?: number | undefined;
+  greetingTimeout?: number | undefined;
+  socketTimeout?: number | undefined;
+  dnsTimeout?: number | undefined;
+  /** EHLO name (default: nodemailer's, the OS host name). */
+  name?: string | undefined;
+}
+
+export type SmtpTransport = Transporter<SMTPSentMessageInfo>;
+
+export function smtpTransportOptions(settings: ConnectionSettings, extra: SmtpTransportExtra = {}): SMTPTransportOptions | SMTPPoolOptions {
+  const auth = 'pass' in settings.auth
+    ? { user: settings.auth.user, pass: settings.auth.pass }
+    : { type: 'OAuth2', user: settings.auth.user, accessToken: settings.auth.accessToken };
+  const opts: SMTPPoolOptions = {
+    host: settings.host,
+    port: settings.port,
+    secure: settings.tls,
+    requireTLS: !settings.tls && !settings.allowPlaintext,
+    ignoreTLS: false,
+    auth,
+    tls: {
+      rejectUnauthorized: true,
+      ...(settings.caPem ? { ca: settings.caPem } : {}),
+      ...(settings.servername ? { servername: settings.servername } : {}),
+    },
+    logger: extra.logger ?? false,
+    connectionTimeout: extra.connectionTimeout ?? 15_000,
+    greetingTimeout: extra.greetingTimeout ?? 10_000,
+    socketTimeout: extra.socketTimeout ?? 60_000,
+    dnsTimeout: extra.dnsTimeout ?? 10_000,
+  };
+  if (settings.servername) opts.servername = settings.servername;
+  if (extra.name) opts.name = extra.name;
+  if (extra.pool) {
+    opts.pool = true;
+    if (extra.maxConnections !== undefined) opts.maxConnections = extra.maxConnections;
+    if (extra.maxMessages !== undefined) opts.maxMessages = extra.maxMessages;
+  }
+  return opts;
+}
+
+export function smtpErrorContext(settings: ConnectionSettings): ClassifyContext {
+  return {
+    host: settings.host,
+    port: settings.port,
+    user: settings.auth.user,
+    tls: settings.tls,
+    oauth2: 'accessToken' in settings.auth,
+    secrets: [secretOf(settings.auth)],
+  };
+}
+
+export function createSmtpTransport(settings: ConnectionSettings, extra: SmtpTransportExtra = {}): SmtpTransport {
+  const opts = smtpTransportOptions(settings, extra);
+  const transport: SmtpTransport = extra.pool
+    ? nodemailer.createTransport({ ...opts, pool: true })
+    : nodemailer.createTransport(opts as SMTPTransportOptions);
+  // a pooled transport emits 'error' for idle connections that fail; never let that crash the process
+  transport.on('error', () => {});
+  return transport;
+}
+
+/** Connect, (STARTTLS,) log in, quit. Resolves or throws MailError. */
+export async function verifySmtp(settings: ConnectionSettings, extra: SmtpTransportExtra = {}): Promise<void> {
+  const transport = createSmtpTransport(settings, { ...extra, pool: false });
+  try {
+    await transport.verify();
+  } catch (err) {
+    throw classifyMailError(err, smtpErrorContext(settings));
+  } finally {
+    transport.close();
+  }
+}
+
+/** Send one message, mapping failures to MailError (e.g. 451 → network, 421 / 4.7.x rate → throttled). */
+export async function sendSmtp(transport: SmtpTransport, settings: ConnectionSettings,
+  message: SendMailOptions): Promise<SMTPSentMessageInfo> {
+  try {
+    return await transport.sendMail(message);
+  } catch (err) {
+    throw classifyMailError(err, smtpErrorContext(settings));
+  }
+}

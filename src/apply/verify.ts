@@ -1,0 +1,56 @@
+import { MailError, type FailureClass } from '../adapters/connection.js';
+import { classifyMailError } from '../adapters/classify.js';
+import { verifyImap } from '../adapters/imap.js';
+import { verifySmtp } from '../adapters/smtp.js';
+import type { ServerSpec } from '../config/model.js';
+import { resolveConnection } from './connection.js';
+import type { SecretResolver } from './secrets.js';
+
+export interface Verification {
+  id: string;
+  ok: boolean;
+  /** The line shown to the user, e.g. `imap/support: Connection succeeded (IDLE UIDPLUS MOVE, 12 unseen)`. */
+  line: string;
+  failureClass?: FailureClass;
+  reason?: string;
+  /** Digest of the secrets the check used (in memory only). */
+  secretDigest?: string;
+}
+
+/** Parallel checks at most this many at a time: enough to be quick, few enough not to look like an attack. */
+export const VERIFY_CONCURRENCY = 8;
+
+/**
+ * Checks a server against its real mail server as its loop would connect: TLS policy, CA, SNI, authentication, and
+ * for IMAP that the inbox and the storage folder exist. Never throws.
+ */
+export async function verifyServer(id: string, spec: ServerSpec, resolver: SecretResolver): Promise<Verification> {
+  try {
+    const { settings, secretDigest } = await resolveConnection(spec, resolver);
+    if (spec.type === 'imap') {
+      const found = await verifyImap(settings, { folder: spec.folder, storageFolder: spec.storageFolder });
+      const caps = found.capabilities.filter((c) => ['IDLE', 'UIDPLUS', 'MOVE', 'CONDSTORE', 'COMPRESS=DEFLATE'].includes(c));
+      return { id, ok: true, secretDigest, line: `${id}: Connection succeeded (${[caps.join(' '), `${found.unseen} unseen`].filter(Boolean).join(', ')})` };
+    }
+    await verifySmtp(settings);
+    return { id, ok: true, secretDigest, line: `${id}: Connection succeeded` };
+  } catch (err) {
+    const error = err instanceof MailError ? err : classifyMailError(err);
+    return { id, ok: false, failureClass: error.failureClass, reason: error.message, line: `${id}: Connection failed: ${error.failureClass}: ${error.message}` };
+  }
+}
+
+/** Runs `verifyServer` over many servers, bounded, keeping the input order in the result. */
+export async function verifyAll(items: readonly { id: string; spec: ServerSpec }[], resolver: SecretResolver): Promise<Verification[]> {
+  const results: Verification[] = new Array(items.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const index = next++;
+      const item = items[index]!;
+      results[index] = await verifyServer(item.id, item.spec, resolver);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(VERIFY_CONCURRENCY, items.length) }, worker));
+  return results;
+}

@@ -1,0 +1,85 @@
+import { readFile } from 'node:fs/promises';
+import { loadConfig } from '../../config/load.js';
+import { desiredDigest } from '../../plan/compute.js';
+import { desiredState } from '../../plan/desired.js';
+import { parsePlanFile } from '../../plan/planfile.js';
+import type { ReconcileResult } from '../../runtime/reconciler.js';
+import { locateDaemon } from '../daemon-client.js';
+import { listOption, stringOption, type Command } from '../command.js';
+import { EXIT, UserError } from '../errors.js';
+import { painter, printJson, type Output } from '../output.js';
+import { renderDiagnosticsGithub, renderDiagnosticsText } from '../render/diagnostics.js';
+import { DEFAULT_DIR } from './validate.js';
+
+export const applyCommand: Command = {
+  name: 'apply',
+  summary: 'Verify and apply the folder (or a saved plan) through the daemon',
+  usage:
+    'mailctl apply [--dir DIR | PLANFILE] [--server URL] [--state-dir DIR] [--token-file FILE] [--dry-run] [--save-failed-as-disabled] [--approve-rebind TYPE/SHORTNAME]...',
+  positionals: 1,
+  options: {
+    dir: { type: 'string' },
+    server: { type: 'string' },
+    'state-dir': { type: 'string' },
+    'token-file': { type: 'string' },
+    'dry-run': { type: 'boolean' },
+    'save-failed-as-disabled': { type: 'boolean' },
+    'approve-rebind': { type: 'string', multiple: true },
+  },
+  async run({ values, positionals, output, io }) {
+    const planFile = positionals[0];
+    if (planFile && values.dir !== undefined) throw new UserError('give either --dir or a saved plan file, not both');
+    let request: Record<string, unknown>;
+    if (planFile) {
+      const text = await readFile(planFile, 'utf8').catch(() => {
+        throw new UserError(`cannot read the plan file ${planFile}`);
+      });
+      const saved = parsePlanFile(text);
+      if (!saved.ok) throw new UserError(`${planFile}: ${saved.error}`);
+      const { plan } = saved.value;
+      request = { savedPlan: { desiredDigest: plan.desiredDigest, stateDigest: plan.stateDigest }, desiredDigest: plan.desiredDigest };
+    } else {
+      const dir = stringOption(values, 'dir') ?? DEFAULT_DIR;
+      const config = await loadConfig(dir);
+      if (!config.valid) {
+        if (output.format === 'json') printJson(output, { outcome: 'invalid', diagnostics: config.diagnostics });
+        else (output.format === 'github' ? renderDiagnosticsGithub : renderDiagnosticsText)(output, config.diagnostics);
+        if (output.format !== 'json') output.err(`mailctl apply: ${dir} is invalid; nothing was sent to the daemon`);
+        return EXIT.error;
+      }
+      request = { desiredDigest: desiredDigest(desiredState(config.servers, config.flows)) };
+    }
+    const daemon = await locateDaemon(
+      { server: stringOption(values, 'server'), stateDir: stringOption(values, 'state-dir'), tokenFile: stringOption(values, 'token-file') },
+      io.env,
+    );
+    const { status, body } = await daemon.request<ReconcileResult & { error?: string }>('POST', '/v1/apply', {
+      ...request,
+      trigger: 'cli',
+      approvals: listOption(values, 'approve-rebind'),
+      dryRun: values['dry-run'] === true,
+      saveFailedAsDisabled: values['save-failed-as-disabled'] === true,
+    });
+    if (status !== 200) throw new UserError(`the daemon refused the apply: ${body.error ?? status}`);
+    renderApplyResult(output, body);
+    return body.exitCode;
+  },
+};
+
+export function renderApplyResult(output: Output, result: ReconcileResult): void {
+  if (output.format === 'json') {
+    printJson(output, { ...result });
+    return;
+  }
+  const paint = painter(output.color);
+  if (result.diagnostics.length) (output.format === 'github' ? renderDiagnosticsGithub : renderDiagnosticsText)(output, result.diagnostics.filter((d) => result.outcome === 'invalid' || d.severity === 'error'));
+  for (const change of result.plan?.changes ?? []) {
+    output.out(`${change.action === 'rebind' ? '!' : symbolOf(change.action)} ${change.id}: ${change.reasons[0] ?? change.action}`);
+  }
+  for (const v of result.verifications) output.out(v.ok ? v.line : paint('red', v.line));
+  const good = result.exitCode === 0;
+  output.out(paint(good ? 'green' : result.exitCode === 4 ? 'yellow' : 'red', `${result.outcome}: ${result.message}`));
+  if (output.format === 'github' && !good) output.out(`::error title=mailctl apply ${result.outcome}::${result.message}`);
+}
+
+const symbolOf = (action: string) => ({ create: '+', start: '+', update: '~', restart: '-/+', stop: '-', delete: '-' })[action] ?? ' ';

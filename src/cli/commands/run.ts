@@ -1,0 +1,74 @@
+import path from 'node:path';
+import { LockHeldError } from '../../runtime/state-store.js';
+import { isLoopback, startDaemon } from '../../runtime/daemon.js';
+import { stateDirFrom } from '../../runtime/paths.js';
+import { stringOption, type Command } from '../command.js';
+import { EXIT, UserError } from '../errors.js';
+import { DEFAULT_DIR } from './validate.js';
+
+export const DEFAULT_LISTEN = '127.0.0.1:8425';
+
+export function parseListen(text: string, allowRemote: boolean): { host: string; port: number } {
+  const match = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(text);
+  const host = match?.[1] ?? match?.[2];
+  const port = Number(match?.[3]);
+  if (!host || !Number.isInteger(port) || port > 65535) throw new UserError(`--listen must be HOST:PORT, not "${text}"`);
+  if (!isLoopback(host) && !allowRemote) {
+    throw new UserError(`--listen ${text} is not a loopback address; add --allow-remote to accept API connections from other hosts`);
+  }
+  return { host, port };
+}
+
+export const runCommand: Command = {
+  name: 'run',
+  summary: 'Run the daemon: own the running loops and apply the folder',
+  usage:
+    'mailctl run --dir DIR [--state-dir DIR] [--listen HOST:PORT [--allow-remote]] [--no-watch] [--save-failed-as-disabled] [--system-smtp FILE] [--secrets-dir DIR] [--secret-env-prefix PREFIX] [--allow-empty] [--allow-mass-delete] [--log-level LEVEL]',
+  options: {
+    dir: { type: 'string' },
+    'state-dir': { type: 'string' },
+    listen: { type: 'string' },
+    'allow-remote': { type: 'boolean' },
+    'no-watch': { type: 'boolean' },
+    'save-failed-as-disabled': { type: 'boolean' },
+    'system-smtp': { type: 'string' },
+    'secrets-dir': { type: 'string' },
+    'secret-env-prefix': { type: 'string' },
+    'allow-empty': { type: 'boolean' },
+    'allow-mass-delete': { type: 'boolean' },
+    'log-level': { type: 'string' },
+  },
+  async run({ values, output, io }) {
+    const listen = parseListen(stringOption(values, 'listen') ?? DEFAULT_LISTEN, values['allow-remote'] === true);
+    const logLevel = stringOption(values, 'log-level') ?? 'info';
+    if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(logLevel)) throw new UserError(`--log-level must be one of fatal, error, warn, info, debug, trace, silent`);
+    let daemon;
+    try {
+      daemon = await startDaemon({
+        dir: stringOption(values, 'dir') ?? DEFAULT_DIR,
+        stateDir: stateDirFrom(stringOption(values, 'state-dir'), io.env),
+        listen,
+        watch: values['no-watch'] !== true,
+        saveFailedAsDisabled: values['save-failed-as-disabled'] === true,
+        allowEmpty: values['allow-empty'] === true,
+        allowMassDelete: values['allow-mass-delete'] === true,
+        secretsDir: path.resolve(stringOption(values, 'secrets-dir') ?? '/run/secrets'),
+        secretEnvPrefix: stringOption(values, 'secret-env-prefix') ?? 'MAILCTL_SECRET_',
+        logLevel,
+        env: io.env,
+      });
+    } catch (err) {
+      if (err instanceof LockHeldError) throw new UserError(err.message, EXIT.error, 'lock-held');
+      if ((err as NodeJS.ErrnoException).code === 'EADDRINUSE') throw new UserError(`cannot listen on ${listen.host}:${listen.port}: the address is in use`);
+      throw err;
+    }
+    output.err(`mailctl daemon listening on ${daemon.url}`);
+    await new Promise<void>((resolve) => {
+      const stop = () => void daemon.stop().then(resolve);
+      process.once('SIGTERM', stop);
+      process.once('SIGINT', stop);
+      process.on('SIGHUP', () => void daemon.reconcile({ trigger: 'sighup' }));
+    });
+    return EXIT.ok;
+  },
+};

@@ -1,0 +1,49 @@
+import type { DaemonStatus, ServerStatus } from '../../runtime/status.js';
+import { locateDaemon } from '../daemon-client.js';
+import { stringOption, type Command } from '../command.js';
+import { EXIT, UserError } from '../errors.js';
+import { painter, printJson } from '../output.js';
+import { renderDiagnosticsText } from '../render/diagnostics.js';
+
+/** An enabled server in any of these states is not doing its job (`status --check` fails). */
+const UNHEALTHY = new Set(['starting', 'backoff', 'failed', 'stopped', 'pending-approval']);
+
+export const statusCommand: Command = {
+  name: 'status',
+  summary: 'Show every server and its loop as the daemon sees it',
+  usage: 'mailctl status [--server URL] [--state-dir DIR] [--token-file FILE] [--check] [--format text|json|github]',
+  options: { server: { type: 'string' }, 'state-dir': { type: 'string' }, 'token-file': { type: 'string' }, check: { type: 'boolean' } },
+  async run({ values, output, io }) {
+    const daemon = await locateDaemon(
+      { server: stringOption(values, 'server'), stateDir: stringOption(values, 'state-dir'), tokenFile: stringOption(values, 'token-file') },
+      io.env,
+    );
+    const { status, body } = await daemon.request<DaemonStatus>('GET', '/v1/status');
+    if (status !== 200) throw new UserError(`the daemon answered ${status}`);
+    const unhealthy = body.servers.filter((s) => s.enabled && UNHEALTHY.has(s.state));
+    if (output.format === 'json') printJson(output, { ...body });
+    else renderStatusText(output, body);
+    if (values.check === true && unhealthy.length) {
+      if (output.format !== 'json') output.err(`not running: ${unhealthy.map((s) => `${s.id} (${s.state})`).join(', ')}`);
+      return EXIT.error;
+    }
+    return EXIT.ok;
+  },
+};
+
+function renderStatusText(output: Parameters<Command['run']>[0]['output'], status: DaemonStatus): void {
+  const paint = painter(output.color);
+  const color = (s: ServerStatus) => (s.state === 'running' ? 'green' : s.state === 'disabled' || s.state === 'stopped' ? 'dim' : s.state === 'starting' ? 'cyan' : 'red') as 'green';
+  output.out(`daemon: ${status.dir} (revision ${status.revision ?? 'none'})${status.ready ? '' : ' — not ready'}${status.draining ? ' — draining' : ''}`);
+  if (status.lastReconcile) {
+    output.out(`last reconcile: ${status.lastReconcile.outcome} at ${status.lastReconcile.at}: ${status.lastReconcile.message}`);
+    renderDiagnosticsText(output, status.lastReconcile.diagnostics.filter((d) => d.severity === 'error'));
+  }
+  if (status.servers.length === 0) output.out('no servers applied yet');
+  for (const s of status.servers) {
+    output.out(`${s.id.padEnd(28)} ${paint(color(s), s.state.padEnd(16))} ${s.name}${s.enabled ? '' : ' (disabled)'}`);
+    output.out(`    since ${s.since ?? '-'}, last success ${s.lastSuccess ?? 'never'}, revision ${s.revision ?? '-'}`);
+    if (s.lastError) output.out(`    last error: ${s.lastError.class}: ${s.lastError.message} (${s.lastError.at})`);
+    if (s.disabledReason) output.out(`    ${s.disabledReason}`);
+  }
+}

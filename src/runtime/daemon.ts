@@ -1,0 +1,145 @@
+import type { AddressInfo } from 'node:net';
+import path from 'node:path';
+import { pino, type Logger } from 'pino';
+import { SecretResolver } from '../apply/secrets.js';
+import { stateDigest } from '../plan/compute.js';
+import { PLAN_FORMAT_VERSION } from '../plan/model.js';
+import { createApiServer, type Route } from './http.js';
+import { Reconciler, type ReconcileRequest } from './reconciler.js';
+import { StateStore } from './state-store.js';
+import { buildStatus } from './status.js';
+import { Supervisor } from './supervisor.js';
+import { watchFolders } from './watcher.js';
+
+export interface DaemonOptions {
+  dir: string;
+  stateDir: string;
+  listen: { host: string; port: number };
+  watch: boolean;
+  saveFailedAsDisabled: boolean;
+  allowEmpty: boolean;
+  allowMassDelete: boolean;
+  secretsDir: string;
+  secretEnvPrefix: string;
+  logLevel: string;
+  env: NodeJS.ProcessEnv;
+}
+
+/** SIGTERM must finish within Kubernetes' default 30 s grace period. */
+const DRAIN_DEADLINE_MS = 25_000;
+
+export interface RunningDaemon {
+  url: string;
+  stop(): Promise<void>;
+  reconcile(request: ReconcileRequest): ReturnType<Reconciler['reconcile']>;
+}
+
+function approvalsOf(body: Record<string, unknown>): string[] {
+  return Array.isArray(body.approvals) ? body.approvals.filter((a): a is string => typeof a === 'string') : [];
+}
+
+/** Wires the state folder, loops, reconciler, API and watcher together. */
+export async function startDaemon(options: DaemonOptions, log: Logger = pino({ level: options.logLevel })): Promise<RunningDaemon> {
+  const store = new StateStore(options.stateDir);
+  await store.init();
+  const releaseLock = await store.acquireLock();
+  const token = await store.apiToken();
+  const dir = path.resolve(options.dir);
+  const resolver = new SecretResolver({ secretsDir: options.secretsDir, envPrefix: options.secretEnvPrefix, env: options.env });
+  const supervisor = new Supervisor({ log, resolver });
+  const reconciler = new Reconciler(
+    { dir, saveFailedAsDisabled: options.saveFailedAsDisabled, allowEmpty: options.allowEmpty, allowMassDelete: options.allowMassDelete },
+    store,
+    supervisor,
+    resolver,
+    log,
+  );
+  let ready = false;
+  let draining = false;
+
+  const status = () =>
+    buildStatus({ dir, ready, draining, applied: reconciler.state, loops: supervisor.statuses(), pendingApproval: reconciler.pendingApproval, last: reconciler.last });
+  const checks = () => ({ 'config-loaded': ready || reconciler.last !== null, 'first-reconcile': ready, 'not-draining': !draining });
+
+  const routes: Route[] = [
+    { method: 'GET', path: '/livez', public: true, handler: async (_r, _b, url) => ({ status: 200, body: url.searchParams.has('verbose') ? '[+]ping ok\nlivez check passed\n' : 'ok\n' }) },
+    {
+      method: 'GET',
+      path: '/readyz',
+      public: true,
+      handler: async (_r, _b, url) => {
+        const results = checks();
+        const ok = Object.values(results).every(Boolean);
+        const verbose = Object.entries(results).map(([name, passed]) => `[${passed ? '+' : '-'}]${name} ${passed ? 'ok' : 'failed'}`).join('\n');
+        return { status: ok ? 200 : 503, body: url.searchParams.has('verbose') ? `${verbose}\nreadyz check ${ok ? 'passed' : 'failed'}\n` : ok ? 'ok\n' : 'not ready\n' };
+      },
+    },
+    { method: 'GET', path: '/v1/status', handler: async () => ({ status: 200, body: { formatVersion: PLAN_FORMAT_VERSION, ...status() } }) },
+    {
+      method: 'GET',
+      path: '/v1/state',
+      handler: async () => ({ status: 200, body: { formatVersion: PLAN_FORMAT_VERSION, kind: 'mailctl-state', stateDigest: stateDigest(reconciler.state), state: reconciler.state } }),
+    },
+    {
+      method: 'POST',
+      path: '/v1/apply',
+      handler: async (_r, raw) => {
+        const body = (raw ?? {}) as Record<string, unknown>;
+        if (draining) return { status: 503, body: { error: 'the daemon is shutting down' } };
+        const savedPlan = body.savedPlan as ReconcileRequest['savedPlan'] | undefined;
+        const result = await reconciler.reconcile({
+          trigger: typeof body.trigger === 'string' ? body.trigger : 'cli',
+          approvals: approvalsOf(body),
+          dryRun: body.dryRun === true,
+          saveFailedAsDisabled: body.saveFailedAsDisabled === true ? true : undefined,
+          ...(typeof body.desiredDigest === 'string' && { expectedDesiredDigest: body.desiredDigest }),
+          ...(savedPlan && { savedPlan }),
+        } as ReconcileRequest);
+        return { status: 200, body: { formatVersion: PLAN_FORMAT_VERSION, ...result } };
+      },
+    },
+  ];
+
+  if (!isLoopback(options.listen.host)) log.warn({ listen: options.listen.host }, 'the API listens beyond loopback (--allow-remote)');
+  const server = createApiServer(routes, token, log);
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.listen.port, options.listen.host, () => resolve());
+  });
+  const address = server.address() as AddressInfo;
+  const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+  const url = `http://${host}:${address.port}`;
+  await store.writeDiscovery({ url, pid: process.pid, dir });
+
+  const resumed = await reconciler.resume();
+  log.info({ url, dir, stateDir: options.stateDir, resumed }, 'mailctl daemon started');
+  let watcher: { close(): Promise<void> } | null = null;
+  if (options.watch) {
+    await reconciler.reconcile({ trigger: 'start' });
+    watcher = watchFolders({ config: dir, secrets: options.secretsDir }, () => void reconciler.reconcile({ trigger: 'watch' }));
+  }
+  ready = true;
+
+  let stopping: Promise<void> | null = null;
+  return {
+    url,
+    reconcile: (request) => reconciler.reconcile(request),
+    stop() {
+      stopping ??= (async () => {
+        draining = true;
+        log.info('draining: stopping loops');
+        await watcher?.close();
+        const deadline = new Promise<void>((resolve) => setTimeout(resolve, DRAIN_DEADLINE_MS).unref());
+        await Promise.race([supervisor.stopAll(), deadline]);
+        server.closeAllConnections?.();
+        await new Promise<void>((resolve) => server.close(() => resolve()));
+        await store.removeDiscovery();
+        await releaseLock();
+        log.info('stopped');
+      })();
+      return stopping;
+    },
+  };
+}
+
+export const isLoopback = (host: string): boolean => host === 'localhost' || host === '::1' || host.startsWith('127.');

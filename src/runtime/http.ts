@@ -1,0 +1,63 @@
+import { timingSafeEqual } from 'node:crypto';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Logger } from 'pino';
+
+export type Handler = (req: IncomingMessage, body: unknown, url: URL) => Promise<{ status: number; body: unknown; type?: string }>;
+
+export interface Route {
+  method: 'GET' | 'POST';
+  path: string | RegExp;
+  /** `/livez`, `/readyz`, `/metrics` and the status page need no token; every `/v1/*` route does. */
+  public?: boolean;
+  handler: Handler;
+}
+
+const MAX_BODY_BYTES = 32 * 1024 * 1024;
+
+function tokenMatches(header: string | undefined, token: string): boolean {
+  const given = Buffer.from(header?.replace(/^Bearer\s+/i, '') ?? '');
+  const expected = Buffer.from(token);
+  return given.length === expected.length && timingSafeEqual(given, expected);
+}
+
+async function readBody(req: IncomingMessage): Promise<unknown> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req) {
+    size += (chunk as Buffer).length;
+    if (size > MAX_BODY_BYTES) throw Object.assign(new Error('request body too large'), { status: 413 });
+    chunks.push(chunk as Buffer);
+  }
+  if (size === 0) return undefined;
+  try {
+    return JSON.parse(Buffer.concat(chunks).toString('utf8'));
+  } catch {
+    throw Object.assign(new Error('request body is not JSON'), { status: 400 });
+  }
+}
+
+function send(res: ServerResponse, status: number, body: unknown, type?: string): void {
+  const text = typeof body === 'string' ? body : JSON.stringify(body);
+  res.writeHead(status, { 'content-type': type ?? (typeof body === 'string' ? 'text/plain; charset=utf-8' : 'application/json'), 'cache-control': 'no-store' });
+  res.end(text);
+}
+
+/** The daemon's small HTTP API. Routes are data; authentication is decided here once. */
+export function createApiServer(routes: readonly Route[], token: string, log: Logger): Server {
+  return createServer(async (req, res) => {
+    const url = new URL(req.url ?? '/', 'http://localhost');
+    const matching = routes.filter((r) => (typeof r.path === 'string' ? r.path === url.pathname : r.path.test(url.pathname)));
+    const route = matching.find((r) => r.method === req.method);
+    if (!route) return send(res, matching.length ? 405 : 404, { error: matching.length ? 'method not allowed' : 'not found' });
+    if (!route.public && !tokenMatches(req.headers.authorization, token)) return send(res, 401, { error: 'a valid API token is required' });
+    try {
+      const body = req.method === 'POST' ? await readBody(req) : undefined;
+      const answer = await route.handler(req, body, url);
+      send(res, answer.status, answer.body, answer.type);
+    } catch (err) {
+      const status = (err as { status?: number }).status ?? 500;
+      if (status === 500) log.error({ err: (err as Error).message }, `API ${req.method} ${url.pathname} failed`);
+      send(res, status, { error: (err as Error).message });
+    }
+  });
+}

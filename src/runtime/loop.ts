@@ -1,0 +1,115 @@
+import type { Logger } from 'pino';
+import { MailError, type FailureClass } from '../adapters/connection.js';
+import { classifyMailError } from '../adapters/classify.js';
+import type { ServerConfig } from '../plan/model.js';
+import { backoffDelay, sleep } from './backoff.js';
+
+export type LoopState = 'starting' | 'running' | 'backoff' | 'failed' | 'stopped';
+
+export interface LoopStatus {
+  state: LoopState;
+  since: string;
+  lastSuccess: string | null;
+  lastError: { class: FailureClass; message: string; at: string } | null;
+  attempts: number;
+  counters: Record<string, number>;
+}
+
+/** Failures that a retry alone will not fix: shown as `failed` (still retried, at the backoff's pace). */
+const NEEDS_ATTENTION: ReadonlySet<FailureClass> = new Set(['auth', 'tls', 'config', 'folder-missing']);
+
+/**
+ * A supervised loop for one server: runs `session` (connect, then serve until the connection ends or the loop is
+ * stopped) and retries failures with exponential backoff and jitter. A failure never disables the server; it only
+ * changes the state shown in `status`.
+ */
+export abstract class SupervisedLoop {
+  protected config: ServerConfig;
+  private readonly abort = new AbortController();
+  private running: Promise<void> | null = null;
+  private current: LoopStatus;
+
+  constructor(
+    readonly id: string,
+    config: ServerConfig,
+    protected readonly log: Logger,
+    private readonly now: () => Date = () => new Date(),
+  ) {
+    this.config = config;
+    this.current = { state: 'starting', since: this.now().toISOString(), lastSuccess: null, lastError: null, attempts: 0, counters: {} };
+  }
+
+  /** Connects and serves until the signal aborts; resolves or throws when the connection ends. */
+  protected abstract session(signal: AbortSignal): Promise<void>;
+
+  /** Applies a change that needs no new connection (name, schedule, flow, From addresses...). */
+  update(config: ServerConfig): void {
+    this.config = config;
+    this.onUpdate();
+  }
+
+  protected onUpdate(): void {}
+
+  get signal(): AbortSignal {
+    return this.abort.signal;
+  }
+
+  start(): void {
+    this.running ??= this.supervise();
+  }
+
+  /** Stops the loop: aborts the session and waits for it to finish its current step. */
+  async stop(): Promise<void> {
+    this.abort.abort();
+    await this.running;
+    this.setState('stopped');
+  }
+
+  status(): LoopStatus {
+    return { ...this.current, counters: { ...this.current.counters } };
+  }
+
+  protected count(counter: string, by = 1): void {
+    this.current.counters[counter] = (this.current.counters[counter] ?? 0) + by;
+  }
+
+  /** Marks the loop healthy (connected, or a poll/send succeeded). */
+  protected markSuccess(): void {
+    this.current.lastSuccess = this.now().toISOString();
+    this.current.attempts = 0;
+    if (this.current.state !== 'running') this.setState('running');
+  }
+
+  protected setState(state: LoopState): void {
+    if (this.current.state === state) return;
+    this.current.state = state;
+    this.current.since = this.now().toISOString();
+    this.log.info({ state }, `loop ${state}`);
+  }
+
+  /** Records a failure of one operation without ending the session (e.g. one failed poll). */
+  protected recordError(error: MailError): void {
+    this.current.lastError = { class: error.failureClass, message: error.message, at: this.now().toISOString() };
+  }
+
+  private async supervise(): Promise<void> {
+    const { signal } = this.abort;
+    while (!signal.aborted) {
+      this.setState('starting');
+      try {
+        await this.session(signal);
+        if (signal.aborted) break;
+        throw new MailError('network', 'the connection ended');
+      } catch (err) {
+        if (signal.aborted) break;
+        const error = err instanceof MailError ? err : classifyMailError(err);
+        this.recordError(error);
+        this.current.attempts += 1;
+        const delay = backoffDelay(this.current.attempts, error.retryAfterMs);
+        this.setState(NEEDS_ATTENTION.has(error.failureClass) ? 'failed' : 'backoff');
+        this.log.warn({ class: error.failureClass, retryInMs: delay, attempt: this.current.attempts }, `${error.failureClass}: ${error.message}`);
+        await sleep(delay, signal);
+      }
+    }
+  }
+}

@@ -1,0 +1,38 @@
+import type { Transporter } from 'nodemailer';
+import type { Logger } from 'pino';
+import { createSmtpTransport } from '../../adapters/smtp.js';
+import { classifyMailError } from '../../adapters/classify.js';
+import { resolveConnection } from '../../apply/connection.js';
+import type { SecretResolver } from '../../apply/secrets.js';
+import type { ServerConfig } from '../../plan/model.js';
+import { SupervisedLoop } from '../loop.js';
+
+/** Holds a pooled nodemailer transport for one SMTP server; the outbound stage sends through `transport`. */
+export class SmtpLoop extends SupervisedLoop {
+  transport: Transporter | null = null;
+
+  constructor(
+    id: string,
+    config: ServerConfig,
+    log: Logger,
+    private readonly deps: { resolver: SecretResolver },
+  ) {
+    super(id, config, log);
+  }
+
+  protected async session(signal: AbortSignal): Promise<void> {
+    const { settings } = await resolveConnection(this.config.spec, this.deps.resolver);
+    const transport = createSmtpTransport(settings, { pool: true });
+    try {
+      await transport.verify().catch((err: unknown) => {
+        throw classifyMailError(err);
+      });
+      this.transport = transport;
+      this.markSuccess();
+      await new Promise<void>((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }));
+    } finally {
+      this.transport = null;
+      transport.close();
+    }
+  }
+}

@@ -1,0 +1,16 @@
+import path from 'node:path';
+
+/** Names of the files in the state folder. One place, so daemon and clients agree. */
+export const STATE_FILES = {
+  lock: 'daemon.lock',
+  discovery: 'daemon.json',
+  token: 'api-token',
+  applied: 'applied.json',
+  applyLog: 'apply-log.jsonl',
+} as const;
+
+export const DEFAULT_STATE_DIR = '.mailctl';
+
+export function stateDirFrom(flag: string | undefined, env: NodeJS.ProcessEnv): string {
+  return path.resolve(flag ?? env.MAILCTL_STATE_DIR ?? DEFAULT_STATE_DIR);
+}

@@ -1,0 +1,72 @@
+import type { FailureClass } from '../adapters/connection.js';
+import type { Diagnostic } from '../config/diagnostics.js';
+import type { ObservedState } from '../plan/model.js';
+import type { LoopStatus } from './loop.js';
+import type { ReconcileResult } from './reconciler.js';
+
+export type ServerState = 'running' | 'starting' | 'backoff' | 'failed' | 'stopped' | 'disabled' | 'pending-approval';
+
+export interface ServerStatus {
+  id: string;
+  name: string;
+  type: 'imap' | 'smtp';
+  enabled: boolean;
+  state: ServerState;
+  since: string | null;
+  lastSuccess: string | null;
+  lastError: { class: FailureClass; message: string; at: string } | null;
+  disabledReason: string | null;
+  revision: string | null;
+  counters: Record<string, number>;
+}
+
+export interface DaemonStatus {
+  dir: string;
+  ready: boolean;
+  draining: boolean;
+  revision: string | null;
+  lastReconcile: { at: string; outcome: string; message: string; diagnostics: Diagnostic[] } | null;
+  servers: ServerStatus[];
+}
+
+/** Joins what was applied with what the loops report now. */
+export function buildStatus(input: {
+  dir: string;
+  ready: boolean;
+  draining: boolean;
+  applied: ObservedState;
+  loops: ReadonlyMap<string, LoopStatus>;
+  pendingApproval: ReadonlySet<string>;
+  last: ReconcileResult | null;
+}): DaemonStatus {
+  const servers = Object.entries(input.applied.servers)
+    .sort(([a], [b]) => (a < b ? -1 : 1))
+    .map(([id, server]): ServerStatus => {
+      const loop = input.loops.get(id);
+      const state: ServerState = input.pendingApproval.has(id)
+        ? 'pending-approval'
+        : server.status === 'disabled'
+          ? 'disabled'
+          : (loop?.state ?? 'stopped');
+      return {
+        id,
+        name: server.config.spec.name,
+        type: server.config.spec.type,
+        enabled: server.status === 'active',
+        state,
+        since: loop?.since ?? null,
+        lastSuccess: loop?.lastSuccess ?? null,
+        lastError: loop?.lastError ?? null,
+        disabledReason: server.disabledReason ?? null,
+        revision: server.revision ?? null,
+        counters: loop?.counters ?? {},
+      };
+    });
+  for (const id of input.pendingApproval) {
+    if (!input.applied.servers[id]) {
+      servers.push({ id, name: id, type: id.startsWith('imap/') ? 'imap' : 'smtp', enabled: false, state: 'pending-approval', since: null, lastSuccess: null, lastError: null, disabledReason: 'waiting for --approve-rebind', revision: null, counters: {} });
+    }
+  }
+  const last = input.last && { at: input.last.at, outcome: input.last.outcome, message: input.last.message, diagnostics: input.last.diagnostics };
+  return { dir: input.dir, ready: input.ready, draining: input.draining, revision: input.applied.revision ?? null, lastReconcile: last, servers };
+}

@@ -1,0 +1,77 @@
+import type { Logger } from 'pino';
+import type { SecretResolver } from '../apply/secrets.js';
+import type { ServerConfig } from '../plan/model.js';
+import type { LoopStatus, SupervisedLoop } from './loop.js';
+import { ImapLoop, statusOnlyProcessor, type InboundProcessor } from './loops/imap-loop.js';
+import { SmtpLoop } from './loops/smtp-loop.js';
+
+interface RunningLoop {
+  loop: SupervisedLoop;
+  /** Digest of the secrets the loop was started with (never persisted). */
+  secretDigest: string | undefined;
+}
+
+export interface SupervisorDeps {
+  log: Logger;
+  resolver: SecretResolver;
+  processor?: InboundProcessor;
+}
+
+/** Owns the running loops: one per enabled server, started, updated in place, restarted or stopped by the reconciler. */
+export class Supervisor {
+  private readonly loops = new Map<string, RunningLoop>();
+
+  constructor(private readonly deps: SupervisorDeps) {}
+
+  private create(id: string, config: ServerConfig): SupervisedLoop {
+    const log = this.deps.log.child({ server: id, loop: config.spec.type === 'imap' ? 'poll' : 'send' });
+    return config.spec.type === 'imap'
+      ? new ImapLoop(id, config, log, { resolver: this.deps.resolver, processor: this.deps.processor ?? statusOnlyProcessor })
+      : new SmtpLoop(id, config, log, { resolver: this.deps.resolver });
+  }
+
+  has(id: string): boolean {
+    return this.loops.has(id);
+  }
+
+  get(id: string): SupervisedLoop | undefined {
+    return this.loops.get(id)?.loop;
+  }
+
+  /** Starts (or replaces) the loop of `id`; the old one is stopped first so one mailbox never has two pollers. */
+  async start(id: string, config: ServerConfig, secretDigest?: string): Promise<void> {
+    await this.stop(id);
+    const loop = this.create(id, config);
+    this.loops.set(id, { loop, secretDigest });
+    loop.start();
+  }
+
+  update(id: string, config: ServerConfig): void {
+    this.loops.get(id)?.loop.update(config);
+  }
+
+  async stop(id: string): Promise<void> {
+    const running = this.loops.get(id);
+    if (!running) return;
+    this.loops.delete(id);
+    await running.loop.stop();
+  }
+
+  async stopAll(): Promise<void> {
+    await Promise.all([...this.loops.keys()].map((id) => this.stop(id)));
+  }
+
+  secretDigests(): Record<string, string> {
+    const out: Record<string, string> = {};
+    for (const [id, { secretDigest }] of this.loops) if (secretDigest) out[id] = secretDigest;
+    return out;
+  }
+
+  statuses(): Map<string, LoopStatus> {
+    return new Map([...this.loops].map(([id, { loop }]) => [id, loop.status()]));
+  }
+
+  ids(): string[] {
+    return [...this.loops.keys()];
+  }
+}

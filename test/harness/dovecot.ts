@@ -1,0 +1,365 @@
+/**
+ * A private, throw-away Dovecot 2.3 for tests: IMAP (STARTTLS) + IMAPS + LMTP on free loopback ports,
+ * passwd-file users, OAuth2 (passdb oauth2 → introspection served by this process), test CA from ca.ts.
+ *
+ *   const dv = await startDovecot({ users: { 'a@example.com': 'pw' } });
+ *   ... connect to dv.host / dv.ports.imaps with ca = dv.caPem ...
+ *   await dv.stop();
+ */
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { chmod, chown, mkdir, mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import nodemailer from 'nodemailer';
+import { createSelfSignedCert, createTestCa, type TestCa } from './ca.js';
+import { startOAuthServer, type OAuthServer } from './oauth.js';
+import { freePorts } from './ports.js';
+
+const run = promisify(execFile);
+
+export interface DovecotOptions {
+  /** false → `ssl = no`: the plaintext port does not offer STARTTLS and there is no imaps port (ports.imaps = 0). */
+  starttls?: boolean;
+  /** Initial passwd-file users: { user: password }. */
+  users?: Record<string, string>;
+  /** Reuse a CA (e.g. shared with an SMTP harness); default: a fresh one in `dir/tls`. */
+  ca?: TestCa;
+  /** 'self-signed' → the server presents a self-signed cert (DEPTH_ZERO_SELF_SIGNED_CERT for clients). */
+  cert?: 'ca' | 'self-signed';
+  /** mail_max_userip_connections (default 1000). */
+  maxUserIpConnections?: number;
+  /** Extra raw lines appended to dovecot.conf. */
+  extraConfig?: string;
+  /** Keep the temp dir after stop() (also when env MAILCTL_KEEP_DOVECOT=1). */
+  keepDir?: boolean;
+}
+
+export interface StoredMessage {
+  uid: number;
+  flags: string[];
+  messageId: string | null;
+  size: number;
+}
+
+export interface Dovecot {
+  host: string;
+  ports: { imap: number; imaps: number; lmtp: number };
+  /** The test CA the server cert is signed by. */
+  caFile: string;
+  caPem: string;
+  ca: TestCa;
+  dir: string;
+  configFile: string;
+  logFile: string;
+  /** OAuth2 token endpoint (POST /token, refresh_token grant). */
+  oauthUrl: string;
+  oauth: OAuthServer;
+  pid: number;
+  addUser(user: string, pass: string): Promise<void>;
+  setAccessToken(token: string, user: string): void;
+  setRefreshToken(refreshToken: string, user: string): void;
+  createFolder(user: string, folder: string): Promise<void>;
+  deliver(to: string | string[], raw: string | Buffer, from?: string): Promise<void>;
+  listMessages(user: string, folder?: string): Promise<StoredMessage[]>;
+  /** Run doveadm against this instance (e.g. ['mailbox', 'list', '-u', user]); returns stdout. */
+  doveadm(args: string[]): Promise<string>;
+  log(): Promise<string>;
+  stop(): Promise<void>;
+}
+
+const live = new Set<ChildProcess>();
+let exitHookInstalled = false;
+function installExitHook(): void {
+  if (exitHookInstalled) return;
+  exitHookInstalled = true;
+  process.on('exit', () => {
+    for (const c of live) c.kill('SIGKILL');
+  });
+}
+
+function findBinary(name: string): string | null {
+  const dirs = [...(process.env.PATH ?? '').split(':'), '/usr/sbin', '/usr/local/sbin', '/usr/bin', '/sbin'];
+  for (const d of dirs) if (d && existsSync(path.join(d, name))) return path.join(d, name);
+  return null;
+}
+
+async function ensureDovecot(): Promise<{ dovecot: string; doveadm: string }> {
+  let dovecot = findBinary('dovecot');
+  let doveadm = findBinary('doveadm');
+  if (dovecot && doveadm && existsSync('/usr/lib/dovecot/lmtp')) return { dovecot, doveadm };
+  const isRoot = process.getuid?.() === 0;
+  if (isRoot && existsSync('/usr/bin/apt-get')) {
+    process.stderr.write('[test harness] dovecot not found: running apt-get install -y dovecot-imapd dovecot-lmtpd\n');
+    const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+    await run('apt-get', ['update'], { env, maxBuffer: 64 << 20 });
+    await run('apt-get', ['install', '-y', 'dovecot-imapd', 'dovecot-lmtpd'], { env, maxBuffer: 64 << 20 });
+    dovecot = findBinary('dovecot');
+    doveadm = findBinary('doveadm');
+    if (dovecot && doveadm) return { dovecot, doveadm };
+  }
+  throw new Error(
+    'Dovecot 2.3 is needed for these tests but was not found. Install the packages "dovecot-imapd" and ' +
+      '"dovecot-lmtpd" (Debian/Ubuntu: apt-get install dovecot-imapd dovecot-lmtpd) and run the tests as root.',
+  );
+}
+
+/** Wait until the wall-clock second changes (+ a little), see writeUser. */
+async function waitNextSecond(): Promise<void> {
+  await new Promise((r) => setTimeout(r, 1000 - (Date.now() % 1000) + 20));
+}
+
+function passwdLine(user: string, pass: string): string {
+  if (/[:\s/]/.test(user) || user.startsWith('.') || /[:\n\r]/.test(pass)) throw new Error(`user/password not representable in passwd-file: ${user}`);
+  return `${user}:{PLAIN}${pass}\n`;
+}
+
+function renderConfig(o: {
+  dir: string; instance: string; ssl: boolean; imap: number; imaps: number; lmtp: number; oauthPort: number;
+  maxUserIp: number; extra: string;
+}): string {
+  const d = o.dir;
+  return `# generated by test/harness/dovecot.ts
+instance_name = ${o.instance}
+base_dir = ${d}/run
+state_dir = ${d}/state
+listen = 127.0.0.1
+protocols = imap lmtp
+log_path = ${d}/dovecot.log
+ssl = ${o.ssl ? 'yes' : 'no'}
+ssl_cert = <${d}/tls/server.crt
+ssl_key = <${d}/tls/server.key
+disable_plaintext_auth = no
+auth_mechanisms = plain login xoauth2 oauthbearer
+auth_failure_delay = 0
+mail_location = maildir:${d}/mail/%u
+default_internal_user = dovecot
+default_internal_group = dovecot
+default_login_user = dovenull
+first_valid_uid = 1
+default_process_limit = 1000
+default_client_limit = 5000
+protocol imap {
+  mail_max_userip_connections = ${o.maxUserIp}
+}
+passdb {
+  driver = passwd-file
+  mechanisms = plain login
+  args = scheme=PLAIN username_format=%u ${d}/etc/users/%u
+}
+passdb {
+  driver = oauth2
+  mechanisms = xoauth2 oauthbearer
+  args = ${d}/etc/dovecot-oauth2.conf.ext
+}
+userdb {
+  driver = static
+  args = uid=nobody gid=nogroup home=${d}/mail/%u allow_all_users=yes
+}
+namespace inbox {
+  inbox = yes
+  separator = /
+  mailbox Sent {
+    special_use = \\Sent
+    auto = create
+  }
+  mailbox Trash {
+    special_use = \\Trash
+    auto = create
+  }
+}
+service imap-login {
+  inet_listener imap {
+    port = ${o.imap}
+  }
+${o.ssl ? `  inet_listener imaps {\n    port = ${o.imaps}\n    ssl = yes\n  }\n` : ''}  service_count = 0
+  process_min_avail = 1
+  process_limit = 8
+  client_limit = 1000
+}
+service imap {
+  process_limit = 1000
+}
+service lmtp {
+  inet_listener lmtp {
+    port = ${o.lmtp}
+  }
+}
+service anvil {
+  client_limit = 5000
+  # no anvil-auth-penalty socket = no per-IP auth penalty (2 s, 4 s, … after failed logins from 127.0.0.1)
+  unix_listener anvil-auth-penalty {
+    mode = 0
+  }
+}
+service auth {
+  client_limit = 5000
+}
+${o.extra}
+`;
+}
+
+async function waitForGreeting(port: number, child: ChildProcess, deadline: number): Promise<void> {
+  for (;;) {
+    if (child.exitCode !== null || child.signalCode !== null) throw new Error('dovecot exited during startup');
+    const ok = await new Promise<boolean>((resolve) => {
+      const s = net.connect(port, '127.0.0.1');
+      let buf = '';
+      const done = (v: boolean) => { s.destroy(); resolve(v); };
+      s.setTimeout(500, () => done(false));
+      s.on('data', (c) => { buf += c.toString(); if (buf.includes('\r\n')) done(buf.startsWith('* OK')); });
+      s.on('error', () => done(false));
+    });
+    if (ok) return;
+    if (Date.now() > deadline) throw new Error(`dovecot did not greet on port ${port} in time`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+function waitExit(child: ChildProcess, ms: number): Promise<boolean> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(true);
+  return new Promise((resolve) => {
+    const t = setTimeout(() => resolve(false), ms);
+    child.once('exit', () => { clearTimeout(t); resolve(true); });
+  });
+}
+
+export async function startDovecot(opts: DovecotOptions = {}): Promise<Dovecot> {
+  if (process.getuid?.() !== 0) throw new Error('startDovecot() runs a private Dovecot as root; run the tests as root');
+  const bins = await ensureDovecot();
+  const ssl = opts.starttls !== false;
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'mailctl-dv-'));
+  await chmod(dir, 0o755);
+  for (const sub of ['etc', 'tls', 'mail']) await mkdir(path.join(dir, sub), { mode: 0o755 });
+  await chown(path.join(dir, 'mail'), 65534, 65534).catch(async () => {
+    await run('chown', ['nobody:nogroup', path.join(dir, 'mail')]);
+  });
+
+  const ca = opts.ca ?? (await createTestCa(path.join(dir, 'tls', 'ca')));
+  const cert = opts.cert === 'self-signed'
+    ? await createSelfSignedCert(path.join(dir, 'tls', 'self'))
+    : await ca.issue(`dovecot-${path.basename(dir)}`);
+  await writeFile(path.join(dir, 'tls', 'server.crt'), cert.certPem);
+  await writeFile(path.join(dir, 'tls', 'server.key'), cert.keyPem, { mode: 0o600 });
+
+  // One passwd-file per user (path has %u): Dovecot re-stat()s a passwd-file at most once per second, so a
+  // user added to one shared file right after a lookup would stay unknown for up to 1 s; a new file is read at once.
+  const usersDir = path.join(dir, 'etc', 'users');
+  await mkdir(usersDir, { mode: 0o755 });
+  const users = new Map<string, string>();
+  const writeUser = async (user: string, pass: string) => {
+    const file = path.join(usersDir, user);
+    if (users.has(user)) await waitNextSecond(); // same file rewritten: make sure the next stat() sees it
+    users.set(user, pass);
+    await writeFile(`${file}.tmp`, passwdLine(user, pass), { mode: 0o644 });
+    await rename(`${file}.tmp`, file);
+  };
+  for (const [u, p] of Object.entries(opts.users ?? {})) await writeUser(u, p);
+
+  const oauth = await startOAuthServer();
+  await writeFile(path.join(dir, 'etc', 'dovecot-oauth2.conf.ext'),
+    `introspection_mode = post\nintrospection_url = ${oauth.introspectionUrl}\nforce_introspection = yes\n` +
+      `username_attribute = username\nactive_attribute = active\nactive_value = true\n`, { mode: 0o644 });
+
+  const configFile = path.join(dir, 'etc', 'dovecot.conf');
+  const logFile = path.join(dir, 'dovecot.log');
+  const instance = `mailctl-test-${path.basename(dir).slice('mailctl-dv-'.length)}`;
+  let child: ChildProcess | undefined;
+  let ports = { imap: 0, imaps: 0, lmtp: 0 };
+  let stderr = '';
+  // A port found free can be taken by someone else before Dovecot binds it: retry with new ports.
+  for (let attempt = 1; ; attempt++) {
+    const [imap, imaps, lmtp] = (await freePorts(3)) as [number, number, number];
+    ports = { imap, imaps: ssl ? imaps : 0, lmtp };
+    await writeFile(configFile, renderConfig({ dir, instance, ssl, ...ports, imaps, oauthPort: oauth.port,
+      maxUserIp: opts.maxUserIpConnections ?? 1000, extra: opts.extraConfig ?? '' }));
+    // setpriv --pdeathsig: the master gets SIGTERM if this test process dies without cleaning up.
+    const setpriv = findBinary('setpriv');
+    const [cmd, args] = setpriv
+      ? [setpriv, ['--pdeathsig', 'SIGTERM', bins.dovecot, '-F', '-c', configFile]]
+      : [bins.dovecot, ['-F', '-c', configFile]];
+    stderr = '';
+    const c = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    c.stderr?.on('data', (b: Buffer) => { stderr += b.toString(); });
+    live.add(c);
+    installExitHook();
+    c.once('exit', () => live.delete(c));
+    try {
+      await waitForGreeting(imap, c, Date.now() + 10_000);
+      child = c;
+      break;
+    } catch (err) {
+      c.kill('SIGKILL');
+      await waitExit(c, 2000);
+      const log = await readFile(logFile, 'utf8').catch(() => '');
+      if (attempt < 3 && /Address already in use/.test(stderr + log)) continue;
+      await oauth.close();
+      throw new Error(`could not start dovecot (${(err as Error).message}) in ${dir}\n${stderr}\n${log.slice(-3000)}`);
+    }
+  }
+
+  const doveadm = async (args: string[]): Promise<string> => {
+    try {
+      const { stdout } = await run(bins.doveadm, ['-c', configFile, ...args], { maxBuffer: 64 << 20 });
+      return stdout;
+    } catch (err) {
+      const e = err as { stderr?: string; message: string };
+      throw new Error(`doveadm ${args.join(' ')} failed: ${e.stderr?.trim() || e.message}`);
+    }
+  };
+
+  const lmtp = nodemailer.createTransport({ host: '127.0.0.1', port: ports.lmtp, lmtp: true, ignoreTLS: true,
+    secure: false, connectionTimeout: 5000, greetingTimeout: 5000, socketTimeout: 10000, logger: false });
+
+  let stopped = false;
+  const master = child;
+  return {
+    host: '127.0.0.1',
+    ports,
+    caFile: ca.caFile,
+    caPem: ca.caPem,
+    ca,
+    dir,
+    configFile,
+    logFile,
+    oauthUrl: oauth.tokenUrl,
+    oauth,
+    pid: master.pid ?? 0,
+    addUser: writeUser,
+    setAccessToken: (token, user) => oauth.setAccessToken(token, user),
+    setRefreshToken: (token, user) => oauth.setRefreshToken(token, user),
+    async createFolder(user, folder) {
+      await doveadm(['mailbox', 'create', '-u', user, folder]);
+    },
+    async deliver(to, raw, from = 'sender@example.org') {
+      const rcpts = Array.isArray(to) ? to : [to];
+      const info = await lmtp.sendMail({ envelope: { from, to: rcpts }, raw });
+      if (info.rejected.length) throw new Error(`LMTP rejected ${info.rejected.join(', ')}: ${info.response}`);
+    },
+    async listMessages(user, folder = 'INBOX') {
+      const out = await doveadm(['-f', 'tab', 'fetch', '-u', user, 'uid flags size.physical hdr.message-id',
+        'mailbox', folder, 'all']);
+      return out.split('\n').slice(1).filter((l) => l.trim() !== '').map((line) => {
+        const [uid = '', flags = '', size = '', mid = ''] = line.split('\t');
+        return { uid: Number(uid), flags: flags.split(' ').filter(Boolean), size: Number(size),
+          messageId: mid.trim() || null };
+      });
+    },
+    doveadm,
+    log: () => readFile(logFile, 'utf8').catch(() => ''),
+    async stop() {
+      if (stopped) return;
+      stopped = true;
+      lmtp.close();
+      master.kill('SIGTERM');
+      if (!(await waitExit(master, 5000))) {
+        master.kill('SIGKILL');
+        await waitExit(master, 2000);
+      }
+      await oauth.close();
+      if (!opts.keepDir && process.env.MAILCTL_KEEP_DOVECOT !== '1') await rm(dir, { recursive: true, force: true });
+    },
+  };
+}

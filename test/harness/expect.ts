@@ -1,0 +1,19 @@
+import * as assert from 'uvu/assert';
+import { MailError, type FailureClass } from '../../src/adapters/connection.js';
+
+/** Await `p`, assert it rejects with a MailError of class `cls` (and `code`), push it to `sink`, return it. */
+export async function expectMailError(p: Promise<unknown>, cls: FailureClass, code?: string, sink?: MailError[]): Promise<MailError> {
+  let failure: unknown;
+  try {
+    await p;
+  } catch (err) {
+    failure = err;
+  }
+  if (failure === undefined) assert.unreachable(`expected a ${cls} failure, got success`);
+  assert.instance(failure, MailError);
+  const e = failure as MailError;
+  sink?.push(e);
+  assert.is(e.failureClass, cls, `class of: ${e.message}`);
+  if (code) assert.is(e.code, code, `code of: ${e.message}`);
+  return e;
+}

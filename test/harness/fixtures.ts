@@ -1,0 +1,58 @@
+/** YAML builders for tests: realistic server and flow documents with only the fields a test cares about changed. */
+
+export interface ServerFixture {
+  shortName: string;
+  user: string;
+  port: number;
+  host?: string;
+  tls?: boolean;
+  allowPlaintext?: boolean;
+  caFile?: string;
+  password: string;
+  name?: string;
+  enabled?: boolean;
+  folder?: string;
+  storageFolder?: string;
+  flow?: string;
+  pollSchedule?: string;
+  extra?: string;
+}
+
+function common(type: 'imap' | 'smtp', f: ServerFixture): string {
+  return [
+    'kind: EmailServer',
+    `type: ${type}`,
+    `name: ${JSON.stringify(f.name ?? `${type} ${f.shortName}`)}`,
+    `shortName: ${f.shortName}`,
+    `host: ${f.host ?? 'localhost'}`,
+    `port: ${f.port}`,
+    `tls: ${f.tls ?? false}`,
+    ...(f.allowPlaintext ? ['allowPlaintext: true'] : []),
+    ...(f.caFile ? [`tlsCaFile: ${f.caFile}`] : []),
+    'auth:',
+    '  type: basic',
+    `  user: ${f.user}`,
+    `  password: "${f.password}"`,
+    ...(f.enabled === false ? ['enabled: false'] : []),
+    ...(f.extra ? [f.extra] : []),
+  ].join('\n');
+}
+
+export function imapYaml(f: ServerFixture): string {
+  return [
+    common('imap', f),
+    `flow: ${f.flow ?? 'main'}`,
+    ...(f.folder ? [`folder: ${f.folder}`] : []),
+    ...(f.storageFolder ? [`storageFolder: ${f.storageFolder}`] : []),
+    ...(f.pollSchedule ? [`pollSchedule: "${f.pollSchedule}"`] : []),
+    '',
+  ].join('\n');
+}
+
+export function smtpYaml(f: ServerFixture): string {
+  return `${common('smtp', f)}\n`;
+}
+
+export function flowYaml(name = 'main', directory = 'queues'): string {
+  return ['kind: EmailFlow', `name: ${name}`, 'routes:', '  - queue: billing', '    when:', '      subject: "*invoice*"', '  - queue: general', 'deliver:', `  directory: ${directory}`, ''].join('\n');
+}

@@ -1,0 +1,155 @@
+/**
+ * Runs the real `mailctl` binary (bin/mailctl.js → dist/, built by `npm test`) as separate processes: the daemon in
+ * the background and one-shot commands, each with its own state, secrets and config folders.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const BIN = fileURLToPath(new URL('../../bin/mailctl.js', import.meta.url));
+
+export interface CliResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** A scratch workspace: `servers.d/`, `state/`, `secrets/`. */
+export interface Workspace {
+  root: string;
+  dir: string;
+  stateDir: string;
+  secretsDir: string;
+  env: NodeJS.ProcessEnv;
+  writeServer(name: string, yaml: string): Promise<void>;
+  removeServer(name: string): Promise<void>;
+  writeSecret(name: string, value: string): Promise<string>;
+  cleanup(): Promise<void>;
+}
+
+export async function createWorkspace(): Promise<Workspace> {
+  const root = await mkdtemp(path.join(tmpdir(), 'mailctl-ws-'));
+  const dir = path.join(root, 'servers.d');
+  const stateDir = path.join(root, 'state');
+  const secretsDir = path.join(root, 'secrets');
+  await mkdir(dir);
+  await mkdir(secretsDir);
+  return {
+    root,
+    dir,
+    stateDir,
+    secretsDir,
+    env: { ...process.env, NO_COLOR: '1', MAILCTL_STATE_DIR: stateDir, MAILCTL_SERVER: '', MAILCTL_TOKEN: '' },
+    writeServer: (name, yaml) => writeFile(path.join(dir, name), yaml),
+    removeServer: (name) => rm(path.join(dir, name), { force: true }),
+    async writeSecret(name, value) {
+      const file = path.join(secretsDir, name);
+      await writeFile(file, value, { mode: 0o600 });
+      return file;
+    },
+    cleanup: () => rm(root, { recursive: true, force: true }),
+  };
+}
+
+export function cli(args: string[], env: NodeJS.ProcessEnv, cwd?: string): Promise<CliResult> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [BIN, ...args], { env, cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
+  });
+}
+
+export interface DaemonProcess {
+  child: ChildProcess;
+  url: string;
+  token: string;
+  /** Everything the daemon printed so far (JSON log lines and messages). */
+  output(): string;
+  api(method: 'GET' | 'POST', route: string, body?: unknown, token?: string | null): Promise<{ status: number; body: any }>;
+  /** Sends a signal and waits for the exit; returns the exit code and how long it took. */
+  stop(signal?: NodeJS.Signals): Promise<{ code: number | null; ms: number }>;
+  kill(): Promise<void>;
+}
+
+const running = new Set<ChildProcess>();
+process.on('exit', () => running.forEach((c) => c.kill('SIGKILL')));
+
+export async function startDaemon(ws: Workspace, extraArgs: string[] = [], env: NodeJS.ProcessEnv = {}): Promise<DaemonProcess> {
+  const args = ['run', '--dir', ws.dir, '--state-dir', ws.stateDir, '--secrets-dir', ws.secretsDir, '--listen', '127.0.0.1:0', ...extraArgs];
+  const child = spawn(process.execPath, [BIN, ...args], { env: { ...ws.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  running.add(child);
+  let text = '';
+  child.stdout!.on('data', (d) => (text += d));
+  child.stderr!.on('data', (d) => (text += d));
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => (running.delete(child), resolve(code))));
+  const url = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`daemon did not start:\n${text}`)), 30_000);
+    const check = () => {
+      const m = /listening on (http:\/\/\S+)/.exec(text);
+      if (m) {
+        clearTimeout(timer);
+        resolve(m[1]!);
+      }
+    };
+    child.stdout!.on('data', check);
+    child.stderr!.on('data', check);
+    void exited.then((code) => {
+      clearTimeout(timer);
+      reject(new Error(`daemon exited with ${code} before listening:\n${text}`));
+    });
+  });
+  const token = (await readFile(path.join(ws.stateDir, 'api-token'), 'utf8')).trim();
+  return {
+    child,
+    url,
+    token,
+    output: () => text,
+    async api(method, route, body, tokenOverride) {
+      const auth = tokenOverride === null ? undefined : (tokenOverride ?? token);
+      const res = await fetch(`${url}${route}`, {
+        method,
+        headers: { ...(auth && { authorization: `Bearer ${auth}` }), ...(body !== undefined && { 'content-type': 'application/json' }) },
+        ...(body !== undefined && { body: JSON.stringify(body) }),
+      });
+      const raw = await res.text();
+      let parsed: unknown = raw;
+      try {
+        parsed = JSON.parse(raw);
+      } catch {
+        /* text answer */
+      }
+      return { status: res.status, body: parsed };
+    },
+    async stop(signal = 'SIGTERM') {
+      const started = Date.now();
+      child.kill(signal);
+      const code = await exited;
+      return { code, ms: Date.now() - started };
+    },
+    async kill() {
+      child.kill('SIGKILL');
+      await exited;
+    },
+  };
+}
+
+/** Polls `check` until it returns a truthy value or the time is up. */
+export async function eventually<T>(check: () => Promise<T | undefined | null | false> | T | undefined | null | false, timeoutMs = 20_000, what = 'condition'): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const value = await check();
+      if (value) return value;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
