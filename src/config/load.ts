@@ -1,3 +1,5 @@
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
 import type { EmailFlow, EmailServer } from '../generated/mailctl.js';
 import { sortDiagnostics, type Diagnostic } from './diagnostics.js';
 import { readConfigFolder, type SourceFile } from './files.js';
@@ -88,4 +90,22 @@ function identityHint(value: Record<string, unknown>): string | null {
 export async function loadConfig(dir: string): Promise<LoadedConfig> {
   const folder = await readConfigFolder(dir);
   return loadSources(folder.files, folder.diagnostics);
+}
+
+/**
+ * Loads the daemon's `--system-smtp` file: exactly one SMTP EmailServer kept outside the folder, used for template
+ * emails when no server has `role: template`.
+ */
+export async function loadSystemSmtp(file: string): Promise<{ server: LoadedServer | null; diagnostics: Diagnostic[] }> {
+  const bytes = await readFile(file).catch(() => null);
+  if (bytes === null) {
+    return { server: null, diagnostics: [{ file, line: 1, column: 1, severity: 'error', code: 'file-unreadable', message: `cannot read ${file}`, resource: null }] };
+  }
+  const config = loadSources([{ displayPath: file, relativePath: path.basename(file), bytes }]);
+  const errors = config.diagnostics.filter((d) => d.severity === 'error');
+  const smtp = config.servers.filter((s) => s.spec.type === 'smtp');
+  if (errors.length === 0 && (smtp.length !== 1 || config.servers.length !== 1 || config.flows.length > 0)) {
+    errors.push({ file, line: 1, column: 1, severity: 'error', code: 'system-smtp-invalid', message: `${file} must hold exactly one EmailServer of type smtp`, resource: null });
+  }
+  return { server: errors.length ? null : smtp[0]!, diagnostics: errors };
 }

@@ -101,9 +101,14 @@ export function describeTarget(t: Omit<CredentialBinding, 'boundBy'>): string {
 /** Secret references that an enabled server would send to a target they are not bound to. */
 function findRebinds(id: string, spec: ServerSpec, bindings: ObservedState['bindings']): Rebind[] {
   if (!spec.enabled) return [];
+  const seen = new Set<string>();
   return secretTargets(spec).flatMap(({ reference, target }) => {
     const bound = bindings[reference] ?? [];
     if (bound.length === 0 || bound.some((b) => sameTarget(b, target))) return [];
+    // One entry per reference and target: clientSecret and refreshToken may share a reference.
+    const key = `${reference}\u0000${canonicalJson(target)}`;
+    if (seen.has(key)) return [];
+    seen.add(key);
     return [{ reference, from: bound.find((b) => b.boundBy === id) ?? bound[0]!, to: target }];
   });
 }
@@ -205,7 +210,9 @@ export function nextBindings(
   for (const [id, server] of Object.entries(servers).sort(([a], [b]) => (a < b ? -1 : 1))) {
     for (const { reference, target } of secretTargets(server.config.spec)) {
       const known = previous[reference]?.find((b) => sameTarget(b, target));
-      if (!known && !appliedNow.has(id)) continue;
+      // A disabled server keeps the bindings it had but adds none: it sends nothing and its plan never checks for a
+      // rebind, so binding its targets would let it be enabled later (a `start`) against a target nobody approved.
+      if (!known && (!appliedNow.has(id) || !server.config.spec.enabled)) continue;
       const list = (next[reference] ??= []);
       if (!list.some((b) => sameTarget(b, target))) list.push(known ?? { ...target, boundBy: id });
     }

@@ -2,6 +2,7 @@ import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { pino, type Logger } from 'pino';
 import { SecretResolver } from '../apply/secrets.js';
+import type { LoadedServer } from '../config/model.js';
 import { stateDigest } from '../plan/compute.js';
 import { PLAN_FORMAT_VERSION } from '../plan/model.js';
 import { createApiServer, type Route } from './http.js';
@@ -23,6 +24,8 @@ export interface DaemonOptions {
   secretEnvPrefix: string;
   logLevel: string;
   env: NodeJS.ProcessEnv;
+  /** `--system-smtp`: the SMTP server for template emails when no server has `role: template`. */
+  systemSmtp?: LoadedServer | null;
 }
 
 /** SIGTERM must finish within Kubernetes' default 30 s grace period. */
@@ -58,7 +61,7 @@ export async function startDaemon(options: DaemonOptions, log: Logger = pino({ l
   let draining = false;
 
   const status = () =>
-    buildStatus({ dir, ready, draining, applied: reconciler.state, loops: supervisor.statuses(), pendingApproval: reconciler.pendingApproval, last: reconciler.last });
+    buildStatus({ systemSmtp: options.systemSmtp?.id ?? null, dir, ready, draining, applied: reconciler.state, loops: supervisor.statuses(), pendingApproval: reconciler.pendingApproval, last: reconciler.last });
   const checks = () => ({ 'config-loaded': ready || reconciler.last !== null, 'first-reconcile': ready, 'not-draining': !draining });
 
   const routes: Route[] = [

@@ -22,6 +22,8 @@ export interface ServerStatus {
 
 export interface DaemonStatus {
   dir: string;
+  /** Identity of the `--system-smtp` server, if one is configured. */
+  systemSmtp: string | null;
   ready: boolean;
   draining: boolean;
   revision: string | null;
@@ -31,6 +33,7 @@ export interface DaemonStatus {
 
 /** Joins what was applied with what the loops report now. */
 export function buildStatus(input: {
+  systemSmtp: string | null;
   dir: string;
   ready: boolean;
   draining: boolean;
@@ -68,5 +71,5 @@ export function buildStatus(input: {
     }
   }
   const last = input.last && { at: input.last.at, outcome: input.last.outcome, message: input.last.message, diagnostics: input.last.diagnostics };
-  return { dir: input.dir, ready: input.ready, draining: input.draining, revision: input.applied.revision ?? null, lastReconcile: last, servers };
+  return { dir: input.dir, systemSmtp: input.systemSmtp, ready: input.ready, draining: input.draining, revision: input.applied.revision ?? null, lastReconcile: last, servers };
 }

@@ -81,11 +81,8 @@ deliver:
 async function appliedState(): Promise<ObservedState> {
   const config = await loadConfig(dir);
   const desired = desiredState(config.servers, config.flows);
-  return {
-    servers: Object.fromEntries(Object.entries(desired.servers).map(([id, c]) => [id, { config: c, status: 'active' as const }])),
-    bindings: nextBindings({}, config.servers),
-    revision: null,
-  };
+  const servers: ObservedState['servers'] = Object.fromEntries(Object.entries(desired.servers).map(([id, c]) => [id, { config: c, status: 'active' as const }]));
+  return { servers, bindings: nextBindings({}, servers, new Set(Object.keys(servers))), revision: null };
 }
 
 test.before(async () => {
@@ -356,7 +353,7 @@ test('GITHUB_STEP_SUMMARY: the plan is appended as Markdown (earlier content kep
 test('--format github (and GITHUB_ACTIONS=true): the text plan plus annotations for rebinds', async () => {
   const state = await appliedState();
   state.servers['imap/support']!.config.spec.host = 'imap-old.example.com';
-  state.bindings['${env:SUPPORT_PASSWORD}'] = { host: 'imap-old.example.com', port: 993, tls: true, allowPlaintext: false, boundBy: 'imap/support' };
+  state.bindings['${env:SUPPORT_PASSWORD}'] = [{ host: 'imap-old.example.com', port: 993, tls: true, allowPlaintext: false, boundBy: 'imap/support' }];
   const file = path.join(root, 'state-rebind.json');
   await writeFile(file, serializeStateFile(state));
   const r = await run(['plan', '--dir', dir, '--state', file], { GITHUB_ACTIONS: 'true' });

@@ -63,7 +63,7 @@ function running(specs: ServerSpec[], options: { disabled?: string[]; bindings?:
     const status = !spec.enabled || options.disabled?.includes(id) ? 'disabled' : 'active';
     servers[id] = { config: config(spec), status };
   }
-  const bindings = options.bindings === false ? {} : nextBindings({}, specs.map((spec) => ({ id: serverId(spec), spec })));
+  const bindings = options.bindings === false ? {} : nextBindings({}, servers, new Set(Object.keys(servers)));
   return { servers, bindings, revision: null };
 }
 
@@ -145,7 +145,7 @@ test('update in place: the content of the flow changed (same flow name)', () => 
 test('update in place: a rename does not look at credential bindings', () => {
   // The reference is bound to another server's target; a change that does not reconnect sends nothing new.
   const observed = running([imap('support')]);
-  observed.bindings['${env:SUPPORT_PASSWORD}'] = { ...observed.bindings['${env:SUPPORT_PASSWORD}']!, host: 'elsewhere.example.com' };
+  observed.bindings['${env:SUPPORT_PASSWORD}'] = [{ ...observed.bindings['${env:SUPPORT_PASSWORD}']![0]!, host: 'elsewhere.example.com' }];
   const plan = computePlan({ desired: desired(imap('support', { name: 'Renamed' })), observed });
   assert.is(only(plan.changes).action, 'update');
 });
@@ -373,6 +373,39 @@ test('rebind: an OAuth2 token URL change rebinds the client secret and refresh t
   assert.is(change.action, 'rebind');
   assert.equal(change.restartFields, ['auth.oauth2.tokenUrl']);
   assert.equal(change.rebinds.map((r) => [r.reference, r.to.tokenUrl]), [['${env:OAUTH_SECRET}', 'https://login.evil.example.net/token']]);
+});
+
+test('rebind: none for an IMAP and an SMTP server sharing one password on their two hosts', () => {
+  const shared = { type: 'basic' as const, user: 'support@example.com', password: '${env:SUPPORT_PASSWORD}' };
+  const observed = running([imap('support', { auth: shared }), smtp('support', { auth: shared })]);
+  assert.is(observed.bindings['${env:SUPPORT_PASSWORD}']!.length, 2);
+  const plan = computePlan({ desired: desired(imap('support', { auth: shared, folder: 'Support' }), smtp('support', { auth: shared, port: 587, tls: false })), observed });
+  assert.equal(plan.changes.map((c) => [c.id, c.action]), [['imap/support', 'restart'], ['smtp/support', 'rebind']]);
+});
+
+test('bindings: a disabled server binds nothing, so enabling it later against a new host is a rebind', () => {
+  const observed = running([imap('support')]);
+  const sneaky = smtp('sneaky', { enabled: false, host: 'smtp.evil.example.net', auth: { type: 'basic', user: 'x@example.com', password: '${env:SUPPORT_PASSWORD}' } });
+  const first = computePlan({ desired: desired(imap('support'), sneaky), observed });
+  assert.equal(first.changes.map((c) => [c.id, c.action]), [['smtp/sneaky', 'create']]);
+  // Apply it: the disabled server is recorded, its target is not bound.
+  const servers = { ...observed.servers, 'smtp/sneaky': { config: config(sneaky), status: 'disabled' as const } };
+  const applied: ObservedState = { servers, bindings: nextBindings(observed.bindings, servers, new Set(['smtp/sneaky'])) };
+  assert.equal(applied.bindings['${env:SUPPORT_PASSWORD}']!.map((b) => b.host), ['imap.example.com']);
+  const second = computePlan({ desired: desired(imap('support'), { ...sneaky, enabled: true }), observed: applied });
+  const change = only(second.changes);
+  assert.is(change.action, 'rebind');
+  assert.is(change.thenAction, 'start');
+});
+
+test('bindings: a server stopped with enabled: false keeps its binding, so re-enabling it elsewhere is a rebind', () => {
+  const observed = running([imap('support')]);
+  const stopped = imap('support', { enabled: false });
+  const servers = { 'imap/support': { config: config(stopped), status: 'disabled' as const } };
+  const applied: ObservedState = { servers, bindings: nextBindings(observed.bindings, servers, new Set(['imap/support'])) };
+  assert.equal(applied.bindings, observed.bindings);
+  const plan = computePlan({ desired: desired(imap('support', { host: 'evil.example.net' })), observed: applied });
+  assert.is(only(plan.changes).action, 'rebind');
 });
 
 // ---- no-op, ordering, digests ---------------------------------------------------------------------------------------

@@ -101,11 +101,8 @@ function fixture(): { desired: DesiredState; observed: ObservedState; approvals:
     [imap('billing', { auth: { type: 'basic', user: 'billing@example.com', password: '${env:BILLING_PASSWORD}' } }), 'active'], // approved rebind
     [smtp('noreply', { role: 'template', auth: { type: 'basic', user: 'noreply@example.com', password: '${file:/run/secrets/noreply}' } }), 'active'], // no-op
   ];
-  const observed: ObservedState = {
-    servers: Object.fromEntries(running.map(([spec, status]) => [serverId(spec), { config: config(spec), status }])),
-    bindings: nextBindings({}, running.filter(([, s]) => s === 'active').map(([spec]) => ({ id: serverId(spec), spec }))),
-    revision: 'abc1234',
-  };
+  const servers: ObservedState['servers'] = Object.fromEntries(running.map(([spec, status]) => [serverId(spec), { config: config(spec), status }]));
+  const observed: ObservedState = { servers, bindings: nextBindings({}, servers, new Set(Object.keys(servers))), revision: 'abc1234' };
   const wanted: ServerConfig[] = [
     config(imap('new-inbox', { description: 'Created by the plan' })), // create
     config(smtp('parked', { enabled: false, auth: { type: 'basic', user: 'parked@example.com', password: '${env:PARKED_PASSWORD}' } })), // create, disabled

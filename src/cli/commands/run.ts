@@ -1,4 +1,6 @@
 import path from 'node:path';
+import { loadSystemSmtp } from '../../config/load.js';
+import { renderDiagnosticsText } from '../render/diagnostics.js';
 import { LockHeldError } from '../../runtime/state-store.js';
 import { isLoopback, startDaemon } from '../../runtime/daemon.js';
 import { stateDirFrom } from '../../runtime/paths.js';
@@ -42,6 +44,16 @@ export const runCommand: Command = {
     const listen = parseListen(stringOption(values, 'listen') ?? DEFAULT_LISTEN, values['allow-remote'] === true);
     const logLevel = stringOption(values, 'log-level') ?? 'info';
     if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(logLevel)) throw new UserError(`--log-level must be one of fatal, error, warn, info, debug, trace, silent`);
+    const systemSmtpFile = stringOption(values, 'system-smtp');
+    let systemSmtp = null;
+    if (systemSmtpFile) {
+      const loaded = await loadSystemSmtp(systemSmtpFile);
+      if (!loaded.server) {
+        renderDiagnosticsText(output, loaded.diagnostics);
+        throw new UserError(`--system-smtp ${systemSmtpFile} is not a valid smtp server`);
+      }
+      systemSmtp = loaded.server;
+    }
     let daemon;
     try {
       daemon = await startDaemon({
@@ -56,6 +68,7 @@ export const runCommand: Command = {
         secretEnvPrefix: stringOption(values, 'secret-env-prefix') ?? 'MAILCTL_SECRET_',
         logLevel,
         env: io.env,
+        systemSmtp,
       });
     } catch (err) {
       if (err instanceof LockHeldError) throw new UserError(err.message, EXIT.error, 'lock-held');
