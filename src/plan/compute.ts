@@ -198,23 +198,22 @@ export function summarize(changes: readonly ServerChange[]): PlanSummary {
 }
 
 /**
- * The credential bindings after an apply: the targets of servers applied in this round are bound; earlier targets
- * stay bound while some server in the new state still uses them, and are forgotten otherwise.
+ * The credential bindings after an apply: every earlier binding is kept (also after its server is deleted, so a later
+ * server cannot reuse the reference elsewhere unnoticed), and the targets of servers applied in this round are added.
  */
 export function nextBindings(
   previous: ObservedState['bindings'],
   servers: ObservedState['servers'],
   appliedNow: ReadonlySet<string>,
 ): ObservedState['bindings'] {
-  const next: ObservedState['bindings'] = {};
+  const next: ObservedState['bindings'] = Object.fromEntries(Object.entries(previous).map(([ref, list]) => [ref, [...list]]));
   for (const [id, server] of Object.entries(servers).sort(([a], [b]) => (a < b ? -1 : 1))) {
+    // A disabled server adds no binding: it sends nothing and its plan never checks for a rebind, so binding its
+    // targets would let it be enabled later (a `start`) against a target nobody approved.
+    if (!appliedNow.has(id) || !server.config.spec.enabled) continue;
     for (const { reference, target } of secretTargets(server.config.spec)) {
-      const known = previous[reference]?.find((b) => sameTarget(b, target));
-      // A disabled server keeps the bindings it had but adds none: it sends nothing and its plan never checks for a
-      // rebind, so binding its targets would let it be enabled later (a `start`) against a target nobody approved.
-      if (!known && (!appliedNow.has(id) || !server.config.spec.enabled)) continue;
       const list = (next[reference] ??= []);
-      if (!list.some((b) => sameTarget(b, target))) list.push(known ?? { ...target, boundBy: id });
+      if (!list.some((b) => sameTarget(b, target))) list.push({ ...target, boundBy: id });
     }
   }
   return next;

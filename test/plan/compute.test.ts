@@ -408,6 +408,16 @@ test('bindings: a server stopped with enabled: false keeps its binding, so re-en
   assert.is(only(plan.changes).action, 'rebind');
 });
 
+test('bindings outlive a deleted server: a new server reusing its reference on another host is a rebind', () => {
+  const observed = running([imap('support')]);
+  const afterDelete: ObservedState = { servers: {}, bindings: nextBindings(observed.bindings, {}, new Set()) };
+  assert.equal(afterDelete.bindings, observed.bindings);
+  const reuse = imap('helpdesk', { host: 'imap.evil.example.net', auth: { type: 'basic', user: 'x@example.com', password: '${env:SUPPORT_PASSWORD}' } });
+  const change = only(computePlan({ desired: desired(reuse), observed: afterDelete }).changes);
+  assert.is(change.action, 'rebind');
+  assert.is(change.thenAction, 'create');
+});
+
 // ---- no-op, ordering, digests ---------------------------------------------------------------------------------------
 
 test('no-op: the folder matches the running state', () => {

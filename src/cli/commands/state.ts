@@ -8,7 +8,8 @@ import { EXIT, UserError } from '../errors.js';
 export async function fetchObservedState(client: DaemonClient): Promise<ObservedState> {
   const { status, body } = await client.request<unknown>('GET', '/v1/state', undefined, 30_000);
   if (status !== 200) {
-    const message = (body as { error?: { message?: unknown } } | null)?.error?.message;
+    const error = (body as { error?: unknown } | null)?.error;
+    const message = typeof error === 'string' ? error : (error as { message?: unknown } | undefined)?.message;
     const detail = typeof message === 'string' ? message : typeof body === 'string' && body ? body.slice(0, 200) : `HTTP ${status}`;
     throw new UserError(`the daemon at ${client.url} did not return its state: ${detail}`, EXIT.error, 'daemon-error');
   }

@@ -1,0 +1,118 @@
+/**
+ * The `directory` sink: for each message exactly one `<dir>/<queue>/<key>.eml` (the exact source) and `<key>.json`
+ * (metadata). Temp files are `.<key>.tmp` in the same folder; the `.eml` is renamed into place first and the `.json`
+ * last, so a `.json` marks a complete pair. A retry of the same key overwrites, never duplicates. fsyncs are grouped
+ * per batch: every file is fsynced, each queue folder once after the `.eml` renames and once after the `.json` ones.
+ */
+import { createHash } from 'node:crypto';
+import { mkdir, open, rename, rm } from 'node:fs/promises';
+import path from 'node:path';
+import { fsyncDir } from '../../adapters/durable-files.js';
+
+export interface InboundMetadata {
+  server: string;
+  folder: string;
+  uidValidity: string;
+  uid: number;
+  messageId: string | null;
+  from: string[];
+  to: string[];
+  cc: string[];
+  subject: string;
+  date: string | null;
+  queue: string;
+  receivedAt: string;
+  autoReply: boolean;
+}
+
+export interface SinkItem {
+  key: string;
+  queue: string;
+  source: Buffer;
+  metadata: InboundMetadata;
+}
+
+export type SinkResult = { key: string; ok: true } | { key: string; ok: false; error: Error };
+
+/** `<shortName>.<uidValidity>.<uid>.<first 8 hex of sha256(host \0 user \0 folder)>` */
+export function messageKey(shortName: string, uidValidity: string, uid: number, identity: { host: string; user: string; folder: string }): string {
+  return `${shortName}.${uidValidity}.${uid}.${identityHash(identity).slice(0, 8)}`;
+}
+
+export function identityHash({ host, user, folder }: { host: string; user: string; folder: string }): string {
+  return createHash('sha256').update(`${host}\0${user}\0${folder}`).digest('hex');
+}
+
+/** Queue names become folder names: refuse anything that could leave the sink folder. */
+export function safeQueueName(queue: string): string {
+  if (!queue || queue === '.' || queue === '..' || /[/\\\0]/.test(queue) || queue.startsWith('.')) throw new Error(`queue name ${JSON.stringify(queue)} is not a safe folder name`);
+  return queue;
+}
+
+async function writeDurable(file: string, data: string | Uint8Array): Promise<void> {
+  const handle = await open(file, 'w', 0o600);
+  try {
+    await handle.writeFile(data);
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+export class DirectorySink {
+  private readonly known = new Set<string>();
+
+  constructor(readonly dir: string) {}
+
+  private async queueDir(queue: string): Promise<string> {
+    const dir = path.join(this.dir, safeQueueName(queue));
+    if (!this.known.has(dir)) {
+      const created = await mkdir(dir, { recursive: true, mode: 0o750 });
+      if (created) await fsyncDir(path.dirname(dir)).catch(() => undefined);
+      this.known.add(dir);
+    }
+    return dir;
+  }
+
+  /** Delivers a batch; one item failing does not fail the others. Results are in the order of `items`. */
+  async deliverBatch(items: readonly SinkItem[]): Promise<SinkResult[]> {
+    const state = items.map((item) => ({ item, dir: '', error: null as Error | null }));
+    const fail = (s: (typeof state)[number], err: unknown) => (s.error ??= err instanceof Error ? err : new Error(String(err)));
+    const syncDirs = async () => {
+      const dirs = new Map<string, typeof state>();
+      for (const s of state) if (!s.error) dirs.set(s.dir, [...(dirs.get(s.dir) ?? []), s]);
+      await Promise.all([...dirs].map(([dir, members]) => fsyncDir(dir).catch((err) => members.forEach((s) => fail(s, err)))));
+    };
+    // 1. every .eml: write the temp file, fsync, rename into place
+    await Promise.all(
+      state.map(async (s) => {
+        try {
+          s.dir = await this.queueDir(s.item.queue);
+          const temp = path.join(s.dir, `.${s.item.key}.tmp`);
+          await writeDurable(temp, s.item.source);
+          await rename(temp, path.join(s.dir, `${s.item.key}.eml`));
+        } catch (err) {
+          if (s.dir) this.known.delete(s.dir); // recreate the folder next time if it was removed
+          fail(s, err);
+        }
+      }),
+    );
+    await syncDirs();
+    // 2. every .json last: its presence marks the pair complete
+    await Promise.all(
+      state.map(async (s) => {
+        if (s.error) return;
+        const temp = path.join(s.dir, `.${s.item.key}.tmp`);
+        try {
+          await writeDurable(temp, `${JSON.stringify(s.item.metadata, null, 2)}\n`);
+          await rename(temp, path.join(s.dir, `${s.item.key}.json`));
+        } catch (err) {
+          fail(s, err);
+          await rm(temp, { force: true }).catch(() => undefined);
+        }
+      }),
+    );
+    await syncDirs();
+    return state.map((s) => (s.error ? { key: s.item.key, ok: false, error: s.error } : { key: s.item.key, ok: true }));
+  }
+}
