@@ -52,6 +52,8 @@ export function loadSources(files: readonly SourceFile[], initial: Diagnostic[] 
   const diagnostics = [...initial];
   const servers: LoadedServer[] = [];
   const flows: LoadedFlow[] = [];
+  const flowsNamedByInvalidServers = new Set<string>();
+  const invalidFlowNames = new Set<string>();
   for (const file of files) {
     const parsed = parseFile(file);
     diagnostics.push(...parsed.diagnostics);
@@ -63,7 +65,10 @@ export function loadSources(files: readonly SourceFile[], initial: Diagnostic[] 
       }
       const checked = checkSchema(document, kind.kind);
       if (!checked.ok) {
-        const id = kind.kind === 'EmailServer' ? identityHint(document.value) : `flow/${String(document.value.name)}`;
+        // Left out, but no follow-up noise: its flow counts as used (server), its name as defined (flow).
+        if (typeof document.value.flow === 'string' && kind.kind === 'EmailServer') flowsNamedByInvalidServers.add(document.value.flow);
+        if (typeof document.value.name === 'string' && kind.kind === 'EmailFlow') invalidFlowNames.add(document.value.name);
+        const id = kind.kind === 'EmailServer' ? identityHint(document.value) : typeof document.value.name === 'string' ? `flow/${document.value.name}` : null;
         diagnostics.push(...checked.diagnostics.map((d) => ({ ...d, resource: id })));
         continue;
       }
@@ -77,7 +82,7 @@ export function loadSources(files: readonly SourceFile[], initial: Diagnostic[] 
       }
     }
   }
-  diagnostics.push(...checkRules(servers, flows));
+  diagnostics.push(...checkRules(servers, flows, { flowsNamedByInvalidServers, invalidFlowNames }));
   sortDiagnostics(diagnostics);
   return { servers, flows, diagnostics, valid: !diagnostics.some((d) => d.severity === 'error'), fileCount: files.length };
 }

@@ -1,9 +1,11 @@
-import { isMap, isScalar, LineCounter, parseAllDocuments, visit, type Document, type Node } from 'yaml';
+import { isMap, isScalar, isSeq, LineCounter, parseAllDocuments, visit, type Document, type Node } from 'yaml';
 import type { Diagnostic, Position } from './diagnostics.js';
-import type { SourceFile } from './files.js';
+import { MAX_FILE_BYTES, type SourceFile } from './files.js';
 
 /** Deeper than this is no configuration anyone writes by hand; refusing it keeps every later walk cheap. */
 const MAX_DEPTH = 32;
+/** A broken file can produce thousands of YAML errors; the first few say what is wrong. */
+const MAX_SYNTAX_DIAGNOSTICS = 20;
 const FORBIDDEN_KEYS = new Set(['__proto__', 'constructor', 'prototype']);
 // C0 and C1 controls except TAB, plus DEL and the Unicode line/paragraph separators.
 // eslint-disable-next-line no-control-regex
@@ -57,30 +59,41 @@ export function locate(parsed: Pick<ParsedDocument, 'doc' | 'lineCounter'>, path
   return positionAt(parsed.lineCounter, offset);
 }
 
-/** Offset of the first byte that is not valid UTF-8, or -1. */
+/** Offset of the first byte that is not valid UTF-8 (overlong forms, surrogates and > U+10FFFF included), or -1. */
 function firstInvalidUtf8(bytes: Buffer): number {
   for (let i = 0; i < bytes.length; ) {
     const b = bytes[i]!;
-    const need = b < 0x80 ? 0 : b >= 0xc2 && b <= 0xdf ? 1 : b >= 0xe0 && b <= 0xef ? 2 : b >= 0xf0 && b <= 0xf4 ? 3 : -1;
-    if (need < 0 || i + need >= bytes.length + (need === 0 ? 1 : 0)) return i;
-    for (let k = 1; k <= need; k++) if ((bytes[i + k]! & 0xc0) !== 0x80) return i;
+    if (b < 0x80) {
+      i += 1;
+      continue;
+    }
+    const need = b >= 0xc2 && b <= 0xdf ? 1 : b >= 0xe0 && b <= 0xef ? 2 : b >= 0xf0 && b <= 0xf4 ? 3 : -1;
+    if (need < 0 || i + need >= bytes.length) return i;
+    // The second byte's range is narrower after E0 (overlong), ED (surrogates), F0 (overlong) and F4 (> U+10FFFF).
+    const second = bytes[i + 1]!;
+    const [lo, hi] = b === 0xe0 ? [0xa0, 0xbf] : b === 0xed ? [0x80, 0x9f] : b === 0xf0 ? [0x90, 0xbf] : b === 0xf4 ? [0x80, 0x8f] : [0x80, 0xbf];
+    if (second < lo || second > hi) return i;
+    for (let k = 2; k <= need; k++) if ((bytes[i + k]! & 0xc0) !== 0x80) return i;
     i += need + 1;
   }
   return -1;
 }
 
+const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: false });
+
 function decode(file: SourceFile): { text: string } | { error: Diagnostic } {
-  const bad = firstInvalidUtf8(file.bytes);
-  if (bad >= 0) {
+  try {
+    // Native and strict (throws on any invalid sequence); strips a leading BOM.
+    return { text: utf8.decode(file.bytes) };
+  } catch {
+    const bad = Math.max(0, firstInvalidUtf8(file.bytes));
     const before = file.bytes.subarray(0, bad);
     const line = before.filter((b) => b === 0x0a).length + 1;
     const column = bad - before.lastIndexOf(0x0a);
     return {
-      error: diagnostic(file.displayPath, { line, column }, 'not-utf8', `byte 0x${file.bytes[bad]!.toString(16).padStart(2, '0')} is not valid UTF-8; save the file as UTF-8`),
+      error: diagnostic(file.displayPath, { line, column }, 'not-utf8', `byte 0x${(file.bytes[bad] ?? 0).toString(16).padStart(2, '0')} is not valid UTF-8; save the file as UTF-8`),
     };
   }
-  const text = file.bytes.toString('utf8');
-  return { text: text.charCodeAt(0) === 0xfeff ? text.slice(1) : text };
 }
 
 /**
@@ -99,6 +112,12 @@ function checkValues(parsed: ParsedDocument, diagnostics: Diagnostic[]): void {
       return;
     }
     if (value === null || typeof value !== 'object') return;
+    if (!Array.isArray(value) && Object.getPrototypeOf(value) !== Object.prototype) {
+      // Explicit YAML 1.1 tags (!!binary, !!set, !!omap, !!timestamp) make Buffers, Sets, Maps and Dates.
+      const made = value instanceof Date ? 'a date' : value instanceof Map ? 'an ordered map' : value instanceof Set ? 'a set' : 'binary data';
+      report(path, false, 'yaml-tag', `${describePath(path)} is ${made} made by a YAML tag; tags are not supported, write a plain value`);
+      return;
+    }
     if (path.length >= MAX_DEPTH) {
       report(path, false, 'too-deep', `nesting deeper than ${MAX_DEPTH} levels is not allowed`);
       return;
@@ -143,37 +162,71 @@ function firstAliasPosition(doc: Document.Parsed, lineCounter: LineCounter): Pos
  * duplicate keys, forbidden keys, depth, non-mapping documents) becomes a positioned diagnostic.
  */
 export function parseFile(file: SourceFile): ParsedFile {
-  const decoded = decode(file);
-  if ('error' in decoded) return { documents: [], diagnostics: [decoded.error] };
-  const { text } = decoded;
   const name = file.displayPath;
-  const diagnostics: Diagnostic[] = [];
   const documents: ParsedDocument[] = [];
-  if (text.trim() === '' || /^(\s*(#.*)?\n?)*$/.test(text)) {
-    return { documents, diagnostics: [{ ...diagnostic(name, { line: 1, column: 1 }, 'empty-file', `${name} holds no resources`), severity: 'warning' }] };
+  if (file.bytes.length > MAX_FILE_BYTES) {
+    return { documents, diagnostics: [diagnostic(name, { line: 1, column: 1 }, 'file-too-large', `${name} is ${file.bytes.length} bytes; configuration files may be at most 1 MiB`)] };
+  }
+  const decoded = decode(file);
+  if ('error' in decoded) return { documents, diagnostics: [decoded.error] };
+  const { text } = decoded;
+  const diagnostics: Diagnostic[] = [];
+  const emptyFile = () => ({ ...diagnostic(name, { line: 1, column: 1 }, 'empty-file', `${name} holds no resources`), severity: 'warning' as const });
+  if (text.trim() === '') return { documents, diagnostics: [emptyFile()] };
+  // A CR that does not start a CRLF is a line break to YAML but not to the parser: refuse it instead of misreading the file.
+  const loneCr = text.indexOf('\r') >= 0 ? /\r(?!\n)/.exec(text) : null;
+  if (loneCr) {
+    const { line, column } = lineColumnOf(text, loneCr.index);
+    return { documents, diagnostics: [diagnostic(name, { line, column }, 'line-ending', 'a carriage return (CR) that is not part of CRLF; save the file with LF (or CRLF) line endings')] };
   }
   const lineCounter = new LineCounter();
   let docs: Document.Parsed[];
   try {
-    const parsed = parseAllDocuments(text, { lineCounter, prettyErrors: false, uniqueKeys: true, strict: true, merge: false, stringKeys: true });
+    const parsed = parseAllDocuments(text, {
+      lineCounter,
+      prettyErrors: false,
+      uniqueKeys: true,
+      strict: true,
+      merge: false,
+      stringKeys: true,
+      // !!binary, !!set, !!omap, !!timestamp stay unresolved (reported below) instead of becoming Buffers, Sets, Dates.
+      resolveKnownTags: false,
+    });
     docs = Array.isArray(parsed) ? parsed : [];
   } catch (err) {
     return { documents, diagnostics: [diagnostic(name, { line: 1, column: 1 }, 'yaml-syntax', `YAML could not be parsed: ${(err as Error).message}`)] };
   }
+  let syntaxReported = 0;
+  const seenSyntax = new Set<string>();
   docs.forEach((doc, index) => {
-    const syntax = doc.errors.map((e) =>
-      diagnostic(name, positionAt(lineCounter, e.pos[0]), e.code === 'DUPLICATE_KEY' ? 'duplicate-key' : 'yaml-syntax', yamlMessage(e.code, e.message)),
-    );
-    if (syntax.length) return void diagnostics.push(...syntax);
-    if (doc.contents === null) return; // an empty document between `---` separators
-    if (!isMap(doc.contents)) {
-      const pos = positionAt(lineCounter, doc.contents.range?.[0] ?? 0);
-      return void diagnostics.push(diagnostic(name, pos, 'not-a-mapping', 'a document must be a mapping with `kind` and its fields'));
+    const problems = [...doc.errors, ...doc.warnings.filter((w) => w.code === 'TAG_RESOLVE_FAILED')];
+    if (problems.length) {
+      for (const e of problems) {
+        const d = diagnostic(name, positionAt(lineCounter, e.pos[0]), yamlCode(e.code), yamlMessage(e.code, e.message));
+        const key = `${d.line}:${d.column}:${d.code}:${d.message}`;
+        if (seenSyntax.has(key)) continue; // a broken construct can repeat one complaint thousands of times
+        seenSyntax.add(key);
+        if (syntaxReported++ < MAX_SYNTAX_DIAGNOSTICS) diagnostics.push(d);
+      }
+      return;
+    }
+    for (const w of doc.warnings) {
+      diagnostics.push({ ...diagnostic(name, positionAt(lineCounter, w.pos[0]), 'yaml-warning', yamlMessage(w.code, w.message)), severity: 'warning' });
+    }
+    const contents = doc.contents;
+    // An empty document: a file that starts or ends with `---`, or holds only comments.
+    if (contents === null || (isScalar(contents) && contents.value === null && contents.range[0] === contents.range[1])) return;
+    if (!isMap(contents)) {
+      const pos = positionAt(lineCounter, contents.range?.[0] ?? 0);
+      return void diagnostics.push(diagnostic(name, pos, 'not-a-mapping', `a document must be a mapping with \`kind\` and its fields, not ${isSeq(contents) ? 'a list' : 'a single value'}`));
     }
     let value: unknown;
     try {
       value = doc.toJS({ maxAliasCount: 0 });
     } catch (err) {
+      if (err instanceof RangeError && /call stack/i.test(err.message)) {
+        return void diagnostics.push(diagnostic(name, locate({ doc, lineCounter }, []), 'too-deep', `nesting deeper than ${MAX_DEPTH} levels is not allowed`));
+      }
       const alias = firstAliasPosition(doc, lineCounter);
       const message = /alias/i.test((err as Error).message)
         ? `YAML aliases (*${alias.name}) are not allowed; write the value out`
@@ -183,12 +236,38 @@ export function parseFile(file: SourceFile): ParsedFile {
     const parsedDocument: ParsedDocument = { file: name, index, doc, lineCounter, value: value as Record<string, unknown> };
     const before = diagnostics.length;
     checkValues(parsedDocument, diagnostics);
-    if (diagnostics.length === before) documents.push(parsedDocument);
+    if (!diagnostics.slice(before).some((d) => d.severity === 'error')) documents.push(parsedDocument);
   });
-  if (documents.length === 0 && diagnostics.length === 0) {
-    diagnostics.push({ ...diagnostic(name, { line: 1, column: 1 }, 'empty-file', `${name} holds no resources`), severity: 'warning' });
+  if (syntaxReported > MAX_SYNTAX_DIAGNOSTICS) {
+    const last = diagnostics.at(-1)!;
+    diagnostics.push({ ...last, code: 'yaml-syntax', message: `${syntaxReported - MAX_SYNTAX_DIAGNOSTICS} more YAML errors in this file are not shown` });
   }
+  if (documents.length === 0 && diagnostics.length === 0) diagnostics.push(emptyFile());
   return { documents, diagnostics };
+}
+
+/** 1-based line and column (in UTF-16 code units) of an offset, without a LineCounter. */
+function lineColumnOf(text: string, offset: number): Position {
+  let line = 1;
+  let lineStart = 0;
+  for (let i = text.indexOf('\n'); i >= 0 && i < offset; i = text.indexOf('\n', i + 1)) {
+    line++;
+    lineStart = i + 1;
+  }
+  return { line, column: offset - lineStart + 1 };
+}
+
+function yamlCode(code: string): string {
+  switch (code) {
+    case 'DUPLICATE_KEY':
+      return 'duplicate-key';
+    case 'RESOURCE_EXHAUSTION':
+      return 'too-deep';
+    case 'TAG_RESOLVE_FAILED':
+      return 'yaml-tag';
+    default:
+      return 'yaml-syntax';
+  }
 }
 
 function yamlMessage(code: string, message: string): string {
@@ -197,6 +276,10 @@ function yamlMessage(code: string, message: string): string {
       return 'duplicate key: each key may appear once in a mapping';
     case 'TAB_AS_INDENT':
       return 'tabs are not allowed for indentation in YAML; indent with spaces';
+    case 'RESOURCE_EXHAUSTION':
+      return `nesting is too deep to read (at most ${MAX_DEPTH} levels are allowed)`;
+    case 'TAG_RESOLVE_FAILED':
+      return `${message.replace(/^Unresolved tag: /, 'unknown tag ').replace('tag:yaml.org,2002:', '!!').replace(/\s+/g, ' ').trim()}; YAML tags are not supported, write a plain value`;
     default:
       return message.replace(/\s+/g, ' ').trim();
   }

@@ -11,7 +11,17 @@ const isAddress = (s: string) => /^[^@\s]+@[^@\s]+$/.test(s);
 const sameFolder = (a: string, b: string) => (a.toUpperCase() === 'INBOX' ? b.toUpperCase() === 'INBOX' : a === b);
 
 /** Cross-file rules: each finding carries a stable code and points at the node that causes it. */
-export function checkRules(servers: readonly LoadedServer[], flows: readonly LoadedFlow[]): Diagnostic[] {
+export function checkRules(
+  servers: readonly LoadedServer[],
+  flows: readonly LoadedFlow[],
+  /** Resources left out for errors of their own (already reported), so that they cause no follow-up findings. */
+  leftOut: {
+    /** Flows named by left-out servers: they count as used (no unused-flow). */
+    flowsNamedByInvalidServers?: ReadonlySet<string>;
+    /** Names of left-out flows: a server naming one gets no flow-not-found. */
+    invalidFlowNames?: ReadonlySet<string>;
+  } = {},
+): Diagnostic[] {
   const out: Diagnostic[] = [];
   const emit = (r: Located, path: Path, code: string, message: string, severity: Diagnostic['severity'] = 'error', atKey = false) => {
     const { line, column } = path.length ? r.source.locate(path, atKey) : r.source.position;
@@ -48,7 +58,7 @@ export function checkRules(servers: readonly LoadedServer[], flows: readonly Loa
   }
 
   // IMAP servers.
-  const usedFlows = new Set<string>();
+  const usedFlows = new Set<string>(leftOut.flowsNamedByInvalidServers);
   for (const server of imap) {
     const { spec } = server;
     if (sameFolder(spec.folder, spec.storageFolder)) {
@@ -58,7 +68,7 @@ export function checkRules(servers: readonly LoadedServer[], flows: readonly Loa
     if (schedule) emit(server, ['pollSchedule'], schedule.code, schedule.message);
     if (spec.flow !== undefined) {
       usedFlows.add(spec.flow);
-      if (!flowByName.has(spec.flow)) {
+      if (!flowByName.has(spec.flow) && !leftOut.invalidFlowNames?.has(spec.flow)) {
         const known = [...flowByName.keys()];
         emit(server, ['flow'], 'flow-not-found', `flow "${spec.flow}" does not exist${known.length ? ` (flows: ${known.join(', ')})` : ' (no EmailFlow is defined)'}`);
       }
@@ -69,7 +79,9 @@ export function checkRules(servers: readonly LoadedServer[], flows: readonly Loa
       emit(server, ['host'], 'sni-missing', `host is an IP address and TLS is on: set sniServerName to the name on the server's certificate`, 'warning');
     }
   }
-  firstOfEach(enabledImap, (s) => `${s.spec.host.toLowerCase()}\u0000${s.spec.auth.user.toLowerCase()}\u0000${s.spec.folder}`, (dup, first) =>
+  // INBOX is case-insensitive in IMAP (RFC 3501); other folder names are not.
+  const folderKey = (folder: string) => (folder.toUpperCase() === 'INBOX' ? 'INBOX' : folder);
+  firstOfEach(enabledImap, (s) => `${s.spec.host.toLowerCase()}\u0000${s.spec.auth.user.toLowerCase()}\u0000${folderKey(s.spec.folder)}`, (dup, first) =>
     emit(dup, ['folder'], 'duplicate-mailbox-poller', `${dup.id} and ${first.id} both poll ${dup.spec.auth.user} folder "${dup.spec.folder}" on ${dup.spec.host}; every message would be processed twice`),
   );
   const smtpUsers = new Set(enabledSmtp.map((s) => s.spec.auth.user.toLowerCase()));

@@ -31,7 +31,7 @@ const SECRET_FIELDS = new Set(['password', 'clientSecret', 'refreshToken', 'acce
 
 type Segment = string | number;
 const pointerToPath = (pointer: string): Segment[] =>
-  pointer === '' ? [] : pointer.slice(1).split('/').map((s) => s.replace(/~1/g, '/').replace(/~0/g, '~'));
+  pointer === '' ? [] : pointer.slice(1).split('/').map((s) => (/^(0|[1-9]\d*)$/.test(s) ? Number(s) : s.replace(/~1/g, '/').replace(/~0/g, '~')));
 
 function valueAt(value: unknown, path: readonly Segment[]): unknown {
   let current = value;
@@ -99,6 +99,11 @@ function translate(error: ErrorObject, document: Record<string, unknown>, kind: 
     case 'additionalProperties': {
       const field = String(params.additionalProperty);
       const known = Object.keys(valueAt(schemaPropertiesFor(kind, path), []) ?? {});
+      if (known.includes(field)) {
+        // A field of the other variant, e.g. `password` under auth.type oauth2.
+        const variant = (valueAt(document, [...path, 'type']) as unknown) ?? '?';
+        return { path: [...path, field], atKey: true, code: 'field-not-for-type', message: `"${field}" does not apply to ${where}.type ${String(variant)}` };
+      }
       return { path: [...path, field], atKey: true, code: 'unknown-field', message: `unknown field "${field}" in ${path.length ? where : kind}${hint(field, known)}` };
     }
     case 'false schema': {
@@ -133,7 +138,7 @@ function translate(error: ErrorObject, document: Record<string, unknown>, kind: 
     case 'format':
       return { path, atKey: false, code: 'invalid-value', message: `${where} must be ${formatMeaning(String(params.format))}, not ${shown(path, value)}` };
     case 'type':
-      return { path, atKey: false, code: 'invalid-type', message: `${where} must be ${article(String(params.type))}, not ${describeType(value)}` };
+      return { path, atKey: false, code: 'invalid-type', message: `${where} must be ${article(String(params.type))}, not ${describeType(value, SECRET_FIELDS.has(String(path.at(-1))))}` };
     case 'not':
       return { path, atKey: false, code: 'oauth2-conflict', message: `${where}: give either accessToken or the refresh-token grant (tokenUrl, clientId, clientSecret, refreshToken), not both` };
     case 'minProperties':
@@ -146,19 +151,50 @@ function translate(error: ErrorObject, document: Record<string, unknown>, kind: 
   }
 }
 
+type SchemaNode = {
+  $ref?: string;
+  properties?: Record<string, SchemaNode>;
+  items?: SchemaNode;
+  oneOf?: SchemaNode[];
+  anyOf?: SchemaNode[];
+  allOf?: SchemaNode[];
+};
+
+/** The schema node and its alternatives (`$ref`, `oneOf`, `anyOf`), flattened. */
+function alternatives(node: SchemaNode | undefined, out: SchemaNode[] = []): SchemaNode[] {
+  if (!node || typeof node !== 'object' || out.length > 50) return out;
+  if (node.$ref?.startsWith('#/$defs/')) alternatives((schemaJson.$defs as unknown as Record<string, SchemaNode>)[node.$ref.slice(8)], out);
+  out.push(node);
+  for (const branch of [...(node.oneOf ?? []), ...(node.anyOf ?? [])]) alternatives(branch, out);
+  return out;
+}
+
+/** Names of the properties the schema allows at `path` of a `kind` document (for did-you-mean hints). */
 function schemaPropertiesFor(kind: string, path: readonly Segment[]): Record<string, unknown> | undefined {
-  const defs = schemaJson.$defs as unknown as Record<string, { properties?: Record<string, unknown> }>;
-  const top = defs[kind]?.properties;
-  if (path.length === 0) return top;
-  const field = String(path.at(-1));
-  const nested: Record<string, string> = { auth: 'BasicAuth', oauth2: 'OAuth2Credentials' };
-  if (nested[field]) return { ...defs[nested[field]]?.properties, ...(field === 'auth' ? defs.OAuth2Auth?.properties : {}) };
-  return undefined;
+  let nodes = alternatives((schemaJson.$defs as unknown as Record<string, SchemaNode>)[kind]);
+  for (const segment of path) {
+    const next: SchemaNode[] = [];
+    for (const node of nodes) {
+      const child = typeof segment === 'number' ? node.items : node.properties?.[segment];
+      if (child && typeof child === 'object') alternatives(child, next);
+    }
+    nodes = next;
+  }
+  const names: Record<string, unknown> = {};
+  for (const node of nodes) for (const name of Object.keys(node.properties ?? {})) names[name] = true;
+  return names;
 }
 
 const article = (type: string) => (type === 'integer' ? 'an integer' : type === 'object' ? 'a mapping' : type === 'array' ? 'a list' : `a ${type}`);
-const describeType = (value: unknown) =>
-  value === null ? 'empty' : Array.isArray(value) ? 'a list' : typeof value === 'object' ? 'a mapping' : `${typeof value} ${JSON.stringify(value)}`;
+/** The kind of a wrong value, and the value itself unless it may be a secret. */
+function describeType(value: unknown, secret = false): string {
+  if (value === null) return 'empty';
+  if (Array.isArray(value)) return 'a list';
+  if (typeof value === 'object') return 'a mapping';
+  if (secret) return `a ${typeof value}`;
+  const text = typeof value === 'number' && !Number.isFinite(value) ? String(value) : JSON.stringify(value);
+  return `${typeof value} ${text.length > 60 ? `${text.slice(0, 57)}...` : text}`;
+}
 
 function patternMeaning(field: string): string {
   switch (field) {

@@ -9,6 +9,7 @@ import { createApiServer, type Route } from './http.js';
 import { Reconciler, type ReconcileRequest } from './reconciler.js';
 import { StateStore } from './state-store.js';
 import { buildStatus } from './status.js';
+import { InboundMailProcessor } from './inbound/processor.js';
 import { Supervisor } from './supervisor.js';
 import { watchFolders } from './watcher.js';
 
@@ -49,7 +50,7 @@ export async function startDaemon(options: DaemonOptions, log: Logger = pino({ l
   const token = await store.apiToken();
   const dir = path.resolve(options.dir);
   const resolver = new SecretResolver({ secretsDir: options.secretsDir, envPrefix: options.secretEnvPrefix, env: options.env });
-  const supervisor = new Supervisor({ log, resolver });
+  const supervisor = new Supervisor({ log, resolver, processor: new InboundMailProcessor({ stateDir: options.stateDir, log }) });
   const reconciler = new Reconciler(
     { dir, saveFailedAsDisabled: options.saveFailedAsDisabled, allowEmpty: options.allowEmpty, allowMassDelete: options.allowMassDelete },
     store,

@@ -153,7 +153,7 @@ export class Reconciler {
     }
     const desired = desiredState(config.servers, config.flows);
     const digest = desiredDigest(desired);
-    if (request.expectedDesiredDigest && request.expectedDesiredDigest !== digest) {
+    if (!request.savedPlan && request.expectedDesiredDigest && request.expectedDesiredDigest !== digest) {
       return this.finish('folder-mismatch', `the daemon applies ${this.options.dir}, which differs from the folder you gave; apply only changes the daemon's own folder (commit and sync it there)`, { diagnostics });
     }
     if (request.savedPlan && (request.savedPlan.desiredDigest !== digest || request.savedPlan.stateDigest !== stateDigest(this.applied))) {

@@ -6,7 +6,7 @@ import type { ConnectionSettings, FailureClass, MailError } from '../../src/adap
 import { connectImap, imapClientOptions, verifyImap } from '../../src/adapters/imap.js';
 import { createTestCa, type TestCa } from '../harness/ca.js';
 import { startDovecot, type Dovecot } from '../harness/dovecot.js';
-import { expectMailError } from '../harness/expect.js';
+import { expectMailError, loudHook } from '../harness/expect.js';
 import { refusedPort } from '../harness/ports.js';
 
 const USER = 'support@example.com';
@@ -27,7 +27,7 @@ const settings = (over: Partial<ConnectionSettings> = {}): ConnectionSettings =>
 const expectFailure = (p: Promise<unknown>, cls: FailureClass, code?: string): Promise<MailError> =>
   expectMailError(p, cls, code, errors);
 
-test.before(async () => {
+test.before(loudHook(async () => {
   [dv, plain, selfSigned, otherCa] = await Promise.all([
     startDovecot({ users: { [USER]: PASS } }),
     startDovecot({ starttls: false, users: { [USER]: PASS } }),
@@ -37,11 +37,11 @@ test.before(async () => {
   const msg = (n: number) => `From: a@example.org\r\nTo: ${USER}\r\nSubject: t${n}\r\nMessage-ID: <t${n}@example.org>\r\n\r\nhello ${n}\r\n`;
   await dv.deliver(USER, msg(1));
   await dv.deliver(USER, msg(2));
-});
+}));
 
-test.after(async () => {
+test.after(loudHook(async () => {
   await Promise.all([dv?.stop(), plain?.stop(), selfSigned?.stop()]);
-});
+}));
 
 test('imapClientOptions: TLS policy and verification', () => {
   const implicit = imapClientOptions(settings());

@@ -7,7 +7,7 @@ import type { FailureClass, MailError } from '../../src/adapters/connection.js';
 import { verifyImap } from '../../src/adapters/imap.js';
 import { fetchAccessToken, type RefreshTokenRequest } from '../../src/adapters/oauth2.js';
 import { startDovecot, type Dovecot } from '../harness/dovecot.js';
-import { expectMailError } from '../harness/expect.js';
+import { expectMailError, loudHook } from '../harness/expect.js';
 import { refusedPort } from '../harness/ports.js';
 
 const USER = 'oauth-user@example.com';
@@ -26,18 +26,18 @@ const req = (over: Partial<RefreshTokenRequest> = {}): RefreshTokenRequest => ({
 const expectFailure = (p: Promise<unknown>, cls: FailureClass, code?: string): Promise<MailError> =>
   expectMailError(p, cls, code, errors);
 
-test.before(async () => {
+test.before(loudHook(async () => {
   dv = await startDovecot();
   dv.oauth.setClient('mailctl', SECRET);
   silent = net.createServer(() => {});
   await new Promise<void>((r) => silent.listen(0, '127.0.0.1', () => r()));
   silentPort = (silent.address() as net.AddressInfo).port;
-});
+}));
 
-test.after(async () => {
+test.after(loudHook(async () => {
   silent?.close();
   await dv?.stop();
-});
+}));
 
 test('refresh-token exchange, then IMAP login with the access token', async () => {
   dv.setRefreshToken(REFRESH, USER);

@@ -5,7 +5,7 @@ import * as assert from 'uvu/assert';
 import type { ConnectionSettings, FailureClass, MailError } from '../../src/adapters/connection.js';
 import { createSmtpTransport, sendSmtp, smtpTransportOptions, verifySmtp } from '../../src/adapters/smtp.js';
 import { createTestCa, type TestCa } from '../harness/ca.js';
-import { expectMailError } from '../harness/expect.js';
+import { expectMailError, loudHook } from '../harness/expect.js';
 import { refusedPort } from '../harness/ports.js';
 import { startSmtpServer, type SmtpTestServer } from '../harness/smtp.js';
 
@@ -29,7 +29,7 @@ const bad = { user: USER, pass: CANARY };
 const expectFailure = (p: Promise<unknown>, cls: FailureClass, code?: string): Promise<MailError> =>
   expectMailError(p, cls, code, errors);
 
-test.before(async () => {
+test.before(loudHook(async () => {
   [ca, otherCa] = await Promise.all([createTestCa(), createTestCa()]);
   const users = { [USER]: PASS };
   const tokens = { 'smtp-token-good': USER };
@@ -38,11 +38,11 @@ test.before(async () => {
     startSmtpServer({ ca, users, tokens, secure: true }),
     startSmtpServer({ ca, users, starttls: false }),
   ]);
-});
+}));
 
-test.after(async () => {
+test.after(loudHook(async () => {
   await Promise.all([starttls?.stop(), smtps?.stop(), noTls?.stop()]);
-});
+}));
 
 test('smtpTransportOptions: TLS policy, auth kinds, pool', () => {
   const req = smtpTransportOptions(settings());

@@ -4,6 +4,7 @@ import { rmSync } from 'node:fs';
 import { mkdtemp, readFile, writeFile, mkdir } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { randomBytes } from 'node:crypto';
 import { promisify } from 'node:util';
 
 const run = promisify(execFile);
@@ -21,7 +22,7 @@ export interface TestCa {
   dir: string;
   caFile: string;
   caPem: string;
-  /** Issue a server certificate signed by this CA (default SANs: localhost, 127.0.0.1). */
+  /** Issue a server certificate signed by this CA (default SANs: localhost, 127.0.0.1); `name` gets a unique suffix. */
   issue(name?: string, sans?: string[]): Promise<CertFiles>;
 }
 
@@ -69,14 +70,16 @@ export async function createTestCa(dir?: string, cn = 'mailctl test CA'): Promis
     dir: d,
     caFile,
     caPem,
-    async issue(name = 'server', sans = DEFAULT_SANS) {
+    async issue(prefix = 'server', sans = DEFAULT_SANS) {
+      const n = serial++;
+      const name = `${prefix}-${n}-${randomBytes(4).toString('hex')}`; // concurrent issue() calls must not share files
       const ext = path.join(d, `${name}.ext`);
       await writeFile(ext, `basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n` +
         `extendedKeyUsage=serverAuth\nsubjectAltName=${sans.join(',')}\n`);
       const cn = (sans[0] ?? 'DNS:localhost').replace(/^\w+:/, '');
       await openssl(['req', '-new', ...EC, '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', `/CN=${cn}`], d);
       await openssl(['x509', '-req', '-in', `${name}.csr`, '-CA', 'ca.crt', '-CAkey', 'ca.key',
-        '-set_serial', String(Date.now() * 100 + serial++), '-days', '2', '-extfile', ext, '-out', `${name}.crt`], d);
+        '-set_serial', String(Date.now() * 100 + (n % 100)), '-days', '2', '-extfile', ext, '-out', `${name}.crt`], d);
       return readPair(d, name);
     },
   };

@@ -17,3 +17,18 @@ export async function expectMailError(p: Promise<unknown>, cls: FailureClass, co
   if (code) assert.is(e.code, code, `code of: ${e.message}`);
   return e;
 }
+
+/**
+ * Wrap a uvu before/after hook so its error is printed: uvu 0.5 swallows hook errors (the suite just shows
+ * "(0 / N)", Passed: 0, exit code 0), which hides e.g. why a server did not start.
+ */
+export function loudHook<T>(fn: (ctx: T) => unknown): (ctx: T) => Promise<void> {
+  return async (ctx: T) => {
+    try {
+      await fn(ctx);
+    } catch (err) {
+      console.error('[test hook failed]', err);
+      throw err;
+    }
+  };
+}

@@ -73,6 +73,7 @@ export async function startOAuthServer(opts: { expiresIn?: number } = {}): Promi
     server.once('error', reject);
     server.listen(0, '127.0.0.1', () => resolve());
   });
+  server.unref(); // a forgotten close() must not keep the test process alive
   const addr = server.address();
   const port = typeof addr === 'object' && addr ? addr.port : 0;
   return {

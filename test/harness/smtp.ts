@@ -64,7 +64,7 @@ function messageIdOf(raw: Buffer): string | null {
 
 export async function startSmtpServer(opts: SmtpServerOptions = {}): Promise<SmtpTestServer> {
   const ca = opts.ca ?? (await createTestCa());
-  const cert = await ca.issue(`smtp-${Date.now()}`);
+  const cert = await ca.issue('smtp');
   const users = new Map(Object.entries(opts.users ?? {}));
   const tokens = new Map(Object.entries(opts.tokens ?? {}));
   const messages: ReceivedMessage[] = [];
@@ -144,6 +144,7 @@ export async function startSmtpServer(opts: SmtpServerOptions = {}): Promise<Smt
     server.server.once('error', reject);
     server.listen(0, '127.0.0.1', () => resolve());
   });
+  server.server.unref(); // a forgotten stop() must not keep the test process alive
   const addr = server.server.address();
   const port = typeof addr === 'object' && addr ? addr.port : 0;
   return {

@@ -33,7 +33,7 @@ export interface Checkpoint {
   lastUid: number;
   pending: Record<string, PendingEntry>;
   /** UIDs about to be COPYed to the storage folder, with their Message-IDs (for crash recovery). */
-  copyIntent: { storageFolder: string; uids: number[]; messageIds: Record<string, string | null> } | null;
+  copyIntent: { storageFolder: string; uids: number[]; messageIds: Record<string, string | null>; advanceTo: number } | null;
   /** Recorded, not yet acted on: quarantine (copy + \Seen \Flagged) is not implemented yet. */
   quarantined: Record<string, QuarantineEntry>;
   updatedAt: string;
