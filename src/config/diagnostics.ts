@@ -30,3 +30,6 @@ export function sortDiagnostics(diagnostics: Diagnostic[]): Diagnostic[] {
       (a.code < b.code ? -1 : a.code > b.code ? 1 : 0),
   );
 }
+
+/** Shortens user text quoted in a message (a 100 kB key must not become a 100 kB message). */
+export const clip = (text: string, max = 60): string => (text.length > max ? `${text.slice(0, max - 3)}...` : text);

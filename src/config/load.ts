@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { EmailFlow, EmailServer } from '../generated/mailctl.js';
-import { sortDiagnostics, type Diagnostic } from './diagnostics.js';
+import { clip, sortDiagnostics, type Diagnostic } from './diagnostics.js';
 import { readConfigFolder, type SourceFile } from './files.js';
 import { serverId, type LoadedFlow, type LoadedServer, type SourceInfo } from './model.js';
 import { normalizeFlow, normalizeServer } from './normalize.js';
@@ -39,7 +39,7 @@ function classify(parsed: ParsedDocument): { kind: (typeof KINDS)[number] } | { 
   const { kind, type } = parsed.value;
   if (kind === undefined) return { error: at(parsed, [], 'missing-kind', 'the document has no "kind"; use kind: EmailServer or kind: EmailFlow') };
   if (typeof kind !== 'string' || !(KINDS as readonly string[]).includes(kind)) {
-    return { error: at(parsed, ['kind'], 'unknown-kind', `unknown kind ${JSON.stringify(kind)}; use EmailServer or EmailFlow`) };
+    return { error: at(parsed, ['kind'], 'unknown-kind', `unknown kind ${clip(JSON.stringify(kind) ?? String(kind))}; use EmailServer or EmailFlow`) };
   }
   if (kind === 'EmailServer' && typeof type === 'string' && type.toLowerCase() === 'pop3') {
     return { error: at(parsed, ['type'], 'pop3-unsupported', 'POP3 is no longer supported; configure the mailbox over IMAP (type: imap)') };

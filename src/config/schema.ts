@@ -3,7 +3,7 @@ import addFormatsImport from 'ajv-formats';
 import { isIP } from 'node:net';
 import schemaJson from '../../schema/mailctl.schema.json' with { type: 'json' };
 import type { EmailFlow, EmailServer } from '../generated/mailctl.js';
-import type { Diagnostic } from './diagnostics.js';
+import { clip, type Diagnostic } from './diagnostics.js';
 import { describePath, locate, type ParsedDocument } from './parse.js';
 import { looksLikeReference } from './secret-ref.js';
 
@@ -104,7 +104,7 @@ function translate(error: ErrorObject, document: Record<string, unknown>, kind: 
         const variant = (valueAt(document, [...path, 'type']) as unknown) ?? '?';
         return { path: [...path, field], atKey: true, code: 'field-not-for-type', message: `"${field}" does not apply to ${where}.type ${String(variant)}` };
       }
-      return { path: [...path, field], atKey: true, code: 'unknown-field', message: `unknown field "${field}" in ${path.length ? where : kind}${hint(field, known)}` };
+      return { path: [...path, field], atKey: true, code: 'unknown-field', message: `unknown field "${clip(field)}" in ${path.length ? where : kind}${field.length <= 64 ? hint(field, known) : ''}` };
     }
     case 'false schema': {
       const field = String(path.at(-1));

@@ -6,6 +6,7 @@ import type { LoadedServer } from '../config/model.js';
 import { stateDigest } from '../plan/compute.js';
 import { PLAN_FORMAT_VERSION } from '../plan/model.js';
 import { createApiServer, type Route } from './http.js';
+import { isLoopback } from './paths.js';
 import { Reconciler, type ReconcileRequest } from './reconciler.js';
 import { StateStore } from './state-store.js';
 import { buildStatus } from './status.js';
@@ -146,4 +147,3 @@ export async function startDaemon(options: DaemonOptions, log: Logger = pino({ l
   };
 }
 
-export const isLoopback = (host: string): boolean => host === 'localhost' || host === '::1' || host.startsWith('127.');

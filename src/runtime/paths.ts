@@ -14,3 +14,5 @@ export const DEFAULT_STATE_DIR = '.mailctl';
 export function stateDirFrom(flag: string | undefined, env: NodeJS.ProcessEnv): string {
   return path.resolve(flag ?? env.MAILCTL_STATE_DIR ?? DEFAULT_STATE_DIR);
 }
+
+export const isLoopback = (host: string): boolean => host === 'localhost' || host === '::1' || host.startsWith('127.');

@@ -2,8 +2,7 @@ import path from 'node:path';
 import { loadSystemSmtp } from '../../config/load.js';
 import { renderDiagnosticsText } from '../render/diagnostics.js';
 import { LockHeldError } from '../../runtime/state-store.js';
-import { isLoopback, startDaemon } from '../../runtime/daemon.js';
-import { stateDirFrom } from '../../runtime/paths.js';
+import { isLoopback, stateDirFrom } from '../../runtime/paths.js';
 import { stringOption, type Command } from '../command.js';
 import { EXIT, UserError } from '../errors.js';
 import { DEFAULT_DIR } from './validate.js';
@@ -54,6 +53,8 @@ export const runCommand: Command = {
       }
       systemSmtp = loaded.server;
     }
+    // Loaded on demand: the daemon pulls in imapflow, pino and chokidar, which one-shot commands do not need.
+    const { startDaemon } = await import('../../runtime/daemon.js');
     let daemon;
     try {
       daemon = await startDaemon({
