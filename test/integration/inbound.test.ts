@@ -3,7 +3,7 @@
  * storage folder, \Seen, routes, auto-replies, backfill modes, a message read by another client first, no re-delivery
  * after a restart, and latency from LMTP to the .json file.
  */
-import { readdir, readFile, stat } from 'node:fs/promises';
+import { readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -48,7 +48,9 @@ function mail(o: { subject: string; to?: string; cc?: string; headers?: string[]
 /** Every file under the sink folder: queue → file names. */
 async function sinkFiles(): Promise<Map<string, string[]>> {
   const out = new Map<string, string[]>();
-  for (const q of await readdir(queues).catch(() => [] as string[])) out.set(q, (await readdir(path.join(queues, q))).sort());
+  for (const q of await readdir(queues, { withFileTypes: true }).catch(() => [])) {
+    if (q.isDirectory()) out.set(q.name, (await readdir(path.join(queues, q.name))).sort());
+  }
   return out;
 }
 
@@ -64,7 +66,9 @@ async function pairsOf(id: string): Promise<[string, string, Meta][]> {
   return found;
 }
 
-const waitPair = (id: string, timeoutMs = 15_000) => eventually(async () => ((await pairsOf(id)).length ? (await pairsOf(id))[0]! : null), timeoutMs, `pair of ${id}`);
+/** IDLE normally reports new mail within a second; the 10 s poll is the safety net the product relies on too. */
+const POLL_EVERY_10_S = '*/10 * * * * *';
+const waitPair = (id: string, timeoutMs = 25_000) => eventually(async () => ((await pairsOf(id)).length ? (await pairsOf(id))[0]! : null), timeoutMs, `pair of ${id}`);
 
 const inFolder = async (user: string, folder: string, id: string) => (await dovecot.listMessages(user, folder)).filter((m) => m.messageId === id);
 
@@ -96,9 +100,9 @@ test.before(async () => {
   queues = path.join(ws.stateDir, 'queues');
   const supportRef = `\${file:${await ws.writeSecret('support-password', 'support-pass')}}`;
   const salesRef = `\${file:${await ws.writeSecret('sales-password', 'sales-pass')}}`;
-  await ws.writeServer('flow.yaml', `${flowYaml()}autoReplies:\n  queue: auto\n`);
-  await ws.writeServer('imap-support.yaml', imapYaml({ shortName: 'support', user: SUPPORT, port: dovecot.ports.imap, caFile: dovecot.caFile, password: supportRef, storageFolder: STORAGE }));
-  await ws.writeServer('imap-sales.yaml', imapYaml({ shortName: 'sales', user: SALES, port: dovecot.ports.imap, caFile: dovecot.caFile, password: salesRef, storageFolder: STORAGE, extra: 'backfill: none' }));
+  await ws.writeServer('flow.yaml', `${flowYaml().replace('routes:\n', 'routes:\n  - queue: blocked\n    when:\n      subject: "*blocked*"\n')}autoReplies:\n  queue: auto\n`);
+  await ws.writeServer('imap-support.yaml', imapYaml({ shortName: 'support', user: SUPPORT, port: dovecot.ports.imap, caFile: dovecot.caFile, password: supportRef, storageFolder: STORAGE, pollSchedule: POLL_EVERY_10_S }));
+  await ws.writeServer('imap-sales.yaml', imapYaml({ shortName: 'sales', user: SALES, port: dovecot.ports.imap, caFile: dovecot.caFile, password: salesRef, storageFolder: STORAGE, pollSchedule: POLL_EVERY_10_S, extra: 'backfill: none' }));
   await dovecot.deliver(SUPPORT, oldUnread.raw);
   await dovecot.deliver(SUPPORT, oldRead.raw);
   await dovecot.deliver(SALES, salesOld.raw);
@@ -181,6 +185,32 @@ test('auto-replies and bounces go where the flow says (autoReplies: queue auto),
   const m2 = await assertSettled(SUPPORT, bounce.id, 'auto');
   assert.is(m1.autoReply, true);
   assert.is(m2.autoReply, true);
+});
+
+test('a message whose delivery fails stays unseen, does not block the next ones, and is retried later', async () => {
+  // a regular file where the queue folder should be: delivery to "blocked" fails (root ignores permissions)
+  await writeFile(path.join(queues, 'blocked'), 'not a folder');
+  const stuck = mail({ subject: 'This one is blocked' });
+  const next = mail({ subject: 'Right behind it' });
+  await dovecot.deliver(SUPPORT, stuck.raw);
+  await dovecot.deliver(SUPPORT, next.raw);
+  await assertSettled(SUPPORT, next.id, 'general');
+  const cpFile = path.join(ws.stateDir, 'inbound', 'imap_support.json');
+  const uid = (await inFolder(SUPPORT, 'INBOX', stuck.id))[0]!.uid;
+  const cp = await eventually(async () => { const c = JSON.parse(await readFile(cpFile, 'utf8')); return c.pending[uid] ? c : null; }, 10_000, 'retry recorded');
+  assert.ok(cp.pending[uid].attempts >= 1);
+  assert.ok(cp.lastUid >= uid, 'the watermark moved on past the failed message');
+  assert.not.ok((await inFolder(SUPPORT, 'INBOX', stuck.id))[0]!.flags.includes('\\Seen'), 'failed message stays unseen');
+  assert.is((await inFolder(SUPPORT, STORAGE, stuck.id)).length, 0, 'and is not copied');
+  // the sink recovers; the retry (backoff ≈ 2 s) runs on a later poll, here woken by new mail
+  await rm(path.join(queues, 'blocked'));
+  await new Promise((res) => setTimeout(res, 2500));
+  const wake = mail({ subject: 'Wake up' });
+  await dovecot.deliver(SUPPORT, wake.raw);
+  await assertSettled(SUPPORT, wake.id, 'general');
+  await assertSettled(SUPPORT, stuck.id, 'blocked');
+  const after = JSON.parse(await readFile(cpFile, 'utf8'));
+  assert.is(after.pending[uid], undefined, 'retry entry cleared');
 });
 
 test('a message marked \\Seen by another client before the poll is still processed; a restart re-delivers nothing', async () => {

@@ -98,9 +98,9 @@ export class InboundMailProcessor implements InboundProcessor {
     const fresh = searched.filter((u) => u > cp.lastUid);
     const due = Object.entries(cp.pending).filter(([, p]) => p.nextAttemptAt <= now).map(([u]) => Number(u));
     const all = [...new Set([...due, ...fresh])].sort((a, b) => a - b);
-    log?.info({ DEBUG: true, lastUid: cp.lastUid, searched, due }, 'DEBUG poll');
+    log?.debug({ lastUid: cp.lastUid, fresh: fresh.length, due: due.length }, 'inbound poll');
     for (let i = 0; i < all.length && !signal.aborted; i += this.batchSize) {
-      await this.batch(client, spec, flow, sink, cp, file, uidValidity, all.slice(i, i + this.batchSize), fresh.length ? Math.max(...fresh) : cp.lastUid, log);
+      await this.batch(client, spec, flow, sink, cp, file, uidValidity, all.slice(i, i + this.batchSize), fresh.reduce((a, b) => Math.max(a, b), cp.lastUid), log);
     }
   }
 
