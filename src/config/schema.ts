@@ -26,6 +26,9 @@ function buildValidators(): { server: ValidateFunction<EmailServer>; flow: Valid
 let validators: ReturnType<typeof buildValidators> | undefined;
 const getValidators = () => (validators ??= buildValidators());
 
+/** Per document: a file with 100,000 unknown keys gets a readable report, not 100,000 lines. */
+const MAX_SCHEMA_DIAGNOSTICS = 20;
+
 const IMAP_ONLY = ['folder', 'storageFolder', 'sniServerName', 'disableCompression', 'flow', 'pollSchedule', 'backfill', 'maxMessageSize'];
 const SECRET_FIELDS = new Set(['password', 'clientSecret', 'refreshToken', 'accessToken', 'secret']);
 
@@ -242,7 +245,14 @@ export function checkSchema(
   if (validate(parsed.value)) return { ok: true, resource: parsed.value as EmailServer | EmailFlow };
   const seen = new Set<string>();
   const diagnostics: Diagnostic[] = [];
+  let notShown = 0;
   for (const error of validate.errors ?? []) {
+    // locate() scans a mapping's items and hints compare names: 100,000 unknown keys would take minutes. The
+    // first few say enough; the rest are only counted (umbrella errors of oneOf/anyOf/if left out).
+    if (diagnostics.length >= MAX_SCHEMA_DIAGNOSTICS) {
+      if (!['if', 'oneOf', 'anyOf'].includes(error.keyword)) notShown++;
+      continue;
+    }
     const t = translate(error, parsed.value, kind);
     if (!t) continue;
     const key = `${t.path.join('/')}|${t.code}`;
@@ -250,6 +260,10 @@ export function checkSchema(
     seen.add(key);
     const { line, column } = locate(parsed, t.path, t.atKey);
     diagnostics.push({ file: parsed.file, line, column, severity: 'error', code: t.code, message: t.message, resource: null });
+  }
+  if (notShown > 0) {
+    const last = diagnostics.at(-1)!;
+    diagnostics.push({ ...last, message: `${notShown} more problems in this ${kind} are not shown` });
   }
   if (diagnostics.length === 0) {
     const { line, column } = locate(parsed, []);
