@@ -78,6 +78,18 @@ const cases: Case[] = [
     check: (r) => assert.ok(r.diagnostics.length <= 25, `${r.diagnostics.length} diagnostics`),
   },
 
+  {
+    name: '20,000 distinct unknown keys: linear checks, a bounded report',
+    input: `kind: EmailFlow\nname: x\n${Array.from({ length: 20_000 }, (_, i) => `key${i}: v\n`).join('')}`,
+    code: 'unknown-field',
+    line: 3,
+    column: 1,
+    check: (r) => {
+      assert.ok(r.diagnostics.length <= 25, `${r.diagnostics.length} diagnostics`);
+      assert.ok(r.diagnostics.some((d) => /more problems .* not shown/.test(d.message)));
+    },
+  },
+
   // --- prototype keys ---
   { name: '__proto__ at top level', input: 'kind: EmailFlow\n__proto__:\n  polluted: 1\n', code: 'forbidden-key', line: 2, column: 1, message: ['__proto__'] },
   { name: '__proto__ nested', input: server([], ['deliver:', '  __proto__: {isAdmin: true}']), code: 'forbidden-key', line: 12, column: 3 },

@@ -59,6 +59,16 @@ test('apply verifies and starts the loops (create)', async () => {
   await eventually(async () => (await serverState('smtp/support'))?.state === 'running', 20_000, 'smtp loop running');
 });
 
+test('--dry-run verifies a change and changes nothing', async () => {
+  const before = await readFile(path.join(ws.stateDir, 'applied.json'), 'utf8');
+  await ws.writeServer('imap-support.yaml', imapYaml({ shortName: 'support', name: 'Dry run name', user: USER, port: dovecot.ports.imap, caFile: dovecot.caFile, password: passwordRef }));
+  const r = await apply('--dry-run');
+  assert.is(r.code, 0, r.stdout);
+  assert.match(r.stdout, /dry-run/);
+  assert.is(await readFile(path.join(ws.stateDir, 'applied.json'), 'utf8'), before);
+  await ws.writeServer('imap-support.yaml', imapYaml({ shortName: 'support', user: USER, port: dovecot.ports.imap, caFile: dovecot.caFile, password: passwordRef }));
+});
+
 test('an unchanged folder applies nothing and does not reconnect', async () => {
   const before = await serverState('imap/support');
   const r = await apply();
