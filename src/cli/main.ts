@@ -1,24 +1,35 @@
 import { outputFor, parseCommandArgs, type Command, type IO } from './command.js';
-import { planCommand } from './commands/plan.js';
-import { schemaCommand } from './commands/schema.js';
-import { stateCommand } from './commands/state.js';
-import { validateCommand } from './commands/validate.js';
-import { applyCommand } from './commands/apply.js';
-import { runCommand } from './commands/run.js';
-import { statusCommand } from './commands/status.js';
 import { EXIT, UserError } from './errors.js';
 import { createOutput, printJson } from './output.js';
+import packageJson from '../../package.json' with { type: 'json' };
 
-const COMMANDS: Command[] = [validateCommand, planCommand, runCommand, applyCommand, statusCommand, stateCommand, schemaCommand];
+/**
+ * Each command is loaded only when it runs: one-shot commands then start without the parsers, validators and mail
+ * libraries the others need. The order is the order of the help text.
+ */
+const COMMAND_MODULES: Record<string, () => Promise<Command>> = {
+  validate: () => import('./commands/validate.js').then((m) => m.validateCommand),
+  plan: () => import('./commands/plan.js').then((m) => m.planCommand),
+  run: () => import('./commands/run.js').then((m) => m.runCommand),
+  apply: () => import('./commands/apply.js').then((m) => m.applyCommand),
+  status: () => import('./commands/status.js').then((m) => m.statusCommand),
+  state: () => import('./commands/state.js').then((m) => m.stateCommand),
+  schema: () => import('./commands/schema.js').then((m) => m.schemaCommand),
+  init: () => import('./commands/init.js').then((m) => m.initCommand),
+};
 
-function usage(): string {
-  const width = Math.max(...COMMANDS.map((c) => c.name.length));
+/** Every command, loaded (for help text and for tests that check examples against the real flags). */
+export const loadCommands = (): Promise<Command[]> => Promise.all(Object.values(COMMAND_MODULES).map((load) => load()));
+
+async function usage(): Promise<string> {
+  const commands = await loadCommands();
+  const width = Math.max(...commands.map((c) => c.name.length));
   return [
     'mailctl: email-server connections as code',
     '',
     'usage: mailctl <command> [options]',
     '',
-    ...COMMANDS.map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`),
+    ...commands.map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`),
     '',
     'Every command takes --format text|json|github (--json), --no-color and --help.',
     'Exit codes: 0 ok, 1 error, 2 changes (plan --detailed-exitcode), 3 needs approval, 4 partly applied.',
@@ -29,18 +40,19 @@ function usage(): string {
 export async function main(argv: string[], io: IO = { stdout: process.stdout, stderr: process.stderr, env: process.env }): Promise<number> {
   const [name, ...rest] = argv;
   if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
-    createOutput({}, io).out(usage());
+    createOutput({}, io).out(await usage());
     return name === undefined ? EXIT.error : EXIT.ok;
   }
   if (name === '--version') {
-    createOutput({}, io).out(process.env.npm_package_version ?? '0.1.0');
+    createOutput({}, io).out(packageJson.version);
     return EXIT.ok;
   }
-  const command = COMMANDS.find((c) => c.name === name);
-  if (!command) {
-    createOutput({}, io).err(`mailctl: unknown command "${name}"\n\n${usage()}`);
+  const load = Object.hasOwn(COMMAND_MODULES, name) ? COMMAND_MODULES[name] : undefined;
+  if (!load) {
+    createOutput({}, io).err(`mailctl: unknown command "${name}"\n\n${await usage()}`);
     return EXIT.error;
   }
+  const command = await load();
   let output = createOutput({}, io);
   try {
     const { values, positionals } = parseCommandArgs(command, rest);

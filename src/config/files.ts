@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { lstat, readdir, readFile, realpath, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { Diagnostic } from './diagnostics.js';
@@ -86,4 +87,16 @@ export async function readConfigFolder(dir: string): Promise<FolderRead> {
 
   await walk('');
   return { files, diagnostics };
+}
+
+/**
+ * Identity of a folder's content: every file's relative path and bytes. Cheap (no parsing), so `apply` can prove
+ * to the daemon which folder it means without validating it twice.
+ */
+export function folderDigest(files: readonly SourceFile[]): string {
+  const hash = createHash('sha256');
+  for (const file of [...files].sort((a, b) => (a.relativePath < b.relativePath ? -1 : 1))) {
+    hash.update(file.relativePath).update('\0').update(String(file.bytes.length)).update('\0').update(file.bytes);
+  }
+  return `sha256:${hash.digest('hex')}`;
 }

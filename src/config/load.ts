@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { EmailFlow, EmailServer } from '../generated/mailctl.js';
 import { clip, sortDiagnostics, type Diagnostic } from './diagnostics.js';
-import { readConfigFolder, type SourceFile } from './files.js';
+import { folderDigest, readConfigFolder, type SourceFile } from './files.js';
 import { serverId, type LoadedFlow, type LoadedServer, type SourceInfo } from './model.js';
 import { normalizeFlow, normalizeServer } from './normalize.js';
 import { locate, parseFile, type ParsedDocument } from './parse.js';
@@ -17,6 +17,8 @@ export interface LoadedConfig {
   /** True when there is no error (warnings allowed). */
   valid: boolean;
   fileCount: number;
+  /** Digest of the files' paths and bytes (see `folderDigest`). */
+  folderDigest: string;
 }
 
 const KINDS = ['EmailServer', 'EmailFlow'] as const;
@@ -84,7 +86,7 @@ export function loadSources(files: readonly SourceFile[], initial: Diagnostic[] 
   }
   diagnostics.push(...checkRules(servers, flows, { flowsNamedByInvalidServers, invalidFlowNames }));
   sortDiagnostics(diagnostics);
-  return { servers, flows, diagnostics, valid: !diagnostics.some((d) => d.severity === 'error'), fileCount: files.length };
+  return { servers, flows, diagnostics, valid: !diagnostics.some((d) => d.severity === 'error'), fileCount: files.length, folderDigest: folderDigest(files) };
 }
 
 function identityHint(value: Record<string, unknown>): string | null {

@@ -97,7 +97,7 @@ export async function startDaemon(options: DaemonOptions, log: Logger = pino({ l
           approvals: approvalsOf(body),
           dryRun: body.dryRun === true,
           saveFailedAsDisabled: body.saveFailedAsDisabled === true ? true : undefined,
-          ...(typeof body.desiredDigest === 'string' && { expectedDesiredDigest: body.desiredDigest }),
+          ...(typeof body.folderDigest === 'string' && { expectedFolderDigest: body.folderDigest }),
           ...(savedPlan && { savedPlan }),
         } as ReconcileRequest);
         return { status: 200, body: { formatVersion: PLAN_FORMAT_VERSION, ...result } };

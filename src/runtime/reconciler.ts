@@ -39,8 +39,8 @@ const EXIT_CODE: Record<Outcome, number> = {
 export interface ReconcileRequest {
   /** Who or what asked: `cli`, `watch`, `start`, `sighup`. Recorded in the apply log. */
   trigger: string;
-  /** Digest of the caller's folder; a different folder is refused (`folder-mismatch`). */
-  expectedDesiredDigest?: string;
+  /** Digest of the caller's folder files (`folderDigest`); a different folder is refused (`folder-mismatch`). */
+  expectedFolderDigest?: string;
   /** Digests of a saved plan: refused as stale when the folder or the running state moved on. */
   savedPlan?: { desiredDigest: string; stateDigest: string };
   approvals?: string[];
@@ -153,7 +153,7 @@ export class Reconciler {
     }
     const desired = desiredState(config.servers, config.flows);
     const digest = desiredDigest(desired);
-    if (!request.savedPlan && request.expectedDesiredDigest && request.expectedDesiredDigest !== digest) {
+    if (!request.savedPlan && request.expectedFolderDigest && request.expectedFolderDigest !== config.folderDigest) {
       return this.finish('folder-mismatch', `the daemon applies ${this.options.dir}, which differs from the folder you gave; apply only changes the daemon's own folder (commit and sync it there)`, { diagnostics });
     }
     if (request.savedPlan && (request.savedPlan.desiredDigest !== digest || request.savedPlan.stateDigest !== stateDigest(this.applied))) {

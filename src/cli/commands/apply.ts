@@ -1,7 +1,5 @@
 import { readFile } from 'node:fs/promises';
-import { loadConfig } from '../../config/load.js';
-import { desiredDigest } from '../../plan/compute.js';
-import { desiredState } from '../../plan/desired.js';
+import { folderDigest, readConfigFolder } from '../../config/files.js';
 import { parsePlanFile } from '../../plan/planfile.js';
 import type { ReconcileResult } from '../../runtime/reconciler.js';
 import { locateDaemon } from '../daemon-client.js';
@@ -37,17 +35,14 @@ export const applyCommand: Command = {
       const saved = parsePlanFile(text);
       if (!saved.ok) throw new UserError(`${planFile}: ${saved.error}`);
       const { plan } = saved.value;
-      request = { savedPlan: { desiredDigest: plan.desiredDigest, stateDigest: plan.stateDigest }, desiredDigest: plan.desiredDigest };
+      request = { savedPlan: { desiredDigest: plan.desiredDigest, stateDigest: plan.stateDigest } };
     } else {
+      // Only the folder's identity is sent: the daemon validates and plans its own copy of the folder.
       const dir = stringOption(values, 'dir') ?? DEFAULT_DIR;
-      const config = await loadConfig(dir);
-      if (!config.valid) {
-        if (output.format === 'json') printJson(output, { outcome: 'invalid', diagnostics: config.diagnostics });
-        else (output.format === 'github' ? renderDiagnosticsGithub : renderDiagnosticsText)(output, config.diagnostics);
-        if (output.format !== 'json') output.err(`mailctl apply: ${dir} is invalid; nothing was sent to the daemon`);
-        return EXIT.error;
-      }
-      request = { desiredDigest: desiredDigest(desiredState(config.servers, config.flows)) };
+      const folder = await readConfigFolder(dir);
+      const unreadable = folder.diagnostics.filter((d) => d.code === 'folder-unreadable');
+      if (unreadable.length) throw new UserError(unreadable[0]!.message);
+      request = { folderDigest: folderDigest(folder.files) };
     }
     const daemon = await locateDaemon(
       { server: stringOption(values, 'server'), stateDir: stringOption(values, 'state-dir'), tokenFile: stringOption(values, 'token-file') },

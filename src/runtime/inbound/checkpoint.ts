@@ -3,7 +3,7 @@
  * writes). `lastUid` is a high-water mark: every UID at or below it is done, except those in `pending` (retries and the
  * backfill set). `copyIntent` is written before COPY so a crash between COPY and the checkpoint never copies twice.
  */
-import { readFile } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { ensurePrivateDir, writeFileAtomic } from '../../adapters/durable-files.js';
 
@@ -14,13 +14,20 @@ export interface PendingEntry {
   /** epoch ms before which the message is not retried */
   nextAttemptAt: number;
   lastError?: string;
+  /** Already in the storage folder (it was quarantined, then released): never copied again. */
+  copied?: boolean;
 }
 
+export type QuarantineReason = 'oversize' | 'unrouted' | 'failed' | 'rejected';
+
 export interface QuarantineEntry {
-  reason: 'oversize' | 'unrouted' | 'failed';
+  /** The message key (as in the sinks): what `mailctl quarantine release KEY` takes. */
+  key?: string;
+  reason: QuarantineReason;
   detail: string;
   at: string;
   messageId: string | null;
+  attempts?: number;
 }
 
 export interface Checkpoint {
@@ -32,10 +39,18 @@ export interface Checkpoint {
   uidValidity: string;
   lastUid: number;
   pending: Record<string, PendingEntry>;
-  /** UIDs about to be COPYed to the storage folder, with their Message-IDs (for crash recovery). */
-  copyIntent: { storageFolder: string; uids: number[]; messageIds: Record<string, string | null>; advanceTo: number } | null;
-  /** Recorded, not yet acted on: quarantine (copy + \Seen \Flagged) is not implemented yet. */
+  /**
+   * UIDs about to be COPYed to the storage folder, with their Message-IDs (for crash recovery); then `seen` (default:
+   * `uids`) get +FLAGS \Seen and `flag` (quarantined) +FLAGS \Seen \Flagged.
+   */
+  copyIntent: { storageFolder: string; uids: number[]; messageIds: Record<string, string | null>; advanceTo: number; seen?: number[]; flag?: number[] } | null;
+  /** Quarantined messages of this UIDVALIDITY (copied, \Seen \Flagged), by UID, until released. */
   quarantined: Record<string, QuarantineEntry>;
+  /**
+   * Set after a UIDVALIDITY change: UIDs below it existed when the mailbox was recreated and are compared with the
+   * delivered-messages ledger (Message-ID + content hash) instead of being delivered again.
+   */
+  recheckBelow?: number;
   updatedAt: string;
 }
 
@@ -59,6 +74,19 @@ export async function loadCheckpoint(file: string, identity: string, folder: str
   data.quarantined ??= {};
   data.copyIntent ??= null;
   return data;
+}
+
+/** Every checkpoint in the state folder (for listing quarantines across servers), with its file. */
+export async function listCheckpoints(stateDir: string): Promise<{ file: string; checkpoint: Checkpoint }[]> {
+  const dir = path.join(stateDir, 'inbound');
+  const names = await readdir(dir).catch(() => [] as string[]);
+  const out: { file: string; checkpoint: Checkpoint }[] = [];
+  for (const name of names.filter((n) => n.endsWith('.json') && !n.startsWith('.')).sort()) {
+    const file = path.join(dir, name);
+    const data = JSON.parse(await readFile(file, 'utf8')) as Checkpoint;
+    if (data.formatVersion === CHECKPOINT_FORMAT_VERSION) out.push({ file, checkpoint: { ...data, quarantined: data.quarantined ?? {}, pending: data.pending ?? {} } });
+  }
+  return out;
 }
 
 export async function saveCheckpoint(file: string, checkpoint: Checkpoint): Promise<void> {

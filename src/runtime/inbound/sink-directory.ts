@@ -32,7 +32,20 @@ export interface SinkItem {
   metadata: InboundMetadata;
 }
 
-export type SinkResult = { key: string; ok: true } | { key: string; ok: false; error: Error };
+/**
+ * A failed delivery: `permanent` (the sink refused this message: never retried, quarantined) or transient (retried);
+ * `sinkDown` says the failure is the sink's, not the message's (connection refused, disk full...).
+ */
+export type SinkResult = { key: string; ok: true } | { key: string; ok: false; error: Error; permanent?: boolean; sinkDown?: boolean };
+
+/** Where a flow delivers: the directory sink or the webhook sink. */
+export interface InboundSink {
+  /** Results are in the order of `items`; one item failing does not fail the others. */
+  deliverBatch(items: readonly SinkItem[]): Promise<SinkResult[]>;
+}
+
+/** Errors of the file system as a whole, not of one message. */
+const SINK_DOWN_CODES = new Set(['ENOSPC', 'EROFS', 'EDQUOT', 'EIO']);
 
 /** `<shortName>.<uidValidity>.<uid>.<first 8 hex of sha256(host \0 user \0 folder)>` */
 export function messageKey(shortName: string, uidValidity: string, uid: number, identity: { host: string; user: string; folder: string }): string {
@@ -59,7 +72,7 @@ async function writeDurable(file: string, data: string | Uint8Array): Promise<vo
   }
 }
 
-export class DirectorySink {
+export class DirectorySink implements InboundSink {
   private readonly known = new Set<string>();
 
   constructor(readonly dir: string) {}
@@ -113,6 +126,8 @@ export class DirectorySink {
       }),
     );
     await syncDirs();
-    return state.map((s) => (s.error ? { key: s.item.key, ok: false, error: s.error } : { key: s.item.key, ok: true }));
+    return state.map((s) =>
+      s.error ? { key: s.item.key, ok: false, error: s.error, sinkDown: SINK_DOWN_CODES.has((s.error as NodeJS.ErrnoException).code ?? '') } : { key: s.item.key, ok: true },
+    );
   }
 }
