@@ -4,7 +4,8 @@ import type { Logger } from 'pino';
 import { secretDigest, type SecretResolver } from '../apply/secrets.js';
 import { verifyAll, type Verification } from '../apply/verify.js';
 import type { Diagnostic } from '../config/diagnostics.js';
-import { loadConfig } from '../config/load.js';
+import { folderDigest, readConfigFolder } from '../config/files.js';
+import { loadSources, type LoadedConfig } from '../config/load.js';
 import { computePlan, desiredDigest, nextBindings, stateDigest } from '../plan/compute.js';
 import { desiredState, EMPTY_STATE } from '../plan/desired.js';
 import type { ObservedServer, ObservedState, Plan, ServerChange, ServerConfig } from '../plan/model.js';
@@ -95,6 +96,7 @@ export class Reconciler {
   /** Servers whose rebind waits for approval (shown as `pending-approval`). */
   readonly pendingApproval = new Set<string>();
   last: ReconcileResult | null = null;
+  private parsed: LoadedConfig | null = null;
 
   constructor(
     private readonly options: ReconcilerOptions,
@@ -122,6 +124,16 @@ export class Reconciler {
     return this.resolver.resolveAll(config.spec).then(secretDigest, () => undefined);
   }
 
+  /** The folder, parsed and checked; reused while its files are byte-for-byte the same (a no-op stays cheap). */
+  private async loadFolder(): Promise<LoadedConfig> {
+    const folder = await readConfigFolder(this.options.dir);
+    const digest = folderDigest(folder.files);
+    if (this.parsed?.folderDigest === digest && folder.diagnostics.length === 0) return this.parsed;
+    const config = loadSources(folder.files, folder.diagnostics);
+    this.parsed = config;
+    return config;
+  }
+
   reconcile(request: ReconcileRequest): Promise<ReconcileResult> {
     const next = this.queue.then(() => this.reconcileNow(request));
     this.queue = next.catch(() => undefined);
@@ -146,7 +158,7 @@ export class Reconciler {
   }
 
   private async reconcileNow(request: ReconcileRequest): Promise<ReconcileResult> {
-    const config = await loadConfig(this.options.dir);
+    const config = await this.loadFolder();
     const diagnostics = config.diagnostics;
     if (!config.valid) {
       return this.finish('invalid', `the folder ${this.options.dir} is invalid; nothing changed and the last applied configuration keeps running`, { diagnostics });
