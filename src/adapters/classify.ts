@@ -3,7 +3,7 @@
  * Messages are built from known fields; any server text that is quoted is passed through `redact()`,
  * so a password or token given in `ctx.secrets` never ends up in a message.
  */
-import { MailError, type FailureClass } from './connection.js';
+import { MailError, secretOf, type ConnectionSettings, type FailureClass } from './connection.js';
 
 export interface ClassifyContext {
   /** Where we were connecting to, for the message ("connection refused by host:port"). */
@@ -16,6 +16,18 @@ export interface ClassifyContext {
   oauth2?: boolean | undefined;
   /** Strings that must never appear in a message (passwords, tokens, client secrets). */
   secrets?: ReadonlyArray<string | undefined> | undefined;
+}
+
+/** The context for `classifyMailError` of a connection: where it went, and the secret to keep out of messages. */
+export function errorContext(settings: ConnectionSettings): ClassifyContext {
+  return {
+    host: settings.host,
+    port: settings.port,
+    user: settings.auth.user,
+    tls: settings.tls,
+    oauth2: 'accessToken' in settings.auth,
+    secrets: [secretOf(settings.auth)],
+  };
 }
 
 type Rec = Record<string, unknown>;

@@ -11,8 +11,8 @@
  * Certificate verification is never switched off (`rejectUnauthorized: true`); `caPem` replaces the system CAs.
  */
 import { ImapFlow, type ImapFlowOptions, type Logger } from 'imapflow';
-import { classifyMailError, type ClassifyContext } from './classify.js';
-import { MailError, secretOf, type ConnectionSettings } from './connection.js';
+import { classifyMailError, errorContext } from './classify.js';
+import { MailError, type ConnectionSettings } from './connection.js';
 
 export type { Logger as ImapLogger } from 'imapflow';
 
@@ -78,24 +78,12 @@ export function imapClientOptions(settings: ConnectionSettings, extra: ImapConne
   return opts;
 }
 
-/** Context for classifyMailError from the settings (never includes the secret itself except as a redaction key). */
-export function imapErrorContext(settings: ConnectionSettings): ClassifyContext {
-  return {
-    host: settings.host,
-    port: settings.port,
-    user: settings.auth.user,
-    tls: settings.tls,
-    oauth2: 'accessToken' in settings.auth,
-    secrets: [secretOf(settings.auth)],
-  };
-}
-
 /**
  * Connect and log in. The returned client always has an 'error' listener (errors after connect are
  * logged at warn, and surface as 'close' + failing commands). Throws MailError on failure.
  */
 export async function connectImap(settings: ConnectionSettings, opts: ImapConnectOptions = {}): Promise<ImapFlow> {
-  const ctx = imapErrorContext(settings);
+  const ctx = errorContext(settings);
   const client = new ImapFlow(imapClientOptions(settings, opts));
   client.on('error', (err: unknown) => {
     if (opts.logger) opts.logger.warn({ msg: 'imap connection error', err: classifyMailError(err, ctx).message });
@@ -137,7 +125,7 @@ export async function ensureFolderExists(client: ImapFlow, folder: string, label
  * Throws MailError (folder-missing with a message that says which folder and what to do).
  */
 export async function verifyImap(settings: ConnectionSettings, opts: VerifyImapOptions = {}): Promise<VerifyImapResult> {
-  const ctx = imapErrorContext(settings);
+  const ctx = errorContext(settings);
   const folder = opts.folder ?? 'INBOX';
   const client = await connectImap(settings, { ...opts, disableAutoIdle: true });
   try {

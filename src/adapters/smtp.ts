@@ -9,8 +9,8 @@
  * `ignoreTLS` is never set and certificate verification is never switched off.
  */
 import nodemailer, { type SendMailOptions, type SMTPPoolOptions, type SMTPSentMessageInfo, type SMTPTransportOptions, type Transporter } from 'nodemailer';
-import { classifyMailError, type ClassifyContext } from './classify.js';
-import { secretOf, type ConnectionSettings } from './connection.js';
+import { classifyMailError, errorContext } from './classify.js';
+import type { ConnectionSettings } from './connection.js';
 
 /** bunyan/pino-style logger accepted by nodemailer. */
 export interface SmtpLogger {
@@ -72,17 +72,6 @@ export function smtpTransportOptions(settings: ConnectionSettings, extra: SmtpTr
   return opts;
 }
 
-export function smtpErrorContext(settings: ConnectionSettings): ClassifyContext {
-  return {
-    host: settings.host,
-    port: settings.port,
-    user: settings.auth.user,
-    tls: settings.tls,
-    oauth2: 'accessToken' in settings.auth,
-    secrets: [secretOf(settings.auth)],
-  };
-}
-
 export function createSmtpTransport(settings: ConnectionSettings, extra: SmtpTransportExtra = {}): SmtpTransport {
   const opts = smtpTransportOptions(settings, extra);
   const transport: SmtpTransport = extra.pool
@@ -99,7 +88,7 @@ export async function verifySmtp(settings: ConnectionSettings, extra: SmtpTransp
   try {
     await transport.verify();
   } catch (err) {
-    throw classifyMailError(err, smtpErrorContext(settings));
+    throw classifyMailError(err, errorContext(settings));
   } finally {
     transport.close();
   }
@@ -111,6 +100,6 @@ export async function sendSmtp(transport: SmtpTransport, settings: ConnectionSet
   try {
     return await transport.sendMail(message);
   } catch (err) {
-    throw classifyMailError(err, smtpErrorContext(settings));
+    throw classifyMailError(err, errorContext(settings));
   }
 }

@@ -1,20 +1,28 @@
 import { schedule, type ScheduledTask } from 'node-cron';
 import type { ImapFlow } from 'imapflow';
 import type { Logger } from 'pino';
-import { classifyMailError } from '../../adapters/classify.js';
+import { classifyMailError, errorContext, type ClassifyContext } from '../../adapters/classify.js';
 import { connectImap, ensureFolderExists, type ImapLogger } from '../../adapters/imap.js';
 import { resolveConnection } from '../../apply/connection.js';
 import type { SecretResolver } from '../../apply/secrets.js';
 import type { ImapServerSpec } from '../../config/model.js';
 import type { ServerConfig } from '../../plan/model.js';
 import { SupervisedLoop } from '../loop.js';
+import { metrics } from '../metrics.js';
 
 /** How soon imapflow starts IDLE after a command: low, so new mail is noticed within about a second. */
 export const AUTO_IDLE_DELAY_MS = 500;
 
+/** What one poll did, added to the loop's counters (shown by `status`). */
+export interface PollStats {
+  delivered: number;
+  quarantined: number;
+  duplicates: number;
+}
+
 /** What a poll does with the selected folder. The inbound-mail stage plugs in here. */
 export interface InboundProcessor {
-  poll(client: ImapFlow, config: ServerConfig & { spec: ImapServerSpec }, signal: AbortSignal): Promise<void>;
+  poll(client: ImapFlow, config: ServerConfig & { spec: ImapServerSpec }, signal: AbortSignal): Promise<PollStats | void>;
 }
 
 /** Just proves the mailbox is reachable and counts what waits in it. */
@@ -31,8 +39,11 @@ export const statusOnlyProcessor: InboundProcessor = {
 export class ImapLoop extends SupervisedLoop {
   private task: ScheduledTask | null = null;
   private client: ImapFlow | null = null;
+  /** How to word (and scrub) errors of the current connection. */
+  private errorCtx: ClassifyContext = {};
   private polling: Promise<void> | null = null;
   private pollAgain = false;
+  private wake: NodeJS.Timeout | null = null;
 
   constructor(
     id: string,
@@ -75,22 +86,35 @@ export class ImapLoop extends SupervisedLoop {
     const client = this.client;
     if (!client?.usable) return;
     const started = Date.now();
+    let ok = false;
     try {
-      await this.deps.processor.poll(client, this.config as ServerConfig & { spec: ImapServerSpec }, this.signal);
+      const stats = await this.deps.processor.poll(client, this.config as ServerConfig & { spec: ImapServerSpec }, this.signal);
+      if (stats) for (const [name, n] of Object.entries(stats)) if (n) this.count(name, n);
       this.count('polls_ok');
+      ok = true;
+      metrics.messagesDelivered(this.id, stats ? stats.delivered : 0);
+      metrics.messagesQuarantined(this.id, stats ? stats.quarantined : 0);
       this.markSuccess();
     } catch (err) {
       this.count('polls_failed');
-      const error = classifyMailError(err);
+      const error = classifyMailError(err, this.errorCtx);
       this.recordError(error);
       this.log.warn({ class: error.failureClass }, `poll failed: ${error.message}`);
+      // the flow's sink is down: the processor paused this server; poll again when the pause is over
+      if (error.code === 'SinkUnavailable' && error.retryAfterMs !== undefined) {
+        this.count('sink_paused');
+        if (this.wake) clearTimeout(this.wake);
+        this.wake = setTimeout(() => ((this.wake = null), void this.requestPoll()), error.retryAfterMs + 10);
+      }
     } finally {
       this.count('poll_ms', Date.now() - started);
+      metrics.pollFinished(this.id, ok, (Date.now() - started) / 1000);
     }
   }
 
   protected async session(signal: AbortSignal): Promise<void> {
     const { settings } = await resolveConnection(this.spec, this.deps.resolver);
+    this.errorCtx = errorContext(settings);
     const client = await connectImap(settings, { autoIdleDelay: AUTO_IDLE_DELAY_MS, logger: this.deps.imapLogger });
     const closed = new Promise<void>((resolve) => client.once('close', () => resolve()));
     try {
@@ -105,6 +129,8 @@ export class ImapLoop extends SupervisedLoop {
     } finally {
       void this.task?.destroy();
       this.task = null;
+      if (this.wake) clearTimeout(this.wake);
+      this.wake = null;
       await this.polling;
       this.client = null;
       if (client.usable) await client.logout().catch(() => client.close());

@@ -1,11 +1,12 @@
 import type { Transporter } from 'nodemailer';
 import type { Logger } from 'pino';
 import { createSmtpTransport } from '../../adapters/smtp.js';
-import { classifyMailError } from '../../adapters/classify.js';
+import { classifyMailError, errorContext } from '../../adapters/classify.js';
 import { resolveConnection } from '../../apply/connection.js';
 import type { SecretResolver } from '../../apply/secrets.js';
 import type { ServerConfig } from '../../plan/model.js';
 import { SupervisedLoop } from '../loop.js';
+import type { OutboundConsumer } from '../outbound/sender.js';
 
 /** Holds a pooled nodemailer transport for one SMTP server; the outbound stage sends through `transport`. */
 export class SmtpLoop extends SupervisedLoop {
@@ -15,7 +16,7 @@ export class SmtpLoop extends SupervisedLoop {
     id: string,
     config: ServerConfig,
     log: Logger,
-    private readonly deps: { resolver: SecretResolver },
+    private readonly deps: { resolver: SecretResolver; outbound?: OutboundConsumer | undefined },
   ) {
     super(id, config, log);
   }
@@ -25,11 +26,13 @@ export class SmtpLoop extends SupervisedLoop {
     const transport = createSmtpTransport(settings, { pool: true });
     try {
       await transport.verify().catch((err: unknown) => {
-        throw classifyMailError(err);
+        throw classifyMailError(err, errorContext(settings));
       });
       this.transport = transport;
       this.markSuccess();
-      await new Promise<void>((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }));
+      // the loop consumes its outbox queue until stopped
+      if (this.deps.outbound) await this.deps.outbound.serve({ serverId: this.id, transport, settings, signal, log: this.log });
+      else await new Promise<void>((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }));
     } finally {
       this.transport = null;
       transport.close();
