@@ -28,6 +28,7 @@ export async function resolveConnection(spec: ServerSpec, resolver: SecretResolv
       refreshToken: secrets.get(refreshToken!)!,
       ...(scope !== undefined && { scope }),
     });
+    resolver.sensitive(token.accessToken, spec.auth.user);
     auth = { user: spec.auth.user, accessToken: token.accessToken };
   }
   let caPem: string | undefined;

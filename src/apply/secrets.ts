@@ -14,6 +14,8 @@ export interface SecretPolicy {
   /** `${env:}` references must name variables with this prefix. */
   envPrefix: string;
   env: NodeJS.ProcessEnv;
+  /** Called with every value resolved (and the login it belongs to, when known), e.g. to scrub it from logs. */
+  onResolved?: (value: string, user?: string) => void;
 }
 
 /** A reference that cannot or may not be resolved: a configuration problem, never retried hot. */
@@ -56,13 +58,20 @@ export class SecretResolver {
     if (value.length === 0) throw new SecretError(`${reference} is empty`);
     if (value.length > MAX_SECRET_LENGTH) throw new SecretError(`${reference} is ${value.length} characters long; at most ${MAX_SECRET_LENGTH} are allowed`);
     if (/[\r\n\0]/.test(value)) throw new SecretError(`${reference} contains a line break or NUL character`);
+    this.sensitive(value);
     return value;
+  }
+
+  /** Reports a secret value obtained outside `resolve` (an OAuth2 access token) to `onResolved`. */
+  sensitive(value: string, user?: string): void {
+    this.policy.onResolved?.(value, user);
   }
 
   /** Resolves every reference of a server; in memory only. */
   async resolveAll(spec: ServerSpec): Promise<Map<string, string>> {
     const values = new Map<string, string>();
     for (const reference of secretReferences(spec)) values.set(reference, await this.resolve(reference));
+    for (const value of values.values()) this.sensitive(value, spec.auth.user);
     return values;
   }
 }

@@ -29,7 +29,20 @@ export function shortestIntervalSeconds(expression: string): number {
   return gap;
 }
 
+/** Folders repeat a handful of schedules thousands of times; node-cron's validation is the costly part. */
+const checked = new Map<string, ScheduleProblem | null>();
+const CACHE_LIMIT = 1000;
+
 export function checkPollSchedule(expression: string): ScheduleProblem | null {
+  const cached = checked.get(expression);
+  if (cached !== undefined) return cached;
+  const problem = checkUncached(expression);
+  if (checked.size >= CACHE_LIMIT) checked.clear();
+  checked.set(expression, problem);
+  return problem;
+}
+
+function checkUncached(expression: string): ScheduleProblem | null {
   const result = validateDetailed(expression);
   if (!result.valid) {
     const reasons = (result.errors ?? []).map((e: { message?: string } | string) => (typeof e === 'string' ? e : e.message)).filter(Boolean);

@@ -1,16 +1,21 @@
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
-import { pino, type Logger } from 'pino';
 import { SecretResolver } from '../apply/secrets.js';
 import type { LoadedServer } from '../config/model.js';
 import { stateDigest } from '../plan/compute.js';
 import { PLAN_FORMAT_VERSION } from '../plan/model.js';
 import { createApiServer, type Route } from './http.js';
+import { createLogging, type Logging } from './logging.js';
+import { metrics } from './metrics.js';
 import { isLoopback } from './paths.js';
 import { Reconciler, type ReconcileRequest } from './reconciler.js';
 import { StateStore } from './state-store.js';
 import { buildStatus } from './status.js';
 import { InboundMailProcessor } from './inbound/processor.js';
+import { StalenessWatchdog, watchedServers } from './staleness.js';
+import { publicStatus, STATUS_PAGE_HTML } from './status-page.js';
+import { quarantineRoutes } from './inbound/quarantine-api.js';
+import { createOutbound } from './outbound/index.js';
 import { Supervisor } from './supervisor.js';
 import { watchFolders } from './watcher.js';
 
@@ -44,14 +49,17 @@ function approvalsOf(body: Record<string, unknown>): string[] {
 }
 
 /** Wires the state folder, loops, reconciler, API and watcher together. */
-export async function startDaemon(options: DaemonOptions, log: Logger = pino({ level: options.logLevel })): Promise<RunningDaemon> {
+export async function startDaemon(options: DaemonOptions, logging: Logging = createLogging({ level: options.logLevel })): Promise<RunningDaemon> {
+  const { log, scrubber } = logging;
   const store = new StateStore(options.stateDir);
   await store.init();
   const releaseLock = await store.acquireLock();
   const token = await store.apiToken();
   const dir = path.resolve(options.dir);
-  const resolver = new SecretResolver({ secretsDir: options.secretsDir, envPrefix: options.secretEnvPrefix, env: options.env });
-  const supervisor = new Supervisor({ log, resolver, processor: new InboundMailProcessor({ stateDir: options.stateDir, log }) });
+  const resolver = new SecretResolver({ secretsDir: options.secretsDir, envPrefix: options.secretEnvPrefix, env: options.env, onResolved: (value, user) => scrubber.add(value, user) });
+  const inbound = new InboundMailProcessor({ stateDir: options.stateDir, log, resolver });
+  const outbound = await createOutbound({ stateDir: options.stateDir, resolver, log, state: () => reconciler.state, systemSmtp: options.systemSmtp ?? null });
+  const supervisor = new Supervisor({ log, resolver, processor: inbound, outbound: outbound.consumer });
   const reconciler = new Reconciler(
     { dir, saveFailedAsDisabled: options.saveFailedAsDisabled, allowEmpty: options.allowEmpty, allowMassDelete: options.allowMassDelete },
     store,
@@ -61,13 +69,22 @@ export async function startDaemon(options: DaemonOptions, log: Logger = pino({ l
   );
   let ready = false;
   let draining = false;
+  const watchdog = new StalenessWatchdog(log);
+  const watchdogTimer = setInterval(() => watchdog.check(watchedServers(reconciler.state, supervisor.statuses())), 1000).unref();
 
   const status = () =>
-    buildStatus({ systemSmtp: options.systemSmtp?.id ?? null, dir, ready, draining, applied: reconciler.state, loops: supervisor.statuses(), pendingApproval: reconciler.pendingApproval, last: reconciler.last });
+    buildStatus({ systemSmtp: options.systemSmtp?.id ?? null, dir, ready, draining, applied: reconciler.state, loops: supervisor.statuses(), pendingApproval: reconciler.pendingApproval, last: reconciler.last, stale: watchdog.staleIds });
+  metrics.bind(status);
   const checks = () => ({ 'config-loaded': ready || reconciler.last !== null, 'first-reconcile': ready, 'not-draining': !draining });
 
+  const livez: Route['handler'] = async (_r, _b, url) => ({ status: 200, body: url.searchParams.has('verbose') ? '[+]ping ok\nlivez check passed\n' : 'ok\n' });
   const routes: Route[] = [
-    { method: 'GET', path: '/livez', public: true, handler: async (_r, _b, url) => ({ status: 200, body: url.searchParams.has('verbose') ? '[+]ping ok\nlivez check passed\n' : 'ok\n' }) },
+    { method: 'GET', path: '/livez', public: true, handler: livez },
+    // deprecated in Kubernetes since 1.16; kept as an alias of /livez, so a probe that still uses it never kills a draining daemon
+    { method: 'GET', path: '/healthz', public: true, handler: livez },
+    { method: 'GET', path: '/metrics', public: true, handler: async () => metrics.text().then(({ contentType, body }) => ({ status: 200, body, type: contentType })) },
+    { method: 'GET', path: '/', public: true, handler: async () => ({ status: 200, body: STATUS_PAGE_HTML, type: 'text/html; charset=utf-8' }) },
+    { method: 'GET', path: '/status.json', public: true, handler: async () => ({ status: 200, body: scrubber.scrub(JSON.stringify(publicStatus(status()))), type: 'application/json' }) },
     {
       method: 'GET',
       path: '/readyz',
@@ -79,6 +96,8 @@ export async function startDaemon(options: DaemonOptions, log: Logger = pino({ l
         return { status: ok ? 200 : 503, body: url.searchParams.has('verbose') ? `${verbose}\nreadyz check ${ok ? 'passed' : 'failed'}\n` : ok ? 'ok\n' : 'not ready\n' };
       },
     },
+    ...quarantineRoutes(inbound, supervisor),
+    ...outbound.routes,
     { method: 'GET', path: '/v1/status', handler: async () => ({ status: 200, body: { formatVersion: PLAN_FORMAT_VERSION, ...status() } }) },
     {
       method: 'GET',
@@ -117,6 +136,7 @@ export async function startDaemon(options: DaemonOptions, log: Logger = pino({ l
   await store.writeDiscovery({ url, pid: process.pid, dir });
 
   const resumed = await reconciler.resume();
+  await outbound.start(supervisor);
   log.info({ url, dir, stateDir: options.stateDir, resumed }, 'mailctl daemon started');
   let watcher: { close(): Promise<void> } | null = null;
   if (options.watch) {
@@ -132,10 +152,12 @@ export async function startDaemon(options: DaemonOptions, log: Logger = pino({ l
     stop() {
       stopping ??= (async () => {
         draining = true;
+        clearInterval(watchdogTimer);
         log.info('draining: stopping loops');
         await watcher?.close();
         const deadline = new Promise<void>((resolve) => setTimeout(resolve, DRAIN_DEADLINE_MS).unref());
         await Promise.race([supervisor.stopAll(), deadline]);
+        await outbound.stop();
         server.closeAllConnections?.();
         await new Promise<void>((resolve) => server.close(() => resolve()));
         await store.removeDiscovery();

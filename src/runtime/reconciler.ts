@@ -9,6 +9,7 @@ import { loadSources, type LoadedConfig } from '../config/load.js';
 import { computePlan, desiredDigest, nextBindings, stateDigest } from '../plan/compute.js';
 import { desiredState, EMPTY_STATE } from '../plan/desired.js';
 import type { ObservedServer, ObservedState, Plan, ServerChange, ServerConfig } from '../plan/model.js';
+import { metrics } from './metrics.js';
 import type { StateStore } from './state-store.js';
 import type { Supervisor } from './supervisor.js';
 
@@ -153,6 +154,7 @@ export class Reconciler {
       ...rest,
     };
     if (outcome !== 'dry-run') this.last = result;
+    metrics.reconciled(outcome);
     this.log.info({ trigger: 'reconcile', outcome }, message);
     return result;
   }

@@ -18,6 +18,8 @@ export interface ServerStatus {
   disabledReason: string | null;
   revision: string | null;
   counters: Record<string, number>;
+  /** An enabled IMAP server with no successful poll for 3× its poll interval (see staleness.ts). */
+  stale: boolean;
 }
 
 export interface DaemonStatus {
@@ -41,6 +43,7 @@ export function buildStatus(input: {
   loops: ReadonlyMap<string, LoopStatus>;
   pendingApproval: ReadonlySet<string>;
   last: ReconcileResult | null;
+  stale?: ReadonlySet<string>;
 }): DaemonStatus {
   const servers = Object.entries(input.applied.servers)
     .sort(([a], [b]) => (a < b ? -1 : 1))
@@ -63,11 +66,12 @@ export function buildStatus(input: {
         disabledReason: server.disabledReason ?? null,
         revision: server.revision ?? null,
         counters: loop?.counters ?? {},
+        stale: input.stale?.has(id) ?? false,
       };
     });
   for (const id of input.pendingApproval) {
     if (!input.applied.servers[id]) {
-      servers.push({ id, name: id, type: id.startsWith('imap/') ? 'imap' : 'smtp', enabled: false, state: 'pending-approval', since: null, lastSuccess: null, lastError: null, disabledReason: 'waiting for --approve-rebind', revision: null, counters: {} });
+      servers.push({ id, name: id, type: id.startsWith('imap/') ? 'imap' : 'smtp', enabled: false, state: 'pending-approval', since: null, lastSuccess: null, lastError: null, disabledReason: 'waiting for --approve-rebind', revision: null, counters: {}, stale: false });
     }
   }
   const last = input.last && { at: input.last.at, outcome: input.last.outcome, message: input.last.message, diagnostics: input.last.diagnostics };

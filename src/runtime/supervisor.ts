@@ -2,8 +2,10 @@ import type { Logger } from 'pino';
 import type { SecretResolver } from '../apply/secrets.js';
 import type { ServerConfig } from '../plan/model.js';
 import type { LoopStatus, SupervisedLoop } from './loop.js';
+import { imapLogger } from './logging.js';
 import { ImapLoop, statusOnlyProcessor, type InboundProcessor } from './loops/imap-loop.js';
 import { SmtpLoop } from './loops/smtp-loop.js';
+import type { OutboundConsumer } from './outbound/sender.js';
 
 interface RunningLoop {
   loop: SupervisedLoop;
@@ -15,6 +17,8 @@ export interface SupervisorDeps {
   log: Logger;
   resolver: SecretResolver;
   processor?: InboundProcessor;
+  /** The outbound stage: each SMTP loop consumes its outbox queue through it. */
+  outbound?: OutboundConsumer;
 }
 
 /** Owns the running loops: one per enabled server, started, updated in place, restarted or stopped by the reconciler. */
@@ -26,8 +30,8 @@ export class Supervisor {
   private create(id: string, config: ServerConfig): SupervisedLoop {
     const log = this.deps.log.child({ server: id, loop: config.spec.type === 'imap' ? 'poll' : 'send' });
     return config.spec.type === 'imap'
-      ? new ImapLoop(id, config, log, { resolver: this.deps.resolver, processor: this.deps.processor ?? statusOnlyProcessor })
-      : new SmtpLoop(id, config, log, { resolver: this.deps.resolver });
+      ? new ImapLoop(id, config, log, { resolver: this.deps.resolver, processor: this.deps.processor ?? statusOnlyProcessor, imapLogger: imapLogger(log) })
+      : new SmtpLoop(id, config, log, { resolver: this.deps.resolver, outbound: this.deps.outbound });
   }
 
   has(id: string): boolean {

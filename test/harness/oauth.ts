@@ -13,6 +13,8 @@ export interface OAuthServer {
   tokenUrl: string;
   setAccessToken(token: string, user: string): void;
   setRefreshToken(refreshToken: string, user: string): void;
+  /** Calls `listener` for every access token /token mints (e.g. to let an SMTP server accept it too). */
+  onMint(listener: (token: string, user: string) => void): void;
   /** Require these client credentials at /token (default: any client is accepted). */
   setClient(clientId: string, clientSecret: string): void;
   /** Make the next `n` /token requests answer with this HTTP status and body (object → JSON, string → as is). */
@@ -28,6 +30,7 @@ export async function startOAuthServer(opts: { expiresIn?: number } = {}): Promi
   let client: { id: string; secret: string } | undefined;
   let failing: { n: number; status: number; body: Record<string, unknown> | string; headers: Record<string, string> } | undefined;
   const stats = { introspections: 0, tokenRequests: 0 };
+  const minted: ((token: string, user: string) => void)[] = [];
 
   const json = (res: http.ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}) => {
     const raw = typeof body === 'string';
@@ -63,6 +66,7 @@ export async function startOAuthServer(opts: { expiresIn?: number } = {}): Promi
         if (!user) return json(res, 400, { error: 'invalid_grant', error_description: 'refresh token is invalid or revoked' });
         const token = `at-${randomBytes(12).toString('hex')}`;
         access.set(token, user);
+        for (const listener of minted) listener(token, user);
         return json(res, 200, { access_token: token, expires_in: opts.expiresIn ?? 3600, token_type: 'Bearer' });
       }
       json(res, 404, { error: 'not_found' });
@@ -81,6 +85,7 @@ export async function startOAuthServer(opts: { expiresIn?: number } = {}): Promi
     introspectionUrl: `http://127.0.0.1:${port}/introspect`,
     tokenUrl: `http://127.0.0.1:${port}/token`,
     setAccessToken: (t, u) => void access.set(t, u),
+    onMint: (listener) => void minted.push(listener),
     setRefreshToken: (t, u) => void refresh.set(t, u),
     setClient: (id, secret) => void (client = { id, secret }),
     failNextToken: (n, status, body, headers = {}) => void (failing = { n, status, body, headers }),

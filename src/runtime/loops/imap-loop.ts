@@ -18,6 +18,8 @@ export interface PollStats {
   delivered: number;
   quarantined: number;
   duplicates: number;
+  /** When the earliest retry is due: the loop polls again then instead of waiting for the schedule. */
+  nextPollInMs?: number;
 }
 
 /** What a poll does with the selected folder. The inbound-mail stage plugs in here. */
@@ -82,6 +84,12 @@ export class ImapLoop extends SupervisedLoop {
     return this.polling;
   }
 
+  /** Polls again in `ms` (replacing an earlier wake-up); the schedule and IDLE keep polling too. */
+  private wakeIn(ms: number): void {
+    if (this.wake) clearTimeout(this.wake);
+    this.wake = setTimeout(() => ((this.wake = null), void this.requestPoll()), ms + 10);
+  }
+
   private async pollOnce(): Promise<void> {
     const client = this.client;
     if (!client?.usable) return;
@@ -89,7 +97,9 @@ export class ImapLoop extends SupervisedLoop {
     let ok = false;
     try {
       const stats = await this.deps.processor.poll(client, this.config as ServerConfig & { spec: ImapServerSpec }, this.signal);
-      if (stats) for (const [name, n] of Object.entries(stats)) if (n) this.count(name, n);
+      const { nextPollInMs, ...counts } = stats ?? {};
+      for (const [name, n] of Object.entries(counts)) if (n) this.count(name, n);
+      if (nextPollInMs !== undefined) this.wakeIn(nextPollInMs);
       this.count('polls_ok');
       ok = true;
       metrics.messagesDelivered(this.id, stats ? stats.delivered : 0);
@@ -103,8 +113,7 @@ export class ImapLoop extends SupervisedLoop {
       // the flow's sink is down: the processor paused this server; poll again when the pause is over
       if (error.code === 'SinkUnavailable' && error.retryAfterMs !== undefined) {
         this.count('sink_paused');
-        if (this.wake) clearTimeout(this.wake);
-        this.wake = setTimeout(() => ((this.wake = null), void this.requestPoll()), error.retryAfterMs + 10);
+        this.wakeIn(error.retryAfterMs);
       }
     } finally {
       this.count('poll_ms', Date.now() - started);

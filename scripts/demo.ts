@@ -1,0 +1,166 @@
+/**
+ * `npm run demo [-- --once]`: the whole product on one machine. Starts the test harness's private Dovecot and SMTP
+ * server on free loopback ports, points a copy of examples/servers.d at them, runs the daemon, and walks through
+ * validate → plan → apply → status, inbound mail (one message per route and an auto-reply), a reply and a template
+ * email, and where each ended up. Keeps running until Ctrl-C; `--once` stops after the tour.
+ */
+import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { isMap, parseAllDocuments, type Document } from 'yaml';
+import { startDovecot, type Dovecot } from '../test/harness/dovecot.js';
+import { cli, createWorkspace, eventually, startDaemon, type Workspace } from '../test/harness/mailctl.js';
+import { startSmtpServer, type SmtpTestServer } from '../test/harness/smtp.js';
+
+const once = process.argv.includes('--once');
+const EXAMPLES = path.resolve('examples/servers.d');
+const ACCOUNTS: Record<string, string> = { 'support@example.com': 'support-demo-password', 'sales@example.com': 'sales-demo-password' };
+const STORAGE = 'ContactStorage';
+
+const say = (text: string) => process.stdout.write(`\n\u001b[1m== ${text}\u001b[22m\n`);
+const show = (text: string) => process.stdout.write(text.endsWith('\n') ? text : `${text}\n`);
+
+async function mailctl(ws: Workspace, args: string[]): Promise<string> {
+  show(`$ mailctl ${args.join(' ')}`);
+  const r = await cli(args, ws.env);
+  show(`${r.stdout}${r.stderr}`.trim());
+  show(`(exit ${r.code})`);
+  return r.stdout;
+}
+
+/** Points one example document at the local servers, keeping its comments. */
+function rewrite(doc: Document, env: { dovecot: Dovecot; smtp: SmtpTestServer; secret: (name: string) => string }): void {
+  if (!isMap(doc.contents)) return;
+  const kind = doc.get('kind');
+  if (kind === 'EmailFlow') {
+    const dir = doc.getIn(['deliver', 'directory']);
+    if (typeof dir === 'string' && path.isAbsolute(dir)) doc.setIn(['deliver', 'directory'], `inbound/${path.basename(dir)}`);
+    return;
+  }
+  const type = doc.get('type');
+  const user = String(doc.getIn(['auth', 'user']));
+  doc.set('host', 'localhost');
+  doc.set('tls', false); // STARTTLS required, with the harness's private CA
+  doc.set('port', type === 'imap' ? env.dovecot.ports.imap : env.smtp.port);
+  doc.set('tlsCaFile', env.dovecot.caFile);
+  if (doc.getIn(['auth', 'type']) === 'basic') doc.setIn(['auth', 'password'], `\${file:${env.secret(user)}}`);
+  else {
+    doc.setIn(['auth', 'oauth2', 'tokenUrl'], env.dovecot.oauthUrl);
+    doc.setIn(['auth', 'oauth2', 'clientSecret'], `\${file:${env.secret(`${user}-client-secret`)}}`);
+    doc.setIn(['auth', 'oauth2', 'refreshToken'], `\${file:${env.secret(`${user}-refresh-token`)}}`);
+  }
+}
+
+const sampleMail = (from: string, to: string, subject: string, extra = ''): string =>
+  [`From: ${from}`, `To: ${to}`, `Subject: ${subject}`, `Message-ID: <${Math.random().toString(36).slice(2)}@demo.example>`, `Date: ${new Date().toUTCString()}`, extra, '', `Hello, this is "${subject}".`, '']
+    .filter((l, i) => l !== '' || i > 4)
+    .join('\r\n');
+
+async function main(): Promise<void> {
+  say('Starting a private Dovecot and SMTP server on free loopback ports');
+  const dovecot = await startDovecot({ users: ACCOUNTS });
+  const smtp = await startSmtpServer({ ca: dovecot.ca, users: ACCOUNTS });
+  dovecot.oauth.onMint((token, user) => smtp.setAccessToken(token, user));
+  dovecot.setRefreshToken('demo-refresh-token', 'noreply@example.com');
+  for (const user of Object.keys(ACCOUNTS)) await dovecot.createFolder(user, STORAGE);
+  show(`Dovecot: IMAP localhost:${dovecot.ports.imap} (STARTTLS), LMTP :${dovecot.ports.lmtp}; SMTP localhost:${smtp.port}`);
+
+  const ws = await createWorkspace();
+  const secrets = new Map<string, string>([...Object.entries(ACCOUNTS), ['noreply@example.com-client-secret', 'demo-client-secret'], ['noreply@example.com-refresh-token', 'demo-refresh-token']]);
+  const secretFile = (name: string) => path.join(ws.secretsDir, name.replace(/[^A-Za-z0-9.-]/g, '_'));
+  for (const [name, value] of secrets) await writeFile(secretFile(name), value, { mode: 0o600 });
+  for (const file of (await readdir(EXAMPLES)).filter((f) => f.endsWith('.yaml'))) {
+    const docs = parseAllDocuments(await readFile(path.join(EXAMPLES, file), 'utf8'));
+    const list = Array.isArray(docs) ? docs : [];
+    for (const doc of list) rewrite(doc, { dovecot, smtp, secret: secretFile });
+    await writeFile(path.join(ws.dir, file), list.map((d) => d.toString()).join('---\n'));
+  }
+  show(`A copy of examples/servers.d pointed at them: ${ws.dir}`);
+
+  say('validate: the folder is checked offline');
+  await mailctl(ws, ['validate', '--dir', ws.dir]);
+  say('plan: what a first deployment would do (offline, no secret is read)');
+  await mailctl(ws, ['plan', '--dir', ws.dir, '--state', 'empty']);
+
+  say('run: the daemon starts (it watches the folder; nothing runs before the first apply)');
+  const daemon = await startDaemon(ws, ['--no-watch', '--log-level', 'warn']);
+  show(`daemon listening on ${daemon.url}, state folder ${ws.stateDir}`);
+  say('apply: every server is verified against the real servers, then its loop starts');
+  await mailctl(ws, ['apply', '--dir', ws.dir]);
+  await eventually(async () => JSON.parse((await cli(['status', '--json'], ws.env)).stdout).servers.every((s: { state: string }) => s.state === 'running'), 30_000, 'all loops running');
+  say('status');
+  await mailctl(ws, ['status']);
+
+  say('Inbound: customers write; each message goes to its queue, into the storage folder, and is marked read');
+  const samples: [string, string, string, string?][] = [
+    ['ceo@bigcustomer.example', 'support@example.com', 'Our account (VIP route)'],
+    ['anna@example.net', 'support@example.com', 'Urgent request (X-Priority route)', 'X-Priority: 1 (Highest)'],
+    ['bob@example.net', 'billing@example.com, support@example.com', 'Question (billing by address)'],
+    ['carol@example.net', 'support@example.com', 'Refund for invoice 42 (billing by subject)'],
+    ['dave@example.net', 'support@example.com', 'The app crashes (default route)'],
+    ['erin@example.net', 'support@example.com', 'Out of office (auto-reply)', 'Auto-Submitted: auto-replied'],
+    ['frank@partner.example', 'sales@example.com', 'Reseller terms (partners route)'],
+    ['grace@example.net', 'sales@example.com', 'Price list please (default route)'],
+  ];
+  for (const [from, to, subject, extra] of samples) {
+    const rcpt = to.includes('sales@') ? 'sales@example.com' : 'support@example.com';
+    await dovecot.deliver(rcpt, sampleMail(from, to, subject, extra ?? ''), from);
+    show(`delivered: ${subject}`);
+  }
+  const inbound = path.join(ws.stateDir, 'inbound');
+  const metadata = async () => {
+    const found: { queue: string; file: string; meta: Record<string, unknown> }[] = [];
+    for (const flow of await readdir(inbound).catch(() => [] as string[])) {
+      for (const queue of await readdir(path.join(inbound, flow)).catch(() => [] as string[])) {
+        for (const file of (await readdir(path.join(inbound, flow, queue)).catch(() => [] as string[])).filter((f) => f.endsWith('.json'))) {
+          found.push({ queue: `${flow}/${queue}`, file, meta: JSON.parse(await readFile(path.join(inbound, flow, queue, file), 'utf8')) });
+        }
+      }
+    }
+    return found;
+  };
+  const arrived = await eventually(async () => ((await metadata()).length >= samples.length - 0 ? metadata() : null), 60_000, 'every sample in its queue');
+  say(`Where they ended up (queue files under ${inbound})`);
+  for (const { queue, file, meta } of arrived.sort((a, b) => (a.queue < b.queue ? -1 : 1))) {
+    show(`${queue.padEnd(24)} ${String(meta.subject).padEnd(44)} ${file.replace(/\.json$/, '.{eml,json}')}${meta.autoReply ? '  (auto-reply)' : ''}`);
+  }
+  for (const user of Object.keys(ACCOUNTS)) {
+    const inbox = await dovecot.listMessages(user, 'INBOX');
+    const stored = await dovecot.listMessages(user, STORAGE);
+    show(`${user}: ${inbox.filter((m) => m.flags.includes('\\Seen')).length}/${inbox.length} INBOX messages \\Seen, ${stored.length} in ${STORAGE}`);
+  }
+
+  say('Outbound: an agent replies (sent from the address the customer wrote to) and the company sends a template email');
+  const original = arrived.find((a) => String(a.meta.subject).startsWith('The app crashes'))!;
+  const key = original.file.replace(/\.json$/, '');
+  await mailctl(ws, ['send', '--in-reply-to', key, '--to', 'dave@example.net', '--subject', 'Re: The app crashes', '--text', 'Thanks, Dave: update to 2.1 and it is fixed.']);
+  await mailctl(ws, ['send', '--template', '--to', 'erin@example.net', '--subject', 'Reset your password', '--text', 'Use this link to choose a new password.']);
+  await eventually(() => smtp.messages.length >= 2, 30_000, 'both emails at the SMTP server');
+  for (const m of smtp.messages) show(`SMTP server received: from ${m.envelope.mailFrom} to ${m.envelope.rcptTo.join(', ')} (${m.messageId})`);
+  const sentCopies = await eventually(async () => {
+    const stored = await dovecot.listMessages('support@example.com', STORAGE);
+    return stored.some((m) => m.messageId === smtp.messages[0]?.messageId) ? stored : null;
+  }, 30_000, 'the sent copy of the reply in the storage folder');
+  show(`support@example.com ${STORAGE} now holds ${sentCopies.length} messages, including the reply (\\Seen)`);
+  await mailctl(ws, ['outbox', 'list']);
+
+  const stop = async () => {
+    await daemon.stop();
+    await smtp.stop();
+    await dovecot.stop();
+    await ws.cleanup();
+  };
+  if (once) {
+    await stop();
+    say('Tour finished (--once)');
+    return;
+  }
+  say(`The daemon keeps running: try  MAILCTL_STATE_DIR=${ws.stateDir} npx mailctl status   (Ctrl-C to stop)`);
+  await new Promise<void>((resolve) => process.once('SIGINT', () => resolve()));
+  await stop();
+}
+
+await mkdir('.', { recursive: true });
+main().catch((err) => {
+  process.stderr.write(`demo failed: ${(err as Error).message}\n`);
+  process.exit(1);
+});
