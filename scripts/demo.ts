@@ -4,7 +4,7 @@
  * validate → plan → apply → status, inbound mail (one message per route and an auto-reply), a reply and a template
  * email, and where each ended up. Keeps running until Ctrl-C; `--once` stops after the tour.
  */
-import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { readdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { isMap, parseAllDocuments, type Document } from 'yaml';
 import { startDovecot, type Dovecot } from '../test/harness/dovecot.js';
@@ -61,17 +61,25 @@ async function main(): Promise<void> {
   const smtp = await startSmtpServer({ ca: dovecot.ca, users: ACCOUNTS });
   dovecot.oauth.onMint((token, user) => smtp.setAccessToken(token, user));
   dovecot.setRefreshToken('demo-refresh-token', 'noreply@example.com');
-  for (const user of Object.keys(ACCOUNTS)) await dovecot.createFolder(user, STORAGE);
   show(`Dovecot: IMAP localhost:${dovecot.ports.imap} (STARTTLS), LMTP :${dovecot.ports.lmtp}; SMTP localhost:${smtp.port}`);
 
   const ws = await createWorkspace();
+  const storageFolders = new Map<string, string>();
   const secrets = new Map<string, string>([...Object.entries(ACCOUNTS), ['noreply@example.com-client-secret', 'demo-client-secret'], ['noreply@example.com-refresh-token', 'demo-refresh-token']]);
   const secretFile = (name: string) => path.join(ws.secretsDir, name.replace(/[^A-Za-z0-9.-]/g, '_'));
   for (const [name, value] of secrets) await writeFile(secretFile(name), value, { mode: 0o600 });
   for (const file of (await readdir(EXAMPLES)).filter((f) => f.endsWith('.yaml'))) {
     const docs = parseAllDocuments(await readFile(path.join(EXAMPLES, file), 'utf8'));
     const list = Array.isArray(docs) ? docs : [];
-    for (const doc of list) rewrite(doc, { dovecot, smtp, secret: secretFile });
+    for (const doc of list) {
+      rewrite(doc, { dovecot, smtp, secret: secretFile });
+      // The product refuses to start a poller whose storage folder is missing: create each one, as an admin would.
+      if (doc.get('type') === 'imap') {
+        const user = String(doc.getIn(['auth', 'user']));
+        storageFolders.set(user, String(doc.get('storageFolder') ?? STORAGE));
+        await dovecot.createFolder(user, storageFolders.get(user)!);
+      }
+    }
     await writeFile(path.join(ws.dir, file), list.map((d) => d.toString()).join('---\n'));
   }
   show(`A copy of examples/servers.d pointed at them: ${ws.dir}`);
@@ -123,10 +131,10 @@ async function main(): Promise<void> {
   for (const { queue, file, meta } of arrived.sort((a, b) => (a.queue < b.queue ? -1 : 1))) {
     show(`${queue.padEnd(24)} ${String(meta.subject).padEnd(44)} ${file.replace(/\.json$/, '.{eml,json}')}${meta.autoReply ? '  (auto-reply)' : ''}`);
   }
-  for (const user of Object.keys(ACCOUNTS)) {
+  for (const [user, folder] of storageFolders) {
     const inbox = await dovecot.listMessages(user, 'INBOX');
-    const stored = await dovecot.listMessages(user, STORAGE);
-    show(`${user}: ${inbox.filter((m) => m.flags.includes('\\Seen')).length}/${inbox.length} INBOX messages \\Seen, ${stored.length} in ${STORAGE}`);
+    const stored = await dovecot.listMessages(user, folder);
+    show(`${user}: ${inbox.filter((m) => m.flags.includes('\\Seen')).length}/${inbox.length} INBOX messages \\Seen, ${stored.length} in ${folder}`);
   }
 
   say('Outbound: an agent replies (sent from the address the customer wrote to) and the company sends a template email');
@@ -137,10 +145,11 @@ async function main(): Promise<void> {
   await eventually(() => smtp.messages.length >= 2, 30_000, 'both emails at the SMTP server');
   for (const m of smtp.messages) show(`SMTP server received: from ${m.envelope.mailFrom} to ${m.envelope.rcptTo.join(', ')} (${m.messageId})`);
   const sentCopies = await eventually(async () => {
-    const stored = await dovecot.listMessages('support@example.com', STORAGE);
+    const stored = await dovecot.listMessages('support@example.com', storageFolders.get('support@example.com')!);
     return stored.some((m) => m.messageId === smtp.messages[0]?.messageId) ? stored : null;
   }, 30_000, 'the sent copy of the reply in the storage folder');
-  show(`support@example.com ${STORAGE} now holds ${sentCopies.length} messages, including the reply (\\Seen)`);
+  const copy = sentCopies.find((m) => m.messageId === smtp.messages[0]?.messageId)!;
+  show(`support@example.com ${storageFolders.get('support@example.com')} now holds ${sentCopies.length} messages, including the sent reply (flags: ${copy.flags.join(' ')})`);
   await mailctl(ws, ['outbox', 'list']);
 
   const stop = async () => {
@@ -159,7 +168,6 @@ async function main(): Promise<void> {
   await stop();
 }
 
-await mkdir('.', { recursive: true });
 main().catch((err) => {
   process.stderr.write(`demo failed: ${(err as Error).message}\n`);
   process.exit(1);
