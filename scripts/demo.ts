@@ -16,7 +16,8 @@ const EXAMPLES = path.resolve('examples/servers.d');
 const ACCOUNTS: Record<string, string> = { 'support@example.com': 'support-demo-password', 'sales@example.com': 'sales-demo-password' };
 const STORAGE = 'ContactStorage';
 
-const say = (text: string) => process.stdout.write(`\n\u001b[1m== ${text}\u001b[22m\n`);
+const bold = process.stdout.isTTY && !process.env.NO_COLOR ? (t: string) => `\u001b[1m${t}\u001b[22m` : (t: string) => t;
+const say = (text: string) => process.stdout.write(`\n${bold(`== ${text}`)}\n`);
 const show = (text: string) => process.stdout.write(text.endsWith('\n') ? text : `${text}\n`);
 
 async function mailctl(ws: Workspace, args: string[]): Promise<string> {

@@ -162,7 +162,8 @@ export class InboundMailProcessor implements InboundProcessor {
     }
     if (cp.recheckBelow !== undefined && cp.lastUid >= cp.recheckBelow - 1) ledger.forget();
     const nextRetry = Math.min(...Object.values(cp.pending).map((p) => p.nextAttemptAt));
-    if (Number.isFinite(nextRetry)) stats.nextPollInMs = Math.max(0, nextRetry - this.now());
+    // never sooner than a second: a retry that could not run is not hot-looped
+    if (Number.isFinite(nextRetry)) stats.nextPollInMs = Math.max(1000, nextRetry - this.now());
     return stats;
   }
 
