@@ -141,7 +141,7 @@ export async function startDaemon(options: DaemonOptions, logging: Logging = cre
   let watcher: { close(): Promise<void> } | null = null;
   if (options.watch) {
     await reconciler.reconcile({ trigger: 'start' });
-    watcher = watchFolders({ config: dir, secrets: options.secretsDir }, () => void reconciler.reconcile({ trigger: 'watch' }));
+    watcher = await watchFolders({ config: dir, secrets: options.secretsDir }, () => void reconciler.reconcile({ trigger: 'watch' }));
   }
   ready = true;
 

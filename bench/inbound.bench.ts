@@ -1,0 +1,442 @@
+/**
+ * Inbound benchmark (`npm run bench:inbound`), against a private Dovecot (test/harness/dovecot.ts) and the real daemon:
+ *   - throughput: N (5,000) messages of ~4 KB already in the inbox (filled by LMTP beforehand, not timed), until all are
+ *     in the directory sink (.json), copied to the storage folder and \Seen. Same-run baselines on identical fresh
+ *     mailboxes (Maildir files written directly, then synced by doveadm): a bare imapflow script (bench/inbound-bare.ts) and
+ *     fetchmail (`--keep`, an MDA writing .eml and .json with and without fsync; no COPY: fetchmail cannot copy). Completion is observed from
+ *     outside in the same way for all three (sink .json count, then `doveadm mailbox status`).
+ *   - latency: 100 messages delivered one by one by LMTP to an idle loop; time from the LMTP acknowledgement to the
+ *     message's .json file.
+ *   - memory: RSS of a daemon with 1,000 idle IMAP loops (one user each) minus its RSS before `apply`, per loop,
+ *     against 1,000 bare imapflow connections (STARTTLS, INBOX selected, IDLE) in one process (bench/inbound-idle.ts).
+ * Prints the figures and appends a `## inbound` section to BENCHMARKS.md. Bounded: a watchdog ends the run after 14 min.
+ * Sizes: MAILCTL_BENCH_MESSAGES (5000), MAILCTL_BENCH_LATENCY (100), MAILCTL_BENCH_LOOPS (1000); MAILCTL_BENCH_NO_APPEND=1
+ * prints the section without appending it (smoke runs).
+ */
+import { execFile, spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { appendFile, chmod, chown, mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { startDovecot, type Dovecot } from '../test/harness/dovecot.js';
+import { flowYaml, imapYaml } from '../test/harness/fixtures.js';
+import { cli, createWorkspace, eventually, startDaemon, type DaemonProcess, type Workspace } from '../test/harness/mailctl.js';
+
+const N = Number(process.env.MAILCTL_BENCH_MESSAGES ?? 5000);
+const N_LAT = Number(process.env.MAILCTL_BENCH_LATENCY ?? 100);
+const N_MEM = Number(process.env.MAILCTL_BENCH_LOOPS ?? 1000);
+const BATCH = 100;
+const STORAGE = 'ContactStorage';
+const HOURLY = '0 * * * *';
+const SCRATCH = '/tmp/h-bench-in';
+const BENCHMARKS = fileURLToPath(new URL('../BENCHMARKS.md', import.meta.url));
+const BENCH_DIR = path.dirname(fileURLToPath(import.meta.url));
+const run = promisify(execFile);
+
+const watchdog = setTimeout(() => {
+  console.error('bench:inbound: gave up after 14 minutes');
+  process.exit(1);
+}, 14 * 60_000);
+watchdog.unref();
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const now = () => performance.now();
+const fmtS = (ms: number) => (ms >= 1000 ? `${(ms / 1000).toFixed(2)} s` : `${ms.toFixed(0)} ms`);
+const pct = (xs: number[], p: number) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))]!;
+};
+const mib = (b: number) => `${(b / 1048576).toFixed(1)} MiB`;
+const kib = (b: number) => `${(b / 1024).toFixed(0)} KiB`;
+
+async function inBatches<T>(items: T[], size: number, fn: (item: T, i: number) => Promise<unknown>): Promise<void> {
+  for (let i = 0; i < items.length; i += size) await Promise.all(items.slice(i, i + size).map((x, j) => fn(x, i + j)));
+}
+
+const LOREM = 'Dear support team, my order has not arrived yet and the tracking page shows no update since last week. ';
+function message(tag: string, i: number, bytes = 4096): string {
+  const head = [
+    'From: Customer <customer@example.org>',
+    `To: Support <support@example.com>`,
+    `Subject: ${i % 3 === 0 ? `Invoice ${i}` : `Question ${i}`} (${tag})`,
+    `Message-ID: <bench-${tag}-${i}-${process.pid}@bench.example>`,
+    'Date: Fri, 27 Nov 2026 10:00:00 +0000',
+    'MIME-Version: 1.0',
+    'Content-Type: text/plain; charset=utf-8',
+    '',
+  ].join('\r\n');
+  let body = '';
+  while (head.length + body.length < bytes - 80) body += `${LOREM.slice(0, 76)}\r\n`;
+  return `${head}\r\n${body}`;
+}
+
+/** `.json` files (not temp files) under every queue folder of `sink`, optionally only those starting with `prefix`. */
+async function countJson(sink: string, prefix = ''): Promise<number> {
+  let n = 0;
+  for (const q of await readdir(sink, { withFileTypes: true }).catch(() => [])) {
+    if (!q.isDirectory()) continue;
+    for (const f of await readdir(path.join(sink, q.name)).catch(() => [] as string[])) if (f.endsWith('.json') && !f.startsWith('.') && f.startsWith(prefix)) n++;
+  }
+  return n;
+}
+
+/** Oldest .eml mtime under the sink (when the first message landed), epoch ms. */
+async function firstFileAt(sink: string): Promise<number> {
+  let min = Infinity;
+  for (const q of await readdir(sink, { withFileTypes: true }).catch(() => [])) {
+    if (!q.isDirectory()) continue;
+    for (const f of await readdir(path.join(sink, q.name))) if (f.endsWith('.eml')) min = Math.min(min, (await stat(path.join(sink, q.name, f))).mtimeMs);
+  }
+  return min;
+}
+
+async function boxStatus(dv: Dovecot, user: string, box: string): Promise<{ messages: number; unseen: number }> {
+  const out = await dv.doveadm(['-f', 'flow', 'mailbox', 'status', '-u', user, 'messages unseen', box]);
+  return { messages: Number(/messages=(\d+)/.exec(out)?.[1] ?? NaN), unseen: Number(/unseen=(\d+)/.exec(out)?.[1] ?? NaN) };
+}
+
+interface Done { complete: boolean; doneAt: number; json: number; unseen: number; stored: number }
+/** Waits until `n` .json files are in `sink`, INBOX has no unseen message and (if `copy`) the storage folder has `n`. Times with Date.now(). */
+async function waitDone(dv: Dovecot, user: string, sink: string, n: number, copy: boolean, timeoutMs: number, alive: () => boolean = () => true): Promise<Done> {
+  const deadline = Date.now() + timeoutMs;
+  let json = 0;
+  let unseen = -1;
+  let stored = -1;
+  for (;;) {
+    json = await countJson(sink);
+    if (json >= n) {
+      const inbox = await boxStatus(dv, user, 'INBOX');
+      unseen = inbox.unseen;
+      stored = copy ? (await boxStatus(dv, user, STORAGE)).messages : n;
+      if (unseen === 0 && stored >= n) return { complete: true, doneAt: Date.now(), json, unseen, stored };
+    }
+    if (Date.now() > deadline || !alive()) {
+      const inbox = await boxStatus(dv, user, 'INBOX');
+      return { complete: false, doneAt: Date.now(), json, unseen: inbox.unseen, stored: copy ? (await boxStatus(dv, user, STORAGE)).messages : -1 };
+    }
+    await sleep(json >= n ? 25 : 50);
+  }
+}
+
+function rssOf(pid: number): Promise<number> {
+  return readFile(`/proc/${pid}/status`, 'utf8').then((s) => Number(/VmRSS:\s+(\d+) kB/.exec(s)?.[1] ?? NaN) * 1024);
+}
+
+function spawnJson(cmd: string, args: string[], env: NodeJS.ProcessEnv, timeoutMs: number): Promise<{ code: number | null; lines: any[]; stderr: string; stdout: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(cmd, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      const lines = stdout.split('\n').filter((l) => l.startsWith('{')).map((l) => { try { return JSON.parse(l); } catch { return null; } }).filter(Boolean);
+      resolve({ code, lines, stderr, stdout });
+    });
+  });
+}
+
+const statusOf = async (d: DaemonProcess) => (await d.api('GET', '/v1/status')).body.servers as { id: string; state: string }[];
+
+// ---------------------------------------------------------------------------------------------------------------
+const users: Record<string, string> = {
+  'tp-mailctl@example.com': 'pw-tp-mailctl',
+  'tp-bare@example.com': 'pw-tp-bare',
+  'tp-fetchmail@example.com': 'pw-tp-fetchmail',
+  'tp-fetchmail2@example.com': 'pw-tp-fetchmail2',
+  'lat@example.com': 'pw-lat',
+};
+const memUser = (i: number) => `m${i}@example.com`;
+for (let i = 0; i < N_MEM; i++) users[memUser(i)] = `pw-m${i}`;
+
+await rm(SCRATCH, { recursive: true, force: true });
+await mkdir(SCRATCH, { recursive: true });
+console.log(`bench:inbound: ${N} messages (throughput), ${N_LAT} (latency), ${N_MEM} loops (memory); starting Dovecot...`);
+// process_limit of `service imap` raised above the harness's 1000: the memory test holds 1,000 sessions, plus apply's checks
+const dv = await startDovecot({ users, extraConfig: 'service imap {\n  process_limit = 3000\n}\n' });
+const caPem = await readFile(dv.caFile, 'utf8');
+const results: Record<string, string> = {};
+const rows: string[] = [];
+const workspaces: Workspace[] = [];
+let daemon: DaemonProcess | undefined;
+try {
+  // ---------------------------------------------------------------- throughput
+  const TP = { mailctl: 'tp-mailctl@example.com', bare: 'tp-bare@example.com', fetchmail: 'tp-fetchmail@example.com', fetchmailNoFsync: 'tp-fetchmail2@example.com' };
+  for (const u of Object.values(TP)) await dv.createFolder(u, STORAGE);
+  const fill0 = now();
+  const ids = Array.from({ length: N }, (_, i) => i);
+  // Straight into each user's Maildir (new/), owned by the mail user, then one `doveadm mailbox status` per inbox so
+  // Dovecot indexes them before any timed run: LMTP takes ~40 messages/s here (a new connection + fsync per message).
+  for (const u of Object.values(TP)) {
+    const root = path.join(dv.dir, 'mail', u);
+    for (const sub of ['new', 'cur', 'tmp']) await mkdir(path.join(root, sub), { recursive: true });
+    await inBatches(ids, 200, async (i) => {
+      const raw = message('tp', i).replace(/\r\n/g, '\n');
+      const file = path.join(root, 'new', `${1_700_000_000 + i}.M${i}P${process.pid}.bench,S=${Buffer.byteLength(raw)}`);
+      await writeFile(file, raw);
+      await chown(file, 65534, 65534);
+    });
+    for (const sub of ['', 'new', 'cur', 'tmp']) await chown(path.join(root, sub), 65534, 65534);
+  }
+  const sizes = await dv.listMessages(TP.mailctl);
+  const avg = sizes.reduce((a, m) => a + m.size, 0) / Math.max(1, sizes.length);
+  for (const u of Object.values(TP)) {
+    const s = await boxStatus(dv, u, 'INBOX');
+    if (s.messages !== N || s.unseen !== N) throw new Error(`fill: ${u} has ${s.messages} messages, ${s.unseen} unseen (want ${N})`);
+  }
+  console.log(`filled 4 identical inboxes with ${N} messages of ${(avg / 1024).toFixed(1)} KiB each (Maildir files + doveadm sync) in ${fmtS(now() - fill0)} (not counted)`);
+
+  type Tp = { name: string; rate: number | null; rateFromFirst: number | null; wallMs: number; note: string };
+  const tp: Record<string, Tp> = {};
+
+  // mailctl: the real daemon; clock starts when `mailctl apply` is started
+  {
+    const ws = await createWorkspace();
+    workspaces.push(ws);
+    const ref = `\${file:${await ws.writeSecret('tp', users[TP.mailctl]!)}}`;
+    await ws.writeServer('flow.yaml', flowYaml('main', 'queues'));
+    await ws.writeServer('imap-tp.yaml', imapYaml({ shortName: 'tp', user: TP.mailctl, port: dv.ports.imap, caFile: dv.caFile, password: ref, storageFolder: STORAGE, pollSchedule: HOURLY }));
+    daemon = await startDaemon(ws, ['--no-watch', '--log-level', 'warn']);
+    const sink = path.join(ws.stateDir, 'queues');
+    const t0 = Date.now();
+    const applied = cli(['apply', '--dir', ws.dir], ws.env).then((r) => ({ ...r, at: Date.now() }));
+    const done = await waitDone(dv, TP.mailctl, sink, N, true, 300_000);
+    const a = await applied;
+    if (a.code !== 0) throw new Error(`apply exited ${a.code}: ${a.stderr}${a.stdout.slice(-2000)}`);
+    const first = await firstFileAt(sink);
+    const wall = done.doneAt - t0;
+    tp.mailctl = { name: 'mailctl daemon', wallMs: wall, rate: done.complete ? N / (wall / 1000) : null, rateFromFirst: done.complete ? N / ((done.doneAt - first) / 1000) : null,
+      note: `${done.complete ? '' : `INCOMPLETE: ${done.json} .json, ${done.unseen} unseen, ${done.stored} stored; `}apply took ${fmtS(a.at - t0)}; first .eml ${fmtS(first - t0)} after apply started` };
+    const st = (await statusOf(daemon)).find((s) => s.id === 'imap/tp');
+    console.log(`mailctl: ${done.complete ? 'all done' : 'NOT done'} in ${fmtS(wall)} → ${tp.mailctl.rate?.toFixed(0) ?? 'n/a'} msg/s (from the first .eml: ${tp.mailctl.rateFromFirst?.toFixed(0) ?? 'n/a'} msg/s); ${tp.mailctl.note}; loop state ${st?.state}`);
+    await daemon.kill();
+    daemon = undefined;
+  }
+
+  // bare imapflow script (own process); clock starts inside it, before connect
+  {
+    const sink = path.join(SCRATCH, 'bare-sink');
+    await mkdir(sink, { recursive: true });
+    const input = { host: '127.0.0.1', port: dv.ports.imap, user: TP.bare, pass: users[TP.bare]!, ca: caPem, dir: sink, storage: STORAGE, batch: BATCH };
+    const spawned = Date.now();
+    let exited = false;
+    const child = spawnJson(process.execPath, ['--import', 'tsx', path.join(BENCH_DIR, 'inbound-bare.ts')], { ...process.env, BENCH_BARE: JSON.stringify(input) }, 300_000)
+      .finally(() => (exited = true));
+    const done = await waitDone(dv, TP.bare, sink, N, true, 300_000, () => !exited);
+    const r = await child;
+    const out = r.lines[0] as { t0: number; t1: number; n: number; phases: Record<string, number> } | undefined;
+    if (!out) console.log(`bare script failed (${r.code}): ${r.stderr.slice(-1500)}`);
+    const t0 = out?.t0 ?? spawned;
+    const first = await firstFileAt(sink);
+    const wall = done.doneAt - t0;
+    tp.bare = { name: 'bare imapflow script', wallMs: wall, rate: done.complete ? N / (wall / 1000) : null, rateFromFirst: done.complete ? N / ((done.doneAt - first) / 1000) : null,
+      note: `${done.complete ? '' : `INCOMPLETE: ${done.json} .json, ${done.unseen} unseen, ${done.stored} stored; `}its own timer: ${out ? fmtS(out.t1 - out.t0) : 'n/a'}; process start → its timer ${out ? fmtS(out.t0 - spawned) : 'n/a'}; its time by step (ms) ${out ? JSON.stringify(out.phases) : 'n/a'}` };
+    console.log(`bare imapflow: ${done.complete ? 'all done' : 'NOT done'} in ${fmtS(wall)} → ${tp.bare.rate?.toFixed(0) ?? 'n/a'} msg/s (from the first .eml: ${tp.bare.rateFromFirst?.toFixed(0) ?? 'n/a'} msg/s); ${tp.bare.note}`);
+  }
+
+  // fetchmail (peer): --keep --fetchall over STARTTLS, one MDA process per message writing .eml then .json; no COPY
+  // (fetchmail cannot copy to another folder). Twice: an MDA that fsyncs each file (dd conv=fsync, as durable as
+  // mailctl's sink) and, as the peer's upper bound, one that does not.
+  const fetchmail = process.env.MAILCTL_BENCH_SKIP_PEER === '1' ? '' : await run('sh', ['-c', 'command -v fetchmail']).then((r) => r.stdout.trim(), () => '');
+  const fetchmailVersion = fetchmail ? (await run(fetchmail, ['--version']).then((x) => x.stdout, () => '')).match(/release ([\d.]+)/)?.[1] ?? '' : '';
+  const runFetchmail = async (label: 'fetchmail' | 'fetchmailNoFsync', user: string, fsync: boolean): Promise<void> => {
+    const name = `fetchmail ${fetchmailVersion}${fsync ? '' : ', MDA without fsync'}`;
+    if (!fetchmail) {
+      tp[label] = { name, wallMs: NaN, rate: null, rateFromFirst: null, note: 'n/a: fetchmail is not installed (apt-get install fetchmail)' };
+      console.log(`${name}: n/a (not installed)`);
+      return;
+    }
+    const sink = path.join(SCRATCH, `${label}-sink`);
+    await mkdir(path.join(sink, 'general'), { recursive: true });
+    const mda = path.join(SCRATCH, `${label}-mda.sh`);
+    const write = (file: string) => (fsync ? `dd of="${file}" conv=fsync status=none` : `cat > "${file}"`);
+    await writeFile(mda, `#!/bin/bash\nk="fm.$$.\${EPOCHREALTIME/./}"\nd="${path.join(sink, 'general')}"\n` +
+      `${write('$d/$k.eml')} || exit 75\nprintf '{"mda":"fetchmail"}\\n' | ${write('$d/$k.json')} || exit 75\n`);
+    await chmod(mda, 0o755);
+    const rc = path.join(SCRATCH, `${label}.rc`);
+    await writeFile(rc, `set no syslog\npoll localhost port ${dv.ports.imap} protocol IMAP timeout 120\n  user "${user}" there with password "${users[user]}" is root here\n` +
+      `  sslproto "tls1.2+" sslcertck sslcertfile "${dv.caFile}"\n  keep fetchall\n  mda "${mda}"\n`, { mode: 0o600 });
+    const t0 = Date.now();
+    let exited = false;
+    const child = spawnJson(fetchmail, ['-f', rc, '-i', path.join(SCRATCH, `${label}.ids`), '--pidfile', path.join(SCRATCH, `${label}.pid`), '-s'],
+      { ...process.env, HOME: SCRATCH }, 330_000).finally(() => (exited = true));
+    const done = await waitDone(dv, user, sink, N, false, 320_000, () => !exited);
+    const r = await child;
+    const first = await firstFileAt(sink);
+    const wall = done.doneAt - t0;
+    const ok = done.complete;
+    // incomplete (time limit): the rate of what it did deliver, marked as such
+    tp[label] = { name, wallMs: wall, rate: ok ? N / (wall / 1000) : done.json / (wall / 1000), rateFromFirst: ok ? N / ((done.doneAt - first) / 1000) : null,
+      note: `${ok ? '' : `INCOMPLETE at the time limit (exit ${r.code}): ${done.json} .json, ${done.unseen} unseen, rate of what it did; ${r.stderr.slice(-300).replace(/\s+/g, ' ')}; `}` +
+        `--keep --fetchall, STARTTLS, one MDA process per message${fsync ? ' (dd conv=fsync for .eml and .json)' : ' (cat, no fsync)'}; no COPY` };
+    console.log(`${name}: ${ok ? 'all done' : 'NOT done'} in ${fmtS(wall)} → ${tp[label]!.rate?.toFixed(0) ?? 'n/a'} msg/s (from the first .eml: ${tp[label]!.rateFromFirst?.toFixed(0) ?? 'n/a'} msg/s); ${tp[label]!.note}`);
+  };
+  await runFetchmail('fetchmail', TP.fetchmail, true);
+  await runFetchmail('fetchmailNoFsync', TP.fetchmailNoFsync, false);
+  const ratio = (a: number | null, b: number | null) => (a && b ? `${(a / b).toFixed(2)}×` : 'n/a');
+  const vsBare = ratio(tp.mailctl!.rate, tp.bare!.rate);
+  const vsBareFirst = ratio(tp.mailctl!.rateFromFirst, tp.bare!.rateFromFirst);
+  const vsPeer = ratio(tp.mailctl!.rate, tp.fetchmail!.rate);
+  const vsPeer2 = ratio(tp.mailctl!.rate, tp.fetchmailNoFsync!.rate);
+  const goalBare = tp.mailctl!.rate && tp.bare!.rate ? (tp.mailctl!.rate / tp.bare!.rate >= 0.7 ? '✔' : '✘') : '?';
+  const goalPeer = tp.mailctl!.rate && tp.fetchmail!.rate ? (tp.mailctl!.rate / tp.fetchmail!.rate >= 10 ? '✔' : '✘') : '?';
+  const goalPeer2 = tp.mailctl!.rate && tp.fetchmailNoFsync!.rate ? (tp.mailctl!.rate / tp.fetchmailNoFsync!.rate >= 10 ? '✔' : '✘') : '?';
+  console.log(`throughput ratios: mailctl / bare imapflow = ${vsBare} (from first file: ${vsBareFirst}; goal ≥ 0.7× ${goalBare}); ` +
+    `mailctl / fetchmail = ${vsPeer} (goal ≥ 10× ${goalPeer}); mailctl / fetchmail without fsync = ${vsPeer2} (${goalPeer2})`);
+  const r0 = (x: number | null) => (x ? `${x.toFixed(0)} msg/s` : 'n/a');
+  const wallOf = (t: Tp) => (Number.isFinite(t.wallMs) ? ` (${fmtS(t.wallMs)})` : '');
+  rows.push(
+    `| throughput, ${N} × ${(avg / 1024).toFixed(1)} KiB already in INBOX → sink + COPY + \\Seen: mailctl daemon (clock from \`apply\` start) | ${r0(tp.mailctl!.rate)}${wallOf(tp.mailctl!)} | |`,
+    `| — mailctl, from its first .eml on disk | ${r0(tp.mailctl!.rateFromFirst)} | |`,
+    `| — baseline: bare imapflow script (clock from before connect) | ${r0(tp.bare!.rate)}${wallOf(tp.bare!)}; from first .eml ${r0(tp.bare!.rateFromFirst)} | |`,
+    `| — peer: ${tp.fetchmail!.name} (--keep, MDA per message with fsync, no COPY) | ${r0(tp.fetchmail!.rate)}${wallOf(tp.fetchmail!)} | |`,
+    `| — peer: ${tp.fetchmailNoFsync!.name} (no COPY) | ${r0(tp.fetchmailNoFsync!.rate)}${wallOf(tp.fetchmailNoFsync!)} | |`,
+    `| — mailctl / bare imapflow | ${vsBare} (from first file ${vsBareFirst}) | ≥ 0.7× ${goalBare} |`,
+    `| — mailctl / fetchmail (fsync MDA; without fsync) | ${vsPeer}; ${vsPeer2} | ≥ 10× ${goalPeer}; ${goalPeer2} |`,
+  );
+  results.tpNotes = `mailctl: ${tp.mailctl!.note}. bare: ${tp.bare!.note}. fetchmail: ${tp.fetchmail!.note}. fetchmail without fsync: ${tp.fetchmailNoFsync!.note}.`;
+
+  // ---------------------------------------------------------------- latency
+  {
+    const LAT = 'lat@example.com';
+    await dv.createFolder(LAT, STORAGE);
+    const ws = await createWorkspace();
+    workspaces.push(ws);
+    const ref = `\${file:${await ws.writeSecret('lat', users[LAT]!)}}`;
+    await ws.writeServer('flow.yaml', flowYaml('main', 'queues'));
+    await ws.writeServer('imap-lat.yaml', imapYaml({ shortName: 'lat', user: LAT, port: dv.ports.imap, caFile: dv.caFile, password: ref, storageFolder: STORAGE, pollSchedule: HOURLY }));
+    daemon = await startDaemon(ws, ['--no-watch', '--log-level', 'warn']);
+    const d = daemon;
+    const a = await cli(['apply', '--dir', ws.dir], ws.env);
+    if (a.code !== 0) throw new Error(`apply exited ${a.code}: ${a.stderr}${a.stdout.slice(-2000)}`);
+    await eventually(async () => (await statusOf(d)).find((s) => s.id === 'imap/lat')?.state === 'running', 30_000, 'imap/lat running');
+    const cpFile = path.join(ws.stateDir, 'inbound', 'imap_lat.json');
+    await eventually(async () => (await readFile(cpFile, 'utf8')).length > 0, 30_000, 'lat checkpoint (first poll done)');
+    await sleep(1500); // idle: the loop is in IDLE
+    const general = path.join(ws.stateDir, 'queues', 'general');
+    const count = async () => (await readdir(general).catch(() => [] as string[])).filter((f) => f.endsWith('.json') && !f.startsWith('.')).length;
+    const lat: number[] = [];
+    const latFromSend: number[] = [];
+    let missed = 0;
+    for (let k = 0; k < N_LAT; k++) {
+      const raw = message('lat', 3 * k + 1, 2048); // never "Invoice": always the general queue
+      const s0 = now();
+      await dv.deliver(LAT, raw);
+      const t0 = now();
+      let ok = false;
+      while (now() - t0 < 15_000) {
+        if ((await count()) >= k + 1) {
+          ok = true;
+          break;
+        }
+        await sleep(3);
+      }
+      if (!ok) {
+        missed++;
+        await eventually(async () => (await count()) >= k + 1, 60_000, `latency message ${k}`);
+      }
+      const t1 = now();
+      lat.push(t1 - t0);
+      latFromSend.push(t1 - s0);
+      await sleep(150 + Math.floor(Math.random() * 100)); // idle again between arrivals
+    }
+    const p50 = pct(lat, 50);
+    const p95 = pct(lat, 95);
+    const goal = p50 <= 600 ? '✔' : '✘';
+    console.log(`latency (${N_LAT} messages one by one, LMTP acknowledged → .json): p50 ${fmtS(p50)}, p95 ${fmtS(p95)}, max ${fmtS(Math.max(...lat))}, min ${fmtS(Math.min(...lat))}; ` +
+      `from the start of the LMTP transaction: p50 ${fmtS(pct(latFromSend, 50))}, p95 ${fmtS(pct(latFromSend, 95))}${missed ? `; ${missed} took > 15 s` : ''}; goal p50 ≤ 0.6 s ${goal}`);
+    rows.push(
+      `| latency, ${N_LAT} messages one by one (LMTP acknowledged → .json), idle loop | p50 ${fmtS(p50)}, p95 ${fmtS(p95)} (min ${fmtS(Math.min(...lat))}, max ${fmtS(Math.max(...lat))}) | p50 ≤ 0.6 s ${goal} |`,
+      `| — from the start of the LMTP transaction | p50 ${fmtS(pct(latFromSend, 50))}, p95 ${fmtS(pct(latFromSend, 95))} | |`,
+    );
+    await daemon.kill();
+    daemon = undefined;
+  }
+
+  // ---------------------------------------------------------------- memory
+  {
+    const mem = Array.from({ length: N_MEM }, (_, i) => i);
+    const m0 = now();
+    await inBatches(mem, 25, (i) => dv.createFolder(memUser(i), STORAGE));
+    const ws = await createWorkspace();
+    workspaces.push(ws);
+    await ws.writeServer('flow.yaml', flowYaml('main', 'queues'));
+    await inBatches(mem, 50, async (i) => {
+      const ref = `\${file:${await ws.writeSecret(`m${i}`, users[memUser(i)]!)}}`;
+      await ws.writeServer(`imap-m${i}.yaml`, imapYaml({ shortName: `m${i}`, user: memUser(i), port: dv.ports.imap, caFile: dv.caFile, password: ref, storageFolder: STORAGE, pollSchedule: HOURLY }));
+    });
+    console.log(`memory: ${N_MEM} users with storage folders and server files ready in ${fmtS(now() - m0)}`);
+    daemon = await startDaemon(ws, ['--no-watch', '--log-level', 'warn']);
+    const d = daemon;
+    const pid = d.child.pid!;
+    await sleep(3000);
+    const base = await rssOf(pid);
+    const a0 = now();
+    const a = await cli(['apply', '--dir', ws.dir], ws.env);
+    const applyMs = now() - a0;
+    if (a.code !== 0) console.log(`apply exited ${a.code}: ${(a.stderr + a.stdout).slice(-1500)}`);
+    let running = 0;
+    await eventually(async () => (running = (await statusOf(d)).filter((s) => s.id.startsWith('imap/') && s.state === 'running').length) >= N_MEM, 180_000, 'every loop running').catch(() => undefined);
+    const states = (await statusOf(d)).reduce<Record<string, number>>((acc, s) => ((acc[s.state] = (acc[s.state] ?? 0) + 1), acc), {});
+    await sleep(10_000);
+    const samples: number[] = [];
+    for (let k = 0; k < 3; k++) {
+      samples.push(await rssOf(pid));
+      await sleep(1000);
+    }
+    const after = pct(samples, 50);
+    const sessions = (await dv.doveadm(['who', '-1']).catch(() => '')).split('\n').filter((l) => /@example\.com/.test(l)).length;
+    const perLoop = (after - base) / Math.max(1, running);
+    console.log(`mailctl daemon: RSS ${mib(base)} before apply → ${mib(after)} with ${running} loops running (${JSON.stringify(states)}; Dovecot sees ${sessions} sessions); apply ${fmtS(applyMs)}; per loop ${kib(perLoop)}`);
+    await daemon.kill();
+    daemon = undefined;
+    // let Dovecot drop the daemon's sessions before the baseline opens as many again
+    await eventually(async () => (await dv.doveadm(['who', '-1']).catch(() => '')).split('\n').filter((l) => /@example\.com/.test(l)).length < 5, 60_000, 'sessions closed').catch(() => undefined);
+    const input = { host: '127.0.0.1', port: dv.ports.imap, ca: caPem, users: mem.map((i) => [memUser(i), users[memUser(i)]!]), settleMs: 10_000, parallel: 25 };
+    const r = await spawnJson(process.execPath, ['--import', 'tsx', path.join(BENCH_DIR, 'inbound-idle.ts')], { ...process.env, BENCH_IDLE: JSON.stringify(input) }, 240_000);
+    const b0 = r.lines.find((l) => 'baseline' in l)?.baseline as number | undefined;
+    const b1 = r.lines.find((l) => 'rss' in l) as { rss: number; connected: number; failed: number; firstError: string } | undefined;
+    if (!b0 || !b1) console.log(`bare idle baseline failed (${r.code}): ${r.stderr.slice(-1500)}`);
+    const barePer = b0 && b1 ? (b1.rss - b0) / Math.max(1, b1.connected) : NaN;
+    const ratio = perLoop / barePer;
+    const goal = Number.isFinite(ratio) ? (ratio <= 1.5 ? '✔' : '✘') : '?';
+    console.log(`bare imapflow: RSS ${b0 ? mib(b0) : 'n/a'} before → ${b1 ? mib(b1.rss) : 'n/a'} with ${b1?.connected ?? 0} connections idling (${b1?.failed ?? '?'} failed${b1?.firstError ? `: ${b1.firstError}` : ''}); per connection ${Number.isFinite(barePer) ? kib(barePer) : 'n/a'}`);
+    console.log(`memory ratio: mailctl per loop / bare per connection = ${Number.isFinite(ratio) ? `${ratio.toFixed(2)}×` : 'n/a'} (goal ≤ 1.5× ${goal})`);
+    rows.push(
+      `| memory: daemon RSS with ${running} idle IMAP loops minus RSS before \`apply\` (${mib(base)} → ${mib(after)}), per loop | ${kib(perLoop)} | |`,
+      `| — baseline: ${b1?.connected ?? 0} bare imapflow connections (STARTTLS, INBOX, IDLE) in one process (${b0 ? mib(b0) : 'n/a'} → ${b1 ? mib(b1.rss) : 'n/a'}), per connection | ${Number.isFinite(barePer) ? kib(barePer) : 'n/a'} | |`,
+      `| — mailctl / bare imapflow | ${Number.isFinite(ratio) ? `${ratio.toFixed(2)}×` : 'n/a'} | ≤ 1.5× ${goal} |`,
+    );
+    results.memNotes = `daemon: apply of ${N_MEM} servers ${fmtS(applyMs)}, loop states ${JSON.stringify(states)}, Dovecot sessions at the sample ${sessions}.`;
+  }
+
+  const section = [
+    '',
+    '## inbound',
+    '',
+    `\`npm run bench:inbound\` — private Dovecot 2.3 (STARTTLS on 127.0.0.1, test harness), the real daemon (\`run --no-watch\` + \`apply\`, hourly pollSchedule); ` +
+      `${new Date().toISOString().slice(0, 10)}, Node ${process.version}, nproc ${os.cpus().length} × ${os.cpus()[0]?.model.trim() ?? 'CPU'}. ` +
+      'Completion is observed from outside the same way for every contender (count of `.json` files in the sink, then `doveadm mailbox status` for \\Seen and the storage folder).',
+    '',
+    '| measure | figure | goal |',
+    '| --- | --- | --- |',
+    ...rows,
+    '',
+    `Notes: ${results.tpNotes} ${results.memNotes ?? ''}`.trim(),
+    '',
+  ].join('\n');
+  console.log(section);
+  if (process.env.MAILCTL_BENCH_NO_APPEND === '1') console.log('MAILCTL_BENCH_NO_APPEND=1: BENCHMARKS.md left alone');
+  else {
+    await appendFile(BENCHMARKS, section);
+    console.log(`appended the ## inbound section to ${BENCHMARKS}`);
+  }
+} finally {
+  await daemon?.kill().catch(() => undefined);
+  await dv.stop();
+  for (const ws of workspaces) await ws.cleanup().catch(() => undefined);
+}

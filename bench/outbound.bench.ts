@@ -1,0 +1,91 @@
+/**
+ * Outbound benchmark (`npm run bench:outbound`): 2,000 messages of ~4 KB through `POST /v1/outbound` of a real daemon
+ * to a local smtp-server, each with its durable outbox record and its sent copy APPENDed to a local Dovecot; measured
+ * from the first POST until the outbox is empty (every message sent and copied). Baseline in the same run: bare
+ * pooled nodemailer (5 connections) sending the same messages to the same server. Goal ≥ 0.5× the baseline.
+ * Prints the figures and appends a `## outbound` section to BENCHMARKS.md.
+ */
+import { appendFile } from 'node:fs/promises';
+import os from 'node:os';
+import { fileURLToPath } from 'node:url';
+import nodemailer from 'nodemailer';
+import { startDovecot } from '../test/harness/dovecot.js';
+import { flowYaml, imapYaml, smtpYaml } from '../test/harness/fixtures.js';
+import { cli, createWorkspace, eventually, startDaemon } from '../test/harness/mailctl.js';
+import { startSmtpServer } from '../test/harness/smtp.js';
+
+const N = Number(process.env.MAILCTL_BENCH_MESSAGES ?? 2000);
+const CONCURRENCY = 50;
+const AGENT = 'agent@example.com';
+const BENCHMARKS = fileURLToPath(new URL('../BENCHMARKS.md', import.meta.url));
+setTimeout(() => (console.error('bench:outbound: gave up after 5 minutes'), process.exit(1)), 5 * 60_000).unref();
+
+const body = (i: number) => `message ${i}\n${'Lorem ipsum dolor sit amet, consectetur adipiscing elit. '.repeat(70)}`; // ~4 KB
+const seconds = (t0: bigint) => Number(process.hrtime.bigint() - t0) / 1e9;
+
+async function inBatches(n: number, size: number, fn: (i: number) => Promise<unknown>): Promise<void> {
+  let next = 0;
+  await Promise.all(Array.from({ length: size }, async () => {
+    while (next < n) await fn(next++);
+  }));
+}
+
+const dovecot = await startDovecot({ users: { [AGENT]: 'agent-pass' } });
+await dovecot.createFolder(AGENT, 'ContactStorage');
+const smtp = await startSmtpServer({ ca: dovecot.ca, users: { [AGENT]: 'agent-pass' } });
+const ws = await createWorkspace();
+try {
+  // baseline: bare pooled nodemailer, 5 connections
+  const transport = nodemailer.createTransport({ pool: true, maxConnections: 5, host: 'localhost', port: smtp.port, secure: false, requireTLS: true, tls: { ca: smtp.caPem }, auth: { user: AGENT, pass: 'agent-pass' } });
+  await transport.verify();
+  let t0 = process.hrtime.bigint();
+  await Promise.all(Array.from({ length: N }, (_, i) => transport.sendMail({ from: AGENT, to: 'customer@example.org', subject: `baseline ${i}`, text: body(i) })));
+  const baseline = N / seconds(t0);
+  transport.close();
+
+  const ref = `\${file:${await ws.writeSecret('agent', 'agent-pass')}}`;
+  await ws.writeServer('flow.yaml', flowYaml());
+  await ws.writeServer('imap.yaml', imapYaml({ shortName: 'agent', user: AGENT, port: dovecot.ports.imap, caFile: dovecot.caFile, password: ref, storageFolder: 'ContactStorage' }));
+  await ws.writeServer('smtp.yaml', smtpYaml({ shortName: 'agent', user: AGENT, port: smtp.port, caFile: smtp.caFile, password: ref }));
+  const daemon = await startDaemon(ws, ['--no-watch', '--log-level', 'warn']);
+  const applied = await cli(['apply', '--dir', ws.dir], ws.env);
+  if (applied.code !== 0) throw new Error(applied.stdout + applied.stderr);
+  const before = smtp.messages.length;
+  t0 = process.hrtime.bigint();
+  await inBatches(N, CONCURRENCY, async (i) => {
+    const r = await daemon.api('POST', '/v1/outbound', { from: AGENT, to: 'customer@example.org', subject: `outbound ${i}`, text: body(i) });
+    if (r.status !== 202) throw new Error(JSON.stringify(r.body));
+  });
+  const acceptedIn = seconds(t0);
+  await eventually(async () => (await daemon.api('GET', '/v1/outbound')).body.outbox.length === 0, 120_000, 'outbox empty');
+  const total = seconds(t0);
+  const throughput = N / total;
+  const sent = smtp.messages.length - before;
+  const copies = (await dovecot.listMessages(AGENT, 'ContactStorage')).length;
+  await daemon.stop();
+  const ratio = throughput / baseline;
+  const rows = [
+    `| bare pooled nodemailer, 5 connections (baseline) | ${baseline.toFixed(0)} msg/s | |`,
+    `| mailctl API → durable outbox → pooled send → sent copy (all ${N} done) | ${throughput.toFixed(0)} msg/s (${total.toFixed(2)} s) | ≥ 0.5× |`,
+    `| — ratio to the baseline | ${ratio.toFixed(2)}× | ${ratio >= 0.5 ? '✔' : '✘'} |`,
+    `| — of which accepting all ${N} (202, fsynced) | ${acceptedIn.toFixed(2)} s (${(N / acceptedIn).toFixed(0)} msg/s) | |`,
+  ];
+  const text = [
+    '',
+    '## outbound',
+    '',
+    `\`npm run bench:outbound\` — ${N} messages of ~4 KB, ${CONCURRENCY} concurrent API clients, local smtp-server (STARTTLS) and Dovecot (sent copies); ${new Date().toISOString().slice(0, 10)}, Node ${process.version}, ${os.cpus().length} × ${os.cpus()[0]?.model.trim()}. Checked: ${sent} received by the SMTP server, ${copies} sent copies.`,
+    '',
+    '| path | throughput | goal |',
+    '| --- | --- | --- |',
+    ...rows,
+    '',
+  ].join('\n');
+  console.log(text);
+  if (process.env.MAILCTL_BENCH_NO_WRITE !== '1') await appendFile(BENCHMARKS, text);
+} finally {
+  await smtp.stop();
+  await dovecot.stop();
+  await ws.cleanup();
+}
+process.exit(0);

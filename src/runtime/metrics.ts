@@ -1,0 +1,107 @@
+/**
+ * Prometheus metrics of the daemon, on a registry of their own, prefix `mailctl_`. Event counts (polls, messages,
+ * reconciles) are incremented where they happen through the small API below; everything that is a state (loop
+ * state, staleness) is read from the daemon's status at scrape time. Labels are server ids and fixed words only —
+ * never addresses or message ids.
+ */
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import packageJson from '../../package.json' with { type: 'json' };
+import type { DaemonStatus, ServerState } from './status.js';
+
+const PREFIX = 'mailctl_';
+const SERVER_STATES: readonly ServerState[] = ['running', 'starting', 'backoff', 'failed', 'stopped', 'disabled', 'pending-approval'];
+const SUCCESSFUL_RECONCILES: ReadonlySet<string> = new Set(['applied', 'no-changes']);
+
+export class DaemonMetrics {
+  readonly registry = new Registry();
+  private status: (() => DaemonStatus) | null = null;
+  private processMetrics = false;
+
+  private readonly polls = new Counter({ name: `${PREFIX}imap_polls_total`, help: 'IMAP polls by result (ok, failed)', labelNames: ['server', 'result'], registers: [this.registry] });
+  private readonly pollDuration = new Histogram({
+    name: `${PREFIX}imap_poll_duration_seconds`,
+    help: 'Duration of IMAP polls',
+    labelNames: ['server'],
+    buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120],
+    registers: [this.registry],
+  });
+  private readonly delivered = new Counter({ name: `${PREFIX}messages_delivered_total`, help: 'Inbound messages delivered to their sink', labelNames: ['server'], registers: [this.registry] });
+  private readonly quarantined = new Counter({ name: `${PREFIX}messages_quarantined_total`, help: 'Inbound messages recorded for quarantine (oversize, unrouted)', labelNames: ['server'], registers: [this.registry] });
+  private readonly sent = new Counter({ name: `${PREFIX}messages_sent_total`, help: 'Outbound messages accepted by the SMTP server', labelNames: ['server'], registers: [this.registry] });
+  private readonly sendFailed = new Counter({ name: `${PREFIX}messages_send_failed_total`, help: 'Outbound send attempts that failed', labelNames: ['server'], registers: [this.registry] });
+  private readonly outbox = new Gauge({ name: `${PREFIX}outbox_messages`, help: 'Messages waiting in the outbox', registers: [this.registry] });
+  private readonly reconciles = new Counter({ name: `${PREFIX}reconciles_total`, help: 'Reconciles by outcome', labelNames: ['result'], registers: [this.registry] });
+  private readonly lastReconcile = new Gauge({ name: `${PREFIX}last_successful_reconcile_timestamp_seconds`, help: 'When a reconcile last applied or found no changes (Unix time)', registers: [this.registry] });
+
+  constructor() {
+    const self = this;
+    new Gauge({ name: `${PREFIX}build_info`, help: 'Version of mailctl and of Node.js', labelNames: ['version', 'node'], registers: [this.registry] }).set({ version: packageJson.version, node: process.versions.node }, 1);
+    new Gauge({
+      name: `${PREFIX}loop_state`,
+      help: 'State of each server (1 for the current state, 0 for the others)',
+      labelNames: ['server', 'state'],
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        for (const server of self.status?.().servers ?? []) for (const state of SERVER_STATES) this.set({ server: server.id, state }, server.state === state ? 1 : 0);
+      },
+    });
+    new Gauge({
+      name: `${PREFIX}server_stale`,
+      help: 'Enabled IMAP server with no successful poll for 3 times its poll interval (1) or not (0)',
+      labelNames: ['server'],
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        for (const server of self.status?.().servers ?? []) if (server.type === 'imap' && server.enabled) this.set({ server: server.id }, server.stale ? 1 : 0);
+      },
+    });
+  }
+
+  /** Called by the daemon: gauges read the status on every scrape; also starts the default process metrics. */
+  bind(status: () => DaemonStatus): void {
+    this.status = status;
+    if (!this.processMetrics) collectDefaultMetrics({ register: this.registry, prefix: PREFIX });
+    this.processMetrics = true;
+  }
+
+  pollFinished(server: string, ok: boolean, seconds: number): void {
+    this.polls.inc({ server, result: ok ? 'ok' : 'failed' });
+    this.pollDuration.observe({ server }, seconds);
+  }
+
+  messagesDelivered(server: string, count = 1): void {
+    if (count > 0) this.delivered.inc({ server }, count);
+  }
+
+  messagesQuarantined(server: string, count = 1): void {
+    if (count > 0) this.quarantined.inc({ server }, count);
+  }
+
+  /** For the outbound stage: one message accepted by `server` (e.g. `smtp/support`). */
+  messagesSent(server: string, count = 1): void {
+    if (count > 0) this.sent.inc({ server }, count);
+  }
+
+  /** For the outbound stage: one send attempt through `server` failed. */
+  messagesFailed(server: string, count = 1): void {
+    if (count > 0) this.sendFailed.inc({ server }, count);
+  }
+
+  /** For the outbound stage: how many messages wait in the outbox now. */
+  setOutboxDepth(count: number): void {
+    this.outbox.set(count);
+  }
+
+  reconciled(outcome: string, at: Date = new Date()): void {
+    this.reconciles.inc({ result: outcome });
+    if (SUCCESSFUL_RECONCILES.has(outcome)) this.lastReconcile.set(at.getTime() / 1000);
+  }
+
+  async text(): Promise<{ contentType: string; body: string }> {
+    return { contentType: this.registry.contentType, body: await this.registry.metrics() };
+  }
+}
+
+/** The process's metrics (one daemon per process). */
+export const metrics = new DaemonMetrics();

@@ -1,0 +1,87 @@
+/**
+ * IMAP connections for sent copies and stored-mail lookups, separate from the polling loops (whose connection IDLEs
+ * on the inbox): at most `max` per server, opened on demand, reused, each used by one caller at a time.
+ */
+import type { ImapFlow } from 'imapflow';
+import { connectImap } from '../../adapters/imap.js';
+import { resolveConnection } from '../../apply/connection.js';
+import type { SecretResolver } from '../../apply/secrets.js';
+import type { ImapServerSpec } from '../../config/model.js';
+
+interface Pool {
+  key: string;
+  idle: ImapFlow[];
+  open: number;
+  waiters: (() => void)[];
+}
+
+export class ImapPool {
+  private readonly pools = new Map<string, Pool>();
+  private closed = false;
+
+  constructor(private readonly resolver: SecretResolver, private readonly max = 4) {}
+
+  private poolOf(id: string, spec: ImapServerSpec): Pool {
+    const key = JSON.stringify(spec);
+    let pool = this.pools.get(id);
+    if (pool && pool.key !== key) {
+      // the server changed: new connections from now on; idle old ones are closed
+      for (const c of pool.idle) void c.logout().catch(() => c.close());
+      pool = undefined;
+    }
+    if (!pool) this.pools.set(id, (pool = { key, idle: [], open: 0, waiters: [] }));
+    return pool;
+  }
+
+  /** Runs `fn` with a logged-in connection of server `id` that nobody else uses meanwhile. */
+  async with<T>(id: string, spec: ImapServerSpec, fn: (client: ImapFlow) => Promise<T>): Promise<T> {
+    if (this.closed) throw new Error('the daemon is shutting down');
+    const pool = this.poolOf(id, spec);
+    const client = await this.acquire(pool, spec);
+    try {
+      return await fn(client);
+    } finally {
+      this.release(id, pool, client);
+    }
+  }
+
+  private async acquire(pool: Pool, spec: ImapServerSpec): Promise<ImapFlow> {
+    for (;;) {
+      const idle = pool.idle.pop();
+      if (idle) {
+        if (idle.usable) return idle;
+        pool.open -= 1;
+        idle.close();
+        continue;
+      }
+      if (pool.open < this.max) {
+        pool.open += 1;
+        try {
+          const { settings } = await resolveConnection(spec, this.resolver);
+          return await connectImap(settings, { disableAutoIdle: true });
+        } catch (err) {
+          pool.open -= 1;
+          pool.waiters.shift()?.();
+          throw err;
+        }
+      }
+      await new Promise<void>((resolve) => pool.waiters.push(resolve));
+    }
+  }
+
+  private release(id: string, pool: Pool, client: ImapFlow): void {
+    if (client.usable && !this.closed && this.pools.get(id) === pool) pool.idle.push(client);
+    else {
+      pool.open -= 1;
+      if (client.usable) void client.logout().catch(() => client.close());
+      else client.close();
+    }
+    pool.waiters.shift()?.();
+  }
+
+  async closeAll(): Promise<void> {
+    this.closed = true;
+    const all = [...this.pools.values()].flatMap((p) => p.idle.splice(0));
+    await Promise.all(all.map((c) => c.logout().catch(() => c.close())));
+  }
+}

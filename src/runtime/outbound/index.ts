@@ -1,0 +1,47 @@
+/** Wires the outbound stage: the outbox, the send stage the SMTP loops run, the sent copies and the API routes. */
+import type { Logger } from 'pino';
+import type { SecretResolver } from '../../apply/secrets.js';
+import type { LoadedServer } from '../../config/model.js';
+import type { ObservedState } from '../../plan/model.js';
+import type { Route } from '../http.js';
+import type { Supervisor } from '../supervisor.js';
+import { systemLoopId } from './from.js';
+import { ImapPool } from './imap-pool.js';
+import { Outbox } from './outbox.js';
+import { outboundRoutes } from './routes.js';
+import { OutboundSender, type OutboundConsumer } from './sender.js';
+
+export type { OutboundConsumer } from './sender.js';
+
+export interface Outbound {
+  consumer: OutboundConsumer;
+  routes: Route[];
+  /** Starts the `--system-smtp` send loop (when given). */
+  start(supervisor: Supervisor): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export async function createOutbound(deps: { stateDir: string; resolver: SecretResolver; log: Logger; state: () => ObservedState; systemSmtp: LoadedServer | null }): Promise<Outbound> {
+  const log = deps.log.child({ stage: 'outbound' });
+  const outbox = new Outbox(deps.stateDir, log);
+  await outbox.load();
+  const pool = new ImapPool(deps.resolver);
+  const system = deps.systemSmtp;
+  const smtpUser = (serverId: string): string | null => {
+    if (system && serverId === systemLoopId(system)) return system.spec.auth.user;
+    return deps.state().servers[serverId]?.config.spec.auth.user ?? null;
+  };
+  const consumer = new OutboundSender({ outbox, pool, state: deps.state, smtpUser, log });
+  if (outbox.size()) log.info({ queued: outbox.size(), quarantined: outbox.quarantined }, 'outbox loaded');
+  return {
+    consumer,
+    routes: outboundRoutes({ outbox, pool, stateDir: deps.stateDir, state: deps.state, systemSmtp: system }),
+    async start(supervisor) {
+      if (system?.spec.type === 'smtp') await supervisor.start(systemLoopId(system), { spec: system.spec });
+    },
+    async stop() {
+      await pool.closeAll();
+      await outbox.close();
+    },
+  };
+}

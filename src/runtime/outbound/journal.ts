@@ -1,0 +1,74 @@
+/**
+ * Durable helpers with group commit: many concurrent writers share one fsync. `GroupSync` coalesces fsyncs of one
+ * folder; `Journal` is an append-only JSON-lines file whose appends resolve once they are on disk.
+ */
+import { open, type FileHandle } from 'node:fs/promises';
+import { fsyncDir } from '../../adapters/durable-files.js';
+
+/** Coalesces `fsync(dir)`: a caller waits for a sync that started after its call, shared with other callers. */
+export class GroupSync {
+  private running: Promise<void> | null = null;
+  private queued: Promise<void> | null = null;
+
+  constructor(private readonly sync: () => Promise<void>) {}
+
+  static forDir(dir: string): GroupSync {
+    return new GroupSync(() => fsyncDir(dir));
+  }
+
+  request(): Promise<void> {
+    if (this.queued) return this.queued;
+    if (!this.running) {
+      this.running = this.sync().finally(() => (this.running = null));
+      return this.running;
+    }
+    this.queued = this.running.catch(() => undefined).then(() => {
+      this.queued = null;
+      return this.request();
+    });
+    return this.queued;
+  }
+}
+
+/** An append-only JSON-lines file (0600). `append` resolves after the line is written and fsynced. */
+export class Journal<T> {
+  private handle: FileHandle | null = null;
+  private pending: { line: string; done: () => void; fail: (err: unknown) => void }[] = [];
+  private flushing: Promise<void> | null = null;
+
+  constructor(readonly file: string) {}
+
+  async open(): Promise<void> {
+    this.handle = await open(this.file, 'a', 0o600);
+    await this.handle.chmod(0o600);
+  }
+
+  append(record: T): Promise<void> {
+    return new Promise<void>((done, fail) => {
+      this.pending.push({ line: `${JSON.stringify(record)}\n`, done, fail });
+      this.flushing ??= this.flush();
+    });
+  }
+
+  private async flush(): Promise<void> {
+    while (this.pending.length) {
+      const batch = this.pending;
+      this.pending = [];
+      try {
+        if (!this.handle) throw new Error(`journal ${this.file} is closed`);
+        await this.handle.appendFile(batch.map((b) => b.line).join(''));
+        await this.handle.sync();
+        batch.forEach((b) => b.done());
+      } catch (err) {
+        batch.forEach((b) => b.fail(err));
+      }
+    }
+    this.flushing = null;
+  }
+
+  async close(): Promise<void> {
+    await this.flushing;
+    await this.handle?.close();
+    this.handle = null;
+  }
+}

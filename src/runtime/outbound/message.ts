@@ -1,0 +1,143 @@
+/**
+ * The outbound message as the API accepts it: strict validation (unknown fields, types, and any line break or control
+ * character in a header field are refused, so no header can be injected), and the MIME source nodemailer builds from
+ * the structured fields.
+ */
+import MailComposer from 'nodemailer/lib/mail-composer';
+
+export interface OutboundAttachment {
+  name: string;
+  contentType: string;
+  /** base64 */
+  content: string;
+}
+
+export interface OutboundRequest {
+  from?: string;
+  to: string[];
+  cc: string[];
+  bcc: string[];
+  subject: string;
+  text?: string;
+  html?: string;
+  /** An inbound key: `<shortName>.<uidValidity>.<uid>.<hash8>`. */
+  inReplyTo?: string;
+  kind: 'agent' | 'template';
+  attachments: OutboundAttachment[];
+}
+
+/** What the outbox stores: the request plus what was decided when it was accepted. */
+export interface OutboundMessage extends OutboundRequest {
+  id: string;
+  /** Assigned before the first try and never changed: a resend after a crash carries the same one. */
+  messageId: string;
+  /** Supervisor id of the SMTP loop that sends it. */
+  server: string;
+  from: string;
+  /** Message-ID of the message replied to, when the inbound key was found. */
+  inReplyToMessageId?: string;
+  createdAt: string;
+}
+
+export class RequestError extends Error {
+  constructor(readonly status: 400 | 404 | 409 | 422, message: string) {
+    super(message);
+  }
+}
+
+const FIELDS = new Set(['from', 'to', 'cc', 'bcc', 'subject', 'text', 'html', 'inReplyTo', 'kind', 'attachments']);
+/** CR, LF, NUL, other C0 controls (tab allowed), DEL, and the Unicode line/paragraph separators. */
+const CONTROL = /[\u0000-\u0008\u000a-\u001f\u007f\u2028\u2029]/;
+const ADDRESS = /^[^\s@<>",;:()[\]\\]+@[^\s@<>",;:()[\]\\]+\.?[^\s@<>",;:()[\]\\]*$/;
+export const INBOUND_KEY = /^([A-Za-z0-9_-][A-Za-z0-9_.-]*)\.(\d+)\.(\d+)\.([0-9a-f]{8})$/;
+export const OUTBOUND_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+const BASE64 = /^[A-Za-z0-9+/\r\n]*={0,2}[\r\n]*$/;
+const CONTENT_TYPE = /^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*\/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*$/;
+
+const bad = (message: string) => new RequestError(400, message);
+
+function headerText(field: string, value: unknown, { optional = false } = {}): string | undefined {
+  if (value === undefined && optional) return undefined;
+  if (typeof value !== 'string') throw bad(`"${field}" must be a string`);
+  if (CONTROL.test(value)) throw bad(`"${field}" contains a line break or control character; refused (header injection)`);
+  return value;
+}
+
+function address(field: string, value: unknown): string {
+  const text = headerText(field, value)!;
+  if (!ADDRESS.test(text)) throw bad(`"${field}": ${JSON.stringify(text)} is not an email address (give a bare address like agent@example.com)`);
+  return text;
+}
+
+function addressList(field: string, value: unknown, required: boolean): string[] {
+  if (value === undefined) {
+    if (required) throw bad(`"${field}" is required`);
+    return [];
+  }
+  const list = Array.isArray(value) ? value : [value];
+  if (required && list.length === 0) throw bad(`"${field}" needs at least one address`);
+  return list.map((v, i) => address(`${field}[${i}]`, v));
+}
+
+function attachmentsOf(value: unknown): OutboundAttachment[] {
+  if (value === undefined) return [];
+  if (!Array.isArray(value)) throw bad('"attachments" must be a list of {name, contentType, content}');
+  return value.map((a: unknown, i) => {
+    if (typeof a !== 'object' || a === null) throw bad(`attachments[${i}] must be an object`);
+    const { name, contentType, content, ...rest } = a as Record<string, unknown>;
+    if (Object.keys(rest).length) throw bad(`attachments[${i}]: unknown field "${Object.keys(rest)[0]}"`);
+    const n = headerText(`attachments[${i}].name`, name)!;
+    if (!n || /[/\\]/.test(n)) throw bad(`attachments[${i}].name must be a file name without folders`);
+    const type = headerText(`attachments[${i}].contentType`, contentType)!;
+    if (!CONTENT_TYPE.test(type)) throw bad(`attachments[${i}].contentType ${JSON.stringify(type)} is not a MIME type like application/pdf`);
+    if (typeof content !== 'string' || !BASE64.test(content)) throw bad(`attachments[${i}].content must be base64`);
+    return { name: n, contentType: type, content };
+  });
+}
+
+/** Validates a `POST /v1/outbound` body. Throws RequestError(400). */
+export function parseOutboundRequest(body: unknown): OutboundRequest {
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) throw bad('the body must be a JSON object');
+  const raw = body as Record<string, unknown>;
+  const unknown = Object.keys(raw).filter((k) => !FIELDS.has(k));
+  if (unknown.length) throw bad(`unknown field(s): ${unknown.join(', ')} (allowed: ${[...FIELDS].join(', ')})`);
+  const kind = raw.kind ?? 'agent';
+  if (kind !== 'agent' && kind !== 'template') throw bad('"kind" must be "agent" or "template"');
+  if (raw.text !== undefined && typeof raw.text !== 'string') throw bad('"text" must be a string');
+  if (raw.html !== undefined && typeof raw.html !== 'string') throw bad('"html" must be a string');
+  if (raw.text === undefined && raw.html === undefined) throw bad('give "text" or "html"');
+  const inReplyTo = headerText('inReplyTo', raw.inReplyTo, { optional: true });
+  if (inReplyTo !== undefined && !INBOUND_KEY.test(inReplyTo)) throw bad(`"inReplyTo" must be an inbound key like support.1700000000.42.0a1b2c3d, not ${JSON.stringify(inReplyTo)}`);
+  return {
+    ...(raw.from !== undefined && { from: address('from', raw.from) }),
+    to: addressList('to', raw.to, true),
+    cc: addressList('cc', raw.cc, false),
+    bcc: addressList('bcc', raw.bcc, false),
+    subject: headerText('subject', raw.subject ?? '')!,
+    ...(typeof raw.text === 'string' && { text: raw.text }),
+    ...(typeof raw.html === 'string' && { html: raw.html }),
+    ...(inReplyTo !== undefined && { inReplyTo }),
+    kind,
+    attachments: attachmentsOf(raw.attachments),
+  };
+}
+
+/** The envelope recipients: To, Cc and Bcc. */
+export const recipientsOf = (m: OutboundMessage): string[] => [...m.to, ...m.cc, ...m.bcc];
+
+/** Builds the MIME source (no Bcc header) from the structured fields; Message-ID and Date are the stored ones. */
+export function composeMessage(m: OutboundMessage): Promise<Buffer> {
+  const composer = new MailComposer({
+    from: m.from,
+    to: m.to,
+    ...(m.cc.length && { cc: m.cc }),
+    subject: m.subject,
+    ...(m.text !== undefined && { text: m.text }),
+    ...(m.html !== undefined && { html: m.html }),
+    messageId: m.messageId,
+    date: new Date(m.createdAt),
+    ...(m.inReplyToMessageId && { inReplyTo: m.inReplyToMessageId, references: [m.inReplyToMessageId] }),
+    attachments: m.attachments.map((a) => ({ filename: a.name, contentType: a.contentType, content: Buffer.from(a.content, 'base64') })),
+  });
+  return composer.compile().build();
+}

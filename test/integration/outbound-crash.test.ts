@@ -1,0 +1,95 @@
+/**
+ * Crash safety of the outbox: 500 queued messages, the daemon SIGKILLed at random moments mid-stream and restarted
+ * each time. Every message is sent at least once, duplicates share their Message-ID, none is lost, each has exactly
+ * one sent copy in the storage folder, and a truncated outbox file is quarantined, not sent.
+ */
+import { readdir, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { startDovecot, type Dovecot } from '../harness/dovecot.js';
+import { flowYaml, imapYaml, smtpYaml } from '../harness/fixtures.js';
+import { cli, createWorkspace, eventually, startDaemon, type DaemonProcess, type Workspace } from '../harness/mailctl.js';
+import { startSmtpServer, type SmtpTestServer } from '../harness/smtp.js';
+
+const AGENT = 'agent@example.com';
+const STORAGE = 'ContactStorage';
+const COUNT = 500;
+const KILLS = 5;
+
+let dovecot: Dovecot;
+let smtp: SmtpTestServer;
+let ws: Workspace;
+let daemon: DaemonProcess;
+
+test.before(async () => {
+  dovecot = await startDovecot({ users: { [AGENT]: 'agent-pass' } });
+  await dovecot.createFolder(AGENT, STORAGE);
+  smtp = await startSmtpServer({ ca: dovecot.ca, users: { [AGENT]: 'agent-pass' } });
+  ws = await createWorkspace();
+  const ref = `\${file:${await ws.writeSecret('agent', 'agent-pass')}}`;
+  await ws.writeServer('flow.yaml', flowYaml());
+  await ws.writeServer('imap.yaml', imapYaml({ shortName: 'agent', user: AGENT, port: dovecot.ports.imap, caFile: dovecot.caFile, password: ref, storageFolder: STORAGE }));
+  await ws.writeServer('smtp.yaml', smtpYaml({ shortName: 'agent', user: AGENT, port: smtp.port, caFile: smtp.caFile, password: ref }));
+  daemon = await startDaemon(ws, ['--no-watch']);
+  const r = await cli(['apply', '--dir', ws.dir], ws.env);
+  assert.is(r.code, 0, r.stdout + r.stderr);
+});
+
+test.after(async () => {
+  await daemon?.kill().catch(() => undefined);
+  await smtp?.stop();
+  await dovecot?.stop();
+  if (process.env.MAILCTL_KEEP_WS !== '1') await ws?.cleanup();
+});
+
+test(`SIGKILL ${KILLS} times while ${COUNT} messages are queued: none lost, duplicates share the Message-ID, one sent copy each`, async () => {
+  const accepted = new Map<string, string>(); // messageId → id
+  for (let i = 0; i < COUNT; i += 50) {
+    const answers = await Promise.all(Array.from({ length: Math.min(50, COUNT - i) }, (_, j) =>
+      daemon.api('POST', '/v1/outbound', { from: AGENT, to: 'customer@example.org', subject: `crash ${i + j}`, text: `message ${i + j}\n${'x'.repeat(2000)}` })));
+    for (const a of answers) {
+      assert.is(a.status, 202, JSON.stringify(a.body));
+      accepted.set(a.body.messageId, a.body.id);
+    }
+  }
+  const outbox = path.join(ws.stateDir, 'outbox');
+  for (let k = 0; k < KILLS; k++) {
+    // kill after a random number of further messages reached the SMTP server (mid-stream, not between runs)
+    const target = smtp.messages.length + 10 + Math.floor(Math.random() * 60);
+    await eventually(() => smtp.messages.length >= target || smtp.messages.length >= COUNT, 30_000, `${target} messages received`);
+    await new Promise((r) => setTimeout(r, Math.floor(Math.random() * 30)));
+    await daemon.kill();
+    if (k === 0) await writeFile(path.join(outbox, '11111111-2222-4333-8444-555555555555.msg'), 'MAILCTL-OUTBOX 1 5000\n{"formatVersion":1,"message":{"id":"1111', { mode: 0o600 });
+    daemon = await startDaemon(ws, ['--no-watch']);
+  }
+  const settled = await eventually(async () => {
+    const list = await daemon.api('GET', '/v1/outbound');
+    return list.status === 200 && list.body.outbox.length === 0 ? list.body : null;
+  }, 60_000, 'outbox empty');
+  assert.is(settled.quarantined, 0, 'quarantine count of the last start');
+  const quarantined = await readdir(path.join(outbox, 'quarantine'));
+  assert.is(quarantined.length, 1, 'the truncated file was quarantined');
+
+  const byId = new Map<string, number>();
+  for (const m of smtp.messages) if (m.messageId) byId.set(m.messageId, (byId.get(m.messageId) ?? 0) + 1);
+  const lost = [...accepted.keys()].filter((mid) => !byId.has(mid));
+  assert.equal(lost, [], 'every accepted message was sent');
+  const strangers = [...byId.keys()].filter((mid) => !accepted.has(mid));
+  assert.equal(strangers, [], 'nothing else was sent (the truncated file was not)');
+  const duplicates = [...byId.values()].filter((n) => n > 1).length;
+  assert.ok(smtp.messages.every((m) => m.messageId && accepted.has(m.messageId)), 'every resend carries the original Message-ID');
+
+  const stored = await dovecot.listMessages(AGENT, STORAGE);
+  const copies = new Map<string, number>();
+  for (const m of stored) if (m.messageId) copies.set(m.messageId, (copies.get(m.messageId) ?? 0) + 1);
+  assert.equal([...accepted.keys()].filter((mid) => copies.get(mid) !== 1), [], 'exactly one sent copy each');
+  assert.is(stored.length, COUNT);
+  for (const [mid, id] of [...accepted].slice(0, 20)) {
+    const s = await daemon.api('GET', `/v1/outbound/${id}`);
+    assert.is(s.body.state, 'sent', mid);
+  }
+  console.log(`  ${KILLS} kills: ${smtp.messages.length} deliveries for ${COUNT} messages (${duplicates} duplicated)`);
+});
+
+test.run();
