@@ -43,6 +43,7 @@ function renderStatusText(output: Parameters<Command['run']>[0]['output'], statu
   for (const s of status.servers) {
     output.out(`${s.id.padEnd(28)} ${paint(color(s), s.state.padEnd(16))} ${s.name}${s.enabled ? '' : ' (disabled)'}`);
     output.out(`    since ${s.since ?? '-'}, last success ${s.lastSuccess ?? 'never'}, revision ${s.revision ?? '-'}`);
+    if (s.stale) output.out(paint('red', '    stale: no successful poll for three poll intervals'));
     if (s.lastError) output.out(`    last error: ${s.lastError.class}: ${s.lastError.message} (${s.lastError.at})`);
     if (s.disabledReason) output.out(`    ${s.disabledReason}`);
   }
