@@ -5,7 +5,7 @@ import { EXIT, UserError } from '../errors.js';
 import { painter, printJson } from '../output.js';
 import { renderDiagnosticsText } from '../render/diagnostics.js';
 
-/** An enabled server in any of these states is not doing its job (`status --check` fails). */
+/** An enabled server in any of these states, or stale, is not doing its job (`status --check` fails). */
 const UNHEALTHY = new Set(['starting', 'backoff', 'failed', 'stopped', 'pending-approval']);
 
 export const statusCommand: Command = {
@@ -20,11 +20,11 @@ export const statusCommand: Command = {
     );
     const { status, body } = await daemon.request<DaemonStatus>('GET', '/v1/status');
     if (status !== 200) throw new UserError(`the daemon answered ${status}`);
-    const unhealthy = body.servers.filter((s) => s.enabled && UNHEALTHY.has(s.state));
+    const unhealthy = body.servers.filter((s) => s.enabled && (UNHEALTHY.has(s.state) || s.stale));
     if (output.format === 'json') printJson(output, { ...body });
     else renderStatusText(output, body);
     if (values.check === true && unhealthy.length) {
-      if (output.format !== 'json') output.err(`not running: ${unhealthy.map((s) => `${s.id} (${s.state})`).join(', ')}`);
+      if (output.format !== 'json') output.err(`not healthy: ${unhealthy.map((s) => `${s.id} (${s.stale ? `${s.state}, stale` : s.state})`).join(', ')}`);
       return EXIT.error;
     }
     return EXIT.ok;
