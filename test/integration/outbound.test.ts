@@ -256,7 +256,7 @@ test('stored mail after a short-name takeover is served from the server that own
 
 test('no secret in the daemon output or the outbox files', async () => {
   const files = await readdir(path.join(ws.stateDir, 'outbox'));
-  const text = daemon.output() + (await Promise.all(files.filter((f) => f.endsWith('.jsonl') || f.endsWith('.msg')).map((f) => readFile(path.join(ws.stateDir, 'outbox', f), 'utf8')))).join('');
+  const text = daemon.output() + (await Promise.all(files.filter((f) => f.endsWith('.jsonl') || f.endsWith('.msg') || f.endsWith('.batch')).map((f) => readFile(path.join(ws.stateDir, 'outbox', f), 'utf8')))).join('');
   for (const secret of Object.values(PASS)) assert.not.ok(text.includes(secret), 'secret leaked');
 });
 

@@ -3,7 +3,7 @@
  * writes). `lastUid` is a high-water mark: every UID at or below it is done, except those in `pending` (retries and the
  * backfill set). `copyIntent` is written before COPY so a crash between COPY and the checkpoint never copies twice.
  */
-import { readdir, readFile } from 'node:fs/promises';
+import { readdir, readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { ensurePrivateDir, writeFileAtomic } from '../../adapters/durable-files.js';
 
@@ -93,6 +93,20 @@ export async function saveCheckpoint(file: string, checkpoint: Checkpoint): Prom
   await ensurePrivateDir(path.dirname(file));
   checkpoint.updatedAt = new Date().toISOString();
   await writeFileAtomic(file, `${JSON.stringify(checkpoint, null, 2)}\n`);
+}
+
+/**
+ * Removes what a crash (SIGKILL) in the middle of an atomic write of `file` left behind: writeFileAtomic's temp files
+ * `.<name>.<random>.tmp` next to it. Random names are never reused, so without this every unlucky crash leaves one more
+ * file in the state folder forever. Only call it while no write of `file` can be in progress (the processor does, once
+ * per file, under the file's lock; the daemon lock excludes other processes). Returns how many were removed.
+ */
+export async function removeStaleTemps(file: string): Promise<number> {
+  const prefix = `.${path.basename(file)}.`;
+  const names = await readdir(path.dirname(file)).catch(() => [] as string[]);
+  const stale = names.filter((n) => n.startsWith(prefix) && n.endsWith('.tmp'));
+  await Promise.all(stale.map((n) => rm(path.join(path.dirname(file), n), { force: true })));
+  return stale.length;
 }
 
 /** Backoff of a failed message: 2 s, 4 s, 8 s … capped at 5 minutes. */

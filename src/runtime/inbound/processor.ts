@@ -19,7 +19,7 @@ import type { ServerConfig } from '../../plan/model.js';
 import { backoffDelay } from '../backoff.js';
 import type { InboundProcessor, PollStats } from '../loops/imap-loop.js';
 import { recoverCopy, runBatch, type BatchOutcome } from './batch.js';
-import { checkpointFile, CHECKPOINT_FORMAT_VERSION, listCheckpoints, loadCheckpoint, saveCheckpoint, type Checkpoint } from './checkpoint.js';
+import { checkpointFile, CHECKPOINT_FORMAT_VERSION, listCheckpoints, loadCheckpoint, removeStaleTemps, saveCheckpoint, type Checkpoint } from './checkpoint.js';
 import { DeliveredLedger, ledgerFile } from './ledger.js';
 import { quarantineListing, releaseInCheckpoint, type QuarantineListing } from './quarantine.js';
 import { DirectorySink, identityHash, type InboundSink } from './sink-directory.js';
@@ -52,6 +52,8 @@ export class InboundMailProcessor implements InboundProcessor {
   /** Per server: consecutive sink-down rounds and when the next try is due. */
   private readonly down = new Map<string, { rounds: number; until: number; error: string }>();
   private readonly locks = new Map<string, Promise<unknown>>();
+  /** Checkpoint files whose crash leftovers were removed by this process. */
+  private readonly swept = new Set<string>();
   private readonly now: () => number;
   private readonly batchSize: number;
 
@@ -118,6 +120,13 @@ export class InboundMailProcessor implements InboundProcessor {
     const uidValidity = String(box.uidValidity);
     const identity = identityHash({ host: spec.host, user: spec.auth.user, folder: spec.folder });
 
+    if (!this.swept.has(file)) {
+      // First poll of this file in this process, under its lock: no atomic write of the checkpoint or the ledger can
+      // be in flight, so temp files next to them are leftovers of a crash (found by test/integration/inbound-crash).
+      this.swept.add(file);
+      const removed = (await removeStaleTemps(file)) + (await removeStaleTemps(ledgerFile(this.options.stateDir, spec.type, spec.shortName)));
+      if (removed) log?.info({ removed }, 'removed temp files an earlier crash left in the state folder');
+    }
     let cp = await loadCheckpoint(file, identity, spec.folder);
     if (!cp) {
       cp = await this.firstRun(client, spec, identity, uidValidity, box.uidNext);

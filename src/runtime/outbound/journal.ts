@@ -1,6 +1,7 @@
 /**
  * Durable helpers with group commit: many concurrent writers share one fsync. `GroupSync` coalesces fsyncs of one
- * folder; `Journal` is an append-only JSON-lines file whose appends resolve once they are on disk.
+ * folder; `Journal` is an append-only JSON-lines file whose appends resolve once they are on disk: the appends made
+ * while a write is running (or in the same turn of the event loop) go out together in the next write and fsync.
  */
 import { open, type FileHandle } from 'node:fs/promises';
 import { fsyncDir } from '../../adapters/durable-files.js';
@@ -44,13 +45,21 @@ export class Journal<T> {
   }
 
   append(record: T): Promise<void> {
+    return this.appendMany([record]);
+  }
+
+  /** Appends several records in one write (and one fsync, shared with the other appends waiting then). */
+  appendMany(records: T[]): Promise<void> {
+    if (!records.length) return Promise.resolve();
     return new Promise<void>((done, fail) => {
-      this.pending.push({ line: `${JSON.stringify(record)}\n`, done, fail });
+      this.pending.push({ line: records.map((r) => `${JSON.stringify(r)}\n`).join(''), done, fail });
       this.flushing ??= this.flush();
     });
   }
 
   private async flush(): Promise<void> {
+    // the appends made in this turn of the event loop share the first write and fsync
+    await new Promise<void>((resolve) => setImmediate(resolve));
     while (this.pending.length) {
       const batch = this.pending;
       this.pending = [];

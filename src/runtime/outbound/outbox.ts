@@ -1,16 +1,19 @@
 /**
- * The durable outbox in `<state>/outbox/`: one immutable `<id>.msg` per accepted message, written before the API
- * answers (temp file, fsync, rename, fsync of the folder; 0600), and `journal.jsonl` for what happened to it (sent,
- * failed, cancelled, done). A `.msg` is length-framed and ends with an END marker; one that does not parse (e.g. cut
- * short) is moved to `quarantine/`, never sent. The `.msg` is removed only once the journal says the message is
- * finished, so a crash at any point resends (same Message-ID) rather than loses.
+ * The durable outbox in `<state>/outbox/`: accepted messages are written in immutable batch files before the API
+ * answers, with group commit: the requests that arrive while the previous batch is being written share one file
+ * `<batch>.batch` (temp file, fsync, rename, fsync of the folder; 0600), so a burst of N requests costs two fsyncs,
+ * not 2N. `journal.jsonl` records what happened to each message (sent, failed, cancelled, done). Every record in a
+ * batch is length-framed and ends with an END marker; a file that does not parse (e.g. cut short) is moved to
+ * `quarantine/`, never sent. A batch file is removed only once the journal says every message in it is finished, so
+ * a crash at any point resends (same Message-ID) rather than loses. Single-message `<id>.msg` files (the earlier
+ * layout) are still read.
  */
 import { randomUUID } from 'node:crypto';
-import { mkdir, open, readdir, readFile, rename, rm, unlink } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, rm, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { ensurePrivateDir, writeFileAtomic } from '../../adapters/durable-files.js';
-import { GroupSync, Journal } from './journal.js';
+import { Journal } from './journal.js';
 import type { OutboundMessage, OutboundRequest } from './message.js';
 
 export const OUTBOX_FORMAT_VERSION = 1;
@@ -71,18 +74,41 @@ export function frame(message: OutboundMessage): string {
   return `${MAGIC} ${OUTBOX_FORMAT_VERSION} ${Buffer.byteLength(json)}\n${json}${END}`;
 }
 
-/** Parses a `.msg` file; throws when it is incomplete or not ours. */
+/** Parses a `.msg` file (one framed record); throws when it is incomplete or not ours. */
 export function unframe(text: string): OutboundMessage {
-  const nl = text.indexOf('\n');
-  const m = /^MAILCTL-OUTBOX (\d+) (\d+)$/.exec(nl < 0 ? text : text.slice(0, nl));
-  if (!m) throw new Error('no outbox header');
-  if (Number(m[1]) !== OUTBOX_FORMAT_VERSION) throw new Error(`unsupported formatVersion ${m[1]}`);
-  const body = Buffer.from(text.slice(nl + 1));
-  const length = Number(m[2]);
-  if (body.length !== length + Buffer.byteLength(END) || body.subarray(length).toString() !== END) throw new Error('truncated (no END marker)');
-  const parsed = JSON.parse(body.subarray(0, length).toString()) as { formatVersion: number; message: OutboundMessage };
-  if (parsed.formatVersion !== OUTBOX_FORMAT_VERSION || !parsed.message?.id) throw new Error('not an outbox record');
-  return parsed.message;
+  const all = unframeAll(Buffer.from(text));
+  if (all.length !== 1) throw new Error(`expected one record, found ${all.length}`);
+  return all[0]!;
+}
+
+/** Parses a batch file (framed records back to back, at least one); throws when any is incomplete or not ours. */
+export function unframeAll(data: Buffer): OutboundMessage[] {
+  const messages: OutboundMessage[] = [];
+  const end = Buffer.from(END);
+  let at = 0;
+  do {
+    const nl = data.indexOf(0x0a, at);
+    const m = /^MAILCTL-OUTBOX (\d+) (\d+)$/.exec(data.subarray(at, nl < 0 ? data.length : nl).toString());
+    if (!m) throw new Error(messages.length ? `record ${messages.length + 1}: no outbox header` : 'no outbox header');
+    if (Number(m[1]) !== OUTBOX_FORMAT_VERSION) throw new Error(`unsupported formatVersion ${m[1]}`);
+    const start = nl + 1;
+    const length = Number(m[2]);
+    if (start + length + end.length > data.length || !data.subarray(start + length, start + length + end.length).equals(end)) throw new Error('truncated (no END marker)');
+    const parsed = JSON.parse(data.subarray(start, start + length).toString()) as { formatVersion: number; message: OutboundMessage };
+    if (parsed.formatVersion !== OUTBOX_FORMAT_VERSION || !parsed.message?.id) throw new Error('not an outbox record');
+    messages.push(parsed.message);
+    at = start + length + end.length;
+  } while (at < data.length);
+  return messages;
+}
+
+/** Most messages in one batch file (a larger burst is written as several files, one after the other). */
+const MAX_BATCH = 500;
+
+/** A file of the outbox and the ids in it that are not finished yet; it is removed when none is left. */
+interface OutboxFile {
+  file: string;
+  open: Set<string>;
 }
 
 export class Outbox {
@@ -90,14 +116,20 @@ export class Outbox {
   private readonly entries = new Map<string, OutboxEntry>();
   private readonly finished = new Map<string, JournalRecord & { message: Pick<OutboundMessage, 'from' | 'to' | 'subject' | 'createdAt'> | null }>();
   private readonly journal: Journal<JournalRecord>;
-  private readonly dirSync: GroupSync;
+  /** The file each queued message is in. */
+  private readonly fileOf = new Map<string, OutboxFile>();
+  /** Accepted messages waiting for the next batch file. */
+  private pending: { message: OutboundMessage; done: () => void; fail: (err: unknown) => void }[] = [];
+  private writing: Promise<void> | null = null;
+  private batchSeq = 0;
+  /** Counters (tests and benchmark): batch files written, messages in them. */
+  readonly stats = { batches: 0, accepted: 0 };
   private readonly listeners = new Set<(server: string) => void>();
   quarantined = 0;
 
   constructor(stateDir: string, private readonly log?: Logger) {
     this.dir = path.join(stateDir, 'outbox');
     this.journal = new Journal(path.join(this.dir, 'journal.jsonl'));
-    this.dirSync = GroupSync.forDir(this.dir);
   }
 
   /** Loads the outbox: quarantines broken files, drops finished ones, compacts the journal. */
@@ -114,37 +146,44 @@ export class Outbox {
         /* a torn last line after a crash */
       }
     }
-    for (const name of await readdir(this.dir)) {
+    /** Ids in files that stay: their journal records must survive compaction (finished ones are not resent). */
+    const live = new Set<string>();
+    for (const name of (await readdir(this.dir)).sort()) {
       const file = path.join(this.dir, name);
       if (name.startsWith('.') && name.endsWith('.tmp')) {
         await rm(file, { force: true }); // never acknowledged
         continue;
       }
-      if (!name.endsWith('.msg')) continue;
-      let message: OutboundMessage;
+      if (!name.endsWith('.msg') && !name.endsWith('.batch')) continue;
+      let messages: OutboundMessage[];
       try {
-        message = unframe(await readFile(file, 'utf8'));
-        if (`${message.id}.msg` !== name) throw new Error('file name and id differ');
+        messages = unframeAll(await readFile(file));
+        if (name.endsWith('.msg') && (messages.length !== 1 || `${messages[0]!.id}.msg` !== name)) throw new Error('file name and id differ');
+        if (messages.some((m) => this.entries.has(m.id) || this.fileOf.has(m.id))) throw new Error('an id that another outbox file has too');
       } catch (err) {
         await this.quarantine(file, (err as Error).message);
         continue;
       }
-      const record = records.get(message.id);
-      if (record && record.event !== 'sent') {
-        await unlink(file).catch(() => undefined);
-        continue;
+      const entry: OutboxFile = { file, open: new Set() };
+      for (const message of messages) {
+        const record = records.get(message.id);
+        if (record && record.event !== 'sent') continue;
+        entry.open.add(message.id);
+        this.fileOf.set(message.id, entry);
+        this.entries.set(message.id, {
+          message,
+          state: record?.event === 'sent' ? 'sent' : 'queued',
+          attempts: 0,
+          nextAttemptAt: 0,
+          lastError: null,
+          reply: record?.reply ?? null,
+          recovered: true,
+        });
       }
-      this.entries.set(message.id, {
-        message,
-        state: record?.event === 'sent' ? 'sent' : 'queued',
-        attempts: 0,
-        nextAttemptAt: 0,
-        lastError: null,
-        reply: record?.reply ?? null,
-        recovered: true,
-      });
+      if (entry.open.size === 0) await unlink(file).catch(() => undefined);
+      else for (const m of messages) live.add(m.id);
     }
-    const keep = [...records.values()].filter((r) => this.entries.has(r.id) || now - Date.parse(r.at) < KEEP_FINISHED_MS);
+    const keep = [...records.values()].filter((r) => live.has(r.id) || now - Date.parse(r.at) < KEEP_FINISHED_MS);
     for (const r of keep) if (r.event !== 'sent') this.finished.set(r.id, { ...r, message: null });
     await writeFileAtomic(this.journal.file, keep.map((r) => `${JSON.stringify(r)}\n`).join(''));
     await this.journal.open();
@@ -158,17 +197,45 @@ export class Outbox {
     this.log?.error({ file: path.basename(file), reason: why }, 'outbox file is damaged: moved to quarantine/, not sent');
   }
 
-  /** Writes the message durably, then queues it. Resolves only when it is on disk. */
+  /**
+   * Writes the message durably, then queues it. Resolves only when it is on disk: requests that arrive while a batch
+   * is being written wait for the next one and share its file and fsyncs (group commit).
+   */
   async accept(request: OutboundRequest & { from: string; server: string; inReplyToMessageId?: string }): Promise<OutboundMessage> {
     const id = randomUUID();
     const domain = request.from.split('@')[1] ?? 'mailctl.invalid';
     const message: OutboundMessage = { ...request, id, messageId: `<${id}@${domain}>`, createdAt: new Date().toISOString() };
-    const file = path.join(this.dir, `${id}.msg`);
-    await writeFileAtomic(file, frame(message), { syncDir: false });
-    await this.dirSync.request();
-    this.entries.set(id, { message, state: 'queued', attempts: 0, nextAttemptAt: 0, lastError: null, reply: null, recovered: false });
-    this.notify(request.server);
+    await new Promise<void>((done, fail) => {
+      this.pending.push({ message, done, fail });
+      this.writing ??= this.writeBatches();
+    });
     return message;
+  }
+
+  private async writeBatches(): Promise<void> {
+    // let the requests of this turn of the event loop join the first batch
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    while (this.pending.length) {
+      const batch = this.pending.splice(0, MAX_BATCH);
+      try {
+        const file = path.join(this.dir, `${Date.now().toString(36)}-${process.pid.toString(36)}-${(this.batchSeq++).toString(36)}.batch`);
+        await writeFileAtomic(file, batch.map((b) => frame(b.message)).join(''));
+        const entry: OutboxFile = { file, open: new Set(batch.map((b) => b.message.id)) };
+        const servers = new Set<string>();
+        for (const { message } of batch) {
+          this.fileOf.set(message.id, entry);
+          this.entries.set(message.id, { message, state: 'queued', attempts: 0, nextAttemptAt: 0, lastError: null, reply: null, recovered: false });
+          servers.add(message.server);
+        }
+        this.stats.batches += 1;
+        this.stats.accepted += batch.length;
+        batch.forEach((b) => b.done());
+        for (const server of servers) this.notify(server);
+      } catch (err) {
+        batch.forEach((b) => b.fail(err));
+      }
+    }
+    this.writing = null;
   }
 
   onWork(listener: (server: string) => void): () => void {
@@ -200,14 +267,26 @@ export class Outbox {
     void this.journal.append(this.record(entry, 'sent', { reply })).catch(() => undefined);
   }
 
-  /** Finishes a message: journal first (durably), then the `.msg` goes. */
+  /** Finishes a message: journal first (durably), then its file goes once nothing in it is left. */
   async finish(entry: OutboxEntry, event: 'done' | 'failed' | 'cancelled', extra: Partial<JournalRecord> = {}): Promise<void> {
-    const record = this.record(entry, event, { ...(entry.reply !== null && { reply: entry.reply }), ...extra });
-    await this.journal.append(record);
-    this.entries.delete(entry.message.id);
-    const { from, to, subject, createdAt } = entry.message;
-    this.finished.set(entry.message.id, { ...record, message: { from, to, subject, createdAt } });
-    await unlink(path.join(this.dir, `${entry.message.id}.msg`)).catch(() => undefined);
+    await this.finishMany([entry], event, extra);
+  }
+
+  /** Finishes several messages with one journal write and fsync. */
+  async finishMany(entries: OutboxEntry[], event: 'done' | 'failed' | 'cancelled', extra: Partial<JournalRecord> = {}): Promise<void> {
+    const records = entries.map((entry) => this.record(entry, event, { ...(entry.reply !== null && { reply: entry.reply }), ...extra }));
+    await this.journal.appendMany(records);
+    const emptied = new Set<OutboxFile>();
+    entries.forEach((entry, i) => {
+      const id = entry.message.id;
+      this.entries.delete(id);
+      const { from, to, subject, createdAt } = entry.message;
+      this.finished.set(id, { ...records[i]!, message: { from, to, subject, createdAt } });
+      const file = this.fileOf.get(id);
+      this.fileOf.delete(id);
+      if (file?.open.delete(id) && file.open.size === 0) emptied.add(file);
+    });
+    await Promise.all([...emptied].map((f) => unlink(f.file).catch(() => undefined)));
   }
 
   private record(entry: OutboxEntry, event: JournalRecord['event'], extra: Partial<JournalRecord>): JournalRecord {
@@ -243,11 +322,18 @@ export class Outbox {
     };
   }
 
-  list(): OutboundView[] {
-    return [...this.entries.values()].map((e) => this.viewOf(e));
+  /** The queued messages, oldest first (the first `limit` only, when given). */
+  list(limit = Infinity): OutboundView[] {
+    const views: OutboundView[] = [];
+    for (const e of this.entries.values()) {
+      if (views.length >= limit) break;
+      views.push(this.viewOf(e));
+    }
+    return views;
   }
 
   async close(): Promise<void> {
+    await this.writing;
     await this.journal.close();
   }
 }

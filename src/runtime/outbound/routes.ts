@@ -47,7 +47,19 @@ export function outboundRoutes(deps: OutboundRouteDeps): Route[] {
           return answer(202, { id: message.id, messageId: message.messageId, server: message.server, from: message.from, state: 'queued' });
         }),
     },
-    { method: 'GET', path: '/v1/outbound', handler: async () => answer(200, { outbox: outbox.list(), quarantined: outbox.quarantined }) },
+    {
+      method: 'GET',
+      path: '/v1/outbound',
+      // `?limit=N` lists the first N only (`limit=0`: just the count in `size`, cheap enough to poll)
+      handler: (_req, _body, url) =>
+        guarded(async () => {
+          const raw = url.searchParams.get('limit');
+          const limit = raw === null ? Infinity : Number(raw);
+          if (!Number.isInteger(limit) && limit !== Infinity) throw new RequestError(400, `"limit" must be a whole number, not ${JSON.stringify(raw)}`);
+          if (limit < 0) throw new RequestError(400, '"limit" must not be negative');
+          return answer(200, { outbox: outbox.list(limit), size: outbox.size(), quarantined: outbox.quarantined });
+        }),
+    },
     {
       method: 'GET',
       path: /^\/v1\/outbound\/[^/]+$/,

@@ -1,8 +1,10 @@
 /**
  * The send stage of an SMTP loop: consumes the loop's outbox queue through the loop's pooled transport, up to
  * MAX_IN_FLIGHT messages at once. A 4xx reply or a network failure retries with backoff; a 5xx reply fails the
- * message with the server's reply. After the server accepted it, the sent copy is appended; the outbox entry is
- * removed only after both.
+ * message with the server's reply. Once the server accepted a message its send slot is free again and the message
+ * goes to the copy stage, which appends the sent copies that are ready together in one batch (MULTIAPPEND) on one
+ * of a few connections per IMAP server and finishes each batch with one journal write; the outbox entry is removed only after
+ * both the send and the copy.
  */
 import type { Logger } from 'pino';
 import { classifyMailError } from '../../adapters/classify.js';
@@ -13,7 +15,7 @@ import { backoffDelay } from '../backoff.js';
 import type { ImapPool } from './imap-pool.js';
 import { composeMessage, recipientsOf } from './message.js';
 import type { Outbox, OutboxEntry } from './outbox.js';
-import { appendSentCopy, copyTargetFor } from './sent-copy.js';
+import { appendSentCopies, copyTargetFor, type CopyTarget } from './sent-copy.js';
 
 /** What an SmtpLoop hands over once its transport is verified; `serve` returns when `signal` aborts. */
 export interface OutboundConsumer {
@@ -21,6 +23,10 @@ export interface OutboundConsumer {
 }
 
 export const MAX_IN_FLIGHT = 20;
+/** Copy stage: at most this many connections per IMAP server append at once, each up to COPY_BATCH copies per command. */
+export const COPY_CONNECTIONS = 2;
+export const COPY_BATCH = 100;
+const COPY_BATCH_BYTES = 8 * 1024 * 1024;
 /** Longest sleep between looks at the queue when nothing wakes the sender. */
 const IDLE_WAKE_MS = 30_000;
 
@@ -30,9 +36,18 @@ interface Progress {
   searchFirst: boolean;
 }
 
+/** Sent copies waiting for one IMAP server, and how many connections are appending them now. */
+interface CopyQueue {
+  target: CopyTarget;
+  waiting: { entry: OutboxEntry; log: Logger }[];
+  workers: number;
+}
+
 export class OutboundSender implements OutboundConsumer {
+  /** Ids being sent or waiting in / going through the copy stage: the scan leaves them alone. */
   private readonly busy = new Set<string>();
   private readonly progress = new WeakMap<OutboxEntry, Progress>();
+  private readonly copies = new Map<string, CopyQueue>();
 
   constructor(
     private readonly deps: {
@@ -67,10 +82,24 @@ export class OutboundSender implements OutboundConsumer {
             continue;
           }
           this.busy.add(entry.message.id);
-          const task: Promise<void> = this.process(entry, transport, settings, log)
-            .catch((err: unknown) => log.error({ id: entry.message.id, err: (err as Error).message }, 'outbound step failed'))
-            .finally(() => {
+          if (entry.state === 'sent') {
+            // sent before (a copy that failed, or recovered after a restart): only the copy is left
+            this.toCopy(entry, log).catch((err: unknown) => {
               this.busy.delete(entry.message.id);
+              log.error({ id: entry.message.id, err: (err as Error).message }, 'outbound step failed');
+            });
+            continue;
+          }
+          const task: Promise<void> = this.send(entry, transport, settings, log)
+            .then((sent) => {
+              if (sent) return this.toCopy(entry, log);
+              this.busy.delete(entry.message.id);
+            })
+            .catch((err: unknown) => {
+              this.busy.delete(entry.message.id);
+              log.error({ id: entry.message.id, err: (err as Error).message }, 'outbound step failed');
+            })
+            .finally(() => {
               inFlight.delete(task);
               kick();
             });
@@ -90,11 +119,6 @@ export class OutboundSender implements OutboundConsumer {
       off();
       await Promise.allSettled([...inFlight]);
     }
-  }
-
-  private async process(entry: OutboxEntry, transport: SmtpTransport, settings: ConnectionSettings, log: Logger): Promise<void> {
-    if (entry.state === 'queued' && !(await this.send(entry, transport, settings, log))) return;
-    await this.copy(entry, log);
   }
 
   /** true once the server accepted the message. */
@@ -124,31 +148,90 @@ export class OutboundSender implements OutboundConsumer {
     }
   }
 
-  private async copy(entry: OutboxEntry, log: Logger): Promise<void> {
-    const m = entry.message;
-    const user = this.deps.smtpUser(m.server);
+  /** Hands a sent message to the copy stage (or finishes it when no IMAP server has its user). Keeps it busy. */
+  private async toCopy(entry: OutboxEntry, log: Logger): Promise<void> {
+    const user = this.deps.smtpUser(entry.message.server);
     const target = user ? copyTargetFor(user, this.deps.state()) : null;
     if (!target) {
-      await this.deps.outbox.finish(entry, 'done', { storedIn: null });
+      try {
+        await this.deps.outbox.finish(entry, 'done', { storedIn: null });
+      } finally {
+        this.release([entry]);
+      }
       return;
     }
-    const progress = this.progress.get(entry) ?? { copyAttempts: 0, searchFirst: entry.recovered };
-    this.progress.set(entry, progress);
-    const folder = target.spec.storageFolder;
-    try {
-      entry.source ??= await composeMessage(m);
-      const source = entry.source;
-      const outcome = await this.deps.pool.with(target.id, target.spec, (client) => appendSentCopy(client, folder, source, m.messageId, progress.searchFirst));
-      if (outcome === 'already-there') log.info({ id: m.id, server: target.id }, 'sent copy already in the storage folder (after a restart); not appended again');
-      await this.deps.outbox.finish(entry, 'done', { storedIn: { server: target.id, folder } });
-    } catch (err) {
-      // the APPEND may have reached the server before the failure: search before the next try
-      progress.searchFirst = true;
-      progress.copyAttempts += 1;
-      const error = classifyMailError(err);
-      entry.lastError = `sent copy to ${target.id} "${folder}": ${error.message}`;
-      entry.nextAttemptAt = Date.now() + backoffDelay(progress.copyAttempts, error.retryAfterMs);
-      log.warn({ id: m.id, server: target.id, attempt: progress.copyAttempts, class: error.failureClass }, `sent copy failed; retrying: ${error.message}`);
+    let queue = this.copies.get(target.id);
+    if (!queue) this.copies.set(target.id, (queue = { target, waiting: [], workers: 0 }));
+    queue.target = target;
+    queue.waiting.push({ entry, log });
+    if (queue.workers < COPY_CONNECTIONS) {
+      queue.workers += 1;
+      void this.copyWorker(queue);
     }
+  }
+
+  /** Appends the waiting copies of one IMAP server, a batch at a time, until none is left. */
+  private async copyWorker(queue: CopyQueue): Promise<void> {
+    // let the messages sent in this turn of the event loop join the first batch
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    try {
+      while (queue.waiting.length) {
+        let bytes = 0;
+        let n = 0;
+        // a copy that failed before goes alone, so one bad message cannot hold back the others
+        if (this.progress.get(queue.waiting[0]!.entry)?.copyAttempts) n = 1;
+        else {
+          while (n < queue.waiting.length && n < COPY_BATCH && (n === 0 || bytes + (queue.waiting[n]!.entry.source?.length ?? 0) <= COPY_BATCH_BYTES)) {
+            bytes += queue.waiting[n]!.entry.source?.length ?? 0;
+            if (this.progress.get(queue.waiting[n]!.entry)?.copyAttempts) break;
+            n += 1;
+          }
+        }
+        await this.copyBatch(queue.target, queue.waiting.splice(0, Math.max(1, n)));
+      }
+    } finally {
+      queue.workers -= 1;
+    }
+  }
+
+  private async copyBatch(target: CopyTarget, batch: { entry: OutboxEntry; log: Logger }[]): Promise<void> {
+    const folder = target.spec.storageFolder;
+    const entries = batch.map((b) => b.entry);
+    const progress = entries.map((entry) => {
+      const p = this.progress.get(entry) ?? { copyAttempts: 0, searchFirst: entry.recovered };
+      this.progress.set(entry, p);
+      return p;
+    });
+    try {
+      const items = await Promise.all(entries.map(async (entry, i) => ({ source: (entry.source ??= await composeMessage(entry.message)), messageId: entry.message.messageId, searchFirst: progress[i]!.searchFirst })));
+      const outcomes = await this.deps.pool.with(target.id, target.spec, (client) => appendSentCopies(client, folder, items));
+      outcomes.forEach((outcome, i) => {
+        if (outcome === 'already-there') batch[i]!.log.info({ id: entries[i]!.message.id, server: target.id }, 'sent copy already in the storage folder (after a restart); not appended again');
+      });
+      await this.deps.outbox.finishMany(entries, 'done', { storedIn: { server: target.id, folder } });
+    } catch (err) {
+      // an APPEND may have reached the server before the failure: search before the next try
+      const error = classifyMailError(err);
+      entries.forEach((entry, i) => {
+        const p = progress[i]!;
+        p.searchFirst = true;
+        p.copyAttempts += 1;
+        entry.lastError = `sent copy to ${target.id} "${folder}": ${error.message}`;
+        entry.nextAttemptAt = Date.now() + backoffDelay(p.copyAttempts, error.retryAfterMs);
+      });
+      batch[0]!.log.warn({ ids: entries.map((e) => e.message.id), server: target.id, attempt: progress[0]!.copyAttempts, class: error.failureClass }, `sent copy failed; retrying: ${error.message}`);
+    } finally {
+      this.release(entries);
+    }
+  }
+
+  /** The entries are no longer busy; the send loops look at the queue again. */
+  private release(entries: OutboxEntry[]): void {
+    const servers = new Set<string>();
+    for (const entry of entries) {
+      this.busy.delete(entry.message.id);
+      servers.add(entry.message.server);
+    }
+    for (const server of servers) this.deps.outbox.notify(server);
   }
 }
