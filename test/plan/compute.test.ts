@@ -3,50 +3,15 @@ import * as assert from 'uvu/assert';
 import { serverId, type FlowSpec, type ImapServerSpec, type ServerSpec, type SmtpServerSpec } from '../../src/config/model.js';
 import { computePlan, desiredDigest, nextBindings, RESTART_FIELDS, stateDigest } from '../../src/plan/compute.js';
 import { EMPTY_STATE } from '../../src/plan/desired.js';
+import { imapSpec, smtpSpec } from './specs.js';
 import { hasChanges, type DesiredState, type ObservedState, type ServerConfig, type ServerChange } from '../../src/plan/model.js';
 
 const FLOW: FlowSpec = { name: 'main', routes: [{ queue: 'vip', when: { from: '*@vip.example.com' } }, { queue: 'support' }], autoReplies: 'deliver', deliver: { directory: 'inbox' } };
 const OTHER_FLOW: FlowSpec = { name: 'other', routes: [{ queue: 'sales' }], autoReplies: 'drop', deliver: { directory: 'sales' } };
 
-function imap(shortName: string, over: Partial<ImapServerSpec> = {}): ImapServerSpec {
-  return {
-    type: 'imap',
-    name: `${shortName} inbox`,
-    shortName,
-    host: 'imap.example.com',
-    port: 993,
-    tls: true,
-    allowPlaintext: false,
-    auth: { type: 'basic', user: `${shortName}@example.com`, password: `\${env:${shortName.toUpperCase()}_PASSWORD}` },
-    role: 'agent',
-    enabled: true,
-    folder: 'INBOX',
-    storageFolder: 'ContactStorage',
-    disableCompression: false,
-    flow: 'main',
-    pollSchedule: '* * * * *',
-    backfill: 'unseen',
-    maxMessageSize: 41_943_040,
-    ...over,
-  };
-}
+const imap = imapSpec;
 
-function smtp(shortName: string, over: Partial<SmtpServerSpec> = {}): SmtpServerSpec {
-  return {
-    type: 'smtp',
-    name: `${shortName} outbound`,
-    shortName,
-    host: 'smtp.example.com',
-    port: 465,
-    tls: true,
-    allowPlaintext: false,
-    auth: { type: 'basic', user: `${shortName}@example.com`, password: `\${env:${shortName.toUpperCase()}_SMTP_PASSWORD}` },
-    role: 'agent',
-    enabled: true,
-    additionalFromAddresses: [],
-    ...over,
-  };
-}
+const smtp = smtpSpec;
 
 const flows = new Map([FLOW, OTHER_FLOW].map((f) => [f.name, f]));
 const config = (spec: ServerSpec): ServerConfig => {

@@ -13,6 +13,7 @@ import { renderPlanMarkdown } from '../../src/cli/render/plan-markdown.js';
 import { describeAction, linePaths, NO_CHANGES, planAnnotations, renderPlanText, RESTART_MARK, serverDiff, summaryLine } from '../../src/cli/render/plan-text.js';
 import { serverId, type FlowSpec, type ImapServerSpec, type ServerSpec, type SmtpServerSpec } from '../../src/config/model.js';
 import { computePlan, nextBindings } from '../../src/plan/compute.js';
+import { imapSpec, smtpSpec } from './specs.js';
 import { ACTION_SYMBOL, type ActionName, type DesiredState, type ObservedState, type Plan, type ServerConfig } from '../../src/plan/model.js';
 
 const GOLDEN = path.join(path.dirname(fileURLToPath(import.meta.url)), 'golden');
@@ -47,45 +48,10 @@ const FLOW: FlowSpec = {
   deliver: { directory: 'inbox/support' },
 };
 
-function imap(shortName: string, over: Partial<ImapServerSpec> = {}): ImapServerSpec {
-  return {
-    type: 'imap',
-    name: `${shortName} inbox`,
-    shortName,
-    host: 'imap.example.com',
-    port: 993,
-    tls: true,
-    allowPlaintext: false,
-    auth: { type: 'basic', user: `${shortName}@example.com`, password: CANARY_REF.replace('MAILCTL_PLAN_CANARY', `${shortName.toUpperCase().replace(/-/g, '_')}_PASSWORD`) },
-    role: 'agent',
-    enabled: true,
-    folder: 'INBOX',
-    storageFolder: 'ContactStorage',
-    disableCompression: false,
-    flow: 'support',
-    pollSchedule: '* * * * *',
-    backfill: 'unseen',
-    maxMessageSize: 41_943_040,
-    ...over,
-  };
-}
+const imap = (shortName: string, over: Partial<ImapServerSpec> = {}) => imapSpec(shortName, { flow: 'support', ...over });
 
-function smtp(shortName: string, over: Partial<SmtpServerSpec> = {}): SmtpServerSpec {
-  return {
-    type: 'smtp',
-    name: `${shortName} outbound`,
-    shortName,
-    host: 'smtp.example.com',
-    port: 465,
-    tls: true,
-    allowPlaintext: false,
-    auth: { type: 'basic', user: `${shortName}@example.com`, password: CANARY_REF },
-    role: 'agent',
-    enabled: true,
-    additionalFromAddresses: [],
-    ...over,
-  };
-}
+const smtp = (shortName: string, over: Partial<SmtpServerSpec> = {}) =>
+  smtpSpec(shortName, { auth: { type: 'basic', user: `${shortName}@example.com`, password: CANARY_REF }, ...over });
 
 const config = (spec: ServerSpec, flow: FlowSpec = FLOW): ServerConfig => (spec.type === 'imap' && spec.flow ? { spec, flow } : { spec });
 
