@@ -17,9 +17,6 @@ export interface Position {
   column: number;
 }
 
-export const errorCount = (diagnostics: readonly Diagnostic[]): number =>
-  diagnostics.filter((d) => d.severity === 'error').length;
-
 /** Stable order: by file, then position, then code, so output does not depend on discovery order. */
 export function sortDiagnostics(diagnostics: Diagnostic[]): Diagnostic[] {
   return diagnostics.sort(

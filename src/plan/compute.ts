@@ -93,7 +93,7 @@ export function secretTargets(spec: ServerSpec): { reference: string; target: Om
 const sameTarget = (a: Omit<CredentialBinding, 'boundBy'>, b: Omit<CredentialBinding, 'boundBy'>) =>
   a.host === b.host && a.port === b.port && a.tls === b.tls && a.allowPlaintext === b.allowPlaintext && (a.tokenUrl ?? '') === (b.tokenUrl ?? '');
 
-export function describeTarget(t: Omit<CredentialBinding, 'boundBy'>): string {
+function describeTarget(t: Omit<CredentialBinding, 'boundBy'>): string {
   const security = t.tls ? 'TLS' : t.allowPlaintext ? 'plaintext allowed' : 'STARTTLS';
   return `${t.host}:${t.port} (${security})${t.tokenUrl ? ` and ${t.tokenUrl}` : ''}`;
 }

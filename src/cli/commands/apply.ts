@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { folderDigest, readConfigFolder } from '../../config/files.js';
 import { parsePlanFile } from '../../plan/planfile.js';
+import { ACTION_SYMBOL } from '../../plan/model.js';
 import type { ReconcileResult } from '../../runtime/reconciler.js';
 import { locateDaemon } from '../daemon-client.js';
 import { listOption, stringOption, type Command } from '../command.js';
@@ -69,7 +70,7 @@ export function renderApplyResult(output: Output, result: ReconcileResult): void
   const paint = painter(output.color);
   if (result.diagnostics.length) (output.format === 'github' ? renderDiagnosticsGithub : renderDiagnosticsText)(output, result.diagnostics.filter((d) => result.outcome === 'invalid' || d.severity === 'error'));
   for (const change of result.plan?.changes ?? []) {
-    output.out(`${change.action === 'rebind' ? '!' : symbolOf(change.action)} ${change.id}: ${change.reasons[0] ?? change.action}`);
+    output.out(`${ACTION_SYMBOL[change.action]} ${change.id}: ${change.reasons[0] ?? change.action}`);
   }
   for (const v of result.verifications) output.out(v.ok ? v.line : paint('red', v.line));
   const good = result.exitCode === 0;
@@ -77,4 +78,3 @@ export function renderApplyResult(output: Output, result: ReconcileResult): void
   if (output.format === 'github' && !good) output.out(`::error title=mailctl apply ${result.outcome}::${result.message}`);
 }
 
-const symbolOf = (action: string) => ({ create: '+', start: '+', update: '~', restart: '-/+', stop: '-', delete: '-' })[action] ?? ' ';
