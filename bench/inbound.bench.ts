@@ -27,6 +27,8 @@ import { cli, createWorkspace, eventually, startDaemon, type DaemonProcess, type
 const N = Number(process.env.MAILCTL_BENCH_MESSAGES ?? 5000);
 const N_LAT = Number(process.env.MAILCTL_BENCH_LATENCY ?? 100);
 const N_MEM = Number(process.env.MAILCTL_BENCH_LOOPS ?? 1000);
+/** MAILCTL_BENCH_ONLY=throughput,latency,memory (any subset; all by default) runs only those parts. */
+const ONLY = new Set((process.env.MAILCTL_BENCH_ONLY ?? 'throughput,latency,memory').split(',').map((x) => x.trim()));
 const BATCH = 100;
 const STORAGE = 'ContactStorage';
 const HOURLY = '0 * * * *';
@@ -166,6 +168,7 @@ const workspaces: Workspace[] = [];
 let daemon: DaemonProcess | undefined;
 try {
   // ---------------------------------------------------------------- throughput
+  if (ONLY.has('throughput')) {
   const TP = { mailctl: 'tp-mailctl@example.com', bare: 'tp-bare@example.com', fetchmail: 'tp-fetchmail@example.com', fetchmailNoFsync: 'tp-fetchmail2@example.com' };
   for (const u of Object.values(TP)) await dv.createFolder(u, STORAGE);
   const fill0 = now();
@@ -309,9 +312,10 @@ try {
     `| — mailctl / fetchmail (fsync MDA; without fsync) | ${vsPeer}; ${vsPeer2} | ≥ 10× ${goalPeer}; ${goalPeer2} |`,
   );
   results.tpNotes = `mailctl: ${tp.mailctl!.note}. bare: ${tp.bare!.note}. fetchmail: ${tp.fetchmail!.note}. fetchmail without fsync: ${tp.fetchmailNoFsync!.note}.`;
+  }
 
   // ---------------------------------------------------------------- latency
-  {
+  if (ONLY.has('latency')) {
     const LAT = 'lat@example.com';
     await dv.createFolder(LAT, STORAGE);
     const ws = await createWorkspace();
@@ -368,7 +372,7 @@ try {
   }
 
   // ---------------------------------------------------------------- memory
-  {
+  if (ONLY.has('memory')) {
     const mem = Array.from({ length: N_MEM }, (_, i) => i);
     const m0 = now();
     // the storage folders as Maildir++ folders on disk (1,000 × `doveadm mailbox create` takes ~33 s); checked below
@@ -472,7 +476,7 @@ try {
     '| --- | --- | --- |',
     ...rows,
     '',
-    `Notes: ${results.tpNotes} ${results.memNotes ?? ''}`.trim(),
+    `Notes: ${results.tpNotes ?? ''} ${results.memNotes ?? ''}`.trim(),
     '',
   ].join('\n');
   console.log(section);
