@@ -8,6 +8,8 @@
  *                                         plaintext otherwise
  * `ignoreTLS` is never set and certificate verification is never switched off.
  */
+import { Transform } from 'node:stream';
+import type { PluginFunction } from 'nodemailer/lib/mailer';
 import nodemailer, { type SendMailOptions, type SMTPPoolOptions, type SMTPSentMessageInfo, type SMTPTransportOptions, type Transporter } from 'nodemailer';
 import { classifyMailError, errorContext } from './classify.js';
 import type { ConnectionSettings } from './connection.js';
@@ -79,8 +81,33 @@ export function createSmtpTransport(settings: ConnectionSettings, extra: SmtpTra
     : nodemailer.createTransport(opts as SMTPTransportOptions);
   // a pooled transport emits 'error' for idle connections that fail; never let that crash the process
   transport.on('error', () => {});
+  transport.use('stream', attachCapture);
   return transport;
 }
+
+/** The key under which `sendSmtpCapturing` asks the 'stream' plugin below for the bytes nodemailer sends. */
+const CAPTURE = 'mailctlCapture';
+
+/** nodemailer 'stream' plugin: taps the compiled message on its way to the server when the sender asked for it. */
+const attachCapture: PluginFunction<SMTPSentMessageInfo> = (mail, done) => {
+  const onSource = (mail.data as Record<string, unknown>)[CAPTURE];
+  if (typeof onSource === 'function') {
+    mail.message.transform(() => {
+      const chunks: Buffer[] = [];
+      return new Transform({
+        transform(chunk: Buffer, _encoding, next) {
+          chunks.push(chunk);
+          next(null, chunk);
+        },
+        flush(next) {
+          (onSource as (source: Buffer) => void)(Buffer.concat(chunks));
+          next();
+        },
+      });
+    });
+  }
+  done();
+};
 
 /** Connect, (STARTTLS,) log in, quit. Resolves or throws MailError. */
 export async function verifySmtp(settings: ConnectionSettings, extra: SmtpTransportExtra = {}): Promise<void> {
@@ -102,4 +129,17 @@ export async function sendSmtp(transport: SmtpTransport, settings: ConnectionSet
   } catch (err) {
     throw classifyMailError(err, errorContext(settings));
   }
+}
+
+/**
+ * Sends a message built by nodemailer from structured fields and returns the exact MIME source it sent, composed once
+ * (the sent copy needs the same bytes; composing them first and sending them raw costs a second pass through
+ * nodemailer's streams).
+ */
+export async function sendSmtpCapturing(transport: SmtpTransport, settings: ConnectionSettings,
+  message: SendMailOptions): Promise<{ info: SMTPSentMessageInfo; source: Buffer }> {
+  let source: Buffer | null = null;
+  const info = await sendSmtp(transport, settings, { ...message, [CAPTURE]: (s: Buffer) => (source = s) } as SendMailOptions);
+  if (!source) throw new Error('nodemailer sent the message without passing it through the capture plugin');
+  return { info, source };
 }

@@ -3,7 +3,7 @@ import { inspect } from 'node:util';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { ConnectionSettings, FailureClass, MailError } from '../../src/adapters/connection.js';
-import { createSmtpTransport, sendSmtp, smtpTransportOptions, verifySmtp } from '../../src/adapters/smtp.js';
+import { createSmtpTransport, sendSmtp, sendSmtpCapturing, smtpTransportOptions, verifySmtp } from '../../src/adapters/smtp.js';
 import { createTestCa, type TestCa } from '../harness/ca.js';
 import { expectMailError, loudHook } from '../harness/expect.js';
 import { refusedPort } from '../harness/ports.js';
@@ -119,6 +119,29 @@ test('sending: delivered messages are recorded; 451 ×2 → network, then succes
     assert.equal(got.envelope, { mailFrom: USER, rcptTo: ['customer@example.org'] });
     assert.is(got.user, USER);
     assert.match(got.raw.toString(), 'hello');
+  } finally {
+    t.close();
+  }
+});
+
+test('sendSmtpCapturing returns the bytes the server received, composed once from structured fields', async () => {
+  const t = createSmtpTransport(settings(), { pool: true });
+  try {
+    // a line starting with a dot: the server gets it dot-stuffed on the wire and unstuffed, the capture never stuffed
+    const text = `first line\n.hidden dot line\n${'long enough to be wrapped by quoted-printable '.repeat(5)}`;
+    const mail = { from: USER, to: 'customer@example.org', bcc: 'secret@example.org', subject: 'captured', text, messageId: '<capture-1@example.com>', xMailer: false as const };
+    const { info, source } = await sendSmtpCapturing(t, settings(), mail);
+    assert.equal(info.accepted.sort(), ['customer@example.org', 'secret@example.org']);
+    const got = starttls.messages.find((m) => m.messageId === '<capture-1@example.com>');
+    assert.ok(got);
+    // the SMTP data stream turns bare LFs of the text into CRLF on the wire
+    const lines = (b: Buffer) => b.toString().replace(/\r\n/g, '\n').replace(/\n$/, '');
+    assert.is(lines(got.raw), lines(source));
+    assert.match(source.toString(), /^\.hidden dot line/m);
+    assert.not.match(source.toString(), /secret@example\.org|X-Mailer/i, 'no Bcc header and no X-Mailer in what was sent');
+    // a plain send through the same transport is not captured and still works
+    await sendSmtp(t, settings(), { ...mail, messageId: '<capture-2@example.com>' });
+    assert.ok(starttls.messages.some((m) => m.messageId === '<capture-2@example.com>'));
   } finally {
     t.close();
   }

@@ -125,9 +125,12 @@ export function parseOutboundRequest(body: unknown): OutboundRequest {
 /** The envelope recipients: To, Cc and Bcc. */
 export const recipientsOf = (m: OutboundMessage): string[] => [...m.to, ...m.cc, ...m.bcc];
 
-/** Builds the MIME source (no Bcc header) from the structured fields; Message-ID and Date are the stored ones. */
-export function composeMessage(m: OutboundMessage): Promise<Buffer> {
-  const composer = new MailComposer({
+/**
+ * nodemailer's structured fields for a message: no Bcc header (the envelope carries those recipients), the stored
+ * Message-ID and Date (a resend after a crash is recognisable), no X-Mailer.
+ */
+export function mailFieldsOf(m: OutboundMessage) {
+  return {
     from: m.from,
     to: m.to,
     ...(m.cc.length && { cc: m.cc }),
@@ -138,6 +141,11 @@ export function composeMessage(m: OutboundMessage): Promise<Buffer> {
     date: new Date(m.createdAt),
     ...(m.inReplyToMessageId && { inReplyTo: m.inReplyToMessageId, references: [m.inReplyToMessageId] }),
     attachments: m.attachments.map((a) => ({ filename: a.name, contentType: a.contentType, content: Buffer.from(a.content, 'base64') })),
-  });
-  return composer.compile().build();
+    xMailer: false as const,
+  };
+}
+
+/** Builds the MIME source from the structured fields (for a sent copy whose send happened before a restart). */
+export function composeMessage(m: OutboundMessage): Promise<Buffer> {
+  return new MailComposer(mailFieldsOf(m)).compile().build();
 }

@@ -9,11 +9,11 @@
 import type { Logger } from 'pino';
 import { classifyMailError } from '../../adapters/classify.js';
 import type { ConnectionSettings } from '../../adapters/connection.js';
-import { sendSmtp, type SmtpTransport } from '../../adapters/smtp.js';
+import { sendSmtpCapturing, type SmtpTransport } from '../../adapters/smtp.js';
 import type { ObservedState } from '../../plan/model.js';
 import { backoffDelay } from '../backoff.js';
 import type { ImapPool } from './imap-pool.js';
-import { composeMessage, recipientsOf } from './message.js';
+import { composeMessage, mailFieldsOf, recipientsOf } from './message.js';
 import type { Outbox, OutboxEntry } from './outbox.js';
 import { appendSentCopies, copyTargetFor, type CopyTarget } from './sent-copy.js';
 
@@ -127,8 +127,8 @@ export class OutboundSender implements OutboundConsumer {
     entry.state = 'sending';
     entry.attempts += 1;
     try {
-      entry.source ??= await composeMessage(m);
-      const info = await sendSmtp(transport, settings, { envelope: { from: m.from, to: recipientsOf(m) }, raw: entry.source });
+      const { info, source } = await sendSmtpCapturing(transport, settings, { ...mailFieldsOf(m), envelope: { from: m.from, to: recipientsOf(m) } });
+      entry.source = source;
       this.deps.outbox.markSent(entry, info.response);
       log.debug({ id: m.id, reply: info.response }, 'outbound message sent');
       return true;
