@@ -73,7 +73,7 @@ export async function startDaemon(options: DaemonOptions, logging: Logging = cre
   const watchdogTimer = setInterval(() => watchdog.check(watchedServers(reconciler.state, supervisor.statuses())), 1000).unref();
 
   const status = () =>
-    buildStatus({ systemSmtp: options.systemSmtp?.id ?? null, dir, ready, draining, applied: reconciler.state, loops: supervisor.statuses(), pendingApproval: reconciler.pendingApproval, last: reconciler.last, stale: watchdog.staleIds });
+    buildStatus({ systemSmtp: options.systemSmtp?.id ?? null, systemLoopId: outbound.systemLoopId, outbox: outbound.outboxSummary(), dir, ready, draining, applied: reconciler.state, loops: supervisor.statuses(), pendingApproval: reconciler.pendingApproval, last: reconciler.last, stale: watchdog.staleIds });
   metrics.bind(status);
   const checks = () => ({ 'config-loaded': ready || reconciler.last !== null, 'first-reconcile': ready, 'not-draining': !draining });
 

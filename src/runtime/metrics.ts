@@ -28,8 +28,12 @@ export class DaemonMetrics {
   private readonly delivered = new Counter({ name: `${PREFIX}messages_delivered_total`, help: 'Inbound messages delivered to their sink', labelNames: ['server'], registers: [this.registry] });
   private readonly quarantined = new Counter({ name: `${PREFIX}messages_quarantined_total`, help: 'Inbound messages recorded for quarantine (oversize, unrouted)', labelNames: ['server'], registers: [this.registry] });
   private readonly sent = new Counter({ name: `${PREFIX}messages_sent_total`, help: 'Outbound messages accepted by the SMTP server', labelNames: ['server'], registers: [this.registry] });
-  private readonly sendFailed = new Counter({ name: `${PREFIX}messages_send_failed_total`, help: 'Outbound send attempts that failed', labelNames: ['server'], registers: [this.registry] });
-  private readonly outbox = new Gauge({ name: `${PREFIX}outbox_messages`, help: 'Messages waiting in the outbox', registers: [this.registry] });
+  private readonly sendFailed = new Counter({
+    name: `${PREFIX}messages_send_failed_total`,
+    help: 'Outbound send attempts that failed: temporary (4xx or network; retried) or permanent (5xx; the message failed)',
+    labelNames: ['server', 'kind'],
+    registers: [this.registry],
+  });
   private readonly reconciles = new Counter({ name: `${PREFIX}reconciles_total`, help: 'Reconciles by outcome', labelNames: ['result'], registers: [this.registry] });
   private readonly lastReconcile = new Gauge({ name: `${PREFIX}last_successful_reconcile_timestamp_seconds`, help: 'When a reconcile last applied or found no changes (Unix time)', registers: [this.registry] });
 
@@ -44,6 +48,17 @@ export class DaemonMetrics {
       collect() {
         this.reset();
         for (const server of self.status?.().servers ?? []) for (const state of SERVER_STATES) this.set({ server: server.id, state }, server.state === state ? 1 : 0);
+      },
+    });
+    new Gauge({
+      name: `${PREFIX}outbox_messages`,
+      help: 'Messages in the outbox by state: queued (waiting or backing off), sending, copying (sent; the sent copy is pending)',
+      labelNames: ['state'],
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        const outbox = self.status?.().outbox;
+        if (outbox) for (const state of ['queued', 'sending', 'copying'] as const) this.set({ state }, outbox[state]);
       },
     });
     new Gauge({
@@ -78,19 +93,10 @@ export class DaemonMetrics {
     if (count > 0) this.quarantined.inc({ server }, count);
   }
 
-  /** For the outbound stage: one message accepted by `server` (e.g. `smtp/support`). */
-  messagesSent(server: string, count = 1): void {
-    if (count > 0) this.sent.inc({ server }, count);
-  }
-
-  /** For the outbound stage: one send attempt through `server` failed. */
-  messagesFailed(server: string, count = 1): void {
-    if (count > 0) this.sendFailed.inc({ server }, count);
-  }
-
-  /** For the outbound stage: how many messages wait in the outbox now. */
-  setOutboxDepth(count: number): void {
-    this.outbox.set(count);
+  /** One send attempt of the SMTP loop `server` (e.g. `smtp/support`, `system:smtp/noreply`). */
+  outboundMessage(server: string, outcome: 'sent' | 'deferred' | 'failed'): void {
+    if (outcome === 'sent') this.sent.inc({ server });
+    else this.sendFailed.inc({ server, kind: outcome === 'deferred' ? 'temporary' : 'permanent' });
   }
 
   reconciled(outcome: string, at: Date = new Date()): void {

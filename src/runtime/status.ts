@@ -22,10 +22,31 @@ export interface ServerStatus {
   stale: boolean;
 }
 
+/** Messages in the outbox by state, and damaged outbox files set aside (never sent). */
+export interface OutboxSummary {
+  queued: number;
+  sending: number;
+  /** Sent; the sent copy to the storage folder is pending. */
+  copying: number;
+  damagedFiles: number;
+}
+
+/** The send loop of the `--system-smtp` server (not an applied server, so not in `servers`). */
+export interface SystemSendLoopStatus {
+  id: string;
+  state: ServerState;
+  since: string | null;
+  lastSuccess: string | null;
+  lastError: ServerStatus['lastError'];
+  counters: Record<string, number>;
+}
+
 export interface DaemonStatus {
   dir: string;
   /** Identity of the `--system-smtp` server, if one is configured. */
   systemSmtp: string | null;
+  systemSendLoop: SystemSendLoopStatus | null;
+  outbox: OutboxSummary | null;
   ready: boolean;
   draining: boolean;
   revision: string | null;
@@ -36,6 +57,9 @@ export interface DaemonStatus {
 /** Joins what was applied with what the loops report now. */
 export function buildStatus(input: {
   systemSmtp: string | null;
+  /** Supervisor id of the system send loop, when there is one. */
+  systemLoopId?: string | null;
+  outbox?: OutboxSummary | null;
   dir: string;
   ready: boolean;
   draining: boolean;
@@ -75,5 +99,9 @@ export function buildStatus(input: {
     }
   }
   const last = input.last && { at: input.last.at, outcome: input.last.outcome, message: input.last.message, diagnostics: input.last.diagnostics };
-  return { dir: input.dir, systemSmtp: input.systemSmtp, ready: input.ready, draining: input.draining, revision: input.applied.revision ?? null, lastReconcile: last, servers };
+  const systemLoop = input.systemLoopId ? input.loops.get(input.systemLoopId) : undefined;
+  const systemSendLoop: SystemSendLoopStatus | null = input.systemLoopId
+    ? { id: input.systemLoopId, state: systemLoop?.state ?? 'stopped', since: systemLoop?.since ?? null, lastSuccess: systemLoop?.lastSuccess ?? null, lastError: systemLoop?.lastError ?? null, counters: systemLoop?.counters ?? {} }
+    : null;
+  return { dir: input.dir, systemSmtp: input.systemSmtp, systemSendLoop, outbox: input.outbox ?? null, ready: input.ready, draining: input.draining, revision: input.applied.revision ?? null, lastReconcile: last, servers };
 }

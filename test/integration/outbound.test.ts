@@ -194,6 +194,38 @@ test('4xx is retried with backoff, then sent once; 5xx fails with the server rep
   assert.is((await inStorage(AGENT, f.body.messageId)).length, 0, 'no sent copy of a failed message');
 });
 
+test('observability: send outcomes in loop counters and /metrics; outbox and the system send loop in mailctl status', async () => {
+  const metric = async (line: RegExp) => Number(line.exec((await fetch(`${daemon.url}/metrics`).then((r) => r.text())))?.[1] ?? 0);
+  const sent = /^mailctl_messages_sent_total\{server="smtp\/agent"\} (\d+)$/m;
+  const temporary = /^mailctl_messages_send_failed_total\{server="smtp\/agent",kind="temporary"\} (\d+)$/m;
+  const permanent = /^mailctl_messages_send_failed_total\{server="smtp\/agent",kind="permanent"\} (\d+)$/m;
+  const counters = async () => ((await daemon.api('GET', '/v1/status')).body.servers.find((s: { id: string }) => s.id === 'smtp/agent')?.counters ?? {}) as Record<string, number>;
+  const [sent0, temporary0, permanent0, before] = [await metric(sent), await metric(temporary), await metric(permanent), await counters()];
+  smtp.failNext(1, 451, '4.3.0 try again later');
+  await waitDone((await post({ from: AGENT, to: 'customer@example.org', subject: 'counted', text: 'x' })).body.id);
+  smtp.failNext(1, 554, '5.7.1 rejected');
+  await waitState((await post({ from: AGENT, to: 'customer@example.org', subject: 'refused', text: 'x' })).body.id, 'failed');
+  assert.is(await metric(sent), sent0 + 1);
+  assert.is(await metric(temporary), temporary0 + 1);
+  assert.is(await metric(permanent), permanent0 + 1);
+  const after = await counters();
+  assert.equal(
+    { sent: after.messages_sent! - (before.messages_sent ?? 0), deferred: after.messages_deferred! - (before.messages_deferred ?? 0), failed: after.messages_failed! - (before.messages_failed ?? 0) },
+    { sent: 1, deferred: 1, failed: 1 },
+  );
+  const metricsText = await fetch(`${daemon.url}/metrics`).then((r) => r.text());
+  assert.match(metricsText, /^mailctl_outbox_messages\{state="queued"\} 0$/m);
+  const status = await daemon.api('GET', '/v1/status');
+  assert.equal(status.body.outbox, { queued: 0, sending: 0, copying: 0, damagedFiles: 0 });
+  assert.is(status.body.systemSendLoop.id, 'system:smtp/system');
+  assert.is(status.body.systemSendLoop.state, 'running');
+  const text = await cli(['status'], { ...ws.env, NO_COLOR: '1' });
+  assert.is(text.code, 0, text.stdout + text.stderr);
+  assert.match(text.stdout, /^system:smtp\/system\s+running\s+system send loop/m);
+  assert.match(text.stdout, /^outbox: 0 queued, 0 sending, 0 waiting for their sent copy$/m);
+  assert.match(text.stdout, /messages_sent \d+/);
+});
+
 test('attachments arrive base64-encoded with their name and type; Bcc is in the envelope, not the headers', async () => {
   const content = Buffer.from('%PDF-1.4 attachment body ✓').toString('base64');
   const r = await post({ from: AGENT, to: 'customer@example.org', bcc: ['hidden@example.org'], subject: 'with file', html: '<p>see file</p>', attachments: [{ name: 'invoice.pdf', contentType: 'application/pdf', content }] });

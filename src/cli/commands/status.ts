@@ -20,7 +20,9 @@ export const statusCommand: Command = {
     );
     const { status, body } = await daemon.request<DaemonStatus>('GET', '/v1/status');
     if (status !== 200) throw new UserError(`the daemon answered ${status}`);
-    const unhealthy = body.servers.filter((s) => s.enabled && (UNHEALTHY.has(s.state) || s.stale));
+    const unhealthy: Pick<ServerStatus, 'id' | 'state' | 'stale'>[] = body.servers.filter((s) => s.enabled && (UNHEALTHY.has(s.state) || s.stale));
+    // without its send loop the daemon cannot send template mail
+    if (body.systemSendLoop && UNHEALTHY.has(body.systemSendLoop.state)) unhealthy.push({ ...body.systemSendLoop, stale: false });
     if (output.format === 'json') printJson(output, { ...body });
     else renderStatusText(output, body);
     if (values.check === true && unhealthy.length) {
@@ -31,9 +33,11 @@ export const statusCommand: Command = {
   },
 };
 
+const countersText = (counters: Record<string, number>) => Object.entries(counters).map(([name, n]) => `${name} ${n}`).join(', ');
+
 function renderStatusText(output: Parameters<Command['run']>[0]['output'], status: DaemonStatus): void {
   const paint = painter(output.color);
-  const color = (s: ServerStatus) => (s.state === 'running' ? 'green' : s.state === 'disabled' || s.state === 'stopped' ? 'dim' : s.state === 'starting' ? 'cyan' : 'red') as 'green';
+  const color = (s: Pick<ServerStatus, 'state'>) => (s.state === 'running' ? 'green' : s.state === 'disabled' || s.state === 'stopped' ? 'dim' : s.state === 'starting' ? 'cyan' : 'red') as 'green';
   output.out(`daemon: ${status.dir} (revision ${status.revision ?? 'none'})${status.ready ? '' : ' — not ready'}${status.draining ? ' — draining' : ''}`);
   if (status.lastReconcile) {
     output.out(`last reconcile: ${status.lastReconcile.outcome} at ${status.lastReconcile.at}: ${status.lastReconcile.message}`);
@@ -46,5 +50,16 @@ function renderStatusText(output: Parameters<Command['run']>[0]['output'], statu
     if (s.stale) output.out(paint('red', '    stale: no successful poll for three poll intervals'));
     if (s.lastError) output.out(`    last error: ${s.lastError.class}: ${s.lastError.message} (${s.lastError.at})`);
     if (s.disabledReason) output.out(`    ${s.disabledReason}`);
+    if (Object.keys(s.counters).length) output.out(`    ${countersText(s.counters)}`);
+  }
+  const system = status.systemSendLoop;
+  if (system) {
+    output.out(`${system.id.padEnd(28)} ${paint(color(system), system.state.padEnd(16))} system send loop (--system-smtp)`);
+    if (system.lastError) output.out(`    last error: ${system.lastError.class}: ${system.lastError.message} (${system.lastError.at})`);
+    if (Object.keys(system.counters).length) output.out(`    ${countersText(system.counters)}`);
+  }
+  const outbox = status.outbox;
+  if (outbox) {
+    output.out(`outbox: ${outbox.queued} queued, ${outbox.sending} sending, ${outbox.copying} waiting for their sent copy${outbox.damagedFiles ? `, ${paint('red', `${outbox.damagedFiles} damaged file(s) set aside in outbox/quarantine/`)}` : ''}`);
   }
 }

@@ -6,7 +6,8 @@ import { resolveConnection } from '../../apply/connection.js';
 import type { SecretResolver } from '../../apply/secrets.js';
 import type { ServerConfig } from '../../plan/model.js';
 import { SupervisedLoop } from '../loop.js';
-import type { OutboundConsumer } from '../outbound/sender.js';
+import { metrics } from '../metrics.js';
+import type { OutboundConsumer, SendOutcome } from '../outbound/sender.js';
 
 /** Holds a pooled nodemailer transport for one SMTP server; the outbound stage sends through `transport`. */
 export class SmtpLoop extends SupervisedLoop {
@@ -31,11 +32,17 @@ export class SmtpLoop extends SupervisedLoop {
       this.transport = transport;
       this.markSuccess();
       // the loop consumes its outbox queue until stopped
-      if (this.deps.outbound) await this.deps.outbound.serve({ serverId: this.id, transport, settings, signal, log: this.log });
+      if (this.deps.outbound) await this.deps.outbound.serve({ serverId: this.id, transport, settings, signal, log: this.log, report: (outcome) => this.reportSend(outcome) });
       else await new Promise<void>((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }));
     } finally {
       this.transport = null;
       transport.close();
     }
+  }
+
+  /** Counts one message's outcome in the loop's counters (`status`) and in /metrics. */
+  private reportSend(outcome: SendOutcome): void {
+    this.count(`messages_${outcome}`);
+    metrics.outboundMessage(this.id, outcome);
   }
 }

@@ -4,6 +4,7 @@ import type { SecretResolver } from '../../apply/secrets.js';
 import type { LoadedServer } from '../../config/model.js';
 import type { ObservedState } from '../../plan/model.js';
 import type { Route } from '../http.js';
+import type { OutboxSummary } from '../status.js';
 import type { Supervisor } from '../supervisor.js';
 import { systemLoopId } from './from.js';
 import { ImapPool } from './imap-pool.js';
@@ -16,6 +17,9 @@ export type { OutboundConsumer } from './sender.js';
 export interface Outbound {
   consumer: OutboundConsumer;
   routes: Route[];
+  /** Supervisor id of the `--system-smtp` send loop, or null. */
+  systemLoopId: string | null;
+  outboxSummary(): OutboxSummary;
   /** Starts the `--system-smtp` send loop (when given). */
   start(supervisor: Supervisor): Promise<void>;
   stop(): Promise<void>;
@@ -35,6 +39,8 @@ export async function createOutbound(deps: { stateDir: string; resolver: SecretR
   if (outbox.size()) log.info({ queued: outbox.size(), quarantined: outbox.quarantined }, 'outbox loaded');
   return {
     consumer,
+    systemLoopId: system ? systemLoopId(system) : null,
+    outboxSummary: () => outbox.summary(),
     routes: outboundRoutes({ outbox, pool, stateDir: deps.stateDir, state: deps.state, systemSmtp: system }),
     async start(supervisor) {
       if (system?.spec.type === 'smtp') await supervisor.start(systemLoopId(system), { spec: system.spec });

@@ -14,6 +14,7 @@ import path from 'node:path';
 import type { Logger } from 'pino';
 import { ensurePrivateDir, writeFileAtomic } from '../../adapters/durable-files.js';
 import { Journal } from './journal.js';
+import type { OutboxSummary } from '../status.js';
 import type { OutboundMessage, OutboundRequest } from './message.js';
 
 export const OUTBOX_FORMAT_VERSION = 1;
@@ -258,6 +259,13 @@ export class Outbox {
 
   size(): number {
     return this.entries.size;
+  }
+
+  /** Counts by state, for `status` and /metrics. */
+  summary(): OutboxSummary {
+    const counts = { queued: 0, sending: 0, copying: 0, damagedFiles: this.quarantined };
+    for (const e of this.entries.values()) counts[e.state === 'sent' ? 'copying' : e.state] += 1;
+    return counts;
   }
 
   /** Records that the server accepted it (not awaited: a crash before the record only means a resend). */

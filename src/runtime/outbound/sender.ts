@@ -17,9 +17,19 @@ import { composeMessage, mailFieldsOf, recipientsOf } from './message.js';
 import type { Outbox, OutboxEntry } from './outbox.js';
 import { appendSentCopies, copyTargetFor, type CopyTarget } from './sent-copy.js';
 
+/** What the send stage reports about one message, per SMTP loop (loop counters and /metrics). */
+export type SendOutcome = 'sent' | 'deferred' | 'failed';
+
 /** What an SmtpLoop hands over once its transport is verified; `serve` returns when `signal` aborts. */
 export interface OutboundConsumer {
-  serve(context: { serverId: string; transport: SmtpTransport; settings: ConnectionSettings; signal: AbortSignal; log: Logger }): Promise<void>;
+  serve(context: {
+    serverId: string;
+    transport: SmtpTransport;
+    settings: ConnectionSettings;
+    signal: AbortSignal;
+    log: Logger;
+    report: (outcome: SendOutcome) => void;
+  }): Promise<void>;
 }
 
 export const MAX_IN_FLIGHT = 20;
@@ -60,7 +70,7 @@ export class OutboundSender implements OutboundConsumer {
     },
   ) {}
 
-  async serve({ serverId, transport, settings, signal, log }: Parameters<OutboundConsumer['serve']>[0]): Promise<void> {
+  async serve({ serverId, transport, settings, signal, log, report }: Parameters<OutboundConsumer['serve']>[0]): Promise<void> {
     const inFlight = new Set<Promise<void>>();
     let wake: (() => void) | null = null;
     const kick = () => {
@@ -90,7 +100,7 @@ export class OutboundSender implements OutboundConsumer {
             });
             continue;
           }
-          const task: Promise<void> = this.send(entry, transport, settings, log)
+          const task: Promise<void> = this.send(entry, transport, settings, log, report)
             .then((sent) => {
               if (sent) return this.toCopy(entry, log);
               this.busy.delete(entry.message.id);
@@ -122,7 +132,7 @@ export class OutboundSender implements OutboundConsumer {
   }
 
   /** true once the server accepted the message. */
-  private async send(entry: OutboxEntry, transport: SmtpTransport, settings: ConnectionSettings, log: Logger): Promise<boolean> {
+  private async send(entry: OutboxEntry, transport: SmtpTransport, settings: ConnectionSettings, log: Logger, report: (outcome: SendOutcome) => void): Promise<boolean> {
     const m = entry.message;
     entry.state = 'sending';
     entry.attempts += 1;
@@ -130,6 +140,7 @@ export class OutboundSender implements OutboundConsumer {
       const { info, source } = await sendSmtpCapturing(transport, settings, { ...mailFieldsOf(m), envelope: { from: m.from, to: recipientsOf(m) } });
       entry.source = source;
       this.deps.outbox.markSent(entry, info.response);
+      report('sent');
       log.debug({ id: m.id, reply: info.response }, 'outbound message sent');
       return true;
     } catch (err) {
@@ -139,10 +150,12 @@ export class OutboundSender implements OutboundConsumer {
       const permanent = error.responseCode !== undefined && error.responseCode >= 500 && error.failureClass !== 'auth' && error.failureClass !== 'tls';
       if (permanent) {
         log.warn({ id: m.id, reply: error.message }, 'outbound message failed: the server refused it');
+        report('failed');
         await this.deps.outbox.finish(entry, 'failed', { reason: error.message });
         return false;
       }
       entry.nextAttemptAt = Date.now() + backoffDelay(entry.attempts, error.retryAfterMs);
+      report('deferred');
       log.warn({ id: m.id, attempt: entry.attempts, class: error.failureClass, retryInMs: entry.nextAttemptAt - Date.now() }, `outbound message deferred: ${error.message}`);
       return false;
     }
