@@ -20,6 +20,11 @@ import type { OutboundMessage, OutboundRequest } from './message.js';
 export const OUTBOX_FORMAT_VERSION = 1;
 const MAGIC = 'MAILCTL-OUTBOX';
 const END = '\nEND\n';
+/** Journal events that finish a message, and those that only record progress (a later final one wins). */
+type FinalEvent = 'done' | 'failed' | 'cancelled';
+const FINAL: ReadonlySet<string> = new Set<FinalEvent>(['done', 'failed', 'cancelled']);
+const PROGRESS: ReadonlySet<string> = new Set(['deferred', 'sent']);
+const isFinal = (r: JournalRecord | undefined): r is JournalRecord & { event: FinalEvent } => r !== undefined && FINAL.has(r.event);
 /** Finished records older than this are dropped when the journal is compacted at start. */
 const KEEP_FINISHED_MS = 7 * 24 * 3600_000;
 
@@ -27,12 +32,16 @@ export type OutboundState = 'queued' | 'sending' | 'sent' | 'failed' | 'cancelle
 
 export interface JournalRecord {
   id: string;
-  event: 'sent' | 'done' | 'failed' | 'cancelled';
+  /** `deferred`: a send attempt failed temporarily (its count and next try survive a restart); the others as named. */
+  event: 'deferred' | 'sent' | 'done' | 'failed' | 'cancelled';
   at: string;
   messageId: string;
   server: string;
   reply?: string;
   reason?: string;
+  /** deferred: the attempts so far and when the next one is due (ISO time). */
+  attempts?: number;
+  nextAttemptAt?: string;
   /** Where the sent copy went (`imap/<shortName>` and folder), or null when no IMAP server has the same user. */
   storedIn?: { server: string; folder: string } | null;
 }
@@ -115,7 +124,7 @@ interface OutboxFile {
 export class Outbox {
   readonly dir: string;
   private readonly entries = new Map<string, OutboxEntry>();
-  private readonly finished = new Map<string, JournalRecord & { message: Pick<OutboundMessage, 'from' | 'to' | 'subject' | 'createdAt'> | null }>();
+  private readonly finished = new Map<string, JournalRecord & { event: FinalEvent; message: Pick<OutboundMessage, 'from' | 'to' | 'subject' | 'createdAt'> | null }>();
   private readonly journal: Journal<JournalRecord>;
   /** The file each queued message is in. */
   private readonly fileOf = new Map<string, OutboxFile>();
@@ -142,7 +151,7 @@ export class Outbox {
       if (!line.trim()) continue;
       try {
         const r = JSON.parse(line) as JournalRecord;
-        if (r.id && (r.event !== 'sent' || records.get(r.id)?.event !== 'done')) records.set(r.id, r);
+        if (r.id && !(PROGRESS.has(r.event) && isFinal(records.get(r.id)))) records.set(r.id, r);
       } catch {
         /* a torn last line after a crash */
       }
@@ -168,15 +177,15 @@ export class Outbox {
       const entry: OutboxFile = { file, open: new Set() };
       for (const message of messages) {
         const record = records.get(message.id);
-        if (record && record.event !== 'sent') continue;
+        if (isFinal(record)) continue;
         entry.open.add(message.id);
         this.fileOf.set(message.id, entry);
         this.entries.set(message.id, {
           message,
           state: record?.event === 'sent' ? 'sent' : 'queued',
-          attempts: 0,
-          nextAttemptAt: 0,
-          lastError: null,
+          attempts: record?.attempts ?? 0,
+          nextAttemptAt: record?.nextAttemptAt ? Date.parse(record.nextAttemptAt) : 0,
+          lastError: record?.event === 'deferred' ? (record.reason ?? null) : null,
           reply: record?.reply ?? null,
           recovered: true,
         });
@@ -185,7 +194,7 @@ export class Outbox {
       else for (const m of messages) live.add(m.id);
     }
     const keep = [...records.values()].filter((r) => live.has(r.id) || now - Date.parse(r.at) < KEEP_FINISHED_MS);
-    for (const r of keep) if (r.event !== 'sent') this.finished.set(r.id, { ...r, message: null });
+    for (const r of keep) if (isFinal(r)) this.finished.set(r.id, { ...r, message: null });
     await writeFileAtomic(this.journal.file, keep.map((r) => `${JSON.stringify(r)}\n`).join(''));
     await this.journal.open();
   }
@@ -275,14 +284,20 @@ export class Outbox {
     void this.journal.append(this.record(entry, 'sent', { reply })).catch(() => undefined);
   }
 
+  /** Records a temporary failure, so the attempt count and backoff survive a restart (not awaited, like markSent). */
+  markDeferred(entry: OutboxEntry): void {
+    const extra = { attempts: entry.attempts, nextAttemptAt: new Date(entry.nextAttemptAt).toISOString(), ...(entry.lastError !== null && { reason: entry.lastError }) };
+    void this.journal.append(this.record(entry, 'deferred', extra)).catch(() => undefined);
+  }
+
   /** Finishes a message: journal first (durably), then its file goes once nothing in it is left. */
-  async finish(entry: OutboxEntry, event: 'done' | 'failed' | 'cancelled', extra: Partial<JournalRecord> = {}): Promise<void> {
+  async finish(entry: OutboxEntry, event: FinalEvent, extra: Partial<JournalRecord> = {}): Promise<void> {
     await this.finishMany([entry], event, extra);
   }
 
   /** Finishes several messages with one journal write and fsync. */
-  async finishMany(entries: OutboxEntry[], event: 'done' | 'failed' | 'cancelled', extra: Partial<JournalRecord> = {}): Promise<void> {
-    const records = entries.map((entry) => this.record(entry, event, { ...(entry.reply !== null && { reply: entry.reply }), ...extra }));
+  async finishMany(entries: OutboxEntry[], event: FinalEvent, extra: Partial<JournalRecord> = {}): Promise<void> {
+    const records = entries.map((entry) => ({ ...this.record(entry, event, { ...(entry.reply !== null && { reply: entry.reply }), ...extra }), event }));
     await this.journal.appendMany(records);
     const emptied = new Set<OutboxFile>();
     entries.forEach((entry, i) => {
@@ -311,7 +326,7 @@ export class Outbox {
     if (e) return this.viewOf(e);
     const f = this.finished.get(id);
     if (!f) return null;
-    const state: OutboundState = f.event === 'done' ? 'sent' : f.event === 'sent' ? 'sent' : f.event;
+    const state: OutboundState = f.event === 'done' ? 'sent' : f.event;
     return {
       id, messageId: f.messageId, server: f.server, from: f.message?.from ?? '', to: f.message?.to ?? [], subject: f.message?.subject ?? '',
       createdAt: f.message?.createdAt ?? '', state, finishedAt: f.at,

@@ -155,6 +155,7 @@ export class OutboundSender implements OutboundConsumer {
         return false;
       }
       entry.nextAttemptAt = Date.now() + backoffDelay(entry.attempts, error.retryAfterMs);
+      this.deps.outbox.markDeferred(entry);
       report('deferred');
       log.warn({ id: m.id, attempt: entry.attempts, class: error.failureClass, retryInMs: entry.nextAttemptAt - Date.now() }, `outbound message deferred: ${error.message}`);
       return false;

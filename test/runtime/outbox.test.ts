@@ -1,0 +1,84 @@
+/** The durable outbox on its own (a temp state folder): what survives a restart, and what a damaged file becomes. */
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { pino } from 'pino';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { Outbox } from '../../src/runtime/outbound/outbox.js';
+
+const silent = pino({ level: 'silent' });
+const request = (subject: string) => ({ from: 'agent@example.com', server: 'smtp/agent', to: ['customer@example.org'], cc: [], bcc: [], subject, text: 'hello', kind: 'agent' as const, attachments: [] });
+
+async function withStateDir(fn: (dir: string) => Promise<void>): Promise<void> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'mailctl-outbox-'));
+  try {
+    await fn(dir);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+async function reopened(dir: string): Promise<Outbox> {
+  const outbox = new Outbox(dir, silent);
+  await outbox.load();
+  return outbox;
+}
+
+test('a deferred message keeps its attempts, next try and last error across a restart', () =>
+  withStateDir(async (dir) => {
+    const first = await reopened(dir);
+    const message = await first.accept(request('retry me'));
+    const entry = first.get(message.id)!;
+    entry.attempts = 3;
+    entry.nextAttemptAt = Date.parse('2030-01-01T00:00:00Z');
+    entry.lastError = '451 4.3.0 try again later';
+    first.markDeferred(entry);
+    await first.close();
+
+    const second = await reopened(dir);
+    const again = second.get(message.id)!;
+    assert.is(again.state, 'queued');
+    assert.is(again.attempts, 3);
+    assert.is(new Date(again.nextAttemptAt).toISOString(), '2030-01-01T00:00:00.000Z');
+    assert.is(again.lastError, '451 4.3.0 try again later');
+    assert.equal(second.summary(), { queued: 1, sending: 0, copying: 0, damagedFiles: 0 });
+    await second.close();
+  }));
+
+test('deferred, then sent, then done: finished after a restart, never queued again; the journal is compacted', () =>
+  withStateDir(async (dir) => {
+    const first = await reopened(dir);
+    const message = await first.accept(request('deliver me'));
+    const entry = first.get(message.id)!;
+    entry.attempts = 1;
+    entry.nextAttemptAt = Date.now();
+    first.markDeferred(entry);
+    first.markSent(entry, '250 OK');
+    assert.equal(first.summary(), { queued: 0, sending: 0, copying: 1, damagedFiles: 0 });
+    await first.finish(entry, 'done', { storedIn: null });
+    await first.close();
+
+    const second = await reopened(dir);
+    assert.is(second.size(), 0);
+    assert.is(second.view(message.id)?.state, 'sent');
+    assert.is(second.view(message.id)?.copy, 'none');
+    assert.equal((await readdir(path.join(dir, 'outbox'))).filter((f) => f.endsWith('.batch')), [], 'the batch file is gone once all in it is finished');
+    await second.close();
+  }));
+
+test('a batch file cut short is set aside in quarantine/ and counted, never sent', () =>
+  withStateDir(async (dir) => {
+    const first = await reopened(dir);
+    await first.accept(request('kept'));
+    await first.close();
+    await writeFile(path.join(dir, 'outbox', 'zz-cut.batch'), 'MAILCTL-OUTBOX 1 999\n{"formatVersion":1,"mess');
+
+    const second = await reopened(dir);
+    assert.is(second.size(), 1);
+    assert.equal(second.summary(), { queued: 1, sending: 0, copying: 0, damagedFiles: 1 });
+    assert.is((await readdir(path.join(dir, 'outbox', 'quarantine'))).length, 1);
+    await second.close();
+  }));
+
+test.run();
