@@ -1,9 +1,13 @@
 /**
- * One batch of UIDs: FETCH metadata (RFC822.SIZE, envelope, header; never the body) → quarantine oversize → FETCH
- * sources (BODY.PEEK) in groups → after a UIDVALIDITY change, skip what the ledger says was delivered → route → deliver
- * → classify failures (message's own: retry with backoff, quarantine after MAX_ATTEMPTS or when permanent; the sink's:
- * no attempt counted) → record the intent → one UID COPY (delivered + newly quarantined, never a message already in
- * the storage folder) → UID STORE +FLAGS.SILENT \Seen (and \Seen \Flagged for quarantined) → advance the checkpoint.
+ * One batch of UIDs: FETCH metadata (RFC822.SIZE, envelope; never the body) → quarantine oversize → FETCH sources
+ * (BODY.PEEK; the header is parsed from the source, never fetched twice) in groups → after a UIDVALIDITY change, skip
+ * what the ledger says was delivered → route → deliver → classify failures (message's own: retry with backoff,
+ * quarantine after MAX_ATTEMPTS or when permanent; the sink's: no attempt counted) → record the intent (one checkpoint
+ * write) → one UID COPY (delivered + newly quarantined, never a message already in the storage folder) → UID STORE
+ * +FLAGS.SILENT \Seen (and \Seen \Flagged for quarantined). The batch's completion is persisted by the next checkpoint
+ * write (the next batch's intent, or the end of the poll); a crash before it resumes the intent in recoverCopy, which
+ * finds the copies already made. fetchBatch has no side effect on the server, so the processor runs it for the next
+ * batch while this one is being written to disk.
  */
 import type { FetchMessageObject, ImapFlow, MessageAddressObject } from 'imapflow';
 import type { Logger } from 'pino';
@@ -15,7 +19,7 @@ import { MAX_ATTEMPTS, recordQuarantine } from './quarantine.js';
 import { parseHeaders, routeMessage } from './route.js';
 import { messageKey, type InboundMetadata, type InboundSink, type SinkItem } from './sink-directory.js';
 
-/** Upper bound of message bytes held in memory at once while fetching sources. */
+/** Upper bound of message bytes per source FETCH (with the next batch fetched ahead, twice this is held at most). */
 export const SOURCE_BYTES_PER_FETCH = 32 * 1024 * 1024;
 
 export interface BatchContext {
@@ -57,6 +61,49 @@ const toIso = (d: Date | string | undefined): string | null => {
 
 const text = (v: unknown): string => (typeof v === 'string' ? v : '');
 
+/** A batch's metadata and the sources of its first group, fetched ahead of its turn. */
+export interface FetchedBatch {
+  uids: number[];
+  metas: Meta[];
+  /** The messages to download (not oversize), in groups of at most SOURCE_BYTES_PER_FETCH. */
+  groups: Meta[][];
+  firstSources: Map<number, Buffer>;
+}
+
+const oversize = (spec: ImapServerSpec, m: Meta): boolean => (m.size ?? 0) > spec.maxMessageSize;
+
+function sourceGroups(metas: readonly Meta[]): Meta[][] {
+  const groups: Meta[][] = [];
+  let bytes = 0;
+  for (const m of metas) {
+    const last = groups.at(-1);
+    if (!last || bytes + (m.size ?? 0) > SOURCE_BYTES_PER_FETCH) {
+      groups.push([m]);
+      bytes = m.size ?? 0;
+    } else {
+      last.push(m);
+      bytes += m.size ?? 0;
+    }
+  }
+  return groups;
+}
+
+async function fetchSources(client: ImapFlow, group: readonly Meta[]): Promise<Map<number, Buffer>> {
+  const sources = new Map<number, Buffer>();
+  if (!group.length) return sources;
+  for (const m of await client.fetchAll(uidSet(group.map((m) => m.uid)), { uid: true, source: true }, { uid: true })) if (m.source) sources.set(m.uid, m.source);
+  return sources;
+}
+
+/** The IMAP reads of a batch (no side effect on the server): metadata, then the first group's sources. */
+export async function fetchBatch(client: ImapFlow, spec: ImapServerSpec, uids: number[]): Promise<FetchedBatch> {
+  const wanted = new Set(uids);
+  const all = await client.fetchAll(uidSet(uids), { uid: true, size: true, envelope: true }, { uid: true });
+  const metas = all.filter((m) => wanted.has(m.uid)); // `N:*` semantics can return a lower UID
+  const groups = sourceGroups(metas.filter((m) => !oversize(spec, m)));
+  return { uids, metas, groups, firstSources: await fetchSources(client, groups[0] ?? []) };
+}
+
 /** What routing and the metadata need. Broken MIME never throws here: unparsable fields are left empty. */
 export function describe(m: Pick<Meta, 'envelope' | 'headers'>, source: Buffer): { from: string[]; to: string[]; cc: string[]; subject: string; date: string | null; messageId: string | null; headers: Map<string, string[]> } {
   let headers = new Map<string, string[]>();
@@ -73,18 +120,40 @@ export function describe(m: Pick<Meta, 'envelope' | 'headers'>, source: Buffer):
   }
 }
 
-/** COPY `copy`, STORE +FLAGS.SILENT \Seen on `seen` and \Seen \Flagged on `flag`, then advance the checkpoint. */
-export async function finish(client: ImapFlow, spec: ImapServerSpec, cp: Checkpoint, file: string, copy: number[], seen: number[], flag: number[], advanceTo: number): Promise<void> {
+type Intent = NonNullable<Checkpoint['copyIntent']>;
+
+/** The intent's outcome in the checkpoint, in memory: retries settled, watermark advanced, nothing in flight. */
+function settle(cp: Checkpoint, intent: Pick<Intent, 'advanceTo' | 'seen' | 'flag' | 'uids'>): void {
+  for (const uid of [...(intent.seen ?? intent.uids), ...(intent.flag ?? [])]) delete cp.pending[uid];
+  cp.lastUid = Math.max(cp.lastUid, intent.advanceTo ?? cp.lastUid); // older intents may lack advanceTo
+  cp.copyIntent = null;
+}
+
+/**
+ * Carries out the recorded intent: COPY `copy`, STORE +FLAGS.SILENT \Seen on its `seen` and \Seen \Flagged on its
+ * `flag`, then settles it in memory (the caller persists it).
+ */
+async function carryOut(client: ImapFlow, spec: ImapServerSpec, cp: Checkpoint, copy: number[]): Promise<void> {
+  const intent = cp.copyIntent!;
+  const flag = intent.flag ?? [];
+  const seen = (intent.seen ?? intent.uids).filter((u) => !flag.includes(u));
   if (copy.length) {
     const res = await client.messageCopy(uidSet(copy), spec.storageFolder, { uid: true });
     if (res === false) throw new MailError('folder-missing', `storage folder "${spec.storageFolder}" does not exist on ${spec.host}; create it first`, { code: 'NotFound' });
   }
   if (seen.length) await client.messageFlagsAdd(uidSet(seen), ['\\Seen'], { uid: true, silent: true });
   if (flag.length) await client.messageFlagsAdd(uidSet(flag), ['\\Seen', '\\Flagged'], { uid: true, silent: true });
-  for (const uid of [...seen, ...flag]) delete cp.pending[uid];
-  cp.lastUid = Math.max(cp.lastUid, advanceTo);
-  cp.copyIntent = null;
-  await saveCheckpoint(file, cp);
+  settle(cp, intent);
+}
+
+/** Which of `ids` are in the selected folder: one SEARCH (an OR of HEADER Message-ID) and one FETCH of the hits' Message-IDs. */
+async function messageIdsIn(client: ImapFlow, ids: string[]): Promise<Set<string>> {
+  if (!ids.length) return new Set();
+  const uids = (await client.search({ or: ids.map((id) => ({ header: { 'message-id': id } })) }, { uid: true })) || [];
+  if (!uids.length) return new Set();
+  // HEADER matches substrings: only an exact Message-ID counts as the copy
+  const hits = await client.fetchAll(uidSet(uids), { uid: true, envelope: true }, { uid: true });
+  return new Set(hits.map((m) => text(m.envelope?.messageId)));
 }
 
 /**
@@ -93,26 +162,24 @@ export async function finish(client: ImapFlow, spec: ImapServerSpec, cp: Checkpo
  */
 export async function recoverCopy(client: ImapFlow, spec: ImapServerSpec, cp: Checkpoint, file: string, log: Logger | undefined): Promise<void> {
   const intent = cp.copyIntent!;
-  const missing: number[] = [];
+  const ids = intent.uids.map((uid) => intent.messageIds[uid]).filter((id): id is string => !!id);
   await client.mailboxOpen(intent.storageFolder, { readOnly: true });
+  let stored: Set<string>;
   try {
-    for (const uid of intent.uids) {
-      const mid = intent.messageIds[uid];
-      // Without a Message-ID there is nothing to look for: copy again (at-least-once in the storage folder).
-      const found = mid ? (await client.search({ header: { 'message-id': mid } }, { uid: true })) || [] : [];
-      if (!found.length) missing.push(uid);
-    }
+    stored = await messageIdsIn(client, ids);
   } finally {
     await client.mailboxOpen(spec.folder);
   }
+  // Without a Message-ID there is nothing to look for: copy again (at-least-once in the storage folder).
+  const missing = intent.uids.filter((uid) => !stored.has(intent.messageIds[uid] ?? ''));
   log?.warn({ uids: intent.uids.length, copying: missing.length }, 'resuming an interrupted copy to the storage folder');
-  const flag = intent.flag ?? [];
-  await finish(client, spec, cp, file, missing, (intent.seen ?? intent.uids).filter((u) => !flag.includes(u)), flag, intent.advanceTo ?? cp.lastUid);
+  await carryOut(client, spec, cp, missing);
+  await saveCheckpoint(file, cp);
 }
 
-export async function runBatch(ctx: BatchContext, uids: number[], maxFresh: number): Promise<BatchOutcome> {
+export async function runBatch(ctx: BatchContext, batch: FetchedBatch, maxFresh: number): Promise<BatchOutcome> {
   const { client, spec, flow, sink, cp, log, uidValidity } = ctx;
-  const metas = await client.fetchAll(uidSet(uids), { uid: true, size: true, envelope: true, headers: true }, { uid: true });
+  const { uids, metas } = batch;
   const byUid = new Map(metas.map((m) => [m.uid, m]));
   // released from quarantine: already in the storage folder, never copied again
   const wasCopied = new Set(uids.filter((u) => cp.pending[u]?.copied === true));
@@ -142,16 +209,11 @@ export async function runBatch(ctx: BatchContext, uids: number[], maxFresh: numb
     log?.warn({ uid, key: keyOf(uid), reason }, `message quarantined: ${detail}`);
   };
 
-  const toFetch: Meta[] = [];
   for (const m of metas) {
-    if (!uids.includes(m.uid)) continue; // `N:*` semantics can return a lower UID
-    if ((m.size ?? 0) > spec.maxMessageSize) quarantine(m.uid, text(m.envelope?.messageId) || null, 'oversize', `RFC822.SIZE ${m.size} > maxMessageSize ${spec.maxMessageSize}; not downloaded`);
-    else toFetch.push(m);
+    if (oversize(spec, m)) quarantine(m.uid, text(m.envelope?.messageId) || null, 'oversize', `RFC822.SIZE ${m.size} > maxMessageSize ${spec.maxMessageSize}; not downloaded`);
   }
 
-  const deliverGroup = async (group: Meta[]) => {
-    const sources = new Map<number, Buffer>();
-    for (const m of await client.fetchAll(uidSet(group.map((m) => m.uid)), { uid: true, source: true }, { uid: true })) if (m.source) sources.set(m.uid, m.source);
+  const deliverGroup = async (group: Meta[], sources: Map<number, Buffer>) => {
     const items: (SinkItem & { hash: string })[] = [];
     for (const m of group) {
       const source = sources.get(m.uid);
@@ -194,18 +256,7 @@ export async function runBatch(ctx: BatchContext, uids: number[], maxFresh: numb
       } else failed.set(metadata.uid, { error: r.error.message, sinkDown: r.sinkDown === true });
     });
   };
-  let group: Meta[] = [];
-  let bytes = 0;
-  for (const m of toFetch) {
-    if (group.length && bytes + (m.size ?? 0) > SOURCE_BYTES_PER_FETCH) {
-      await deliverGroup(group);
-      group = [];
-      bytes = 0;
-    }
-    group.push(m);
-    bytes += m.size ?? 0;
-  }
-  if (group.length) await deliverGroup(group);
+  for (const [i, group] of batch.groups.entries()) await deliverGroup(group, i === 0 ? batch.firstSources : await fetchSources(client, group));
 
   // Nothing got through and nothing was answered: the sink is down when it said so, was already down, or more than
   // one message failed. Then no attempt is counted against the messages; the caller pauses the loop.
@@ -228,14 +279,17 @@ export async function runBatch(ctx: BatchContext, uids: number[], maxFresh: numb
     log?.warn({ uid, attempts, err: error }, 'delivery failed; the message stays unseen and is retried');
   }
 
-  await ctx.ledger.add(ledgerEntries);
   const seen = [...delivered, ...duplicates].sort((a, b) => a - b);
   const copy = [...delivered, ...quarantined].filter((u) => !wasCopied.has(u)).sort((a, b) => a - b);
   quarantined.sort((a, b) => a - b);
   if (duplicates.length) log?.info({ uids: duplicates.length }, 'already delivered before the mailbox was recreated (same Message-ID and content): not delivered or copied again');
-  // the intent is durable before COPY: a crash from here on resumes in recoverCopy instead of copying twice
-  cp.copyIntent = copy.length || seen.length || quarantined.length ? { storageFolder: spec.storageFolder, uids: copy, messageIds, advanceTo, seen, flag: quarantined } : null;
-  await saveCheckpoint(ctx.file, cp);
-  await finish(client, spec, cp, ctx.file, copy, seen, quarantined, advanceTo);
+  const intent: Intent = { storageFolder: spec.storageFolder, uids: copy, messageIds, advanceTo, seen, flag: quarantined };
+  const onServer = copy.length > 0 || seen.length > 0 || quarantined.length > 0;
+  // the intent is durable before COPY: a crash from here on resumes in recoverCopy instead of copying twice. The
+  // ledger entries are written alongside (after the sink, so never for a message that is not delivered).
+  if (onServer) cp.copyIntent = intent;
+  else settle(cp, intent);
+  await Promise.all([saveCheckpoint(ctx.file, cp), ctx.ledger.add(ledgerEntries)]);
+  if (onServer) await carryOut(client, spec, cp, copy);
   return { delivered: delivered.length, quarantined: quarantined.length, duplicates: duplicates.length, failed: failed.size, sinkDown };
 }

@@ -1,7 +1,8 @@
 /**
  * The inbound checkpoint of one server identity and folder, in `<state>/inbound/<type>_<shortName>.json` (0600, atomic
  * writes). `lastUid` is a high-water mark: every UID at or below it is done, except those in `pending` (retries and the
- * backfill set). `copyIntent` is written before COPY so a crash between COPY and the checkpoint never copies twice.
+ * backfill set, stored as UID ranges in `backlog` while untried). `copyIntent` is written before COPY so a crash between
+ * COPY and the checkpoint never copies twice.
  */
 import { readdir, readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
@@ -58,6 +59,46 @@ export function checkpointFile(stateDir: string, type: string, shortName: string
   return path.join(stateDir, 'inbound', `${type}_${shortName}.json`);
 }
 
+/**
+ * On disk, the untried part of the retry set (a backfill: no attempt yet, due at once) is kept as a UID set such as
+ * `3:900,902` in `backlog` instead of one `pending` entry per UID: the file is rewritten once per batch.
+ */
+type StoredCheckpoint = Checkpoint & { backlog?: string };
+
+const untried = (p: PendingEntry): boolean => p.attempts === 0 && p.nextAttemptAt === 0 && Object.keys(p).length === 2;
+
+/** Ascending UIDs → an IMAP sequence set of ranges (`1:3,7`). */
+export function uidRanges(uids: readonly number[]): string {
+  const parts: string[] = [];
+  for (let i = 0; i < uids.length; ) {
+    let j = i;
+    while (j + 1 < uids.length && uids[j + 1] === uids[j]! + 1) j++;
+    parts.push(i === j ? `${uids[i]}` : `${uids[i]}:${uids[j]}`);
+    i = j + 1;
+  }
+  return parts.join(',');
+}
+
+export function expandUidRanges(set: string): number[] {
+  return set.split(',').filter(Boolean).flatMap((part) => {
+    const [from = 0, to = from] = part.split(':').map(Number);
+    return Array.from({ length: to - from + 1 }, (_, k) => from + k);
+  });
+}
+
+function toStored(cp: Checkpoint): StoredCheckpoint {
+  const pending: Checkpoint['pending'] = {};
+  const backlog: number[] = [];
+  for (const [uid, entry] of Object.entries(cp.pending)) (untried(entry) ? backlog.push(Number(uid)) : (pending[uid] = entry));
+  return { ...cp, pending, ...(backlog.length > 0 && { backlog: uidRanges(backlog) }) };
+}
+
+function fromStored({ backlog, ...data }: StoredCheckpoint): Checkpoint {
+  const cp: Checkpoint = { ...data, pending: data.pending ?? {}, quarantined: data.quarantined ?? {}, copyIntent: data.copyIntent ?? null };
+  for (const uid of expandUidRanges(backlog ?? '')) cp.pending[uid] ??= { attempts: 0, nextAttemptAt: 0 };
+  return cp;
+}
+
 /** Reads the checkpoint; `null` when there is none or it belongs to another identity/folder (first run then). */
 export async function loadCheckpoint(file: string, identity: string, folder: string): Promise<Checkpoint | null> {
   let raw: string;
@@ -67,13 +108,10 @@ export async function loadCheckpoint(file: string, identity: string, folder: str
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
     throw err;
   }
-  const data = JSON.parse(raw) as Checkpoint;
+  const data = JSON.parse(raw) as StoredCheckpoint;
   if (data.formatVersion !== CHECKPOINT_FORMAT_VERSION) throw new Error(`${file}: unsupported formatVersion ${String(data.formatVersion)}`);
   if (data.identity !== identity || data.folder !== folder) return null;
-  data.pending ??= {};
-  data.quarantined ??= {};
-  data.copyIntent ??= null;
-  return data;
+  return fromStored(data);
 }
 
 /** Every checkpoint in the state folder (for listing quarantines across servers), with its file. */
@@ -83,16 +121,17 @@ export async function listCheckpoints(stateDir: string): Promise<{ file: string;
   const out: { file: string; checkpoint: Checkpoint }[] = [];
   for (const name of names.filter((n) => n.endsWith('.json') && !n.startsWith('.')).sort()) {
     const file = path.join(dir, name);
-    const data = JSON.parse(await readFile(file, 'utf8')) as Checkpoint;
-    if (data.formatVersion === CHECKPOINT_FORMAT_VERSION) out.push({ file, checkpoint: { ...data, quarantined: data.quarantined ?? {}, pending: data.pending ?? {} } });
+    const data = JSON.parse(await readFile(file, 'utf8')) as StoredCheckpoint;
+    if (data.formatVersion === CHECKPOINT_FORMAT_VERSION) out.push({ file, checkpoint: fromStored(data) });
   }
   return out;
 }
 
+/** Compact JSON with the backlog as UID ranges: it is rewritten once per batch. */
 export async function saveCheckpoint(file: string, checkpoint: Checkpoint): Promise<void> {
   await ensurePrivateDir(path.dirname(file));
   checkpoint.updatedAt = new Date().toISOString();
-  await writeFileAtomic(file, `${JSON.stringify(checkpoint, null, 2)}\n`);
+  await writeFileAtomic(file, `${JSON.stringify(toStored(checkpoint))}\n`);
 }
 
 /**

@@ -18,14 +18,14 @@ import type { FlowSpec, ImapServerSpec } from '../../config/model.js';
 import type { ServerConfig } from '../../plan/model.js';
 import { backoffDelay } from '../backoff.js';
 import type { InboundProcessor, PollStats } from '../loops/imap-loop.js';
-import { recoverCopy, runBatch, type BatchOutcome } from './batch.js';
+import { fetchBatch, recoverCopy, runBatch, type BatchOutcome, type FetchedBatch } from './batch.js';
 import { checkpointFile, CHECKPOINT_FORMAT_VERSION, listCheckpoints, loadCheckpoint, removeStaleTemps, saveCheckpoint, type Checkpoint } from './checkpoint.js';
 import { DeliveredLedger, ledgerFile } from './ledger.js';
 import { quarantineListing, releaseInCheckpoint, type QuarantineListing } from './quarantine.js';
 import { DirectorySink, identityHash, type InboundSink } from './sink-directory.js';
 import { WebhookSink } from './sink-webhook.js';
 
-/** UIDs per batch (one metadata FETCH, one COPY, one STORE, one checkpoint write). */
+/** UIDs per batch (one metadata FETCH, one source FETCH, one COPY, one STORE, one checkpoint write). */
 export const BATCH_SIZE = 100;
 
 export interface InboundMailProcessorOptions {
@@ -45,6 +45,13 @@ export class SinkUnavailableError extends MailError {
 }
 
 type Spec = ImapServerSpec;
+
+/** Starts reading a batch ahead of its turn; a failure surfaces where it is awaited, never as an unhandled rejection. */
+function prefetch(client: ImapFlow, spec: Spec, uids: number[]): Promise<FetchedBatch> {
+  const batch = fetchBatch(client, spec, uids);
+  batch.catch(() => undefined);
+  return batch;
+}
 
 export class InboundMailProcessor implements InboundProcessor {
   private readonly directories = new Map<string, DirectorySink>();
@@ -145,17 +152,25 @@ export class InboundMailProcessor implements InboundProcessor {
     const maxFresh = fresh.reduce((a, b) => Math.max(a, b), cp.lastUid);
     log?.debug({ lastUid: cp.lastUid, fresh: fresh.length, due: due.length }, 'inbound poll');
     const ledger = this.ledger(spec);
+    const probing = () => this.down.has(serverId);
     let i = 0;
-    while (i < all.length && !signal.aborted) {
-      // while the sink is down, one message probes it; the others wait without an attempt counted against them
-      const size = this.down.has(serverId) ? 1 : this.batchSize;
-      const uids = all.slice(i, i + size);
+    // while the sink is down, one message probes it; the others wait without an attempt counted against them
+    const fetchNext = () => {
+      const uids = all.slice(i, i + (probing() ? 1 : this.batchSize));
       i += uids.length;
+      return uids.length ? prefetch(client, spec, uids) : null;
+    };
+    let ahead = fetchNext();
+    while (ahead && !signal.aborted) {
+      const batch = await ahead;
+      const sinkWasDown = probing();
+      // the next batch is read from the server while this one is written to disk; after a probe, once it succeeded
+      ahead = sinkWasDown ? null : fetchNext();
       const outcome: BatchOutcome = await runBatch(
-        { client, spec, flow, sink, cp, file, uidValidity, ledger, now: this.now, log, sinkWasDown: this.down.has(serverId) },
-        uids,
+        { client, spec, flow, sink, cp, file, uidValidity, ledger, now: this.now, log, sinkWasDown },
+        batch,
         // a probe must not move the watermark past the messages still waiting behind it
-        size === 1 ? Math.min(maxFresh, uids[0]!) : maxFresh,
+        sinkWasDown ? Math.min(maxFresh, batch.uids[0]!) : maxFresh,
       );
       stats.delivered += outcome.delivered;
       stats.quarantined += outcome.quarantined;
@@ -168,7 +183,10 @@ export class InboundMailProcessor implements InboundProcessor {
         throw new SinkUnavailableError(`the sink of flow "${flow.name}" is down (${outcome.sinkDown}); paused for ${Math.round(delay / 1000)} s`, delay);
       }
       if (this.down.delete(serverId)) log?.info('sink reachable again; inbound resumed');
+      ahead ??= fetchNext();
     }
+    // the last batch's completion (each batch's is persisted with the next one's intent)
+    if (i > 0) await saveCheckpoint(file, cp);
     if (cp.recheckBelow !== undefined && cp.lastUid >= cp.recheckBelow - 1) ledger.forget();
     const nextRetry = Math.min(...Object.values(cp.pending).map((p) => p.nextAttemptAt));
     // never sooner than a second: a retry that could not run is not hot-looped
