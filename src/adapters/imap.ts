@@ -10,6 +10,7 @@
  *                                         otherwise the session continues in plaintext
  * Certificate verification is never switched off (`rejectUnauthorized: true`); `caPem` replaces the system CAs.
  */
+import { createSecureContext, type SecureContext } from 'node:tls';
 import { ImapFlow, type ImapFlowOptions, type Logger } from 'imapflow';
 import { classifyMailError, errorContext } from './classify.js';
 import { MailError, type ConnectionSettings } from './connection.js';
@@ -48,6 +49,28 @@ export interface VerifyImapResult {
   unseen: number;
 }
 
+/** Shared contexts by CA bundle ('' = the system CAs); held weakly, so a bundle no connection uses any more goes. */
+const secureContexts = new Map<string, WeakRef<SecureContext>>();
+const contextReleased = new FinalizationRegistry<string>((key) => {
+  if (!secureContexts.get(key)?.deref()) secureContexts.delete(key);
+});
+
+/**
+ * The TLS context of every connection that trusts `caPem` (or the system CAs): Node otherwise builds one per
+ * connection, ~26 KiB of native memory each and the CA parsed again, which adds up with a thousand mailboxes.
+ * Verification settings (rejectUnauthorized, servername) stay per connection.
+ */
+export function sharedSecureContext(caPem: string | undefined): SecureContext {
+  const key = caPem ?? '';
+  let context = secureContexts.get(key)?.deref();
+  if (!context) {
+    context = createSecureContext(caPem === undefined ? {} : { ca: caPem });
+    secureContexts.set(key, new WeakRef(context));
+    contextReleased.register(context, key);
+  }
+  return context;
+}
+
 export function imapClientOptions(settings: ConnectionSettings, extra: ImapConnectOptions = {}): ImapFlowOptions {
   const auth = 'pass' in settings.auth
     ? { user: settings.auth.user, pass: settings.auth.pass }
@@ -59,7 +82,7 @@ export function imapClientOptions(settings: ConnectionSettings, extra: ImapConne
     auth,
     tls: {
       rejectUnauthorized: true,
-      ...(settings.caPem ? { ca: settings.caPem } : {}),
+      secureContext: sharedSecureContext(settings.caPem || undefined),
       ...(settings.servername ? { servername: settings.servername } : {}),
     },
     disableCompression: settings.disableCompression ?? false,

@@ -5,10 +5,10 @@ import { secretDigest, type SecretResolver } from '../apply/secrets.js';
 import { verifyAll, type Verification } from '../apply/verify.js';
 import type { Diagnostic } from '../config/diagnostics.js';
 import { folderDigest, readConfigFolder } from '../config/files.js';
-import { loadSources, type LoadedConfig } from '../config/load.js';
+import { loadSources } from '../config/load.js';
 import { computePlan, desiredDigest, nextBindings, stateDigest } from '../plan/compute.js';
 import { desiredState, EMPTY_STATE } from '../plan/desired.js';
-import type { ObservedServer, ObservedState, Plan, ServerChange, ServerConfig } from '../plan/model.js';
+import type { DesiredState, ObservedServer, ObservedState, Plan, ServerChange, ServerConfig } from '../plan/model.js';
 import { metrics } from './metrics.js';
 import type { StateStore } from './state-store.js';
 import type { Supervisor } from './supervisor.js';
@@ -62,6 +62,17 @@ export interface ReconcileResult {
   at: string;
 }
 
+/** What `status` shows of the last reconcile; the plan and the verifications are not kept once it is answered. */
+export type ReconcileSummary = Pick<ReconcileResult, 'at' | 'outcome' | 'message' | 'diagnostics'>;
+
+/** What a reconcile needs of the folder: kept between reconciles instead of the parsed YAML documents (far larger). */
+interface LoadedFolder {
+  folderDigest: string;
+  valid: boolean;
+  diagnostics: Diagnostic[];
+  desired: DesiredState;
+}
+
 export interface ReconcilerOptions {
   dir: string;
   saveFailedAsDisabled: boolean;
@@ -96,8 +107,8 @@ export class Reconciler {
   private queue: Promise<unknown> = Promise.resolve();
   /** Servers whose rebind waits for approval (shown as `pending-approval`). */
   readonly pendingApproval = new Set<string>();
-  last: ReconcileResult | null = null;
-  private parsed: LoadedConfig | null = null;
+  last: ReconcileSummary | null = null;
+  private loaded: LoadedFolder | null = null;
 
   constructor(
     private readonly options: ReconcilerOptions,
@@ -126,18 +137,19 @@ export class Reconciler {
   }
 
   /** The folder, parsed and checked; reused while its files are byte-for-byte the same (a no-op stays cheap). */
-  private async loadFolder(): Promise<LoadedConfig> {
+  private async loadFolder(): Promise<LoadedFolder> {
     const folder = await readConfigFolder(this.options.dir);
     const digest = folderDigest(folder.files);
-    if (this.parsed?.folderDigest === digest && folder.diagnostics.length === 0) return this.parsed;
+    if (this.loaded?.folderDigest === digest && folder.diagnostics.length === 0) return this.loaded;
     const config = loadSources(folder.files, folder.diagnostics);
-    this.parsed = config;
-    return config;
+    this.loaded = { folderDigest: config.folderDigest, valid: config.valid, diagnostics: config.diagnostics, desired: desiredState(config.servers, config.flows) };
+    return this.loaded;
   }
 
   reconcile(request: ReconcileRequest): Promise<ReconcileResult> {
     const next = this.queue.then(() => this.reconcileNow(request));
-    this.queue = next.catch(() => undefined);
+    // settles with nothing: the queue must not keep the last result (its plan and verifications) alive
+    this.queue = next.then(() => undefined, () => undefined);
     return next;
   }
 
@@ -153,7 +165,7 @@ export class Reconciler {
       at: new Date().toISOString(),
       ...rest,
     };
-    if (outcome !== 'dry-run') this.last = result;
+    if (outcome !== 'dry-run') this.last = { at: result.at, outcome, message, diagnostics: result.diagnostics };
     metrics.reconciled(outcome);
     this.log.info({ trigger: 'reconcile', outcome }, message);
     return result;
@@ -165,7 +177,7 @@ export class Reconciler {
     if (!config.valid) {
       return this.finish('invalid', `the folder ${this.options.dir} is invalid; nothing changed and the last applied configuration keeps running`, { diagnostics });
     }
-    const desired = desiredState(config.servers, config.flows);
+    const { desired } = config;
     const digest = desiredDigest(desired);
     if (!request.savedPlan && request.expectedFolderDigest && request.expectedFolderDigest !== config.folderDigest) {
       return this.finish('folder-mismatch', `the daemon applies ${this.options.dir}, which differs from the folder you gave; apply only changes the daemon's own folder (commit and sync it there)`, { diagnostics });

@@ -40,15 +40,31 @@ export function secretForms(value: string, user?: string): string[] {
 
 export class SecretScrubber {
   /** Longest first, so a longer form is replaced before a shorter one that it contains. */
-  private patterns: string[] = [];
+  private readonly patterns: string[] = [];
+  /** The same forms: every resolve registers its values again, and with thousands of servers copying or re-sorting
+   * the list each time made megabytes of garbage per apply. */
+  private readonly known = new Set<string>();
 
   /** Registers a secret value; `user` adds the base64 SASL forms of the login. Safe to call repeatedly. */
   add(value: string, user?: string): void {
     if (value.length === 0) return;
-    const known = new Set(this.patterns);
-    const fresh = secretForms(value, user).filter((f) => !known.has(f));
-    if (fresh.length === 0) return;
-    this.patterns = [...this.patterns, ...fresh].sort((a, b) => b.length - a.length);
+    for (const form of secretForms(value, user)) {
+      if (this.known.has(form)) continue;
+      this.known.add(form);
+      this.patterns.splice(this.firstShorterThan(form.length), 0, form);
+    }
+  }
+
+  /** Binary search: where a form of `length` goes to keep the list longest first. */
+  private firstShorterThan(length: number): number {
+    let low = 0;
+    let high = this.patterns.length;
+    while (low < high) {
+      const mid = (low + high) >>> 1;
+      if (this.patterns[mid]!.length >= length) low = mid + 1;
+      else high = mid;
+    }
+    return low;
   }
 
   get size(): number {

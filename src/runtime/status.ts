@@ -2,7 +2,7 @@ import type { FailureClass } from '../adapters/connection.js';
 import type { Diagnostic } from '../config/diagnostics.js';
 import type { ObservedState } from '../plan/model.js';
 import type { LoopStatus } from './loop.js';
-import type { ReconcileResult } from './reconciler.js';
+import type { ReconcileSummary } from './reconciler.js';
 
 export type ServerState = 'running' | 'starting' | 'backoff' | 'failed' | 'stopped' | 'disabled' | 'pending-approval';
 
@@ -66,7 +66,7 @@ export function buildStatus(input: {
   applied: ObservedState;
   loops: ReadonlyMap<string, LoopStatus>;
   pendingApproval: ReadonlySet<string>;
-  last: ReconcileResult | null;
+  last: ReconcileSummary | null;
   stale?: ReadonlySet<string>;
 }): DaemonStatus {
   const servers = Object.entries(input.applied.servers)

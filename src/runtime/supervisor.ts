@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import type { SecretResolver } from '../apply/secrets.js';
 import type { ServerConfig } from '../plan/model.js';
+import { ConnectGate } from './connect-gate.js';
 import type { LoopStatus, SupervisedLoop } from './loop.js';
 import { imapLogger } from './logging.js';
 import { ImapLoop, statusOnlyProcessor, type InboundProcessor } from './loops/imap-loop.js';
@@ -24,13 +25,15 @@ export interface SupervisorDeps {
 /** Owns the running loops: one per enabled server, started, updated in place, restarted or stopped by the reconciler. */
 export class Supervisor {
   private readonly loops = new Map<string, RunningLoop>();
+  /** Shared by every IMAP loop: a thousand loops started together connect in waves. */
+  private readonly connectGate = new ConnectGate();
 
   constructor(private readonly deps: SupervisorDeps) {}
 
   private create(id: string, config: ServerConfig): SupervisedLoop {
     const log = this.deps.log.child({ server: id, loop: config.spec.type === 'imap' ? 'poll' : 'send' });
     return config.spec.type === 'imap'
-      ? new ImapLoop(id, config, log, { resolver: this.deps.resolver, processor: this.deps.processor ?? statusOnlyProcessor, imapLogger: imapLogger(log) })
+      ? new ImapLoop(id, config, log, { resolver: this.deps.resolver, processor: this.deps.processor ?? statusOnlyProcessor, connectGate: this.connectGate, imapLogger: imapLogger(log) })
       : new SmtpLoop(id, config, log, { resolver: this.deps.resolver, outbound: this.deps.outbound });
   }
 

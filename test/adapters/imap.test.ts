@@ -3,7 +3,7 @@ import { inspect } from 'node:util';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { ConnectionSettings, FailureClass, MailError } from '../../src/adapters/connection.js';
-import { connectImap, imapClientOptions, verifyImap } from '../../src/adapters/imap.js';
+import { connectImap, imapClientOptions, sharedSecureContext, verifyImap } from '../../src/adapters/imap.js';
 import { createTestCa, type TestCa } from '../harness/ca.js';
 import { startDovecot, type Dovecot } from '../harness/dovecot.js';
 import { expectMailError, loudHook } from '../harness/expect.js';
@@ -47,7 +47,7 @@ test('imapClientOptions: TLS policy and verification', () => {
   const implicit = imapClientOptions(settings());
   assert.is(implicit.secure, true);
   assert.is(implicit.tls?.rejectUnauthorized, true);
-  assert.is(implicit.tls?.ca, dv.caPem);
+  assert.is(implicit.tls?.secureContext, sharedSecureContext(dv.caPem), 'one context per CA bundle, shared');
   assert.is(implicit.logger, false);
   const required = imapClientOptions(settings({ tls: false, port: 143 }));
   assert.is(required.secure, false);
@@ -58,7 +58,8 @@ test('imapClientOptions: TLS policy and verification', () => {
   assert.is(opportunistic.tls?.servername, 'mail.example.com');
   assert.is(opportunistic.disableCompression, true);
   assert.is(opportunistic.autoIdleDelay, 300);
-  assert.is(imapClientOptions(settings({ caPem: undefined })).tls?.ca, undefined);
+  assert.is(imapClientOptions(settings({ caPem: undefined })).tls?.secureContext, sharedSecureContext(undefined), 'the system CAs');
+  assert.is.not(sharedSecureContext(undefined), sharedSecureContext(dv.caPem));
 });
 
 test('verify over implicit TLS with the test CA', async () => {

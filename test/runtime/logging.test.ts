@@ -66,6 +66,16 @@ test('the resolver hook: a value registered without user is still found inside S
   assert.ok(out.startsWith('AUTHENTICATE XOAUTH2 '), 'unrelated text stays');
 });
 
+test('registering again adds nothing; a secret containing another is replaced whole', () => {
+  const scrubber = new SecretScrubber();
+  scrubber.add('hunter2-and-more', 'a@example.com');
+  const size = scrubber.size;
+  for (let i = 0; i < 3; i++) scrubber.add('hunter2-and-more', 'a@example.com');
+  assert.is(scrubber.size, size);
+  scrubber.add('hunter2');
+  assert.is(scrubber.scrub('pw=hunter2-and-more, old=hunter2'), `pw=${REDACTED}, old=${REDACTED}`);
+});
+
 test('redact paths cover credential-shaped fields whatever their value', () => {
   const { log, text } = capture();
   log.info({ auth: { user: USER, pass: 'p1', password: 'p2', accessToken: 't1', refreshToken: 't2', clientSecret: 't3' }, password: 'p3' }, 'fields');

@@ -7,6 +7,7 @@ import { resolveConnection } from '../../apply/connection.js';
 import type { SecretResolver } from '../../apply/secrets.js';
 import type { ImapServerSpec } from '../../config/model.js';
 import type { ServerConfig } from '../../plan/model.js';
+import type { ConnectGate } from '../connect-gate.js';
 import { SupervisedLoop } from '../loop.js';
 import { metrics } from '../metrics.js';
 
@@ -51,7 +52,7 @@ export class ImapLoop extends SupervisedLoop {
     id: string,
     config: ServerConfig,
     log: Logger,
-    private readonly deps: { resolver: SecretResolver; processor: InboundProcessor; imapLogger?: ImapLogger | false },
+    private readonly deps: { resolver: SecretResolver; processor: InboundProcessor; connectGate: ConnectGate; imapLogger?: ImapLogger | false },
   ) {
     super(id, config, log);
   }
@@ -121,7 +122,8 @@ export class ImapLoop extends SupervisedLoop {
     }
   }
 
-  protected async session(signal: AbortSignal): Promise<void> {
+  /** Connects, checks the storage folder and selects the inbox folder; `closed` settles when the connection ends. */
+  private async open(): Promise<{ client: ImapFlow; closed: Promise<void> }> {
     const { settings } = await resolveConnection(this.spec, this.deps.resolver);
     this.errorCtx = errorContext(settings);
     const client = await connectImap(settings, { autoIdleDelay: AUTO_IDLE_DELAY_MS, logger: this.deps.imapLogger });
@@ -129,12 +131,23 @@ export class ImapLoop extends SupervisedLoop {
     try {
       await ensureFolderExists(client, this.spec.storageFolder, 'storage folder');
       await client.mailboxOpen(this.spec.folder);
+      return { client, closed };
+    } catch (err) {
+      await disconnect(client);
+      throw err;
+    }
+  }
+
+  protected async session(signal: AbortSignal): Promise<void> {
+    const { client, closed } = await this.deps.connectGate.run(() => this.open(), signal);
+    try {
       this.client = client;
       client.on('exists', () => void this.requestPoll());
       this.markSuccess();
       this.schedulePolls();
       await this.requestPoll();
-      await Promise.race([closed, new Promise<void>((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }))]);
+      const stopped = new Promise<void>((resolve) => (signal.aborted ? resolve() : signal.addEventListener('abort', () => resolve(), { once: true })));
+      await Promise.race([closed, stopped]);
     } finally {
       void this.task?.destroy();
       this.task = null;
@@ -142,8 +155,13 @@ export class ImapLoop extends SupervisedLoop {
       this.wake = null;
       await this.polling;
       this.client = null;
-      if (client.usable) await client.logout().catch(() => client.close());
-      else client.close();
+      await disconnect(client);
     }
   }
+}
+
+/** Logs out of a usable connection, else just closes it. */
+async function disconnect(client: ImapFlow): Promise<void> {
+  if (client.usable) await client.logout().catch(() => client.close());
+  else client.close();
 }

@@ -1,0 +1,51 @@
+/**
+ * How many loops may be connecting at once (TCP, TLS handshake, login, folder checks). After an apply or a daemon
+ * start, a thousand loops would otherwise open a thousand handshakes together: the mail server sees a login storm, and
+ * the transient TLS buffers raise the process's peak memory for good (freed native memory is rarely handed back to the
+ * system). Loops start in waves instead; a connected loop holds no slot.
+ */
+export const CONNECT_CONCURRENCY = 50;
+
+/** A counting semaphore whose waiters leave the queue when their signal aborts. */
+export class ConnectGate {
+  private active = 0;
+  private readonly waiting: (() => void)[] = [];
+
+  constructor(readonly limit = CONNECT_CONCURRENCY) {}
+
+  /** Runs `connect` once a slot is free; rejects with the signal's reason if it aborts while waiting. */
+  async run<T>(connect: () => Promise<T>, signal: AbortSignal): Promise<T> {
+    await this.acquire(signal);
+    try {
+      return await connect();
+    } finally {
+      this.release();
+    }
+  }
+
+  private acquire(signal: AbortSignal): Promise<void> {
+    signal.throwIfAborted();
+    if (this.active < this.limit) {
+      this.active++;
+      return Promise.resolve();
+    }
+    return new Promise<void>((resolve, reject) => {
+      const admit = () => {
+        signal.removeEventListener('abort', leave);
+        this.active++;
+        resolve();
+      };
+      const leave = () => {
+        this.waiting.splice(this.waiting.indexOf(admit), 1);
+        reject(signal.reason);
+      };
+      this.waiting.push(admit);
+      signal.addEventListener('abort', leave, { once: true });
+    });
+  }
+
+  private release(): void {
+    this.active--;
+    this.waiting.shift()?.();
+  }
+}
