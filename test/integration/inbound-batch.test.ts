@@ -2,7 +2,8 @@
  * The inbound processor's round trips, in-process against a real Dovecot: per batch one metadata FETCH (never the
  * header: it is parsed from the source), one source FETCH, one COPY and one STORE, the next batch read while the
  * current one is written; the checkpoint is compact JSON. Crash recovery of a copy intent asks the storage folder with
- * one SEARCH for the whole batch and copies only what is not there yet.
+ * one SEARCH for the whole batch and copies only what is not there yet; a message without a Message-ID is recognised by
+ * its size and content hash above the storage folder's UIDNEXT recorded with the intent.
  */
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -111,6 +112,37 @@ test('recovery of a copy intent: one SEARCH for the batch, only the missing mess
   const settled = JSON.parse(await readFile(file, 'utf8'));
   assert.is(settled.copyIntent, null);
   assert.is(settled.lastUid, Math.max(...newUids));
+});
+
+test('a message without a Message-ID whose COPY reached the server before a crash is recognised by size and content hash: one copy', async () => {
+  const processor = new InboundMailProcessor({ stateDir, batchSize: BATCH });
+  await poll(processor); // settle what the tests before left
+  const anonymous = [mail(false), mail(false)]; // two of them with different bodies, plus one with an id
+  const named = mail();
+  for (const m of [...anonymous, named]) await dovecot.deliver(USER, m.raw);
+  const storageBefore = await dovecot.listMessages(USER, STORAGE);
+  await client.noop(); // the daemon's client learns of new mail through IDLE; this one has IDLE off
+  // the COPY reaches the server, then the process dies before it hears back (the error stands in for the crash)
+  const copy = client.messageCopy.bind(client);
+  client.messageCopy = (async (...args: Parameters<ImapFlow['messageCopy']>) => {
+    await copy(...args);
+    throw new Error('crashed after COPY');
+  }) as ImapFlow['messageCopy'];
+  try {
+    await poll(processor).then(() => assert.unreachable('the poll should fail'), (err: Error) => assert.match(err.message, 'crashed after COPY'));
+  } finally {
+    client.messageCopy = copy;
+  }
+  const intent = JSON.parse(await readFile(checkpointFile(stateDir, 'imap', 'batch'), 'utf8')).copyIntent;
+  assert.is(Object.keys(intent.withoutMessageId).length, 2, 'the intent fingerprints the two messages without a Message-ID');
+  assert.ok(intent.storageUidNext > 0);
+  calls.length = 0;
+  await poll(new InboundMailProcessor({ stateDir, batchSize: BATCH })); // a restarted daemon recovers the intent
+  assert.equal(called('messageCopy'), [], 'nothing copied again');
+  const storageAfter = await dovecot.listMessages(USER, STORAGE);
+  assert.is(storageAfter.length, storageBefore.length + 3, 'each of the three exactly once in the storage folder');
+  assert.ok((await dovecot.listMessages(USER, 'INBOX')).every((m) => m.flags.includes('\\Seen')));
+  assert.is(JSON.parse(await readFile(checkpointFile(stateDir, 'imap', 'batch'), 'utf8')).copyIntent, null);
 });
 
 test.run();

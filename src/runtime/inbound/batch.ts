@@ -6,7 +6,7 @@
  * write) → one UID COPY (delivered + newly quarantined, never a message already in the storage folder) → UID STORE
  * +FLAGS.SILENT \Seen (and \Seen \Flagged for quarantined). The batch's completion is persisted by the next checkpoint
  * write (the next batch's intent, or the end of the poll); a crash before it resumes the intent in recoverCopy, which
- * finds the copies already made. fetchBatch has no side effect on the server, so the processor runs it for the next
+ * finds the copies already made (storage-lookup.ts). fetchBatch has no side effect on the server, so the processor runs it for the next
  * batch while this one is being written to disk.
  */
 import type { FetchMessageObject, ImapFlow, MessageAddressObject } from 'imapflow';
@@ -18,6 +18,7 @@ import { contentHash, type DeliveredLedger } from './ledger.js';
 import { MAX_ATTEMPTS, recordQuarantine } from './quarantine.js';
 import { parseHeaders, routeMessage } from './route.js';
 import { messageKey, type InboundMetadata, type InboundSink, type SinkItem } from './sink-directory.js';
+import { fingerprintsIn, messageIdsIn, type Fingerprint } from './storage-lookup.js';
 
 /** Upper bound of message bytes per source FETCH (with the next batch fetched ahead, twice this is held at most). */
 export const SOURCE_BYTES_PER_FETCH = 32 * 1024 * 1024;
@@ -146,16 +147,6 @@ async function carryOut(client: ImapFlow, spec: ImapServerSpec, cp: Checkpoint, 
   settle(cp, intent);
 }
 
-/** Which of `ids` are in the selected folder: one SEARCH (an OR of HEADER Message-ID) and one FETCH of the hits' Message-IDs. */
-async function messageIdsIn(client: ImapFlow, ids: string[]): Promise<Set<string>> {
-  if (!ids.length) return new Set();
-  const uids = (await client.search({ or: ids.map((id) => ({ header: { 'message-id': id } })) }, { uid: true })) || [];
-  if (!uids.length) return new Set();
-  // HEADER matches substrings: only an exact Message-ID counts as the copy
-  const hits = await client.fetchAll(uidSet(uids), { uid: true, envelope: true }, { uid: true });
-  return new Set(hits.map((m) => text(m.envelope?.messageId)));
-}
-
 /**
  * A crash (or a failed COPY) after the intent was recorded: copy only those messages whose Message-ID is not in the
  * storage folder yet, then finish the batch (flags, checkpoint).
@@ -163,18 +154,34 @@ async function messageIdsIn(client: ImapFlow, ids: string[]): Promise<Set<string
 export async function recoverCopy(client: ImapFlow, spec: ImapServerSpec, cp: Checkpoint, file: string, log: Logger | undefined): Promise<void> {
   const intent = cp.copyIntent!;
   const ids = intent.uids.map((uid) => intent.messageIds[uid]).filter((id): id is string => !!id);
+  const anonymous = intent.storageUidNext !== undefined ? (intent.withoutMessageId ?? {}) : {};
   await client.mailboxOpen(intent.storageFolder, { readOnly: true });
   let stored: Set<string>;
+  let storedAnonymous: Set<string>;
   try {
     stored = await messageIdsIn(client, ids);
+    storedAnonymous = await fingerprintsIn(client, anonymous, intent.storageUidNext ?? 0);
   } finally {
     await client.mailboxOpen(spec.folder);
   }
-  // Without a Message-ID there is nothing to look for: copy again (at-least-once in the storage folder).
-  const missing = intent.uids.filter((uid) => !stored.has(intent.messageIds[uid] ?? ''));
+  // a message without a Message-ID and without a fingerprint (an intent of an older version) is copied again
+  const missing = intent.uids.filter((uid) => !stored.has(intent.messageIds[uid] ?? '') && !storedAnonymous.has(String(uid)));
   log?.warn({ uids: intent.uids.length, copying: missing.length }, 'resuming an interrupted copy to the storage folder');
   await carryOut(client, spec, cp, missing);
   await saveCheckpoint(file, cp);
+}
+
+/**
+ * For the messages to copy that have no Message-ID: how recovery can recognise their copies (size and content hash),
+ * and the storage folder's UIDNEXT, above which they will land. One STATUS, only when there are such messages.
+ */
+async function anonymousFingerprints(client: ImapFlow, spec: ImapServerSpec, copy: number[], messageIds: Record<string, string | null>, byUid: Map<number, Meta>, hashOf: Map<number, string>): Promise<Pick<Intent, 'withoutMessageId' | 'storageUidNext'>> {
+  const anonymous = copy.filter((uid) => !messageIds[uid]);
+  if (!anonymous.length) return {};
+  const status = await client.status(spec.storageFolder, { uidNext: true }).catch(() => false as const);
+  if (!status || status.uidNext === undefined) return {}; // recovery copies them again (at least once)
+  const withoutMessageId = Object.fromEntries(anonymous.map((uid): [string, Fingerprint] => [String(uid), { size: byUid.get(uid)?.size ?? 0, sha256: hashOf.get(uid) ?? null }]));
+  return { withoutMessageId, storageUidNext: status.uidNext };
 }
 
 export async function runBatch(ctx: BatchContext, batch: FetchedBatch, maxFresh: number): Promise<BatchOutcome> {
@@ -201,6 +208,7 @@ export async function runBatch(ctx: BatchContext, batch: FetchedBatch, maxFresh:
   const messageIds: Record<string, string | null> = {};
   const failed = new Map<number, { error: string; sinkDown: boolean }>();
   const ledgerEntries: { messageId: string | null; hash: string }[] = [];
+  const hashOf = new Map<number, string>();
   let permanent = 0;
   const quarantine = (uid: number, messageId: string | null, reason: QuarantineReason, detail: string, attempts?: number) => {
     recordQuarantine(cp, uid, { key: keyOf(uid), reason, detail, at: at(), messageId, ...(attempts !== undefined && { attempts }) });
@@ -223,6 +231,7 @@ export async function runBatch(ctx: BatchContext, batch: FetchedBatch, maxFresh:
       }
       const facts = describe(m, source);
       const hash = contentHash(source);
+      hashOf.set(m.uid, hash);
       if (cp.recheckBelow !== undefined && m.uid < cp.recheckBelow && (await ctx.ledger.has(facts.messageId, hash))) {
         duplicates.push(m.uid);
         continue;
@@ -287,7 +296,7 @@ export async function runBatch(ctx: BatchContext, batch: FetchedBatch, maxFresh:
   const onServer = copy.length > 0 || seen.length > 0 || quarantined.length > 0;
   // the intent is durable before COPY: a crash from here on resumes in recoverCopy instead of copying twice. The
   // ledger entries are written alongside (after the sink, so never for a message that is not delivered).
-  if (onServer) cp.copyIntent = intent;
+  if (onServer) cp.copyIntent = { ...intent, ...(await anonymousFingerprints(client, spec, copy, messageIds, byUid, hashOf)) };
   else settle(cp, intent);
   await Promise.all([saveCheckpoint(ctx.file, cp), ctx.ledger.add(ledgerEntries)]);
   if (onServer) await carryOut(client, spec, cp, copy);

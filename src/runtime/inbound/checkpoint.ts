@@ -4,6 +4,7 @@
  * backfill set, stored as UID ranges in `backlog` while untried). `copyIntent` is written before COPY so a crash between
  * COPY and the checkpoint never copies twice.
  */
+import type { Fingerprint } from './storage-lookup.js';
 import { readdir, readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { ensurePrivateDir, writeFileAtomic } from '../../adapters/durable-files.js';
@@ -44,7 +45,17 @@ export interface Checkpoint {
    * UIDs about to be COPYed to the storage folder, with their Message-IDs (for crash recovery); then `seen` (default:
    * `uids`) get +FLAGS \Seen and `flag` (quarantined) +FLAGS \Seen \Flagged.
    */
-  copyIntent: { storageFolder: string; uids: number[]; messageIds: Record<string, string | null>; advanceTo: number; seen?: number[]; flag?: number[] } | null;
+  copyIntent: {
+    storageFolder: string;
+    uids: number[];
+    messageIds: Record<string, string | null>;
+    advanceTo: number;
+    seen?: number[];
+    flag?: number[];
+    /** Messages to copy that have no Message-ID, by UID, and the storage folder's UIDNEXT before the COPY. */
+    withoutMessageId?: Record<string, Fingerprint>;
+    storageUidNext?: number;
+  } | null;
   /** Quarantined messages of this UIDVALIDITY (copied, \Seen \Flagged), by UID, until released. */
   quarantined: Record<string, QuarantineEntry>;
   /**

@@ -1,0 +1,54 @@
+/**
+ * Which messages of an interrupted copy intent are in the storage folder already (crash recovery, see batch.ts).
+ * A message with a Message-ID is recognised by it: one SEARCH for the whole intent. A message without one is
+ * recognised by its size and content hash among the messages that arrived in the storage folder after the intent was
+ * recorded (UID ≥ the folder's UIDNEXT then): a COPY keeps the exact bytes.
+ */
+import type { ImapFlow } from 'imapflow';
+import { contentHash } from './ledger.js';
+
+/** How a message without a Message-ID is recognised; `sha256` is null when its body was never downloaded (oversize). */
+export interface Fingerprint {
+  size: number;
+  sha256: string | null;
+}
+
+const text = (v: unknown): string => (typeof v === 'string' ? v : '');
+
+/** Which of `ids` are in the selected folder: one SEARCH (an OR of HEADER Message-ID) and one FETCH of the hits' Message-IDs. */
+export async function messageIdsIn(client: ImapFlow, ids: string[]): Promise<Set<string>> {
+  if (!ids.length) return new Set();
+  const uids = (await client.search({ or: ids.map((id) => ({ header: { 'message-id': id } })) }, { uid: true })) || [];
+  if (!uids.length) return new Set();
+  // HEADER matches substrings: only an exact Message-ID counts as the copy
+  const hits = await client.fetchAll(uids.join(','), { uid: true, envelope: true }, { uid: true });
+  return new Set(hits.map((m) => text(m.envelope?.messageId)));
+}
+
+/**
+ * The keys of `wanted` whose copy is among the selected folder's messages with UID ≥ `sinceUid`. Each stored message
+ * accounts for one wanted message at most (two identical messages need two copies). Sources are downloaded only for
+ * stored messages whose size matches one that is wanted.
+ */
+export async function fingerprintsIn(client: ImapFlow, wanted: Record<string, Fingerprint>, sinceUid: number): Promise<Set<string>> {
+  const keys = Object.keys(wanted);
+  if (!keys.length) return new Set();
+  const sizes = new Set(keys.map((k) => wanted[k]!.size));
+  // `N:*` also returns the highest UID when it is below N
+  const arrived = (await client.fetchAll(`${sinceUid}:*`, { uid: true, size: true }, { uid: true })).filter((m) => m.uid >= sinceUid && sizes.has(m.size ?? -1));
+  const needHash = keys.some((k) => wanted[k]!.sha256 !== null);
+  const hashes = new Map<number, string>();
+  if (needHash && arrived.length) {
+    for (const m of await client.fetchAll(arrived.map((m) => m.uid).join(','), { uid: true, source: true }, { uid: true })) if (m.source) hashes.set(m.uid, contentHash(m.source));
+  }
+  const found = new Set<string>();
+  const unused = [...arrived];
+  for (const key of keys) {
+    const { size, sha256 } = wanted[key]!;
+    const at = unused.findIndex((m) => m.size === size && (sha256 === null || hashes.get(m.uid) === sha256));
+    if (at < 0) continue;
+    unused.splice(at, 1);
+    found.add(key);
+  }
+  return found;
+}
