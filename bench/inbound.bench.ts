@@ -465,7 +465,9 @@ try {
       { name: `idle for ${IDLE_MS / 1000} s`, apply: per(settled.idle, running), restart: per(settled2.idle, resumed), bare: barePer(b1?.rssIdle) },
     ];
     const idle = moments[1]!;
-    const goal = Number.isFinite(idle.apply / idle.bare) ? (idle.apply / idle.bare <= 1.5 ? '✔' : '✘') : '?';
+    // met only when it holds at both moments: V8 gives idle memory back at its own pace, in either process
+    const worst = Math.max(...moments.map((m) => m.apply / m.bare));
+    const goal = Number.isFinite(worst) ? (worst <= 1.5 ? '✔' : '✘') : '?';
     for (const m of moments) console.log(`memory ${m.name}: mailctl per loop ${k(m.apply)} (after apply), ${k(m.restart)} (after a restart); bare per connection ${k(m.bare)}; ratios ${x(m.apply / m.bare)}, ${x(m.restart / m.bare)}`);
     rows.push(
       `| memory: daemon RSS with ${running} idle IMAP loops minus its RSS before \`apply\` (${mib(base)} → ${mib(settled.early)} at ${EARLY_MS / 1000} s → ${mib(settled.idle)} idle), per loop, ${EARLY_MS / 1000} s; idle ${IDLE_MS / 1000} s | ${k(moments[0]!.apply)}; ${k(idle.apply)} | |`,
