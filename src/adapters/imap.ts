@@ -144,30 +144,34 @@ export async function ensureFolderExists(client: ImapFlow, folder: string, label
 }
 
 /**
- * Log in, check the watched folder (and the storage folder, if given), count unseen mail, log out.
- * Throws MailError (folder-missing with a message that says which folder and what to do).
+ * On a logged-in client: check the watched folder (and the storage folder, if given) and count unseen mail. Throws
+ * MailError (folder-missing with a message that says which folder and what to do).
  */
-export async function verifyImap(settings: ConnectionSettings, opts: VerifyImapOptions = {}): Promise<VerifyImapResult> {
-  const ctx = errorContext(settings);
+export async function checkImapFolders(client: ImapFlow, settings: ConnectionSettings, opts: Pick<VerifyImapOptions, 'folder' | 'storageFolder'> = {}): Promise<VerifyImapResult> {
   const folder = opts.folder ?? 'INBOX';
+  const capabilities = [...client.capabilities.keys()];
+  let unseen = 0;
+  try {
+    const st = await client.status(folder, { unseen: true });
+    if (st === false) throw new MailError('config', `${settings.host} refused STATUS for folder "${folder}"`, { code: 'STATUS' });
+    unseen = st.unseen ?? 0;
+  } catch (err) {
+    if (err instanceof MailError) throw err;
+    if (isMissing(err)) {
+      throw new MailError('folder-missing', `folder "${folder}" does not exist on ${settings.host}; create it or fix the folder setting`,
+        { code: 'NotFound' });
+    }
+    throw classifyMailError(err, errorContext(settings));
+  }
+  if (opts.storageFolder !== undefined) await ensureFolderExists(client, opts.storageFolder, 'storage folder');
+  return { capabilities, unseen };
+}
+
+/** Log in, check the folders (checkImapFolders), log out. Throws MailError. */
+export async function verifyImap(settings: ConnectionSettings, opts: VerifyImapOptions = {}): Promise<VerifyImapResult> {
   const client = await connectImap(settings, { ...opts, disableAutoIdle: true });
   try {
-    const capabilities = [...client.capabilities.keys()];
-    let unseen = 0;
-    try {
-      const st = await client.status(folder, { unseen: true });
-      if (st === false) throw new MailError('config', `${settings.host} refused STATUS for folder "${folder}"`, { code: 'STATUS' });
-      unseen = st.unseen ?? 0;
-    } catch (err) {
-      if (err instanceof MailError) throw err;
-      if (isMissing(err)) {
-        throw new MailError('folder-missing', `folder "${folder}" does not exist on ${settings.host}; create it or fix the folder setting`,
-          { code: 'NotFound' });
-      }
-      throw classifyMailError(err, ctx);
-    }
-    if (opts.storageFolder !== undefined) await ensureFolderExists(client, opts.storageFolder, 'storage folder');
-    return { capabilities, unseen };
+    return await checkImapFolders(client, settings, opts);
   } finally {
     await client.logout().catch(() => client.close());
   }

@@ -1,6 +1,6 @@
 import { MailError, type FailureClass } from '../adapters/connection.js';
 import { classifyMailError } from '../adapters/classify.js';
-import { verifyImap } from '../adapters/imap.js';
+import { verifyImap, type VerifyImapResult } from '../adapters/imap.js';
 import { verifySmtp } from '../adapters/smtp.js';
 import type { ServerSpec } from '../config/model.js';
 import { resolveConnection } from './connection.js';
@@ -27,28 +27,37 @@ export const VERIFY_CONCURRENCY = 8;
 export async function verifyServer(id: string, spec: ServerSpec, resolver: SecretResolver): Promise<Verification> {
   try {
     const { settings, secretDigest } = await resolveConnection(spec, resolver);
-    if (spec.type === 'imap') {
-      const found = await verifyImap(settings, { folder: spec.folder, storageFolder: spec.storageFolder });
-      const caps = found.capabilities.filter((c) => ['IDLE', 'UIDPLUS', 'MOVE', 'CONDSTORE', 'COMPRESS=DEFLATE'].includes(c));
-      return { id, ok: true, secretDigest, line: `${id}: Connection succeeded (${[caps.join(' '), `${found.unseen} unseen`].filter(Boolean).join(', ')})` };
-    }
+    if (spec.type === 'imap') return imapVerified(id, await verifyImap(settings, { folder: spec.folder, storageFolder: spec.storageFolder }), secretDigest);
     await verifySmtp(settings);
     return { id, ok: true, secretDigest, line: `${id}: Connection succeeded` };
   } catch (err) {
-    const error = err instanceof MailError ? err : classifyMailError(err);
-    return { id, ok: false, failureClass: error.failureClass, reason: error.message, line: `${id}: Connection failed: ${error.failureClass}: ${error.message}` };
+    return verificationFailed(id, err);
   }
 }
 
-/** Runs `verifyServer` over many servers, bounded, keeping the input order in the result. */
-export async function verifyAll(items: readonly { id: string; spec: ServerSpec }[], resolver: SecretResolver): Promise<Verification[]> {
+/** The verification of an IMAP server whose folders were checked (by verifyImap, or by a loop opening its connection). */
+export function imapVerified(id: string, found: VerifyImapResult, secretDigest: string): Verification {
+  const caps = found.capabilities.filter((c) => ['IDLE', 'UIDPLUS', 'MOVE', 'CONDSTORE', 'COMPRESS=DEFLATE'].includes(c));
+  return { id, ok: true, secretDigest, line: `${id}: Connection succeeded (${[caps.join(' '), `${found.unseen} unseen`].filter(Boolean).join(', ')})` };
+}
+
+export function verificationFailed(id: string, err: unknown): Verification {
+  const error = err instanceof MailError ? err : classifyMailError(err);
+  return { id, ok: false, failureClass: error.failureClass, reason: error.message, line: `${id}: Connection failed: ${error.failureClass}: ${error.message}` };
+}
+
+/** Runs `verify` (default `verifyServer`) over many servers, bounded, keeping the input order in the result. */
+export async function verifyAll<T extends { id: string; spec: ServerSpec }>(
+  items: readonly T[],
+  resolver: SecretResolver,
+  verify: (item: T) => Promise<Verification> = (item) => verifyServer(item.id, item.spec, resolver),
+): Promise<Verification[]> {
   const results: Verification[] = new Array(items.length);
   let next = 0;
   const worker = async () => {
     while (next < items.length) {
       const index = next++;
-      const item = items[index]!;
-      results[index] = await verifyServer(item.id, item.spec, resolver);
+      results[index] = await verify(items[index]!);
     }
   };
   await Promise.all(Array.from({ length: Math.min(VERIFY_CONCURRENCY, items.length) }, worker));

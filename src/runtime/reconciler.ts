@@ -2,13 +2,15 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import type { Logger } from 'pino';
 import { secretDigest, type SecretResolver } from '../apply/secrets.js';
-import { verifyAll, type Verification } from '../apply/verify.js';
+import { imapVerified, verificationFailed, verifyAll, verifyServer, type Verification } from '../apply/verify.js';
+import type { ImapServerSpec, ServerSpec } from '../config/model.js';
 import type { Diagnostic } from '../config/diagnostics.js';
 import { folderDigest, readConfigFolder } from '../config/files.js';
 import { loadSources } from '../config/load.js';
 import { computePlan, desiredDigest, nextBindings, stateDigest } from '../plan/compute.js';
 import { desiredState, EMPTY_STATE } from '../plan/desired.js';
 import type { DesiredState, ObservedServer, ObservedState, Plan, ServerChange, ServerConfig } from '../plan/model.js';
+import { discardOpened, type OpenedImap } from './loops/imap-loop.js';
 import { metrics } from './metrics.js';
 import type { StateStore } from './state-store.js';
 import type { Supervisor } from './supervisor.js';
@@ -219,8 +221,30 @@ export class Reconciler {
       );
     }
 
-    const toVerify = plan.changes.filter(startsLoop).map((c) => ({ id: c.id, spec: c.after!.spec }));
-    const verifications = await verifyAll(toVerify, this.resolver);
+    const toVerify = plan.changes.filter(startsLoop).map((c) => ({ id: c.id, spec: c.after!.spec, config: c.after! }));
+    // a real apply verifies an IMAP server by opening the connection its loop will keep (one login per server)
+    const opened = new Map<string, OpenedImap>();
+    try {
+      const verifications = await verifyAll(toVerify, this.resolver, request.dryRun ? undefined : (item) => this.verifyByOpening(item, opened));
+      return await this.applyVerified(request, plan, diagnostics, digest, verifications, opened);
+    } finally {
+      // the connections of an apply that was refused, or of servers it did not start
+      await Promise.all([...opened.values()].map(discardOpened));
+    }
+  }
+
+  private async verifyByOpening(item: { id: string; spec: ServerSpec; config: ServerConfig }, opened: Map<string, OpenedImap>): Promise<Verification> {
+    if (item.spec.type !== 'imap') return verifyServer(item.id, item.spec, this.resolver);
+    try {
+      const connection = await this.supervisor.openFor(item.id, item.config as ServerConfig & { spec: ImapServerSpec }, new AbortController().signal);
+      opened.set(item.id, connection);
+      return imapVerified(item.id, connection.found, connection.secretDigest);
+    } catch (err) {
+      return verificationFailed(item.id, err);
+    }
+  }
+
+  private async applyVerified(request: ReconcileRequest, plan: Plan, diagnostics: Diagnostic[], digest: string, verifications: Verification[], opened: Map<string, OpenedImap>): Promise<ReconcileResult> {
     const failed = new Map(verifications.filter((v) => !v.ok).map((v) => [v.id, v]));
     const saveFailed = request.saveFailedAsDisabled ?? this.options.saveFailedAsDisabled;
     if (request.dryRun) {
@@ -237,7 +261,7 @@ export class Reconciler {
     await this.store.writeApplied({ appliedAt: new Date().toISOString(), revision, desiredDigest: digest, state: nextState });
     this.applied = nextState;
     this.pendingApproval.clear();
-    const perServer = await this.execute(plan, failed, verifications);
+    const perServer = await this.execute(plan, failed, verifications, opened);
     await this.store.appendApplyLog({
       time: new Date().toISOString(),
       trigger: request.trigger,
@@ -282,7 +306,7 @@ export class Reconciler {
     return { servers, bindings: nextBindings(this.applied.bindings, servers, appliedNow), revision };
   }
 
-  private async execute(plan: Plan, failed: ReadonlyMap<string, Verification>, verifications: readonly Verification[]): Promise<Record<string, string>> {
+  private async execute(plan: Plan, failed: ReadonlyMap<string, Verification>, verifications: readonly Verification[], opened: Map<string, OpenedImap>): Promise<Record<string, string>> {
     const digests = new Map(verifications.map((v) => [v.id, v.secretDigest]));
     const results: Record<string, string> = {};
     for (const change of plan.changes) {
@@ -291,7 +315,9 @@ export class Reconciler {
         await this.supervisor.stop(change.id);
         results[change.id] = 'saved-as-disabled';
       } else if (startsLoop(change)) {
-        await this.supervisor.start(change.id, change.after!, digests.get(change.id));
+        const connection = opened.get(change.id);
+        opened.delete(change.id);
+        await this.supervisor.start(change.id, change.after!, digests.get(change.id), connection);
         results[change.id] = action;
       } else if (action === 'update') {
         this.supervisor.update(change.id, change.after!);

@@ -1,10 +1,11 @@
 import type { Logger } from 'pino';
 import type { SecretResolver } from '../apply/secrets.js';
+import type { ImapServerSpec } from '../config/model.js';
 import type { ServerConfig } from '../plan/model.js';
 import { ConnectGate } from './connect-gate.js';
 import type { LoopStatus, SupervisedLoop } from './loop.js';
 import { imapLogger } from './logging.js';
-import { ImapLoop, statusOnlyProcessor, type InboundProcessor } from './loops/imap-loop.js';
+import { ImapLoop, openImap, statusOnlyProcessor, type InboundProcessor, type OpenedImap } from './loops/imap-loop.js';
 import { SmtpLoop } from './loops/smtp-loop.js';
 import type { OutboundConsumer } from './outbound/sender.js';
 
@@ -30,10 +31,14 @@ export class Supervisor {
 
   constructor(private readonly deps: SupervisorDeps) {}
 
-  private create(id: string, config: ServerConfig): SupervisedLoop {
-    const log = this.deps.log.child({ server: id, loop: config.spec.type === 'imap' ? 'poll' : 'send' });
+  private loopLog(id: string, config: ServerConfig) {
+    return this.deps.log.child({ server: id, loop: config.spec.type === 'imap' ? 'poll' : 'send' });
+  }
+
+  private create(id: string, config: ServerConfig, opened?: OpenedImap): SupervisedLoop {
+    const log = this.loopLog(id, config);
     return config.spec.type === 'imap'
-      ? new ImapLoop(id, config, log, { resolver: this.deps.resolver, processor: this.deps.processor ?? statusOnlyProcessor, connectGate: this.connectGate, imapLogger: imapLogger(log) })
+      ? new ImapLoop(id, config, log, { resolver: this.deps.resolver, processor: this.deps.processor ?? statusOnlyProcessor, connectGate: this.connectGate, imapLogger: imapLogger(log) }, opened)
       : new SmtpLoop(id, config, log, { resolver: this.deps.resolver, outbound: this.deps.outbound });
   }
 
@@ -45,10 +50,21 @@ export class Supervisor {
     return this.loops.get(id)?.loop;
   }
 
-  /** Starts (or replaces) the loop of `id`; the old one is stopped first so one mailbox never has two pollers. */
-  async start(id: string, config: ServerConfig, secretDigest?: string): Promise<void> {
+  /**
+   * Opens the connection an IMAP server's loop will use, as the loop opens it (apply's verification); `start` hands it
+   * over, so an apply logs in once per server, not twice. Throws MailError.
+   */
+  async openFor(id: string, config: ServerConfig & { spec: ImapServerSpec }, signal: AbortSignal): Promise<OpenedImap> {
+    return this.connectGate.run(() => openImap(config.spec, this.deps.resolver, imapLogger(this.loopLog(id, config))), signal);
+  }
+
+  /**
+   * Starts (or replaces) the loop of `id`; the old one is stopped first so one mailbox never has two pollers. `opened`:
+   * a connection from `openFor` for the new loop's first session.
+   */
+  async start(id: string, config: ServerConfig, secretDigest?: string, opened?: OpenedImap): Promise<void> {
     await this.stop(id);
-    const loop = this.create(id, config);
+    const loop = this.create(id, config, opened);
     this.loops.set(id, { loop, secretDigest });
     loop.start();
   }

@@ -220,6 +220,42 @@ test('a restarted daemon resumes the applied configuration; SIGTERM drains withi
   await eventually(async () => (await serverState('smtp/support'))?.state === 'running', 20_000, 'resumed smtp loop');
 });
 
+test('an apply logs in once per IMAP server (the verified connection becomes the loop\'s); an aborted apply leaves no session', async () => {
+  const SALES = 'sales@example.com';
+  await dovecot.createFolder(SALES, 'ContactStorage').catch(() => undefined); // an earlier test may have made it
+  const salesRef = `\${file:${await ws.writeSecret('sales-password', 'sales-pass')}}`;
+  const wrong = `\${file:${await ws.writeSecret('wrong-sales', 'not-the-password')}}`;
+  const logins = async () => (await dovecot.log()).split('\n').filter((l) => /imap-login: (Info: )?Login: /.test(l) && l.includes(`user=<${SALES}>`)).length;
+  const sessions = async () => (await dovecot.doveadm(['who', '-1'])).split('\n').filter((l) => l.includes(SALES)).length;
+  const before = await logins();
+  await ws.writeServer('imap-sales.yaml', imapYaml({ shortName: 'sales', user: SALES, port: dovecot.ports.imap, caFile: dovecot.caFile, password: salesRef }));
+  const r = await apply();
+  assert.is(r.code, 0, r.stdout + r.stderr);
+  assert.match(r.stdout, /imap\/sales: Connection succeeded \(IDLE[^)]*\d+ unseen\)/);
+  await eventually(async () => (await serverState('imap/sales'))?.state === 'running', 20_000, 'sales loop running');
+  await eventually(async () => (await logins()) > before, 5000, 'the login is in the Dovecot log');
+  assert.is(await logins(), before + 1, 'one login for verification and loop');
+  assert.is(await sessions(), 1);
+
+  // a good new server next to a failing one: nothing is applied and the good one's verified connection is closed
+  const NEWCOMER = 'newcomer@example.com';
+  await dovecot.addUser(NEWCOMER, 'sales-pass');
+  await dovecot.createFolder(NEWCOMER, 'ContactStorage');
+  const newcomerSessions = async () => (await dovecot.doveadm(['who', '-1'])).split('\n').filter((l) => l.includes(NEWCOMER)).length;
+  await ws.writeServer('imap-sales2.yaml', imapYaml({ shortName: 'sales2', user: NEWCOMER, port: dovecot.ports.imap, caFile: dovecot.caFile, password: salesRef }));
+  await ws.writeServer('x.yaml', imapYaml({ shortName: 'x', user: 'unknown@example.com', port: dovecot.ports.imap, caFile: dovecot.caFile, password: wrong }));
+  const aborted = await apply();
+  assert.is(aborted.code, 1, aborted.stdout);
+  assert.match(aborted.stdout, /imap\/sales2: Connection succeeded/, aborted.stdout);
+  assert.match(aborted.stdout, /imap\/x: Connection failed: auth/);
+  await eventually(async () => (await newcomerSessions()) === 0, 10_000, 'the verified connection of the aborted apply is closed');
+  assert.is(await sessions(), 1, 'the running loop keeps its session');
+  assert.is((await status()).servers.some((s) => s.id === 'imap/sales2'), false);
+  for (const file of ['imap-sales2.yaml', 'x.yaml', 'imap-sales.yaml']) await ws.removeServer(file);
+  assert.is((await apply()).code, 0);
+  await eventually(async () => (await sessions()) === 0, 10_000, 'the sales loop stopped');
+});
+
 test('the canary secret appears in no output, log, apply log or state file', async () => {
   assert.not.match(daemon.output(), CANARY);
   for (const name of await readdir(ws.stateDir)) {

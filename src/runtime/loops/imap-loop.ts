@@ -2,7 +2,7 @@ import { schedule, type ScheduledTask } from 'node-cron';
 import type { ImapFlow } from 'imapflow';
 import type { Logger } from 'pino';
 import { classifyMailError, errorContext, type ClassifyContext } from '../../adapters/classify.js';
-import { connectImap, ensureFolderExists, type ImapLogger } from '../../adapters/imap.js';
+import { checkImapFolders, connectImap, type ImapLogger, type VerifyImapResult } from '../../adapters/imap.js';
 import { resolveConnection } from '../../apply/connection.js';
 import type { SecretResolver } from '../../apply/secrets.js';
 import type { ImapServerSpec } from '../../config/model.js';
@@ -35,6 +35,34 @@ export const statusOnlyProcessor: InboundProcessor = {
   },
 };
 
+/** An IMAP connection opened as a loop opens it: logged in, folders checked, the inbox folder selected. */
+export interface OpenedImap {
+  client: ImapFlow;
+  /** Settles when the connection ends. */
+  closed: Promise<void>;
+  found: VerifyImapResult;
+  secretDigest: string;
+  errorCtx: ClassifyContext;
+}
+
+/** Connects, checks the inbox and storage folders and selects the inbox folder. Throws MailError. */
+export async function openImap(spec: ImapServerSpec, resolver: SecretResolver, logger: ImapLogger | false | undefined): Promise<OpenedImap> {
+  const { settings, secretDigest } = await resolveConnection(spec, resolver);
+  const client = await connectImap(settings, { autoIdleDelay: AUTO_IDLE_DELAY_MS, logger });
+  const closed = new Promise<void>((resolve) => client.once('close', () => resolve()));
+  try {
+    const found = await checkImapFolders(client, settings, { folder: spec.folder, storageFolder: spec.storageFolder });
+    await client.mailboxOpen(spec.folder);
+    return { client, closed, found, secretDigest, errorCtx: errorContext(settings) };
+  } catch (err) {
+    await disconnect(client);
+    throw err;
+  }
+}
+
+/** Closes a connection opened for a loop that will not use it (an apply that was not carried out). */
+export const discardOpened = (opened: OpenedImap): Promise<void> => disconnect(opened.client);
+
 /**
  * Holds one IMAP connection: selects the inbox folder, polls on `pollSchedule` (never two polls at once) and as soon
  * as IDLE reports new mail, and IDLEs in between.
@@ -53,6 +81,8 @@ export class ImapLoop extends SupervisedLoop {
     config: ServerConfig,
     log: Logger,
     private readonly deps: { resolver: SecretResolver; processor: InboundProcessor; connectGate: ConnectGate; imapLogger?: ImapLogger | false },
+    /** The connection apply's verification opened for this loop: its first session uses it instead of logging in again. */
+    private handedOver: OpenedImap | null = null,
   ) {
     super(id, config, log);
   }
@@ -122,24 +152,26 @@ export class ImapLoop extends SupervisedLoop {
     }
   }
 
-  /** Connects, checks the storage folder and selects the inbox folder; `closed` settles when the connection ends. */
-  private async open(): Promise<{ client: ImapFlow; closed: Promise<void> }> {
-    const { settings } = await resolveConnection(this.spec, this.deps.resolver);
-    this.errorCtx = errorContext(settings);
-    const client = await connectImap(settings, { autoIdleDelay: AUTO_IDLE_DELAY_MS, logger: this.deps.imapLogger });
-    const closed = new Promise<void>((resolve) => client.once('close', () => resolve()));
-    try {
-      await ensureFolderExists(client, this.spec.storageFolder, 'storage folder');
-      await client.mailboxOpen(this.spec.folder);
-      return { client, closed };
-    } catch (err) {
-      await disconnect(client);
-      throw err;
-    }
+  /** A loop stopped before its first session closes the connection it was handed. */
+  override async stop(): Promise<void> {
+    await super.stop();
+    const handedOver = this.handedOver;
+    this.handedOver = null;
+    if (handedOver) await discardOpened(handedOver);
+  }
+
+  /** The handed-over connection if it is still usable, else a new one (connecting in the supervisor's waves). */
+  private async open(signal: AbortSignal): Promise<OpenedImap> {
+    const handedOver = this.handedOver;
+    this.handedOver = null;
+    if (handedOver?.client.usable) return handedOver;
+    if (handedOver) await discardOpened(handedOver);
+    return this.deps.connectGate.run(() => openImap(this.spec, this.deps.resolver, this.deps.imapLogger), signal);
   }
 
   protected async session(signal: AbortSignal): Promise<void> {
-    const { client, closed } = await this.deps.connectGate.run(() => this.open(), signal);
+    const { client, closed, errorCtx } = await this.open(signal);
+    this.errorCtx = errorCtx;
     try {
       this.client = client;
       client.on('exists', () => void this.requestPoll());
