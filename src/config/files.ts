@@ -3,6 +3,9 @@ import { lstat, readdir, readFile, realpath, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { Diagnostic } from './diagnostics.js';
 
+/** The configuration folder the commands read when no --dir is given. */
+export const DEFAULT_DIR = 'servers.d';
+
 /** Files larger than this are refused before parsing: a config file has no reason to be this big. */
 export const MAX_FILE_BYTES = 1024 * 1024;
 

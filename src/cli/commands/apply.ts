@@ -1,5 +1,5 @@
 import { readFile } from 'node:fs/promises';
-import { folderDigest, readConfigFolder } from '../../config/files.js';
+import { DEFAULT_DIR, folderDigest, readConfigFolder } from '../../config/files.js';
 import { parsePlanFile } from '../../plan/planfile.js';
 import { ACTION_SYMBOL } from '../../plan/model.js';
 import type { ReconcileResult } from '../../runtime/reconciler.js';
@@ -8,7 +8,6 @@ import { listOption, stringOption, type Command } from '../command.js';
 import { EXIT, UserError } from '../errors.js';
 import { painter, printJson, type Output } from '../output.js';
 import { renderDiagnosticsGithub, renderDiagnosticsText } from '../render/diagnostics.js';
-import { DEFAULT_DIR } from './validate.js';
 
 export const applyCommand: Command = {
   name: 'apply',

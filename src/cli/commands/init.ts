@@ -1,11 +1,11 @@
 import { mkdir, stat, writeFile } from 'node:fs/promises';
+import { DEFAULT_DIR } from '../../config/files.js';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Command } from '../command.js';
 import { EXIT, UserError } from '../errors.js';
 import { printJson } from '../output.js';
 import { starterFiles } from './init-files.js';
-import { DEFAULT_DIR } from './validate.js';
 
 /** The schema shipped with this mailctl (same depth from src/cli/commands and dist/cli/commands). */
 export const SCHEMA_FILE = fileURLToPath(new URL('../../../schema/mailctl.schema.json', import.meta.url));

@@ -1,4 +1,5 @@
 import { appendFile, readFile } from 'node:fs/promises';
+import { DEFAULT_DIR } from '../../config/files.js';
 import { writeFileAtomic } from '../../adapters/durable-files.js';
 import { loadConfig, type LoadedConfig } from '../../config/load.js';
 import { computePlan } from '../../plan/compute.js';
@@ -13,7 +14,6 @@ import { renderDiagnosticsGithub, renderDiagnosticsText, summarizeCounts } from 
 import { renderPlanMarkdown } from '../render/plan-markdown.js';
 import { describeAction, planAnnotations, renderPlanText, type SourceLocation } from '../render/plan-text.js';
 import { daemonLocation, fetchObservedState } from './state.js';
-import { DEFAULT_DIR } from './validate.js';
 
 const USAGE =
   'mailctl plan [--dir DIR] [--server URL | --state FILE | --state empty] [--state-dir DIR] [--token-file FILE] ' +

@@ -1,11 +1,11 @@
 import path from 'node:path';
+import { DEFAULT_DIR } from '../../config/files.js';
 import { loadSystemSmtp } from '../../config/load.js';
 import { renderDiagnosticsText } from '../render/diagnostics.js';
 import { LockHeldError } from '../../runtime/state-store.js';
 import { isLoopback, stateDirFrom } from '../../runtime/paths.js';
 import { stringOption, type Command } from '../command.js';
 import { EXIT, UserError } from '../errors.js';
-import { DEFAULT_DIR } from './validate.js';
 
 export const DEFAULT_LISTEN = '127.0.0.1:8425';
 

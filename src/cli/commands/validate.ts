@@ -1,10 +1,9 @@
+import { DEFAULT_DIR } from '../../config/files.js';
 import { loadConfig } from '../../config/load.js';
 import { stringOption, type Command } from '../command.js';
 import { EXIT } from '../errors.js';
 import { printJson } from '../output.js';
 import { renderDiagnosticsGithub, renderDiagnosticsText, summarizeCounts } from '../render/diagnostics.js';
-
-export const DEFAULT_DIR = 'servers.d';
 
 export const validateCommand: Command = {
   name: 'validate',
