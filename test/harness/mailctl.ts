@@ -55,7 +55,9 @@ export async function createWorkspace(): Promise<Workspace> {
 
 export function cli(args: string[], env: NodeJS.ProcessEnv, cwd?: string): Promise<CliResult> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [BIN, ...args], { env, cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+    // MAILCTL_CLI_NODE_FLAGS: extra node flags for CLI processes, for profiling a benchmark (e.g. `--cpu-prof`)
+    const nodeFlags = process.env.MAILCTL_CLI_NODE_FLAGS?.split(' ').filter(Boolean) ?? [];
+    const child = spawn(process.execPath, [...nodeFlags, BIN, ...args], { env, cwd, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d) => (stdout += d));
