@@ -5,7 +5,7 @@ import { ACTION_SYMBOL } from '../../plan/model.js';
 import type { ReconcileResult } from '../../runtime/reconciler.js';
 import { locateDaemon } from '../daemon-client.js';
 import { listOption, stringOption, type Command } from '../command.js';
-import { EXIT, UserError } from '../errors.js';
+import { UserError } from '../errors.js';
 import { painter, printJson, type Output } from '../output.js';
 import { renderDiagnosticsGithub, renderDiagnosticsText } from '../render/diagnostics.js';
 
