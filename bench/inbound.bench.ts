@@ -30,6 +30,14 @@ const N_MEM = Number(process.env.MAILCTL_BENCH_LOOPS ?? 1000);
 /** MAILCTL_BENCH_ONLY=throughput,latency,memory (any subset; all by default) runs only those parts. */
 const ONLY = new Set((process.env.MAILCTL_BENCH_ONLY ?? 'throughput,latency,memory').split(',').map((x) => x.trim()));
 const BATCH = 100;
+/** MAILCTL_BENCH_DAEMON_LOG=debug|info: the daemons' logs of the run go to LOG_DIR/<part>-daemon.log */
+const logLevel = process.env.MAILCTL_BENCH_DAEMON_LOG ?? 'warn';
+const LOG_DIR = `/tmp/mailctl-bench-logs-${process.pid}`;
+const keepLog = async (part: string, text: string) => {
+  await mkdir(LOG_DIR, { recursive: true });
+  await writeFile(path.join(LOG_DIR, `${part}-daemon.log`), text);
+  console.log(`daemon log: ${path.join(LOG_DIR, `${part}-daemon.log`)}`);
+};
 const STORAGE = 'ContactStorage';
 const HOURLY = '0 * * * *';
 const SCRATCH = '/tmp/h-bench-in';
@@ -128,8 +136,16 @@ async function waitDone(dv: Dovecot, user: string, sink: string, n: number, copy
 const EARLY_MS = 10_000;
 const IDLE_MS = 60_000;
 
-/** The median of three RSS readings a second apart, at EARLY_MS and at IDLE_MS from now. */
-async function idleRss(read: () => Promise<number>): Promise<{ early: number; idle: number }> {
+/** Where a daemon's memory is (V8 heap spaces committed, memory outside the heap), from its /metrics: one line. */
+async function heapSpaces(d: DaemonProcess): Promise<string> {
+  const text = String((await d.api('GET', '/metrics').catch(() => ({ body: '' }))).body);
+  const value = (re: RegExp) => Number(re.exec(text)?.[1] ?? NaN);
+  const spaces = [...text.matchAll(/^mailctl_nodejs_heap_space_size_total_bytes\{space="(\w+)"\} (\d+)/gm)].map(([, space, bytes]) => `${space} ${mib(Number(bytes))}`);
+  return `heap committed: ${spaces.join(', ')}; heap used ${mib(value(/^mailctl_nodejs_heap_size_used_bytes (\d+)/m))}; external ${mib(value(/^mailctl_nodejs_external_memory_bytes (\d+)/m))}`;
+}
+
+/** The median of three RSS readings a second apart, at EARLY_MS and at IDLE_MS from now; `whereAt` describes each moment. */
+async function idleRss(read: () => Promise<number>, whereAt?: () => Promise<string>): Promise<{ early: number; idle: number }> {
   const t0 = now();
   const median3 = async () => {
     const samples: number[] = [];
@@ -141,8 +157,11 @@ async function idleRss(read: () => Promise<number>): Promise<{ early: number; id
   };
   await sleep(EARLY_MS);
   const early = await median3();
+  if (whereAt) console.log(`  at ${EARLY_MS / 1000} s: ${await whereAt()}`);
   await sleep(Math.max(0, IDLE_MS - (now() - t0)));
-  return { early, idle: await median3() };
+  const idle = await median3();
+  if (whereAt) console.log(`  idle: ${await whereAt()}`);
+  return { early, idle };
 }
 
 function rssOf(pid: number): Promise<number> {
@@ -165,6 +184,8 @@ function spawnJson(cmd: string, args: string[], env: NodeJS.ProcessEnv, timeoutM
   });
 }
 
+/** A profiled daemon (MAILCTL_DAEMON_NODE_FLAGS) is stopped with SIGTERM so that it writes its profile; else killed. */
+const stopDaemon = (d: DaemonProcess) => (process.env.MAILCTL_DAEMON_NODE_FLAGS ? d.stop('SIGTERM').then(() => undefined) : d.kill());
 const statusOf = async (d: DaemonProcess) => (await d.api('GET', '/v1/status')).body.servers as { id: string; state: string }[];
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -233,7 +254,7 @@ try {
     const ref = `\${file:${await ws.writeSecret('tp', users[TP.mailctl]!)}}`;
     await ws.writeServer('flow.yaml', flowYaml('main', 'queues'));
     await ws.writeServer('imap-tp.yaml', imapYaml({ shortName: 'tp', user: TP.mailctl, port: dv.ports.imap, caFile: dv.caFile, password: ref, storageFolder: STORAGE, pollSchedule: HOURLY }));
-    daemon = await startDaemon(ws, ['--no-watch', '--log-level', 'warn']);
+    daemon = await startDaemon(ws, ['--no-watch', '--log-level', logLevel]);
     const sink = path.join(ws.stateDir, 'queues');
     await settle();
     const t0 = Date.now();
@@ -246,8 +267,9 @@ try {
     tp.mailctl = { name: 'mailctl daemon', wallMs: wall, rate: done.complete ? N / (wall / 1000) : null, rateFromFirst: done.complete ? N / ((done.doneAt - first) / 1000) : null,
       note: `${done.complete ? '' : `INCOMPLETE: ${done.json} .json, ${done.unseen} unseen, ${done.stored} stored; `}apply took ${fmtS(a.at - t0)}; first .eml ${fmtS(first - t0)} after apply started` };
     const st = (await statusOf(daemon)).find((s) => s.id === 'imap/tp');
+    if (logLevel !== 'warn') await keepLog('throughput', `apply started at ${new Date(t0).toISOString()}\n${daemon.output()}`);
     console.log(`mailctl: ${done.complete ? 'all done' : 'NOT done'} in ${fmtS(wall)} → ${tp.mailctl.rate?.toFixed(0) ?? 'n/a'} msg/s (from the first .eml: ${tp.mailctl.rateFromFirst?.toFixed(0) ?? 'n/a'} msg/s); ${tp.mailctl.note}; loop state ${st?.state}`);
-    await daemon.kill();
+    await stopDaemon(daemon);
     daemon = undefined;
   }
 
@@ -346,7 +368,7 @@ try {
     const ref = `\${file:${await ws.writeSecret('lat', users[LAT]!)}}`;
     await ws.writeServer('flow.yaml', flowYaml('main', 'queues'));
     await ws.writeServer('imap-lat.yaml', imapYaml({ shortName: 'lat', user: LAT, port: dv.ports.imap, caFile: dv.caFile, password: ref, storageFolder: STORAGE, pollSchedule: HOURLY }));
-    daemon = await startDaemon(ws, ['--no-watch', '--log-level', 'warn']);
+    daemon = await startDaemon(ws, ['--no-watch', '--log-level', logLevel]);
     const d = daemon;
     const a = await cli(['apply', '--dir', ws.dir], ws.env);
     if (a.code !== 0) throw new Error(`apply exited ${a.code}: ${a.stderr}${a.stdout.slice(-2000)}`);
@@ -390,7 +412,7 @@ try {
       `| latency, ${N_LAT} messages one by one (LMTP acknowledged → .json), idle loop | p50 ${fmtS(p50)}, p95 ${fmtS(p95)} (min ${fmtS(Math.min(...lat))}, max ${fmtS(Math.max(...lat))}) | p50 ≤ 0.6 s ${goal} |`,
       `| — from the start of the LMTP transaction | p50 ${fmtS(pct(latFromSend, 50))}, p95 ${fmtS(pct(latFromSend, 95))} | |`,
     );
-    await daemon.kill();
+    await stopDaemon(daemon);
     daemon = undefined;
   }
 
@@ -419,7 +441,7 @@ try {
       await ws.writeServer(`imap-m${i}.yaml`, imapYaml({ shortName: `m${i}`, user: memUser(i), port: dv.ports.imap, caFile: dv.caFile, password: ref, storageFolder: STORAGE, pollSchedule: HOURLY }));
     });
     console.log(`memory: ${N_MEM} users with storage folders and server files ready in ${fmtS(now() - m0)}`);
-    daemon = await startDaemon(ws, ['--no-watch', '--log-level', 'warn']);
+    daemon = await startDaemon(ws, ['--no-watch', '--log-level', logLevel]);
     const d = daemon;
     const pid = d.child.pid!;
     await sleep(3000);
@@ -431,7 +453,7 @@ try {
     let running = 0;
     await eventually(async () => (running = (await statusOf(d)).filter((s) => s.id.startsWith('imap/') && s.state === 'running').length) >= N_MEM, 180_000, 'every loop running').catch(() => undefined);
     const states = (await statusOf(d)).reduce<Record<string, number>>((acc, s) => ((acc[s.state] = (acc[s.state] ?? 0) + 1), acc), {});
-    const settled = await idleRss(() => rssOf(pid));
+    const settled = await idleRss(() => rssOf(pid), () => heapSpaces(d));
     const sessions = (await dv.doveadm(['who', '-1']).catch(() => '')).split('\n').filter((l) => /@example\.com/.test(l)).length;
     console.log(`mailctl daemon: RSS ${mib(base)} before apply → ${mib(settled.early)} → ${mib(settled.idle)} idle with ${running} loops running (${JSON.stringify(states)}; Dovecot sees ${sessions} sessions); apply ${fmtS(applyMs)}`);
     const sessionsOpen = async () => (await dv.doveadm(['who', '-1']).catch(() => '')).split('\n').filter((l) => /@example\.com/.test(l)).length;
@@ -439,6 +461,7 @@ try {
     const drained = () => eventually(async () => (await sessionsOpen()) < 5, 60_000, 'sessions closed').catch(() => undefined);
     // The same state folder, daemon restarted: the loops resume without an apply (so without apply's 1,000 verification
     // connections before them). Same empty-daemon baseline.
+    if (logLevel !== 'warn') await keepLog('memory', d.output());
     await daemon.stop('SIGTERM');
     daemon = undefined;
     await drained();
@@ -446,9 +469,9 @@ try {
     const d2 = daemon;
     let resumed = 0;
     await eventually(async () => (resumed = (await statusOf(d2)).filter((s) => s.id.startsWith('imap/') && s.state === 'running').length) >= N_MEM, 180_000, 'every loop running after restart').catch(() => undefined);
-    const settled2 = await idleRss(() => rssOf(d2.child.pid!));
+    const settled2 = await idleRss(() => rssOf(d2.child.pid!), () => heapSpaces(d2));
     console.log(`mailctl daemon restarted (loops resumed from state, no apply): RSS ${mib(settled2.early)} → ${mib(settled2.idle)} idle with ${resumed} loops running`);
-    await daemon.kill();
+    await stopDaemon(daemon);
     daemon = undefined;
     await drained();
     const input = { host: '127.0.0.1', port: dv.ports.imap, ca: caPem, users: mem.map((i) => [memUser(i), users[memUser(i)]!]), earlyMs: EARLY_MS, idleMs: IDLE_MS, parallel: 25 };

@@ -2,9 +2,10 @@ import type { Logger } from 'pino';
 import type { SecretResolver } from '../apply/secrets.js';
 import type { ImapServerSpec } from '../config/model.js';
 import type { ServerConfig } from '../plan/model.js';
-import { ConnectGate } from './connect-gate.js';
+import { CONNECT_CONCURRENCY, ConnectGate } from './connect-gate.js';
 import type { LoopStatus, SupervisedLoop } from './loop.js';
 import { imapLogger } from './logging.js';
+import { BurstGarbageRelease } from './memory.js';
 import { ImapLoop, openImap, statusOnlyProcessor, type InboundProcessor, type OpenedImap } from './loops/imap-loop.js';
 import { SmtpLoop } from './loops/smtp-loop.js';
 import type { OutboundConsumer } from './outbound/sender.js';
@@ -26,10 +27,17 @@ export interface SupervisorDeps {
 /** Owns the running loops: one per enabled server, started, updated in place, restarted or stopped by the reconciler. */
 export class Supervisor {
   private readonly loops = new Map<string, RunningLoop>();
-  /** Shared by every IMAP loop: a thousand loops started together connect in waves. */
-  private readonly connectGate = new ConnectGate();
+  /** Shared by every IMAP loop: a thousand loops started together connect in waves, and their garbage is given back. */
+  private readonly connectGate: ConnectGate;
 
-  constructor(private readonly deps: SupervisorDeps) {}
+  constructor(private readonly deps: SupervisorDeps) {
+    const mib = (bytes: number) => Math.round(bytes / 1048576);
+    const garbage = new BurstGarbageRelease({
+      onReleased: ({ connections, heapBeforeBytes, heapAfterBytes }) =>
+        deps.log.info({ connections, heapUsedMiB: { before: mib(heapBeforeBytes), after: mib(heapAfterBytes) } }, 'memory given back after a burst of connections'),
+    });
+    this.connectGate = new ConnectGate(CONNECT_CONCURRENCY, garbage);
+  }
 
   private loopLog(id: string, config: ServerConfig) {
     return this.deps.log.child({ server: id, loop: config.spec.type === 'imap' ? 'poll' : 'send' });

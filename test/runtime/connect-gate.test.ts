@@ -2,6 +2,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { ConnectGate } from '../../src/runtime/connect-gate.js';
+import type { BurstObserver } from '../../src/runtime/memory.js';
 
 const tick = () => new Promise((r) => setTimeout(r, 1));
 
@@ -42,6 +43,16 @@ test('a loop stopped while waiting leaves the queue; the others keep their turn'
   await first;
   assert.is(await third, 'third');
   await gate.run(async () => undefined, stop.signal).then(() => assert.unreachable('already aborted'), () => undefined);
+});
+
+test('the observer hears when a burst starts and how many connections it had when the gate is idle again', async () => {
+  const events: string[] = [];
+  const observer: BurstObserver = { busy: () => events.push('busy'), idle: (n) => events.push(`idle ${n}`) };
+  const gate = new ConnectGate(2, observer);
+  const signal = new AbortController().signal;
+  await Promise.all(Array.from({ length: 5 }, (_, i) => gate.run(async () => (i === 3 ? Promise.reject(new Error('refused')) : tick()), signal).catch(() => undefined)));
+  await gate.run(tick, signal);
+  assert.equal(events, ['busy', 'idle 5', 'busy', 'idle 1']);
 });
 
 test.run();
