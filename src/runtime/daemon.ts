@@ -1,6 +1,7 @@
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { SecretResolver } from '../apply/secrets.js';
+import { warmValidators } from '../config/schema.js';
 import type { LoadedServer } from '../config/model.js';
 import { stateDigest } from '../plan/compute.js';
 import { PLAN_FORMAT_VERSION } from '../plan/model.js';
@@ -143,6 +144,7 @@ export async function startDaemon(options: DaemonOptions, logging: Logging = cre
     await reconciler.reconcile({ trigger: 'start' });
     watcher = await watchFolders({ config: dir, secrets: options.secretsDir }, () => void reconciler.reconcile({ trigger: 'watch' }));
   }
+  setImmediate(warmValidators); // off the request path: the first `apply` would otherwise compile them
   ready = true;
 
   let stopping: Promise<void> | null = null;

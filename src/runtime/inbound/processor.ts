@@ -1,6 +1,7 @@
 /**
  * The inbound stage of an IMAP loop: each poll processes every message of the inbox folder not processed yet (UIDs
- * above the checkpoint, read or not, plus due retries; on the first run the `backfill` set), in batches (batch.ts):
+ * above the checkpoint, read or not, plus due retries; on the first run the `backfill` set), in batches (batch.ts, then
+ * commit.ts; batch N+1 is fetched while N goes to the sink, and goes to the sink while N is copied and flagged):
  * FETCH metadata → quarantine oversize → FETCH source (BODY.PEEK, \Seen untouched) → route → deliver durably to the
  * sink → record the copy intent → one UID COPY to the storage folder → one UID STORE +FLAGS.SILENT → advance the
  * checkpoint. A message whose delivery fails stays unseen and is retried with backoff on later polls without blocking
@@ -18,7 +19,8 @@ import type { FlowSpec, ImapServerSpec } from '../../config/model.js';
 import type { ServerConfig } from '../../plan/model.js';
 import { backoffDelay } from '../backoff.js';
 import type { InboundProcessor, PollStats } from '../loops/imap-loop.js';
-import { fetchBatch, recoverCopy, runBatch, type BatchOutcome, type FetchedBatch } from './batch.js';
+import { deliverBatch, fetchBatch, type FetchedBatch } from './batch.js';
+import { carryOut, recordBatch, recoverCopy } from './commit.js';
 import { checkpointFile, CHECKPOINT_FORMAT_VERSION, listCheckpoints, loadCheckpoint, removeStaleTemps, saveCheckpoint, type Checkpoint } from './checkpoint.js';
 import { DeliveredLedger, ledgerFile } from './ledger.js';
 import { quarantineListing, releaseInCheckpoint, type QuarantineListing } from './quarantine.js';
@@ -46,11 +48,18 @@ export class SinkUnavailableError extends MailError {
 
 type Spec = ImapServerSpec;
 
-/** Starts reading a batch ahead of its turn; a failure surfaces where it is awaited, never as an unhandled rejection. */
-function prefetch(client: ImapFlow, spec: Spec, uids: number[]): Promise<FetchedBatch> {
-  const batch = fetchBatch(client, spec, uids);
-  batch.catch(() => undefined);
-  return batch;
+/** Work running ahead of its turn: a failure surfaces where it is awaited, never as an unhandled rejection. */
+function ahead<T>(work: Promise<T>): Promise<T> {
+  work.catch(() => undefined);
+  return work;
+}
+
+/** Waits for both; fails with the first failure only once neither is still running (nothing outlives the poll). */
+async function alongside<T>(other: Promise<unknown>, work: Promise<T>): Promise<T> {
+  const [a, b] = await Promise.allSettled([other, work]);
+  if (a.status === 'rejected') throw a.reason;
+  if (b.status === 'rejected') throw b.reason;
+  return b.value;
 }
 
 export class InboundMailProcessor implements InboundProcessor {
@@ -158,32 +167,39 @@ export class InboundMailProcessor implements InboundProcessor {
     const fetchNext = () => {
       const uids = all.slice(i, i + (probing() ? 1 : this.batchSize));
       i += uids.length;
-      return uids.length ? prefetch(client, spec, uids) : null;
+      return uids.length ? ahead(fetchBatch(client, spec, uids)) : null;
     };
-    let ahead = fetchNext();
-    while (ahead && !signal.aborted) {
-      const batch = await ahead;
-      const sinkWasDown = probing();
-      // the next batch is read from the server while this one is written to disk; after a probe, once it succeeded
-      ahead = sinkWasDown ? null : fetchNext();
-      const outcome: BatchOutcome = await runBatch(
-        { client, spec, flow, sink, cp, file, uidValidity, ledger, now: this.now, log, sinkWasDown },
-        batch,
+    // the previous batch's recorded intent, being carried out (COPY, STORE) while the next batch goes to the sink
+    let carrying: Promise<void> = Promise.resolve();
+    try {
+      let next = fetchNext();
+      while (next && !signal.aborted) {
+        const batch: FetchedBatch = await next;
+        const sinkWasDown = probing();
+        // the next batch is read from the server while this one is written to disk; after a probe, once it succeeded
+        next = sinkWasDown ? null : fetchNext();
+        const ctx = { client, spec, flow, sink, cp, file, uidValidity, ledger, now: this.now, log, sinkWasDown };
+        const delivery = await alongside(carrying, deliverBatch(ctx, batch));
         // a probe must not move the watermark past the messages still waiting behind it
-        sinkWasDown ? Math.min(maxFresh, batch.uids[0]!) : maxFresh,
-      );
-      stats.delivered += outcome.delivered;
-      stats.quarantined += outcome.quarantined;
-      stats.duplicates += outcome.duplicates;
-      if (outcome.sinkDown) {
-        const rounds = (this.down.get(serverId)?.rounds ?? 0) + 1;
-        const delay = backoffDelay(rounds);
-        this.down.set(serverId, { rounds, until: this.now() + delay, error: outcome.sinkDown });
-        log?.warn({ rounds, retryInMs: delay }, `sink down, inbound paused: ${outcome.sinkDown}`);
-        throw new SinkUnavailableError(`the sink of flow "${flow.name}" is down (${outcome.sinkDown}); paused for ${Math.round(delay / 1000)} s`, delay);
+        const outcome = await recordBatch(ctx, delivery, sinkWasDown ? Math.min(maxFresh, batch.uids[0]!) : maxFresh);
+        carrying = ahead(cp.copyIntent ? carryOut(client, spec, cp, cp.copyIntent.uids) : Promise.resolve());
+        stats.delivered += outcome.delivered;
+        stats.quarantined += outcome.quarantined;
+        stats.duplicates += outcome.duplicates;
+        if (outcome.sinkDown) {
+          await carrying;
+          const rounds = (this.down.get(serverId)?.rounds ?? 0) + 1;
+          const delay = backoffDelay(rounds);
+          this.down.set(serverId, { rounds, until: this.now() + delay, error: outcome.sinkDown });
+          log?.warn({ rounds, retryInMs: delay }, `sink down, inbound paused: ${outcome.sinkDown}`);
+          throw new SinkUnavailableError(`the sink of flow "${flow.name}" is down (${outcome.sinkDown}); paused for ${Math.round(delay / 1000)} s`, delay);
+        }
+        if (this.down.delete(serverId)) log?.info('sink reachable again; inbound resumed');
+        next ??= fetchNext();
       }
-      if (this.down.delete(serverId)) log?.info('sink reachable again; inbound resumed');
-      ahead ??= fetchNext();
+      await carrying;
+    } finally {
+      await carrying.catch(() => undefined); // a failed read must not leave a COPY running after the poll's lock is released
     }
     // the last batch's completion (each batch's is persisted with the next one's intent)
     if (i > 0) await saveCheckpoint(file, cp);
