@@ -12,9 +12,9 @@ import v8 from 'node:v8';
 import vm from 'node:vm';
 
 /** Connections in a burst from which a full GC follows it. */
-export const LARGE_BURST = 100;
+const LARGE_BURST = 100;
 /** The window after a large burst in which the daemon must have been quiet before the GC (another burst restarts it). */
-export const QUIET_MS = 2000;
+const QUIET_MS = 2000;
 /** Quiet: the event loop was busy for at most this share of the window. */
 const QUIET_UTILIZATION = 0.2;
 /** Windows to wait for quiet; a daemon that stays busy gets the GC anyway (its garbage is not getting any younger). */
