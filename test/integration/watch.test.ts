@@ -120,8 +120,10 @@ test('a bad edit keeps the old configuration running; status shows file:line:col
   assert.is((await appliedSpec('imap/a'))?.name, 'Alice (renamed)');
   // 3. the fix
   await atomicSave('imap-a.yaml', imapA({ name: 'Alice (fixed)' }));
-  await eventually(async () => (await appliedSpec('imap/a'))?.name === 'Alice (fixed)', 10_000, 'fix applied');
-  assert.is((await statusOf()).lastReconcile?.outcome, 'applied');
+  // the new state is visible while its loops start; the reconcile's outcome is recorded when it ends
+  await eventually(async () => (await statusOf()).lastReconcile?.outcome === 'applied', 10_000, 'fix applied')
+    .catch(async (err) => assert.unreachable(`${err.message}; last reconcile: ${JSON.stringify((await statusOf()).lastReconcile)}`));
+  assert.is((await appliedSpec('imap/a'))?.name, 'Alice (fixed)');
   assert.is((await server('imap/a'))?.state, 'running');
 });
 
@@ -211,9 +213,10 @@ test('SIGHUP reconciles now (--no-watch daemon)', async () => {
     await quiet();
     assert.is((await appliedSpec('smtp/a', d2))?.name, 'smtp a', '--no-watch: an edit alone changes nothing');
     d2.child.kill('SIGHUP');
-    await eventually(async () => (await appliedSpec('smtp/a', d2))?.name === 'Alice outgoing (HUP)', 10_000, 'applied after SIGHUP');
-    const last = JSON.parse((await readFile(path.join(ws2.stateDir, 'apply-log.jsonl'), 'utf8')).trim().split('\n').at(-1)!);
-    assert.is(last.trigger, 'sighup');
+    // the apply log gets its entry once the loops have started, after the new state is visible
+    const lastApply = async () => JSON.parse((await readFile(path.join(ws2.stateDir, 'apply-log.jsonl'), 'utf8')).trim().split('\n').at(-1)!);
+    await eventually(async () => (await lastApply()).trigger === 'sighup', 10_000, 'apply-log entry for the SIGHUP');
+    assert.is((await appliedSpec('smtp/a', d2))?.name, 'Alice outgoing (HUP)');
   } finally {
     await d2?.kill().catch(() => undefined);
     await ws2.cleanup();
