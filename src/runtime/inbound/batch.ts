@@ -1,15 +1,17 @@
 /**
- * One batch of UIDs, up to the sink: FETCH metadata (RFC822.SIZE, envelope; never the body) → quarantine oversize →
- * FETCH sources (BODY.PEEK; the header is parsed from the source, never fetched twice) in groups → after a UIDVALIDITY
+ * One batch of UIDs, up to the sink: FETCH metadata (RFC822.SIZE only; never the body) → quarantine oversize (their
+ * Message-ID header alone is fetched) → FETCH sources (BODY.PEEK; routing and metadata read the header from the
+ * source, facts.ts) in groups → after a UIDVALIDITY
  * change, skip what the ledger says was delivered → route → deliver durably to the sink. Nothing here changes the
  * checkpoint or the server: deliverBatch returns what happened, and commit.ts records it (the copy intent) and carries
  * it out (COPY, STORE). fetchBatch has no side effect on the server, so the processor runs it for the next batch while
  * this one is being written to disk, and deliverBatch runs while the previous batch is copied and flagged.
  */
-import type { FetchMessageObject, ImapFlow, MessageAddressObject } from 'imapflow';
+import type { FetchMessageObject, ImapFlow } from 'imapflow';
 import type { Logger } from 'pino';
 import type { FlowSpec, ImapServerSpec } from '../../config/model.js';
 import type { Checkpoint, QuarantineReason } from './checkpoint.js';
+import { messageFacts, messageIdOf } from './facts.js';
 import { contentHash, type DeliveredLedger } from './ledger.js';
 import { parseHeaders, routeMessage } from './route.js';
 import { messageKey, type InboundMetadata, type InboundSink, type SinkItem } from './sink-directory.js';
@@ -54,7 +56,7 @@ export interface Delivery {
   /** Delivered before the mailbox was recreated (ledger): only flagged \Seen. */
   duplicates: number[];
   quarantine: QuarantineDecision[];
-  failed: Map<number, { error: string; sinkDown: boolean }>;
+  failed: Map<number, { error: string; sinkDown: boolean; messageId: string | null }>;
   messageIds: Record<string, string | null>;
   /** Content hashes by UID (how recovery recognises copies of messages without a Message-ID). */
   hashOf: Map<number, string>;
@@ -63,17 +65,6 @@ export interface Delivery {
 
 export const uidSet = (uids: readonly number[]): string => uids.join(',');
 
-const addresses = (list: MessageAddressObject[] | undefined): string[] =>
-  (list ?? []).map((a) => (typeof a.address === 'string' ? a.address : '').trim()).filter((a) => a !== '');
-
-const toIso = (d: Date | string | undefined): string | null => {
-  if (!d) return null;
-  const date = d instanceof Date ? d : new Date(d);
-  return Number.isNaN(date.getTime()) ? null : date.toISOString();
-};
-
-export const text = (v: unknown): string => (typeof v === 'string' ? v : '');
-
 /** A batch's metadata and the sources of its first group, fetched ahead of its turn. */
 export interface FetchedBatch {
   uids: number[];
@@ -81,6 +72,8 @@ export interface FetchedBatch {
   /** The messages to download (not oversize), in groups of at most SOURCE_BYTES_PER_FETCH. */
   groups: Meta[][];
   firstSources: Map<number, Buffer>;
+  /** The Message-IDs of the oversize messages (quarantined without downloading them). */
+  oversizeIds: Map<number, string | null>;
 }
 
 export const oversize = (spec: ImapServerSpec, m: Meta): boolean => (m.size ?? 0) > spec.maxMessageSize;
@@ -111,28 +104,16 @@ export async function fetchSources(client: ImapFlow, group: readonly Meta[]): Pr
 /** The IMAP reads of a batch (no side effect on the server): metadata, then the first group's sources. */
 export async function fetchBatch(client: ImapFlow, spec: ImapServerSpec, uids: number[]): Promise<FetchedBatch> {
   const wanted = new Set(uids);
-  const all = await client.fetchAll(uidSet(uids), { uid: true, size: true, envelope: true }, { uid: true });
+  const all = await client.fetchAll(uidSet(uids), { uid: true, size: true }, { uid: true });
   const metas = all.filter((m) => wanted.has(m.uid)); // `N:*` semantics can return a lower UID
   const groups = sourceGroups(metas.filter((m) => !oversize(spec, m)));
-  return { uids, metas, groups, firstSources: await fetchSources(client, groups[0] ?? []) };
-}
-
-/** What routing and the metadata need. Broken MIME never throws here: unparsable fields are left empty. */
-export function describe(m: Pick<Meta, 'envelope' | 'headers'>, source: Buffer): { from: string[]; to: string[]; cc: string[]; subject: string; date: string | null; messageId: string | null; headers: Map<string, string[]> } {
-  let headers = new Map<string, string[]>();
-  try {
-    headers = parseHeaders(m.headers ?? source);
-  } catch {
-    /* left empty */
+  const tooLarge = metas.filter((m) => oversize(spec, m)).map((m) => m.uid);
+  const oversizeIds = new Map<number, string | null>();
+  if (tooLarge.length) {
+    for (const m of await client.fetchAll(uidSet(tooLarge), { uid: true, headers: ['message-id'] }, { uid: true })) oversizeIds.set(m.uid, messageIdOf(parseHeaders(m.headers)));
   }
-  try {
-    const env = m.envelope ?? {};
-    return { from: addresses(env.from), to: addresses(env.to), cc: addresses(env.cc), subject: text(env.subject), date: toIso(env.date), messageId: text(env.messageId) || null, headers };
-  } catch {
-    return { from: [], to: [], cc: [], subject: '', date: null, messageId: null, headers };
-  }
+  return { uids, metas, groups, firstSources: await fetchSources(client, groups[0] ?? []), oversizeIds };
 }
-
 
 /** The sink key of a UID of this server's folder. */
 export function keyOf(spec: ImapServerSpec, uidValidity: string, uid: number): string {
@@ -146,7 +127,7 @@ export async function deliverBatch(ctx: BatchContext, batch: FetchedBatch): Prom
   const out: Delivery = { uids, byUid: new Map(metas.map((m) => [m.uid, m])), delivered: [], duplicates: [], quarantine: [], failed: new Map(), messageIds: {}, hashOf: new Map(), ledgerEntries: [] };
   const at = () => new Date(ctx.now()).toISOString();
   for (const m of metas) {
-    if (oversize(spec, m)) out.quarantine.push({ uid: m.uid, messageId: text(m.envelope?.messageId) || null, reason: 'oversize', detail: `RFC822.SIZE ${m.size} > maxMessageSize ${spec.maxMessageSize}; not downloaded` });
+    if (oversize(spec, m)) out.quarantine.push({ uid: m.uid, messageId: batch.oversizeIds.get(m.uid) ?? null, reason: 'oversize', detail: `RFC822.SIZE ${m.size} > maxMessageSize ${spec.maxMessageSize}; not downloaded` });
   }
 
   const deliverGroup = async (group: Meta[], sources: Map<number, Buffer>) => {
@@ -154,10 +135,10 @@ export async function deliverBatch(ctx: BatchContext, batch: FetchedBatch): Prom
     for (const m of group) {
       const source = sources.get(m.uid);
       if (!source) {
-        out.failed.set(m.uid, { error: 'source not returned by the server', sinkDown: false });
+        out.failed.set(m.uid, { error: 'source not returned by the server', sinkDown: false, messageId: null });
         continue;
       }
-      const facts = describe(m, source);
+      const facts = messageFacts(source);
       const hash = contentHash(source);
       out.hashOf.set(m.uid, hash);
       if (cp.recheckBelow !== undefined && m.uid < cp.recheckBelow && (await ctx.ledger.has(facts.messageId, hash))) {
@@ -188,7 +169,7 @@ export async function deliverBatch(ctx: BatchContext, batch: FetchedBatch): Prom
         out.messageIds[metadata.uid] = metadata.messageId;
         out.ledgerEntries.push({ messageId: metadata.messageId, hash });
       } else if (r.permanent) out.quarantine.push({ uid: metadata.uid, messageId: metadata.messageId, reason: 'rejected', detail: r.error.message });
-      else out.failed.set(metadata.uid, { error: r.error.message, sinkDown: r.sinkDown === true });
+      else out.failed.set(metadata.uid, { error: r.error.message, sinkDown: r.sinkDown === true, messageId: metadata.messageId });
     });
   };
   for (const [i, group] of batch.groups.entries()) await deliverGroup(group, i === 0 ? batch.firstSources : await fetchSources(client, group));

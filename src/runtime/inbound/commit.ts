@@ -11,7 +11,7 @@ import type { ImapFlow } from 'imapflow';
 import type { Logger } from 'pino';
 import { MailError } from '../../adapters/connection.js';
 import type { ImapServerSpec } from '../../config/model.js';
-import { keyOf, text, uidSet, type BatchContext, type Delivery, type Meta, type QuarantineDecision } from './batch.js';
+import { keyOf, uidSet, type BatchContext, type Delivery, type Meta, type QuarantineDecision } from './batch.js';
 import { retryDelayMs, saveCheckpoint, type Checkpoint } from './checkpoint.js';
 import { MAX_ATTEMPTS, recordQuarantine } from './quarantine.js';
 import { fingerprintsIn, messageIdsIn, type Fingerprint } from './storage-lookup.js';
@@ -104,7 +104,7 @@ function scheduleRetries(ctx: BatchContext, d: Delivery, sinkDown: string | null
   const { cp, log } = ctx;
   const now = ctx.now();
   const exhausted: QuarantineDecision[] = [];
-  for (const [uid, { error }] of d.failed) {
+  for (const [uid, { error, messageId }] of d.failed) {
     const before = cp.pending[uid];
     if (sinkDown) {
       cp.pending[uid] = { ...before, attempts: before?.attempts ?? 0, nextAttemptAt: 0, lastError: error };
@@ -112,7 +112,7 @@ function scheduleRetries(ctx: BatchContext, d: Delivery, sinkDown: string | null
     }
     const attempts = (before?.attempts ?? 0) + 1;
     if (attempts >= MAX_ATTEMPTS) {
-      exhausted.push({ uid, messageId: text(d.byUid.get(uid)?.envelope?.messageId) || null, reason: 'failed', detail: `failed ${attempts} times; last error: ${error}`, attempts });
+      exhausted.push({ uid, messageId, reason: 'failed', detail: `failed ${attempts} times; last error: ${error}`, attempts });
       continue;
     }
     cp.pending[uid] = { ...before, attempts, nextAttemptAt: now + retryDelayMs(attempts), lastError: error };

@@ -40,11 +40,18 @@ const anyGlob = (globs: string | readonly string[] | undefined, values: readonly
   return list.some((g) => values.some((v) => globMatch(g, v)));
 };
 
+/** The bytes up to the blank line that ends the header (a message's body is never decoded to a string). */
+function headerBytes(raw: Uint8Array): Buffer {
+  const bytes = Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength);
+  const ends = [bytes.indexOf('\n\n'), bytes.indexOf('\n\r\n')].filter((i) => i >= 0);
+  return ends.length ? bytes.subarray(0, Math.min(...ends) + 1) : bytes;
+}
+
 /** Header block → lower-case name → unfolded values (in order). Tolerates broken input: never throws. */
 export function parseHeaders(raw: string | Uint8Array | undefined | null): Map<string, string[]> {
   const headers = new Map<string, string[]>();
   if (!raw) return headers;
-  const text = typeof raw === 'string' ? raw : Buffer.from(raw).toString('latin1');
+  const text = typeof raw === 'string' ? raw : headerBytes(raw).toString('latin1');
   const end = text.search(/\r?\n\r?\n/);
   const block = end === -1 ? text : text.slice(0, end);
   let current: { name: string; value: string } | null = null;

@@ -5,9 +5,9 @@
  * per batch: every file is fsynced, each queue folder once after the `.eml` renames and once after the `.json` ones.
  */
 import { createHash } from 'node:crypto';
-import { mkdir, open, rename, rm } from 'node:fs/promises';
+import { mkdir, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
-import { fsyncDir } from '../../adapters/durable-files.js';
+import { fsyncDir, writeFileDurably } from '../../adapters/durable-files.js';
 
 export interface InboundMetadata {
   server: string;
@@ -62,16 +62,6 @@ export function safeQueueName(queue: string): string {
   return queue;
 }
 
-async function writeDurable(file: string, data: string | Uint8Array): Promise<void> {
-  const handle = await open(file, 'w', 0o600);
-  try {
-    await handle.writeFile(data);
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-}
-
 export class DirectorySink implements InboundSink {
   private readonly known = new Set<string>();
 
@@ -102,7 +92,7 @@ export class DirectorySink implements InboundSink {
         try {
           s.dir = await this.queueDir(s.item.queue);
           const temp = path.join(s.dir, `.${s.item.key}.tmp`);
-          await writeDurable(temp, s.item.source);
+          await writeFileDurably(temp, s.item.source);
           await rename(temp, path.join(s.dir, `${s.item.key}.eml`));
         } catch (err) {
           if (s.dir) this.known.delete(s.dir); // recreate the folder next time if it was removed
@@ -117,7 +107,7 @@ export class DirectorySink implements InboundSink {
         if (s.error) return;
         const temp = path.join(s.dir, `.${s.item.key}.tmp`);
         try {
-          await writeDurable(temp, `${JSON.stringify(s.item.metadata, null, 2)}\n`);
+          await writeFileDurably(temp, `${JSON.stringify(s.item.metadata, null, 2)}\n`);
           await rename(temp, path.join(s.dir, `${s.item.key}.json`));
         } catch (err) {
           fail(s, err);

@@ -5,7 +5,9 @@
  * recorded (UID ≥ the folder's UIDNEXT then): a COPY keeps the exact bytes.
  */
 import type { ImapFlow } from 'imapflow';
+import { messageIdOf } from './facts.js';
 import { contentHash } from './ledger.js';
+import { parseHeaders } from './route.js';
 
 /** How a message without a Message-ID is recognised; `sha256` is null when its body was never downloaded (oversize). */
 export interface Fingerprint {
@@ -13,16 +15,14 @@ export interface Fingerprint {
   sha256: string | null;
 }
 
-const text = (v: unknown): string => (typeof v === 'string' ? v : '');
-
-/** Which of `ids` are in the selected folder: one SEARCH (an OR of HEADER Message-ID) and one FETCH of the hits' Message-IDs. */
+/** Which of `ids` are in the selected folder: one SEARCH (an OR of HEADER Message-ID) and one FETCH of the hits' Message-ID headers. */
 export async function messageIdsIn(client: ImapFlow, ids: string[]): Promise<Set<string>> {
   if (!ids.length) return new Set();
   const uids = (await client.search({ or: ids.map((id) => ({ header: { 'message-id': id } })) }, { uid: true })) || [];
   if (!uids.length) return new Set();
   // HEADER matches substrings: only an exact Message-ID counts as the copy
-  const hits = await client.fetchAll(uids.join(','), { uid: true, envelope: true }, { uid: true });
-  return new Set(hits.map((m) => text(m.envelope?.messageId)));
+  const hits = await client.fetchAll(uids.join(','), { uid: true, headers: ['message-id'] }, { uid: true });
+  return new Set(hits.map((m) => messageIdOf(parseHeaders(m.headers))).filter((id): id is string => id !== null));
 }
 
 /**

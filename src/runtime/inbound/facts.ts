@@ -1,0 +1,71 @@
+/**
+ * The fields of an inbound message that routing and the `.json` metadata need, read from the header of its source.
+ * The metadata FETCH asks Dovecot only for UID and RFC822.SIZE (kept in the Maildir file name), so each message file is
+ * opened once, for its source, instead of once more for an ENVELOPE. Broken headers never throw: an unparsable field
+ * is left empty.
+ */
+import libmime from 'libmime';
+import addressparser from 'nodemailer/lib/addressparser';
+import { parseHeaders } from './route.js';
+
+export interface MessageFacts {
+  from: string[];
+  to: string[];
+  cc: string[];
+  subject: string;
+  date: string | null;
+  messageId: string | null;
+  /** Every header, lower-case name → unfolded values, for routing. */
+  headers: Map<string, string[]>;
+}
+
+/** parseHeaders reads bytes as latin1 (never fails); display fields are UTF-8 (RFC 6532) or encoded words. */
+const utf8 = (latin1: string): string => Buffer.from(latin1, 'latin1').toString('utf8');
+
+function addresses(values: readonly string[] | undefined): string[] {
+  if (!values?.length) return [];
+  try {
+    return addressparser(utf8(values.join(', ')), { flatten: true }).map((a) => a.address.trim()).filter((a) => a !== '');
+  } catch {
+    return [];
+  }
+}
+
+function decoded(value: string | undefined): string {
+  if (value === undefined) return '';
+  try {
+    return libmime.decodeWords(utf8(value));
+  } catch {
+    return utf8(value);
+  }
+}
+
+function isoDate(value: string | undefined): string | null {
+  if (!value) return null;
+  const date = new Date(value);
+  return Number.isNaN(date.getTime()) ? null : date.toISOString();
+}
+
+/**
+ * The Message-ID as compared everywhere (the sink, the ledger, the storage-folder lookup after a crash): its first
+ * `<…>` token, else the trimmed value; null when absent or empty.
+ */
+export function messageIdOf(headers: Map<string, string[]>): string | null {
+  const value = headers.get('message-id')?.[0]?.trim();
+  if (!value) return null;
+  return /<[^<>\s]+>/.exec(value)?.[0] ?? value;
+}
+
+/** The facts of a message from its source (or just its header block). */
+export function messageFacts(source: Uint8Array): MessageFacts {
+  const headers = parseHeaders(source);
+  return {
+    from: addresses(headers.get('from')),
+    to: addresses(headers.get('to')),
+    cc: addresses(headers.get('cc')),
+    subject: decoded(headers.get('subject')?.[0]),
+    date: isoDate(headers.get('date')?.[0]),
+    messageId: messageIdOf(headers),
+    headers,
+  };
+}
