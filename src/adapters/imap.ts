@@ -144,14 +144,18 @@ export async function ensureFolderExists(client: ImapFlow, folder: string, label
 }
 
 /**
- * On a logged-in client: check the watched folder (and the storage folder, if given) and count unseen mail. Throws
+ * On a logged-in client: check the watched folder (and the storage folder, if given) and count unseen mail; with
+ * `select`, the watched folder is left selected. Throws
  * MailError (folder-missing with a message that says which folder and what to do).
  */
-export async function checkImapFolders(client: ImapFlow, settings: ConnectionSettings, opts: Pick<VerifyImapOptions, 'folder' | 'storageFolder'> = {}): Promise<VerifyImapResult> {
+export async function checkImapFolders(client: ImapFlow, settings: ConnectionSettings, opts: Pick<VerifyImapOptions, 'folder' | 'storageFolder'> & { select?: boolean } = {}): Promise<VerifyImapResult> {
   const folder = opts.folder ?? 'INBOX';
   const capabilities = [...client.capabilities.keys()];
   let unseen = 0;
   try {
+    // `select` (a loop's own connection): SELECT first, then STATUS of the selected folder is nearly free; the other
+    // order makes Dovecot read a freshly delivered Maildir twice (measured: 268 → 238 ms for 5,000 new messages)
+    if (opts.select) await client.mailboxOpen(folder);
     const st = await client.status(folder, { unseen: true });
     if (st === false) throw new MailError('config', `${settings.host} refused STATUS for folder "${folder}"`, { code: 'STATUS' });
     unseen = st.unseen ?? 0;

@@ -3,7 +3,7 @@ import { inspect } from 'node:util';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { ConnectionSettings, FailureClass, MailError } from '../../src/adapters/connection.js';
-import { connectImap, imapClientOptions, sharedSecureContext, verifyImap } from '../../src/adapters/imap.js';
+import { checkImapFolders, connectImap, imapClientOptions, sharedSecureContext, verifyImap } from '../../src/adapters/imap.js';
 import { createTestCa, type TestCa } from '../harness/ca.js';
 import { startDovecot, type Dovecot } from '../harness/dovecot.js';
 import { expectMailError, loudHook } from '../harness/expect.js';
@@ -145,6 +145,17 @@ test('missing folders → folder-missing; storage folder found once created', as
   assert.match(e2.message, `folder "Support" does not exist on ${dv.host}`);
   await dv.createFolder(USER, 'ContactStorage');
   assert.is((await verifyImap(s, { storageFolder: 'ContactStorage' })).unseen, 2);
+  // a loop's own connection selects the folder first (select: true): same errors, and the folder stays selected
+  const client = await connectImap(s, { disableAutoIdle: true });
+  try {
+    const e3 = await expectFailure(checkImapFolders(client, s, { folder: 'Support', select: true }), 'folder-missing');
+    assert.match(e3.message, `folder "Support" does not exist on ${dv.host}`);
+    const found = await checkImapFolders(client, s, { storageFolder: 'ContactStorage', select: true });
+    assert.is(found.unseen, 2);
+    assert.is(client.mailbox ? client.mailbox.path : null, 'INBOX');
+  } finally {
+    await client.logout();
+  }
 });
 
 test('OAuth2 access token: good, bad, and a token of another user', async () => {

@@ -51,8 +51,7 @@ export async function openImap(spec: ImapServerSpec, resolver: SecretResolver, l
   const client = await connectImap(settings, { autoIdleDelay: AUTO_IDLE_DELAY_MS, logger });
   const closed = new Promise<void>((resolve) => client.once('close', () => resolve()));
   try {
-    const found = await checkImapFolders(client, settings, { folder: spec.folder, storageFolder: spec.storageFolder });
-    await client.mailboxOpen(spec.folder);
+    const found = await checkImapFolders(client, settings, { folder: spec.folder, storageFolder: spec.storageFolder, select: true });
     return { client, closed, found, secretDigest, errorCtx: errorContext(settings) };
   } catch (err) {
     await disconnect(client);
