@@ -62,14 +62,23 @@ export function createLogging(options: LoggingOptions): Logging {
 }
 
 /** imapflow logs every command at info: its info becomes our debug, its debug and trace our trace. */
-export function imapLogger(log: Logger): ImapLogger {
+const IMAPFLOW_LEVEL = { trace: 'trace', debug: 'trace', info: 'debug', warn: 'warn', error: 'error', fatal: 'error' } as const;
+type ImapflowLevel = keyof typeof IMAPFLOW_LEVEL;
+
+/**
+ * imapflow's logger. `isLevelEnabled` matters for speed: without it imapflow serializes every FETCH response (message
+ * sources included) into a log line that our level then drops (~0.2 s of CPU per 5,000 messages, profiled).
+ */
+export function imapLogger(log: Logger): ImapLogger & { isLevelEnabled(level: string): boolean } {
   const child = log.child({ component: 'imapflow' });
+  const at = (level: ImapflowLevel) => (obj: unknown) => child[IMAPFLOW_LEVEL[level]](obj);
   return {
-    trace: (obj) => child.trace(obj),
-    debug: (obj) => child.trace(obj),
-    info: (obj) => child.debug(obj),
-    warn: (obj) => child.warn(obj),
-    error: (obj) => child.error(obj),
-    fatal: (obj) => child.error(obj),
+    trace: at('trace'),
+    debug: at('debug'),
+    info: at('info'),
+    warn: at('warn'),
+    error: at('error'),
+    fatal: at('fatal'),
+    isLevelEnabled: (level) => child.isLevelEnabled(IMAPFLOW_LEVEL[level as ImapflowLevel] ?? 'info'),
   };
 }

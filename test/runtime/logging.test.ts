@@ -102,6 +102,9 @@ test("imapflow's info becomes debug and its debug trace", () => {
   const entries = text().trim().split('\n').map((l) => JSON.parse(l) as { level: number; msg: string; component: string });
   assert.equal(entries.map((e) => [e.level, e.msg]), [[20, 'C: SELECT INBOX'], [40, 'connection error']]);
   assert.is(entries[0]!.component, 'imapflow');
+  // imapflow asks before it serializes a response for the log: at debug, its debug and trace are off
+  assert.equal(['trace', 'debug', 'info', 'warn'].map((l) => imap.isLevelEnabled(l)), [false, false, true, true]);
+  assert.ok(imapLogger(capture('trace').log).isLevelEnabled('trace'));
 });
 
 test.run();
