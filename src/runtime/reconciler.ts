@@ -224,9 +224,11 @@ export class Reconciler {
     const toVerify = plan.changes.filter(startsLoop).map((c) => ({ id: c.id, spec: c.after!.spec, config: c.after! }));
     // a real apply verifies an IMAP server by opening the connection its loop will keep (one login per server)
     const opened = new Map<string, OpenedImap>();
+    // looked up while the servers are verified (a git process), used only if the apply goes ahead; never rejects
+    const revision = request.dryRun ? Promise.resolve(null) : gitRevision(this.options.dir);
     try {
       const verifications = await verifyAll(toVerify, this.resolver, request.dryRun ? undefined : (item) => this.verifyByOpening(item, opened));
-      return await this.applyVerified(request, plan, diagnostics, digest, verifications, opened);
+      return await this.applyVerified(request, plan, diagnostics, digest, verifications, opened, revision);
     } finally {
       // the connections of an apply that was refused, or of servers it did not start
       await Promise.all([...opened.values()].map(discardOpened));
@@ -244,7 +246,7 @@ export class Reconciler {
     }
   }
 
-  private async applyVerified(request: ReconcileRequest, plan: Plan, diagnostics: Diagnostic[], digest: string, verifications: Verification[], opened: Map<string, OpenedImap>): Promise<ReconcileResult> {
+  private async applyVerified(request: ReconcileRequest, plan: Plan, diagnostics: Diagnostic[], digest: string, verifications: Verification[], opened: Map<string, OpenedImap>, revisionLookup: Promise<string | null>): Promise<ReconcileResult> {
     const failed = new Map(verifications.filter((v) => !v.ok).map((v) => [v.id, v]));
     const saveFailed = request.saveFailedAsDisabled ?? this.options.saveFailedAsDisabled;
     if (request.dryRun) {
@@ -256,7 +258,7 @@ export class Reconciler {
       return this.finish('verification-failed', `${failed.size} server(s) failed verification; nothing changed (use --save-failed-as-disabled to apply the rest)`, { plan, diagnostics, verifications });
     }
 
-    const revision = await gitRevision(this.options.dir);
+    const revision = await revisionLookup;
     const nextState = this.nextState(plan, failed, revision);
     await this.store.writeApplied({ appliedAt: new Date().toISOString(), revision, desiredDigest: digest, state: nextState });
     this.applied = nextState;
