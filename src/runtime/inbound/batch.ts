@@ -1,11 +1,11 @@
 /**
  * One batch of UIDs, up to the sink: FETCH metadata (RFC822.SIZE only; never the body) → quarantine oversize (their
  * Message-ID header alone is fetched) → FETCH sources (BODY.PEEK; routing and metadata read the header from the
- * source, facts.ts) in groups → after a UIDVALIDITY
- * change, skip what the ledger says was delivered → route → deliver durably to the sink. Nothing here changes the
- * checkpoint or the server: deliverBatch returns what happened, and commit.ts records it (the copy intent) and carries
- * it out (COPY, STORE). fetchBatch has no side effect on the server, so the processor runs it for the next batch while
- * this one is being written to disk, and deliverBatch runs while the previous batch is copied and flagged.
+ * source, facts.ts) in groups → after a UIDVALIDITY change, skip what the ledger says was delivered → route →
+ * deliver durably to the sink. Nothing here changes the checkpoint or the server: deliverBatch returns what happened,
+ * and commit.ts records it (the copy intent) and carries it out (COPY, STORE). fetchBatch has no side effect on the
+ * server, so the processor runs it for the next batch while this one is being written to disk, and deliverBatch runs
+ * while the previous batch is copied and flagged.
  */
 import type { FetchMessageObject, ImapFlow } from 'imapflow';
 import type { Logger } from 'pino';
