@@ -7,6 +7,7 @@ import type { LoopStatus, SupervisedLoop } from './loop.js';
 import { imapLogger } from './logging.js';
 import { BurstGarbageRelease } from './memory.js';
 import { ImapLoop, openImap, statusOnlyProcessor, type InboundProcessor, type OpenedImap } from './loops/imap-loop.js';
+import { PollClock } from './loops/poll-clock.js';
 import { SmtpLoop } from './loops/smtp-loop.js';
 import type { OutboundConsumer } from './outbound/sender.js';
 
@@ -29,6 +30,7 @@ export class Supervisor {
   private readonly loops = new Map<string, RunningLoop>();
   /** Shared by every IMAP loop: a thousand loops started together connect in waves, and their garbage is given back. */
   private readonly connectGate: ConnectGate;
+  private readonly pollClock = new PollClock();
 
   constructor(private readonly deps: SupervisorDeps) {
     const mib = (bytes: number) => Math.round(bytes / 1048576);
@@ -46,7 +48,7 @@ export class Supervisor {
   private create(id: string, config: ServerConfig, opened?: OpenedImap): SupervisedLoop {
     const log = this.loopLog(id, config);
     return config.spec.type === 'imap'
-      ? new ImapLoop(id, config, log, { resolver: this.deps.resolver, processor: this.deps.processor ?? statusOnlyProcessor, connectGate: this.connectGate, imapLogger: imapLogger(log) }, opened)
+      ? new ImapLoop(id, config, log, { resolver: this.deps.resolver, processor: this.deps.processor ?? statusOnlyProcessor, connectGate: this.connectGate, pollClock: this.pollClock, imapLogger: imapLogger(log) }, opened)
       : new SmtpLoop(id, config, log, { resolver: this.deps.resolver, outbound: this.deps.outbound });
   }
 

@@ -1,4 +1,3 @@
-import { schedule, type ScheduledTask } from 'node-cron';
 import type { ImapFlow } from 'imapflow';
 import type { Logger } from 'pino';
 import { classifyMailError, errorContext, type ClassifyContext } from '../../adapters/classify.js';
@@ -8,6 +7,7 @@ import type { SecretResolver } from '../../apply/secrets.js';
 import type { ImapServerSpec } from '../../config/model.js';
 import type { ServerConfig } from '../../plan/model.js';
 import type { ConnectGate } from '../connect-gate.js';
+import type { PollClock } from './poll-clock.js';
 import { SupervisedLoop } from '../loop.js';
 import { metrics } from '../metrics.js';
 
@@ -67,7 +67,8 @@ export const discardOpened = (opened: OpenedImap): Promise<void> => disconnect(o
  * as IDLE reports new mail, and IDLEs in between.
  */
 export class ImapLoop extends SupervisedLoop {
-  private task: ScheduledTask | null = null;
+  /** Ends this loop's subscription to its poll schedule. */
+  private unschedule: (() => void) | null = null;
   private client: ImapFlow | null = null;
   /** How to word (and scrub) errors of the current connection. */
   private errorCtx: ClassifyContext = {};
@@ -79,7 +80,7 @@ export class ImapLoop extends SupervisedLoop {
     id: string,
     config: ServerConfig,
     log: Logger,
-    private readonly deps: { resolver: SecretResolver; processor: InboundProcessor; connectGate: ConnectGate; imapLogger?: ImapLogger | false },
+    private readonly deps: { resolver: SecretResolver; processor: InboundProcessor; connectGate: ConnectGate; pollClock: PollClock; imapLogger?: ImapLogger | false },
     /** The connection apply's verification opened for this loop: its first session uses it instead of logging in again. */
     private handedOver: OpenedImap | null = null,
   ) {
@@ -91,12 +92,12 @@ export class ImapLoop extends SupervisedLoop {
   }
 
   protected override onUpdate(): void {
-    if (this.task) this.schedulePolls();
+    if (this.unschedule) this.schedulePolls();
   }
 
   private schedulePolls(): void {
-    void this.task?.destroy();
-    this.task = schedule(this.spec.pollSchedule, () => this.requestPoll(), { name: `poll ${this.id}` });
+    this.unschedule?.();
+    this.unschedule = this.deps.pollClock.subscribe(this.spec.pollSchedule, () => void this.requestPoll());
   }
 
   /** Runs a poll now, or right after the one in progress (polls never overlap). */
@@ -180,8 +181,8 @@ export class ImapLoop extends SupervisedLoop {
       const stopped = new Promise<void>((resolve) => (signal.aborted ? resolve() : signal.addEventListener('abort', () => resolve(), { once: true })));
       await Promise.race([closed, stopped]);
     } finally {
-      void this.task?.destroy();
-      this.task = null;
+      this.unschedule?.();
+      this.unschedule = null;
       if (this.wake) clearTimeout(this.wake);
       this.wake = null;
       await this.polling;
