@@ -96,14 +96,15 @@ function decode(file: SourceFile): { text: string } | { error: Diagnostic } {
   }
 }
 
+/** V8 copies substrings shorter than this (SlicedString::kMinLength) instead of slicing. */
+const V8_MIN_SLICE = 13;
+
 /**
  * A copy of a string value that does not point into its file's text. V8 keeps a longer substring as a view of the
  * string it was cut from, so one value of a running server's spec would keep its whole YAML file in memory (a heap
  * snapshot of 1,000 loops held every file this way).
  */
 const detached = (value: string): string => (value.length < V8_MIN_SLICE ? value : Buffer.from(value, 'utf8').toString('utf8'));
-/** V8 copies substrings shorter than this (SlicedString::kMinLength) instead of slicing. */
-const V8_MIN_SLICE = 13;
 
 /**
  * Converts a composed document to plain JS in one walk, checking as it goes: aliases, duplicate keys (a Set per
