@@ -11,10 +11,11 @@ import type { FetchMessageObject, ImapFlow } from 'imapflow';
 import type { Logger } from 'pino';
 import type { FlowSpec, ImapServerSpec } from '../../config/model.js';
 import type { Checkpoint, QuarantineReason } from './checkpoint.js';
-import { messageFacts, messageIdOf } from './facts.js';
+import { messageFacts } from './facts.js';
 import { contentHash, type DeliveredLedger } from './ledger.js';
-import { parseHeaders, routeMessage } from './route.js';
+import { routeMessage } from './route.js';
 import { messageKey, type InboundMetadata, type InboundSink, type SinkItem } from './sink-directory.js';
+import { fetchMessageIds } from './storage-lookup.js';
 
 /** Upper bound of message bytes per source FETCH (with the next batch fetched ahead, twice this is held at most). */
 export const SOURCE_BYTES_PER_FETCH = 32 * 1024 * 1024;
@@ -107,11 +108,7 @@ export async function fetchBatch(client: ImapFlow, spec: ImapServerSpec, uids: n
   const all = await client.fetchAll(uidSet(uids), { uid: true, size: true }, { uid: true });
   const metas = all.filter((m) => wanted.has(m.uid)); // `N:*` semantics can return a lower UID
   const groups = sourceGroups(metas.filter((m) => !oversize(spec, m)));
-  const tooLarge = metas.filter((m) => oversize(spec, m)).map((m) => m.uid);
-  const oversizeIds = new Map<number, string | null>();
-  if (tooLarge.length) {
-    for (const m of await client.fetchAll(uidSet(tooLarge), { uid: true, headers: ['message-id'] }, { uid: true })) oversizeIds.set(m.uid, messageIdOf(parseHeaders(m.headers)));
-  }
+  const oversizeIds = await fetchMessageIds(client, metas.filter((m) => oversize(spec, m)).map((m) => m.uid));
   return { uids, metas, groups, firstSources: await fetchSources(client, groups[0] ?? []), oversizeIds };
 }
 

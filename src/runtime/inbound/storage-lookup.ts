@@ -2,12 +2,21 @@
  * Which messages of an interrupted copy intent are in the storage folder already (crash recovery, see batch.ts).
  * A message with a Message-ID is recognised by it: one SEARCH for the whole intent. A message without one is
  * recognised by its size and content hash among the messages that arrived in the storage folder after the intent was
- * recorded (UID ≥ the folder's UIDNEXT then): a COPY keeps the exact bytes.
+ * recorded (UID ≥ the folder's UIDNEXT then): a COPY keeps the exact bytes. Message-IDs are read from the Message-ID
+ * header alone (fetchMessageIds, also how an oversize message's is found without downloading it).
  */
 import type { ImapFlow } from 'imapflow';
 import { messageIdOf } from './facts.js';
 import { contentHash } from './ledger.js';
 import { parseHeaders } from './route.js';
+
+/** The Message-IDs of `uids` in the selected folder (their Message-ID header alone is fetched), by UID. */
+export async function fetchMessageIds(client: ImapFlow, uids: readonly number[]): Promise<Map<number, string | null>> {
+  const ids = new Map<number, string | null>();
+  if (!uids.length) return ids;
+  for (const m of await client.fetchAll(uids.join(','), { uid: true, headers: ['message-id'] }, { uid: true })) ids.set(m.uid, messageIdOf(parseHeaders(m.headers)));
+  return ids;
+}
 
 /** How a message without a Message-ID is recognised; `sha256` is null when its body was never downloaded (oversize). */
 export interface Fingerprint {
@@ -21,8 +30,7 @@ export async function messageIdsIn(client: ImapFlow, ids: string[]): Promise<Set
   const uids = (await client.search({ or: ids.map((id) => ({ header: { 'message-id': id } })) }, { uid: true })) || [];
   if (!uids.length) return new Set();
   // HEADER matches substrings: only an exact Message-ID counts as the copy
-  const hits = await client.fetchAll(uids.join(','), { uid: true, headers: ['message-id'] }, { uid: true });
-  return new Set(hits.map((m) => messageIdOf(parseHeaders(m.headers))).filter((id): id is string => id !== null));
+  return new Set([...(await fetchMessageIds(client, uids)).values()].filter((id): id is string => id !== null));
 }
 
 /**
