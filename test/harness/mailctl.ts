@@ -7,6 +7,7 @@ import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { describeStuckProcess, reportFlags } from './stuck-process.js';
 
 export const BIN = fileURLToPath(new URL('../../bin/mailctl.js', import.meta.url));
 
@@ -78,6 +79,9 @@ export interface DaemonProcess {
   kill(): Promise<void>;
 }
 
+/** How long a daemon may take to print its listening line (it normally takes well under a second). */
+const START_TIMEOUT_MS = 30_000;
+
 const running = new Set<ChildProcess>();
 process.on('exit', () => running.forEach((c) => c.kill('SIGKILL')));
 
@@ -85,27 +89,39 @@ export async function startDaemon(ws: Workspace, extraArgs: string[] = [], env: 
   const args = ['run', '--dir', ws.dir, '--state-dir', ws.stateDir, '--secrets-dir', ws.secretsDir, '--listen', '127.0.0.1:0', ...extraArgs];
   // MAILCTL_DAEMON_NODE_FLAGS: extra node flags for the daemon only, for profiling a benchmark (e.g. `--cpu-prof`)
   const nodeFlags = process.env.MAILCTL_DAEMON_NODE_FLAGS?.split(' ').filter(Boolean) ?? [];
-  const child = spawn(process.execPath, [...nodeFlags, BIN, ...args], { env: { ...ws.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const reportDir = path.join(ws.root, 'reports');
+  const child = spawn(process.execPath, [...reportFlags(reportDir), ...nodeFlags, BIN, ...args], { env: { ...ws.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   running.add(child);
   let text = '';
   child.stdout!.on('data', (d) => (text += d));
   child.stderr!.on('data', (d) => (text += d));
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => (running.delete(child), resolve(code))));
   const url = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`daemon did not start:\n${text}`)), 30_000);
+    let settled = false;
+    const settle = (outcome: () => void) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      outcome();
+    };
     const check = () => {
       const m = /listening on (http:\/\/\S+)/.exec(text);
-      if (m) {
-        clearTimeout(timer);
-        resolve(m[1]!);
-      }
+      if (m) settle(() => resolve(m[1]!));
     };
+    // At the deadline the daemon is described (what each thread waits for) before the verdict: output that arrived
+    // meanwhile still counts (after a pause of the whole machine the timer fires before the pipes are read), and a
+    // daemon that really is stuck is killed, so the test fails at once instead of being kept alive by its pipes.
+    const timer = setTimeout(() => {
+      void describeStuckProcess(child, reportDir).then((what) => {
+        check();
+        if (settled) return;
+        child.kill('SIGKILL');
+        settle(() => reject(new Error(`daemon did not print its listening line within ${START_TIMEOUT_MS / 1000} s; it printed:\n${text}\n${what}`)));
+      });
+    }, START_TIMEOUT_MS);
     child.stdout!.on('data', check);
     child.stderr!.on('data', check);
-    void exited.then((code) => {
-      clearTimeout(timer);
-      reject(new Error(`daemon exited with ${code} before listening:\n${text}`));
-    });
+    void exited.then((code) => settle(() => reject(new Error(`daemon exited with ${code} before listening:\n${text}`))));
   });
   const token = (await readFile(path.join(ws.stateDir, 'api-token'), 'utf8')).trim();
   return {

@@ -169,6 +169,7 @@ test(`SIGKILL the daemon ≥ ${MIN_KILLS} times while ${COUNT} messages arrive: 
   const hit = { intent: 0, tmp: 0, unCheckpointed: 0, any: 0, targeted: 0, targetedHit: 0, recovered: 0, stateTmp: 0 };
   let kills = 0;
   let randomKills = 0;
+  let slowestStartMs = 0;
   const outputs: string[] = [];
   const early: string[] = [];
   const killAndRestart = async () => {
@@ -196,7 +197,9 @@ test(`SIGKILL the daemon ≥ ${MIN_KILLS} times while ${COUNT} messages arrive: 
     const ackedIds = new Set(inbox.filter((m) => acked.has(m.uid)).map((m) => m.messageId));
     early.push(...inbox.filter((m) => m.flags.includes('\\Seen') && !acked.has(m.uid)).map((m) => `kill ${kills}: UID ${m.uid} \\Seen without its .json`));
     early.push(...(await folder(STORAGE)).filter((m) => !ackedIds.has(m.messageId)).map((m) => `kill ${kills}: ${m.messageId} in storage without its .json`));
+    const restarted = Date.now();
     daemon = await startDaemon(ws, ['--no-watch']);
+    slowestStartMs = Math.max(slowestStartMs, Date.now() - restarted);
   };
   while ((randomKills < MIN_KILLS || !deliveryDone) && kills < MAX_KILLS) {
     await sleep(between(100, 800));
@@ -297,7 +300,7 @@ test(`SIGKILL the daemon ≥ ${MIN_KILLS} times while ${COUNT} messages arrive: 
   console.log(
     `  seed ${SEED}: ${kills} kills (${randomKills} at random moments, ${hit.targeted} aimed at a copy intent, ${hit.targetedHit} of which saw one) over ${s(killedAt - started)}, settled ${s(Date.now() - killedAt)} later; ` +
       `kills that left work in flight: ${hit.any} (copy intent recorded: ${hit.intent}, queue .tmp present: ${hit.tmp}, delivered but not checkpointed: ${hit.unCheckpointed}); ` +
-      `restarts that resumed an interrupted copy: ${hit.recovered}; checkpoint temp files a kill left behind: ${hit.stateTmp}`,
+      `restarts that resumed an interrupted copy: ${hit.recovered}; checkpoint temp files a kill left behind: ${hit.stateTmp}; slowest restart ${slowestStartMs} ms`,
   );
 });
 
