@@ -13,6 +13,7 @@ import { cli, createWorkspace, eventually, startDaemon, type DaemonProcess, type
 
 const SUPPORT = 'support@example.com';
 const SALES = 'sales@example.com';
+const ARCHIVE = 'archive@example.com';
 const STORAGE = 'ContactStorage';
 
 let dovecot: Dovecot;
@@ -91,23 +92,30 @@ const apply = (...args: string[]) => cli(['apply', '--dir', ws.dir, ...args], ws
 const oldUnread = mail({ subject: 'Old unread invoice' });
 const oldRead = mail({ subject: 'Old read message' });
 const salesOld = mail({ subject: 'Sales old unread', to: SALES });
+const archiveUnread = mail({ subject: 'Archive old unread', to: ARCHIVE });
+const archiveRead = mail({ subject: 'Archive old read', to: ARCHIVE });
 
 test.before(async () => {
-  dovecot = await startDovecot({ users: { [SUPPORT]: 'support-pass', [SALES]: 'sales-pass' } });
-  await dovecot.createFolder(SUPPORT, STORAGE);
-  await dovecot.createFolder(SALES, STORAGE);
+  dovecot = await startDovecot({ users: { [SUPPORT]: 'support-pass', [SALES]: 'sales-pass', [ARCHIVE]: 'archive-pass' } });
+  for (const user of [SUPPORT, SALES, ARCHIVE]) await dovecot.createFolder(user, STORAGE);
   ws = await createWorkspace();
   queues = path.join(ws.stateDir, 'queues');
   const supportRef = `\${file:${await ws.writeSecret('support-password', 'support-pass')}}`;
   const salesRef = `\${file:${await ws.writeSecret('sales-password', 'sales-pass')}}`;
+  const archiveRef = `\${file:${await ws.writeSecret('archive-password', 'archive-pass')}}`;
   await ws.writeServer('flow.yaml', `${flowYaml().replace('routes:\n', 'routes:\n  - queue: blocked\n    when:\n      subject: "*blocked*"\n')}autoReplies:\n  queue: auto\n`);
   await ws.writeServer('imap-support.yaml', imapYaml({ shortName: 'support', user: SUPPORT, port: dovecot.ports.imap, caFile: dovecot.caFile, password: supportRef, storageFolder: STORAGE, pollSchedule: POLL_EVERY_10_S }));
   await ws.writeServer('imap-sales.yaml', imapYaml({ shortName: 'sales', user: SALES, port: dovecot.ports.imap, caFile: dovecot.caFile, password: salesRef, storageFolder: STORAGE, pollSchedule: POLL_EVERY_10_S, extra: 'backfill: none' }));
+  await ws.writeServer('imap-archive.yaml', imapYaml({ shortName: 'archive', user: ARCHIVE, port: dovecot.ports.imap, caFile: dovecot.caFile, password: archiveRef, storageFolder: STORAGE, pollSchedule: POLL_EVERY_10_S, extra: 'backfill: all' }));
   await dovecot.deliver(SUPPORT, oldUnread.raw);
   await dovecot.deliver(SUPPORT, oldRead.raw);
   await dovecot.deliver(SALES, salesOld.raw);
-  const [read] = await inFolder(SUPPORT, 'INBOX', oldRead.id);
-  await dovecot.doveadm(['flags', 'add', '-u', SUPPORT, '\\Seen', 'mailbox', 'INBOX', 'uid', String(read!.uid)]);
+  await dovecot.deliver(ARCHIVE, archiveUnread.raw);
+  await dovecot.deliver(ARCHIVE, archiveRead.raw);
+  for (const [user, id] of [[SUPPORT, oldRead.id], [ARCHIVE, archiveRead.id]] as const) {
+    const [read] = await inFolder(user, 'INBOX', id);
+    await dovecot.doveadm(['flags', 'add', '-u', user, '\\Seen', 'mailbox', 'INBOX', 'uid', String(read!.uid)]);
+  }
   daemon = await startDaemon(ws, ['--no-watch']);
 });
 
@@ -126,6 +134,11 @@ test('apply starts the loops; backfill unseen delivers the unread mail present a
   await new Promise((res) => setTimeout(res, 1000));
   assert.is((await pairsOf(oldRead.id)).length, 0, 'read mail is not backfilled');
   assert.is((await inFolder(SUPPORT, STORAGE, oldRead.id)).length, 0);
+});
+
+test('backfill: all delivers the mail present at first apply, read or not', async () => {
+  for (const m of [archiveUnread, archiveRead]) await assertSettled(ARCHIVE, m.id, 'general');
+  assert.is((await pairsOf(archiveRead.id))[0]![2].server, 'imap/archive');
 });
 
 test('backfill: none skips the mail present at first apply and delivers what arrives later', async () => {
