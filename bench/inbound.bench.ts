@@ -14,16 +14,17 @@
  * Sizes: MAILCTL_BENCH_MESSAGES (5000), MAILCTL_BENCH_LATENCY (100), MAILCTL_BENCH_LOOPS (1000); MAILCTL_BENCH_NO_APPEND=1
  * prints the section without appending it (smoke runs).
  */
-import { execFile, spawn } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { appendFile, chmod, chown, mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { execFile } from 'node:child_process';
+import { chmod, chown, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { startDovecot, type Dovecot } from '../test/harness/dovecot.js';
+import { startDovecot } from '../test/harness/dovecot.js';
 import { flowYaml, imapYaml } from '../test/harness/fixtures.js';
 import { cli, createWorkspace, eventually, startDaemon, type DaemonProcess, type Workspace } from '../test/harness/mailctl.js';
+import { appendToBenchmarks, formatMs, giveUpAfter, inBatches, kib, mib, percentile, rssOf, sleep } from './common.js';
+import { boxStatus, EARLY_MS, firstFileAt, heapSpaces, IDLE_MS, idleRss, message, spawnJson, STORAGE, waitDone } from './inbound-observe.js';
 
 const N = Number(process.env.MAILCTL_BENCH_MESSAGES ?? 5000);
 const N_LAT = Number(process.env.MAILCTL_BENCH_LATENCY ?? 100);
@@ -39,152 +40,15 @@ const keepLog = async (part: string, text: string) => {
   await writeFile(path.join(LOG_DIR, `${part}-daemon.log`), text);
   console.log(`daemon log: ${path.join(LOG_DIR, `${part}-daemon.log`)}`);
 };
-const STORAGE = 'ContactStorage';
 const HOURLY = '0 * * * *';
 const SCRATCH = '/tmp/h-bench-in';
-const BENCHMARKS = fileURLToPath(new URL('../BENCHMARKS.md', import.meta.url));
 const BENCH_DIR = path.dirname(fileURLToPath(import.meta.url));
 const run = promisify(execFile);
 
-const watchdog = setTimeout(() => {
-  console.error('bench:inbound: gave up after 20 minutes');
-  process.exit(1);
-}, 20 * 60_000);
-watchdog.unref();
+giveUpAfter('bench:inbound', 20);
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const now = () => performance.now();
 const r0 = (x: number | null) => (x ? `${x.toFixed(0)} msg/s` : 'n/a');
-const fmtS = (ms: number) => (ms >= 1000 ? `${(ms / 1000).toFixed(2)} s` : `${ms.toFixed(0)} ms`);
-const pct = (xs: number[], p: number) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))]!;
-};
-const mib = (b: number) => `${(b / 1048576).toFixed(1)} MiB`;
-const kib = (b: number) => `${(b / 1024).toFixed(0)} KiB`;
-
-async function inBatches<T>(items: T[], size: number, fn: (item: T, i: number) => Promise<unknown>): Promise<void> {
-  for (let i = 0; i < items.length; i += size) await Promise.all(items.slice(i, i + size).map((x, j) => fn(x, i + j)));
-}
-
-const LOREM = 'Dear support team, my order has not arrived yet and the tracking page shows no update since last week. ';
-function message(tag: string, i: number, bytes = 4096): string {
-  const head = [
-    'From: Customer <customer@example.org>',
-    `To: Support <support@example.com>`,
-    `Subject: ${i % 3 === 0 ? `Invoice ${i}` : `Question ${i}`} (${tag})`,
-    `Message-ID: <bench-${tag}-${i}-${process.pid}@bench.example>`,
-    'Date: Fri, 27 Nov 2026 10:00:00 +0000',
-    'MIME-Version: 1.0',
-    'Content-Type: text/plain; charset=utf-8',
-    '',
-  ].join('\r\n');
-  let body = '';
-  while (head.length + body.length < bytes - 80) body += `${LOREM.slice(0, 76)}\r\n`;
-  return `${head}\r\n${body}`;
-}
-
-/** `.json` files (not temp files) under every queue folder of `sink`, optionally only those starting with `prefix`. */
-async function countJson(sink: string, prefix = ''): Promise<number> {
-  let n = 0;
-  for (const q of await readdir(sink, { withFileTypes: true }).catch(() => [])) {
-    if (!q.isDirectory()) continue;
-    for (const f of await readdir(path.join(sink, q.name)).catch(() => [] as string[])) if (f.endsWith('.json') && !f.startsWith('.') && f.startsWith(prefix)) n++;
-  }
-  return n;
-}
-
-/** Oldest .eml mtime under the sink (when the first message landed), epoch ms. */
-async function firstFileAt(sink: string): Promise<number> {
-  let min = Infinity;
-  for (const q of await readdir(sink, { withFileTypes: true }).catch(() => [])) {
-    if (!q.isDirectory()) continue;
-    for (const f of await readdir(path.join(sink, q.name))) if (f.endsWith('.eml')) min = Math.min(min, (await stat(path.join(sink, q.name, f))).mtimeMs);
-  }
-  return min;
-}
-
-async function boxStatus(dv: Dovecot, user: string, box: string): Promise<{ messages: number; unseen: number }> {
-  const out = await dv.doveadm(['-f', 'flow', 'mailbox', 'status', '-u', user, 'messages unseen', box]);
-  return { messages: Number(/messages=(\d+)/.exec(out)?.[1] ?? NaN), unseen: Number(/unseen=(\d+)/.exec(out)?.[1] ?? NaN) };
-}
-
-interface Done { complete: boolean; doneAt: number; json: number; unseen: number; stored: number }
-/** Waits until `n` .json files are in `sink`, INBOX has no unseen message and (if `copy`) the storage folder has `n`. Times with Date.now(). */
-async function waitDone(dv: Dovecot, user: string, sink: string, n: number, copy: boolean, timeoutMs: number, alive: () => boolean = () => true): Promise<Done> {
-  const deadline = Date.now() + timeoutMs;
-  let json = 0;
-  let unseen = -1;
-  let stored = -1;
-  for (;;) {
-    json = await countJson(sink);
-    if (json >= n) {
-      const inbox = await boxStatus(dv, user, 'INBOX');
-      unseen = inbox.unseen;
-      stored = copy ? (await boxStatus(dv, user, STORAGE)).messages : n;
-      if (unseen === 0 && stored >= n) return { complete: true, doneAt: Date.now(), json, unseen, stored };
-    }
-    if (Date.now() > deadline || !alive()) {
-      const inbox = await boxStatus(dv, user, 'INBOX');
-      return { complete: false, doneAt: Date.now(), json, unseen: inbox.unseen, stored: copy ? (await boxStatus(dv, user, STORAGE)).messages : -1 };
-    }
-    await sleep(json >= n ? 25 : 50);
-  }
-}
-
-/** RSS is read twice: 10 s after every loop is up, and once idle for a minute. V8's memory reducer gives the garbage of
- * the start (TLS handshakes, apply's verification) back only after some idle seconds; the idle figure is the one
- * an idle daemon keeps. The bare baseline is read at the same two moments. */
-const EARLY_MS = 10_000;
-const IDLE_MS = 60_000;
-
-/** Where a daemon's memory is (V8 heap spaces committed, memory outside the heap), from its /metrics: one line. */
-async function heapSpaces(d: DaemonProcess): Promise<string> {
-  const text = String((await d.api('GET', '/metrics').catch(() => ({ body: '' }))).body);
-  const value = (re: RegExp) => Number(re.exec(text)?.[1] ?? NaN);
-  const spaces = [...text.matchAll(/^mailctl_nodejs_heap_space_size_total_bytes\{space="(\w+)"\} (\d+)/gm)].map(([, space, bytes]) => `${space} ${mib(Number(bytes))}`);
-  return `heap committed: ${spaces.join(', ')}; heap used ${mib(value(/^mailctl_nodejs_heap_size_used_bytes (\d+)/m))}; external ${mib(value(/^mailctl_nodejs_external_memory_bytes (\d+)/m))}`;
-}
-
-/** The median of three RSS readings a second apart, at EARLY_MS and at IDLE_MS from now; `whereAt` describes each moment. */
-async function idleRss(read: () => Promise<number>, whereAt?: () => Promise<string>): Promise<{ early: number; idle: number }> {
-  const t0 = now();
-  const median3 = async () => {
-    const samples: number[] = [];
-    for (let k = 0; k < 3; k++) {
-      samples.push(await read());
-      await sleep(1000);
-    }
-    return pct(samples, 50);
-  };
-  await sleep(EARLY_MS);
-  const early = await median3();
-  if (whereAt) console.log(`  at ${EARLY_MS / 1000} s: ${await whereAt()}`);
-  await sleep(Math.max(0, IDLE_MS - (now() - t0)));
-  const idle = await median3();
-  if (whereAt) console.log(`  idle: ${await whereAt()}`);
-  return { early, idle };
-}
-
-function rssOf(pid: number): Promise<number> {
-  return readFile(`/proc/${pid}/status`, 'utf8').then((s) => Number(/VmRSS:\s+(\d+) kB/.exec(s)?.[1] ?? NaN) * 1024);
-}
-
-function spawnJson(cmd: string, args: string[], env: NodeJS.ProcessEnv, timeoutMs: number): Promise<{ code: number | null; lines: any[]; stderr: string; stdout: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(cmd, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      const lines = stdout.split('\n').filter((l) => l.startsWith('{')).map((l) => { try { return JSON.parse(l); } catch { return null; } }).filter(Boolean);
-      resolve({ code, lines, stderr, stdout });
-    });
-  });
-}
 
 /** A profiled daemon (MAILCTL_DAEMON_NODE_FLAGS) is stopped with SIGTERM so that it writes its profile; else killed. */
 const stopDaemon = (d: DaemonProcess) => (process.env.MAILCTL_DAEMON_NODE_FLAGS ? d.stop('SIGTERM').then(() => undefined) : d.kill());
@@ -241,7 +105,7 @@ try {
     const s = await boxStatus(dv, u, 'INBOX');
     if (s.messages !== N || s.unseen !== N) throw new Error(`fill: ${u} has ${s.messages} messages, ${s.unseen} unseen (want ${N})`);
   }
-  console.log(`filled ${Object.keys(TP).length} identical inboxes with ${N} messages of ${(avg / 1024).toFixed(1)} KiB each (Maildir files + doveadm sync) in ${fmtS(now() - fill0)} (not counted)`);
+  console.log(`filled ${Object.keys(TP).length} identical inboxes with ${N} messages of ${(avg / 1024).toFixed(1)} KiB each (Maildir files + doveadm sync) in ${formatMs(now() - fill0)} (not counted)`);
 
   // Flush the page cache's dirty data (the ~80 MB just written and, later, the previous contender's files) before each
   // timed run: otherwise its writeback lands on the next contender's fsyncs (it halved the first contender's rate).
@@ -253,7 +117,7 @@ try {
   const overBoth = (a: Tp, b: Tp): Tp => {
     const both = a.rate !== null && b.rate !== null && a.rateFromFirst !== null && b.rateFromFirst !== null;
     const fromFirst = both ? (2 * N) / (N / a.rateFromFirst! + N / b.rateFromFirst!) : null;
-    const runs = [a, b].map((r, i) => `run ${i + 1}: ${r0(r.rate)} (${fmtS(r.wallMs)}; ${r.note})`).join('; ');
+    const runs = [a, b].map((r, i) => `run ${i + 1}: ${r0(r.rate)} (${formatMs(r.wallMs)}; ${r.note})`).join('; ');
     return { name: a.name, wallMs: (a.wallMs + b.wallMs) / 2, rate: both ? (2 * N) / ((a.wallMs + b.wallMs) / 1000) : null, rateFromFirst: fromFirst, note: runs };
   };
   const tp: Record<string, Tp> = {};
@@ -276,11 +140,11 @@ try {
     const first = await firstFileAt(sink);
     const wall = done.doneAt - t0;
     const run: Tp = { name: 'mailctl daemon', wallMs: wall, rate: done.complete ? N / (wall / 1000) : null, rateFromFirst: done.complete ? N / ((done.doneAt - first) / 1000) : null,
-      note: `${done.complete ? '' : `INCOMPLETE: ${done.json} .json, ${done.unseen} unseen, ${done.stored} stored; `}apply took ${fmtS(a.at - t0)}; first .eml ${fmtS(first - t0)} after apply started` };
+      note: `${done.complete ? '' : `INCOMPLETE: ${done.json} .json, ${done.unseen} unseen, ${done.stored} stored; `}apply took ${formatMs(a.at - t0)}; first .eml ${formatMs(first - t0)} after apply started` };
     const st = (await statusOf(daemon)).find((s) => s.id === 'imap/tp');
     tp[key] = run;
     if (logLevel !== 'warn') await keepLog(`throughput-${key}`, `apply started at ${new Date(t0).toISOString()}\n${daemon.output()}`);
-    console.log(`mailctl (${key}): ${done.complete ? 'all done' : 'NOT done'} in ${fmtS(wall)} → ${run.rate?.toFixed(0) ?? 'n/a'} msg/s (from the first .eml: ${run.rateFromFirst?.toFixed(0) ?? 'n/a'} msg/s); ${run.note}; loop state ${st?.state}`);
+    console.log(`mailctl (${key}): ${done.complete ? 'all done' : 'NOT done'} in ${formatMs(wall)} → ${run.rate?.toFixed(0) ?? 'n/a'} msg/s (from the first .eml: ${run.rateFromFirst?.toFixed(0) ?? 'n/a'} msg/s); ${run.note}; loop state ${st?.state}`);
     await stopDaemon(daemon);
     daemon = undefined;
   };
@@ -303,9 +167,9 @@ try {
     const first = await firstFileAt(sink);
     const wall = done.doneAt - t0;
     const run: Tp = { name: 'bare imapflow script', wallMs: wall, rate: done.complete ? N / (wall / 1000) : null, rateFromFirst: done.complete ? N / ((done.doneAt - first) / 1000) : null,
-      note: `${done.complete ? '' : `INCOMPLETE: ${done.json} .json, ${done.unseen} unseen, ${done.stored} stored; `}its own timer: ${out ? fmtS(out.t1 - out.t0) : 'n/a'}; process start → its timer ${out ? fmtS(out.t0 - spawned) : 'n/a'}; its time by step (ms) ${out ? JSON.stringify(out.phases) : 'n/a'}` };
+      note: `${done.complete ? '' : `INCOMPLETE: ${done.json} .json, ${done.unseen} unseen, ${done.stored} stored; `}its own timer: ${out ? formatMs(out.t1 - out.t0) : 'n/a'}; process start → its timer ${out ? formatMs(out.t0 - spawned) : 'n/a'}; its time by step (ms) ${out ? JSON.stringify(out.phases) : 'n/a'}` };
     tp[key] = run;
-    console.log(`bare imapflow (${key}): ${done.complete ? 'all done' : 'NOT done'} in ${fmtS(wall)} → ${run.rate?.toFixed(0) ?? 'n/a'} msg/s (from the first .eml: ${run.rateFromFirst?.toFixed(0) ?? 'n/a'} msg/s); ${run.note}`);
+    console.log(`bare imapflow (${key}): ${done.complete ? 'all done' : 'NOT done'} in ${formatMs(wall)} → ${run.rate?.toFixed(0) ?? 'n/a'} msg/s (from the first .eml: ${run.rateFromFirst?.toFixed(0) ?? 'n/a'} msg/s); ${run.note}`);
   };
   // The first timed run after the fill was up to a third slower than the same run later (the order decided which
   // contender won): one warm-up run that is not counted, then mailctl, bare, bare, mailctl; each contender's figure is
@@ -354,7 +218,7 @@ try {
     tp[label] = { name, wallMs: wall, rate: ok ? N / (wall / 1000) : done.json / (wall / 1000), rateFromFirst: ok ? N / ((done.doneAt - first) / 1000) : null,
       note: `${ok ? '' : `INCOMPLETE at the time limit (exit ${r.code}): ${done.json} .json, ${done.unseen} unseen, rate of what it did; ${r.stderr.slice(-300).replace(/\s+/g, ' ')}; `}` +
         `--keep --fetchall, STARTTLS, one MDA process per message${fsync ? ' (dd conv=fsync for .eml and .json)' : ' (cat, no fsync)'}; no COPY` };
-    console.log(`${name}: ${ok ? 'all done' : 'NOT done'} in ${fmtS(wall)} → ${tp[label]!.rate?.toFixed(0) ?? 'n/a'} msg/s (from the first .eml: ${tp[label]!.rateFromFirst?.toFixed(0) ?? 'n/a'} msg/s); ${tp[label]!.note}`);
+    console.log(`${name}: ${ok ? 'all done' : 'NOT done'} in ${formatMs(wall)} → ${tp[label]!.rate?.toFixed(0) ?? 'n/a'} msg/s (from the first .eml: ${tp[label]!.rateFromFirst?.toFixed(0) ?? 'n/a'} msg/s); ${tp[label]!.note}`);
   };
   await runFetchmail('fetchmail', TP.fetchmail, true);
   await runFetchmail('fetchmailNoFsync', TP.fetchmailNoFsync, false);
@@ -368,7 +232,7 @@ try {
   const goalPeer2 = tp.mailctl!.rate && tp.fetchmailNoFsync!.rate ? (tp.mailctl!.rate / tp.fetchmailNoFsync!.rate >= 10 ? '✔' : '✘') : '?';
   console.log(`throughput ratios: mailctl / bare imapflow = ${vsBare} (from first file: ${vsBareFirst}; goal ≥ 0.7× ${goalBare}); ` +
     `mailctl / fetchmail = ${vsPeer} (goal ≥ 10× ${goalPeer}); mailctl / fetchmail without fsync = ${vsPeer2} (${goalPeer2})`);
-  const wallOf = (t: Tp) => (Number.isFinite(t.wallMs) ? ` (${fmtS(t.wallMs)})` : '');
+  const wallOf = (t: Tp) => (Number.isFinite(t.wallMs) ? ` (${formatMs(t.wallMs)})` : '');
   rows.push(
     `| throughput, ${N} × ${(avg / 1024).toFixed(1)} KiB already in INBOX → sink + COPY + \\Seen: mailctl daemon (clock from \`apply\` start; over 2 runs, order: warm-up, mailctl, bare, bare, mailctl) | ${r0(tp.mailctl!.rate)}${wallOf(tp.mailctl!)} | |`,
     `| — mailctl, from its first .eml on disk | ${r0(tp.mailctl!.rateFromFirst)} | |`,
@@ -425,14 +289,14 @@ try {
       latFromSend.push(t1 - s0);
       await sleep(150 + Math.floor(Math.random() * 100)); // idle again between arrivals
     }
-    const p50 = pct(lat, 50);
-    const p95 = pct(lat, 95);
+    const p50 = percentile(lat, 50);
+    const p95 = percentile(lat, 95);
     const goal = p50 <= 600 ? '✔' : '✘';
-    console.log(`latency (${N_LAT} messages one by one, LMTP acknowledged → .json): p50 ${fmtS(p50)}, p95 ${fmtS(p95)}, max ${fmtS(Math.max(...lat))}, min ${fmtS(Math.min(...lat))}; ` +
-      `from the start of the LMTP transaction: p50 ${fmtS(pct(latFromSend, 50))}, p95 ${fmtS(pct(latFromSend, 95))}${missed ? `; ${missed} took > 15 s` : ''}; goal p50 ≤ 0.6 s ${goal}`);
+    console.log(`latency (${N_LAT} messages one by one, LMTP acknowledged → .json): p50 ${formatMs(p50)}, p95 ${formatMs(p95)}, max ${formatMs(Math.max(...lat))}, min ${formatMs(Math.min(...lat))}; ` +
+      `from the start of the LMTP transaction: p50 ${formatMs(percentile(latFromSend, 50))}, p95 ${formatMs(percentile(latFromSend, 95))}${missed ? `; ${missed} took > 15 s` : ''}; goal p50 ≤ 0.6 s ${goal}`);
     rows.push(
-      `| latency, ${N_LAT} messages one by one (LMTP acknowledged → .json), idle loop | p50 ${fmtS(p50)}, p95 ${fmtS(p95)} (min ${fmtS(Math.min(...lat))}, max ${fmtS(Math.max(...lat))}) | p50 ≤ 0.6 s ${goal} |`,
-      `| — from the start of the LMTP transaction | p50 ${fmtS(pct(latFromSend, 50))}, p95 ${fmtS(pct(latFromSend, 95))} | |`,
+      `| latency, ${N_LAT} messages one by one (LMTP acknowledged → .json), idle loop | p50 ${formatMs(p50)}, p95 ${formatMs(p95)} (min ${formatMs(Math.min(...lat))}, max ${formatMs(Math.max(...lat))}) | p50 ≤ 0.6 s ${goal} |`,
+      `| — from the start of the LMTP transaction | p50 ${formatMs(percentile(latFromSend, 50))}, p95 ${formatMs(percentile(latFromSend, 95))} | |`,
     );
     await stopDaemon(daemon);
     daemon = undefined;
@@ -462,7 +326,7 @@ try {
       const ref = `\${file:${await ws.writeSecret(`m${i}`, users[memUser(i)]!)}}`;
       await ws.writeServer(`imap-m${i}.yaml`, imapYaml({ shortName: `m${i}`, user: memUser(i), port: dv.ports.imap, caFile: dv.caFile, password: ref, storageFolder: STORAGE, pollSchedule: HOURLY }));
     });
-    console.log(`memory: ${N_MEM} users with storage folders and server files ready in ${fmtS(now() - m0)}`);
+    console.log(`memory: ${N_MEM} users with storage folders and server files ready in ${formatMs(now() - m0)}`);
     daemon = await startDaemon(ws, ['--no-watch', '--log-level', logLevel]);
     const d = daemon;
     const pid = d.child.pid!;
@@ -477,7 +341,7 @@ try {
     const states = (await statusOf(d)).reduce<Record<string, number>>((acc, s) => ((acc[s.state] = (acc[s.state] ?? 0) + 1), acc), {});
     const settled = await idleRss(() => rssOf(pid), () => heapSpaces(d));
     const sessions = (await dv.doveadm(['who', '-1']).catch(() => '')).split('\n').filter((l) => /@example\.com/.test(l)).length;
-    console.log(`mailctl daemon: RSS ${mib(base)} before apply → ${mib(settled.early)} → ${mib(settled.idle)} idle with ${running} loops running (${JSON.stringify(states)}; Dovecot sees ${sessions} sessions); apply ${fmtS(applyMs)}`);
+    console.log(`mailctl daemon: RSS ${mib(base)} before apply → ${mib(settled.early)} → ${mib(settled.idle)} idle with ${running} loops running (${JSON.stringify(states)}; Dovecot sees ${sessions} sessions); apply ${formatMs(applyMs)}`);
     const sessionsOpen = async () => (await dv.doveadm(['who', '-1']).catch(() => '')).split('\n').filter((l) => /@example\.com/.test(l)).length;
     // let Dovecot drop a daemon's sessions before the next process opens as many again
     const drained = () => eventually(async () => (await sessionsOpen()) < 5, 60_000, 'sessions closed').catch(() => undefined);
@@ -521,7 +385,7 @@ try {
       `| — mailctl / bare imapflow after apply, ${EARLY_MS / 1000} s; idle ${IDLE_MS / 1000} s | ${x(moments[0]!.apply / moments[0]!.bare)}; **${x(idle.apply / idle.bare)}** | ≤ 1.5× ${goal} |`,
       `| — mailctl / bare imapflow after a restart, ${EARLY_MS / 1000} s; idle ${IDLE_MS / 1000} s | ${x(moments[0]!.restart / moments[0]!.bare)}; ${x(idle.restart / idle.bare)} | |`,
     );
-    results.memNotes = `daemon: apply of ${N_MEM} servers ${fmtS(applyMs)}, loop states ${JSON.stringify(states)}, Dovecot sessions at the sample ${sessions}.`;
+    results.memNotes = `daemon: apply of ${N_MEM} servers ${formatMs(applyMs)}, loop states ${JSON.stringify(states)}, Dovecot sessions at the sample ${sessions}.`;
   }
 
   const section = [
@@ -542,11 +406,7 @@ try {
     '',
   ].join('\n');
   console.log(section);
-  if (process.env.MAILCTL_BENCH_NO_APPEND === '1') console.log('MAILCTL_BENCH_NO_APPEND=1: BENCHMARKS.md left alone');
-  else {
-    await appendFile(BENCHMARKS, section);
-    console.log(`appended the ## inbound section to ${BENCHMARKS}`);
-  }
+  await appendToBenchmarks('inbound', section);
 } finally {
   await daemon?.kill().catch(() => undefined);
   await dv.stop();

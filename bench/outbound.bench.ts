@@ -3,37 +3,31 @@
  * to a local smtp-server, each with its durable outbox record and its sent copy APPENDed to a local Dovecot; measured
  * from the first POST until the outbox is empty (every message sent and copied). Baseline in the same run: bare
  * pooled nodemailer (5 connections) sending the same messages to the same server. Goal ≥ 0.5× the baseline.
- * Prints the figures and appends a `## outbound` section to BENCHMARKS.md.
+ * Prints the figures and appends a `## outbound` section to BENCHMARKS.md (MAILCTL_BENCH_NO_APPEND=1: printed only).
  */
-import { appendFile, readFile } from 'node:fs/promises';
 import http from 'node:http';
 import os from 'node:os';
-import { fileURLToPath } from 'node:url';
 import nodemailer from 'nodemailer';
 import { startDovecot } from '../test/harness/dovecot.js';
 import { flowYaml, imapYaml, smtpYaml } from '../test/harness/fixtures.js';
 import { cli, createWorkspace, eventually, startDaemon } from '../test/harness/mailctl.js';
 import { startSmtpServer } from '../test/harness/smtp.js';
+import { appendToBenchmarks, cpuSecondsOf, giveUpAfter } from './common.js';
 
 const N = Number(process.env.MAILCTL_BENCH_MESSAGES ?? 2000);
 const CONCURRENCY = 50;
 const AGENT = 'agent@example.com';
-const BENCHMARKS = fileURLToPath(new URL('../BENCHMARKS.md', import.meta.url));
-setTimeout(() => (console.error('bench:outbound: gave up after 5 minutes'), process.exit(1)), 5 * 60_000).unref();
+giveUpAfter('bench:outbound', 5);
 
 const body = (i: number) => `message ${i}\n${'Lorem ipsum dolor sit amet, consectetur adipiscing elit. '.repeat(70)}`; // ~4 KB
 const seconds = (t0: bigint) => Number(process.hrtime.bigint() - t0) / 1e9;
-/** CPU seconds (user + system) a process has used so far, from /proc (the daemon is another process). */
-async function cpuSecondsOf(pid: number): Promise<number> {
-  const fields = (await readFile(`/proc/${pid}/stat`, 'utf8')).replace(/^.*\) /s, '').split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime (fields 14, 15) in clock ticks of 1/100 s
-}
 const ownCpuSeconds = () => {
   const u = process.cpuUsage();
   return (u.user + u.system) / 1e6;
 };
 
-async function inBatches(n: number, size: number, fn: (i: number) => Promise<unknown>): Promise<void> {
+/** Calls `fn(0)` … `fn(n - 1)` with at most `size` calls in flight (the API clients of the load). */
+async function withConcurrency(n: number, size: number, fn: (i: number) => Promise<unknown>): Promise<void> {
   let next = 0;
   await Promise.all(Array.from({ length: size }, async () => {
     while (next < n) await fn(next++);
@@ -91,7 +85,7 @@ try {
   const trace = process.env.MAILCTL_BENCH_TRACE === '1'
     ? setInterval(() => void daemon.api('GET', '/v1/outbound?limit=0').then((r) => console.error(`${seconds(t0).toFixed(1)} s: received ${smtp.messages.length - before}, outbox ${r.body.size}`)), 1000)
     : null;
-  await inBatches(N, CONCURRENCY, async (i) => {
+  await withConcurrency(N, CONCURRENCY, async (i) => {
     const r = await postJson(`${daemon.url}/v1/outbound`, daemon.token, { from: AGENT, to: 'customer@example.org', subject: `outbound ${i}`, text: body(i) });
     if (r.status !== 202) throw new Error(r.body);
   });
@@ -128,7 +122,7 @@ try {
     '',
   ].join('\n');
   console.log(text);
-  if (process.env.MAILCTL_BENCH_NO_WRITE !== '1') await appendFile(BENCHMARKS, text);
+  await appendToBenchmarks('outbound', text);
 } finally {
   await smtp.stop();
   await dovecot.stop();

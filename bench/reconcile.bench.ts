@@ -6,36 +6,25 @@
  *   - a no-op re-apply,
  *   - watch mode: from saving one changed file (a connection change of one server) to that server's loop running again.
  * Goals: no-op apply < 1 s; one-file change → loop restarted < 2 s. Prints the figures and appends a `## reconcile`
- * section to BENCHMARKS.md. Bounded: a watchdog ends the run after 10 minutes.
+ * section to BENCHMARKS.md (MAILCTL_BENCH_NO_APPEND=1: printed only). Bounded: a watchdog ends the run after 10 minutes.
  */
-import { appendFile, rename, writeFile } from 'node:fs/promises';
+import { rename, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { startDovecot } from '../test/harness/dovecot.js';
 import { flowYaml, imapYaml, smtpYaml } from '../test/harness/fixtures.js';
 import { cli, createWorkspace, eventually, startDaemon, type DaemonProcess } from '../test/harness/mailctl.js';
 import { startSmtpServer } from '../test/harness/smtp.js';
+import { appendToBenchmarks, formatMs, giveUpAfter, inBatches, median } from './common.js';
 
 const N = Number(process.env.MAILCTL_BENCH_SERVERS ?? 200);
 const WATCH_RUNS = 5;
-const BENCHMARKS = fileURLToPath(new URL('../BENCHMARKS.md', import.meta.url));
 
-const watchdog = setTimeout(() => {
-  console.error('bench:reconcile: gave up after 10 minutes');
-  process.exit(1);
-}, 10 * 60_000);
-watchdog.unref();
+giveUpAfter('bench:reconcile', 10);
 
 const user = (i: number) => `user${i}@example.com`;
 const pass = (i: number) => `pw-${i}-bench`;
 const ms = (t0: bigint) => Number(process.hrtime.bigint() - t0) / 1e6;
-const fmt = (x: number) => (x >= 1000 ? `${(x / 1000).toFixed(2)} s` : `${x.toFixed(0)} ms`);
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-
-async function inBatches<T>(items: T[], size: number, fn: (item: T) => Promise<unknown>): Promise<void> {
-  for (let i = 0; i < items.length; i += size) await Promise.all(items.slice(i, i + size).map(fn));
-}
 
 async function timed<T>(fn: () => Promise<T>): Promise<[T, number]> {
   const t0 = process.hrtime.bigint();
@@ -69,13 +58,13 @@ try {
 
   const [plan, planMs] = await timed(() => cli(['plan', '--dir', ws.dir, '--state', 'empty', '--detailed-exitcode'], ws.env));
   if (plan.code !== 2) throw new Error(`plan --state empty exited ${plan.code}:\n${plan.stderr}${plan.stdout.slice(-2000)}`);
-  console.log(`plan --state empty (${2 * N} to create): ${fmt(planMs)}`);
+  console.log(`plan --state empty (${2 * N} to create): ${formatMs(planMs)}`);
 
   daemon = await startDaemon(ws, ['--no-watch', '--log-level', 'warn']);
   const [full, fullMs] = await timed(() => cli(['apply', '--dir', ws.dir], ws.env));
   if (full.code !== 0) throw new Error(`full apply exited ${full.code}:\n${full.stderr}${full.stdout.slice(-3000)}`);
   const verified = (full.stdout.match(/Connection succeeded/g) ?? []).length;
-  console.log(`full apply (${verified} servers verified): ${fmt(fullMs)}`);
+  console.log(`full apply (${verified} servers verified): ${formatMs(fullMs)}`);
   const d1 = daemon;
   await eventually(async () => (await d1.api('GET', '/v1/status')).body.servers.filter((s: { state: string }) => s.state === 'running').length === 2 * N, 120_000, 'every loop running');
 
@@ -85,7 +74,7 @@ try {
     if (r.code !== 0 || !/no-changes/.test(r.stdout)) throw new Error(`no-op apply: ${r.code} ${r.stdout.slice(-500)}`);
     noop.push(t);
   }
-  console.log(`no-op re-apply (median of 3, CLI process included): ${fmt(median(noop))}`);
+  console.log(`no-op re-apply (median of 3, CLI process included): ${formatMs(median(noop))}`);
   // The daemon's share: the same no-op reconcile asked for over the API (no CLI start, no client-side folder load).
   const noopDaemon: number[] = [];
   for (let k = 0; k < 3; k++) {
@@ -93,10 +82,10 @@ try {
     if (r.status !== 200 || r.body.outcome !== 'no-changes') throw new Error(`no-op reconcile over the API: ${r.status} ${JSON.stringify(r.body).slice(0, 500)}`);
     noopDaemon.push(t);
   }
-  console.log(`no-op reconcile inside the daemon (POST /v1/apply, median of 3): ${fmt(median(noopDaemon))}`);
+  console.log(`no-op reconcile inside the daemon (POST /v1/apply, median of 3): ${formatMs(median(noopDaemon))}`);
   const [, validateMs] = await timed(() => cli(['validate', '--dir', ws.dir], ws.env));
   const [, startMs] = await timed(() => cli(['--version'], ws.env));
-  console.log(`for comparison: mailctl validate of the folder ${fmt(validateMs)}, mailctl --version ${fmt(startMs)}`);
+  console.log(`for comparison: mailctl validate of the folder ${formatMs(validateMs)}, mailctl --version ${formatMs(startMs)}`);
 
   // Watch mode: the same state folder, resumed by a watching daemon.
   await daemon.stop('SIGTERM');
@@ -120,7 +109,7 @@ try {
     }
     watchRuns.push(ms(t0));
   }
-  console.log(`watch: save one file → its loop running again (median of ${WATCH_RUNS}): ${fmt(median(watchRuns))} (runs: ${watchRuns.map(fmt).join(', ')})`);
+  console.log(`watch: save one file → its loop running again (median of ${WATCH_RUNS}): ${formatMs(median(watchRuns))} (runs: ${watchRuns.map(formatMs).join(', ')})`);
 
   const noopOk = median(noop) < 1000;
   const watchOk = median(watchRuns) < 2000;
@@ -135,16 +124,15 @@ try {
     '',
     '| step | time | goal |',
     '| --- | --- | --- |',
-    `| \`plan --state empty\` (${2 * N} to create) | ${fmt(planMs)} | |`,
-    `| full \`apply\` (${verified} servers verified) | ${fmt(fullMs)} | |`,
-    `| no-op re-apply, \`mailctl apply\` end to end (median of 3) | ${fmt(median(noop))} | < 1 s ${noopOk ? '✔' : '✘'} |`,
-    `| — of which the daemon's no-op reconcile (POST /v1/apply, median of 3) | ${fmt(median(noopDaemon))} | |`,
-    `| — for comparison: \`mailctl validate\` of the folder / \`mailctl --version\` | ${fmt(validateMs)} / ${fmt(startMs)} | |`,
-    `| watch: save one file (storageFolder change) → loop running again (median of ${WATCH_RUNS}) | ${fmt(median(watchRuns))} | < 2 s ${watchOk ? '✔' : '✘'} |`,
+    `| \`plan --state empty\` (${2 * N} to create) | ${formatMs(planMs)} | |`,
+    `| full \`apply\` (${verified} servers verified) | ${formatMs(fullMs)} | |`,
+    `| no-op re-apply, \`mailctl apply\` end to end (median of 3) | ${formatMs(median(noop))} | < 1 s ${noopOk ? '✔' : '✘'} |`,
+    `| — of which the daemon's no-op reconcile (POST /v1/apply, median of 3) | ${formatMs(median(noopDaemon))} | |`,
+    `| — for comparison: \`mailctl validate\` of the folder / \`mailctl --version\` | ${formatMs(validateMs)} / ${formatMs(startMs)} | |`,
+    `| watch: save one file (storageFolder change) → loop running again (median of ${WATCH_RUNS}) | ${formatMs(median(watchRuns))} | < 2 s ${watchOk ? '✔' : '✘'} |`,
     '',
   ].join('\n');
-  await appendFile(BENCHMARKS, section);
-  console.log(`appended the ## reconcile section to ${BENCHMARKS}`);
+  await appendToBenchmarks('reconcile', section);
 } finally {
   await daemon?.kill().catch(() => undefined);
   await smtp.stop();
