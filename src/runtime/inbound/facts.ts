@@ -22,10 +22,13 @@ export interface MessageFacts {
 /** parseHeaders reads bytes as latin1 (never fails); display fields are UTF-8 (RFC 6532) or encoded words. */
 const utf8 = (latin1: string): string => Buffer.from(latin1, 'latin1').toString('utf8');
 
+/** `local@domain`: what addressparser returns for garbage (`@@@,,,`, `@`, `x@`) is not an address and is left out. */
+const ADDRESS = /^[^\s@]+@[^\s@]+$/;
+
 function addresses(values: readonly string[] | undefined): string[] {
   if (!values?.length) return [];
   try {
-    return addressparser(utf8(values.join(', ')), { flatten: true }).map((a) => a.address.trim()).filter((a) => a !== '');
+    return addressparser(utf8(values.join(', ')), { flatten: true }).map((a) => a.address.trim()).filter((a) => ADDRESS.test(a));
   } catch {
     return [];
   }
