@@ -42,8 +42,13 @@ test.after(async () => {
 });
 
 const apply = (...args: string[]) => cli(['apply', '--dir', ws.dir, ...args], ws.env);
-const status = async () => JSON.parse((await cli(['status', '--json'], ws.env)).stdout) as { servers: { id: string; state: string; since: string; lastError: { class: string } | null; disabledReason: string | null; enabled: boolean }[] };
+const status = async () => JSON.parse((await cli(['status', '--json'], ws.env)).stdout) as { servers: { id: string; state: string; since: string; lastError: { class: string } | null; disabledReason: string | null; enabled: boolean; counters: Record<string, number> }[] };
 const serverState = async (id: string) => (await status()).servers.find((s) => s.id === id);
+/** What a loop itself logged (its state changes), not what the applied state says about it. */
+const loopLogged = (id: string, message: string) =>
+  daemon.output().split('\n').some((line) => line.includes(`"server":"${id}"`) && line.includes(`"msg":"${message}"`));
+/** Every daemon of this file: its output is checked for the canary at the end. */
+const daemonOutputs: string[] = [];
 
 test('with --no-watch and no earlier state nothing runs until the first apply', async () => {
   const s = await status();
@@ -80,12 +85,16 @@ test('an unchanged folder applies nothing and does not reconnect', async () => {
 
 test('an in-place update reaches the loop without a reconnect', async () => {
   const before = await serverState('imap/support');
-  await ws.writeServer('imap-support.yaml', imapYaml({ shortName: 'support', name: 'Support inbox (renamed)', user: USER, port: dovecot.ports.imap, caFile: dovecot.caFile, password: passwordRef, pollSchedule: '*/30 * * * * *' }));
+  // from the default (every minute) to every 10 s, the most the schema allows: two polls within 25 s happen only if
+  // the running loop picked up the new schedule
+  await ws.writeServer('imap-support.yaml', imapYaml({ shortName: 'support', name: 'Support inbox (renamed)', user: USER, port: dovecot.ports.imap, caFile: dovecot.caFile, password: passwordRef, pollSchedule: '*/10 * * * * *' }));
   const r = await apply();
   assert.is(r.code, 0, r.stdout);
   assert.match(r.stdout, /~ imap\/support/);
+  const polls = (await serverState('imap/support'))?.counters.polls_ok ?? 0;
+  await eventually(async () => ((await serverState('imap/support'))?.counters.polls_ok ?? 0) >= polls + 2, 25_000, 'polls on the new schedule');
   const after = await serverState('imap/support');
-  assert.is(after?.since, before?.since);
+  assert.is(after?.since, before?.since, 'the same loop, not a reconnect');
   assert.is(after?.state, 'running');
 });
 
@@ -95,11 +104,15 @@ test('a connection change is verified, then restarts the loop', async () => {
   const refused = await apply();
   assert.is(refused.code, 3, 'a new port for the same password reference is a rebind that needs approval');
   assert.match(refused.stdout, /credential rebind/);
+  const before = await serverState('imap/support');
   const r = await apply('--approve-rebind', 'imap/support');
   assert.is(r.code, 0, r.stdout);
   assert.match(r.stdout, /! imap\/support/);
   assert.match(r.stdout, /imap\/support: Connection succeeded/);
-  await eventually(async () => (await serverState('imap/support'))?.state === 'running', 20_000, 'restarted loop running');
+  await eventually(async () => {
+    const now = await serverState('imap/support');
+    return now?.state === 'running' && now.since !== before?.since;
+  }, 20_000, 'a new loop running (a new since)');
 });
 
 test('every verification failure class aborts the whole apply and changes nothing', async () => {
@@ -154,14 +167,19 @@ test('--save-failed-as-disabled applies the rest and keeps the failed server sto
 
 test('enabled: false stops a loop; removal deletes it', async () => {
   await ws.writeServer('smtp-support.yaml', smtpYaml({ shortName: 'support', user: USER, port: smtp.port, caFile: smtp.caFile, password: passwordRef, enabled: false }));
+  // imap/sales2 is running (the test before this one applied it) and its file is gone: this apply deletes it
+  assert.is((await serverState('imap/sales2'))?.state, 'running');
   let r = await apply();
   assert.is(r.code, 0, r.stdout);
   assert.match(r.stdout, /- smtp\/support/);
+  assert.match(r.stdout, /- imap\/sales2/);
   assert.is((await serverState('smtp/support'))?.state, 'disabled');
+  await eventually(() => loopLogged('smtp/support', 'loop stopped'), 10_000, 'the disabled loop stopped');
+  await eventually(() => loopLogged('imap/sales2', 'loop stopped'), 10_000, 'the deleted loop stopped');
   r = await apply();
   assert.match(r.stdout, /no-changes/);
   const ids = (await status()).servers.map((s) => s.id);
-  assert.not.ok(ids.includes('imap/sales'), 'removed server deleted');
+  assert.not.ok(ids.includes('imap/sales') || ids.includes('imap/sales2'), 'removed servers deleted');
   await ws.writeServer('smtp-support.yaml', smtpYaml({ shortName: 'support', user: USER, port: smtp.port, caFile: smtp.caFile, password: passwordRef }));
   r = await apply();
   assert.is(r.code, 0, r.stdout);
@@ -212,6 +230,7 @@ test('state files are private and carry a formatVersion; the apply log records e
 });
 
 test('a restarted daemon resumes the applied configuration; SIGTERM drains within 30 s', async () => {
+  daemonOutputs.push(daemon.output());
   const stopped = await daemon.stop('SIGTERM');
   assert.is(stopped.code, 0);
   assert.ok(stopped.ms < 30_000);
@@ -257,8 +276,8 @@ test('an apply logs in once per IMAP server (the verified connection becomes the
 });
 
 test('the canary secret appears in no output, log, apply log or state file', async () => {
-  assert.not.match(daemon.output(), CANARY);
-  for (const name of await readdir(ws.stateDir)) {
+  for (const output of [...daemonOutputs, daemon.output()]) assert.not.match(output, CANARY);
+  for (const name of await readdir(ws.stateDir, { recursive: true })) {
     const file = path.join(ws.stateDir, name);
     if ((await stat(file)).isFile()) assert.not.match(await readFile(file, 'utf8'), CANARY, name);
   }

@@ -223,7 +223,6 @@ test(`SIGKILL the daemon ≥ ${MIN_KILLS} times while ${COUNT} messages arrive: 
   assert.is(delivered, COUNT);
   assert.equal(early, [], 'no message \\Seen or copied before it was delivered to its queue');
   const killedAt = Date.now();
-  hit.recovered = [...outputs, daemon.output()].filter((o) => o.includes('resuming an interrupted copy')).length;
 
   // the last daemon settles: nothing unseen in the inbox, every message has its .json
   const jsonCount = async () => [...(await sinkFiles()).values()].flat().filter((f) => f.endsWith('.json')).length;
@@ -238,6 +237,11 @@ test(`SIGKILL the daemon ≥ ${MIN_KILLS} times while ${COUNT} messages arrive: 
     console.log(daemon.output().split('\n').slice(-40).join('\n'));
     throw err;
   }
+
+  // the schedule did what the header promises: kills aimed at a recorded copy intent, and a restart that resumed one
+  hit.recovered = [...outputs, daemon.output()].filter((o) => o.includes('resuming an interrupted copy')).length;
+  assert.ok(hit.targetedHit >= 1, `no aimed kill saw a copy intent (${hit.targeted} tried)`);
+  assert.ok(hit.recovered >= 1, `no restart resumed an interrupted copy (${hit.intent} kills left one recorded)`);
 
   // queues: each Message-ID in exactly one .json, in the right queue, its .eml next to it with the exact source
   const inbox = await folder('INBOX');
