@@ -22,8 +22,9 @@ export interface FolderRead {
   diagnostics: Diagnostic[];
 }
 
-const isConfigFile = (name: string): boolean => /\.ya?ml$/i.test(name);
-const isHidden = (name: string): boolean => name.startsWith('.');
+export const isConfigFile = (name: string): boolean => /\.ya?ml$/i.test(name);
+/** Hidden entries are skipped (a ConfigMap's `..data` and timestamped folders, editors' temp files). */
+export const isHidden = (name: string): boolean => name.startsWith('.');
 
 function fileDiagnostic(displayPath: string, code: string, message: string): Diagnostic {
   return { file: displayPath, line: 1, column: 1, severity: 'error', code, message, resource: null };

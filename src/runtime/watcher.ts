@@ -1,26 +1,53 @@
 import { watch, type FSWatcher } from 'chokidar';
-import { realpath } from 'node:fs/promises';
+import { readdir, realpath } from 'node:fs/promises';
+import path from 'node:path';
+import { isConfigFile, isHidden } from '../config/files.js';
 
 /** Quiet time after the last change before one reconcile runs: a git checkout of many files becomes one reconcile. */
 export const DEBOUNCE_MS = 250;
-/** How often the folder's real path is checked: git-sync swaps a symlink *above* the folder, which no event reports. */
+/**
+ * How often the links are checked: a symlink swapped above the folder (git-sync's `current`) or inside it (a
+ * ConfigMap's `..data`) changes what the folder's files say, and no file event reports such a swap.
+ */
 export const REALPATH_CHECK_MS = 2_000;
 
-const isConfigFile = (p: string) => /\.ya?ml$/i.test(p);
+/** Where the folder and each symlink in it (the entries the config loader reads) lead, one line each. */
+async function linkTargets(dir: string): Promise<string[]> {
+  const targets: string[] = [];
+  async function walk(relative: string): Promise<void> {
+    for (const entry of await readdir(path.join(dir, relative), { withFileTypes: true })) {
+      if (isHidden(entry.name)) continue;
+      const entryPath = path.join(relative, entry.name);
+      if (entry.isSymbolicLink()) targets.push(`${entryPath} -> ${await realpath(path.join(dir, entryPath)).catch(() => '(broken)')}`);
+      else if (entry.isDirectory()) await walk(entryPath);
+    }
+  }
+  await walk('');
+  return targets;
+}
 
 /**
  * Watches the configuration folder (and the secrets folder) and calls `onChange` once per burst of changes.
  * chokidar 5 has no globs: the folder is watched and YAML files are filtered here. Atomic saves (write + rename),
- * checkouts and ConfigMap `..data` symlink swaps all arrive as add/change/unlink events and are debounced alike; a
- * symlink swapped above the folder (git-sync's `current`) is noticed by checking the folder's real path.
+ * checkouts and the files of a new ConfigMap version arrive as add/change/unlink events and are debounced alike;
+ * symlink swaps (git-sync's `current` above the folder, a ConfigMap's `..data` inside it) are noticed by checking where
+ * the folder and its links lead.
  */
 export async function watchFolders(folders: { config: string; secrets?: string }, onChange: () => void): Promise<{ close(): Promise<void> }> {
+  const layout = async () => ({ realDir: await realpath(folders.config), links: (await linkTargets(folders.config)).join('\n') });
+  let last: Awaited<ReturnType<typeof layout>> | null = null;
   let timer: NodeJS.Timeout | null = null;
   const trigger = () => {
     if (timer) clearTimeout(timer);
     timer = setTimeout(() => {
       timer = null;
-      onChange();
+      // the links as this reconcile will find them count as seen, so the next check does not repeat it (a folder
+      // that moved is left to the check, which also re-watches it)
+      void layout()
+        .then((now) => {
+          if (now.realDir === last?.realDir) last = now;
+        }, () => undefined)
+        .finally(onChange);
     }, DEBOUNCE_MS);
   };
   const watchers: FSWatcher[] = [];
@@ -39,17 +66,20 @@ export async function watchFolders(folders: { config: string; secrets?: string }
     return config;
   };
   let config = watchConfig();
-  let realDir = await realpath(folders.config).catch(() => null);
+  last = await layout().catch(() => null);
   const realpathCheck = setInterval(() => {
-    void realpath(folders.config).then(
+    void layout().then(
       async (now) => {
-        if (now === realDir) return;
-        realDir = now;
-        await config.close();
-        config = watchConfig();
+        const moved = now.realDir !== last?.realDir;
+        if (!moved && now.links === last?.links) return;
+        last = now;
+        if (moved) {
+          await config.close();
+          config = watchConfig(); // the old watches follow the old tree
+        }
         trigger();
       },
-      () => undefined,
+      () => undefined, // a folder that vanishes is reported by the next reconcile
     );
   }, REALPATH_CHECK_MS);
   realpathCheck.unref();

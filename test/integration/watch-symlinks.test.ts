@@ -1,11 +1,13 @@
 /**
  * Watch mode with the two ways deployments replace a folder without touching its files: a Kubernetes ConfigMap
  * (files are links into `..data`, and `..data` is swapped to a new timestamped folder) and git-sync (the link
- * `current` above the folder is swapped to a new worktree). Each swap must be applied by one reconcile.
+ * `current` above the folder is swapped to a new worktree). No file event reports such a swap; each must be applied
+ * by one reconcile.
  */
 import { mkdir, rename, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { test } from 'uvu';
+import * as assert from 'uvu/assert';
 import { smtpYaml } from '../harness/fixtures.js';
 import { createWorkspace, eventually, startDaemon, type DaemonProcess, type Workspace } from '../harness/mailctl.js';
 import { startSmtpServer, type SmtpTestServer } from '../harness/smtp.js';
@@ -29,6 +31,10 @@ test.after(async () => {
 });
 
 const yamlNamed = (name: string) => smtpYaml({ shortName: 'support', name, user: USER, port: smtp.port, caFile: smtp.caFile, password: ref });
+/** Reconciles the daemon has run (each logs one line with its outcome). */
+const reconciles = (d: DaemonProcess) => (d.output().match(/"trigger":"reconcile"/g) ?? []).length;
+/** Longer than the watcher's debounce and the 2 s check of the links above the folder: a second reconcile would be in. */
+const settle = () => new Promise((r) => setTimeout(r, 3_000));
 const appliedName = async (d: DaemonProcess) => (await d.api('GET', '/v1/state')).body.state.servers['smtp/support']?.config.spec.name as string | undefined;
 
 /** Replaces the symlink `link` so that it points at `target`, atomically (as kubelet and git-sync do). */
@@ -47,10 +53,16 @@ test('a ConfigMap update (the ..data link swapped to a new folder) is applied', 
   const daemon = await startDaemon({ ...ws, dir, stateDir: path.join(ws.root, 'state-cm') });
   daemons.push(daemon);
   await eventually(async () => (await appliedName(daemon)) === 'Version one', 20_000, 'first version applied');
+  // kubelet writes the new version's folder, then swaps `..data`; here the swap comes after the reconcile that the
+  // new files' events started (with `..data` still on the old version), so only the swap itself can apply it
   await mkdir(path.join(dir, '..2026_02'));
   await writeFile(path.join(dir, '..2026_02', 'support.yaml'), yamlNamed('Version two'));
+  await settle();
+  const before = reconciles(daemon);
   await swapLink(path.join(dir, '..data'), '..2026_02');
   await eventually(async () => (await appliedName(daemon)) === 'Version two', 20_000, 'second version applied after the ..data swap');
+  await settle();
+  assert.is(reconciles(daemon) - before, 1, 'one reconcile for the swap');
 });
 
 test('a git-sync update (the link above the folder swapped to a new worktree) is applied', async () => {
@@ -64,8 +76,12 @@ test('a git-sync update (the link above the folder swapped to a new worktree) is
   const daemon = await startDaemon({ ...ws, dir, stateDir: path.join(ws.root, 'state-git') });
   daemons.push(daemon);
   await eventually(async () => (await appliedName(daemon)) === 'Revision one', 20_000, 'first revision applied');
+  await settle();
+  const before = reconciles(daemon);
   await swapLink(path.join(root, 'current'), 'worktrees/rev2');
   await eventually(async () => (await appliedName(daemon)) === 'Revision two', 20_000, 'second revision applied after the current swap');
+  await settle();
+  assert.is(reconciles(daemon) - before, 1, 'one reconcile for the swap');
 });
 
 test.run();

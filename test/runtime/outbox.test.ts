@@ -1,5 +1,5 @@
 /** The durable outbox on its own (a temp state folder): what survives a restart, and what a damaged file becomes. */
-import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { pino } from 'pino';
@@ -65,6 +65,14 @@ test('deferred, then sent, then done: finished after a restart, never queued aga
     assert.is(second.view(message.id)?.copy, 'none');
     assert.equal((await readdir(path.join(dir, 'outbox'))).filter((f) => f.endsWith('.batch')), [], 'the batch file is gone once all in it is finished');
     await second.close();
+    // compacted: the deferred, sent and done records of the message became its last one
+    const journal = async () => (await readFile(path.join(dir, 'outbox', 'journal.jsonl'), 'utf8')).trim().split('\n').filter(Boolean).map((l) => JSON.parse(l) as { id: string; event: string });
+    assert.equal((await journal()).map((r) => [r.id, r.event]), [[message.id, 'done']]);
+    // and a finished record is dropped once it is older than a week
+    const weekLater = new Outbox(dir, silent);
+    await weekLater.load(Date.now() + 8 * 24 * 3600_000);
+    await weekLater.close();
+    assert.equal(await journal(), []);
   }));
 
 test('a batch file cut short is set aside in quarantine/ and counted, never sent', () =>
