@@ -54,15 +54,18 @@ test(`SIGKILL ${KILLS} times while ${COUNT} messages are queued: none lost, dupl
     }
   }
   const outbox = path.join(ws.stateDir, 'outbox');
+  let midStream = 0; // kills that came while some accepted message had not reached the SMTP server yet
   for (let k = 0; k < KILLS; k++) {
     // kill after a random number of further messages reached the SMTP server (mid-stream, not between runs)
     const target = smtp.messages.length + 10 + Math.floor(Math.random() * 60);
     await eventually(() => smtp.messages.length >= target || smtp.messages.length >= COUNT, 30_000, `${target} messages received`);
     await new Promise((r) => setTimeout(r, Math.floor(Math.random() * 30)));
     await daemon.kill();
+    if (new Set(smtp.messages.map((m) => m.messageId)).size < COUNT) midStream++;
     if (k === 0) await writeFile(path.join(outbox, '11111111-2222-4333-8444-555555555555.msg'), 'MAILCTL-OUTBOX 1 5000\n{"formatVersion":1,"message":{"id":"1111', { mode: 0o600 });
     daemon = await startDaemon(ws, ['--no-watch']);
   }
+  assert.ok(midStream >= 3, `only ${midStream} of ${KILLS} kills came while messages were still being sent`);
   const settled = await eventually(async () => {
     const list = await daemon.api('GET', '/v1/outbound');
     return list.status === 200 && list.body.outbox.length === 0 ? list.body : null;

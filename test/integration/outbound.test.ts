@@ -245,7 +245,7 @@ test('cancel (CLI): a message waiting for a retry is cancelled and never sent; m
   const sent = await cli(['send', '--state-dir', ws.stateDir, '--from', AGENT, '--to', 'customer@example.org', '--subject', 'cancel me', '--text', 'x', '--format', 'json'], ws.env);
   assert.is(sent.code, 0, sent.stderr);
   const { id, messageId } = JSON.parse(sent.stdout);
-  await eventually(async () => (await stateOf(id)).attempts >= 1 && (await stateOf(id)).state === 'queued', 10_000, 'first failed attempt');
+  const waiting = await eventually(async () => { const v = await stateOf(id); return v.attempts >= 1 && v.state === 'queued' ? v : null; }, 10_000, 'first failed attempt');
   const list = await cli(['outbox', 'list', '--state-dir', ws.stateDir], ws.env);
   assert.match(list.stdout, new RegExp(id));
   const cancelled = await eventually(async () => { const c = await cli(['outbox', 'cancel', id, '--state-dir', ws.stateDir], ws.env); return c.code === 0 ? c : null; }, 10_000, 'cancel');
@@ -253,7 +253,9 @@ test('cancel (CLI): a message waiting for a retry is cancelled and never sent; m
   smtp.failNext(0, 451, '');
   assert.is((await stateOf(id)).state, 'cancelled');
   assert.is((await cli(['outbox', 'cancel', id, '--state-dir', ws.stateDir], ws.env)).code, 1, 'cancelled twice');
-  await new Promise((r) => setTimeout(r, 1500));
+  // past the retry it was waiting for (and then some): a sender that ignored the cancel would have sent it by now
+  const retryAt = waiting.nextAttemptAt ? Date.parse(waiting.nextAttemptAt) : Date.now();
+  await new Promise((r) => setTimeout(r, Math.max(retryAt - Date.now(), 0) + 1500));
   assert.is(received(messageId).length, 0);
   const refused = await cli(['send', '--state-dir', ws.stateDir, '--from', 'nobody@example.com', '--to', 'c@example.org', '--text', 'x'], ws.env);
   assert.is(refused.code, 1);

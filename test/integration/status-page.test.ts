@@ -80,6 +80,8 @@ test('both servers show as running, with last success and counters', async () =>
 test('a failing server is marked and shows its error without reloading the page', async () => {
   const page = await open({ width: 1280, height: 800 });
   await eventually(async () => (await card(page, 'imap/sales').innerText()).includes('running'), 20_000, 'sales running first');
+  // a mark in this document: a reload (meta refresh, location.reload) would make a new one without it
+  await page.evaluate(() => ((window as unknown as { notReloaded: boolean }).notReloaded = true));
   await doomed.stop();
   await eventually(async () => /failing/.test(await card(page, 'imap/sales').innerText()), 30_000, 'the page marks sales as failing');
   const sales = await card(page, 'imap/sales').innerText();
@@ -92,6 +94,7 @@ test('a failing server is marked and shows its error without reloading the page'
   assert.not.match(await card(page, 'imap/support').innerText(), /failing/);
   assert.match(await page.locator('#summary').innerText(), /^2 servers, 1 failing$/);
   assert.match(await page.title(), /1 failing/);
+  assert.is(await page.evaluate(() => (window as unknown as { notReloaded?: boolean }).notReloaded), true, 'updated in place, not reloaded');
   await page.close();
 });
 
