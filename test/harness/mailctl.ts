@@ -73,6 +73,8 @@ export interface DaemonProcess {
   token: string;
   /** Everything the daemon printed so far (JSON log lines and messages). */
   output(): string;
+  /** How many reconciles it has run so far (each logs one line with its outcome). */
+  reconciles(): number;
   api(method: 'GET' | 'POST', route: string, body?: unknown, token?: string | null): Promise<{ status: number; body: any }>;
   /** Sends a signal and waits for the exit; returns the exit code and how long it took. */
   stop(signal?: NodeJS.Signals): Promise<{ code: number | null; ms: number }>;
@@ -129,6 +131,7 @@ export async function startDaemon(ws: Workspace, extraArgs: string[] = [], env: 
     url,
     token,
     output: () => text,
+    reconciles: () => (text.match(/"trigger":"reconcile"/g) ?? []).length,
     async api(method, route, body, tokenOverride) {
       const auth = tokenOverride === null ? undefined : (tokenOverride ?? token);
       const res = await fetch(`${url}${route}`, {

@@ -1,7 +1,8 @@
 /**
- * What a child process that stopped answering is doing, for the error a test reports: the kernel's view of each thread
- * (state, wait channel, kernel stack where readable) and, when the process runs with `--report-on-signal`, Node's
- * diagnostic report (the open libuv handles: what an idle event loop waits for). Best effort: whatever cannot be read is left out.
+ * What a child process that stopped answering is doing, for the error a test reports: the kernel's view of its threads
+ * (the main thread's state, wait channel and kernel stack; the others grouped by what they wait in) and, when the
+ * process runs with `reportFlags`, Node's diagnostic report (the open handles an idle event loop waits for). Best
+ * effort: whatever cannot be read is left out.
  */
 import type { ChildProcess } from 'node:child_process';
 import { readdir, readFile, rm } from 'node:fs/promises';

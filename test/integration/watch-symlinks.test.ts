@@ -31,8 +31,6 @@ test.after(async () => {
 });
 
 const yamlNamed = (name: string) => smtpYaml({ shortName: 'support', name, user: USER, port: smtp.port, caFile: smtp.caFile, password: ref });
-/** Reconciles the daemon has run (each logs one line with its outcome). */
-const reconciles = (d: DaemonProcess) => (d.output().match(/"trigger":"reconcile"/g) ?? []).length;
 /** Longer than the watcher's debounce and the 2 s check of the links above the folder: a second reconcile would be in. */
 const settle = () => new Promise((r) => setTimeout(r, 3_000));
 const appliedName = async (d: DaemonProcess) => (await d.api('GET', '/v1/state')).body.state.servers['smtp/support']?.config.spec.name as string | undefined;
@@ -58,11 +56,11 @@ test('a ConfigMap update (the ..data link swapped to a new folder) is applied', 
   await mkdir(path.join(dir, '..2026_02'));
   await writeFile(path.join(dir, '..2026_02', 'support.yaml'), yamlNamed('Version two'));
   await settle();
-  const before = reconciles(daemon);
+  const before = daemon.reconciles();
   await swapLink(path.join(dir, '..data'), '..2026_02');
   await eventually(async () => (await appliedName(daemon)) === 'Version two', 20_000, 'second version applied after the ..data swap');
   await settle();
-  assert.is(reconciles(daemon) - before, 1, 'one reconcile for the swap');
+  assert.is(daemon.reconciles() - before, 1, 'one reconcile for the swap');
 });
 
 test('a git-sync update (the link above the folder swapped to a new worktree) is applied', async () => {
@@ -77,11 +75,11 @@ test('a git-sync update (the link above the folder swapped to a new worktree) is
   daemons.push(daemon);
   await eventually(async () => (await appliedName(daemon)) === 'Revision one', 20_000, 'first revision applied');
   await settle();
-  const before = reconciles(daemon);
+  const before = daemon.reconciles();
   await swapLink(path.join(root, 'current'), 'worktrees/rev2');
   await eventually(async () => (await appliedName(daemon)) === 'Revision two', 20_000, 'second revision applied after the current swap');
   await settle();
-  assert.is(reconciles(daemon) - before, 1, 'one reconcile for the swap');
+  assert.is(daemon.reconciles() - before, 1, 'one reconcile for the swap');
 });
 
 test.run();

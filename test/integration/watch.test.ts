@@ -42,7 +42,6 @@ async function statusOf(d: DaemonProcess = daemon): Promise<{ servers: Status; l
 const server = async (id: string, d: DaemonProcess = daemon) => (await statusOf(d)).servers.find((s) => s.id === id);
 const appliedSpec = async (id: string, d: DaemonProcess = daemon) => (await d.api('GET', '/v1/state')).body.state.servers[id]?.config.spec;
 /** Reconciles the daemon ran so far (one JSON log line each, whatever the outcome). */
-const reconciles = (d: DaemonProcess = daemon) => (d.output().match(/"trigger":"reconcile"/g) ?? []).length;
 const applyLogLines = async (w: Workspace = ws) => (await readFile(path.join(w.stateDir, 'apply-log.jsonl'), 'utf8').catch(() => '')).trim().split('\n').filter(Boolean).length;
 const quiet = () => new Promise((r) => setTimeout(r, QUIET_MS));
 const running = (id: string, d?: DaemonProcess) => eventually(async () => (await server(id, d))?.state === 'running', 20_000, `${id} running`);
@@ -88,11 +87,11 @@ test('the daemon applied the folder on start (watch mode)', async () => {
 
 test('an atomic save (temp file + rename) of an in-place change is applied with one reconcile', async () => {
   const before = await server('imap/a');
-  const [count, logLines] = [reconciles(), await applyLogLines()];
+  const [count, logLines] = [daemon.reconciles(), await applyLogLines()];
   await atomicSave('imap-a.yaml', imapA({ name: 'Alice (renamed)' }));
   await eventually(async () => (await appliedSpec('imap/a'))?.name === 'Alice (renamed)', 10_000, 'renamed in /v1/state');
   await quiet();
-  assert.is(reconciles() - count, 1, 'one reconcile');
+  assert.is(daemon.reconciles() - count, 1, 'one reconcile');
   assert.is((await applyLogLines()) - logLines, 1, 'one apply-log entry');
   const after = await server('imap/a');
   assert.is(after?.name, 'Alice (renamed)');
@@ -163,7 +162,7 @@ test('a rotated secret file restarts exactly the server that uses it', async () 
 });
 
 test(`${BULK} files written at once become exactly one reconcile`, async () => {
-  const [count, logLines] = [reconciles(), await applyLogLines()];
+  const [count, logLines] = [daemon.reconciles(), await applyLogLines()];
   await Promise.all(
     Array.from({ length: BULK }, (_, i) =>
       ws.writeServer(`smtp-bulk${i}.yaml`, smtpYaml({ shortName: `bulk${i}`, user: `bulk${i}@example.com`, port: smtp.port, caFile: smtp.caFile, password: refBulk })),
@@ -172,7 +171,7 @@ test(`${BULK} files written at once become exactly one reconcile`, async () => {
   await eventually(async () => (await statusOf()).servers.filter((s) => s.id.startsWith('smtp/bulk') && s.state === 'running').length === BULK, 30_000, `${BULK} loops running`)
     .catch(async (err) => assert.unreachable(`${err.message}; last reconcile: ${JSON.stringify((await statusOf()).lastReconcile)}`));
   await quiet();
-  assert.is(reconciles() - count, 1, 'one reconcile');
+  assert.is(daemon.reconciles() - count, 1, 'one reconcile');
   assert.is((await applyLogLines()) - logLines, 1, 'one apply-log entry');
   const last = JSON.parse((await readFile(path.join(ws.stateDir, 'apply-log.jsonl'), 'utf8')).trim().split('\n').at(-1)!);
   assert.is(last.trigger, 'watch');
