@@ -38,7 +38,11 @@ export function percentile(xs: number[], p: number): number {
 export const median = (xs: number[]) => percentile(xs, 50);
 
 /** Runs `fn` over `items`, `size` at a time, each group after the previous one has finished. */
-export async function inBatches<T>(items: T[], size: number, fn: (item: T, index: number) => Promise<unknown>): Promise<void> {
+export async function inBatches<T>(
+  items: T[],
+  size: number,
+  fn: (item: T, index: number) => Promise<unknown>,
+): Promise<void> {
   for (let i = 0; i < items.length; i += size) await Promise.all(items.slice(i, i + size).map((x, j) => fn(x, i + j)));
 }
 

@@ -6,7 +6,15 @@
  */
 import { ImapFlow } from 'imapflow';
 
-interface Input { host: string; port: number; ca: string; users: [string, string][]; earlyMs: number; idleMs: number; parallel: number }
+interface Input {
+  host: string;
+  port: number;
+  ca: string;
+  users: [string, string][];
+  earlyMs: number;
+  idleMs: number;
+  parallel: number;
+}
 const cfg = JSON.parse(process.env.BENCH_IDLE ?? '{}') as Input;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -16,20 +24,30 @@ const clients: ImapFlow[] = [];
 let failed = 0;
 let firstError = '';
 for (let i = 0; i < cfg.users.length; i += cfg.parallel) {
-  await Promise.all(cfg.users.slice(i, i + cfg.parallel).map(async ([user, pass]) => {
-    const c = new ImapFlow({ host: cfg.host, port: cfg.port, secure: false, doSTARTTLS: true, tls: { ca: cfg.ca, rejectUnauthorized: true },
-      auth: { user, pass }, logger: false, socketTimeout: 5 * 60_000 });
-    c.on('error', () => undefined);
-    try {
-      await c.connect();
-      await c.mailboxOpen('INBOX');
-      void c.idle().catch(() => undefined);
-      clients.push(c);
-    } catch (err) {
-      failed++;
-      firstError ||= (err as Error).message;
-    }
-  }));
+  await Promise.all(
+    cfg.users.slice(i, i + cfg.parallel).map(async ([user, pass]) => {
+      const c = new ImapFlow({
+        host: cfg.host,
+        port: cfg.port,
+        secure: false,
+        doSTARTTLS: true,
+        tls: { ca: cfg.ca, rejectUnauthorized: true },
+        auth: { user, pass },
+        logger: false,
+        socketTimeout: 5 * 60_000,
+      });
+      c.on('error', () => undefined);
+      try {
+        await c.connect();
+        await c.mailboxOpen('INBOX');
+        void c.idle().catch(() => undefined);
+        clients.push(c);
+      } catch (err) {
+        failed++;
+        firstError ||= (err as Error).message;
+      }
+    }),
+  );
 }
 /** The median of three RSS readings a second apart. */
 async function medianRss(): Promise<number> {

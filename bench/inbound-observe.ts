@@ -34,7 +34,8 @@ export async function countJson(sink: string, prefix = ''): Promise<number> {
   let n = 0;
   for (const q of await readdir(sink, { withFileTypes: true }).catch(() => [])) {
     if (!q.isDirectory()) continue;
-    for (const f of await readdir(path.join(sink, q.name)).catch(() => [] as string[])) if (f.endsWith('.json') && !f.startsWith('.') && f.startsWith(prefix)) n++;
+    for (const f of await readdir(path.join(sink, q.name)).catch(() => [] as string[]))
+      if (f.endsWith('.json') && !f.startsWith('.') && f.startsWith(prefix)) n++;
   }
   return n;
 }
@@ -44,19 +45,37 @@ export async function firstFileAt(sink: string): Promise<number> {
   let min = Infinity;
   for (const q of await readdir(sink, { withFileTypes: true }).catch(() => [])) {
     if (!q.isDirectory()) continue;
-    for (const f of await readdir(path.join(sink, q.name))) if (f.endsWith('.eml')) min = Math.min(min, (await stat(path.join(sink, q.name, f))).mtimeMs);
+    for (const f of await readdir(path.join(sink, q.name)))
+      if (f.endsWith('.eml')) min = Math.min(min, (await stat(path.join(sink, q.name, f))).mtimeMs);
   }
   return min;
 }
 
 export async function boxStatus(dv: Dovecot, user: string, box: string): Promise<{ messages: number; unseen: number }> {
   const out = await dv.doveadm(['-f', 'flow', 'mailbox', 'status', '-u', user, 'messages unseen', box]);
-  return { messages: Number(/messages=(\d+)/.exec(out)?.[1] ?? NaN), unseen: Number(/unseen=(\d+)/.exec(out)?.[1] ?? NaN) };
+  return {
+    messages: Number(/messages=(\d+)/.exec(out)?.[1] ?? NaN),
+    unseen: Number(/unseen=(\d+)/.exec(out)?.[1] ?? NaN),
+  };
 }
 
-export interface Done { complete: boolean; doneAt: number; json: number; unseen: number; stored: number }
+export interface Done {
+  complete: boolean;
+  doneAt: number;
+  json: number;
+  unseen: number;
+  stored: number;
+}
 /** Waits until `n` .json files are in `sink`, INBOX has no unseen message and (if `copy`) the storage folder has `n`. Times with Date.now(). */
-export async function waitDone(dv: Dovecot, user: string, sink: string, n: number, copy: boolean, timeoutMs: number, alive: () => boolean = () => true): Promise<Done> {
+export async function waitDone(
+  dv: Dovecot,
+  user: string,
+  sink: string,
+  n: number,
+  copy: boolean,
+  timeoutMs: number,
+  alive: () => boolean = () => true,
+): Promise<Done> {
   const deadline = Date.now() + timeoutMs;
   let json = 0;
   let unseen = -1;
@@ -71,7 +90,13 @@ export async function waitDone(dv: Dovecot, user: string, sink: string, n: numbe
     }
     if (Date.now() > deadline || !alive()) {
       const inbox = await boxStatus(dv, user, 'INBOX');
-      return { complete: false, doneAt: Date.now(), json, unseen: inbox.unseen, stored: copy ? (await boxStatus(dv, user, STORAGE)).messages : -1 };
+      return {
+        complete: false,
+        doneAt: Date.now(),
+        json,
+        unseen: inbox.unseen,
+        stored: copy ? (await boxStatus(dv, user, STORAGE)).messages : -1,
+      };
     }
     await sleep(json >= n ? 25 : 50);
   }
@@ -87,12 +112,17 @@ export const IDLE_MS = 60_000;
 export async function heapSpaces(d: DaemonProcess): Promise<string> {
   const text = String((await d.api('GET', '/metrics').catch(() => ({ body: '' }))).body);
   const value = (re: RegExp) => Number(re.exec(text)?.[1] ?? NaN);
-  const spaces = [...text.matchAll(/^mailctl_nodejs_heap_space_size_total_bytes\{space="(\w+)"\} (\d+)/gm)].map(([, space, bytes]) => `${space} ${mib(Number(bytes))}`);
+  const spaces = [...text.matchAll(/^mailctl_nodejs_heap_space_size_total_bytes\{space="(\w+)"\} (\d+)/gm)].map(
+    ([, space, bytes]) => `${space} ${mib(Number(bytes))}`,
+  );
   return `heap committed: ${spaces.join(', ')}; heap used ${mib(value(/^mailctl_nodejs_heap_size_used_bytes (\d+)/m))}; external ${mib(value(/^mailctl_nodejs_external_memory_bytes (\d+)/m))}`;
 }
 
 /** The median of three RSS readings a second apart, at EARLY_MS and at IDLE_MS from now; `whereAt` describes each moment. */
-export async function idleRss(read: () => Promise<number>, whereAt?: () => Promise<string>): Promise<{ early: number; idle: number }> {
+export async function idleRss(
+  read: () => Promise<number>,
+  whereAt?: () => Promise<string>,
+): Promise<{ early: number; idle: number }> {
   const t0 = performance.now();
   const median3 = async () => {
     const samples: number[] = [];
@@ -111,7 +141,12 @@ export async function idleRss(read: () => Promise<number>, whereAt?: () => Promi
   return { early, idle };
 }
 
-export function spawnJson(cmd: string, args: string[], env: NodeJS.ProcessEnv, timeoutMs: number): Promise<{ code: number | null; lines: any[]; stderr: string; stdout: string }> {
+export function spawnJson(
+  cmd: string,
+  args: string[],
+  env: NodeJS.ProcessEnv,
+  timeoutMs: number,
+): Promise<{ code: number | null; lines: any[]; stderr: string; stdout: string }> {
   return new Promise((resolve) => {
     const child = spawn(cmd, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
@@ -121,7 +156,17 @@ export function spawnJson(cmd: string, args: string[], env: NodeJS.ProcessEnv, t
     const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
     child.on('close', (code) => {
       clearTimeout(timer);
-      const lines = stdout.split('\n').filter((l) => l.startsWith('{')).map((l) => { try { return JSON.parse(l); } catch { return null; } }).filter(Boolean);
+      const lines = stdout
+        .split('\n')
+        .filter((l) => l.startsWith('{'))
+        .map((l) => {
+          try {
+            return JSON.parse(l);
+          } catch {
+            return null;
+          }
+        })
+        .filter(Boolean);
       resolve({ code, lines, stderr, stdout });
     });
   });

@@ -29,9 +29,11 @@ const ownCpuSeconds = () => {
 /** Calls `fn(0)` … `fn(n - 1)` with at most `size` calls in flight (the API clients of the load). */
 async function withConcurrency(n: number, size: number, fn: (i: number) => Promise<unknown>): Promise<void> {
   let next = 0;
-  await Promise.all(Array.from({ length: size }, async () => {
-    while (next < n) await fn(next++);
-  }));
+  await Promise.all(
+    Array.from({ length: size }, async () => {
+      while (next < n) await fn(next++);
+    }),
+  );
 }
 
 /**
@@ -42,12 +44,24 @@ const agent = new http.Agent({ keepAlive: true, maxSockets: CONCURRENCY });
 function postJson(url: string, token: string, body: unknown): Promise<{ status: number; body: string }> {
   const data = Buffer.from(JSON.stringify(body));
   return new Promise((resolve, reject) => {
-    const req = http.request(url, { method: 'POST', agent, headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', 'content-length': data.length } }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString() }));
-      res.on('error', reject);
-    });
+    const req = http.request(
+      url,
+      {
+        method: 'POST',
+        agent,
+        headers: {
+          authorization: `Bearer ${token}`,
+          'content-type': 'application/json',
+          'content-length': data.length,
+        },
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString() }));
+        res.on('error', reject);
+      },
+    );
     req.on('error', reject);
     req.end(data);
   });
@@ -59,11 +73,24 @@ const smtp = await startSmtpServer({ ca: dovecot.ca, users: { [AGENT]: 'agent-pa
 const ws = await createWorkspace();
 try {
   // baseline: bare pooled nodemailer, 5 connections
-  const transport = nodemailer.createTransport({ pool: true, maxConnections: 5, host: 'localhost', port: smtp.port, secure: false, requireTLS: true, tls: { ca: smtp.caPem }, auth: { user: AGENT, pass: 'agent-pass' } });
+  const transport = nodemailer.createTransport({
+    pool: true,
+    maxConnections: 5,
+    host: 'localhost',
+    port: smtp.port,
+    secure: false,
+    requireTLS: true,
+    tls: { ca: smtp.caPem },
+    auth: { user: AGENT, pass: 'agent-pass' },
+  });
   await transport.verify();
   let t0 = process.hrtime.bigint();
   let cpu0 = ownCpuSeconds();
-  await Promise.all(Array.from({ length: N }, (_, i) => transport.sendMail({ from: AGENT, to: 'customer@example.org', subject: `baseline ${i}`, text: body(i) })));
+  await Promise.all(
+    Array.from({ length: N }, (_, i) =>
+      transport.sendMail({ from: AGENT, to: 'customer@example.org', subject: `baseline ${i}`, text: body(i) }),
+    ),
+  );
   const baseline = N / seconds(t0);
   // the bench process also runs the SMTP server: its CPU per message covers both ends
   const baselineCpuMs = ((ownCpuSeconds() - cpu0) / N) * 1000;
@@ -71,8 +98,21 @@ try {
 
   const ref = `\${file:${await ws.writeSecret('agent', 'agent-pass')}}`;
   await ws.writeServer('flow.yaml', flowYaml());
-  await ws.writeServer('imap.yaml', imapYaml({ shortName: 'agent', user: AGENT, port: dovecot.ports.imap, caFile: dovecot.caFile, password: ref, storageFolder: 'ContactStorage' }));
-  await ws.writeServer('smtp.yaml', smtpYaml({ shortName: 'agent', user: AGENT, port: smtp.port, caFile: smtp.caFile, password: ref }));
+  await ws.writeServer(
+    'imap.yaml',
+    imapYaml({
+      shortName: 'agent',
+      user: AGENT,
+      port: dovecot.ports.imap,
+      caFile: dovecot.caFile,
+      password: ref,
+      storageFolder: 'ContactStorage',
+    }),
+  );
+  await ws.writeServer(
+    'smtp.yaml',
+    smtpYaml({ shortName: 'agent', user: AGENT, port: smtp.port, caFile: smtp.caFile, password: ref }),
+  );
   const daemon = await startDaemon(ws, ['--no-watch', '--log-level', 'warn']);
   const applied = await cli(['apply', '--dir', ws.dir], ws.env);
   if (applied.code !== 0) throw new Error(applied.stdout + applied.stderr);
@@ -82,18 +122,38 @@ try {
   cpu0 = ownCpuSeconds();
   t0 = process.hrtime.bigint();
   // MAILCTL_BENCH_TRACE=1: once a second, how many the SMTP server received and how many are still in the outbox
-  const trace = process.env.MAILCTL_BENCH_TRACE === '1'
-    ? setInterval(() => void daemon.api('GET', '/v1/outbound?limit=0').then((r) => console.error(`${seconds(t0).toFixed(1)} s: received ${smtp.messages.length - before}, outbox ${r.body.size}`)), 1000)
-    : null;
+  const trace =
+    process.env.MAILCTL_BENCH_TRACE === '1'
+      ? setInterval(
+          () =>
+            void daemon
+              .api('GET', '/v1/outbound?limit=0')
+              .then((r) =>
+                console.error(
+                  `${seconds(t0).toFixed(1)} s: received ${smtp.messages.length - before}, outbox ${r.body.size}`,
+                ),
+              ),
+          1000,
+        )
+      : null;
   await withConcurrency(N, CONCURRENCY, async (i) => {
-    const r = await postJson(`${daemon.url}/v1/outbound`, daemon.token, { from: AGENT, to: 'customer@example.org', subject: `outbound ${i}`, text: body(i) });
+    const r = await postJson(`${daemon.url}/v1/outbound`, daemon.token, {
+      from: AGENT,
+      to: 'customer@example.org',
+      subject: `outbound ${i}`,
+      text: body(i),
+    });
     if (r.status !== 202) throw new Error(r.body);
   });
   const acceptedIn = seconds(t0);
   // `limit=0`: the count only (polling the full list of 2,000 every 100 ms cost the daemon more CPU than its JSON was worth)
-  await eventually(async () => (await daemon.api('GET', '/v1/outbound?limit=0')).body.size === 0, 120_000, 'outbox empty');
+  await eventually(
+    async () => (await daemon.api('GET', '/v1/outbound?limit=0')).body.size === 0,
+    120_000,
+    'outbox empty',
+  );
   const total = seconds(t0);
-  const daemonCpuMs = ((await cpuSecondsOf(daemonPid) - daemonCpu0) / N) * 1000;
+  const daemonCpuMs = (((await cpuSecondsOf(daemonPid)) - daemonCpu0) / N) * 1000;
   const benchCpuMs = ((ownCpuSeconds() - cpu0) / N) * 1000;
   if (trace) clearInterval(trace);
   const throughput = N / total;

@@ -49,15 +49,28 @@ try {
     smtpRef[i] = `\${file:${await ws.writeSecret(`smtp-${i}`, pass(i))}}`;
   });
   const imap = (i: number, storageFolder = 'ContactStorage') =>
-    imapYaml({ shortName: `s${i}`, user: user(i), port: dovecot.ports.imap, caFile: dovecot.caFile, password: imapRef[i]!, storageFolder });
+    imapYaml({
+      shortName: `s${i}`,
+      user: user(i),
+      port: dovecot.ports.imap,
+      caFile: dovecot.caFile,
+      password: imapRef[i]!,
+      storageFolder,
+    });
   await ws.writeServer('flow.yaml', flowYaml());
   await inBatches(ids, 50, async (i) => {
     await ws.writeServer(`imap-s${i}.yaml`, imap(i));
-    await ws.writeServer(`smtp-s${i}.yaml`, smtpYaml({ shortName: `s${i}`, user: user(i), port: smtp.port, caFile: smtp.caFile, password: smtpRef[i]! }));
+    await ws.writeServer(
+      `smtp-s${i}.yaml`,
+      smtpYaml({ shortName: `s${i}`, user: user(i), port: smtp.port, caFile: smtp.caFile, password: smtpRef[i]! }),
+    );
   });
 
-  const [plan, planMs] = await timed(() => cli(['plan', '--dir', ws.dir, '--state', 'empty', '--detailed-exitcode'], ws.env));
-  if (plan.code !== 2) throw new Error(`plan --state empty exited ${plan.code}:\n${plan.stderr}${plan.stdout.slice(-2000)}`);
+  const [plan, planMs] = await timed(() =>
+    cli(['plan', '--dir', ws.dir, '--state', 'empty', '--detailed-exitcode'], ws.env),
+  );
+  if (plan.code !== 2)
+    throw new Error(`plan --state empty exited ${plan.code}:\n${plan.stderr}${plan.stdout.slice(-2000)}`);
   console.log(`plan --state empty (${2 * N} to create): ${formatMs(planMs)}`);
 
   daemon = await startDaemon(ws, ['--no-watch', '--log-level', 'warn']);
@@ -66,7 +79,14 @@ try {
   const verified = (full.stdout.match(/Connection succeeded/g) ?? []).length;
   console.log(`full apply (${verified} servers verified): ${formatMs(fullMs)}`);
   const d1 = daemon;
-  await eventually(async () => (await d1.api('GET', '/v1/status')).body.servers.filter((s: { state: string }) => s.state === 'running').length === 2 * N, 120_000, 'every loop running');
+  await eventually(
+    async () =>
+      (await d1.api('GET', '/v1/status')).body.servers.filter((s: { state: string }) => s.state === 'running')
+        .length ===
+      2 * N,
+    120_000,
+    'every loop running',
+  );
 
   const noop: number[] = [];
   for (let k = 0; k < 3; k++) {
@@ -79,19 +99,26 @@ try {
   const noopDaemon: number[] = [];
   for (let k = 0; k < 3; k++) {
     const [r, t] = await timed(() => d1.api('POST', '/v1/apply', { trigger: 'bench' }));
-    if (r.status !== 200 || r.body.outcome !== 'no-changes') throw new Error(`no-op reconcile over the API: ${r.status} ${JSON.stringify(r.body).slice(0, 500)}`);
+    if (r.status !== 200 || r.body.outcome !== 'no-changes')
+      throw new Error(`no-op reconcile over the API: ${r.status} ${JSON.stringify(r.body).slice(0, 500)}`);
     noopDaemon.push(t);
   }
   console.log(`no-op reconcile inside the daemon (POST /v1/apply, median of 3): ${formatMs(median(noopDaemon))}`);
   const [, validateMs] = await timed(() => cli(['validate', '--dir', ws.dir], ws.env));
   const [, startMs] = await timed(() => cli(['--version'], ws.env));
-  console.log(`for comparison: mailctl validate of the folder ${formatMs(validateMs)}, mailctl --version ${formatMs(startMs)}`);
+  console.log(
+    `for comparison: mailctl validate of the folder ${formatMs(validateMs)}, mailctl --version ${formatMs(startMs)}`,
+  );
 
   // Watch mode: the same state folder, resumed by a watching daemon.
   await daemon.stop('SIGTERM');
   daemon = await startDaemon(ws, ['--log-level', 'warn']);
   const d2 = daemon;
-  const imap0 = async () => (await d2.api('GET', '/v1/status')).body.servers.find((s: { id: string }) => s.id === 'imap/s0') as { state: string; since: string | null };
+  const imap0 = async () =>
+    (await d2.api('GET', '/v1/status')).body.servers.find((s: { id: string }) => s.id === 'imap/s0') as {
+      state: string;
+      since: string | null;
+    };
   await eventually(async () => (await imap0())?.state === 'running', 60_000, 'imap/s0 running after resume');
   const watchRuns: number[] = [];
   for (let k = 0; k < WATCH_RUNS; k++) {
@@ -109,11 +136,15 @@ try {
     }
     watchRuns.push(ms(t0));
   }
-  console.log(`watch: save one file → its loop running again (median of ${WATCH_RUNS}): ${formatMs(median(watchRuns))} (runs: ${watchRuns.map(formatMs).join(', ')})`);
+  console.log(
+    `watch: save one file → its loop running again (median of ${WATCH_RUNS}): ${formatMs(median(watchRuns))} (runs: ${watchRuns.map(formatMs).join(', ')})`,
+  );
 
   const noopOk = median(noop) < 1000;
   const watchOk = median(watchRuns) < 2000;
-  console.log(`goals: no-op apply < 1 s ${noopOk ? 'MET' : 'MISSED'}; one-file change → loop restarted < 2 s ${watchOk ? 'MET' : 'MISSED'}`);
+  console.log(
+    `goals: no-op apply < 1 s ${noopOk ? 'MET' : 'MISSED'}; one-file change → loop restarted < 2 s ${watchOk ? 'MET' : 'MISSED'}`,
+  );
 
   const section = [
     '',

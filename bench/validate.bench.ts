@@ -132,7 +132,9 @@ try {
   const servers = check.servers.length;
   const errors = check.diagnostics.filter((d) => d.severity === 'error');
   if (servers !== FILES * PAIRS * 2 || check.diagnostics.length > 0) {
-    throw new Error(`generated folder is not clean: ${servers} servers, ${check.diagnostics.length} diagnostics (${errors[0]?.message ?? ''})`);
+    throw new Error(
+      `generated folder is not clean: ${servers} servers, ${check.diagnostics.length} diagnostics (${errors[0]?.message ?? ''})`,
+    );
   }
   await yamlOnly(dir);
 
@@ -147,11 +149,19 @@ try {
   const y = median(yamlMs);
   const cpu = os.cpus()[0]?.model ?? 'unknown CPU';
   console.log(`mailctl validate benchmark — ${new Date().toISOString().slice(0, 10)}`);
-  console.log(`machine: ${cpu} × ${os.cpus().length}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, ${os.platform()} ${os.release()}; Node ${process.version}`);
-  console.log(`input:   ${FILES} files, ${servers} EmailServer + ${check.flows.length} EmailFlow documents, ${(bytes / 2 ** 20).toFixed(1)} MiB`);
+  console.log(
+    `machine: ${cpu} × ${os.cpus().length}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, ${os.platform()} ${os.release()}; Node ${process.version}`,
+  );
+  console.log(
+    `input:   ${FILES} files, ${servers} EmailServer + ${check.flows.length} EmailFlow documents, ${(bytes / 2 ** 20).toFixed(1)} MiB`,
+  );
   console.log(`runs:    ${RUNS} warm runs each, interleaved; median (min–max)`);
-  console.log(`validate (loadConfig): ${v.toFixed(0)} ms (${Math.min(...validateMs).toFixed(0)}–${Math.max(...validateMs).toFixed(0)})`);
-  console.log(`yaml parse only:       ${y.toFixed(0)} ms (${Math.min(...yamlMs).toFixed(0)}–${Math.max(...yamlMs).toFixed(0)})`);
+  console.log(
+    `validate (loadConfig): ${v.toFixed(0)} ms (${Math.min(...validateMs).toFixed(0)}–${Math.max(...validateMs).toFixed(0)})`,
+  );
+  console.log(
+    `yaml parse only:       ${y.toFixed(0)} ms (${Math.min(...yamlMs).toFixed(0)}–${Math.max(...yamlMs).toFixed(0)})`,
+  );
   console.log(`ratio validate / parse: ${(v / y).toFixed(2)} (goal ≤ 2.0)`);
 } finally {
   await rm(root, { recursive: true, force: true });

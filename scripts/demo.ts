@@ -13,10 +13,14 @@ import { startSmtpServer, type SmtpTestServer } from '../test/harness/smtp.js';
 
 const once = process.argv.includes('--once');
 const EXAMPLES = path.resolve('examples/servers.d');
-const ACCOUNTS: Record<string, string> = { 'support@example.com': 'support-demo-password', 'sales@example.com': 'sales-demo-password' };
+const ACCOUNTS: Record<string, string> = {
+  'support@example.com': 'support-demo-password',
+  'sales@example.com': 'sales-demo-password',
+};
 const STORAGE = 'ContactStorage';
 
-const bold = process.stdout.isTTY && !process.env.NO_COLOR ? (t: string) => `\u001b[1m${t}\u001b[22m` : (t: string) => t;
+const bold =
+  process.stdout.isTTY && !process.env.NO_COLOR ? (t: string) => `\u001b[1m${t}\u001b[22m` : (t: string) => t;
 const say = (text: string) => process.stdout.write(`\n${bold(`== ${text}`)}\n`);
 const show = (text: string) => process.stdout.write(text.endsWith('\n') ? text : `${text}\n`);
 
@@ -29,12 +33,16 @@ async function mailctl(ws: Workspace, args: string[]): Promise<string> {
 }
 
 /** Points one example document at the local servers, keeping its comments. */
-function rewrite(doc: Document, env: { dovecot: Dovecot; smtp: SmtpTestServer; secret: (name: string) => string }): void {
+function rewrite(
+  doc: Document,
+  env: { dovecot: Dovecot; smtp: SmtpTestServer; secret: (name: string) => string },
+): void {
   if (!isMap(doc.contents)) return;
   const kind = doc.get('kind');
   if (kind === 'EmailFlow') {
     const dir = doc.getIn(['deliver', 'directory']);
-    if (typeof dir === 'string' && path.isAbsolute(dir)) doc.setIn(['deliver', 'directory'], `inbound/${path.basename(dir)}`);
+    if (typeof dir === 'string' && path.isAbsolute(dir))
+      doc.setIn(['deliver', 'directory'], `inbound/${path.basename(dir)}`);
     return;
   }
   const type = doc.get('type');
@@ -52,7 +60,17 @@ function rewrite(doc: Document, env: { dovecot: Dovecot; smtp: SmtpTestServer; s
 }
 
 const sampleMail = (from: string, to: string, subject: string, extra = ''): string =>
-  [`From: ${from}`, `To: ${to}`, `Subject: ${subject}`, `Message-ID: <${Math.random().toString(36).slice(2)}@demo.example>`, `Date: ${new Date().toUTCString()}`, extra, '', `Hello, this is "${subject}".`, '']
+  [
+    `From: ${from}`,
+    `To: ${to}`,
+    `Subject: ${subject}`,
+    `Message-ID: <${Math.random().toString(36).slice(2)}@demo.example>`,
+    `Date: ${new Date().toUTCString()}`,
+    extra,
+    '',
+    `Hello, this is "${subject}".`,
+    '',
+  ]
     .filter((l, i) => l !== '' || i > 4)
     .join('\r\n');
 
@@ -62,11 +80,17 @@ async function main(): Promise<void> {
   const smtp = await startSmtpServer({ ca: dovecot.ca, users: ACCOUNTS });
   dovecot.oauth.onMint((token, user) => smtp.setAccessToken(token, user));
   dovecot.setRefreshToken('demo-refresh-token', 'noreply@example.com');
-  show(`Dovecot: IMAP localhost:${dovecot.ports.imap} (STARTTLS), LMTP :${dovecot.ports.lmtp}; SMTP localhost:${smtp.port}`);
+  show(
+    `Dovecot: IMAP localhost:${dovecot.ports.imap} (STARTTLS), LMTP :${dovecot.ports.lmtp}; SMTP localhost:${smtp.port}`,
+  );
 
   const ws = await createWorkspace();
   const storageFolders = new Map<string, string>();
-  const secrets = new Map<string, string>([...Object.entries(ACCOUNTS), ['noreply@example.com-client-secret', 'demo-client-secret'], ['noreply@example.com-refresh-token', 'demo-refresh-token']]);
+  const secrets = new Map<string, string>([
+    ...Object.entries(ACCOUNTS),
+    ['noreply@example.com-client-secret', 'demo-client-secret'],
+    ['noreply@example.com-refresh-token', 'demo-refresh-token'],
+  ]);
   const secretFile = (name: string) => path.join(ws.secretsDir, name.replace(/[^A-Za-z0-9.-]/g, '_'));
   for (const [name, value] of secrets) await writeFile(secretFile(name), value, { mode: 0o600 });
   for (const file of (await readdir(EXAMPLES)).filter((f) => f.endsWith('.yaml'))) {
@@ -95,7 +119,14 @@ async function main(): Promise<void> {
   show(`daemon listening on ${daemon.url}, state folder ${ws.stateDir}`);
   say('apply: every server is verified against the real servers, then its loop starts');
   await mailctl(ws, ['apply', '--dir', ws.dir]);
-  await eventually(async () => JSON.parse((await cli(['status', '--json'], ws.env)).stdout).servers.every((s: { state: string }) => s.state === 'running'), 30_000, 'all loops running');
+  await eventually(
+    async () =>
+      JSON.parse((await cli(['status', '--json'], ws.env)).stdout).servers.every(
+        (s: { state: string }) => s.state === 'running',
+      ),
+    30_000,
+    'all loops running',
+  );
   say('status');
   await mailctl(ws, ['status']);
 
@@ -120,37 +151,79 @@ async function main(): Promise<void> {
     const found: { queue: string; file: string; meta: Record<string, unknown> }[] = [];
     for (const flow of await readdir(inbound).catch(() => [] as string[])) {
       for (const queue of await readdir(path.join(inbound, flow)).catch(() => [] as string[])) {
-        for (const file of (await readdir(path.join(inbound, flow, queue)).catch(() => [] as string[])).filter((f) => f.endsWith('.json'))) {
-          found.push({ queue: `${flow}/${queue}`, file, meta: JSON.parse(await readFile(path.join(inbound, flow, queue, file), 'utf8')) });
+        for (const file of (await readdir(path.join(inbound, flow, queue)).catch(() => [] as string[])).filter((f) =>
+          f.endsWith('.json'),
+        )) {
+          found.push({
+            queue: `${flow}/${queue}`,
+            file,
+            meta: JSON.parse(await readFile(path.join(inbound, flow, queue, file), 'utf8')),
+          });
         }
       }
     }
     return found;
   };
-  const arrived = await eventually(async () => ((await metadata()).length >= samples.length - 0 ? metadata() : null), 60_000, 'every sample in its queue');
+  const arrived = await eventually(
+    async () => ((await metadata()).length >= samples.length - 0 ? metadata() : null),
+    60_000,
+    'every sample in its queue',
+  );
   say(`Where they ended up (queue files under ${inbound})`);
   for (const { queue, file, meta } of arrived.sort((a, b) => (a.queue < b.queue ? -1 : 1))) {
-    show(`${queue.padEnd(24)} ${String(meta.subject).padEnd(44)} ${file.replace(/\.json$/, '.{eml,json}')}${meta.autoReply ? '  (auto-reply)' : ''}`);
+    show(
+      `${queue.padEnd(24)} ${String(meta.subject).padEnd(44)} ${file.replace(/\.json$/, '.{eml,json}')}${meta.autoReply ? '  (auto-reply)' : ''}`,
+    );
   }
   for (const [user, folder] of storageFolders) {
     const inbox = await dovecot.listMessages(user, 'INBOX');
     const stored = await dovecot.listMessages(user, folder);
-    show(`${user}: ${inbox.filter((m) => m.flags.includes('\\Seen')).length}/${inbox.length} INBOX messages \\Seen, ${stored.length} in ${folder}`);
+    show(
+      `${user}: ${inbox.filter((m) => m.flags.includes('\\Seen')).length}/${inbox.length} INBOX messages \\Seen, ${stored.length} in ${folder}`,
+    );
   }
 
-  say('Outbound: an agent replies (sent from the address the customer wrote to) and the company sends a template email');
+  say(
+    'Outbound: an agent replies (sent from the address the customer wrote to) and the company sends a template email',
+  );
   const original = arrived.find((a) => String(a.meta.subject).startsWith('The app crashes'))!;
   const key = original.file.replace(/\.json$/, '');
-  await mailctl(ws, ['send', '--in-reply-to', key, '--to', 'dave@example.net', '--subject', 'Re: The app crashes', '--text', 'Thanks, Dave: update to 2.1 and it is fixed.']);
-  await mailctl(ws, ['send', '--template', '--to', 'erin@example.net', '--subject', 'Reset your password', '--text', 'Use this link to choose a new password.']);
+  await mailctl(ws, [
+    'send',
+    '--in-reply-to',
+    key,
+    '--to',
+    'dave@example.net',
+    '--subject',
+    'Re: The app crashes',
+    '--text',
+    'Thanks, Dave: update to 2.1 and it is fixed.',
+  ]);
+  await mailctl(ws, [
+    'send',
+    '--template',
+    '--to',
+    'erin@example.net',
+    '--subject',
+    'Reset your password',
+    '--text',
+    'Use this link to choose a new password.',
+  ]);
   await eventually(() => smtp.messages.length >= 2, 30_000, 'both emails at the SMTP server');
-  for (const m of smtp.messages) show(`SMTP server received: from ${m.envelope.mailFrom} to ${m.envelope.rcptTo.join(', ')} (${m.messageId})`);
-  const sentCopies = await eventually(async () => {
-    const stored = await dovecot.listMessages('support@example.com', storageFolders.get('support@example.com')!);
-    return stored.some((m) => m.messageId === smtp.messages[0]?.messageId) ? stored : null;
-  }, 30_000, 'the sent copy of the reply in the storage folder');
+  for (const m of smtp.messages)
+    show(`SMTP server received: from ${m.envelope.mailFrom} to ${m.envelope.rcptTo.join(', ')} (${m.messageId})`);
+  const sentCopies = await eventually(
+    async () => {
+      const stored = await dovecot.listMessages('support@example.com', storageFolders.get('support@example.com')!);
+      return stored.some((m) => m.messageId === smtp.messages[0]?.messageId) ? stored : null;
+    },
+    30_000,
+    'the sent copy of the reply in the storage folder',
+  );
   const copy = sentCopies.find((m) => m.messageId === smtp.messages[0]?.messageId)!;
-  show(`support@example.com ${storageFolders.get('support@example.com')} now holds ${sentCopies.length} messages, including the sent reply (flags: ${copy.flags.join(' ')})`);
+  show(
+    `support@example.com ${storageFolders.get('support@example.com')} now holds ${sentCopies.length} messages, including the sent reply (flags: ${copy.flags.join(' ')})`,
+  );
   await mailctl(ws, ['outbox', 'list']);
 
   const stop = async () => {

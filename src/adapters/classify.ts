@@ -33,19 +33,68 @@ export function errorContext(settings: ConnectionSettings): ClassifyContext {
 type Rec = Record<string, unknown>;
 
 const CERT_UNTRUSTED = new Set([
-  'DEPTH_ZERO_SELF_SIGNED_CERT', 'SELF_SIGNED_CERT_IN_CHAIN', 'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
-  'UNABLE_TO_GET_ISSUER_CERT', 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY', 'CERT_UNTRUSTED', 'CERT_SIGNATURE_FAILURE',
-  'CERT_REJECTED', 'INVALID_CA', 'UNABLE_TO_DECRYPT_CERT_SIGNATURE', 'PATH_LENGTH_EXCEEDED', 'INVALID_PURPOSE',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'CERT_UNTRUSTED',
+  'CERT_SIGNATURE_FAILURE',
+  'CERT_REJECTED',
+  'INVALID_CA',
+  'UNABLE_TO_DECRYPT_CERT_SIGNATURE',
+  'PATH_LENGTH_EXCEEDED',
+  'INVALID_PURPOSE',
 ]);
-const CERT_INVALID = new Set(['CERT_HAS_EXPIRED', 'CERT_NOT_YET_VALID', 'CERT_REVOKED', 'ERROR_IN_CERT_NOT_BEFORE_FIELD',
-  'ERROR_IN_CERT_NOT_AFTER_FIELD', 'CERT_CHAIN_TOO_LONG', 'HOSTNAME_MISMATCH']);
-const NET_CODES = new Set(['ECONNRESET', 'EPIPE', 'ECONNABORTED', 'EHOSTUNREACH', 'ENETUNREACH', 'EHOSTDOWN', 'ENETDOWN',
-  'EADDRNOTAVAIL', 'NoConnection', 'EConnectionClosed', 'ClosedAfterConnectText', 'ClosedAfterConnectTLS', 'ECONNECTION',
-  'StateLogout', 'PollFailed', 'EPROTOCOL']);
-const TIMEOUT_CODES = new Set(['ETIMEDOUT', 'CONNECT_TIMEOUT', 'ETIMEOUT', 'ESOCKETTIMEDOUT', 'UPGRADE_TIMEOUT',
-  'UND_ERR_CONNECT_TIMEOUT', 'LockTimeout']);
-const CONFIG_CODES = new Set(['MissingServerExtension', 'ECONFIG', 'ENOAUTH', 'ERR_INVALID_URL', 'UnsupportedProxyAddress',
-  'UnsupportedTransportOption', 'ProxyError', 'EPROXY', 'InstanceReused', 'ERR_INVALID_ARG_TYPE', 'ERR_INVALID_ARG_VALUE']);
+const CERT_INVALID = new Set([
+  'CERT_HAS_EXPIRED',
+  'CERT_NOT_YET_VALID',
+  'CERT_REVOKED',
+  'ERROR_IN_CERT_NOT_BEFORE_FIELD',
+  'ERROR_IN_CERT_NOT_AFTER_FIELD',
+  'CERT_CHAIN_TOO_LONG',
+  'HOSTNAME_MISMATCH',
+]);
+const NET_CODES = new Set([
+  'ECONNRESET',
+  'EPIPE',
+  'ECONNABORTED',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'EHOSTDOWN',
+  'ENETDOWN',
+  'EADDRNOTAVAIL',
+  'NoConnection',
+  'EConnectionClosed',
+  'ClosedAfterConnectText',
+  'ClosedAfterConnectTLS',
+  'ECONNECTION',
+  'StateLogout',
+  'PollFailed',
+  'EPROTOCOL',
+]);
+const TIMEOUT_CODES = new Set([
+  'ETIMEDOUT',
+  'CONNECT_TIMEOUT',
+  'ETIMEOUT',
+  'ESOCKETTIMEDOUT',
+  'UPGRADE_TIMEOUT',
+  'UND_ERR_CONNECT_TIMEOUT',
+  'LockTimeout',
+]);
+const CONFIG_CODES = new Set([
+  'MissingServerExtension',
+  'ECONFIG',
+  'ENOAUTH',
+  'ERR_INVALID_URL',
+  'UnsupportedProxyAddress',
+  'UnsupportedTransportOption',
+  'ProxyError',
+  'EPROXY',
+  'InstanceReused',
+  'ERR_INVALID_ARG_TYPE',
+  'ERR_INVALID_ARG_VALUE',
+]);
 
 /** Replace every secret with `***`. */
 export function redact(text: string, secrets: ReadonlyArray<string | undefined> = []): string {
@@ -60,7 +109,8 @@ const str = (v: unknown): string | undefined => (typeof v === 'string' && v !== 
 export function parseRetryAfterMs(text: string): number | undefined {
   const backoff = /Backoff Time[:=\s]+(\d+)/i.exec(text);
   if (backoff) return Number(backoff[1]);
-  const m = /(?:retry|try again)\s+(?:after|in)\s+(\d+)\s*(ms|milliseconds?|s|secs?|seconds?|m|mins?|minutes?)?\b/i.exec(text);
+  const m =
+    /(?:retry|try again)\s+(?:after|in)\s+(\d+)\s*(ms|milliseconds?|s|secs?|seconds?|m|mins?|minutes?)?\b/i.exec(text);
   if (!m) return undefined;
   const n = Number(m[1]);
   const unit = (m[2] ?? 's').toLowerCase();
@@ -83,10 +133,16 @@ function throttled(e: Rec, text: string, responseCode: number | undefined): { re
   const src = String(e.serverResponseCode ?? '').toUpperCase();
   const hit =
     e.code === 'ETHROTTLE' ||
-    src === 'THROTTLED' || src === 'LIMIT' ||
-    /\[THROTTLED\]|Request is throttled|Backoff Time|too many (simultaneous |concurrent )?connections|Maximum number of connections|connection rate|rate limit|too many (login|auth|messages|requests)/i.test(text) ||
+    src === 'THROTTLED' ||
+    src === 'LIMIT' ||
+    /\[THROTTLED\]|Request is throttled|Backoff Time|too many (simultaneous |concurrent )?connections|Maximum number of connections|connection rate|rate limit|too many (login|auth|messages|requests)/i.test(
+      text,
+    ) ||
     responseCode === 421 ||
-    (responseCode !== undefined && responseCode >= 400 && responseCode < 500 && /\b4\.7\.\d+\b/.test(text) &&
+    (responseCode !== undefined &&
+      responseCode >= 400 &&
+      responseCode < 500 &&
+      /\b4\.7\.\d+\b/.test(text) &&
       /rate|limit|too many|throttl|try (again )?later/i.test(text));
   if (!hit) return null;
   const hint = typeof e.throttleReset === 'number' ? e.throttleReset : parseRetryAfterMs(text);
@@ -106,8 +162,11 @@ function tlsCertMessage(code: string, reason: string, at: string): string | null
 
 export function classifyMailError(err: unknown, ctx: ClassifyContext = {}): MailError {
   const secrets = ctx.secrets ?? [];
-  const mk = (cls: FailureClass, message: string, extra: { code?: string | undefined; retryAfterMs?: number; responseCode?: number } = {}) =>
-    new MailError(cls, redact(message, secrets), extra);
+  const mk = (
+    cls: FailureClass,
+    message: string,
+    extra: { code?: string | undefined; retryAfterMs?: number; responseCode?: number } = {},
+  ) => new MailError(cls, redact(message, secrets), extra);
 
   if (err instanceof MailError) {
     const copy = mk(err.failureClass, err.message, { code: err.code, responseCode: err.responseCode });
@@ -134,21 +193,30 @@ export function classifyMailError(err: unknown, ctx: ClassifyContext = {}): Mail
   if (thr) {
     const when = thr.retryAfterMs !== undefined ? `; retry after ${Math.ceil(thr.retryAfterMs / 1000)} s` : '';
     const said = str(e.responseText) ?? smtpReply ?? str(e.reason) ?? message;
-    return mk('throttled', `${at} is throttling us: ${said}${when}`, { code: code ?? str(e.serverResponseCode) ?? 'THROTTLED', responseCode, ...thr });
+    return mk('throttled', `${at} is throttling us: ${said}${when}`, {
+      code: code ?? str(e.serverResponseCode) ?? 'THROTTLED',
+      responseCode,
+      ...thr,
+    });
   }
 
   // 2. missing folder
   if (code === 'NotFound' || e.mailboxMissing === true) {
     const m = /Mailbox doesn't exist: ([^(\r\n]+?)\s*(?:\(|$)/.exec(text);
     const folder = str(e.path) ?? m?.[1];
-    return mk('folder-missing', folder ? `folder "${folder}" does not exist on ${ctx.host ?? at}` : `folder does not exist on ${ctx.host ?? at}`,
-      { code: code ?? 'NONEXISTENT' });
+    return mk(
+      'folder-missing',
+      folder ? `folder "${folder}" does not exist on ${ctx.host ?? at}` : `folder does not exist on ${ctx.host ?? at}`,
+      { code: code ?? 'NONEXISTENT' },
+    );
   }
 
   // 3. authentication
   if (e.authenticationFailed === true) {
     if (/login is disabled|LOGINDISABLED/i.test(message)) {
-      return mk('tls', `${at} refuses to log in without TLS (LOGINDISABLED); use tls: true or STARTTLS`, { code: 'LOGINDISABLED' });
+      return mk('tls', `${at} refuses to log in without TLS (LOGINDISABLED); use tls: true or STARTTLS`, {
+        code: 'LOGINDISABLED',
+      });
     }
     const src = str(e.serverResponseCode);
     if (src === 'UNAVAILABLE') {
@@ -170,23 +238,44 @@ export function classifyMailError(err: unknown, ctx: ClassifyContext = {}): Mail
   }
 
   // 4. TLS
-  const certMsg = tlsCertMessage(nodeCode, str(e.reason) ?? (originalCode ? message.replace(/^[^:]*error: /i, '') : message), at);
+  const certMsg = tlsCertMessage(
+    nodeCode,
+    str(e.reason) ?? (originalCode ? message.replace(/^[^:]*error: /i, '') : message),
+    at,
+  );
   if (certMsg) return mk('tls', certMsg, { code: nodeCode });
-  if (nodeCode.startsWith('ERR_SSL_') || nodeCode === 'ERR_TLS_HANDSHAKE_TIMEOUT' || /wrong version number/i.test(text)) {
-    const hint = ctx.tls !== false
-      ? ' — the port does not speak TLS right away; if it is a plaintext/STARTTLS port (143/587/25) set tls: false'
-      : '';
-    return mk('tls', `TLS handshake with ${at} failed: ${reason}${hint} (${nodeCode || 'TLS'})`, { code: nodeCode || 'TLS' });
+  if (
+    nodeCode.startsWith('ERR_SSL_') ||
+    nodeCode === 'ERR_TLS_HANDSHAKE_TIMEOUT' ||
+    /wrong version number/i.test(text)
+  ) {
+    const hint =
+      ctx.tls !== false
+        ? ' — the port does not speak TLS right away; if it is a plaintext/STARTTLS port (143/587/25) set tls: false'
+        : '';
+    return mk('tls', `TLS handshake with ${at} failed: ${reason}${hint} (${nodeCode || 'TLS'})`, {
+      code: nodeCode || 'TLS',
+    });
   }
   if (/does not support STARTTLS/i.test(message) || (code === 'ETLS' && /STARTTLS/i.test(String(e.command ?? '')))) {
-    return mk('tls', `${at} does not offer STARTTLS; refusing to send credentials in plaintext ` +
-      `(set allowPlaintext: true only if that is really intended)`, { code: code ?? 'STARTTLS', responseCode });
+    return mk(
+      'tls',
+      `${at} does not offer STARTTLS; refusing to send credentials in plaintext ` +
+        `(set allowPlaintext: true only if that is really intended)`,
+      { code: code ?? 'STARTTLS', responseCode },
+    );
   }
   if (code === 'STARTTLS_INJECTION') {
-    return mk('tls', `${at} sent data before the STARTTLS handshake (possible injection attack); refusing to continue`, { code });
+    return mk(
+      'tls',
+      `${at} sent data before the STARTTLS handshake (possible injection attack); refusing to continue`,
+      { code },
+    );
   }
   if (e.tlsFailed === true || code === 'ETLS') {
-    return mk('tls', `TLS with ${at} failed: ${reason}${nodeCode ? ` (${nodeCode})` : ''}`, { code: nodeCode || 'TLS' });
+    return mk('tls', `TLS with ${at} failed: ${reason}${nodeCode ? ` (${nodeCode})` : ''}`, {
+      code: nodeCode || 'TLS',
+    });
   }
 
   // 5. network
@@ -196,7 +285,9 @@ export function classifyMailError(err: unknown, ctx: ClassifyContext = {}): Mail
     return mk('network', `host name "${host}" not found (DNS ${nodeCode})`, { code: nodeCode });
   }
   if (nodeCode === 'EAI_AGAIN' || code === 'EDNS') {
-    return mk('network', `DNS lookup of "${ctx.host ?? str(e.hostname) ?? at}" failed: ${message} (${nodeCode})`, { code: nodeCode });
+    return mk('network', `DNS lookup of "${ctx.host ?? str(e.hostname) ?? at}" failed: ${message} (${nodeCode})`, {
+      code: nodeCode,
+    });
   }
   if (nodeCode === 'GREETING_TIMEOUT' || /greeting never received/i.test(message)) {
     const hint = ctx.tls === false ? '; if this is an implicit-TLS port (993/465) set tls: true' : '';
@@ -206,7 +297,9 @@ export function classifyMailError(err: unknown, ctx: ClassifyContext = {}): Mail
     return mk('network', `connection to ${at} timed out (${nodeCode})`, { code: nodeCode });
   }
   if (NET_CODES.has(nodeCode) || NET_CODES.has(code ?? '') || code === 'ESOCKET' || typeof e.syscall === 'string') {
-    return mk('network', `connection to ${at} failed: ${reason} (${nodeCode || 'ESOCKET'})`, { code: nodeCode || 'ESOCKET' });
+    return mk('network', `connection to ${at} failed: ${reason} (${nodeCode || 'ESOCKET'})`, {
+      code: nodeCode || 'ESOCKET',
+    });
   }
 
   // 6. configuration
@@ -216,7 +309,11 @@ export function classifyMailError(err: unknown, ctx: ClassifyContext = {}): Mail
   if (responseCode !== undefined) {
     const reply = smtpReply ?? message;
     if (responseCode >= 400 && responseCode < 500) {
-      return mk('network', `${at} temporarily rejected the message: ${reply}`, { code, responseCode, retryAfterMs: parseRetryAfterMs(reply) });
+      return mk('network', `${at} temporarily rejected the message: ${reply}`, {
+        code,
+        responseCode,
+        retryAfterMs: parseRetryAfterMs(reply),
+      });
     }
     return mk('config', `${at} rejected the message: ${reply}`, { code, responseCode });
   }

@@ -11,7 +11,9 @@ const fsyncFd = promisify(fs.fsync);
 const closeFd = promisify(fs.close);
 const fchmodFd = promisify(fs.fchmod);
 const writeFd = (fd: number, bytes: Uint8Array, offset: number) =>
-  new Promise<number>((resolve, reject) => fs.write(fd, bytes, offset, bytes.length - offset, null, (err, written) => (err ? reject(err) : resolve(written))));
+  new Promise<number>((resolve, reject) =>
+    fs.write(fd, bytes, offset, bytes.length - offset, null, (err, written) => (err ? reject(err) : resolve(written))),
+  );
 
 /** Creates a private folder (0700 whatever the umask) and refuses one that others may write to. */
 export async function ensurePrivateDir(dir: string): Promise<void> {
@@ -34,12 +36,16 @@ async function fsyncDir(dir: string): Promise<void> {
  * Writes `file` (created 0600, or truncated; `exclusive`: must not exist) and fsyncs it. `exactMode` sets 0600 whatever
  * the umask. Not atomic by itself: callers write a temp file and rename it.
  */
-export async function writeFileDurably(file: string, data: string | Uint8Array, options: { exclusive?: boolean; exactMode?: boolean } = {}): Promise<void> {
+export async function writeFileDurably(
+  file: string,
+  data: string | Uint8Array,
+  options: { exclusive?: boolean; exactMode?: boolean } = {},
+): Promise<void> {
   const bytes = typeof data === 'string' ? Buffer.from(data) : data;
   const fd = await openFd(file, options.exclusive ? 'wx' : 'w', 0o600);
   try {
     if (options.exactMode) await fchmodFd(fd, 0o600);
-    for (let offset = 0; offset < bytes.length; ) offset += await writeFd(fd, bytes, offset);
+    for (let offset = 0; offset < bytes.length;) offset += await writeFd(fd, bytes, offset);
     await fsyncFd(fd);
   } finally {
     await closeFd(fd);
@@ -50,7 +56,11 @@ export async function writeFileDurably(file: string, data: string | Uint8Array, 
  * Replaces `file` atomically and durably: write a temp file in the same folder (0600), fsync it, rename it over the
  * target, fsync the folder. A crash leaves either the old or the new content, never a mix.
  */
-export async function writeFileAtomic(file: string, data: string | Uint8Array, options: { syncDir?: boolean } = {}): Promise<void> {
+export async function writeFileAtomic(
+  file: string,
+  data: string | Uint8Array,
+  options: { syncDir?: boolean } = {},
+): Promise<void> {
   const dir = path.dirname(file);
   const temp = path.join(dir, `.${path.basename(file)}.${randomBytes(6).toString('hex')}.tmp`);
   await writeFileDurably(temp, data, { exclusive: true, exactMode: true });

@@ -10,7 +10,13 @@
  */
 import { Transform } from 'node:stream';
 import type { PluginFunction } from 'nodemailer/lib/mailer';
-import nodemailer, { type SendMailOptions, type SMTPPoolOptions, type SMTPSentMessageInfo, type SMTPTransportOptions, type Transporter } from 'nodemailer';
+import nodemailer, {
+  type SendMailOptions,
+  type SMTPPoolOptions,
+  type SMTPSentMessageInfo,
+  type SMTPTransportOptions,
+  type Transporter,
+} from 'nodemailer';
 import { classifyMailError, errorContext } from './classify.js';
 import type { ConnectionSettings } from './connection.js';
 
@@ -42,10 +48,14 @@ export interface SmtpTransportExtra {
 
 export type SmtpTransport = Transporter<SMTPSentMessageInfo>;
 
-export function smtpTransportOptions(settings: ConnectionSettings, extra: SmtpTransportExtra = {}): SMTPTransportOptions | SMTPPoolOptions {
-  const auth = 'pass' in settings.auth
-    ? { user: settings.auth.user, pass: settings.auth.pass }
-    : { type: 'OAuth2', user: settings.auth.user, accessToken: settings.auth.accessToken };
+export function smtpTransportOptions(
+  settings: ConnectionSettings,
+  extra: SmtpTransportExtra = {},
+): SMTPTransportOptions | SMTPPoolOptions {
+  const auth =
+    'pass' in settings.auth
+      ? { user: settings.auth.user, pass: settings.auth.pass }
+      : { type: 'OAuth2', user: settings.auth.user, accessToken: settings.auth.accessToken };
   const opts: SMTPPoolOptions = {
     host: settings.host,
     port: settings.port,
@@ -122,8 +132,11 @@ export async function verifySmtp(settings: ConnectionSettings, extra: SmtpTransp
 }
 
 /** Send one message, mapping failures to MailError (e.g. 451 → network, 421 / 4.7.x rate → throttled). */
-export async function sendSmtp(transport: SmtpTransport, settings: ConnectionSettings,
-  message: SendMailOptions): Promise<SMTPSentMessageInfo> {
+export async function sendSmtp(
+  transport: SmtpTransport,
+  settings: ConnectionSettings,
+  message: SendMailOptions,
+): Promise<SMTPSentMessageInfo> {
   try {
     return await transport.sendMail(message);
   } catch (err) {
@@ -136,10 +149,16 @@ export async function sendSmtp(transport: SmtpTransport, settings: ConnectionSet
  * (the sent copy needs the same bytes; composing them first and sending them raw costs a second pass through
  * nodemailer's streams).
  */
-export async function sendSmtpCapturing(transport: SmtpTransport, settings: ConnectionSettings,
-  message: SendMailOptions): Promise<{ info: SMTPSentMessageInfo; source: Buffer }> {
+export async function sendSmtpCapturing(
+  transport: SmtpTransport,
+  settings: ConnectionSettings,
+  message: SendMailOptions,
+): Promise<{ info: SMTPSentMessageInfo; source: Buffer }> {
   let source: Buffer | null = null;
-  const info = await sendSmtp(transport, settings, { ...message, [CAPTURE]: (s: Buffer) => (source = s) } as SendMailOptions);
+  const info = await sendSmtp(transport, settings, {
+    ...message,
+    [CAPTURE]: (s: Buffer) => (source = s),
+  } as SendMailOptions);
   if (!source) throw new Error('nodemailer sent the message without passing it through the capture plugin');
   return { info, source };
 }

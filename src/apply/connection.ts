@@ -18,7 +18,8 @@ export async function resolveConnection(spec: ServerSpec, resolver: SecretResolv
   const secrets = await resolver.resolveAll(spec);
   let auth: ConnectionSettings['auth'];
   if (spec.auth.type === 'basic') auth = { user: spec.auth.user, pass: secrets.get(spec.auth.password)! };
-  else if (spec.auth.oauth2.accessToken) auth = { user: spec.auth.user, accessToken: secrets.get(spec.auth.oauth2.accessToken)! };
+  else if (spec.auth.oauth2.accessToken)
+    auth = { user: spec.auth.user, accessToken: secrets.get(spec.auth.oauth2.accessToken)! };
   else {
     const { tokenUrl, clientId, clientSecret, refreshToken, scope } = spec.auth.oauth2;
     const token = await fetchAccessToken({

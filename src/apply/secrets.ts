@@ -39,7 +39,9 @@ export class SecretResolver {
     let value: string;
     if (ref.scheme === 'env') {
       if (!ref.name.startsWith(this.policy.envPrefix)) {
-        throw new SecretError(`${reference} is not allowed: environment secrets must start with ${this.policy.envPrefix} (--secret-env-prefix)`);
+        throw new SecretError(
+          `${reference} is not allowed: environment secrets must start with ${this.policy.envPrefix} (--secret-env-prefix)`,
+        );
       }
       const found = this.policy.env[ref.name];
       if (found === undefined) throw new SecretError(`${reference}: the environment variable ${ref.name} is not set`);
@@ -49,14 +51,21 @@ export class SecretResolver {
       const target = await realpath(ref.path).catch(() => null);
       if (target === null) throw new SecretError(`${reference}: the file does not exist`);
       if (!target.startsWith(root + path.sep)) {
-        throw new SecretError(`${reference} is not allowed: secret files must be inside ${this.policy.secretsDir} (--secrets-dir)`);
+        throw new SecretError(
+          `${reference} is not allowed: secret files must be inside ${this.policy.secretsDir} (--secrets-dir)`,
+        );
       }
-      value = (await readFile(target, 'utf8').catch(() => {
-        throw new SecretError(`${reference}: the file cannot be read`);
-      })).replace(/\r?\n$/, '');
+      value = (
+        await readFile(target, 'utf8').catch(() => {
+          throw new SecretError(`${reference}: the file cannot be read`);
+        })
+      ).replace(/\r?\n$/, '');
     }
     if (value.length === 0) throw new SecretError(`${reference} is empty`);
-    if (value.length > MAX_SECRET_LENGTH) throw new SecretError(`${reference} is ${value.length} characters long; at most ${MAX_SECRET_LENGTH} are allowed`);
+    if (value.length > MAX_SECRET_LENGTH)
+      throw new SecretError(
+        `${reference} is ${value.length} characters long; at most ${MAX_SECRET_LENGTH} are allowed`,
+      );
     if (/[\r\n\0]/.test(value)) throw new SecretError(`${reference} contains a line break or NUL character`);
     this.sensitive(value);
     return value;
@@ -85,6 +94,7 @@ export function secretReferences(spec: ServerSpec): string[] {
 /** Digest of a server's resolved secrets, kept in memory to notice rotation; never written anywhere. */
 export function secretDigest(values: ReadonlyMap<string, string>): string {
   const hash = createHash('sha256');
-  for (const [reference, value] of [...values].sort(([a], [b]) => (a < b ? -1 : 1))) hash.update(`${reference}\0${value}\0`);
+  for (const [reference, value] of [...values].sort(([a], [b]) => (a < b ? -1 : 1)))
+    hash.update(`${reference}\0${value}\0`);
   return hash.digest('hex');
 }

@@ -27,7 +27,12 @@ export const VERIFY_CONCURRENCY = 8;
 export async function verifyServer(id: string, spec: ServerSpec, resolver: SecretResolver): Promise<Verification> {
   try {
     const { settings, secretDigest } = await resolveConnection(spec, resolver);
-    if (spec.type === 'imap') return imapVerified(id, await verifyImap(settings, { folder: spec.folder, storageFolder: spec.storageFolder }), secretDigest);
+    if (spec.type === 'imap')
+      return imapVerified(
+        id,
+        await verifyImap(settings, { folder: spec.folder, storageFolder: spec.storageFolder }),
+        secretDigest,
+      );
     await verifySmtp(settings);
     return { id, ok: true, secretDigest, line: `${id}: Connection succeeded` };
   } catch (err) {
@@ -37,13 +42,26 @@ export async function verifyServer(id: string, spec: ServerSpec, resolver: Secre
 
 /** The verification of an IMAP server whose folders were checked (by verifyImap, or by a loop opening its connection). */
 export function imapVerified(id: string, found: VerifyImapResult, secretDigest: string): Verification {
-  const caps = found.capabilities.filter((c) => ['IDLE', 'UIDPLUS', 'MOVE', 'CONDSTORE', 'COMPRESS=DEFLATE'].includes(c));
-  return { id, ok: true, secretDigest, line: `${id}: Connection succeeded (${[caps.join(' '), `${found.unseen} unseen`].filter(Boolean).join(', ')})` };
+  const caps = found.capabilities.filter((c) =>
+    ['IDLE', 'UIDPLUS', 'MOVE', 'CONDSTORE', 'COMPRESS=DEFLATE'].includes(c),
+  );
+  return {
+    id,
+    ok: true,
+    secretDigest,
+    line: `${id}: Connection succeeded (${[caps.join(' '), `${found.unseen} unseen`].filter(Boolean).join(', ')})`,
+  };
 }
 
 export function verificationFailed(id: string, err: unknown): Verification {
   const error = err instanceof MailError ? err : classifyMailError(err);
-  return { id, ok: false, failureClass: error.failureClass, reason: error.message, line: `${id}: Connection failed: ${error.failureClass}: ${error.message}` };
+  return {
+    id,
+    ok: false,
+    failureClass: error.failureClass,
+    reason: error.message,
+    line: `${id}: Connection failed: ${error.failureClass}: ${error.message}`,
+  };
 }
 
 /** Runs `verify` (default `verifyServer`) over many servers, bounded, keeping the input order in the result. */

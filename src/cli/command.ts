@@ -50,7 +50,11 @@ export function parseCommandArgs(command: Command, argv: string[]): { values: Va
 
 export function outputFor(values: Values, io: IO): Output {
   return createOutput(
-    { format: values.format as string | undefined, json: values.json === true, 'no-color': values['no-color'] === true },
+    {
+      format: values.format as string | undefined,
+      json: values.json === true,
+      'no-color': values['no-color'] === true,
+    },
     io,
   );
 }

@@ -12,11 +12,19 @@ export interface DaemonLocation {
 /** A connection to the daemon's API (`/v1/*`, bearer token). */
 export interface DaemonClient {
   url: string;
-  request<T>(method: 'GET' | 'POST', route: string, body?: unknown, timeoutMs?: number): Promise<{ status: number; body: T }>;
+  request<T>(
+    method: 'GET' | 'POST',
+    route: string,
+    body?: unknown,
+    timeoutMs?: number,
+  ): Promise<{ status: number; body: T }>;
 }
 
 async function readTrimmed(file: string): Promise<string | undefined> {
-  return readFile(file, 'utf8').then((s) => s.trim(), () => undefined);
+  return readFile(file, 'utf8').then(
+    (s) => s.trim(),
+    () => undefined,
+  );
 }
 
 /**
@@ -31,7 +39,11 @@ export async function locateDaemon(where: DaemonLocation, env: NodeJS.ProcessEnv
     if (discovery) url = (JSON.parse(discovery) as { url?: string }).url;
   }
   if (!url) {
-    throw new UserError(`no daemon found: give --server URL, set MAILCTL_SERVER, or run this where ${path.join(stateDir, STATE_FILES.discovery)} exists (mailctl run)`, 1, 'daemon-unreachable');
+    throw new UserError(
+      `no daemon found: give --server URL, set MAILCTL_SERVER, or run this where ${path.join(stateDir, STATE_FILES.discovery)} exists (mailctl run)`,
+      1,
+      'daemon-unreachable',
+    );
   }
   const token = where.tokenFile
     ? await readTrimmed(where.tokenFile).then((t) => t ?? failToken(`cannot read --token-file ${where.tokenFile}`))
@@ -40,12 +52,25 @@ export async function locateDaemon(where: DaemonLocation, env: NodeJS.ProcessEnv
   return {
     url: base,
     async request<T>(method: 'GET' | 'POST', route: string, body?: unknown, timeoutMs = 120_000) {
-      const headers: Record<string, string> = { ...(token && { authorization: `Bearer ${token}` }), ...(body !== undefined && { 'content-type': 'application/json' }) };
+      const headers: Record<string, string> = {
+        ...(token && { authorization: `Bearer ${token}` }),
+        ...(body !== undefined && { 'content-type': 'application/json' }),
+      };
       let response: { status: number; text: string };
       try {
-        response = await send(`${base}${route}`, method, headers, body === undefined ? undefined : JSON.stringify(body), timeoutMs);
+        response = await send(
+          `${base}${route}`,
+          method,
+          headers,
+          body === undefined ? undefined : JSON.stringify(body),
+          timeoutMs,
+        );
       } catch (err) {
-        throw new UserError(`cannot reach the daemon at ${base} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`, 1, 'daemon-unreachable');
+        throw new UserError(
+          `cannot reach the daemon at ${base} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`,
+          1,
+          'daemon-unreachable',
+        );
       }
       let parsed: unknown = response.text;
       try {
@@ -53,7 +78,12 @@ export async function locateDaemon(where: DaemonLocation, env: NodeJS.ProcessEnv
       } catch {
         /* non-JSON answer: keep the text for the message */
       }
-      if (response.status === 401) throw new UserError(`the daemon at ${base} refused the API token (give --token-file, MAILCTL_TOKEN or --state-dir)`, 1, 'unauthorized');
+      if (response.status === 401)
+        throw new UserError(
+          `the daemon at ${base} refused the API token (give --token-file, MAILCTL_TOKEN or --state-dir)`,
+          1,
+          'unauthorized',
+        );
       return { status: response.status, body: parsed as T };
     },
   };
@@ -63,16 +93,32 @@ export async function locateDaemon(where: DaemonLocation, env: NodeJS.ProcessEnv
  * One HTTP request with node:http(s) rather than fetch(): the CLI makes one or two requests per run, and loading
  * fetch's implementation cost ~26 ms of each command's start (measured), which `apply` waits for.
  */
-async function send(url: string, method: string, headers: Record<string, string>, body: string | undefined, timeoutMs: number): Promise<{ status: number; text: string }> {
+async function send(
+  url: string,
+  method: string,
+  headers: Record<string, string>,
+  body: string | undefined,
+  timeoutMs: number,
+): Promise<{ status: number; text: string }> {
   const { request } = url.startsWith('https:') ? await import('node:https') : await import('node:http');
   return new Promise((resolve, reject) => {
-    const req = request(url, { method, headers: { ...headers, ...(body !== undefined && { 'content-length': String(Buffer.byteLength(body)) }) }, timeout: timeoutMs }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (chunk: Buffer) => chunks.push(chunk));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }));
-      res.on('error', reject);
-    });
-    req.on('timeout', () => req.destroy(Object.assign(new Error(`no answer within ${timeoutMs} ms`), { code: 'ETIMEDOUT' })));
+    const req = request(
+      url,
+      {
+        method,
+        headers: { ...headers, ...(body !== undefined && { 'content-length': String(Buffer.byteLength(body)) }) },
+        timeout: timeoutMs,
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (chunk: Buffer) => chunks.push(chunk));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }));
+        res.on('error', reject);
+      },
+    );
+    req.on('timeout', () =>
+      req.destroy(Object.assign(new Error(`no answer within ${timeoutMs} ms`), { code: 'ETIMEDOUT' })),
+    );
     req.on('error', reject);
     req.end(body);
   });

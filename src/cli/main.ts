@@ -40,7 +40,10 @@ async function usage(): Promise<string> {
 }
 
 /** Runs one command line. Never throws: user mistakes become a message and an exit code. */
-export async function main(argv: string[], io: IO = { stdout: process.stdout, stderr: process.stderr, env: process.env }): Promise<number> {
+export async function main(
+  argv: string[],
+  io: IO = { stdout: process.stdout, stderr: process.stderr, env: process.env },
+): Promise<number> {
   const [name, ...rest] = argv;
   if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
     createOutput({}, io).out(await usage());

@@ -46,11 +46,20 @@ export function createOutput(
 export const printJson = (output: Output, value: Record<string, unknown>): void =>
   output.out(JSON.stringify({ formatVersion: FORMAT_VERSION, ...value }, null, 2));
 
-const CODES = { red: [31, 39], yellow: [33, 39], green: [32, 39], cyan: [36, 39], bold: [1, 22], dim: [2, 22] } as const;
+const CODES = {
+  red: [31, 39],
+  yellow: [33, 39],
+  green: [32, 39],
+  cyan: [36, 39],
+  bold: [1, 22],
+  dim: [2, 22],
+} as const;
 export type Paint = (style: keyof typeof CODES, text: string) => string;
 
-export const painter = (enabled: boolean): Paint => (style, text) =>
-  enabled ? `\u001b[${CODES[style][0]}m${text}\u001b[${CODES[style][1]}m` : text;
+export const painter =
+  (enabled: boolean): Paint =>
+  (style, text) =>
+    enabled ? `\u001b[${CODES[style][0]}m${text}\u001b[${CODES[style][1]}m` : text;
 
 /** GitHub workflow-command escaping (actions/toolkit `command.ts`). */
 export const escapeData = (s: string) => s.replace(/%/g, '%25').replace(/\r/g, '%0D').replace(/\n/g, '%0A');

@@ -43,7 +43,10 @@ export async function readConfigFolder(dir: string): Promise<FolderRead> {
     if (!(await stat(root)).isDirectory()) throw Object.assign(new Error('not a directory'), { code: 'ENOTDIR' });
   } catch (err) {
     const reason = (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'does not exist' : 'is not a readable folder';
-    return { files: [], diagnostics: [fileDiagnostic(dir, 'folder-unreadable', `configuration folder ${dir} ${reason}`)] };
+    return {
+      files: [],
+      diagnostics: [fileDiagnostic(dir, 'folder-unreadable', `configuration folder ${dir} ${reason}`)],
+    };
   }
   const files: SourceFile[] = [];
 
@@ -60,13 +63,20 @@ export async function readConfigFolder(dir: string): Promise<FolderRead> {
       if (entry.isSymbolicLink()) {
         const target = await realpath(absolute).catch(() => null);
         if (target === null) {
-          if (isConfigFile(entry.name)) diagnostics.push(fileDiagnostic(displayPath, 'broken-symlink', `${displayPath} is a symlink to a missing file`));
+          if (isConfigFile(entry.name))
+            diagnostics.push(
+              fileDiagnostic(displayPath, 'broken-symlink', `${displayPath} is a symlink to a missing file`),
+            );
           continue;
         }
         if (target !== root && !target.startsWith(root + path.sep)) {
           if (isConfigFile(entry.name) || (await stat(target)).isDirectory()) {
             diagnostics.push(
-              fileDiagnostic(displayPath, 'symlink-outside-folder', `${displayPath} is a symlink that leaves the configuration folder; it is ignored`),
+              fileDiagnostic(
+                displayPath,
+                'symlink-outside-folder',
+                `${displayPath} is a symlink that leaves the configuration folder; it is ignored`,
+              ),
             );
           }
           continue;
@@ -81,7 +91,13 @@ export async function readConfigFolder(dir: string): Promise<FolderRead> {
       else if (isFile && isConfigFile(entry.name)) {
         const size = (await lstat(absolute).then((s) => (s.isSymbolicLink() ? stat(absolute) : s))).size;
         if (size > MAX_FILE_BYTES) {
-          diagnostics.push(fileDiagnostic(displayPath, 'file-too-large', `${displayPath} is ${size} bytes; configuration files may be at most 1 MiB`));
+          diagnostics.push(
+            fileDiagnostic(
+              displayPath,
+              'file-too-large',
+              `${displayPath} is ${size} bytes; configuration files may be at most 1 MiB`,
+            ),
+          );
           continue;
         }
         files.push({ displayPath, relativePath, bytes: await readFile(absolute) });

@@ -39,12 +39,29 @@ function at(parsed: ParsedDocument, path: string[], code: string, message: strin
 /** Reads kind and type first, so a wrong kind or `type: pop3` gets its own message instead of schema noise. */
 function classify(parsed: ParsedDocument): { kind: (typeof KINDS)[number] } | { error: Diagnostic } {
   const { kind, type } = parsed.value;
-  if (kind === undefined) return { error: at(parsed, [], 'missing-kind', 'the document has no "kind"; use kind: EmailServer or kind: EmailFlow') };
+  if (kind === undefined)
+    return {
+      error: at(parsed, [], 'missing-kind', 'the document has no "kind"; use kind: EmailServer or kind: EmailFlow'),
+    };
   if (typeof kind !== 'string' || !(KINDS as readonly string[]).includes(kind)) {
-    return { error: at(parsed, ['kind'], 'unknown-kind', `unknown kind ${clip(JSON.stringify(kind) ?? String(kind))}; use EmailServer or EmailFlow`) };
+    return {
+      error: at(
+        parsed,
+        ['kind'],
+        'unknown-kind',
+        `unknown kind ${clip(JSON.stringify(kind) ?? String(kind))}; use EmailServer or EmailFlow`,
+      ),
+    };
   }
   if (kind === 'EmailServer' && typeof type === 'string' && type.toLowerCase() === 'pop3') {
-    return { error: at(parsed, ['type'], 'pop3-unsupported', 'POP3 is no longer supported; configure the mailbox over IMAP (type: imap)') };
+    return {
+      error: at(
+        parsed,
+        ['type'],
+        'pop3-unsupported',
+        'POP3 is no longer supported; configure the mailbox over IMAP (type: imap)',
+      ),
+    };
   }
   return { kind: kind as (typeof KINDS)[number] };
 }
@@ -68,9 +85,16 @@ export function loadSources(files: readonly SourceFile[], initial: Diagnostic[] 
       const checked = checkSchema(document, kind.kind);
       if (!checked.ok) {
         // Left out, but no follow-up noise: its flow counts as used (server), its name as defined (flow).
-        if (typeof document.value.flow === 'string' && kind.kind === 'EmailServer') flowsNamedByInvalidServers.add(document.value.flow);
-        if (typeof document.value.name === 'string' && kind.kind === 'EmailFlow') invalidFlowNames.add(document.value.name);
-        const id = kind.kind === 'EmailServer' ? identityHint(document.value) : typeof document.value.name === 'string' ? `flow/${document.value.name}` : null;
+        if (typeof document.value.flow === 'string' && kind.kind === 'EmailServer')
+          flowsNamedByInvalidServers.add(document.value.flow);
+        if (typeof document.value.name === 'string' && kind.kind === 'EmailFlow')
+          invalidFlowNames.add(document.value.name);
+        const id =
+          kind.kind === 'EmailServer'
+            ? identityHint(document.value)
+            : typeof document.value.name === 'string'
+              ? `flow/${document.value.name}`
+              : null;
         diagnostics.push(...checked.diagnostics.map((d) => ({ ...d, resource: id })));
         continue;
       }
@@ -86,11 +110,20 @@ export function loadSources(files: readonly SourceFile[], initial: Diagnostic[] 
   }
   diagnostics.push(...checkRules(servers, flows, { flowsNamedByInvalidServers, invalidFlowNames }));
   sortDiagnostics(diagnostics);
-  return { servers, flows, diagnostics, valid: !diagnostics.some((d) => d.severity === 'error'), fileCount: files.length, folderDigest: folderDigest(files) };
+  return {
+    servers,
+    flows,
+    diagnostics,
+    valid: !diagnostics.some((d) => d.severity === 'error'),
+    fileCount: files.length,
+    folderDigest: folderDigest(files),
+  };
 }
 
 function identityHint(value: Record<string, unknown>): string | null {
-  return typeof value.type === 'string' && typeof value.shortName === 'string' ? `${value.type}/${value.shortName}` : null;
+  return typeof value.type === 'string' && typeof value.shortName === 'string'
+    ? `${value.type}/${value.shortName}`
+    : null;
 }
 
 /** Loads a configuration folder: every file, every document, every rule; all findings together. */
@@ -103,16 +136,39 @@ export async function loadConfig(dir: string): Promise<LoadedConfig> {
  * Loads the daemon's `--system-smtp` file: exactly one SMTP EmailServer kept outside the folder, used for template
  * emails when no server has `role: template`.
  */
-export async function loadSystemSmtp(file: string): Promise<{ server: LoadedServer | null; diagnostics: Diagnostic[] }> {
+export async function loadSystemSmtp(
+  file: string,
+): Promise<{ server: LoadedServer | null; diagnostics: Diagnostic[] }> {
   const bytes = await readFile(file).catch(() => null);
   if (bytes === null) {
-    return { server: null, diagnostics: [{ file, line: 1, column: 1, severity: 'error', code: 'file-unreadable', message: `cannot read ${file}`, resource: null }] };
+    return {
+      server: null,
+      diagnostics: [
+        {
+          file,
+          line: 1,
+          column: 1,
+          severity: 'error',
+          code: 'file-unreadable',
+          message: `cannot read ${file}`,
+          resource: null,
+        },
+      ],
+    };
   }
   const config = loadSources([{ displayPath: file, relativePath: path.basename(file), bytes }]);
   const errors = config.diagnostics.filter((d) => d.severity === 'error');
   const smtp = config.servers.filter((s) => s.spec.type === 'smtp');
   if (errors.length === 0 && (smtp.length !== 1 || config.servers.length !== 1 || config.flows.length > 0)) {
-    errors.push({ file, line: 1, column: 1, severity: 'error', code: 'system-smtp-invalid', message: `${file} must hold exactly one EmailServer of type smtp`, resource: null });
+    errors.push({
+      file,
+      line: 1,
+      column: 1,
+      severity: 'error',
+      code: 'system-smtp-invalid',
+      message: `${file} must hold exactly one EmailServer of type smtp`,
+      resource: null,
+    });
   }
   return { server: errors.length ? null : smtp[0]!, diagnostics: errors };
 }

@@ -1,5 +1,11 @@
 import type { EmailFlow, EmailServer } from '../generated/mailctl.js';
-import { DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_POLL_SCHEDULE, defaultPort, type FlowSpec, type ServerSpec } from './model.js';
+import {
+  DEFAULT_MAX_MESSAGE_SIZE,
+  DEFAULT_POLL_SCHEDULE,
+  defaultPort,
+  type FlowSpec,
+  type ServerSpec,
+} from './model.js';
 
 /** Fills in the defaults the schema documents, so plans compare complete values. */
 export function normalizeServer(server: EmailServer): ServerSpec {
@@ -18,7 +24,8 @@ export function normalizeServer(server: EmailServer): ServerSpec {
     role: server.role ?? 'agent',
     enabled: server.enabled ?? true,
   };
-  if (server.type === 'smtp') return { type: 'smtp', ...common, additionalFromAddresses: server.additionalFromAddresses ?? [] };
+  if (server.type === 'smtp')
+    return { type: 'smtp', ...common, additionalFromAddresses: server.additionalFromAddresses ?? [] };
   return {
     type: 'imap',
     ...common,

@@ -38,7 +38,11 @@ function positionAt(lineCounter: LineCounter, offset: number): Position {
 }
 
 /** Position of the node at `path` (its key for `atKey`), or of the deepest existing ancestor. */
-export function locate(parsed: Pick<ParsedDocument, 'doc' | 'lineCounter'>, path: readonly PathSegment[], atKey = false): Position {
+export function locate(
+  parsed: Pick<ParsedDocument, 'doc' | 'lineCounter'>,
+  path: readonly PathSegment[],
+  atKey = false,
+): Position {
   let node: unknown = parsed.doc.contents;
   let keyNode: Node | null = null;
   for (const segment of path) {
@@ -47,7 +51,12 @@ export function locate(parsed: Pick<ParsedDocument, 'doc' | 'lineCounter'>, path
       if (!pair) break;
       keyNode = pair.key as Node;
       node = pair.value;
-    } else if (node && typeof node === 'object' && 'items' in node && Array.isArray((node as { items: unknown[] }).items)) {
+    } else if (
+      node &&
+      typeof node === 'object' &&
+      'items' in node &&
+      Array.isArray((node as { items: unknown[] }).items)
+    ) {
       const next = (node as { items: unknown[] }).items[Number(segment)];
       if (next === undefined) break;
       keyNode = null;
@@ -61,7 +70,7 @@ export function locate(parsed: Pick<ParsedDocument, 'doc' | 'lineCounter'>, path
 
 /** Offset of the first byte that is not valid UTF-8 (overlong forms, surrogates and > U+10FFFF included), or -1. */
 function firstInvalidUtf8(bytes: Buffer): number {
-  for (let i = 0; i < bytes.length; ) {
+  for (let i = 0; i < bytes.length;) {
     const b = bytes[i]!;
     if (b < 0x80) {
       i += 1;
@@ -71,7 +80,16 @@ function firstInvalidUtf8(bytes: Buffer): number {
     if (need < 0 || i + need >= bytes.length) return i;
     // The second byte's range is narrower after E0 (overlong), ED (surrogates), F0 (overlong) and F4 (> U+10FFFF).
     const second = bytes[i + 1]!;
-    const [lo, hi] = b === 0xe0 ? [0xa0, 0xbf] : b === 0xed ? [0x80, 0x9f] : b === 0xf0 ? [0x90, 0xbf] : b === 0xf4 ? [0x80, 0x8f] : [0x80, 0xbf];
+    const [lo, hi] =
+      b === 0xe0
+        ? [0xa0, 0xbf]
+        : b === 0xed
+          ? [0x80, 0x9f]
+          : b === 0xf0
+            ? [0x90, 0xbf]
+            : b === 0xf4
+              ? [0x80, 0x8f]
+              : [0x80, 0xbf];
     if (second < lo || second > hi) return i;
     for (let k = 2; k <= need; k++) if ((bytes[i + k]! & 0xc0) !== 0x80) return i;
     i += need + 1;
@@ -91,7 +109,12 @@ function decode(file: SourceFile): { text: string } | { error: Diagnostic } {
     const line = before.filter((b) => b === 0x0a).length + 1;
     const column = bad - before.lastIndexOf(0x0a);
     return {
-      error: diagnostic(file.displayPath, { line, column }, 'not-utf8', `byte 0x${(file.bytes[bad] ?? 0).toString(16).padStart(2, '0')} is not valid UTF-8; save the file as UTF-8`),
+      error: diagnostic(
+        file.displayPath,
+        { line, column },
+        'not-utf8',
+        `byte 0x${(file.bytes[bad] ?? 0).toString(16).padStart(2, '0')} is not valid UTF-8; save the file as UTF-8`,
+      ),
     };
   }
 }
@@ -104,7 +127,8 @@ const V8_MIN_SLICE = 13;
  * string it was cut from, so one value of a running server's spec would keep its whole YAML file in memory (a heap
  * snapshot of 1,000 loops held every file this way).
  */
-const detached = (value: string): string => (value.length < V8_MIN_SLICE ? value : Buffer.from(value, 'utf8').toString('utf8'));
+const detached = (value: string): string =>
+  value.length < V8_MIN_SLICE ? value : Buffer.from(value, 'utf8').toString('utf8');
 
 /**
  * Converts a composed document to plain JS in one walk, checking as it goes: aliases, duplicate keys (a Set per
@@ -119,8 +143,13 @@ function toCheckedValue(
 ): Record<string, unknown> | null {
   const path: PathSegment[] = [];
   let problems = 0;
-  const report = (node: { range?: readonly number[] | null } | null | undefined, code: string, message: () => string) => {
-    if (problems++ < MAX_SYNTAX_DIAGNOSTICS) diagnostics.push(diagnostic(file, positionAt(lineCounter, node?.range?.[0] ?? 0), code, message()));
+  const report = (
+    node: { range?: readonly number[] | null } | null | undefined,
+    code: string,
+    message: () => string,
+  ) => {
+    if (problems++ < MAX_SYNTAX_DIAGNOSTICS)
+      diagnostics.push(diagnostic(file, positionAt(lineCounter, node?.range?.[0] ?? 0), code, message()));
   };
   const convert = (node: unknown): unknown => {
     if (node === null || node === undefined) return null;
@@ -130,13 +159,22 @@ function toCheckedValue(
         const bad = CONTROL_CHARACTER.exec(value);
         if (bad) {
           const ch = bad[0].charCodeAt(0).toString(16).toUpperCase().padStart(4, '0');
-          report(node, 'control-character', () => `${describePath(path)} contains the control character U+${ch}; line breaks and control characters are not allowed in values`);
+          report(
+            node,
+            'control-character',
+            () =>
+              `${describePath(path)} contains the control character U+${ch}; line breaks and control characters are not allowed in values`,
+          );
         }
         return detached(value);
       } else if (value !== null && typeof value === 'object') {
         // Under %YAML 1.1, !!binary and !!timestamp still make Buffers and Dates.
         const made = value instanceof Date ? 'a date' : 'binary data';
-        report(node, 'yaml-tag', () => `${describePath(path)} is ${made} made by a YAML tag; tags are not supported, write a plain value`);
+        report(
+          node,
+          'yaml-tag',
+          () => `${describePath(path)} is ${made} made by a YAML tag; tags are not supported, write a plain value`,
+        );
       }
       return value;
     }
@@ -163,7 +201,11 @@ function toCheckedValue(
           continue;
         }
         if (Object.prototype.hasOwnProperty.call(out, key)) {
-          report(keyNode, 'duplicate-key', () => `duplicate key "${clip(key, 40)}": each key may appear once in a mapping`);
+          report(
+            keyNode,
+            'duplicate-key',
+            () => `duplicate key "${clip(key, 40)}": each key may appear once in a mapping`,
+          );
           continue;
         }
         path.push(key);
@@ -187,7 +229,10 @@ function toCheckedValue(
   const value = convert(doc.contents);
   if (problems > MAX_SYNTAX_DIAGNOSTICS) {
     const last = diagnostics.at(-1)!;
-    diagnostics.push({ ...last, message: `${problems - MAX_SYNTAX_DIAGNOSTICS} more problems in this document are not shown` });
+    diagnostics.push({
+      ...last,
+      message: `${problems - MAX_SYNTAX_DIAGNOSTICS} more problems in this document are not shown`,
+    });
   }
   return problems === 0 ? (value as Record<string, unknown>) : null;
 }
@@ -205,19 +250,42 @@ export function parseFile(file: SourceFile): ParsedFile {
   const name = file.displayPath;
   const documents: ParsedDocument[] = [];
   if (file.bytes.length > MAX_FILE_BYTES) {
-    return { documents, diagnostics: [diagnostic(name, { line: 1, column: 1 }, 'file-too-large', `${name} is ${file.bytes.length} bytes; configuration files may be at most 1 MiB`)] };
+    return {
+      documents,
+      diagnostics: [
+        diagnostic(
+          name,
+          { line: 1, column: 1 },
+          'file-too-large',
+          `${name} is ${file.bytes.length} bytes; configuration files may be at most 1 MiB`,
+        ),
+      ],
+    };
   }
   const decoded = decode(file);
   if ('error' in decoded) return { documents, diagnostics: [decoded.error] };
   const { text } = decoded;
   const diagnostics: Diagnostic[] = [];
-  const emptyFile = () => ({ ...diagnostic(name, { line: 1, column: 1 }, 'empty-file', `${name} holds no resources`), severity: 'warning' as const });
+  const emptyFile = () => ({
+    ...diagnostic(name, { line: 1, column: 1 }, 'empty-file', `${name} holds no resources`),
+    severity: 'warning' as const,
+  });
   if (text.trim() === '') return { documents, diagnostics: [emptyFile()] };
   // A CR that does not start a CRLF is a line break to YAML but not to the parser: refuse it instead of misreading the file.
   const loneCr = text.indexOf('\r') >= 0 ? /\r(?!\n)/.exec(text) : null;
   if (loneCr) {
     const { line, column } = lineColumnOf(text, loneCr.index);
-    return { documents, diagnostics: [diagnostic(name, { line, column }, 'line-ending', 'a carriage return (CR) that is not part of CRLF; save the file with LF (or CRLF) line endings')] };
+    return {
+      documents,
+      diagnostics: [
+        diagnostic(
+          name,
+          { line, column },
+          'line-ending',
+          'a carriage return (CR) that is not part of CRLF; save the file with LF (or CRLF) line endings',
+        ),
+      ],
+    };
   }
   const lineCounter = new LineCounter();
   let docs: Document.Parsed[];
@@ -236,7 +304,12 @@ export function parseFile(file: SourceFile): ParsedFile {
     });
     docs = Array.isArray(parsed) ? parsed : [];
   } catch (err) {
-    return { documents, diagnostics: [diagnostic(name, { line: 1, column: 1 }, 'yaml-syntax', `YAML could not be parsed: ${(err as Error).message}`)] };
+    return {
+      documents,
+      diagnostics: [
+        diagnostic(name, { line: 1, column: 1 }, 'yaml-syntax', `YAML could not be parsed: ${(err as Error).message}`),
+      ],
+    };
   }
   let syntaxReported = 0;
   const seenSyntax = new Set<string>();
@@ -253,21 +326,36 @@ export function parseFile(file: SourceFile): ParsedFile {
       return;
     }
     for (const w of doc.warnings) {
-      diagnostics.push({ ...diagnostic(name, positionAt(lineCounter, w.pos[0]), 'yaml-warning', yamlMessage(w.code, w.message)), severity: 'warning' });
+      diagnostics.push({
+        ...diagnostic(name, positionAt(lineCounter, w.pos[0]), 'yaml-warning', yamlMessage(w.code, w.message)),
+        severity: 'warning',
+      });
     }
     const contents = doc.contents;
     // An empty document: a file that starts or ends with `---`, or holds only comments.
-    if (contents === null || (isScalar(contents) && contents.value === null && contents.range[0] === contents.range[1])) return;
+    if (contents === null || (isScalar(contents) && contents.value === null && contents.range[0] === contents.range[1]))
+      return;
     if (!isMap(contents)) {
       const pos = positionAt(lineCounter, contents.range?.[0] ?? 0);
-      return void diagnostics.push(diagnostic(name, pos, 'not-a-mapping', `a document must be a mapping with \`kind\` and its fields, not ${isSeq(contents) ? 'a list' : 'a single value'}`));
+      return void diagnostics.push(
+        diagnostic(
+          name,
+          pos,
+          'not-a-mapping',
+          `a document must be a mapping with \`kind\` and its fields, not ${isSeq(contents) ? 'a list' : 'a single value'}`,
+        ),
+      );
     }
     const value = toCheckedValue(doc, lineCounter, name, diagnostics);
     if (value) documents.push({ file: name, index, doc, lineCounter, value });
   });
   if (syntaxReported > MAX_SYNTAX_DIAGNOSTICS) {
     const last = diagnostics.at(-1)!;
-    diagnostics.push({ ...last, code: 'yaml-syntax', message: `${syntaxReported - MAX_SYNTAX_DIAGNOSTICS} more YAML errors in this file are not shown` });
+    diagnostics.push({
+      ...last,
+      code: 'yaml-syntax',
+      message: `${syntaxReported - MAX_SYNTAX_DIAGNOSTICS} more YAML errors in this file are not shown`,
+    });
   }
   if (documents.length === 0 && diagnostics.length === 0) diagnostics.push(emptyFile());
   return { documents, diagnostics };
@@ -306,7 +394,11 @@ function yamlMessage(code: string, message: string): string {
     case 'RESOURCE_EXHAUSTION':
       return `nesting is too deep to read (at most ${MAX_DEPTH} levels are allowed)`;
     case 'TAG_RESOLVE_FAILED':
-      return `${message.replace(/^Unresolved tag: /, 'unknown tag ').replace('tag:yaml.org,2002:', '!!').replace(/\s+/g, ' ').trim()}; YAML tags are not supported, write a plain value`;
+      return `${message
+        .replace(/^Unresolved tag: /, 'unknown tag ')
+        .replace('tag:yaml.org,2002:', '!!')
+        .replace(/\s+/g, ' ')
+        .trim()}; YAML tags are not supported, write a plain value`;
     default:
       return message.replace(/\s+/g, ' ').trim();
   }

@@ -23,21 +23,47 @@ export function checkRules(
   } = {},
 ): Diagnostic[] {
   const out: Diagnostic[] = [];
-  const emit = (r: Located, path: Path, code: string, message: string, severity: Diagnostic['severity'] = 'error', atKey = false) => {
+  const emit = (
+    r: Located,
+    path: Path,
+    code: string,
+    message: string,
+    severity: Diagnostic['severity'] = 'error',
+    atKey = false,
+  ) => {
     const { line, column } = path.length ? r.source.locate(path, atKey) : r.source.position;
     out.push({ file: r.source.file, line, column, severity, code, message, resource: r.id });
   };
 
   // Identities and names.
-  const unique = firstOfEach(servers, (s) => s.id, (dup, first) =>
-    emit(dup, ['shortName'], 'duplicate-identity', `${dup.id} is defined twice: here and at ${where(first)}`),
+  const unique = firstOfEach(
+    servers,
+    (s) => s.id,
+    (dup, first) =>
+      emit(dup, ['shortName'], 'duplicate-identity', `${dup.id} is defined twice: here and at ${where(first)}`),
   );
-  firstOfEach(unique, (s) => `${s.spec.type}\u0000${s.spec.name}`, (dup, first) =>
-    emit(dup, ['name'], 'duplicate-name', `two ${dup.spec.type} servers are named "${dup.spec.name}": ${dup.id} and ${first.id} (at ${where(first)})`),
+  firstOfEach(
+    unique,
+    (s) => `${s.spec.type}\u0000${s.spec.name}`,
+    (dup, first) =>
+      emit(
+        dup,
+        ['name'],
+        'duplicate-name',
+        `two ${dup.spec.type} servers are named "${dup.spec.name}": ${dup.id} and ${first.id} (at ${where(first)})`,
+      ),
   );
   const flowByName = new Map<string, LoadedFlow>();
-  firstOfEach(flows, (f) => f.spec.name, (dup, first) =>
-    emit(dup, ['name'], 'duplicate-flow', `the flow "${dup.spec.name}" is defined twice: here and at ${where(first)}`),
+  firstOfEach(
+    flows,
+    (f) => f.spec.name,
+    (dup, first) =>
+      emit(
+        dup,
+        ['name'],
+        'duplicate-flow',
+        `the flow "${dup.spec.name}" is defined twice: here and at ${where(first)}`,
+      ),
   ).forEach((f) => flowByName.set(f.spec.name, f));
 
   const imap = unique.filter((s): s is LoadedServer & { spec: ImapServerSpec } => s.spec.type === 'imap');
@@ -48,12 +74,24 @@ export function checkRules(
   for (const server of unique) {
     const { spec } = server;
     if (spec.allowPlaintext) {
-      emit(server, ['allowPlaintext'], 'plaintext', spec.tls
-        ? 'allowPlaintext has no effect with tls: true (the connection uses implicit TLS)'
-        : `${server.id} may connect without TLS: the password and all mail cross the network in clear text`, 'warning');
+      emit(
+        server,
+        ['allowPlaintext'],
+        'plaintext',
+        spec.tls
+          ? 'allowPlaintext has no effect with tls: true (the connection uses implicit TLS)'
+          : `${server.id} may connect without TLS: the password and all mail cross the network in clear text`,
+        'warning',
+      );
     }
     if (spec.auth.type === 'oauth2' && spec.auth.oauth2.tokenUrl?.startsWith('http://')) {
-      emit(server, ['auth', 'oauth2', 'tokenUrl'], 'insecure-token-url', 'tokenUrl uses http://: the client secret and refresh token would cross the network unencrypted', 'warning');
+      emit(
+        server,
+        ['auth', 'oauth2', 'tokenUrl'],
+        'insecure-token-url',
+        'tokenUrl uses http://: the client secret and refresh token would cross the network unencrypted',
+        'warning',
+      );
     }
   }
 
@@ -62,7 +100,12 @@ export function checkRules(
   for (const server of imap) {
     const { spec } = server;
     if (sameFolder(spec.folder, spec.storageFolder)) {
-      emit(server, ['storageFolder'], 'storage-folder-equals-folder', `storageFolder must differ from folder (both "${spec.folder}")`);
+      emit(
+        server,
+        ['storageFolder'],
+        'storage-folder-equals-folder',
+        `storageFolder must differ from folder (both "${spec.folder}")`,
+      );
     }
     const schedule = checkPollSchedule(spec.pollSchedule);
     if (schedule) emit(server, ['pollSchedule'], schedule.code, schedule.message);
@@ -70,44 +113,94 @@ export function checkRules(
       usedFlows.add(spec.flow);
       if (!flowByName.has(spec.flow) && !leftOut.invalidFlowNames?.has(spec.flow)) {
         const known = [...flowByName.keys()];
-        emit(server, ['flow'], 'flow-not-found', `flow "${spec.flow}" does not exist${known.length ? ` (flows: ${known.join(', ')})` : ' (no EmailFlow is defined)'}`);
+        emit(
+          server,
+          ['flow'],
+          'flow-not-found',
+          `flow "${spec.flow}" does not exist${known.length ? ` (flows: ${known.join(', ')})` : ' (no EmailFlow is defined)'}`,
+        );
       }
     } else if (spec.enabled) {
-      emit(server, [], 'flow-required', `${server.id} is enabled but names no flow; add "flow: <name of an EmailFlow>" (or set enabled: false)`);
+      emit(
+        server,
+        [],
+        'flow-required',
+        `${server.id} is enabled but names no flow; add "flow: <name of an EmailFlow>" (or set enabled: false)`,
+      );
     }
     if (isIpLiteral(spec.host) && !spec.sniServerName && (spec.tls || !spec.allowPlaintext)) {
-      emit(server, ['host'], 'sni-missing', `host is an IP address and TLS is on: set sniServerName to the name on the server's certificate`, 'warning');
+      emit(
+        server,
+        ['host'],
+        'sni-missing',
+        `host is an IP address and TLS is on: set sniServerName to the name on the server's certificate`,
+        'warning',
+      );
     }
   }
   // INBOX is case-insensitive in IMAP (RFC 3501); other folder names are not.
   const folderKey = (folder: string) => (folder.toUpperCase() === 'INBOX' ? 'INBOX' : folder);
-  firstOfEach(enabledImap, (s) => `${s.spec.host.toLowerCase()}\u0000${s.spec.auth.user.toLowerCase()}\u0000${folderKey(s.spec.folder)}`, (dup, first) =>
-    emit(dup, ['folder'], 'duplicate-mailbox-poller', `${dup.id} and ${first.id} both poll ${dup.spec.auth.user} folder "${dup.spec.folder}" on ${dup.spec.host}; every message would be processed twice`),
+  firstOfEach(
+    enabledImap,
+    (s) => `${s.spec.host.toLowerCase()}\u0000${s.spec.auth.user.toLowerCase()}\u0000${folderKey(s.spec.folder)}`,
+    (dup, first) =>
+      emit(
+        dup,
+        ['folder'],
+        'duplicate-mailbox-poller',
+        `${dup.id} and ${first.id} both poll ${dup.spec.auth.user} folder "${dup.spec.folder}" on ${dup.spec.host}; every message would be processed twice`,
+      ),
   );
   const smtpUsers = new Set(enabledSmtp.map((s) => s.spec.auth.user.toLowerCase()));
   for (const server of enabledImap) {
     if (!smtpUsers.has(server.spec.auth.user.toLowerCase())) {
-      emit(server, ['auth', 'user'], 'no-reply-server', `no enabled smtp server uses ${server.spec.auth.user}: replies to this mailbox would not come from the address the mail was sent to`, 'warning');
+      emit(
+        server,
+        ['auth', 'user'],
+        'no-reply-server',
+        `no enabled smtp server uses ${server.spec.auth.user}: replies to this mailbox would not come from the address the mail was sent to`,
+        'warning',
+      );
     }
   }
 
   // SMTP servers.
-  firstOfEach(enabledSmtp.filter((s) => s.spec.role === 'template'), () => 'template', (dup, first) =>
-    emit(dup, ['role'], 'multiple-template-servers', `only one enabled server may have role: template; ${first.id} (at ${where(first)}) already has it`),
+  firstOfEach(
+    enabledSmtp.filter((s) => s.spec.role === 'template'),
+    () => 'template',
+    (dup, first) =>
+      emit(
+        dup,
+        ['role'],
+        'multiple-template-servers',
+        `only one enabled server may have role: template; ${first.id} (at ${where(first)}) already has it`,
+      ),
   );
   const claimed = new Map<string, LoadedServer>();
   for (const server of enabledSmtp) {
     const { spec } = server;
     const addresses: { address: string; path: Path }[] = [];
     if (isAddress(spec.auth.user)) addresses.push({ address: spec.auth.user, path: ['auth', 'user'] });
-    spec.additionalFromAddresses.forEach((address, i) => addresses.push({ address, path: ['additionalFromAddresses', i] }));
+    spec.additionalFromAddresses.forEach((address, i) =>
+      addresses.push({ address, path: ['additionalFromAddresses', i] }),
+    );
     if (addresses.length === 0) {
-      emit(server, ['auth', 'user'], 'smtp-no-from-address', `${server.id}: auth.user "${spec.auth.user}" is not an email address and there are no additionalFromAddresses, so it has no From address to send with`);
+      emit(
+        server,
+        ['auth', 'user'],
+        'smtp-no-from-address',
+        `${server.id}: auth.user "${spec.auth.user}" is not an email address and there are no additionalFromAddresses, so it has no From address to send with`,
+      );
     }
     for (const { address, path } of addresses) {
       const owner = claimed.get(address.toLowerCase());
       if (owner && owner !== server) {
-        emit(server, path, 'from-address-conflict', `the From address ${address} is also claimed by ${owner.id} (at ${where(owner)}); each address may belong to one enabled smtp server`);
+        emit(
+          server,
+          path,
+          'from-address-conflict',
+          `the From address ${address} is also claimed by ${owner.id} (at ${where(owner)}); each address may belong to one enabled smtp server`,
+        );
       } else claimed.set(address.toLowerCase(), server);
     }
   }
@@ -117,14 +210,27 @@ export function checkRules(
     const { routes } = flow.spec;
     routes.forEach((route, i) => {
       const isLast = i === routes.length - 1;
-      if (!route.when && !isLast) emit(flow, ['routes', i], 'default-route', `only the last route may have no "when"; the routes after this one could never match`);
-      if (route.when && isLast) emit(flow, ['routes', i], 'default-route', `the last route must have no "when": it is the default for mail no other route matches`);
+      if (!route.when && !isLast)
+        emit(
+          flow,
+          ['routes', i],
+          'default-route',
+          `only the last route may have no "when"; the routes after this one could never match`,
+        );
+      if (route.when && isLast)
+        emit(
+          flow,
+          ['routes', i],
+          'default-route',
+          `the last route must have no "when": it is the default for mail no other route matches`,
+        );
     });
     const sink = flow.spec.deliver.directory;
     if (sink !== undefined && sink.split(/[\\/]/).includes('..')) {
       emit(flow, ['deliver', 'directory'], 'invalid-sink', 'deliver.directory must not contain ".." segments');
     }
-    if (!usedFlows.has(flow.spec.name)) emit(flow, ['name'], 'unused-flow', `the flow "${flow.spec.name}" is not used by any imap server`, 'warning');
+    if (!usedFlows.has(flow.spec.name))
+      emit(flow, ['name'], 'unused-flow', `the flow "${flow.spec.name}" is not used by any imap server`, 'warning');
   }
   return out;
 }

@@ -13,7 +13,7 @@ function secondsSelected(expression: string): number[] | undefined {
   for (const token of fields[0]!.split(',')) {
     const [range = '*', stepText] = token.split('/');
     const step = stepText === undefined ? 1 : Number(stepText);
-    let [from, to] = range === '*' ? [0, 59] : range.split('-').map(Number) as [number, number | undefined];
+    let [from, to] = range === '*' ? [0, 59] : (range.split('-').map(Number) as [number, number | undefined]);
     if (to === undefined) to = stepText === undefined ? from : 59;
     for (let s = from; s <= to; s += step) selected.add(s);
   }
@@ -45,7 +45,9 @@ export function checkPollSchedule(expression: string): ScheduleProblem | null {
 function checkUncached(expression: string): ScheduleProblem | null {
   const result = validateDetailed(expression);
   if (!result.valid) {
-    const reasons = (result.errors ?? []).map((e: { message?: string } | string) => (typeof e === 'string' ? e : e.message)).filter(Boolean);
+    const reasons = (result.errors ?? [])
+      .map((e: { message?: string } | string) => (typeof e === 'string' ? e : e.message))
+      .filter(Boolean);
     return {
       code: 'poll-schedule-invalid',
       message: `pollSchedule "${expression}" is not a valid cron expression${reasons.length ? `: ${reasons.join('; ')}` : ''} (5 fields, or 6 with seconds first)`,

@@ -11,7 +11,8 @@ const addFormats = addFormatsImport.default; // CJS default export under NodeNex
 
 export const schema = schemaJson;
 
-const HOSTNAME = /^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$/;
+const HOSTNAME =
+  /^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$/;
 export const isIpLiteral = (host: string): boolean => isIP(host.replace(/^\[(.*)\]$/, '$1')) !== 0;
 
 function buildValidators(): { server: ValidateFunction<EmailServer>; flow: ValidateFunction<EmailFlow> } {
@@ -34,16 +35,31 @@ export function warmValidators(): void {
 /** Per document: a file with 100,000 unknown keys gets a readable report, not 100,000 lines. */
 const MAX_SCHEMA_DIAGNOSTICS = 20;
 
-const IMAP_ONLY = ['folder', 'storageFolder', 'sniServerName', 'disableCompression', 'flow', 'pollSchedule', 'backfill', 'maxMessageSize'];
+const IMAP_ONLY = [
+  'folder',
+  'storageFolder',
+  'sniServerName',
+  'disableCompression',
+  'flow',
+  'pollSchedule',
+  'backfill',
+  'maxMessageSize',
+];
 const SECRET_FIELDS = new Set(['password', 'clientSecret', 'refreshToken', 'accessToken', 'secret']);
 
 type Segment = string | number;
 const pointerToPath = (pointer: string): Segment[] =>
-  pointer === '' ? [] : pointer.slice(1).split('/').map((s) => (/^(0|[1-9]\d*)$/.test(s) ? Number(s) : s.replace(/~1/g, '/').replace(/~0/g, '~')));
+  pointer === ''
+    ? []
+    : pointer
+        .slice(1)
+        .split('/')
+        .map((s) => (/^(0|[1-9]\d*)$/.test(s) ? Number(s) : s.replace(/~1/g, '/').replace(/~0/g, '~')));
 
 function valueAt(value: unknown, path: readonly Segment[]): unknown {
   let current = value;
-  for (const segment of path) current = current && typeof current === 'object' ? (current as Record<string, unknown>)[segment] : undefined;
+  for (const segment of path)
+    current = current && typeof current === 'object' ? (current as Record<string, unknown>)[segment] : undefined;
   return current;
 }
 
@@ -94,15 +110,30 @@ function translate(error: ErrorObject, document: Record<string, unknown>, kind: 
     case 'anyOf':
     case 'discriminator':
       return error.keyword === 'discriminator'
-        ? { path: [...path, 'type'], atKey: false, code: 'invalid-value', message: `${where}.type must be "basic" or "oauth2"` }
+        ? {
+            path: [...path, 'type'],
+            atKey: false,
+            code: 'invalid-value',
+            message: `${where}.type must be "basic" or "oauth2"`,
+          }
         : null;
     case 'required': {
       const field = String(params.missingProperty);
-      return { path, atKey: false, code: 'missing-field', message: `${path.length ? where : kind} is missing the required field "${field}"` };
+      return {
+        path,
+        atKey: false,
+        code: 'missing-field',
+        message: `${path.length ? where : kind} is missing the required field "${field}"`,
+      };
     }
     case 'dependentRequired': {
       const field = String(params.missingProperty);
-      return { path, atKey: false, code: 'missing-field', message: `${where} uses "${String(params.property)}" and so also needs "${field}" (a refresh-token grant needs tokenUrl, clientId, clientSecret and refreshToken)` };
+      return {
+        path,
+        atKey: false,
+        code: 'missing-field',
+        message: `${where} uses "${String(params.property)}" and so also needs "${field}" (a refresh-token grant needs tokenUrl, clientId, clientSecret and refreshToken)`,
+      };
     }
     case 'additionalProperties': {
       const field = String(params.additionalProperty);
@@ -110,9 +141,19 @@ function translate(error: ErrorObject, document: Record<string, unknown>, kind: 
       if (known.includes(field)) {
         // A field of the other variant, e.g. `password` under auth.type oauth2.
         const variant = (valueAt(document, [...path, 'type']) as unknown) ?? '?';
-        return { path: [...path, field], atKey: true, code: 'field-not-for-type', message: `"${field}" does not apply to ${where}.type ${String(variant)}` };
+        return {
+          path: [...path, field],
+          atKey: true,
+          code: 'field-not-for-type',
+          message: `"${field}" does not apply to ${where}.type ${String(variant)}`,
+        };
       }
-      return { path: [...path, field], atKey: true, code: 'unknown-field', message: `unknown field "${clip(field)}" in ${path.length ? where : kind}${field.length <= 64 ? hint(field, known) : ''}` };
+      return {
+        path: [...path, field],
+        atKey: true,
+        code: 'unknown-field',
+        message: `unknown field "${clip(field)}" in ${path.length ? where : kind}${field.length <= 64 ? hint(field, known) : ''}`,
+      };
     }
     case 'false schema': {
       const field = String(path.at(-1));
@@ -128,31 +169,89 @@ function translate(error: ErrorObject, document: Record<string, unknown>, kind: 
     case 'const':
     case 'enum': {
       const field = String(path.at(-1));
-      if (field === 'apiVersion') return { path, atKey: false, code: 'invalid-api-version', message: 'apiVersion must be "mailctl/v1" (or left out)' };
+      if (field === 'apiVersion')
+        return {
+          path,
+          atKey: false,
+          code: 'invalid-api-version',
+          message: 'apiVersion must be "mailctl/v1" (or left out)',
+        };
       if (field === 'role' && error.keyword === 'const')
-        return { path, atKey: false, code: 'field-not-for-type', message: 'role: template is only for smtp servers (the server that sends company emails)' };
+        return {
+          path,
+          atKey: false,
+          code: 'field-not-for-type',
+          message: 'role: template is only for smtp servers (the server that sends company emails)',
+        };
       const allowed = (params.allowedValues as unknown[] | undefined) ?? [params.allowedValue];
-      return { path, atKey: false, code: 'invalid-value', message: `${where} must be ${allowed.map((v) => JSON.stringify(v)).join(' or ')}, not ${shown(path, value)}` };
+      return {
+        path,
+        atKey: false,
+        code: 'invalid-value',
+        message: `${where} must be ${allowed.map((v) => JSON.stringify(v)).join(' or ')}, not ${shown(path, value)}`,
+      };
     }
     case 'pattern': {
       const field = String(path.at(-1));
       if (SECRET_FIELDS.has(field)) {
         return typeof value === 'string' && looksLikeReference(value)
-          ? { path, atKey: false, code: 'invalid-secret-reference', message: `${where} is not a valid secret reference; write \${env:NAME} or \${file:/absolute/path}` }
-          : { path, atKey: false, code: 'literal-secret', message: `${where} must be a secret reference, not the secret itself: remove it from the file and write \${env:MAILCTL_SECRET_NAME} or \${file:/run/secrets/name}` };
+          ? {
+              path,
+              atKey: false,
+              code: 'invalid-secret-reference',
+              message: `${where} is not a valid secret reference; write \${env:NAME} or \${file:/absolute/path}`,
+            }
+          : {
+              path,
+              atKey: false,
+              code: 'literal-secret',
+              message: `${where} must be a secret reference, not the secret itself: remove it from the file and write \${env:MAILCTL_SECRET_NAME} or \${file:/run/secrets/name}`,
+            };
       }
-      return { path, atKey: false, code: 'invalid-value', message: `${where} ${patternMeaning(field)}, not ${shown(path, value)}` };
+      return {
+        path,
+        atKey: false,
+        code: 'invalid-value',
+        message: `${where} ${patternMeaning(field)}, not ${shown(path, value)}`,
+      };
     }
     case 'format':
-      return { path, atKey: false, code: 'invalid-value', message: `${where} must be ${formatMeaning(String(params.format))}, not ${shown(path, value)}` };
+      return {
+        path,
+        atKey: false,
+        code: 'invalid-value',
+        message: `${where} must be ${formatMeaning(String(params.format))}, not ${shown(path, value)}`,
+      };
     case 'type':
-      return { path, atKey: false, code: 'invalid-type', message: `${where} must be ${article(String(params.type))}, not ${describeType(value, SECRET_FIELDS.has(String(path.at(-1))))}` };
+      return {
+        path,
+        atKey: false,
+        code: 'invalid-type',
+        message: `${where} must be ${article(String(params.type))}, not ${describeType(value, SECRET_FIELDS.has(String(path.at(-1))))}`,
+      };
     case 'not':
-      return { path, atKey: false, code: 'oauth2-conflict', message: `${where}: give either accessToken or the refresh-token grant (tokenUrl, clientId, clientSecret, refreshToken), not both` };
+      return {
+        path,
+        atKey: false,
+        code: 'oauth2-conflict',
+        message: `${where}: give either accessToken or the refresh-token grant (tokenUrl, clientId, clientSecret, refreshToken), not both`,
+      };
     case 'minProperties':
     case 'maxProperties':
-      if (path.at(-1) === 'deliver') return { path, atKey: false, code: 'invalid-sink', message: 'deliver needs exactly one sink: directory or webhook' };
-      if (path.at(-1) === 'oauth2') return { path, atKey: false, code: 'missing-field', message: `${where} needs an accessToken, or tokenUrl, clientId, clientSecret and refreshToken` };
+      if (path.at(-1) === 'deliver')
+        return {
+          path,
+          atKey: false,
+          code: 'invalid-sink',
+          message: 'deliver needs exactly one sink: directory or webhook',
+        };
+      if (path.at(-1) === 'oauth2')
+        return {
+          path,
+          atKey: false,
+          code: 'missing-field',
+          message: `${where} needs an accessToken, or tokenUrl, clientId, clientSecret and refreshToken`,
+        };
       return { path, atKey: false, code: 'invalid-value', message: `${where} ${error.message ?? 'is invalid'}` };
     default:
       return { path, atKey: false, code: 'invalid-value', message: `${where} ${error.message ?? 'is invalid'}` };
@@ -171,7 +270,8 @@ type SchemaNode = {
 /** The schema node and its alternatives (`$ref`, `oneOf`, `anyOf`), flattened. */
 function alternatives(node: SchemaNode | undefined, out: SchemaNode[] = []): SchemaNode[] {
   if (!node || typeof node !== 'object' || out.length > 50) return out;
-  if (node.$ref?.startsWith('#/$defs/')) alternatives((schemaJson.$defs as unknown as Record<string, SchemaNode>)[node.$ref.slice(8)], out);
+  if (node.$ref?.startsWith('#/$defs/'))
+    alternatives((schemaJson.$defs as unknown as Record<string, SchemaNode>)[node.$ref.slice(8)], out);
   out.push(node);
   for (const branch of [...(node.oneOf ?? []), ...(node.anyOf ?? [])]) alternatives(branch, out);
   return out;
@@ -193,7 +293,8 @@ function schemaPropertiesFor(kind: string, path: readonly Segment[]): Record<str
   return names;
 }
 
-const article = (type: string) => (type === 'integer' ? 'an integer' : type === 'object' ? 'a mapping' : type === 'array' ? 'a list' : `a ${type}`);
+const article = (type: string) =>
+  type === 'integer' ? 'an integer' : type === 'object' ? 'a mapping' : type === 'array' ? 'a list' : `a ${type}`;
 /** The kind of a wrong value, and the value itself unless it may be a secret. */
 function describeType(value: unknown, secret = false): string {
   if (value === null) return 'empty';
@@ -264,7 +365,15 @@ export function checkSchema(
     if (seen.has(key)) continue; // anyOf/oneOf branches repeat the same complaint
     seen.add(key);
     const { line, column } = locate(parsed, t.path, t.atKey);
-    diagnostics.push({ file: parsed.file, line, column, severity: 'error', code: t.code, message: t.message, resource: null });
+    diagnostics.push({
+      file: parsed.file,
+      line,
+      column,
+      severity: 'error',
+      code: t.code,
+      message: t.message,
+      resource: null,
+    });
   }
   if (notShown > 0) {
     const last = diagnostics.at(-1)!;
@@ -272,7 +381,15 @@ export function checkSchema(
   }
   if (diagnostics.length === 0) {
     const { line, column } = locate(parsed, []);
-    diagnostics.push({ file: parsed.file, line, column, severity: 'error', code: 'invalid-value', message: `${kind} is invalid`, resource: null });
+    diagnostics.push({
+      file: parsed.file,
+      line,
+      column,
+      severity: 'error',
+      code: 'invalid-value',
+      message: `${kind} is invalid`,
+      resource: null,
+    });
   }
   return { ok: false, diagnostics };
 }

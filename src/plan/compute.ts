@@ -71,7 +71,9 @@ function nestedDifferences(prefix: string, a: unknown, b: unknown): string[] {
   const keys = [...new Set([...Object.keys(a), ...Object.keys(b)])].sort();
   return keys
     .filter((k) => canonicalJson(a[k]) !== canonicalJson(b[k]))
-    .flatMap((k) => (prefix === 'auth' && k === 'oauth2' ? nestedDifferences(`${prefix}.${k}`, a[k], b[k]) : [`${prefix}.${k}`]));
+    .flatMap((k) =>
+      prefix === 'auth' && k === 'oauth2' ? nestedDifferences(`${prefix}.${k}`, a[k], b[k]) : [`${prefix}.${k}`],
+    );
 }
 
 const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -86,12 +88,17 @@ export function secretTargets(spec: ServerSpec): { reference: string; target: Om
   if (oauth2.accessToken) out.push({ reference: oauth2.accessToken, target: base });
   // Client secret and refresh token go to the token endpoint: bind them to it as well as to the mail host.
   const grantTarget = { ...base, ...(oauth2.tokenUrl !== undefined && { tokenUrl: oauth2.tokenUrl }) };
-  for (const ref of [oauth2.clientSecret, oauth2.refreshToken]) if (ref) out.push({ reference: ref, target: grantTarget });
+  for (const ref of [oauth2.clientSecret, oauth2.refreshToken])
+    if (ref) out.push({ reference: ref, target: grantTarget });
   return out.filter((t) => parseSecretRef(t.reference) !== null);
 }
 
 const sameTarget = (a: Omit<CredentialBinding, 'boundBy'>, b: Omit<CredentialBinding, 'boundBy'>) =>
-  a.host === b.host && a.port === b.port && a.tls === b.tls && a.allowPlaintext === b.allowPlaintext && (a.tokenUrl ?? '') === (b.tokenUrl ?? '');
+  a.host === b.host &&
+  a.port === b.port &&
+  a.tls === b.tls &&
+  a.allowPlaintext === b.allowPlaintext &&
+  (a.tokenUrl ?? '') === (b.tokenUrl ?? '');
 
 function describeTarget(t: Omit<CredentialBinding, 'boundBy'>): string {
   const security = t.tls ? 'TLS' : t.allowPlaintext ? 'plaintext allowed' : 'STARTTLS';
@@ -113,9 +120,22 @@ function findRebinds(id: string, spec: ServerSpec, bindings: ObservedState['bind
   });
 }
 
-function classify(id: string, before: ServerConfig | undefined, after: ServerConfig | undefined, observedStatus: 'active' | 'disabled' | undefined, secretChanged: boolean): Omit<ServerChange, 'rebinds'> {
+function classify(
+  id: string,
+  before: ServerConfig | undefined,
+  after: ServerConfig | undefined,
+  observedStatus: 'active' | 'disabled' | undefined,
+  secretChanged: boolean,
+): Omit<ServerChange, 'rebinds'> {
   if (!after) {
-    return { id, action: 'delete', before: before!, changedFields: [], restartFields: [], reasons: ['removed from the folder: its loop stops and its running configuration is forgotten'] };
+    return {
+      id,
+      action: 'delete',
+      before: before!,
+      changedFields: [],
+      restartFields: [],
+      reasons: ['removed from the folder: its loop stops and its running configuration is forgotten'],
+    };
   }
   if (!before) {
     return {
@@ -124,22 +144,45 @@ function classify(id: string, before: ServerConfig | undefined, after: ServerCon
       after,
       changedFields: [],
       restartFields: [],
-      reasons: [after.spec.enabled ? 'new server: verified, then its loop starts' : 'new server, saved as disabled (enabled: false)'],
+      reasons: [
+        after.spec.enabled
+          ? 'new server: verified, then its loop starts'
+          : 'new server, saved as disabled (enabled: false)',
+      ],
     };
   }
   const fields = changedFields(before, after);
   const restartFields = fields.filter((f) => RESTART_FIELDS.has(topField(f)));
   if (secretChanged && !restartFields.includes('secret value')) restartFields.push('secret value');
   const base = { id, before, after, changedFields: fields.filter((f) => f !== 'enabled'), restartFields };
-  if (observedStatus === 'active' && !after.spec.enabled) return { ...base, action: 'stop', restartFields: [], reasons: ['enabled: false: the loop stops; its configuration is kept'] };
-  if (observedStatus === 'disabled' && after.spec.enabled) return { ...base, action: 'start', reasons: ['enabled again: verified, then its loop starts'] };
+  if (observedStatus === 'active' && !after.spec.enabled)
+    return {
+      ...base,
+      action: 'stop',
+      restartFields: [],
+      reasons: ['enabled: false: the loop stops; its configuration is kept'],
+    };
+  if (observedStatus === 'disabled' && after.spec.enabled)
+    return { ...base, action: 'start', reasons: ['enabled again: verified, then its loop starts'] };
   if (!after.spec.enabled) {
-    return { ...base, action: base.changedFields.length ? 'update' : 'no-op', restartFields: [], reasons: ['disabled: the configuration is recorded, nothing runs'] };
+    return {
+      ...base,
+      action: base.changedFields.length ? 'update' : 'no-op',
+      restartFields: [],
+      reasons: ['disabled: the configuration is recorded, nothing runs'],
+    };
   }
   if (restartFields.length) {
-    return { ...base, action: 'restart', reasons: [`${restartFields.join(', ')} ${restartFields.length === 1 ? 'forces' : 'force'} a new connection: verified, then the loop restarts`] };
+    return {
+      ...base,
+      action: 'restart',
+      reasons: [
+        `${restartFields.join(', ')} ${restartFields.length === 1 ? 'forces' : 'force'} a new connection: verified, then the loop restarts`,
+      ],
+    };
   }
-  if (base.changedFields.length) return { ...base, action: 'update', reasons: ['updated in place: the loop keeps its connection'] };
+  if (base.changedFields.length)
+    return { ...base, action: 'update', reasons: ['updated in place: the loop keeps its connection'] };
   return { ...base, action: 'no-op', reasons: [] };
 }
 
@@ -153,9 +196,15 @@ export function computePlan(inputs: PlanInputs): Plan {
     const observedServer = observed.servers[id];
     const after = desired.servers[id];
     const secrets = inputs.secretDigests;
-    const secretChanged = Boolean(secrets && secrets.desired[id] && secrets.observed[id] && secrets.desired[id] !== secrets.observed[id]);
-    const change: ServerChange = { ...classify(id, observedServer?.config, after, observedServer?.status, secretChanged), rebinds: [] };
-    const touchesCredentials = change.action === 'create' || change.action === 'start' || change.restartFields.length > 0;
+    const secretChanged = Boolean(
+      secrets && secrets.desired[id] && secrets.observed[id] && secrets.desired[id] !== secrets.observed[id],
+    );
+    const change: ServerChange = {
+      ...classify(id, observedServer?.config, after, observedServer?.status, secretChanged),
+      rebinds: [],
+    };
+    const touchesCredentials =
+      change.action === 'create' || change.action === 'start' || change.restartFields.length > 0;
     if (after && touchesCredentials) {
       const rebinds = findRebinds(id, after.spec, observed.bindings);
       if (rebinds.length) {
@@ -164,7 +213,10 @@ export function computePlan(inputs: PlanInputs): Plan {
         change.action = 'rebind';
         change.approved = approvals.has(id);
         change.reasons = [
-          ...rebinds.map((r) => `credential rebind: ${r.reference} was applied with ${describeTarget(r.from)} (by ${r.from.boundBy}) and would now be sent to ${describeTarget(r.to)}`),
+          ...rebinds.map(
+            (r) =>
+              `credential rebind: ${r.reference} was applied with ${describeTarget(r.from)} (by ${r.from.boundBy}) and would now be sent to ${describeTarget(r.to)}`,
+          ),
           change.approved ? 'approved with --approve-rebind' : `needs approval: apply --approve-rebind ${id}`,
           ...change.reasons,
         ];
@@ -206,7 +258,9 @@ export function nextBindings(
   servers: ObservedState['servers'],
   appliedNow: ReadonlySet<string>,
 ): ObservedState['bindings'] {
-  const next: ObservedState['bindings'] = Object.fromEntries(Object.entries(previous).map(([ref, list]) => [ref, [...list]]));
+  const next: ObservedState['bindings'] = Object.fromEntries(
+    Object.entries(previous).map(([ref, list]) => [ref, [...list]]),
+  );
   for (const [id, server] of Object.entries(servers).sort(([a], [b]) => (a < b ? -1 : 1))) {
     // A disabled server adds no binding: it sends nothing and its plan never checks for a rebind, so binding its
     // targets would let it be enabled later (a `start`) against a target nobody approved.

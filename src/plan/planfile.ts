@@ -52,7 +52,8 @@ export function parsePlanFile(text: string): Parsed<PlanFile> {
   const value = doc.value;
   const header = checkHeader(value, PLAN_FILE_KIND, 'plan file', 'mailctl plan --out FILE');
   if (header) return fail(header);
-  if (typeof value.dir !== 'string' || value.dir === '') return fail('malformed plan file: "dir" must be a non-empty string');
+  if (typeof value.dir !== 'string' || value.dir === '')
+    return fail('malformed plan file: "dir" must be a non-empty string');
   if (typeof value.createdAt !== 'string' || Number.isNaN(Date.parse(value.createdAt))) {
     return fail('malformed plan file: "createdAt" must be an ISO 8601 time');
   }
@@ -62,7 +63,12 @@ export function parsePlanFile(text: string): Parsed<PlanFile> {
 }
 
 export function serializeStateFile(state: ObservedState): string {
-  const file: StateFile = { formatVersion: PLAN_FORMAT_VERSION, kind: STATE_FILE_KIND, stateDigest: stateDigest(state), state };
+  const file: StateFile = {
+    formatVersion: PLAN_FORMAT_VERSION,
+    kind: STATE_FILE_KIND,
+    stateDigest: stateDigest(state),
+    state,
+  };
   return `${JSON.stringify(file, null, 2)}\n`;
 }
 
@@ -79,7 +85,9 @@ export function parseStateFile(text: string): Parsed<StateFile> {
     return fail('malformed state file: "stateDigest" must be "sha256:" and 64 hex digits');
   }
   if (value.stateDigest !== stateDigest(state)) {
-    return fail('the state file was changed after it was pulled (its stateDigest does not match its content); pull it again with mailctl state pull');
+    return fail(
+      'the state file was changed after it was pulled (its stateDigest does not match its content); pull it again with mailctl state pull',
+    );
   }
   return { ok: true, value: value as unknown as StateFile };
 }
@@ -93,17 +101,22 @@ export function checkObservedState(value: unknown): string | null {
   if (!isRecord(value)) return '"state" must be an object';
   if (!isRecord(value.servers)) return '"state.servers" must be an object';
   if (!isRecord(value.bindings)) return '"state.bindings" must be an object';
-  if (value.revision !== undefined && value.revision !== null && typeof value.revision !== 'string') return '"state.revision" must be a string or null';
+  if (value.revision !== undefined && value.revision !== null && typeof value.revision !== 'string')
+    return '"state.revision" must be a string or null';
   for (const [id, server] of Object.entries(value.servers)) {
     const where = `state.servers[${JSON.stringify(id)}]`;
     if (!isRecord(server)) return `${where} must be an object`;
-    if (server.status !== 'active' && server.status !== 'disabled') return `${where}.status must be "active" or "disabled"`;
-    if (server.disabledReason !== undefined && typeof server.disabledReason !== 'string') return `${where}.disabledReason must be a string`;
-    if (server.revision !== undefined && server.revision !== null && typeof server.revision !== 'string') return `${where}.revision must be a string or null`;
+    if (server.status !== 'active' && server.status !== 'disabled')
+      return `${where}.status must be "active" or "disabled"`;
+    if (server.disabledReason !== undefined && typeof server.disabledReason !== 'string')
+      return `${where}.disabledReason must be a string`;
+    if (server.revision !== undefined && server.revision !== null && typeof server.revision !== 'string')
+      return `${where}.revision must be a string or null`;
     const configError = checkConfig(server.config, `${where}.config`);
     if (configError) return configError;
     const spec = (server.config as { spec: { type: string; shortName: string } }).spec;
-    if (`${spec.type}/${spec.shortName}` !== id) return `${where} holds the configuration of ${spec.type}/${spec.shortName}`;
+    if (`${spec.type}/${spec.shortName}` !== id)
+      return `${where} holds the configuration of ${spec.type}/${spec.shortName}`;
   }
   for (const [reference, bindings] of Object.entries(value.bindings)) {
     const where = `state.bindings[${JSON.stringify(reference)}]`;
@@ -112,10 +125,16 @@ export function checkObservedState(value: unknown): string | null {
     for (const [i, binding] of bindings.entries()) {
       const at = `${where}[${i}]`;
       if (!isRecord(binding)) return `${at} must be an object`;
-      if (typeof binding.host !== 'string' || !isPort(binding.port) || typeof binding.tls !== 'boolean' || typeof binding.allowPlaintext !== 'boolean') {
+      if (
+        typeof binding.host !== 'string' ||
+        !isPort(binding.port) ||
+        typeof binding.tls !== 'boolean' ||
+        typeof binding.allowPlaintext !== 'boolean'
+      ) {
         return `${at} must have host (string), port (1-65535), tls and allowPlaintext (booleans)`;
       }
-      if (binding.tokenUrl !== undefined && typeof binding.tokenUrl !== 'string') return `${at}.tokenUrl must be a string`;
+      if (binding.tokenUrl !== undefined && typeof binding.tokenUrl !== 'string')
+        return `${at}.tokenUrl must be a string`;
       if (typeof binding.boundBy !== 'string') return `${at}.boundBy must be a string`;
     }
   }
@@ -134,7 +153,8 @@ function checkConfig(value: unknown, where: string): string | null {
   for (const key of ['tls', 'allowPlaintext', 'enabled'] as const) {
     if (typeof spec[key] !== 'boolean') return `${where}.spec.${key} must be a boolean`;
   }
-  if (!isRecord(spec.auth) || (spec.auth.type !== 'basic' && spec.auth.type !== 'oauth2')) return `${where}.spec.auth must be basic or oauth2 auth`;
+  if (!isRecord(spec.auth) || (spec.auth.type !== 'basic' && spec.auth.type !== 'oauth2'))
+    return `${where}.spec.auth must be basic or oauth2 auth`;
   if (value.flow !== undefined && !isRecord(value.flow)) return `${where}.flow must be an object`;
   return null;
 }
@@ -143,7 +163,8 @@ function checkPlan(value: unknown): string | null {
   if (!isRecord(value)) return '"plan" must be an object';
   if (value.formatVersion !== PLAN_FORMAT_VERSION) return `plan.formatVersion must be "${PLAN_FORMAT_VERSION}"`;
   for (const key of ['desiredDigest', 'stateDigest'] as const) {
-    if (typeof value[key] !== 'string' || !DIGEST.test(value[key] as string)) return `plan.${key} must be "sha256:" and 64 hex digits`;
+    if (typeof value[key] !== 'string' || !DIGEST.test(value[key] as string))
+      return `plan.${key} must be "sha256:" and 64 hex digits`;
   }
   if (!Array.isArray(value.changes)) return 'plan.changes must be a list';
   if (!isStringList(value.unchanged)) return 'plan.unchanged must be a list of server identities';
@@ -158,15 +179,18 @@ function checkPlan(value: unknown): string | null {
   if (!isRecord(value.summary)) return 'plan.summary must be an object';
   const expected = summarize(value.changes as ServerChange[]);
   for (const [key, count] of Object.entries(expected)) {
-    if (value.summary[key] !== count) return `plan.summary.${key} is ${JSON.stringify(value.summary[key])} but the changes count ${count}`;
+    if (value.summary[key] !== count)
+      return `plan.summary.${key} is ${JSON.stringify(value.summary[key])} but the changes count ${count}`;
   }
   return null;
 }
 
 function checkChange(value: unknown, where: string): string | null {
   if (!isRecord(value)) return `${where} must be an object`;
-  if (typeof value.id !== 'string' || !/^(imap|smtp)\/.+/.test(value.id)) return `${where}.id must be a server identity such as imap/support`;
-  if (!ACTIONS.includes(value.action as ActionName) || value.action === 'no-op') return `${where}.action must be one of ${ACTIONS.filter((a) => a !== 'no-op').join(', ')}`;
+  if (typeof value.id !== 'string' || !/^(imap|smtp)\/.+/.test(value.id))
+    return `${where}.id must be a server identity such as imap/support`;
+  if (!ACTIONS.includes(value.action as ActionName) || value.action === 'no-op')
+    return `${where}.action must be one of ${ACTIONS.filter((a) => a !== 'no-op').join(', ')}`;
   for (const key of ['changedFields', 'restartFields', 'reasons'] as const) {
     if (!isStringList(value[key])) return `${where}.${key} must be a list of strings`;
   }
@@ -182,7 +206,8 @@ function checkChange(value: unknown, where: string): string | null {
     if (error) return error;
   }
   if (value.action === 'rebind') {
-    if (!['create', 'update', 'restart', 'start'].includes(value.thenAction as string)) return `${where}.thenAction must be create, update, restart or start`;
+    if (!['create', 'update', 'restart', 'start'].includes(value.thenAction as string))
+      return `${where}.thenAction must be create, update, restart or start`;
     if (typeof value.approved !== 'boolean') return `${where}.approved must be a boolean`;
     if (value.rebinds.length === 0) return `${where} is a rebind without rebinds`;
   }
@@ -191,7 +216,8 @@ function checkChange(value: unknown, where: string): string | null {
 
 function checkHeader(value: Record<string, unknown>, kind: string, what: string, producer: string): string | null {
   if (value.kind !== kind) {
-    const other = value.kind === PLAN_FILE_KIND ? 'a plan file' : value.kind === STATE_FILE_KIND ? 'a state file' : null;
+    const other =
+      value.kind === PLAN_FILE_KIND ? 'a plan file' : value.kind === STATE_FILE_KIND ? 'a state file' : null;
     return `not a ${what}${other ? ` (it is ${other})` : ''}: expected "kind": "${kind}" as written by ${producer}`;
   }
   if (value.formatVersion !== PLAN_FORMAT_VERSION) {

@@ -16,7 +16,10 @@ export class ConnectGate {
   /** Connections admitted since the gate was last idle. */
   private burst = 0;
 
-  constructor(readonly limit = CONNECT_CONCURRENCY, private readonly observer?: BurstObserver) {}
+  constructor(
+    readonly limit = CONNECT_CONCURRENCY,
+    private readonly observer?: BurstObserver,
+  ) {}
 
   /** Runs `connect` once a slot is free; rejects with the signal's reason if it aborts while waiting. */
   async run<T>(connect: () => Promise<T>, signal: AbortSignal): Promise<T> {

@@ -50,19 +50,38 @@ function approvalsOf(body: Record<string, unknown>): string[] {
 }
 
 /** Wires the state folder, loops, reconciler, API and watcher together. */
-export async function startDaemon(options: DaemonOptions, logging: Logging = createLogging({ level: options.logLevel })): Promise<RunningDaemon> {
+export async function startDaemon(
+  options: DaemonOptions,
+  logging: Logging = createLogging({ level: options.logLevel }),
+): Promise<RunningDaemon> {
   const { log, scrubber } = logging;
   const store = new StateStore(options.stateDir);
   await store.init();
   const releaseLock = await store.acquireLock();
   const token = await store.apiToken();
   const dir = path.resolve(options.dir);
-  const resolver = new SecretResolver({ secretsDir: options.secretsDir, envPrefix: options.secretEnvPrefix, env: options.env, onResolved: (value, user) => scrubber.add(value, user) });
+  const resolver = new SecretResolver({
+    secretsDir: options.secretsDir,
+    envPrefix: options.secretEnvPrefix,
+    env: options.env,
+    onResolved: (value, user) => scrubber.add(value, user),
+  });
   const inbound = new InboundMailProcessor({ stateDir: options.stateDir, log, resolver });
-  const outbound = await createOutbound({ stateDir: options.stateDir, resolver, log, state: () => reconciler.state, systemSmtp: options.systemSmtp ?? null });
+  const outbound = await createOutbound({
+    stateDir: options.stateDir,
+    resolver,
+    log,
+    state: () => reconciler.state,
+    systemSmtp: options.systemSmtp ?? null,
+  });
   const supervisor = new Supervisor({ log, resolver, processor: inbound, outbound: outbound.consumer });
   const reconciler = new Reconciler(
-    { dir, saveFailedAsDisabled: options.saveFailedAsDisabled, allowEmpty: options.allowEmpty, allowMassDelete: options.allowMassDelete },
+    {
+      dir,
+      saveFailedAsDisabled: options.saveFailedAsDisabled,
+      allowEmpty: options.allowEmpty,
+      allowMassDelete: options.allowMassDelete,
+    },
     store,
     supervisor,
     resolver,
@@ -71,21 +90,62 @@ export async function startDaemon(options: DaemonOptions, logging: Logging = cre
   let ready = false;
   let draining = false;
   const watchdog = new StalenessWatchdog(log);
-  const watchdogTimer = setInterval(() => watchdog.check(watchedServers(reconciler.state, supervisor.statuses())), 1000).unref();
+  const watchdogTimer = setInterval(
+    () => watchdog.check(watchedServers(reconciler.state, supervisor.statuses())),
+    1000,
+  ).unref();
 
   const status = () =>
-    buildStatus({ systemSmtp: options.systemSmtp?.id ?? null, systemLoopId: outbound.systemLoopId, outbox: outbound.outboxSummary(), dir, ready, draining, applied: reconciler.state, loops: supervisor.statuses(), pendingApproval: reconciler.pendingApproval, last: reconciler.last, stale: watchdog.staleIds });
+    buildStatus({
+      systemSmtp: options.systemSmtp?.id ?? null,
+      systemLoopId: outbound.systemLoopId,
+      outbox: outbound.outboxSummary(),
+      dir,
+      ready,
+      draining,
+      applied: reconciler.state,
+      loops: supervisor.statuses(),
+      pendingApproval: reconciler.pendingApproval,
+      last: reconciler.last,
+      stale: watchdog.staleIds,
+    });
   metrics.bind(status);
-  const checks = () => ({ 'config-loaded': ready || reconciler.last !== null, 'first-reconcile': ready, 'not-draining': !draining });
+  const checks = () => ({
+    'config-loaded': ready || reconciler.last !== null,
+    'first-reconcile': ready,
+    'not-draining': !draining,
+  });
 
-  const livez: Route['handler'] = async (_r, _b, url) => ({ status: 200, body: url.searchParams.has('verbose') ? '[+]ping ok\nlivez check passed\n' : 'ok\n' });
+  const livez: Route['handler'] = async (_r, _b, url) => ({
+    status: 200,
+    body: url.searchParams.has('verbose') ? '[+]ping ok\nlivez check passed\n' : 'ok\n',
+  });
   const routes: Route[] = [
     { method: 'GET', path: '/livez', public: true, handler: livez },
     // deprecated in Kubernetes since 1.16; kept as an alias of /livez, so a probe that still uses it never kills a draining daemon
     { method: 'GET', path: '/healthz', public: true, handler: livez },
-    { method: 'GET', path: '/metrics', public: true, handler: async () => metrics.text().then(({ contentType, body }) => ({ status: 200, body, type: contentType })) },
-    { method: 'GET', path: '/', public: true, handler: async () => ({ status: 200, body: STATUS_PAGE_HTML, type: 'text/html; charset=utf-8' }) },
-    { method: 'GET', path: '/status.json', public: true, handler: async () => ({ status: 200, body: scrubber.scrub(JSON.stringify(publicStatus(status()))), type: 'application/json' }) },
+    {
+      method: 'GET',
+      path: '/metrics',
+      public: true,
+      handler: async () => metrics.text().then(({ contentType, body }) => ({ status: 200, body, type: contentType })),
+    },
+    {
+      method: 'GET',
+      path: '/',
+      public: true,
+      handler: async () => ({ status: 200, body: STATUS_PAGE_HTML, type: 'text/html; charset=utf-8' }),
+    },
+    {
+      method: 'GET',
+      path: '/status.json',
+      public: true,
+      handler: async () => ({
+        status: 200,
+        body: scrubber.scrub(JSON.stringify(publicStatus(status()))),
+        type: 'application/json',
+      }),
+    },
     {
       method: 'GET',
       path: '/readyz',
@@ -93,17 +153,38 @@ export async function startDaemon(options: DaemonOptions, logging: Logging = cre
       handler: async (_r, _b, url) => {
         const results = checks();
         const ok = Object.values(results).every(Boolean);
-        const verbose = Object.entries(results).map(([name, passed]) => `[${passed ? '+' : '-'}]${name} ${passed ? 'ok' : 'failed'}`).join('\n');
-        return { status: ok ? 200 : 503, body: url.searchParams.has('verbose') ? `${verbose}\nreadyz check ${ok ? 'passed' : 'failed'}\n` : ok ? 'ok\n' : 'not ready\n' };
+        const verbose = Object.entries(results)
+          .map(([name, passed]) => `[${passed ? '+' : '-'}]${name} ${passed ? 'ok' : 'failed'}`)
+          .join('\n');
+        return {
+          status: ok ? 200 : 503,
+          body: url.searchParams.has('verbose')
+            ? `${verbose}\nreadyz check ${ok ? 'passed' : 'failed'}\n`
+            : ok
+              ? 'ok\n'
+              : 'not ready\n',
+        };
       },
     },
     ...quarantineRoutes(inbound, supervisor),
     ...outbound.routes,
-    { method: 'GET', path: '/v1/status', handler: async () => ({ status: 200, body: { formatVersion: PLAN_FORMAT_VERSION, ...status() } }) },
+    {
+      method: 'GET',
+      path: '/v1/status',
+      handler: async () => ({ status: 200, body: { formatVersion: PLAN_FORMAT_VERSION, ...status() } }),
+    },
     {
       method: 'GET',
       path: '/v1/state',
-      handler: async () => ({ status: 200, body: { formatVersion: PLAN_FORMAT_VERSION, kind: 'mailctl-state', stateDigest: stateDigest(reconciler.state), state: reconciler.state } }),
+      handler: async () => ({
+        status: 200,
+        body: {
+          formatVersion: PLAN_FORMAT_VERSION,
+          kind: 'mailctl-state',
+          stateDigest: stateDigest(reconciler.state),
+          state: reconciler.state,
+        },
+      }),
     },
     {
       method: 'POST',
@@ -125,7 +206,8 @@ export async function startDaemon(options: DaemonOptions, logging: Logging = cre
     },
   ];
 
-  if (!isLoopback(options.listen.host)) log.warn({ listen: options.listen.host }, 'the API listens beyond loopback (--allow-remote)');
+  if (!isLoopback(options.listen.host))
+    log.warn({ listen: options.listen.host }, 'the API listens beyond loopback (--allow-remote)');
   const server = createApiServer(routes, token, log);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -142,7 +224,10 @@ export async function startDaemon(options: DaemonOptions, logging: Logging = cre
   let watcher: { close(): Promise<void> } | null = null;
   if (options.watch) {
     await reconciler.reconcile({ trigger: 'start' });
-    watcher = await watchFolders({ config: dir, secrets: options.secretsDir }, () => void reconciler.reconcile({ trigger: 'watch' }));
+    watcher = await watchFolders(
+      { config: dir, secrets: options.secretsDir },
+      () => void reconciler.reconcile({ trigger: 'watch' }),
+    );
   }
   setImmediate(warmValidators); // off the request path: the first `apply` would otherwise compile them
   ready = true;
@@ -170,4 +255,3 @@ export async function startDaemon(options: DaemonOptions, logging: Logging = cre
     },
   };
 }
-

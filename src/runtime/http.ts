@@ -2,7 +2,11 @@ import { timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 
-export type Handler = (req: IncomingMessage, body: unknown, url: URL) => Promise<{ status: number; body: unknown; type?: string }>;
+export type Handler = (
+  req: IncomingMessage,
+  body: unknown,
+  url: URL,
+) => Promise<{ status: number; body: unknown; type?: string }>;
 
 export interface Route {
   method: 'GET' | 'POST';
@@ -38,7 +42,10 @@ async function readBody(req: IncomingMessage): Promise<unknown> {
 
 function send(res: ServerResponse, status: number, body: unknown, type?: string): void {
   const text = typeof body === 'string' ? body : JSON.stringify(body);
-  res.writeHead(status, { 'content-type': type ?? (typeof body === 'string' ? 'text/plain; charset=utf-8' : 'application/json'), 'cache-control': 'no-store' });
+  res.writeHead(status, {
+    'content-type': type ?? (typeof body === 'string' ? 'text/plain; charset=utf-8' : 'application/json'),
+    'cache-control': 'no-store',
+  });
   res.end(text);
 }
 
@@ -46,10 +53,14 @@ function send(res: ServerResponse, status: number, body: unknown, type?: string)
 export function createApiServer(routes: readonly Route[], token: string, log: Logger): Server {
   return createServer(async (req, res) => {
     const url = new URL(req.url ?? '/', 'http://localhost');
-    const matching = routes.filter((r) => (typeof r.path === 'string' ? r.path === url.pathname : r.path.test(url.pathname)));
+    const matching = routes.filter((r) =>
+      typeof r.path === 'string' ? r.path === url.pathname : r.path.test(url.pathname),
+    );
     const route = matching.find((r) => r.method === req.method);
-    if (!route) return send(res, matching.length ? 405 : 404, { error: matching.length ? 'method not allowed' : 'not found' });
-    if (!route.public && !tokenMatches(req.headers.authorization, token)) return send(res, 401, { error: 'a valid API token is required' });
+    if (!route)
+      return send(res, matching.length ? 405 : 404, { error: matching.length ? 'method not allowed' : 'not found' });
+    if (!route.public && !tokenMatches(req.headers.authorization, token))
+      return send(res, 401, { error: 'a valid API token is required' });
     try {
       const body = req.method === 'POST' ? await readBody(req) : undefined;
       const answer = await route.handler(req, body, url);

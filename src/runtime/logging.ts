@@ -25,8 +25,14 @@ export interface Logging {
   scrubber: SecretScrubber;
 }
 
-
-const LEVEL_NAMES: Record<number, string> = { 10: 'TRACE', 20: 'DEBUG', 30: 'INFO', 40: 'WARN', 50: 'ERROR', 60: 'FATAL' };
+const LEVEL_NAMES: Record<number, string> = {
+  10: 'TRACE',
+  20: 'DEBUG',
+  30: 'INFO',
+  40: 'WARN',
+  50: 'ERROR',
+  60: 'FATAL',
+};
 
 /** One JSON log line as `12:00:00.123 INFO  imap/support poll  loop running  state="running"`. */
 export function prettyLine(line: string): string {
@@ -39,12 +45,18 @@ export function prettyLine(line: string): string {
   const { time, level, msg, server, loop, pid: _pid, hostname: _hostname, ...rest } = entry;
   const at = typeof time === 'number' ? new Date(time).toISOString().slice(11, 23) : '';
   const where = [server, loop].filter((x) => typeof x === 'string').join(' ');
-  const fields = Object.entries(rest).map(([k, v]) => `${k}=${JSON.stringify(v)}`).join(' ');
+  const fields = Object.entries(rest)
+    .map(([k, v]) => `${k}=${JSON.stringify(v)}`)
+    .join(' ');
   return `${[at, (LEVEL_NAMES[level as number] ?? String(level)).padEnd(5), where, msg ?? '', fields].filter((p) => p !== '').join('  ')}\n`;
 }
 
 /** A pino destination that scrubs every line (before and after formatting) and then writes it. */
-export function scrubbingDestination(scrubber: SecretScrubber, out: { write(text: string): unknown }, pretty: boolean): DestinationStream {
+export function scrubbingDestination(
+  scrubber: SecretScrubber,
+  out: { write(text: string): unknown },
+  pretty: boolean,
+): DestinationStream {
   return {
     write(line: string) {
       const clean = scrubber.scrub(line);
@@ -57,12 +69,22 @@ export function createLogging(options: LoggingOptions): Logging {
   const scrubber = options.scrubber ?? new SecretScrubber();
   const out = options.out ?? pino.destination({ dest: 1, sync: true });
   const pretty = options.pretty ?? process.stdout.isTTY === true;
-  const log = pino({ level: options.level, redact: { paths: REDACT_PATHS, censor: REDACTED } }, scrubbingDestination(scrubber, out, pretty));
+  const log = pino(
+    { level: options.level, redact: { paths: REDACT_PATHS, censor: REDACTED } },
+    scrubbingDestination(scrubber, out, pretty),
+  );
   return { log, scrubber };
 }
 
 /** imapflow logs every command at info: its info becomes our debug, its debug and trace our trace. */
-const IMAPFLOW_LEVEL = { trace: 'trace', debug: 'trace', info: 'debug', warn: 'warn', error: 'error', fatal: 'error' } as const;
+const IMAPFLOW_LEVEL = {
+  trace: 'trace',
+  debug: 'trace',
+  info: 'debug',
+  warn: 'warn',
+  error: 'error',
+  fatal: 'error',
+} as const;
 type ImapflowLevel = keyof typeof IMAPFLOW_LEVEL;
 
 /**

@@ -36,7 +36,14 @@ export abstract class SupervisedLoop {
     private readonly now: () => Date = () => new Date(),
   ) {
     this.config = config;
-    this.current = { state: 'starting', since: this.now().toISOString(), lastSuccess: null, lastError: null, attempts: 0, counters: {} };
+    this.current = {
+      state: 'starting',
+      since: this.now().toISOString(),
+      lastSuccess: null,
+      lastError: null,
+      attempts: 0,
+      counters: {},
+    };
   }
 
   /** Connects and serves until the signal aborts; resolves or throws when the connection ends. */
@@ -107,7 +114,10 @@ export abstract class SupervisedLoop {
         this.current.attempts += 1;
         const delay = backoffDelay(this.current.attempts, error.retryAfterMs);
         this.setState(NEEDS_ATTENTION.has(error.failureClass) ? 'failed' : 'backoff');
-        this.log.warn({ class: error.failureClass, retryInMs: delay, attempt: this.current.attempts }, `${error.failureClass}: ${error.message}`);
+        this.log.warn(
+          { class: error.failureClass, retryInMs: delay, attempt: this.current.attempts },
+          `${error.failureClass}: ${error.message}`,
+        );
         await sleep(delay, signal);
       }
     }

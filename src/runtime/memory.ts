@@ -28,7 +28,10 @@ let exposedGc: (() => void) | undefined;
  * and the burst's garbage is spread over most of them, so the memory would stay with the process.
  */
 export function fullGc(): void {
-  exposedGc ??= typeof globalThis.gc === 'function' ? globalThis.gc : (v8.setFlagsFromString('--expose-gc'), vm.runInNewContext('gc') as () => void);
+  exposedGc ??=
+    typeof globalThis.gc === 'function'
+      ? globalThis.gc
+      : (v8.setFlagsFromString('--expose-gc'), vm.runInNewContext('gc') as () => void);
   v8.setFlagsFromString('--compact-on-every-full-gc');
   try {
     exposedGc();

@@ -9,7 +9,15 @@ import packageJson from '../../package.json' with { type: 'json' };
 import type { DaemonStatus, ServerState } from './status.js';
 
 const PREFIX = 'mailctl_';
-const SERVER_STATES: readonly ServerState[] = ['running', 'starting', 'backoff', 'failed', 'stopped', 'disabled', 'pending-approval'];
+const SERVER_STATES: readonly ServerState[] = [
+  'running',
+  'starting',
+  'backoff',
+  'failed',
+  'stopped',
+  'disabled',
+  'pending-approval',
+];
 const SUCCESSFUL_RECONCILES: ReadonlySet<string> = new Set(['applied', 'no-changes']);
 
 export class DaemonMetrics {
@@ -17,7 +25,12 @@ export class DaemonMetrics {
   private status: (() => DaemonStatus) | null = null;
   private processMetrics = false;
 
-  private readonly polls = new Counter({ name: `${PREFIX}imap_polls_total`, help: 'IMAP polls by result (ok, failed)', labelNames: ['server', 'result'], registers: [this.registry] });
+  private readonly polls = new Counter({
+    name: `${PREFIX}imap_polls_total`,
+    help: 'IMAP polls by result (ok, failed)',
+    labelNames: ['server', 'result'],
+    registers: [this.registry],
+  });
   private readonly pollDuration = new Histogram({
     name: `${PREFIX}imap_poll_duration_seconds`,
     help: 'Duration of IMAP polls',
@@ -25,21 +38,50 @@ export class DaemonMetrics {
     buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120],
     registers: [this.registry],
   });
-  private readonly delivered = new Counter({ name: `${PREFIX}messages_delivered_total`, help: 'Inbound messages delivered to their sink', labelNames: ['server'], registers: [this.registry] });
-  private readonly quarantined = new Counter({ name: `${PREFIX}messages_quarantined_total`, help: 'Inbound messages recorded for quarantine (oversize, unrouted)', labelNames: ['server'], registers: [this.registry] });
-  private readonly sent = new Counter({ name: `${PREFIX}messages_sent_total`, help: 'Outbound messages accepted by the SMTP server', labelNames: ['server'], registers: [this.registry] });
+  private readonly delivered = new Counter({
+    name: `${PREFIX}messages_delivered_total`,
+    help: 'Inbound messages delivered to their sink',
+    labelNames: ['server'],
+    registers: [this.registry],
+  });
+  private readonly quarantined = new Counter({
+    name: `${PREFIX}messages_quarantined_total`,
+    help: 'Inbound messages recorded for quarantine (oversize, unrouted)',
+    labelNames: ['server'],
+    registers: [this.registry],
+  });
+  private readonly sent = new Counter({
+    name: `${PREFIX}messages_sent_total`,
+    help: 'Outbound messages accepted by the SMTP server',
+    labelNames: ['server'],
+    registers: [this.registry],
+  });
   private readonly sendFailed = new Counter({
     name: `${PREFIX}messages_send_failed_total`,
     help: 'Outbound send attempts that failed: temporary (4xx or network; retried) or permanent (5xx; the message failed)',
     labelNames: ['server', 'kind'],
     registers: [this.registry],
   });
-  private readonly reconciles = new Counter({ name: `${PREFIX}reconciles_total`, help: 'Reconciles by outcome', labelNames: ['result'], registers: [this.registry] });
-  private readonly lastReconcile = new Gauge({ name: `${PREFIX}last_successful_reconcile_timestamp_seconds`, help: 'When a reconcile last applied or found no changes (Unix time)', registers: [this.registry] });
+  private readonly reconciles = new Counter({
+    name: `${PREFIX}reconciles_total`,
+    help: 'Reconciles by outcome',
+    labelNames: ['result'],
+    registers: [this.registry],
+  });
+  private readonly lastReconcile = new Gauge({
+    name: `${PREFIX}last_successful_reconcile_timestamp_seconds`,
+    help: 'When a reconcile last applied or found no changes (Unix time)',
+    registers: [this.registry],
+  });
 
   constructor() {
     const self = this;
-    new Gauge({ name: `${PREFIX}build_info`, help: 'Version of mailctl and of Node.js', labelNames: ['version', 'node'], registers: [this.registry] }).set({ version: packageJson.version, node: process.versions.node }, 1);
+    new Gauge({
+      name: `${PREFIX}build_info`,
+      help: 'Version of mailctl and of Node.js',
+      labelNames: ['version', 'node'],
+      registers: [this.registry],
+    }).set({ version: packageJson.version, node: process.versions.node }, 1);
     new Gauge({
       name: `${PREFIX}loop_state`,
       help: 'State of each server (1 for the current state, 0 for the others)',
@@ -47,7 +89,8 @@ export class DaemonMetrics {
       registers: [this.registry],
       collect() {
         this.reset();
-        for (const server of self.status?.().servers ?? []) for (const state of SERVER_STATES) this.set({ server: server.id, state }, server.state === state ? 1 : 0);
+        for (const server of self.status?.().servers ?? [])
+          for (const state of SERVER_STATES) this.set({ server: server.id, state }, server.state === state ? 1 : 0);
       },
     });
     new Gauge({
@@ -68,7 +111,8 @@ export class DaemonMetrics {
       registers: [this.registry],
       collect() {
         this.reset();
-        for (const server of self.status?.().servers ?? []) if (server.type === 'imap' && server.enabled) this.set({ server: server.id }, server.stale ? 1 : 0);
+        for (const server of self.status?.().servers ?? [])
+          if (server.type === 'imap' && server.enabled) this.set({ server: server.id }, server.stale ? 1 : 0);
       },
     });
   }

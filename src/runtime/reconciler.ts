@@ -130,7 +130,8 @@ export class Reconciler {
     if (!saved) return 0;
     this.applied = saved.state;
     const active = Object.entries(saved.state.servers).filter(([, s]) => s.status === 'active');
-    for (const [id, server] of active) await this.supervisor.start(id, server.config, await this.digestOf(server.config));
+    for (const [id, server] of active)
+      await this.supervisor.start(id, server.config, await this.digestOf(server.config));
     return active.length;
   }
 
@@ -144,14 +145,22 @@ export class Reconciler {
     const digest = folderDigest(folder.files);
     if (this.loaded?.folderDigest === digest && folder.diagnostics.length === 0) return this.loaded;
     const config = loadSources(folder.files, folder.diagnostics);
-    this.loaded = { folderDigest: config.folderDigest, valid: config.valid, diagnostics: config.diagnostics, desired: desiredState(config.servers, config.flows) };
+    this.loaded = {
+      folderDigest: config.folderDigest,
+      valid: config.valid,
+      diagnostics: config.diagnostics,
+      desired: desiredState(config.servers, config.flows),
+    };
     return this.loaded;
   }
 
   reconcile(request: ReconcileRequest): Promise<ReconcileResult> {
     const next = this.queue.then(() => this.reconcileNow(request));
     // settles with nothing: the queue must not keep the last result (its plan and verifications) alive
-    this.queue = next.then(() => undefined, () => undefined);
+    this.queue = next.then(
+      () => undefined,
+      () => undefined,
+    );
     return next;
   }
 
@@ -177,16 +186,29 @@ export class Reconciler {
     const config = await this.loadFolder();
     const diagnostics = config.diagnostics;
     if (!config.valid) {
-      return this.finish('invalid', `the folder ${this.options.dir} is invalid; nothing changed and the last applied configuration keeps running`, { diagnostics });
+      return this.finish(
+        'invalid',
+        `the folder ${this.options.dir} is invalid; nothing changed and the last applied configuration keeps running`,
+        { diagnostics },
+      );
     }
     const { desired } = config;
     const digest = desiredDigest(desired);
     if (!request.savedPlan && request.expectedFolderDigest && request.expectedFolderDigest !== config.folderDigest) {
-      return this.finish('folder-mismatch', `the daemon applies ${this.options.dir}, which differs from the folder you gave; apply only changes the daemon's own folder (commit and sync it there)`, { diagnostics });
+      return this.finish(
+        'folder-mismatch',
+        `the daemon applies ${this.options.dir}, which differs from the folder you gave; apply only changes the daemon's own folder (commit and sync it there)`,
+        { diagnostics },
+      );
     }
-    if (request.savedPlan && (request.savedPlan.desiredDigest !== digest || request.savedPlan.stateDigest !== stateDigest(this.applied))) {
+    if (
+      request.savedPlan &&
+      (request.savedPlan.desiredDigest !== digest || request.savedPlan.stateDigest !== stateDigest(this.applied))
+    ) {
       const what = request.savedPlan.desiredDigest !== digest ? 'the folder' : 'the running state';
-      return this.finish('stale-plan', `the saved plan is stale: ${what} changed since it was made; run plan again`, { diagnostics });
+      return this.finish('stale-plan', `the saved plan is stale: ${what} changed since it was made; run plan again`, {
+        diagnostics,
+      });
     }
     const desiredSecrets: Record<string, string> = {};
     await Promise.all(
@@ -205,7 +227,11 @@ export class Reconciler {
     });
     if (plan.changes.length === 0) {
       this.pendingApproval.clear();
-      return this.finish(request.dryRun ? 'dry-run' : 'no-changes', 'no changes: the running servers match the folder', { plan, diagnostics });
+      return this.finish(
+        request.dryRun ? 'dry-run' : 'no-changes',
+        'no changes: the running servers match the folder',
+        { plan, diagnostics },
+      );
     }
     const guarded = request.trigger !== 'cli' && this.refuseDeletes(plan);
     if (guarded) return this.finish('refused-deletes', guarded, { plan, diagnostics });
@@ -227,7 +253,11 @@ export class Reconciler {
     // looked up while the servers are verified (a git process), used only if the apply goes ahead; never rejects
     const revision = request.dryRun ? Promise.resolve(null) : gitRevision(this.options.dir);
     try {
-      const verifications = await verifyAll(toVerify, this.resolver, request.dryRun ? undefined : (item) => this.verifyByOpening(item, opened));
+      const verifications = await verifyAll(
+        toVerify,
+        this.resolver,
+        request.dryRun ? undefined : (item) => this.verifyByOpening(item, opened),
+      );
       return await this.applyVerified(request, plan, diagnostics, digest, verifications, opened, revision);
     } finally {
       // the connections of an apply that was refused, or of servers it did not start
@@ -235,10 +265,17 @@ export class Reconciler {
     }
   }
 
-  private async verifyByOpening(item: { id: string; spec: ServerSpec; config: ServerConfig }, opened: Map<string, OpenedImap>): Promise<Verification> {
+  private async verifyByOpening(
+    item: { id: string; spec: ServerSpec; config: ServerConfig },
+    opened: Map<string, OpenedImap>,
+  ): Promise<Verification> {
     if (item.spec.type !== 'imap') return verifyServer(item.id, item.spec, this.resolver);
     try {
-      const connection = await this.supervisor.openFor(item.id, item.config as ServerConfig & { spec: ImapServerSpec }, new AbortController().signal);
+      const connection = await this.supervisor.openFor(
+        item.id,
+        item.config as ServerConfig & { spec: ImapServerSpec },
+        new AbortController().signal,
+      );
       opened.set(item.id, connection);
       return imapVerified(item.id, connection.found, connection.secretDigest);
     } catch (err) {
@@ -246,21 +283,47 @@ export class Reconciler {
     }
   }
 
-  private async applyVerified(request: ReconcileRequest, plan: Plan, diagnostics: Diagnostic[], digest: string, verifications: Verification[], opened: Map<string, OpenedImap>, revisionLookup: Promise<string | null>): Promise<ReconcileResult> {
+  private async applyVerified(
+    request: ReconcileRequest,
+    plan: Plan,
+    diagnostics: Diagnostic[],
+    digest: string,
+    verifications: Verification[],
+    opened: Map<string, OpenedImap>,
+    revisionLookup: Promise<string | null>,
+  ): Promise<ReconcileResult> {
     const failed = new Map(verifications.filter((v) => !v.ok).map((v) => [v.id, v]));
     const saveFailed = request.saveFailedAsDisabled ?? this.options.saveFailedAsDisabled;
     if (request.dryRun) {
-      return this.finish('dry-run', failed.size ? `${failed.size} server(s) failed verification (dry run: nothing changed)` : 'every change verified (dry run: nothing changed)', {
-        plan, diagnostics, verifications, exitCode: failed.size ? 1 : 0,
-      } as Partial<ReconcileResult>);
+      return this.finish(
+        'dry-run',
+        failed.size
+          ? `${failed.size} server(s) failed verification (dry run: nothing changed)`
+          : 'every change verified (dry run: nothing changed)',
+        {
+          plan,
+          diagnostics,
+          verifications,
+          exitCode: failed.size ? 1 : 0,
+        } as Partial<ReconcileResult>,
+      );
     }
     if (failed.size && !saveFailed) {
-      return this.finish('verification-failed', `${failed.size} server(s) failed verification; nothing changed (use --save-failed-as-disabled to apply the rest)`, { plan, diagnostics, verifications });
+      return this.finish(
+        'verification-failed',
+        `${failed.size} server(s) failed verification; nothing changed (use --save-failed-as-disabled to apply the rest)`,
+        { plan, diagnostics, verifications },
+      );
     }
 
     const revision = await revisionLookup;
     const nextState = this.nextState(plan, failed, revision);
-    await this.store.writeApplied({ appliedAt: new Date().toISOString(), revision, desiredDigest: digest, state: nextState });
+    await this.store.writeApplied({
+      appliedAt: new Date().toISOString(),
+      revision,
+      desiredDigest: digest,
+      state: nextState,
+    });
     this.applied = nextState;
     this.pendingApproval.clear();
     const perServer = await this.execute(plan, failed, verifications, opened);
@@ -274,7 +337,11 @@ export class Reconciler {
     });
     const savedAsDisabled = [...failed.keys()];
     return failed.size
-      ? this.finish('partly-applied', `applied; ${savedAsDisabled.join(', ')} saved as disabled after failing verification`, { plan, diagnostics, verifications, savedAsDisabled })
+      ? this.finish(
+          'partly-applied',
+          `applied; ${savedAsDisabled.join(', ')} saved as disabled after failing verification`,
+          { plan, diagnostics, verifications, savedAsDisabled },
+        )
       : this.finish('applied', `applied ${plan.changes.length} change(s)`, { plan, diagnostics, verifications });
   }
 
@@ -301,14 +368,29 @@ export class Reconciler {
       }
       const failure = failed.get(change.id);
       servers[change.id] = failure
-        ? { config: change.after, status: 'disabled', disabledReason: `verification failed: ${failure.failureClass}: ${failure.reason}`, revision }
-        : { config: change.after, status: change.after.spec.enabled ? 'active' : 'disabled', ...(!change.after.spec.enabled && { disabledReason: 'enabled: false' }), revision };
+        ? {
+            config: change.after,
+            status: 'disabled',
+            disabledReason: `verification failed: ${failure.failureClass}: ${failure.reason}`,
+            revision,
+          }
+        : {
+            config: change.after,
+            status: change.after.spec.enabled ? 'active' : 'disabled',
+            ...(!change.after.spec.enabled && { disabledReason: 'enabled: false' }),
+            revision,
+          };
       if (!failure && change.after.spec.enabled) appliedNow.add(change.id);
     }
     return { servers, bindings: nextBindings(this.applied.bindings, servers, appliedNow), revision };
   }
 
-  private async execute(plan: Plan, failed: ReadonlyMap<string, Verification>, verifications: readonly Verification[], opened: Map<string, OpenedImap>): Promise<Record<string, string>> {
+  private async execute(
+    plan: Plan,
+    failed: ReadonlyMap<string, Verification>,
+    verifications: readonly Verification[],
+    opened: Map<string, OpenedImap>,
+  ): Promise<Record<string, string>> {
     const digests = new Map(verifications.map((v) => [v.id, v.secretDigest]));
     const results: Record<string, string> = {};
     for (const change of plan.changes) {

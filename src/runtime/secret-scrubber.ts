@@ -29,7 +29,12 @@ export function base64Cores(value: string): string[] {
 
 /** Every form of `value` (and, with `user`, of the SASL blobs built from it) that must not reach a log. */
 export function secretForms(value: string, user?: string): string[] {
-  const forms = new Set<string>([value, JSON.stringify(value).slice(1, -1), encodeURIComponent(value), new URLSearchParams({ v: value }).toString().slice(2)]);
+  const forms = new Set<string>([
+    value,
+    JSON.stringify(value).slice(1, -1),
+    encodeURIComponent(value),
+    new URLSearchParams({ v: value }).toString().slice(2),
+  ]);
   for (const core of base64Cores(value)) forms.add(core);
   if (user !== undefined) {
     forms.add(Buffer.from(`\0${user}\0${value}`).toString('base64'));

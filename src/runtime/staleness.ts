@@ -80,10 +80,16 @@ export class StalenessWatchdog {
       const isStale = now - since > limitMs;
       if (isStale && !this.stale.has(server.id)) {
         this.stale.add(server.id);
-        this.log.warn({ server: server.id, lastSuccess: server.lastSuccess, staleAfterSeconds: limitMs / 1000 }, `${server.id} is stale: no successful poll for ${STALE_AFTER_INTERVALS}× its poll interval`);
+        this.log.warn(
+          { server: server.id, lastSuccess: server.lastSuccess, staleAfterSeconds: limitMs / 1000 },
+          `${server.id} is stale: no successful poll for ${STALE_AFTER_INTERVALS}× its poll interval`,
+        );
       } else if (!isStale && this.stale.has(server.id)) {
         this.stale.delete(server.id);
-        this.log.info({ server: server.id, lastSuccess: server.lastSuccess }, `${server.id} recovered: polled successfully again`);
+        this.log.info(
+          { server: server.id, lastSuccess: server.lastSuccess },
+          `${server.id} recovered: polled successfully again`,
+        );
       }
     }
   }

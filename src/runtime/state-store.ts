@@ -26,8 +26,13 @@ export interface ApplyLogEntry {
 }
 
 export class LockHeldError extends Error {
-  constructor(readonly pid: number, lockFile: string) {
-    super(`another mailctl daemon (pid ${pid}) already uses this state folder (${lockFile}); two pollers of one mailbox would duplicate mail`);
+  constructor(
+    readonly pid: number,
+    lockFile: string,
+  ) {
+    super(
+      `another mailctl daemon (pid ${pid}) already uses this state folder (${lockFile}); two pollers of one mailbox would duplicate mail`,
+    );
   }
 }
 
@@ -58,14 +63,20 @@ export class StateStore {
     for (let attempt = 0; attempt < 2; attempt++) {
       try {
         const handle = await open(lockFile, 'wx', 0o600);
-        await handle.writeFile(JSON.stringify({ formatVersion: STATE_FORMAT_VERSION, pid: process.pid, since: new Date().toISOString() }));
+        await handle.writeFile(
+          JSON.stringify({ formatVersion: STATE_FORMAT_VERSION, pid: process.pid, since: new Date().toISOString() }),
+        );
         await handle.sync();
         await handle.close();
         return async () => void (await rm(lockFile, { force: true }));
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-        const holder = await readFile(lockFile, 'utf8').then((t) => Number((JSON.parse(t) as { pid?: number }).pid), () => NaN);
-        if (Number.isInteger(holder) && holder !== process.pid && isAlive(holder)) throw new LockHeldError(holder, lockFile);
+        const holder = await readFile(lockFile, 'utf8').then(
+          (t) => Number((JSON.parse(t) as { pid?: number }).pid),
+          () => NaN,
+        );
+        if (Number.isInteger(holder) && holder !== process.pid && isAlive(holder))
+          throw new LockHeldError(holder, lockFile);
         await rm(lockFile, { force: true }); // stale: its daemon is gone
       }
     }
@@ -75,7 +86,10 @@ export class StateStore {
   /** The API token, created once and kept across restarts. */
   async apiToken(): Promise<string> {
     const file = this.file(STATE_FILES.token);
-    const existing = await readFile(file, 'utf8').then((t) => t.trim(), () => '');
+    const existing = await readFile(file, 'utf8').then(
+      (t) => t.trim(),
+      () => '',
+    );
     if (existing) return existing;
     const token = randomBytes(32).toString('base64url');
     await writeFileAtomic(file, `${token}\n`);
@@ -83,7 +97,10 @@ export class StateStore {
   }
 
   async writeDiscovery(info: { url: string; pid: number; dir: string }): Promise<void> {
-    await writeFileAtomic(this.file(STATE_FILES.discovery), JSON.stringify({ formatVersion: STATE_FORMAT_VERSION, ...info }, null, 2));
+    await writeFileAtomic(
+      this.file(STATE_FILES.discovery),
+      JSON.stringify({ formatVersion: STATE_FORMAT_VERSION, ...info }, null, 2),
+    );
   }
 
   async removeDiscovery(): Promise<void> {
@@ -94,15 +111,24 @@ export class StateStore {
     const text = await readFile(this.file(STATE_FILES.applied), 'utf8').catch(() => null);
     if (text === null) return null;
     const parsed = JSON.parse(text) as AppliedFile;
-    if (parsed.formatVersion !== STATE_FORMAT_VERSION) throw new Error(`${STATE_FILES.applied} has formatVersion ${parsed.formatVersion}; this mailctl reads ${STATE_FORMAT_VERSION}`);
+    if (parsed.formatVersion !== STATE_FORMAT_VERSION)
+      throw new Error(
+        `${STATE_FILES.applied} has formatVersion ${parsed.formatVersion}; this mailctl reads ${STATE_FORMAT_VERSION}`,
+      );
     return parsed;
   }
 
   async writeApplied(applied: Omit<AppliedFile, 'formatVersion'>): Promise<void> {
-    await writeFileAtomic(this.file(STATE_FILES.applied), JSON.stringify({ formatVersion: STATE_FORMAT_VERSION, ...applied }, null, 2));
+    await writeFileAtomic(
+      this.file(STATE_FILES.applied),
+      JSON.stringify({ formatVersion: STATE_FORMAT_VERSION, ...applied }, null, 2),
+    );
   }
 
   async appendApplyLog(entry: ApplyLogEntry): Promise<void> {
-    await appendLineDurably(this.file(STATE_FILES.applyLog), JSON.stringify({ formatVersion: STATE_FORMAT_VERSION, ...entry }));
+    await appendLineDurably(
+      this.file(STATE_FILES.applyLog),
+      JSON.stringify({ formatVersion: STATE_FORMAT_VERSION, ...entry }),
+    );
   }
 }

@@ -95,13 +95,48 @@ export function buildStatus(input: {
     });
   for (const id of input.pendingApproval) {
     if (!input.applied.servers[id]) {
-      servers.push({ id, name: id, type: id.startsWith('imap/') ? 'imap' : 'smtp', enabled: false, state: 'pending-approval', since: null, lastSuccess: null, lastError: null, disabledReason: 'waiting for --approve-rebind', revision: null, counters: {}, stale: false });
+      servers.push({
+        id,
+        name: id,
+        type: id.startsWith('imap/') ? 'imap' : 'smtp',
+        enabled: false,
+        state: 'pending-approval',
+        since: null,
+        lastSuccess: null,
+        lastError: null,
+        disabledReason: 'waiting for --approve-rebind',
+        revision: null,
+        counters: {},
+        stale: false,
+      });
     }
   }
-  const last = input.last && { at: input.last.at, outcome: input.last.outcome, message: input.last.message, diagnostics: input.last.diagnostics };
+  const last = input.last && {
+    at: input.last.at,
+    outcome: input.last.outcome,
+    message: input.last.message,
+    diagnostics: input.last.diagnostics,
+  };
   const systemLoop = input.systemLoopId ? input.loops.get(input.systemLoopId) : undefined;
   const systemSendLoop: SystemSendLoopStatus | null = input.systemLoopId
-    ? { id: input.systemLoopId, state: systemLoop?.state ?? 'stopped', since: systemLoop?.since ?? null, lastSuccess: systemLoop?.lastSuccess ?? null, lastError: systemLoop?.lastError ?? null, counters: systemLoop?.counters ?? {} }
+    ? {
+        id: input.systemLoopId,
+        state: systemLoop?.state ?? 'stopped',
+        since: systemLoop?.since ?? null,
+        lastSuccess: systemLoop?.lastSuccess ?? null,
+        lastError: systemLoop?.lastError ?? null,
+        counters: systemLoop?.counters ?? {},
+      }
     : null;
-  return { dir: input.dir, systemSmtp: input.systemSmtp, systemSendLoop, outbox: input.outbox ?? null, ready: input.ready, draining: input.draining, revision: input.applied.revision ?? null, lastReconcile: last, servers };
+  return {
+    dir: input.dir,
+    systemSmtp: input.systemSmtp,
+    systemSendLoop,
+    outbox: input.outbox ?? null,
+    ready: input.ready,
+    draining: input.draining,
+    revision: input.applied.revision ?? null,
+    lastReconcile: last,
+    servers,
+  };
 }

@@ -36,7 +36,10 @@ export class Supervisor {
     const mib = (bytes: number) => Math.round(bytes / 1048576);
     const garbage = new BurstGarbageRelease({
       onReleased: ({ connections, heapBeforeBytes, heapAfterBytes }) =>
-        deps.log.info({ connections, heapUsedMiB: { before: mib(heapBeforeBytes), after: mib(heapAfterBytes) } }, 'memory given back after a burst of connections'),
+        deps.log.info(
+          { connections, heapUsedMiB: { before: mib(heapBeforeBytes), after: mib(heapAfterBytes) } },
+          'memory given back after a burst of connections',
+        ),
     });
     this.connectGate = new ConnectGate(CONNECT_CONCURRENCY, garbage);
   }
@@ -48,7 +51,19 @@ export class Supervisor {
   private create(id: string, config: ServerConfig, opened?: OpenedImap): SupervisedLoop {
     const log = this.loopLog(id, config);
     return config.spec.type === 'imap'
-      ? new ImapLoop(id, config, log, { resolver: this.deps.resolver, processor: this.deps.processor ?? statusOnlyProcessor, connectGate: this.connectGate, pollClock: this.pollClock, imapLogger: imapLogger(log) }, opened)
+      ? new ImapLoop(
+          id,
+          config,
+          log,
+          {
+            resolver: this.deps.resolver,
+            processor: this.deps.processor ?? statusOnlyProcessor,
+            connectGate: this.connectGate,
+            pollClock: this.pollClock,
+            imapLogger: imapLogger(log),
+          },
+          opened,
+        )
       : new SmtpLoop(id, config, log, { resolver: this.deps.resolver, outbound: this.deps.outbound });
   }
 
@@ -65,7 +80,10 @@ export class Supervisor {
    * over, so an apply logs in once per server, not twice. Throws MailError.
    */
   async openFor(id: string, config: ServerConfig & { spec: ImapServerSpec }, signal: AbortSignal): Promise<OpenedImap> {
-    return this.connectGate.run(() => openImap(config.spec, this.deps.resolver, imapLogger(this.loopLog(id, config))), signal);
+    return this.connectGate.run(
+      () => openImap(config.spec, this.deps.resolver, imapLogger(this.loopLog(id, config))),
+      signal,
+    );
   }
 
   /**

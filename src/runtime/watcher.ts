@@ -18,7 +18,8 @@ async function linkTargets(dir: string): Promise<string[]> {
     for (const entry of await readdir(path.join(dir, relative), { withFileTypes: true })) {
       if (isHidden(entry.name)) continue;
       const entryPath = path.join(relative, entry.name);
-      if (entry.isSymbolicLink()) targets.push(`${entryPath} -> ${await realpath(path.join(dir, entryPath)).catch(() => '(broken)')}`);
+      if (entry.isSymbolicLink())
+        targets.push(`${entryPath} -> ${await realpath(path.join(dir, entryPath)).catch(() => '(broken)')}`);
       else if (entry.isDirectory()) await walk(entryPath);
     }
   }
@@ -33,8 +34,14 @@ async function linkTargets(dir: string): Promise<string[]> {
  * symlink swaps (git-sync's `current` above the folder, a ConfigMap's `..data` inside it) are noticed by checking where
  * the folder and its links lead.
  */
-export async function watchFolders(folders: { config: string; secrets?: string }, onChange: () => void): Promise<{ close(): Promise<void> }> {
-  const layout = async () => ({ realDir: await realpath(folders.config), links: (await linkTargets(folders.config)).join('\n') });
+export async function watchFolders(
+  folders: { config: string; secrets?: string },
+  onChange: () => void,
+): Promise<{ close(): Promise<void> }> {
+  const layout = async () => ({
+    realDir: await realpath(folders.config),
+    links: (await linkTargets(folders.config)).join('\n'),
+  });
   let last: Awaited<ReturnType<typeof layout>> | null = null;
   let timer: NodeJS.Timeout | null = null;
   const trigger = () => {
@@ -44,9 +51,12 @@ export async function watchFolders(folders: { config: string; secrets?: string }
       // the links as this reconcile will find them count as seen, so the next check does not repeat it (a folder
       // that moved is left to the check, which also re-watches it)
       void layout()
-        .then((now) => {
-          if (now.realDir === last?.realDir) last = now;
-        }, () => undefined)
+        .then(
+          (now) => {
+            if (now.realDir === last?.realDir) last = now;
+          },
+          () => undefined,
+        )
         .finally(onChange);
     }, DEBOUNCE_MS);
   };

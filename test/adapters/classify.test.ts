@@ -14,22 +14,45 @@ test('imapflow ETHROTTLE and "Suggested Backoff Time" → throttled with retryAf
   const a = classifyMailError(err('Throttled', { code: 'ETHROTTLE', throttleReset: 92415 }), ctx);
   assert.is(a.failureClass, 'throttled');
   assert.is(a.retryAfterMs, 92415);
-  const b = classifyMailError(err('Command failed', {
-    responseStatus: 'BAD', responseText: 'Request is throttled. Suggested Backoff Time: 1500 milliseconds' }), ctx);
+  const b = classifyMailError(
+    err('Command failed', {
+      responseStatus: 'BAD',
+      responseText: 'Request is throttled. Suggested Backoff Time: 1500 milliseconds',
+    }),
+    ctx,
+  );
   assert.is(b.failureClass, 'throttled');
   assert.is(b.retryAfterMs, 1500);
-  const c = classifyMailError(err('Command failed', { responseStatus: 'NO', serverResponseCode: 'THROTTLED', responseText: 'slow down' }), ctx);
+  const c = classifyMailError(
+    err('Command failed', { responseStatus: 'NO', serverResponseCode: 'THROTTLED', responseText: 'slow down' }),
+    ctx,
+  );
   assert.is(c.failureClass, 'throttled');
-  const d = classifyMailError(err('Connection closed', { code: 'ClosedAfterConnectText', reason: 'Too many simultaneous connections. (Failure)' }), ctx);
+  const d = classifyMailError(
+    err('Connection closed', {
+      code: 'ClosedAfterConnectText',
+      reason: 'Too many simultaneous connections. (Failure)',
+    }),
+    ctx,
+  );
   assert.is(d.failureClass, 'throttled');
 });
 
 test('SMTP 4.7.x rate limits → throttled, other 4xx → network', () => {
-  const a = classifyMailError(err('Message failed', { code: 'EMESSAGE', responseCode: 450,
-    response: '450 4.7.1 Rate limit exceeded, retry after 2 minutes' }), ctx);
+  const a = classifyMailError(
+    err('Message failed', {
+      code: 'EMESSAGE',
+      responseCode: 450,
+      response: '450 4.7.1 Rate limit exceeded, retry after 2 minutes',
+    }),
+    ctx,
+  );
   assert.is(a.failureClass, 'throttled');
   assert.is(a.retryAfterMs, 120_000);
-  const b = classifyMailError(err('Message failed', { code: 'EMESSAGE', responseCode: 452, response: '452 4.3.1 Insufficient system storage' }), ctx);
+  const b = classifyMailError(
+    err('Message failed', { code: 'EMESSAGE', responseCode: 452, response: '452 4.3.1 Insufficient system storage' }),
+    ctx,
+  );
   assert.is(b.failureClass, 'network');
 });
 
@@ -40,25 +63,65 @@ test('LOGINDISABLED is not a wrong password', () => {
 });
 
 test('temporary auth failures are not credential errors', () => {
-  assert.is(classifyMailError(err('Command failed', { authenticationFailed: true, serverResponseCode: 'UNAVAILABLE' }), ctx).failureClass, 'network');
-  assert.is(classifyMailError(err('Invalid login', { code: 'EAUTH', responseCode: 454, response: '454 4.7.0 Temporary authentication failure' }), ctx).failureClass, 'network');
-  assert.is(classifyMailError(err('Invalid login', { code: 'EAUTH', responseCode: 530, response: '530 5.7.0 Must issue a STARTTLS command first' }), ctx).failureClass, 'tls');
+  assert.is(
+    classifyMailError(err('Command failed', { authenticationFailed: true, serverResponseCode: 'UNAVAILABLE' }), ctx)
+      .failureClass,
+    'network',
+  );
+  assert.is(
+    classifyMailError(
+      err('Invalid login', {
+        code: 'EAUTH',
+        responseCode: 454,
+        response: '454 4.7.0 Temporary authentication failure',
+      }),
+      ctx,
+    ).failureClass,
+    'network',
+  );
+  assert.is(
+    classifyMailError(
+      err('Invalid login', {
+        code: 'EAUTH',
+        responseCode: 530,
+        response: '530 5.7.0 Must issue a STARTTLS command first',
+      }),
+      ctx,
+    ).failureClass,
+    'tls',
+  );
 });
 
 test('nodemailer wrapped socket errors use originalCode', () => {
-  const a = classifyMailError(err('self-signed certificate', { code: 'ESOCKET', originalCode: 'DEPTH_ZERO_SELF_SIGNED_CERT', command: 'CONN' }), ctx);
+  const a = classifyMailError(
+    err('self-signed certificate', { code: 'ESOCKET', originalCode: 'DEPTH_ZERO_SELF_SIGNED_CERT', command: 'CONN' }),
+    ctx,
+  );
   assert.is(a.failureClass, 'tls');
   assert.is(a.code, 'DEPTH_ZERO_SELF_SIGNED_CERT');
   assert.match(a.message, 'certificate not trusted: self-signed certificate (DEPTH_ZERO_SELF_SIGNED_CERT)');
-  const b = classifyMailError(err('certificate has expired', { code: 'ESOCKET', originalCode: 'CERT_HAS_EXPIRED' }), ctx);
+  const b = classifyMailError(
+    err('certificate has expired', { code: 'ESOCKET', originalCode: 'CERT_HAS_EXPIRED' }),
+    ctx,
+  );
   assert.is(b.failureClass, 'tls');
   assert.is(classifyMailError(err('x', { code: 'ESOCKET', originalCode: 'ECONNRESET' }), ctx).failureClass, 'network');
   assert.is(classifyMailError(err('x', { code: 'EDNS', originalCode: 'EAI_AGAIN' }), ctx).failureClass, 'network');
 });
 
 test('missing folder shapes (status → NotFound, mailboxOpen → mailboxMissing)', () => {
-  assert.is(classifyMailError(err("Mailbox doesn't exist: Foo", { code: 'NotFound', path: 'Foo' }), ctx).failureClass, 'folder-missing');
-  const e = classifyMailError(err('Command failed', { mailboxMissing: true, responseStatus: 'NO', responseText: "Mailbox doesn't exist: Bar (0.001 + 0.000 secs)." }), ctx);
+  assert.is(
+    classifyMailError(err("Mailbox doesn't exist: Foo", { code: 'NotFound', path: 'Foo' }), ctx).failureClass,
+    'folder-missing',
+  );
+  const e = classifyMailError(
+    err('Command failed', {
+      mailboxMissing: true,
+      responseStatus: 'NO',
+      responseText: "Mailbox doesn't exist: Bar (0.001 + 0.000 secs).",
+    }),
+    ctx,
+  );
   assert.is(e.failureClass, 'folder-missing');
   assert.match(e.message, 'folder "Bar"');
 });
@@ -74,7 +137,10 @@ test('config-ish codes, MailError passthrough, non-errors', () => {
 });
 
 test('secrets are redacted from quoted server text', () => {
-  const e = classifyMailError(err('Invalid login', { code: 'EAUTH', responseCode: 535, response: '535 bad password hunter2-secret' }), ctx);
+  const e = classifyMailError(
+    err('Invalid login', { code: 'EAUTH', responseCode: 535, response: '535 bad password hunter2-secret' }),
+    ctx,
+  );
   assert.is(e.failureClass, 'auth');
   assert.not.match(e.message, 'hunter2-secret');
   assert.is(redact('a hunter2-secret b', ['hunter2-secret', undefined]), 'a *** b');

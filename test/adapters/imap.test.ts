@@ -4,7 +4,13 @@ import { inspect } from 'node:util';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { ConnectionSettings, FailureClass, MailError } from '../../src/adapters/connection.js';
-import { checkImapFolders, connectImap, imapClientOptions, sharedSecureContext, verifyImap } from '../../src/adapters/imap.js';
+import {
+  checkImapFolders,
+  connectImap,
+  imapClientOptions,
+  sharedSecureContext,
+  verifyImap,
+} from '../../src/adapters/imap.js';
 import { createTestCa, type TestCa } from '../harness/ca.js';
 import { startDovecot, type Dovecot } from '../harness/dovecot.js';
 import { expectMailError, loudHook } from '../harness/expect.js';
@@ -22,28 +28,38 @@ let otherCa: TestCa;
 const errors: MailError[] = [];
 
 const settings = (over: Partial<ConnectionSettings> = {}): ConnectionSettings => ({
-  host: dv.host, port: dv.ports.imaps, tls: true, allowPlaintext: false, caPem: dv.caPem,
-  auth: { user: USER, pass: PASS }, ...over,
+  host: dv.host,
+  port: dv.ports.imaps,
+  tls: true,
+  allowPlaintext: false,
+  caPem: dv.caPem,
+  auth: { user: USER, pass: PASS },
+  ...over,
 });
 
 const expectFailure = (p: Promise<unknown>, cls: FailureClass, code?: string): Promise<MailError> =>
   expectMailError(p, cls, code, errors);
 
-test.before(loudHook(async () => {
-  [dv, plain, selfSigned, otherCa] = await Promise.all([
-    startDovecot({ users: { [USER]: PASS } }),
-    startDovecot({ starttls: false, users: { [USER]: PASS } }),
-    startDovecot({ cert: 'self-signed', users: { [USER]: PASS } }),
-    createTestCa(),
-  ]);
-  const msg = (n: number) => `From: a@example.org\r\nTo: ${USER}\r\nSubject: t${n}\r\nMessage-ID: <t${n}@example.org>\r\n\r\nhello ${n}\r\n`;
-  await dv.deliver(USER, msg(1));
-  await dv.deliver(USER, msg(2));
-}));
+test.before(
+  loudHook(async () => {
+    [dv, plain, selfSigned, otherCa] = await Promise.all([
+      startDovecot({ users: { [USER]: PASS } }),
+      startDovecot({ starttls: false, users: { [USER]: PASS } }),
+      startDovecot({ cert: 'self-signed', users: { [USER]: PASS } }),
+      createTestCa(),
+    ]);
+    const msg = (n: number) =>
+      `From: a@example.org\r\nTo: ${USER}\r\nSubject: t${n}\r\nMessage-ID: <t${n}@example.org>\r\n\r\nhello ${n}\r\n`;
+    await dv.deliver(USER, msg(1));
+    await dv.deliver(USER, msg(2));
+  }),
+);
 
-test.after(loudHook(async () => {
-  await Promise.all([dv?.stop(), plain?.stop(), selfSigned?.stop()]);
-}));
+test.after(
+  loudHook(async () => {
+    await Promise.all([dv?.stop(), plain?.stop(), selfSigned?.stop()]);
+  }),
+);
 
 test('imapClientOptions: TLS policy and verification', () => {
   const implicit = imapClientOptions(settings());
@@ -54,13 +70,20 @@ test('imapClientOptions: TLS policy and verification', () => {
   const required = imapClientOptions(settings({ tls: false, port: 143 }));
   assert.is(required.secure, false);
   assert.is(required.doSTARTTLS, true);
-  const opportunistic = imapClientOptions(settings({ tls: false, allowPlaintext: true, servername: 'mail.example.com', disableCompression: true }), { autoIdleDelay: 300 });
+  const opportunistic = imapClientOptions(
+    settings({ tls: false, allowPlaintext: true, servername: 'mail.example.com', disableCompression: true }),
+    { autoIdleDelay: 300 },
+  );
   assert.is(opportunistic.doSTARTTLS, undefined);
   assert.is(opportunistic.servername, 'mail.example.com');
   assert.is(opportunistic.tls?.servername, 'mail.example.com');
   assert.is(opportunistic.disableCompression, true);
   assert.is(opportunistic.autoIdleDelay, 300);
-  assert.is(imapClientOptions(settings({ caPem: undefined })).tls?.secureContext, sharedSecureContext(undefined), 'the system CAs');
+  assert.is(
+    imapClientOptions(settings({ caPem: undefined })).tls?.secureContext,
+    sharedSecureContext(undefined),
+    'the system CAs',
+  );
   assert.is.not(sharedSecureContext(undefined), sharedSecureContext(dv.caPem));
 });
 
@@ -88,41 +111,66 @@ test('allowPlaintext: plaintext when STARTTLS is not offered, STARTTLS when it i
 });
 
 test('wrong password → auth', async () => {
-  const e = await expectFailure(verifyImap(settings({ auth: { user: USER, pass: CANARY } })), 'auth', 'AUTHENTICATIONFAILED');
+  const e = await expectFailure(
+    verifyImap(settings({ auth: { user: USER, pass: CANARY } })),
+    'auth',
+    'AUTHENTICATIONFAILED',
+  );
   assert.match(e.message, `authentication failed for user "${USER}"`);
 });
 
 test('unknown host → network', async () => {
-  const e = await expectFailure(verifyImap(settings({ host: 'imap.mailctl-test.invalid', auth: { user: USER, pass: CANARY } })), 'network', 'ENOTFOUND');
+  const e = await expectFailure(
+    verifyImap(settings({ host: 'imap.mailctl-test.invalid', auth: { user: USER, pass: CANARY } })),
+    'network',
+    'ENOTFOUND',
+  );
   assert.match(e.message, 'imap.mailctl-test.invalid');
 });
 
 test('refused port → network', async () => {
   const port = await refusedPort();
-  const e = await expectFailure(verifyImap(settings({ port, auth: { user: USER, pass: CANARY } })), 'network', 'ECONNREFUSED');
+  const e = await expectFailure(
+    verifyImap(settings({ port, auth: { user: USER, pass: CANARY } })),
+    'network',
+    'ECONNREFUSED',
+  );
   assert.is(e.message, `connection refused by 127.0.0.1:${port}`);
 });
 
 test('certificate from another CA → tls (implicit TLS and STARTTLS)', async () => {
   const auth = { user: USER, pass: CANARY };
-  const e = await expectFailure(verifyImap(settings({ caPem: otherCa.caPem, auth })), 'tls', 'UNABLE_TO_VERIFY_LEAF_SIGNATURE');
+  const e = await expectFailure(
+    verifyImap(settings({ caPem: otherCa.caPem, auth })),
+    'tls',
+    'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  );
   assert.match(e.message, /^certificate not trusted: /);
   await expectFailure(verifyImap(settings({ port: dv.ports.imap, tls: false, caPem: otherCa.caPem, auth })), 'tls');
   // opportunistic STARTTLS (allowPlaintext) still verifies the certificate when STARTTLS is used
-  await expectFailure(verifyImap(settings({ port: dv.ports.imap, tls: false, allowPlaintext: true, caPem: otherCa.caPem, auth })), 'tls');
+  await expectFailure(
+    verifyImap(settings({ port: dv.ports.imap, tls: false, allowPlaintext: true, caPem: otherCa.caPem, auth })),
+    'tls',
+  );
   // no caPem = system CAs, which do not know the test CA
   await expectFailure(verifyImap(settings({ caPem: undefined, auth })), 'tls');
 });
 
 test('self-signed certificate → tls with a human message', async () => {
-  const e = await expectFailure(verifyImap(settings({ port: selfSigned.ports.imaps, auth: { user: USER, pass: CANARY } })),
-    'tls', 'DEPTH_ZERO_SELF_SIGNED_CERT');
+  const e = await expectFailure(
+    verifyImap(settings({ port: selfSigned.ports.imaps, auth: { user: USER, pass: CANARY } })),
+    'tls',
+    'DEPTH_ZERO_SELF_SIGNED_CERT',
+  );
   assert.match(e.message, 'certificate not trusted: self-signed certificate (DEPTH_ZERO_SELF_SIGNED_CERT)');
 });
 
 test('certificate name mismatch (servername) → tls', async () => {
-  await expectFailure(verifyImap(settings({ servername: 'mail.example.com', auth: { user: USER, pass: CANARY } })),
-    'tls', 'ERR_TLS_CERT_ALTNAME_INVALID');
+  await expectFailure(
+    verifyImap(settings({ servername: 'mail.example.com', auth: { user: USER, pass: CANARY } })),
+    'tls',
+    'ERR_TLS_CERT_ALTNAME_INVALID',
+  );
 });
 
 /** A LOGIN with a wrong password over a raw connection: what Dovecot logs when a login does reach it. */
@@ -131,28 +179,48 @@ async function failedLogin(server: Dovecot): Promise<void> {
   let text = '';
   socket.on('data', (chunk) => {
     text += chunk;
-    if (text.startsWith('* OK') && !text.includes('\r\na1 ') && !socket.writableEnded) socket.write('a1 LOGIN control@example.com wrong\r\n');
+    if (text.startsWith('* OK') && !text.includes('\r\na1 ') && !socket.writableEnded)
+      socket.write('a1 LOGIN control@example.com wrong\r\n');
     if (/\r\na1 (OK|NO|BAD)/.test(text)) socket.end();
   });
   await new Promise((resolve) => socket.on('close', resolve));
 }
 
 test('STARTTLS not offered → tls (credentials never sent)', async () => {
-  const e = await expectFailure(verifyImap(settings({ host: plain.host, port: plain.ports.imap, tls: false, auth: { user: USER, pass: CANARY } })), 'tls');
+  const e = await expectFailure(
+    verifyImap(settings({ host: plain.host, port: plain.ports.imap, tls: false, auth: { user: USER, pass: CANARY } })),
+    'tls',
+  );
   assert.match(e.message, 'does not offer STARTTLS');
   // Dovecot logs a failed login when its connection closes: a control login after ours proves the log is written
   // and read in time, so the only "auth failed" line must be the control's
   await failedLogin(plain);
   const authFailed = async () => (await plain.log()).split('\n').filter((l) => l.includes('auth failed'));
-  const lines = await eventually(async () => ((await authFailed()).length ? authFailed() : null), 10_000, 'the control login in the log');
-  assert.equal(lines.map((l) => /user=<([^>]*)>/.exec(l)?.[1]), ['control@example.com'], 'no login of ours reached the server');
+  const lines = await eventually(
+    async () => ((await authFailed()).length ? authFailed() : null),
+    10_000,
+    'the control login in the log',
+  );
+  assert.equal(
+    lines.map((l) => /user=<([^>]*)>/.exec(l)?.[1]),
+    ['control@example.com'],
+    'no login of ours reached the server',
+  );
 });
 
 test('TLS/plaintext port mix-ups', async () => {
   const auth = { user: USER, pass: CANARY };
-  const e1 = await expectFailure(verifyImap(settings({ host: plain.host, port: plain.ports.imap, tls: true, auth })), 'tls', 'ERR_SSL_WRONG_VERSION_NUMBER');
+  const e1 = await expectFailure(
+    verifyImap(settings({ host: plain.host, port: plain.ports.imap, tls: true, auth })),
+    'tls',
+    'ERR_SSL_WRONG_VERSION_NUMBER',
+  );
   assert.match(e1.message, 'set tls: false');
-  const e2 = await expectFailure(verifyImap(settings({ port: dv.ports.imaps, tls: false, auth }), { greetingTimeout: 500 }), 'network', 'GREETING_TIMEOUT');
+  const e2 = await expectFailure(
+    verifyImap(settings({ port: dv.ports.imaps, tls: false, auth }), { greetingTimeout: 500 }),
+    'network',
+    'GREETING_TIMEOUT',
+  );
   assert.match(e2.message, 'set tls: true');
 });
 
@@ -206,7 +274,9 @@ test('too many connections for user+IP → throttled (Dovecot answers NO [LIMIT]
 
 test('200 concurrent IMAP sessions', async () => {
   const s = settings();
-  const clients = await Promise.all(Array.from({ length: 200 }, () => connectImap(s, { connectionTimeout: 30_000, greetingTimeout: 30_000 })));
+  const clients = await Promise.all(
+    Array.from({ length: 200 }, () => connectImap(s, { connectionTimeout: 30_000, greetingTimeout: 30_000 })),
+  );
   assert.is(clients.filter((c) => c.usable).length, 200);
   await Promise.all(clients.map((c) => c.logout()));
 });

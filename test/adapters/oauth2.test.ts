@@ -20,24 +20,32 @@ let silentPort = 0;
 const errors: MailError[] = [];
 
 const req = (over: Partial<RefreshTokenRequest> = {}): RefreshTokenRequest => ({
-  tokenUrl: dv.oauthUrl, clientId: 'mailctl', clientSecret: SECRET, refreshToken: REFRESH, ...over,
+  tokenUrl: dv.oauthUrl,
+  clientId: 'mailctl',
+  clientSecret: SECRET,
+  refreshToken: REFRESH,
+  ...over,
 });
 
 const expectFailure = (p: Promise<unknown>, cls: FailureClass, code?: string): Promise<MailError> =>
   expectMailError(p, cls, code, errors);
 
-test.before(loudHook(async () => {
-  dv = await startDovecot();
-  dv.oauth.setClient('mailctl', SECRET);
-  silent = net.createServer(() => {});
-  await new Promise<void>((r) => silent.listen(0, '127.0.0.1', () => r()));
-  silentPort = (silent.address() as net.AddressInfo).port;
-}));
+test.before(
+  loudHook(async () => {
+    dv = await startDovecot();
+    dv.oauth.setClient('mailctl', SECRET);
+    silent = net.createServer(() => {});
+    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', () => r()));
+    silentPort = (silent.address() as net.AddressInfo).port;
+  }),
+);
 
-test.after(loudHook(async () => {
-  silent?.close();
-  await dv?.stop();
-}));
+test.after(
+  loudHook(async () => {
+    silent?.close();
+    await dv?.stop();
+  }),
+);
 
 test('refresh-token exchange, then IMAP login with the access token', async () => {
   dv.setRefreshToken(REFRESH, USER);
@@ -45,8 +53,14 @@ test('refresh-token exchange, then IMAP login with the access token', async () =
   const tok = await fetchAccessToken(req({ scope: 'imap' }));
   assert.type(tok.accessToken, 'string');
   assert.ok(tok.expiresAt >= before + 3_590_000 && tok.expiresAt <= Date.now() + 3_600_000);
-  const r = await verifyImap({ host: dv.host, port: dv.ports.imaps, tls: true, allowPlaintext: false, caPem: dv.caPem,
-    auth: { user: USER, accessToken: tok.accessToken } });
+  const r = await verifyImap({
+    host: dv.host,
+    port: dv.ports.imaps,
+    tls: true,
+    allowPlaintext: false,
+    caPem: dv.caPem,
+    auth: { user: USER, accessToken: tok.accessToken },
+  });
   assert.is(r.unseen, 0);
   assert.ok(dv.oauth.stats.introspections >= 1);
 });
@@ -73,8 +87,16 @@ test('server errors: 500 → network, 429 → throttled with Retry-After, HTML 2
 test('network failures: refused, unknown host, timeout', async () => {
   const port = await refusedPort();
   await expectFailure(fetchAccessToken(req({ tokenUrl: `http://127.0.0.1:${port}/token` })), 'network', 'ECONNREFUSED');
-  await expectFailure(fetchAccessToken(req({ tokenUrl: 'http://login.mailctl-test.invalid/token' })), 'network', 'ENOTFOUND');
-  const e = await expectFailure(fetchAccessToken(req({ tokenUrl: `http://127.0.0.1:${silentPort}/token`, timeoutMs: 300 })), 'network', 'ETIMEDOUT');
+  await expectFailure(
+    fetchAccessToken(req({ tokenUrl: 'http://login.mailctl-test.invalid/token' })),
+    'network',
+    'ENOTFOUND',
+  );
+  const e = await expectFailure(
+    fetchAccessToken(req({ tokenUrl: `http://127.0.0.1:${silentPort}/token`, timeoutMs: 300 })),
+    'network',
+    'ETIMEDOUT',
+  );
   assert.match(e.message, 'did not answer');
 });
 

@@ -3,7 +3,13 @@ import { inspect } from 'node:util';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { ConnectionSettings, FailureClass, MailError } from '../../src/adapters/connection.js';
-import { createSmtpTransport, sendSmtp, sendSmtpCapturing, smtpTransportOptions, verifySmtp } from '../../src/adapters/smtp.js';
+import {
+  createSmtpTransport,
+  sendSmtp,
+  sendSmtpCapturing,
+  smtpTransportOptions,
+  verifySmtp,
+} from '../../src/adapters/smtp.js';
 import { createTestCa, type TestCa } from '../harness/ca.js';
 import { expectMailError, loudHook } from '../harness/expect.js';
 import { refusedPort } from '../harness/ports.js';
@@ -21,28 +27,37 @@ let noTls: SmtpTestServer; // no STARTTLS at all
 const errors: MailError[] = [];
 
 const settings = (over: Partial<ConnectionSettings> = {}): ConnectionSettings => ({
-  host: starttls.host, port: starttls.port, tls: false, allowPlaintext: false, caPem: ca.caPem,
-  auth: { user: USER, pass: PASS }, ...over,
+  host: starttls.host,
+  port: starttls.port,
+  tls: false,
+  allowPlaintext: false,
+  caPem: ca.caPem,
+  auth: { user: USER, pass: PASS },
+  ...over,
 });
 const bad = { user: USER, pass: CANARY };
 
 const expectFailure = (p: Promise<unknown>, cls: FailureClass, code?: string): Promise<MailError> =>
   expectMailError(p, cls, code, errors);
 
-test.before(loudHook(async () => {
-  [ca, otherCa] = await Promise.all([createTestCa(), createTestCa()]);
-  const users = { [USER]: PASS };
-  const tokens = { 'smtp-token-good': USER };
-  [starttls, smtps, noTls] = await Promise.all([
-    startSmtpServer({ ca, users, tokens }),
-    startSmtpServer({ ca, users, tokens, secure: true }),
-    startSmtpServer({ ca, users, starttls: false }),
-  ]);
-}));
+test.before(
+  loudHook(async () => {
+    [ca, otherCa] = await Promise.all([createTestCa(), createTestCa()]);
+    const users = { [USER]: PASS };
+    const tokens = { 'smtp-token-good': USER };
+    [starttls, smtps, noTls] = await Promise.all([
+      startSmtpServer({ ca, users, tokens }),
+      startSmtpServer({ ca, users, tokens, secure: true }),
+      startSmtpServer({ ca, users, starttls: false }),
+    ]);
+  }),
+);
 
-test.after(loudHook(async () => {
-  await Promise.all([starttls?.stop(), smtps?.stop(), noTls?.stop()]);
-}));
+test.after(
+  loudHook(async () => {
+    await Promise.all([starttls?.stop(), smtps?.stop(), noTls?.stop()]);
+  }),
+);
 
 test('smtpTransportOptions: TLS policy, auth kinds, pool', () => {
   const req = smtpTransportOptions(settings());
@@ -53,7 +68,10 @@ test('smtpTransportOptions: TLS policy, auth kinds, pool', () => {
   assert.is(req.tls?.ca, ca.caPem);
   assert.is(smtpTransportOptions(settings({ tls: true })).secure, true);
   assert.is(smtpTransportOptions(settings({ allowPlaintext: true })).requireTLS, false);
-  const oauth = smtpTransportOptions(settings({ auth: { user: USER, accessToken: 't' }, servername: 'smtp.example.com' }), { pool: true, maxConnections: 3 });
+  const oauth = smtpTransportOptions(
+    settings({ auth: { user: USER, accessToken: 't' }, servername: 'smtp.example.com' }),
+    { pool: true, maxConnections: 3 },
+  );
   assert.equal(oauth.auth, { type: 'OAuth2', user: USER, accessToken: 't' });
   assert.is(oauth.servername, 'smtp.example.com');
   assert.is((oauth as { pool?: boolean }).pool, true);
@@ -89,7 +107,11 @@ test('requireTLS against a server without STARTTLS → tls', async () => {
 });
 
 test('certificate from another CA → tls (STARTTLS and implicit TLS)', async () => {
-  const e = await expectFailure(verifySmtp(settings({ caPem: otherCa.caPem, auth: bad })), 'tls', 'UNABLE_TO_VERIFY_LEAF_SIGNATURE');
+  const e = await expectFailure(
+    verifySmtp(settings({ caPem: otherCa.caPem, auth: bad })),
+    'tls',
+    'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  );
   assert.match(e.message, /^certificate not trusted: /);
   await expectFailure(verifySmtp(settings({ port: smtps.port, tls: true, caPem: otherCa.caPem, auth: bad })), 'tls');
   await expectFailure(verifySmtp(settings({ allowPlaintext: true, caPem: otherCa.caPem, auth: bad })), 'tls');
@@ -100,7 +122,10 @@ test('network failures: refused, unknown host, TLS port mix-up', async () => {
   await expectFailure(verifySmtp(settings({ port, auth: bad })), 'network', 'ECONNREFUSED');
   await expectFailure(verifySmtp(settings({ host: 'smtp.mailctl-test.invalid', auth: bad })), 'network', 'ENOTFOUND');
   await expectFailure(verifySmtp(settings({ tls: true, auth: bad })), 'tls', 'ERR_SSL_WRONG_VERSION_NUMBER');
-  const e = await expectFailure(verifySmtp(settings({ port: smtps.port, auth: bad }), { greetingTimeout: 500 }), 'network');
+  const e = await expectFailure(
+    verifySmtp(settings({ port: smtps.port, auth: bad }), { greetingTimeout: 500 }),
+    'network',
+  );
   assert.match(e.message, 'set tls: true');
 });
 
@@ -108,7 +133,13 @@ test('sending: delivered messages are recorded; 451 ×2 → network, then succes
   const t = createSmtpTransport(settings(), { pool: true });
   try {
     starttls.failNext(2, 451, '4.3.0 try later');
-    const mail = { from: USER, to: 'customer@example.org', subject: 'hi', text: 'hello', messageId: '<send-1@example.com>' };
+    const mail = {
+      from: USER,
+      to: 'customer@example.org',
+      subject: 'hi',
+      text: 'hello',
+      messageId: '<send-1@example.com>',
+    };
     await expectFailure(sendSmtp(t, settings(), mail), 'network');
     const e = await expectFailure(sendSmtp(t, settings(), mail), 'network');
     assert.is(e.responseCode, 451);
@@ -129,7 +160,15 @@ test('sendSmtpCapturing returns the bytes the server received, composed once fro
   try {
     // a line starting with a dot: the server gets it dot-stuffed on the wire and unstuffed, the capture never stuffed
     const text = `first line\n.hidden dot line\n${'long enough to be wrapped by quoted-printable '.repeat(5)}`;
-    const mail = { from: USER, to: 'customer@example.org', bcc: 'secret@example.org', subject: 'captured', text, messageId: '<capture-1@example.com>', xMailer: false as const };
+    const mail = {
+      from: USER,
+      to: 'customer@example.org',
+      bcc: 'secret@example.org',
+      subject: 'captured',
+      text,
+      messageId: '<capture-1@example.com>',
+      xMailer: false as const,
+    };
     const { info, source } = await sendSmtpCapturing(t, settings(), mail);
     assert.equal(info.accepted.sort(), ['customer@example.org', 'secret@example.org']);
     const got = starttls.messages.find((m) => m.messageId === '<capture-1@example.com>');
@@ -138,7 +177,11 @@ test('sendSmtpCapturing returns the bytes the server received, composed once fro
     const lines = (b: Buffer) => b.toString().replace(/\r\n/g, '\n').replace(/\n$/, '');
     assert.is(lines(got.raw), lines(source));
     assert.match(source.toString(), /^\.hidden dot line/m);
-    assert.not.match(source.toString(), /secret@example\.org|X-Mailer/i, 'no Bcc header and no X-Mailer in what was sent');
+    assert.not.match(
+      source.toString(),
+      /secret@example\.org|X-Mailer/i,
+      'no Bcc header and no X-Mailer in what was sent',
+    );
     // a plain send through the same transport is not captured and still works
     await sendSmtp(t, settings(), { ...mail, messageId: '<capture-2@example.com>' });
     assert.ok(starttls.messages.some((m) => m.messageId === '<capture-2@example.com>'));

@@ -12,7 +12,8 @@ import { cli } from '../harness/mailctl.js';
 let root = '';
 
 /** The real binary, with no daemon or state folder of the machine in reach. */
-const run = (argv: string[]) => cli(argv, { ...process.env, NO_COLOR: '1', MAILCTL_STATE_DIR: path.join(root, 'no-daemon'), MAILCTL_SERVER: '' });
+const run = (argv: string[]) =>
+  cli(argv, { ...process.env, NO_COLOR: '1', MAILCTL_STATE_DIR: path.join(root, 'no-daemon'), MAILCTL_SERVER: '' });
 
 const yamlFiles = async (dir: string) => (await readdir(dir)).filter((f) => f.endsWith('.yaml')).sort();
 
@@ -38,7 +39,10 @@ test('init DIR writes a mailbox pair, a flow and a README; the folder validates 
 
   const plan = await run(['plan', '--dir', dir, '--state', 'empty', '--json']);
   assert.is(plan.code, 0, plan.stderr);
-  assert.equal(JSON.parse(plan.stdout).changes.map((c: { id: string; action: string }) => `${c.action} ${c.id}`), ['create imap/support', 'create smtp/support']);
+  assert.equal(
+    JSON.parse(plan.stdout).changes.map((c: { id: string; action: string }) => `${c.action} ${c.id}`),
+    ['create imap/support', 'create smtp/support'],
+  );
 });
 
 test('every YAML file starts with a modeline whose path, relative to the folder, is the schema mailctl ships', async () => {

@@ -81,7 +81,9 @@ deliver:
 async function appliedState(): Promise<ObservedState> {
   const config = await loadConfig(dir);
   const desired = desiredState(config.servers, config.flows);
-  const servers: ObservedState['servers'] = Object.fromEntries(Object.entries(desired.servers).map(([id, c]) => [id, { config: c, status: 'active' as const }]));
+  const servers: ObservedState['servers'] = Object.fromEntries(
+    Object.entries(desired.servers).map(([id, c]) => [id, { config: c, status: 'active' as const }]),
+  );
   return { servers, bindings: nextBindings({}, servers, new Set(Object.keys(servers))), revision: null };
 }
 
@@ -92,7 +94,12 @@ test.before(async () => {
   await writeFile(secretFile, `${CANARY}\n`, { mode: 0o600 });
   await import('node:fs/promises').then((fs) => fs.mkdir(dir));
   await writeFile(path.join(dir, 'support.yaml'), yaml(secretFile));
-  baseEnv = { NO_COLOR: '1', MAILCTL_STATE_DIR: path.join(root, 'no-daemon-here'), SUPPORT_PASSWORD: CANARY, PATH: process.env.PATH };
+  baseEnv = {
+    NO_COLOR: '1',
+    MAILCTL_STATE_DIR: path.join(root, 'no-daemon-here'),
+    SUPPORT_PASSWORD: CANARY,
+    PATH: process.env.PATH,
+  };
 });
 
 test.after(async () => {
@@ -138,7 +145,14 @@ test('--state FILE: missing, not a state file, or edited after the pull: exit 1 
   assert.match(missing.stderr, /cannot read the state file .*nope\.json: it does not exist/);
 
   const planFile = path.join(root, 'a-plan.json');
-  await writeFile(planFile, serializePlanFile({ dir, createdAt: '2025-01-01T00:00:00.000Z', plan: JSON.parse((await run(['plan', '--dir', dir, '--state', 'empty', '--json'])).stdout) }));
+  await writeFile(
+    planFile,
+    serializePlanFile({
+      dir,
+      createdAt: '2025-01-01T00:00:00.000Z',
+      plan: JSON.parse((await run(['plan', '--dir', dir, '--state', 'empty', '--json'])).stdout),
+    }),
+  );
   const wrongKind = await run(['plan', '--dir', dir, '--state', planFile]);
   assert.is(wrongKind.code, 1);
   assert.match(wrongKind.stderr, /not a state file \(it is a plan file\)/);
@@ -223,7 +237,11 @@ test('against a running daemon (GET /v1/state with the token), and state pull ro
 
 test('a daemon answering with a malformed state is not planned against', async () => {
   const server = http.createServer((_req, res) => {
-    res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ formatVersion: '1', state: { servers: { 'imap/x': { status: 'active' } }, bindings: {} } }));
+    res
+      .writeHead(200, { 'content-type': 'application/json' })
+      .end(
+        JSON.stringify({ formatVersion: '1', state: { servers: { 'imap/x': { status: 'active' } }, bindings: {} } }),
+      );
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
@@ -250,7 +268,10 @@ test('state: only the pull subcommand', async () => {
 test('an invalid folder: diagnostics with file:line:col, exit 1, no daemon needed', async () => {
   const bad = path.join(root, 'bad.d');
   await import('node:fs/promises').then((fs) => fs.mkdir(bad));
-  await writeFile(path.join(bad, 'x.yaml'), 'kind: EmailServer\ntype: imap\nname: X\nshortName: x\nhost: imap.example.com\nfolder: INBOX\nstorageFolder: INBOX\nflow: nope\nauth:\n  type: basic\n  user: x@example.com\n  password: ${env:X}\n');
+  await writeFile(
+    path.join(bad, 'x.yaml'),
+    'kind: EmailServer\ntype: imap\nname: X\nshortName: x\nhost: imap.example.com\nfolder: INBOX\nstorageFolder: INBOX\nflow: nope\nauth:\n  type: basic\n  user: x@example.com\n  password: ${env:X}\n',
+  );
   const r = await run(['plan', '--dir', bad]);
   assert.is(r.code, 1);
   assert.match(r.stdout, /x\.yaml:7:16: error\[storage-folder-equals-folder\]/);
@@ -274,10 +295,13 @@ test('--json: formatVersion, digests, and every change with action and symbol', 
   assert.is(body.formatVersion, '1');
   assert.match(body.desiredDigest, /^sha256:[0-9a-f]{64}$/);
   assert.match(body.stateDigest, /^sha256:[0-9a-f]{64}$/);
-  assert.equal(body.changes.map((c: { id: string; action: string; symbol: string }) => [c.id, c.action, c.symbol]), [
-    ['imap/support', 'create', '+'],
-    ['smtp/support', 'create', '+'],
-  ]);
+  assert.equal(
+    body.changes.map((c: { id: string; action: string; symbol: string }) => [c.id, c.action, c.symbol]),
+    [
+      ['imap/support', 'create', '+'],
+      ['smtp/support', 'create', '+'],
+    ],
+  );
   assert.equal(body.summary, { create: 2, update: 0, restart: 0, stop: 0, delete: 0, needApproval: 0 });
   assert.equal(body.stateSource, { kind: 'empty' });
   assert.is(body.dir, dir);
@@ -299,13 +323,24 @@ test('--out: writes a parsable plan file (0600) with the digests of the folder a
   assert.ok(!Number.isNaN(Date.parse(parsed.value.createdAt)));
   assert.is(parsed.value.plan.desiredDigest, body.desiredDigest);
   assert.is(parsed.value.plan.stateDigest, body.stateDigest);
-  assert.equal(parsed.value.plan.changes.map((c) => c.action), ['create', 'create']);
+  assert.equal(
+    parsed.value.plan.changes.map((c) => c.action),
+    ['create', 'create'],
+  );
   const leftovers = (await import('node:fs/promises').then((fs) => fs.readdir(root))).filter((f) => f.endsWith('.tmp'));
   assert.equal(leftovers, []);
 
   const text = await run(['plan', '--dir', dir, '--state', 'empty', '--out', out]);
   assert.match(text.stdout, /Saved the plan to .*plan\.out\. Apply exactly this plan with: mailctl apply /);
-  const unwritable = await run(['plan', '--dir', dir, '--state', 'empty', '--out', path.join(root, 'no', 'such', 'dir', 'plan')]);
+  const unwritable = await run([
+    'plan',
+    '--dir',
+    dir,
+    '--state',
+    'empty',
+    '--out',
+    path.join(root, 'no', 'such', 'dir', 'plan'),
+  ]);
   assert.is(unwritable.code, 1);
   assert.match(unwritable.stderr, /cannot write the plan file/);
 });
@@ -319,20 +354,78 @@ test('parsePlanFile / parseStateFile: clear errors', () => {
   assert.match(bad('[1]'), /^not a plan file: expected a JSON object/);
   assert.match(bad('{"kind":"terraform"}'), /^not a plan file: expected "kind": "mailctl-plan"/);
   assert.match(bad('{"kind":"mailctl-plan","formatVersion":"2"}'), /unsupported plan file formatVersion "2"/);
-  assert.match(bad('{"kind":"mailctl-plan","formatVersion":"1","dir":"d","createdAt":"2025-01-01T00:00:00Z","plan":{"formatVersion":"1","desiredDigest":"x"}}'), /^malformed plan file: plan\.desiredDigest/);
+  assert.match(
+    bad(
+      '{"kind":"mailctl-plan","formatVersion":"1","dir":"d","createdAt":"2025-01-01T00:00:00Z","plan":{"formatVersion":"1","desiredDigest":"x"}}',
+    ),
+    /^malformed plan file: plan\.desiredDigest/,
+  );
   const digest = `sha256:${'0'.repeat(64)}`;
-  const plan = { formatVersion: '1', desiredDigest: digest, stateDigest: digest, changes: [{ id: 'imap/x', action: 'explode', changedFields: [], restartFields: [], reasons: [], rebinds: [] }], unchanged: [], summary: {} };
-  assert.match(bad(JSON.stringify({ kind: 'mailctl-plan', formatVersion: '1', dir: 'd', createdAt: '2025-01-01T00:00:00Z', plan })), /plan\.changes\[0\]\.action must be one of/);
-  const ok = { ...plan, changes: [], summary: { create: 0, update: 0, restart: 0, stop: 0, delete: 0, needApproval: 0 } };
-  assert.is(bad(JSON.stringify({ kind: 'mailctl-plan', formatVersion: '1', dir: 'd', createdAt: '2025-01-01T00:00:00Z', plan: ok })), 'ok');
-  assert.match(bad(JSON.stringify({ kind: 'mailctl-plan', formatVersion: '1', dir: 'd', createdAt: '2025-01-01T00:00:00Z', plan: { ...ok, summary: { ...ok.summary, create: 3 } } })), /plan\.summary\.create is 3 but the changes count 0/);
+  const plan = {
+    formatVersion: '1',
+    desiredDigest: digest,
+    stateDigest: digest,
+    changes: [{ id: 'imap/x', action: 'explode', changedFields: [], restartFields: [], reasons: [], rebinds: [] }],
+    unchanged: [],
+    summary: {},
+  };
+  assert.match(
+    bad(
+      JSON.stringify({ kind: 'mailctl-plan', formatVersion: '1', dir: 'd', createdAt: '2025-01-01T00:00:00Z', plan }),
+    ),
+    /plan\.changes\[0\]\.action must be one of/,
+  );
+  const ok = {
+    ...plan,
+    changes: [],
+    summary: { create: 0, update: 0, restart: 0, stop: 0, delete: 0, needApproval: 0 },
+  };
+  assert.is(
+    bad(
+      JSON.stringify({
+        kind: 'mailctl-plan',
+        formatVersion: '1',
+        dir: 'd',
+        createdAt: '2025-01-01T00:00:00Z',
+        plan: ok,
+      }),
+    ),
+    'ok',
+  );
+  assert.match(
+    bad(
+      JSON.stringify({
+        kind: 'mailctl-plan',
+        formatVersion: '1',
+        dir: 'd',
+        createdAt: '2025-01-01T00:00:00Z',
+        plan: { ...ok, summary: { ...ok.summary, create: 3 } },
+      }),
+    ),
+    /plan\.summary\.create is 3 but the changes count 0/,
+  );
 
   const state = (text: string) => {
     const r = parseStateFile(text);
     return r.ok ? 'ok' : r.error;
   };
-  assert.match(state('{"kind":"mailctl-state","formatVersion":"1","stateDigest":"sha256:00","state":{"servers":{},"bindings":{"__proto__":{}}}}'), /the key must be a secret reference/);
-  assert.match(state(JSON.stringify({ kind: 'mailctl-state', formatVersion: '1', stateDigest: digest, state: { servers: {}, bindings: {} } })), /changed after it was pulled/);
+  assert.match(
+    state(
+      '{"kind":"mailctl-state","formatVersion":"1","stateDigest":"sha256:00","state":{"servers":{},"bindings":{"__proto__":{}}}}',
+    ),
+    /the key must be a secret reference/,
+  );
+  assert.match(
+    state(
+      JSON.stringify({
+        kind: 'mailctl-state',
+        formatVersion: '1',
+        stateDigest: digest,
+        state: { servers: {}, bindings: {} },
+      }),
+    ),
+    /changed after it was pulled/,
+  );
   assert.is(state(serializeStateFile({ servers: {}, bindings: {}, revision: null })), 'ok');
   assert.match(state('{"kind":"mailctl-state","formatVersion":1}'), /unsupported state file formatVersion 1/);
 });
@@ -347,25 +440,48 @@ test('GITHUB_STEP_SUMMARY: the plan is appended as Markdown (earlier content kep
   assert.ok(md.startsWith('# Earlier step\n\n## mailctl plan\n'));
   assert.is(md.match(/^## mailctl plan$/gm)?.length, 2);
   assert.match(md, /\| `\+` \| `imap\/support` \| will be created \|/);
-  assert.match(md, /<details><summary><code>\+ smtp\/support<\/code> will be created<\/summary>\n\n```diff\n--- \/dev\/null/);
+  assert.match(
+    md,
+    /<details><summary><code>\+ smtp\/support<\/code> will be created<\/summary>\n\n```diff\n--- \/dev\/null/,
+  );
 });
 
 test('--format github (and GITHUB_ACTIONS=true): the text plan plus annotations for rebinds', async () => {
   const state = await appliedState();
   state.servers['imap/support']!.config.spec.host = 'imap-old.example.com';
-  state.bindings['${env:SUPPORT_PASSWORD}'] = [{ host: 'imap-old.example.com', port: 993, tls: true, allowPlaintext: false, boundBy: 'imap/support' }];
+  state.bindings['${env:SUPPORT_PASSWORD}'] = [
+    { host: 'imap-old.example.com', port: 993, tls: true, allowPlaintext: false, boundBy: 'imap/support' },
+  ];
   const file = path.join(root, 'state-rebind.json');
   await writeFile(file, serializeStateFile(state));
   const r = await run(['plan', '--dir', dir, '--state', file], { GITHUB_ACTIONS: 'true' });
   assert.is(r.code, 0, r.stderr);
   assert.match(r.stdout, /! imap\/support needs approval: credential rebind, then must be restarted/);
-  assert.match(r.stdout, /\n::warning file=.*support\.yaml,line=5,col=7,title=mailctl plan%3A imap\/support needs approval \(credential rebind\)::credential rebind: /);
+  assert.match(
+    r.stdout,
+    /\n::warning file=.*support\.yaml,line=5,col=7,title=mailctl plan%3A imap\/support needs approval \(credential rebind\)::credential rebind: /,
+  );
   assert.match(r.stdout, /Plan: 0 to create, 0 to update, 1 to restart, 0 to stop, 0 to delete, 1 need approval\./);
 
-  const approved = await run(['plan', '--dir', dir, '--state', file, '--approve-rebind', 'imap/support', '--approve-rebind', 'smtp/other', '--format', 'github']);
+  const approved = await run([
+    'plan',
+    '--dir',
+    dir,
+    '--state',
+    file,
+    '--approve-rebind',
+    'imap/support',
+    '--approve-rebind',
+    'smtp/other',
+    '--format',
+    'github',
+  ]);
   assert.match(approved.stdout, /::notice .*credential rebind approved for imap\/support/);
   assert.match(approved.stdout, /0 need approval\./);
-  assert.match(approved.stderr, /--approve-rebind smtp\/other: smtp\/other has no credential rebind in this plan; ignored/);
+  assert.match(
+    approved.stderr,
+    /--approve-rebind smtp\/other: smtp\/other has no credential rebind in this plan; ignored/,
+  );
 });
 
 test('the canary secret value never appears: stdout, stderr, plan file, step summary', async () => {
@@ -373,7 +489,10 @@ test('the canary secret value never appears: stdout, stderr, plan file, step sum
   const summary = path.join(root, 'canary-summary.md');
   const outputs: string[] = [];
   for (const format of ['text', 'json', 'github']) {
-    const r = await run(['plan', '--dir', dir, '--state', 'empty', '--out', out, '--format', format], { GITHUB_STEP_SUMMARY: summary, MAILCTL_DEBUG: '1' });
+    const r = await run(['plan', '--dir', dir, '--state', 'empty', '--out', out, '--format', format], {
+      GITHUB_STEP_SUMMARY: summary,
+      MAILCTL_DEBUG: '1',
+    });
     assert.is(r.code, 0, r.stderr);
     outputs.push(r.stdout, r.stderr, await readFile(out, 'utf8'));
   }

@@ -70,18 +70,30 @@ test('text: one line per diagnostic in the documented format, exit 1 when invali
   const r = await run(['validate']);
   assert.is(r.code, 1);
   const lines = r.stdout.trimEnd().split('\n');
-  assert.is(lines[0], 'servers.d/support.yaml:12:16: error[storage-folder-equals-folder] storageFolder must differ from folder (both "INBOX")');
-  for (const line of lines.slice(0, -1)) assert.match(line, /^servers\.d\/[^:]+:\d+:\d+: (error|warning)\[[a-z0-9-]+\] \S/);
+  assert.is(
+    lines[0],
+    'servers.d/support.yaml:12:16: error[storage-folder-equals-folder] storageFolder must differ from folder (both "INBOX")',
+  );
+  for (const line of lines.slice(0, -1))
+    assert.match(line, /^servers\.d\/[^:]+:\d+:\d+: (error|warning)\[[a-z0-9-]+\] \S/);
   assert.match(lines.at(-1)!, /^servers\.d: invalid \(2 servers, 1 flow in 1 file; 1 error, 0 warnings\)$/);
   assert.not.ok(r.stdout.includes(ESC), 'no colour when stdout is not a terminal');
   assert.is(r.stderr, '');
 });
 
 test('--dir names the folder; all diagnostics of all files are reported together', async () => {
-  await writeFolder({ 'a.yaml': imap({ extra: ['port: 0'] }), 'b.yaml': 'kind: Nope\n', 'c.yaml': smtp({ extra: ['hots: x'] }) });
+  await writeFolder({
+    'a.yaml': imap({ extra: ['port: 0'] }),
+    'b.yaml': 'kind: Nope\n',
+    'c.yaml': smtp({ extra: ['hots: x'] }),
+  });
   const r = await run(['validate', '--dir', DIR]);
   assert.is(r.code, 1);
-  const codes = r.stdout.trimEnd().split('\n').slice(0, -1).map((l) => l.replace(/ .*/, ''));
+  const codes = r.stdout
+    .trimEnd()
+    .split('\n')
+    .slice(0, -1)
+    .map((l) => l.replace(/ .*/, ''));
   assert.equal(codes, ['servers.d/a.yaml:11:7:', 'servers.d/b.yaml:1:7:', 'servers.d/c.yaml:10:1:']);
 });
 
@@ -106,12 +118,18 @@ test('--json and --format json: formatVersion 1, valid, diagnostics with every f
     ]);
   }
   await writeFolder(VALID);
-  const ok = JSON.parse((await run(['validate', '--json'])).stdout) as { formatVersion: string; valid: boolean; diagnostics: unknown[] };
+  const ok = JSON.parse((await run(['validate', '--json'])).stdout) as {
+    formatVersion: string;
+    valid: boolean;
+    diagnostics: unknown[];
+  };
   assert.equal([ok.formatVersion, ok.valid, ok.diagnostics], ['1', true, []]);
 });
 
 test('--format github and GITHUB_ACTIONS=true: workflow-command annotations', async () => {
-  await writeFolder({ 'support.yaml': mailbox('support', ['storageFolder: INBOX']).replace('flow: support\n', 'flow: sales\n') });
+  await writeFolder({
+    'support.yaml': mailbox('support', ['storageFolder: INBOX']).replace('flow: support\n', 'flow: sales\n'),
+  });
   const expected = [
     '::error file=servers.d/support.yaml,line=10,col=7,title=mailctl flow-not-found::flow "sales" does not exist (flows: support)',
     '::error file=servers.d/support.yaml,line=11,col=16,title=mailctl storage-folder-equals-folder::storageFolder must differ from folder (both "INBOX")',
@@ -121,7 +139,10 @@ test('--format github and GITHUB_ACTIONS=true: workflow-command annotations', as
   const auto = await run(['validate'], { GITHUB_ACTIONS: 'true' });
   for (const r of [explicit, auto]) {
     assert.is(r.code, 1);
-    assert.equal(r.stdout.split('\n').filter((l) => l.startsWith('::')), expected);
+    assert.equal(
+      r.stdout.split('\n').filter((l) => l.startsWith('::')),
+      expected,
+    );
   }
   // --format wins over GITHUB_ACTIONS.
   const text = await run(['validate', '--format', 'text'], { GITHUB_ACTIONS: 'true' });
@@ -185,7 +206,10 @@ test('mailctl schema prints the JSON Schema', async () => {
   const r = await run(['schema']);
   assert.is(r.code, 0);
   const printed = JSON.parse(r.stdout) as Record<string, unknown>;
-  const file = JSON.parse(await readFile(path.join(REPO, 'schema/mailctl.schema.json'), 'utf8')) as Record<string, unknown>;
+  const file = JSON.parse(await readFile(path.join(REPO, 'schema/mailctl.schema.json'), 'utf8')) as Record<
+    string,
+    unknown
+  >;
   assert.equal(printed, file);
   assert.is(printed.$schema, 'https://json-schema.org/draft/2020-12/schema');
 });
@@ -210,21 +234,38 @@ test('every examples/ file starts with the yaml-language-server modeline pointin
     const first = text.split('\n')[0]!;
     const m = /^# yaml-language-server: \$schema=(\S+)$/.exec(first);
     assert.ok(m, `${f}: first line is the modeline`);
-    assert.ok(existsSync(path.resolve(path.dirname(path.join(dir, String(f))), m![1]!)), `${f}: the modeline's schema path resolves`);
+    assert.ok(
+      existsSync(path.resolve(path.dirname(path.join(dir, String(f))), m![1]!)),
+      `${f}: the modeline's schema path resolves`,
+    );
   }
 });
 
 test('the real bin: node bin/mailctl.js validate (after build)', async () => {
   if (!existsSync(path.join(REPO, 'dist/cli/main.js'))) {
     // `npm test` builds first; when a single file is run by hand, build here (emits even if other modules have type errors).
-    spawnSync(process.execPath, [path.join(REPO, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.json'], { cwd: REPO, encoding: 'utf8' });
+    spawnSync(process.execPath, [path.join(REPO, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.json'], {
+      cwd: REPO,
+      encoding: 'utf8',
+    });
   }
   const env = { ...process.env, NO_COLOR: '1', GITHUB_ACTIONS: '' };
-  const ok = spawnSync(process.execPath, [path.join(REPO, 'bin/mailctl.js'), 'validate', '--dir', 'examples/servers.d'], { cwd: REPO, encoding: 'utf8', env });
+  const ok = spawnSync(
+    process.execPath,
+    [path.join(REPO, 'bin/mailctl.js'), 'validate', '--dir', 'examples/servers.d'],
+    { cwd: REPO, encoding: 'utf8', env },
+  );
   assert.is(ok.status, 0, ok.stderr);
-  assert.match(ok.stdout, /^examples\/servers\.d: valid \(\d+ servers, \d+ flows in \d+ files; 0 errors, 0 warnings\)$/m);
+  assert.match(
+    ok.stdout,
+    /^examples\/servers\.d: valid \(\d+ servers, \d+ flows in \d+ files; 0 errors, 0 warnings\)$/m,
+  );
   await writeFolder(INVALID);
-  const bad = spawnSync(process.execPath, [path.join(REPO, 'bin/mailctl.js'), 'validate'], { cwd: root, encoding: 'utf8', env });
+  const bad = spawnSync(process.execPath, [path.join(REPO, 'bin/mailctl.js'), 'validate'], {
+    cwd: root,
+    encoding: 'utf8',
+    env,
+  });
   assert.is(bad.status, 1);
   assert.match(bad.stdout, /^servers\.d\/support\.yaml:12:16: error\[storage-folder-equals-folder\] /m);
   assert.is(bad.stderr, '');

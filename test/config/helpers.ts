@@ -70,14 +70,28 @@ export function smtp(o: DocOptions = {}): string {
 
 /** A flow, always 6 lines before `extra`: 1 kind, 2 name, 3 routes:, 4 `- queue: general`, 5 deliver:, 6 directory. */
 export function flow(name = 'support', extra: string[] = []): string {
-  return ['kind: EmailFlow', `name: ${name}`, 'routes:', '  - queue: general', 'deliver:', `  directory: inbound/${name}`, ...extra, ''].join('\n');
+  return [
+    'kind: EmailFlow',
+    `name: ${name}`,
+    'routes:',
+    '  - queue: general',
+    'deliver:',
+    `  directory: inbound/${name}`,
+    ...extra,
+    '',
+  ].join('\n');
 }
 
 /** imap + smtp for the same user and the flow they use: no diagnostics at all. */
 export const mailbox = (short = 'support', imapExtra: string[] = [], smtpExtra: string[] = []): string =>
-  [imap({ shortName: short, flow: short, extra: imapExtra }), smtp({ shortName: short, extra: smtpExtra }), flow(short)].join('---\n');
+  [
+    imap({ shortName: short, flow: short, extra: imapExtra }),
+    smtp({ shortName: short, extra: smtpExtra }),
+    flow(short),
+  ].join('---\n');
 
-const show = (ds: readonly Diagnostic[]) => ds.map((d) => `  ${d.file}:${d.line}:${d.column} ${d.severity}[${d.code}] ${d.message}`).join('\n') || '  (none)';
+const show = (ds: readonly Diagnostic[]) =>
+  ds.map((d) => `  ${d.file}:${d.line}:${d.column} ${d.severity}[${d.code}] ${d.message}`).join('\n') || '  (none)';
 
 /** Every code seen by `expectDiagnostic`: the coverage test compares it with the codes in the sources. */
 export const coveredCodes = new Set<string>();
@@ -96,14 +110,20 @@ export interface Expected {
 /** Asserts a diagnostic with this code at this position exists (and returns it). */
 export function expectDiagnostic(result: { diagnostics: readonly Diagnostic[] }, e: Expected): Diagnostic {
   const withCode = result.diagnostics.filter((d) => d.code === e.code);
-  const found = withCode.find((d) => d.line === e.line && d.column === e.column && (e.file === undefined || d.file === e.file));
+  const found = withCode.find(
+    (d) => d.line === e.line && d.column === e.column && (e.file === undefined || d.file === e.file),
+  );
   if (!found) {
     assert.unreachable(`expected ${e.code} at ${e.line}:${e.column}; got:\n${show(result.diagnostics)}`);
     throw new Error('unreachable');
   }
   assert.is(found.severity, e.severity ?? 'error', `severity of ${e.code}`);
   for (const m of e.message ?? []) {
-    if (typeof m === 'string') assert.ok(found.message.includes(m), `message of ${e.code} should contain ${JSON.stringify(m)}: ${found.message}`);
+    if (typeof m === 'string')
+      assert.ok(
+        found.message.includes(m),
+        `message of ${e.code} should contain ${JSON.stringify(m)}: ${found.message}`,
+      );
     else assert.match(found.message, m);
   }
   if (e.resource !== undefined) assert.is(found.resource, e.resource, `resource of ${e.code}`);

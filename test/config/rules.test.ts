@@ -113,8 +113,13 @@ test('oauth2: a refresh-token grant or only an accessToken are both valid', () =
 test('a disabled imap server needs no flow; a disabled duplicate template/from address is allowed', () => {
   const r = load({
     'a.yaml': mailbox('support'),
-    'b.yaml': [imap({ shortName: 'old', flow: null, extra: ['enabled: false'] }), smtp({ shortName: 'old' })].join('---\n'),
-    'c.yaml': [smtp({ shortName: 'noreply', extra: ['role: template'] }), smtp({ shortName: 'noreply2', user: 'noreply@example.com', extra: ['role: template', 'enabled: false'] })].join('---\n'),
+    'b.yaml': [imap({ shortName: 'old', flow: null, extra: ['enabled: false'] }), smtp({ shortName: 'old' })].join(
+      '---\n',
+    ),
+    'c.yaml': [
+      smtp({ shortName: 'noreply', extra: ['role: template'] }),
+      smtp({ shortName: 'noreply2', user: 'noreply@example.com', extra: ['role: template', 'enabled: false'] }),
+    ].join('---\n'),
   });
   expectClean(r);
 });
@@ -150,30 +155,67 @@ test('duplicate-identity: both places are named', () => {
 });
 
 test('duplicate-name: two servers of one type with the same name', () => {
-  const r = load({ 'a.yaml': mailbox('support'), 'b.yaml': mailbox('sales').replace('name: Inbox sales', 'name: Inbox support') });
-  expectOnly(r, { code: 'duplicate-name', file: 'servers.d/b.yaml', line: 3, column: 7, resource: 'imap/sales', message: ['"Inbox support"', 'imap/support'] });
+  const r = load({
+    'a.yaml': mailbox('support'),
+    'b.yaml': mailbox('sales').replace('name: Inbox sales', 'name: Inbox support'),
+  });
+  expectOnly(r, {
+    code: 'duplicate-name',
+    file: 'servers.d/b.yaml',
+    line: 3,
+    column: 7,
+    resource: 'imap/sales',
+    message: ['"Inbox support"', 'imap/support'],
+  });
   // Same name, other type: fine.
   expectClean(load({ 'a.yaml': mailbox('support').replace('name: Outbox support', 'name: Inbox support') }));
 });
 
 test('duplicate-flow: the second definition is pointed at', () => {
   const r = load({ 'a.yaml': mailbox('support'), 'b.yaml': flow('support') });
-  expectOnly(r, { code: 'duplicate-flow', file: 'servers.d/b.yaml', line: 2, column: 7, message: ['"support"', 'servers.d/a.yaml:22:1'] });
+  expectOnly(r, {
+    code: 'duplicate-flow',
+    file: 'servers.d/b.yaml',
+    line: 2,
+    column: 7,
+    message: ['"support"', 'servers.d/a.yaml:22:1'],
+  });
 });
 
 test('storage-folder-equals-folder (also INBOX case-insensitively, also with the default folder)', () => {
   const r = load({ 'support.yaml': mailbox('support', ['folder: INBOX', 'storageFolder: INBOX']) });
-  const d = expectOnly(r, { code: 'storage-folder-equals-folder', file: F, line: 12, column: 16, resource: 'imap/support' });
+  const d = expectOnly(r, {
+    code: 'storage-folder-equals-folder',
+    file: F,
+    line: 12,
+    column: 16,
+    resource: 'imap/support',
+  });
   assert.is(d.message, 'storageFolder must differ from folder (both "INBOX")');
-  expectOnly(load({ 'support.yaml': mailbox('support', ['storageFolder: inbox']) }), { code: 'storage-folder-equals-folder', line: 11, column: 16 });
-  expectOnly(load({ 'support.yaml': mailbox('support', ['folder: Support', 'storageFolder: Support']) }), { code: 'storage-folder-equals-folder', line: 12, column: 16 });
+  expectOnly(load({ 'support.yaml': mailbox('support', ['storageFolder: inbox']) }), {
+    code: 'storage-folder-equals-folder',
+    line: 11,
+    column: 16,
+  });
+  expectOnly(load({ 'support.yaml': mailbox('support', ['folder: Support', 'storageFolder: Support']) }), {
+    code: 'storage-folder-equals-folder',
+    line: 12,
+    column: 16,
+  });
   // Other folders are case-sensitive on IMAP servers.
   expectClean(load({ 'support.yaml': mailbox('support', ['folder: Support', 'storageFolder: support']) }));
 });
 
 test('flow-required: an enabled imap server without a flow', () => {
   const r = load({ 'support.yaml': [imap({ flow: null }), smtp(), flow('support')].join('---\n') });
-  expectDiagnostic(r, { code: 'flow-required', file: F, line: 1, column: 1, resource: 'imap/support', message: ['flow:'] });
+  expectDiagnostic(r, {
+    code: 'flow-required',
+    file: F,
+    line: 1,
+    column: 1,
+    resource: 'imap/support',
+    message: ['flow:'],
+  });
 });
 
 test('flow-not-found: points at the flow: line and lists the flows there are', () => {
@@ -186,15 +228,41 @@ test('flow-not-found: points at the flow: line and lists the flows there are', (
 test('multiple-template-servers: the second enabled template server', () => {
   const r = load({
     'a.yaml': mailbox('support'),
-    'noreply.yaml': [smtp({ shortName: 'noreply', extra: ['role: template'] }), smtp({ shortName: 'mailer', extra: ['role: template'] })].join('---\n'),
+    'noreply.yaml': [
+      smtp({ shortName: 'noreply', extra: ['role: template'] }),
+      smtp({ shortName: 'mailer', extra: ['role: template'] }),
+    ].join('---\n'),
   });
-  expectOnly(r, { code: 'multiple-template-servers', file: 'servers.d/noreply.yaml', line: 21, column: 7, resource: 'smtp/mailer', message: ['smtp/noreply'] });
+  expectOnly(r, {
+    code: 'multiple-template-servers',
+    file: 'servers.d/noreply.yaml',
+    line: 21,
+    column: 7,
+    resource: 'smtp/mailer',
+    message: ['smtp/noreply'],
+  });
 });
 
 test('from-address-conflict: an address claimed by two enabled smtp servers (case-insensitive)', () => {
-  const r = load({ 'a.yaml': mailbox('support'), 'b.yaml': smtp({ shortName: 'helpdesk', user: 'Support@Example.COM' }) });
-  expectOnly(r, { code: 'from-address-conflict', file: 'servers.d/b.yaml', line: 8, column: 9, resource: 'smtp/helpdesk', message: ['Support@Example.COM', 'smtp/support'] });
-  const extra = load({ 'a.yaml': mailbox('support'), 'b.yaml': smtp({ shortName: 'helpdesk', extra: ['additionalFromAddresses:', '  - help@example.com', '  - SUPPORT@example.com'] }) });
+  const r = load({
+    'a.yaml': mailbox('support'),
+    'b.yaml': smtp({ shortName: 'helpdesk', user: 'Support@Example.COM' }),
+  });
+  expectOnly(r, {
+    code: 'from-address-conflict',
+    file: 'servers.d/b.yaml',
+    line: 8,
+    column: 9,
+    resource: 'smtp/helpdesk',
+    message: ['Support@Example.COM', 'smtp/support'],
+  });
+  const extra = load({
+    'a.yaml': mailbox('support'),
+    'b.yaml': smtp({
+      shortName: 'helpdesk',
+      extra: ['additionalFromAddresses:', '  - help@example.com', '  - SUPPORT@example.com'],
+    }),
+  });
   expectDiagnostic(extra, { code: 'from-address-conflict', file: 'servers.d/b.yaml', line: 12, column: 5 });
   // The same address twice on one server is not a conflict.
   expectClean(load({ 'a.yaml': mailbox('support', [], ['additionalFromAddresses: [support@example.com]']) }));
@@ -202,44 +270,114 @@ test('from-address-conflict: an address claimed by two enabled smtp servers (cas
 
 test('smtp-no-from-address: a user that is not an address and no additional From addresses', () => {
   const r = load({ 'a.yaml': mailbox('support'), 'relay.yaml': smtp({ shortName: 'relay', user: 'apikey' }) });
-  expectOnly(r, { code: 'smtp-no-from-address', file: 'servers.d/relay.yaml', line: 8, column: 9, message: ['"apikey"'] });
-  expectClean(load({ 'a.yaml': mailbox('support'), 'relay.yaml': smtp({ shortName: 'relay', user: 'apikey', extra: ['additionalFromAddresses: [news@example.com]'] }) }));
+  expectOnly(r, {
+    code: 'smtp-no-from-address',
+    file: 'servers.d/relay.yaml',
+    line: 8,
+    column: 9,
+    message: ['"apikey"'],
+  });
+  expectClean(
+    load({
+      'a.yaml': mailbox('support'),
+      'relay.yaml': smtp({
+        shortName: 'relay',
+        user: 'apikey',
+        extra: ['additionalFromAddresses: [news@example.com]'],
+      }),
+    }),
+  );
 });
 
 test('duplicate-mailbox-poller: two enabled imap servers on the same host + user + folder', () => {
   const copy = imap({ shortName: 'support-copy', user: 'support@example.com', extra: ['folder: inbox'] });
   const r = load({ 'a.yaml': mailbox('support'), 'b.yaml': copy });
-  expectOnly(r, { code: 'duplicate-mailbox-poller', file: 'servers.d/b.yaml', line: 11, column: 9, resource: 'imap/support-copy', message: ['imap/support', 'support@example.com'] });
+  expectOnly(r, {
+    code: 'duplicate-mailbox-poller',
+    file: 'servers.d/b.yaml',
+    line: 11,
+    column: 9,
+    resource: 'imap/support-copy',
+    message: ['imap/support', 'support@example.com'],
+  });
   // Host compared case-insensitively; with the default folder the server's document is pointed at.
-  const hostCase = load({ 'a.yaml': mailbox('support'), 'b.yaml': imap({ shortName: 'support-copy', user: 'support@example.com', host: 'IMAP.example.com' }) });
+  const hostCase = load({
+    'a.yaml': mailbox('support'),
+    'b.yaml': imap({ shortName: 'support-copy', user: 'support@example.com', host: 'IMAP.example.com' }),
+  });
   expectOnly(hostCase, { code: 'duplicate-mailbox-poller', file: 'servers.d/b.yaml', line: 1, column: 1 });
   // Another folder, or disabled: fine.
-  expectClean(load({ 'a.yaml': mailbox('support'), 'b.yaml': imap({ shortName: 'support-copy', user: 'support@example.com', extra: ['folder: Archive'] }) }));
-  expectClean(load({ 'a.yaml': mailbox('support'), 'b.yaml': imap({ shortName: 'support-copy', user: 'support@example.com', extra: ['enabled: false'] }) }));
+  expectClean(
+    load({
+      'a.yaml': mailbox('support'),
+      'b.yaml': imap({ shortName: 'support-copy', user: 'support@example.com', extra: ['folder: Archive'] }),
+    }),
+  );
+  expectClean(
+    load({
+      'a.yaml': mailbox('support'),
+      'b.yaml': imap({ shortName: 'support-copy', user: 'support@example.com', extra: ['enabled: false'] }),
+    }),
+  );
 });
 
 test('default-route: exactly one route without when, last', () => {
-  const early = flow('support').replace('routes:\n  - queue: general\n', 'routes:\n  - queue: general\n  - queue: billing\n    when: {subject: "*invoice*"}\n');
+  const early = flow('support').replace(
+    'routes:\n  - queue: general\n',
+    'routes:\n  - queue: general\n  - queue: billing\n    when: {subject: "*invoice*"}\n',
+  );
   const r = load({ 'a.yaml': [imap(), smtp()].join('---\n'), 'f.yaml': early });
-  expectDiagnostic(r, { code: 'default-route', file: 'servers.d/f.yaml', line: 4, column: 5, message: ['only the last route'] });
-  expectDiagnostic(r, { code: 'default-route', file: 'servers.d/f.yaml', line: 5, column: 5, message: ['last route must have no "when"'] });
+  expectDiagnostic(r, {
+    code: 'default-route',
+    file: 'servers.d/f.yaml',
+    line: 4,
+    column: 5,
+    message: ['only the last route'],
+  });
+  expectDiagnostic(r, {
+    code: 'default-route',
+    file: 'servers.d/f.yaml',
+    line: 5,
+    column: 5,
+    message: ['last route must have no "when"'],
+  });
   assert.is(r.diagnostics.length, 2);
 });
 
 test('invalid-sink: a directory with .. segments; both sinks; no sink', () => {
-  const dots = load({ 'a.yaml': [imap(), smtp()].join('---\n'), 'f.yaml': flow('support').replace('directory: inbound/support', 'directory: inbound/../../etc') });
+  const dots = load({
+    'a.yaml': [imap(), smtp()].join('---\n'),
+    'f.yaml': flow('support').replace('directory: inbound/support', 'directory: inbound/../../etc'),
+  });
   expectOnly(dots, { code: 'invalid-sink', file: 'servers.d/f.yaml', line: 6, column: 14, message: ['..'] });
-  const both = load({ 'f.yaml': flow('support', ['  webhook: {url: "https://hooks.example.com/x", secret: "${env:S}"}']) });
-  expectOnly(both, { code: 'invalid-sink', line: 6, column: 3, resource: 'flow/support', message: ['exactly one sink'] });
+  const both = load({
+    'f.yaml': flow('support', ['  webhook: {url: "https://hooks.example.com/x", secret: "${env:S}"}']),
+  });
+  expectOnly(both, {
+    code: 'invalid-sink',
+    line: 6,
+    column: 3,
+    resource: 'flow/support',
+    message: ['exactly one sink'],
+  });
   const none = load({ 'f.yaml': flow('support').replace('deliver:\n  directory: inbound/support\n', 'deliver: {}\n') });
   expectOnly(none, { code: 'invalid-sink', line: 5, column: 10 });
 });
 
 test('warning no-reply-server: an imap server with no enabled smtp server for its user', () => {
   const r = load({ 'support.yaml': [imap(), flow('support')].join('---\n') });
-  expectOnly(r, { code: 'no-reply-server', file: F, line: 8, column: 9, severity: 'warning', message: ['support@example.com'] });
+  expectOnly(r, {
+    code: 'no-reply-server',
+    file: F,
+    line: 8,
+    column: 9,
+    severity: 'warning',
+    message: ['support@example.com'],
+  });
   assert.ok(r.valid, 'warnings do not make the folder invalid');
-  const disabled = load({ 'support.yaml': [imap(), smtp({ extra: ['enabled: false'] }), flow('support')].join('---\n') });
+  const disabled = load({
+    'support.yaml': [imap(), smtp({ extra: ['enabled: false'] }), flow('support')].join('---\n'),
+  });
   expectOnly(disabled, { code: 'no-reply-server', line: 8, column: 9, severity: 'warning' });
   // The user is compared case-insensitively.
   expectClean(load({ 'support.yaml': [imap(), smtp({ user: 'SUPPORT@example.com' }), flow('support')].join('---\n') }));
@@ -247,7 +385,14 @@ test('warning no-reply-server: an imap server with no enabled smtp server for it
 
 test('warning unused-flow', () => {
   const r = load({ 'a.yaml': mailbox('support'), 'f.yaml': flow('spare') });
-  expectOnly(r, { code: 'unused-flow', file: 'servers.d/f.yaml', line: 2, column: 7, severity: 'warning', resource: 'flow/spare' });
+  expectOnly(r, {
+    code: 'unused-flow',
+    file: 'servers.d/f.yaml',
+    line: 2,
+    column: 7,
+    severity: 'warning',
+    resource: 'flow/spare',
+  });
   assert.ok(r.valid);
 });
 
@@ -261,7 +406,14 @@ test('warning plaintext: allowPlaintext is always reported', () => {
 test('warning sni-missing: IP host with TLS and no sniServerName', () => {
   const r = load({ 'support.yaml': mailbox('support').replace('host: imap.example.com', 'host: 192.0.2.10') });
   expectOnly(r, { code: 'sni-missing', file: F, line: 5, column: 7, severity: 'warning', message: ['sniServerName'] });
-  expectClean(load({ 'support.yaml': mailbox('support', ['sniServerName: imap.example.com']).replace('host: imap.example.com', 'host: 192.0.2.10') }));
+  expectClean(
+    load({
+      'support.yaml': mailbox('support', ['sniServerName: imap.example.com']).replace(
+        'host: imap.example.com',
+        'host: 192.0.2.10',
+      ),
+    }),
+  );
   const v6 = load({ 'support.yaml': mailbox('support').replace('host: imap.example.com', 'host: "2001:db8::1"') });
   expectOnly(v6, { code: 'sni-missing', line: 5, column: 7, severity: 'warning' });
 });
@@ -292,11 +444,20 @@ test('poll-schedule-invalid and poll-schedule-too-frequent', () => {
 
 test('missing-kind, unknown-kind, pop3-unsupported (also in a later document)', () => {
   expectOnly(load({ 'a.yaml': 'name: x\n' }), { code: 'missing-kind', line: 1, column: 1 });
-  expectOnly(load({ 'a.yaml': 'kind: Server\nname: x\n' }), { code: 'unknown-kind', line: 1, column: 7, message: ['"Server"', 'EmailServer'] });
+  expectOnly(load({ 'a.yaml': 'kind: Server\nname: x\n' }), {
+    code: 'unknown-kind',
+    line: 1,
+    column: 7,
+    message: ['"Server"', 'EmailServer'],
+  });
   expectOnly(load({ 'a.yaml': 'kind: 5\n' }), { code: 'unknown-kind', line: 1, column: 7 });
   const pop = load({ 'support.yaml': `${flow('x')}---\n${imap().replace('type: imap', 'type: pop3')}` });
   expectDiagnostic(pop, { code: 'pop3-unsupported', file: F, line: 9, column: 7, message: ['POP3', 'imap'] });
-  expectDiagnostic(load({ 'a.yaml': imap().replace('type: imap', 'type: POP3') }), { code: 'pop3-unsupported', line: 2, column: 7 });
+  expectDiagnostic(load({ 'a.yaml': imap().replace('type: imap', 'type: POP3') }), {
+    code: 'pop3-unsupported',
+    line: 2,
+    column: 7,
+  });
   const second = load({ 'a.yaml': `${mailbox('support')}---\n# a forgotten kind\nname: x\n` });
   expectOnly(second, { code: 'missing-kind', line: 30, column: 1 });
 });
@@ -323,8 +484,17 @@ test('loadSystemSmtp: file-unreadable and system-smtp-invalid', async () => {
 // ---------------------------------------------------------------------------------------------------------------
 
 test('literal-secret: the message says how to fix it and never contains the literal', () => {
-  const r = load({ 'support.yaml': mailbox('support').replace('password: "${env:MAILCTL_SECRET_PW}"', 'password: Hunter2-Sup3rSecret') });
-  const d = expectOnly(r, { code: 'literal-secret', file: F, line: 9, column: 13, resource: 'imap/support', message: ['${env:', '${file:'] });
+  const r = load({
+    'support.yaml': mailbox('support').replace('password: "${env:MAILCTL_SECRET_PW}"', 'password: Hunter2-Sup3rSecret'),
+  });
+  const d = expectOnly(r, {
+    code: 'literal-secret',
+    file: F,
+    line: 9,
+    column: 13,
+    resource: 'imap/support',
+    message: ['${env:', '${file:'],
+  });
   assert.not.ok(d.message.includes('Hunter2'), d.message);
   const oauth = load({
     'a.yaml': smtp().replace(
@@ -334,7 +504,12 @@ test('literal-secret: the message says how to fix it and never contains the lite
   });
   const o = expectOnly(oauth, { code: 'literal-secret', line: 10, column: 18 });
   assert.not.ok(o.message.includes('ya29'));
-  const hook = load({ 'f.yaml': flow('x').replace('directory: inbound/x', 'webhook: {url: "https://hooks.example.com", secret: whsec-literal}') });
+  const hook = load({
+    'f.yaml': flow('x').replace(
+      'directory: inbound/x',
+      'webhook: {url: "https://hooks.example.com", secret: whsec-literal}',
+    ),
+  });
   const h = expectOnly(hook, { code: 'literal-secret', line: 6, column: 55 });
   assert.not.ok(h.message.includes('whsec'));
   // A numeric password is not echoed either.
@@ -352,14 +527,22 @@ test('invalid-secret-reference: malformed ${...} references', () => {
 
 test('field-not-for-type: names the field and the type', () => {
   const r = load({ 'a.yaml': imap({ extra: ['additionalFromAddresses: [a@example.com]'] }) });
-  expectOnly(r, { code: 'field-not-for-type', line: 11, column: 1, resource: 'imap/support', message: ['"additionalFromAddresses"', 'smtp', 'type imap'] });
+  expectOnly(r, {
+    code: 'field-not-for-type',
+    line: 11,
+    column: 1,
+    resource: 'imap/support',
+    message: ['"additionalFromAddresses"', 'smtp', 'type imap'],
+  });
   const s = load({ 'a.yaml': smtp({ extra: ['flow: support', 'storageFolder: X'] }) });
   expectDiagnostic(s, { code: 'field-not-for-type', line: 10, column: 1, message: ['"flow"', 'imap', 'type smtp'] });
   expectDiagnostic(s, { code: 'field-not-for-type', line: 11, column: 1, message: ['"storageFolder"'] });
   const reauth = load({ 'a.yaml': smtp({ extra: ['reauthenticateOnSave: true'] }) });
   expectOnly(reauth, { code: 'field-not-for-type', line: 10, column: 1, message: ['oauth2'] });
   const pw = load({
-    'a.yaml': smtp().replace('  type: basic\n', '  type: oauth2\n').replace('  password:', '  oauth2: {accessToken: "${env:A}"}\n  password:'),
+    'a.yaml': smtp()
+      .replace('  type: basic\n', '  type: oauth2\n')
+      .replace('  password:', '  oauth2: {accessToken: "${env:A}"}\n  password:'),
   });
   expectOnly(pw, { code: 'field-not-for-type', line: 10, column: 3, message: ['"password"', 'oauth2'] });
 });
@@ -372,8 +555,15 @@ test('role: template on an imap server', () => {
 test('unknown-field with did-you-mean, at top level and nested', () => {
   const r = load({ 'a.yaml': imap({ extra: ['hots: imap.example.com'] }) });
   expectOnly(r, { code: 'unknown-field', line: 11, column: 1, message: ['"hots"', 'did you mean "host"'] });
-  const nested = load({ 'a.yaml': mailbox('support').replace('  - queue: general', '  - queue: general\n    wehn: {subject: x}') });
-  expectOnly(nested, { code: 'unknown-field', line: 26, column: 5, message: ['"wehn"', 'routes[0]', 'did you mean "when"'] });
+  const nested = load({
+    'a.yaml': mailbox('support').replace('  - queue: general', '  - queue: general\n    wehn: {subject: x}'),
+  });
+  expectOnly(nested, {
+    code: 'unknown-field',
+    line: 26,
+    column: 5,
+    message: ['"wehn"', 'routes[0]', 'did you mean "when"'],
+  });
   const far = load({ 'a.yaml': imap({ extra: ['colour: blue'] }) });
   const d = expectOnly(far, { code: 'unknown-field', line: 11, column: 1 });
   assert.not.ok(d.message.includes('did you mean'), 'no hint when nothing is close');
@@ -384,7 +574,9 @@ test('missing-field: points at the mapping that lacks the key', () => {
   expectOnly(top, { code: 'missing-field', line: 1, column: 1, message: ['"host"'] });
   const auth = load({ 'a.yaml': imap().replace('  user: support@example.com\n', '') });
   expectOnly(auth, { code: 'missing-field', line: 7, column: 3, message: ['auth', '"user"'] });
-  const route = load({ 'f.yaml': flow('x').replace('  - queue: general', '  - when: {subject: x}\n  - queue: general') });
+  const route = load({
+    'f.yaml': flow('x').replace('  - queue: general', '  - when: {subject: x}\n  - queue: general'),
+  });
   expectDiagnostic(route, { code: 'missing-field', line: 4, column: 5, message: ['"queue"'] });
   const second = load({ 'a.yaml': `${flow('x')}---\nkind: EmailFlow\nname: y\n` });
   expectDiagnostic(second, { code: 'missing-field', line: 8, column: 1, message: ['"routes"'] });
@@ -397,8 +589,16 @@ test('invalid-api-version', () => {
 
 test('oauth2: grant vs accessToken; both is oauth2-conflict; a partial grant or nothing is missing-field', () => {
   const auth = (lines: string[]) =>
-    smtp().replace('  type: basic\n  user: support@example.com\n  password: "${env:MAILCTL_SECRET_PW}"\n', ['  type: oauth2', '  user: support@example.com', '  oauth2:', ...lines.map((l) => `    ${l}`), ''].join('\n'));
-  const grant = ['tokenUrl: https://login.example.com/token', 'clientId: c', 'clientSecret: "${env:CS}"', 'refreshToken: "${env:RT}"'];
+    smtp().replace(
+      '  type: basic\n  user: support@example.com\n  password: "${env:MAILCTL_SECRET_PW}"\n',
+      ['  type: oauth2', '  user: support@example.com', '  oauth2:', ...lines.map((l) => `    ${l}`), ''].join('\n'),
+    );
+  const grant = [
+    'tokenUrl: https://login.example.com/token',
+    'clientId: c',
+    'clientSecret: "${env:CS}"',
+    'refreshToken: "${env:RT}"',
+  ];
   const both = load({ 'a.yaml': auth([...grant, 'accessToken: "${env:AT}"']) });
   expectOnly(both, { code: 'oauth2-conflict', line: 10, column: 5, message: ['accessToken', 'not both'] });
   const partial = load({ 'a.yaml': auth(['tokenUrl: https://login.example.com/token', 'clientId: c']) });
@@ -424,7 +624,14 @@ test('invalid-value and invalid-type: patterns, formats, ranges, enums, wrong ty
   ];
   for (const [line, code, l, c, text] of cases) {
     const [key] = line.split(':');
-    const base = key === 'flow' ? imap().replace('flow: support', line) : key === 'shortName' ? imap().replace('shortName: support', line) : key === 'host' ? imap().replace('host: imap.example.com', line) : imap({ extra: [line] });
+    const base =
+      key === 'flow'
+        ? imap().replace('flow: support', line)
+        : key === 'shortName'
+          ? imap().replace('shortName: support', line)
+          : key === 'host'
+            ? imap().replace('host: imap.example.com', line)
+            : imap({ extra: [line] });
     const r = load({ 'a.yaml': base });
     expectDiagnostic(r, { code, line: l, column: c, message: [text] });
   }
@@ -439,15 +646,48 @@ test('invalid-value and invalid-type: patterns, formats, ranges, enums, wrong ty
 test('parse codes: positions for syntax, duplicate keys, aliases, forbidden keys, control characters, tags', () => {
   expectOnly(load({ 'a.yaml': 'kind: EmailFlow\nname: [a\n' }), { code: 'yaml-syntax', line: 3, column: 1 });
   expectOnly(load({ 'a.yaml': 'kind: EmailFlow\nname: a\nname: b\n' }), { code: 'duplicate-key', line: 3, column: 1 });
-  expectOnly(load({ 'a.yaml': 'kind: &k EmailFlow\nname: *k\n' }), { code: 'yaml-alias', line: 2, column: 7, message: ['*k'] });
-  expectOnly(load({ 'a.yaml': 'kind: EmailFlow\n__proto__: {x: 1}\n' }), { code: 'forbidden-key', line: 2, column: 1, message: ['__proto__'] });
-  expectOnly(load({ 'a.yaml': 'kind: EmailFlow\nname: !!js/function "f"\n' }), { code: 'yaml-tag', line: 2, column: 7, message: ['!!js/function'] });
-  expectOnly(load({ 'a.yaml': '- kind: EmailFlow\n' }), { code: 'not-a-mapping', line: 1, column: 1, message: ['list'] });
+  expectOnly(load({ 'a.yaml': 'kind: &k EmailFlow\nname: *k\n' }), {
+    code: 'yaml-alias',
+    line: 2,
+    column: 7,
+    message: ['*k'],
+  });
+  expectOnly(load({ 'a.yaml': 'kind: EmailFlow\n__proto__: {x: 1}\n' }), {
+    code: 'forbidden-key',
+    line: 2,
+    column: 1,
+    message: ['__proto__'],
+  });
+  expectOnly(load({ 'a.yaml': 'kind: EmailFlow\nname: !!js/function "f"\n' }), {
+    code: 'yaml-tag',
+    line: 2,
+    column: 7,
+    message: ['!!js/function'],
+  });
+  expectOnly(load({ 'a.yaml': '- kind: EmailFlow\n' }), {
+    code: 'not-a-mapping',
+    line: 1,
+    column: 1,
+    message: ['list'],
+  });
   expectOnly(load({ 'a.yaml': '# only a comment\n' }), { code: 'empty-file', line: 1, column: 1, severity: 'warning' });
-  expectOnly(load({ 'a.yaml': Buffer.from('kind: EmailFlow\nname: caf\xe9\n', 'latin1') }), { code: 'not-utf8', line: 2, column: 10 });
+  expectOnly(load({ 'a.yaml': Buffer.from('kind: EmailFlow\nname: caf\xe9\n', 'latin1') }), {
+    code: 'not-utf8',
+    line: 2,
+    column: 10,
+  });
   expectOnly(load({ 'a.yaml': 'kind: EmailFlow\rname: x\r' }), { code: 'line-ending', line: 1, column: 16 });
-  expectOnly(load({ 'a.yaml': `kind: EmailFlow\nx: ${'['.repeat(40)}${']'.repeat(40)}\n` }), { code: 'too-deep', line: 2, column: 35 });
-  expectOnly(load({ 'a.yaml': Buffer.alloc(1024 * 1024 + 1, 0x20) }), { code: 'file-too-large', line: 1, column: 1, message: ['1 MiB'] });
+  expectOnly(load({ 'a.yaml': `kind: EmailFlow\nx: ${'['.repeat(40)}${']'.repeat(40)}\n` }), {
+    code: 'too-deep',
+    line: 2,
+    column: 35,
+  });
+  expectOnly(load({ 'a.yaml': Buffer.alloc(1024 * 1024 + 1, 0x20) }), {
+    code: 'file-too-large',
+    line: 1,
+    column: 1,
+    message: ['1 MiB'],
+  });
   const w = load({ 'f.yaml': `%FOO bar\n---\n${mailbox('support')}` });
   expectOnly(w, { code: 'yaml-warning', line: 1, column: 1, severity: 'warning', message: ['%FOO'] });
 });
@@ -470,21 +710,31 @@ test('control-character: CR, LF, NUL, U+2028, U+2029, DEL, C1 in values and keys
   }
   const block = load({ 'a.yaml': imap().replace('name: Inbox support', 'name: |\n  two\n  lines') });
   expectOnly(block, { code: 'control-character', line: 3, column: 7, message: ['U+000A'] });
-  const nested = load({ 'a.yaml': imap().replace('  user: support@example.com', '  user: "support@example.com\\r\\nBcc: x@evil.example"') });
+  const nested = load({
+    'a.yaml': imap().replace('  user: support@example.com', '  user: "support@example.com\\r\\nBcc: x@evil.example"'),
+  });
   expectOnly(nested, { code: 'control-character', line: 8, column: 9, message: ['auth.user'] });
   for (const key of ['"a\\nb"', '"a\\rb"', '"a\\0b"', '"a\\u2028b"', '"a\\u2029b"']) {
     const r = load({ 'a.yaml': imap({ extra: [`${key}: 1`] }) });
     expectOnly(r, { code: 'control-character', line: 11, column: 1, message: ['key'] });
   }
   // TAB inside a value is not a control character the rules refuse (the schema decides).
-  expectNoCode(load({ 'a.yaml': imap().replace('name: Inbox support', 'name: "Inbox\\tsupport"') }), 'control-character');
+  expectNoCode(
+    load({ 'a.yaml': imap().replace('name: Inbox support', 'name: "Inbox\\tsupport"') }),
+    'control-character',
+  );
 });
 
 // ---------------------------------------------------------------------------------------------------------------
 // Folder behaviour (files.ts) with real temp folders
 // ---------------------------------------------------------------------------------------------------------------
 
-async function tempFolder(): Promise<{ root: string; dir: string; put(rel: string, text: string): Promise<void>; cleanup(): Promise<void> }> {
+async function tempFolder(): Promise<{
+  root: string;
+  dir: string;
+  put(rel: string, text: string): Promise<void>;
+  cleanup(): Promise<void>;
+}> {
   const root = await mkdtemp(path.join(tmpdir(), 'mailctl-rules-'));
   const dir = path.join(root, 'servers.d');
   await mkdir(dir);
@@ -513,7 +763,10 @@ test('folder: recursive, .yaml and .yml, dotfiles and dot-folders and other exte
     const r = await loadConfig(t.dir);
     expectClean(r);
     assert.is(r.fileCount, 3);
-    assert.equal(r.servers.map((s) => s.source.file), [path.join(t.dir, 'support/imap.yaml'), path.join(t.dir, 'support/smtp.YML')]);
+    assert.equal(
+      r.servers.map((s) => s.source.file),
+      [path.join(t.dir, 'support/imap.yaml'), path.join(t.dir, 'support/smtp.YML')],
+    );
   } finally {
     await t.cleanup();
   }
@@ -533,11 +786,24 @@ test('folder: symlink leaving the folder is refused (symlink-outside-folder); a 
     const r = await loadConfig(t.dir);
     expectDiagnostic(r, { code: 'symlink-outside-folder', file: path.join(t.dir, 'evil.yaml'), line: 1, column: 1 });
     expectDiagnostic(r, { code: 'symlink-outside-folder', file: path.join(t.dir, 'evil-dir'), line: 1, column: 1 });
-    expectDiagnostic(r, { code: 'symlink-outside-folder', file: path.join(t.dir, 'relative-evil.yml'), line: 1, column: 1 });
+    expectDiagnostic(r, {
+      code: 'symlink-outside-folder',
+      file: path.join(t.dir, 'relative-evil.yml'),
+      line: 1,
+      column: 1,
+    });
     expectDiagnostic(r, { code: 'broken-symlink', file: path.join(t.dir, 'dangling.yaml'), line: 1, column: 1 });
-    assert.not.ok(r.servers.some((s) => s.id.includes('outside')), 'nothing from outside the folder is loaded');
+    assert.not.ok(
+      r.servers.some((s) => s.id.includes('outside')),
+      'nothing from outside the folder is loaded',
+    );
     // alias.yaml (inside) was followed: its servers are read a second time, so they are duplicates.
-    expectDiagnostic(r, { code: 'duplicate-identity', file: path.join(t.dir, 'real/support.yaml'), line: 4, column: 12 });
+    expectDiagnostic(r, {
+      code: 'duplicate-identity',
+      file: path.join(t.dir, 'real/support.yaml'),
+      line: 4,
+      column: 12,
+    });
     assert.ok(r.servers.some((s) => s.source.file === path.join(t.dir, 'alias.yaml')));
   } finally {
     await t.cleanup();
@@ -572,7 +838,12 @@ test('all diagnostics of a run are reported together, sorted by file and positio
     'a.yaml': `${flow('support').replace('directory: inbound/support', 'directory: ../x')}---\nkind: Nope\n`,
   });
   const codes = r.diagnostics.map((d) => `${d.file}:${d.line}:${d.code}`);
-  assert.equal(codes, ['servers.d/a.yaml:6:invalid-sink', 'servers.d/a.yaml:8:unknown-kind', 'servers.d/b.yaml:11:unknown-field', 'servers.d/b.yaml:12:invalid-value']);
+  assert.equal(codes, [
+    'servers.d/a.yaml:6:invalid-sink',
+    'servers.d/a.yaml:8:unknown-kind',
+    'servers.d/b.yaml:11:unknown-field',
+    'servers.d/b.yaml:12:invalid-value',
+  ]);
 });
 
 // ---------------------------------------------------------------------------------------------------------------

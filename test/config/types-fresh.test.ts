@@ -7,8 +7,16 @@ import * as assert from 'uvu/assert';
 const REPO = fileURLToPath(new URL('../../', import.meta.url));
 
 test('src/generated matches schema/ (node scripts/gen-types.mjs --check)', () => {
-  const run = spawnSync(process.execPath, ['scripts/gen-types.mjs', '--check'], { cwd: REPO, encoding: 'utf8', timeout: 60_000 });
-  assert.is(run.status, 0, `gen-types --check failed (run \`npm run gen:types\` and commit src/generated):\n${run.stdout}${run.stderr}`);
+  const run = spawnSync(process.execPath, ['scripts/gen-types.mjs', '--check'], {
+    cwd: REPO,
+    encoding: 'utf8',
+    timeout: 60_000,
+  });
+  assert.is(
+    run.status,
+    0,
+    `gen-types --check failed (run \`npm run gen:types\` and commit src/generated):\n${run.stdout}${run.stderr}`,
+  );
 });
 
 test.run();

@@ -31,7 +31,8 @@ export function shellWords(line: string): string[] {
 export function mailctlIn(tokens: string[], source: string): MailctlLine[] {
   const found: MailctlLine[] = [];
   tokens.forEach((token, i) => {
-    const commandPosition = i === 0 || OPERATORS.has(tokens[i - 1]!) || tokens[i - 1] === 'npx' || tokens[i - 1] === 'exec';
+    const commandPosition =
+      i === 0 || OPERATORS.has(tokens[i - 1]!) || tokens[i - 1] === 'npx' || tokens[i - 1] === 'exec';
     if (!commandPosition || !isMailctl(token) || tokens[i + 1] === undefined || OPERATORS.has(tokens[i + 1]!)) return;
     const rest = tokens.slice(i + 2);
     const end = rest.findIndex((t) => OPERATORS.has(t));
@@ -53,7 +54,8 @@ export async function workflowCommands(): Promise<{ workflow: any; lines: Mailct
   for (const [jobName, job] of Object.entries<any>(workflow.jobs)) {
     for (const step of job.steps) {
       if (typeof step.run !== 'string') continue;
-      for (const line of scriptLines(step.run)) lines.push(...mailctlIn(shellWords(line), `workflow ${jobName}/${step.name}`));
+      for (const line of scriptLines(step.run))
+        lines.push(...mailctlIn(shellWords(line), `workflow ${jobName}/${step.name}`));
     }
   }
   return { workflow, lines };

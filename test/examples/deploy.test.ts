@@ -11,7 +11,15 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { parseListen } from '../../src/cli/commands/run.js';
 import { BIN, cli, createWorkspace, eventually, startDaemon } from '../harness/mailctl.js';
-import { kubernetesDocs, mailctlIn, problemsOf, systemdUnit, workflowCommands, shellWords, type MailctlLine } from './commands.js';
+import {
+  kubernetesDocs,
+  mailctlIn,
+  problemsOf,
+  systemdUnit,
+  workflowCommands,
+  shellWords,
+  type MailctlLine,
+} from './commands.js';
 
 const [statefulSet] = await kubernetesDocs('statefulset.yaml');
 const [service] = await kubernetesDocs('service.yaml');
@@ -26,8 +34,12 @@ const systemdRun = mailctlIn(shellWords(unit.get('[Service] ExecStart')![0]!), '
 const flagValue = (line: MailctlLine, flag: string) => line.args[line.args.indexOf(flag) + 1];
 
 test('every manifest parses, with the kinds expected', () => {
-  assert.equal([statefulSet.kind, service.kind, configMap.kind, secret.kind], ['StatefulSet', 'Service', 'ConfigMap', 'Secret']);
-  for (const doc of [statefulSet, service, configMap, secret]) assert.ok(doc.apiVersion && doc.metadata?.name, `${doc.kind} lacks apiVersion or name`);
+  assert.equal(
+    [statefulSet.kind, service.kind, configMap.kind, secret.kind],
+    ['StatefulSet', 'Service', 'ConfigMap', 'Secret'],
+  );
+  for (const doc of [statefulSet, service, configMap, secret])
+    assert.ok(doc.apiVersion && doc.metadata?.name, `${doc.kind} lacks apiVersion or name`);
 });
 
 test('every mailctl command line (workflow, systemd, Kubernetes) uses a real command and real flags', async () => {
@@ -76,8 +88,14 @@ test('Kubernetes: one replica, non-root, and the flags agree with the mounts, po
   assert.is(flagValue(k8sRun, '--secrets-dir'), mount('secrets'));
   assert.is(flagValue(k8sRun, '--secrets-dir'), '/run/secrets');
   const stateDir = flagValue(k8sRun, '--state-dir')!;
-  assert.ok(stateDir.startsWith(`${mount('state')}/`), 'the state folder is a subfolder of the volume, created by the daemon');
-  assert.equal(statefulSet.spec.volumeClaimTemplates.map((c: { metadata: { name: string } }) => c.metadata.name), ['state']);
+  assert.ok(
+    stateDir.startsWith(`${mount('state')}/`),
+    'the state folder is a subfolder of the volume, created by the daemon',
+  );
+  assert.equal(
+    statefulSet.spec.volumeClaimTemplates.map((c: { metadata: { name: string } }) => c.metadata.name),
+    ['state'],
+  );
 
   assert.ok(k8sRun.args.includes('--allow-remote'));
   const listen = parseListen(flagValue(k8sRun, '--listen')!, true);
@@ -144,17 +162,25 @@ test('as the pod runs it: a non-root user on a group-writable volume it does not
   await chown(volume, 0, gid);
   await chmod(volume, 0o2775);
   const stateDir = path.join(volume, 'state');
-  const child = spawn(process.execPath, [BIN, 'run', '--dir', servers, '--state-dir', stateDir, '--secrets-dir', secrets, '--listen', '127.0.0.1:0'], {
-    uid,
-    gid,
-    env: { PATH: process.env.PATH, NO_COLOR: '1' },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const child = spawn(
+    process.execPath,
+    [BIN, 'run', '--dir', servers, '--state-dir', stateDir, '--secrets-dir', secrets, '--listen', '127.0.0.1:0'],
+    {
+      uid,
+      gid,
+      env: { PATH: process.env.PATH, NO_COLOR: '1' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   let text = '';
   child.stdout.on('data', (d) => (text += d));
   child.stderr.on('data', (d) => (text += d));
   try {
-    const url = await eventually(() => /listening on (http:\/\/\S+)/.exec(text)?.[1], 20_000, `the daemon listening:\n${text}`);
+    const url = await eventually(
+      () => /listening on (http:\/\/\S+)/.exec(text)?.[1],
+      20_000,
+      `the daemon listening:\n${text}`,
+    );
     await eventually(async () => (await fetch(`${url}/readyz`)).status === 200, 20_000, '/readyz → 200');
     const info = await stat(stateDir);
     assert.is(info.uid, uid);

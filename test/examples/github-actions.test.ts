@@ -34,14 +34,24 @@ let daemon: DaemonProcess;
 let binDir = '';
 
 /** One step in `repo` (the checkout): its script, its job's and its own `env:` with `${{ … }}` replaced from `context`. */
-async function runStep(repo: string, job: string, name: string, context: Record<string, string> = {}): Promise<StepRun> {
+async function runStep(
+  repo: string,
+  job: string,
+  name: string,
+  context: Record<string, string> = {},
+): Promise<StepRun> {
   const { run, env = {} } = step(job, name);
   const files = await mkdtemp(path.join(root, 'step-'));
   const outputFile = path.join(files, 'output');
   const summaryFile = path.join(files, 'summary.md');
   await writeFile(outputFile, '');
   await writeFile(summaryFile, '');
-  const stepEnv = Object.fromEntries(Object.entries({ ...workflow.jobs[job].env, ...env }).map(([k, v]) => [k, String(v).replace(/\$\{\{[^}]*\}\}/g, context[k] ?? '')]));
+  const stepEnv = Object.fromEntries(
+    Object.entries({ ...workflow.jobs[job].env, ...env }).map(([k, v]) => [
+      k,
+      String(v).replace(/\$\{\{[^}]*\}\}/g, context[k] ?? ''),
+    ]),
+  );
   const script = path.join(files, 'script.sh');
   await writeFile(script, run);
   const child = spawn('bash', ['--noprofile', '--norc', '-eo', 'pipefail', script], {
@@ -63,7 +73,13 @@ async function runStep(repo: string, job: string, name: string, context: Record<
   child.stdout.on('data', (d) => (stdout += d));
   child.stderr.on('data', (d) => (stderr += d));
   const code = await new Promise<number>((resolve) => child.on('close', (c) => resolve(c ?? -1)));
-  return { code, stdout, stderr, outputs: await readFile(outputFile, 'utf8'), summary: await readFile(summaryFile, 'utf8') };
+  return {
+    code,
+    stdout,
+    stderr,
+    outputs: await readFile(outputFile, 'utf8'),
+    summary: await readFile(summaryFile, 'utf8'),
+  };
 }
 
 /** A checkout: servers.d copied from `from`, plus the state file the trusted job published. */
@@ -78,7 +94,9 @@ test.before(async () => {
   root = await mkdtemp(path.join(tmpdir(), 'mailctl-gha-'));
   binDir = path.join(root, 'bin');
   await mkdir(binDir);
-  await writeFile(path.join(binDir, 'mailctl'), `#!/bin/sh\nexec "${process.execPath}" "${BIN}" "$@"\n`, { mode: 0o755 });
+  await writeFile(path.join(binDir, 'mailctl'), `#!/bin/sh\nexec "${process.execPath}" "${BIN}" "$@"\n`, {
+    mode: 0o755,
+  });
   ws = await createWorkspace(); // the daemon's folder: nothing applied yet
   daemon = await startDaemon(ws);
 });
@@ -94,7 +112,10 @@ test('the trusted job pulls the running state from the daemon (token from MAILCT
   await mkdir(published);
   const pulled = await runStep(published, 'apply', 'Pull the running state', { MAILCTL_TOKEN: daemon.token });
   assert.is(pulled.code, 1, 'without MAILCTL_SERVER it must fail, not write an empty state');
-  const r = await runStep(published, 'apply', 'Pull the running state', { MAILCTL_TOKEN: daemon.token, MAILCTL_SERVER: daemon.url });
+  const r = await runStep(published, 'apply', 'Pull the running state', {
+    MAILCTL_TOKEN: daemon.token,
+    MAILCTL_SERVER: daemon.url,
+  });
   assert.is(r.code, 0, r.stderr);
   const state = JSON.parse(await readFile(path.join(published, 'state.json'), 'utf8'));
   assert.is(state.kind, 'mailctl-state');

@@ -61,8 +61,26 @@ export async function createTestCa(dir?: string, cn = 'mailctl test CA'): Promis
     trackTempDir(d);
   }
   await mkdir(d, { recursive: true });
-  await openssl(['req', '-x509', ...EC, '-keyout', 'ca.key', '-out', 'ca.crt', '-days', '3', '-subj', `/CN=${cn}`,
-    '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign'], d);
+  await openssl(
+    [
+      'req',
+      '-x509',
+      ...EC,
+      '-keyout',
+      'ca.key',
+      '-out',
+      'ca.crt',
+      '-days',
+      '3',
+      '-subj',
+      `/CN=${cn}`,
+      '-addext',
+      'basicConstraints=critical,CA:TRUE',
+      '-addext',
+      'keyUsage=critical,keyCertSign,cRLSign',
+    ],
+    d,
+  );
   const caFile = path.join(d, 'ca.crt');
   const caPem = await readFile(caFile, 'utf8');
   let serial = 1;
@@ -74,12 +92,34 @@ export async function createTestCa(dir?: string, cn = 'mailctl test CA'): Promis
       const n = serial++;
       const name = `${prefix}-${n}-${randomBytes(4).toString('hex')}`; // concurrent issue() calls must not share files
       const ext = path.join(d, `${name}.ext`);
-      await writeFile(ext, `basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n` +
-        `extendedKeyUsage=serverAuth\nsubjectAltName=${sans.join(',')}\n`);
+      await writeFile(
+        ext,
+        `basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n` +
+          `extendedKeyUsage=serverAuth\nsubjectAltName=${sans.join(',')}\n`,
+      );
       const cn = (sans[0] ?? 'DNS:localhost').replace(/^\w+:/, '');
       await openssl(['req', '-new', ...EC, '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', `/CN=${cn}`], d);
-      await openssl(['x509', '-req', '-in', `${name}.csr`, '-CA', 'ca.crt', '-CAkey', 'ca.key',
-        '-set_serial', String(Date.now() * 100 + (n % 100)), '-days', '2', '-extfile', ext, '-out', `${name}.crt`], d);
+      await openssl(
+        [
+          'x509',
+          '-req',
+          '-in',
+          `${name}.csr`,
+          '-CA',
+          'ca.crt',
+          '-CAkey',
+          'ca.key',
+          '-set_serial',
+          String(Date.now() * 100 + (n % 100)),
+          '-days',
+          '2',
+          '-extfile',
+          ext,
+          '-out',
+          `${name}.crt`,
+        ],
+        d,
+      );
       return readPair(d, name);
     },
   };
@@ -89,7 +129,23 @@ export async function createTestCa(dir?: string, cn = 'mailctl test CA'): Promis
 export async function createSelfSignedCert(dir: string, name = 'selfsigned', sans = DEFAULT_SANS): Promise<CertFiles> {
   await mkdir(dir, { recursive: true });
   const cn = (sans[0] ?? 'DNS:localhost').replace(/^\w+:/, '');
-  await openssl(['req', '-x509', ...EC, '-keyout', `${name}.key`, '-out', `${name}.crt`, '-days', '2', '-subj', `/CN=${cn}`,
-    '-addext', `subjectAltName=${sans.join(',')}`], dir);
+  await openssl(
+    [
+      'req',
+      '-x509',
+      ...EC,
+      '-keyout',
+      `${name}.key`,
+      '-out',
+      `${name}.crt`,
+      '-days',
+      '2',
+      '-subj',
+      `/CN=${cn}`,
+      '-addext',
+      `subjectAltName=${sans.join(',')}`,
+    ],
+    dir,
+  );
   return readPair(dir, name);
 }

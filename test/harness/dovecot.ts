@@ -92,12 +92,18 @@ function findBinary(name: string): string | null {
 }
 
 async function ensureDovecot(): Promise<{ dovecot: string; doveadm: string }> {
-  const find = () => ({ dovecot: findBinary('dovecot'), doveadm: findBinary('doveadm'),
-    imap: existsSync('/usr/lib/dovecot/imap'), lmtp: existsSync('/usr/lib/dovecot/lmtp') });
+  const find = () => ({
+    dovecot: findBinary('dovecot'),
+    doveadm: findBinary('doveadm'),
+    imap: existsSync('/usr/lib/dovecot/imap'),
+    lmtp: existsSync('/usr/lib/dovecot/lmtp'),
+  });
   let found = find();
   const complete = () => !!found.dovecot && !!found.doveadm && found.imap && found.lmtp;
   if (!complete() && process.getuid?.() === 0 && existsSync('/usr/bin/apt-get')) {
-    process.stderr.write('[test harness] Dovecot not found: running apt-get update && apt-get install -y dovecot-imapd dovecot-lmtpd\n');
+    process.stderr.write(
+      '[test harness] Dovecot not found: running apt-get update && apt-get install -y dovecot-imapd dovecot-lmtpd\n',
+    );
     const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
     await run('apt-get', ['update'], { env, maxBuffer: 64 << 20 });
     await run('apt-get', ['install', '-y', 'dovecot-imapd', 'dovecot-lmtpd'], { env, maxBuffer: 64 << 20 });
@@ -107,8 +113,14 @@ async function ensureDovecot(): Promise<{ dovecot: string; doveadm: string }> {
   throw new Error(
     'These tests need Dovecot 2.3 with IMAP and LMTP: install the packages "dovecot-imapd" and "dovecot-lmtpd" ' +
       '(Debian/Ubuntu: apt-get install dovecot-imapd dovecot-lmtpd) and run the tests as root. ' +
-      `Missing: ${[!found.dovecot && 'dovecot', !found.doveadm && 'doveadm', !found.imap && '/usr/lib/dovecot/imap',
-        !found.lmtp && '/usr/lib/dovecot/lmtp'].filter(Boolean).join(', ')}`,
+      `Missing: ${[
+        !found.dovecot && 'dovecot',
+        !found.doveadm && 'doveadm',
+        !found.imap && '/usr/lib/dovecot/imap',
+        !found.lmtp && '/usr/lib/dovecot/lmtp',
+      ]
+        .filter(Boolean)
+        .join(', ')}`,
   );
 }
 
@@ -118,7 +130,8 @@ async function waitNextSecond(): Promise<void> {
 }
 
 function passwdLine(user: string, pass: string): string {
-  if (/[:\s/]/.test(user) || user.startsWith('.') || /[:\n\r]/.test(pass)) throw new Error(`user/password not representable in passwd-file: ${user}`);
+  if (/[:\s/]/.test(user) || user.startsWith('.') || /[:\n\r]/.test(pass))
+    throw new Error(`user/password not representable in passwd-file: ${user}`);
   return `${user}:{PLAIN}${pass}\n`;
 }
 
@@ -128,9 +141,15 @@ async function waitForGreeting(port: number, child: ChildProcess, deadline: numb
     const ok = await new Promise<boolean>((resolve) => {
       const s = net.connect(port, '127.0.0.1');
       let buf = '';
-      const done = (v: boolean) => { s.destroy(); resolve(v); };
+      const done = (v: boolean) => {
+        s.destroy();
+        resolve(v);
+      };
       s.setTimeout(500, () => done(false));
-      s.on('data', (c) => { buf += c.toString(); if (buf.includes('\r\n')) done(buf.startsWith('* OK')); });
+      s.on('data', (c) => {
+        buf += c.toString();
+        if (buf.includes('\r\n')) done(buf.startsWith('* OK'));
+      });
       s.on('error', () => done(false));
     });
     if (ok) return;
@@ -143,7 +162,10 @@ function waitExit(child: ChildProcess, ms: number): Promise<boolean> {
   if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(true);
   return new Promise((resolve) => {
     const t = setTimeout(() => resolve(false), ms);
-    child.once('exit', () => { clearTimeout(t); resolve(true); });
+    child.once('exit', () => {
+      clearTimeout(t);
+      resolve(true);
+    });
   });
 }
 
@@ -159,9 +181,8 @@ export async function startDovecot(opts: DovecotOptions = {}): Promise<Dovecot> 
   });
 
   const ca = opts.ca ?? (await createTestCa(path.join(dir, 'tls', 'ca')));
-  const cert = opts.cert === 'self-signed'
-    ? await createSelfSignedCert(path.join(dir, 'tls', 'self'))
-    : await ca.issue('dovecot');
+  const cert =
+    opts.cert === 'self-signed' ? await createSelfSignedCert(path.join(dir, 'tls', 'self')) : await ca.issue('dovecot');
   await writeFile(path.join(dir, 'tls', 'server.crt'), cert.certPem);
   await writeFile(path.join(dir, 'tls', 'server.key'), cert.keyPem, { mode: 0o600 });
 
@@ -180,9 +201,12 @@ export async function startDovecot(opts: DovecotOptions = {}): Promise<Dovecot> 
   for (const [u, p] of Object.entries(opts.users ?? {})) await writeUser(u, p);
 
   const oauth = await startOAuthServer();
-  await writeFile(path.join(dir, 'etc', 'dovecot-oauth2.conf.ext'),
+  await writeFile(
+    path.join(dir, 'etc', 'dovecot-oauth2.conf.ext'),
     `introspection_mode = post\nintrospection_url = ${oauth.introspectionUrl}\nforce_introspection = yes\n` +
-      `username_attribute = username\nactive_attribute = active\nactive_value = true\n`, { mode: 0o644 });
+      `username_attribute = username\nactive_attribute = active\nactive_value = true\n`,
+    { mode: 0o644 },
+  );
 
   const configFile = path.join(dir, 'etc', 'dovecot.conf');
   const logFile = path.join(dir, 'dovecot.log');
@@ -194,8 +218,18 @@ export async function startDovecot(opts: DovecotOptions = {}): Promise<Dovecot> 
   for (let attempt = 1; ; attempt++) {
     const [imap, imaps, lmtp] = (await freePorts(3)) as [number, number, number];
     ports = { imap, imaps: ssl ? imaps : 0, lmtp };
-    await writeFile(configFile, renderDovecotConfig({ dir, instance, ssl, ...ports, imaps,
-      maxUserIp: opts.maxUserIpConnections ?? 1000, extra: opts.extraConfig ?? '' }));
+    await writeFile(
+      configFile,
+      renderDovecotConfig({
+        dir,
+        instance,
+        ssl,
+        ...ports,
+        imaps,
+        maxUserIp: opts.maxUserIpConnections ?? 1000,
+        extra: opts.extraConfig ?? '',
+      }),
+    );
     // setpriv --pdeathsig: the master gets SIGTERM if this test process dies without cleaning up.
     const setpriv = findBinary('setpriv');
     const [cmd, args] = setpriv
@@ -203,7 +237,9 @@ export async function startDovecot(opts: DovecotOptions = {}): Promise<Dovecot> 
       : [bins.dovecot, ['-F', '-c', configFile]];
     stderr = '';
     const c = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
-    c.stderr?.on('data', (b: Buffer) => { stderr += b.toString(); });
+    c.stderr?.on('data', (b: Buffer) => {
+      stderr += b.toString();
+    });
     live.set(c, { dir, keep: !!opts.keepDir || process.env.MAILCTL_KEEP_DOVECOT === '1' });
     installExitHook();
     c.once('exit', () => live.delete(c));
@@ -236,8 +272,17 @@ export async function startDovecot(opts: DovecotOptions = {}): Promise<Dovecot> 
     }
   };
 
-  const lmtp = nodemailer.createTransport({ host: '127.0.0.1', port: ports.lmtp, lmtp: true, ignoreTLS: true,
-    secure: false, connectionTimeout: 5000, greetingTimeout: 5000, socketTimeout: 10000, logger: false });
+  const lmtp = nodemailer.createTransport({
+    host: '127.0.0.1',
+    port: ports.lmtp,
+    lmtp: true,
+    ignoreTLS: true,
+    secure: false,
+    connectionTimeout: 5000,
+    greetingTimeout: 5000,
+    socketTimeout: 10000,
+    logger: false,
+  });
 
   let stopped = false;
   const master = child;
@@ -265,13 +310,30 @@ export async function startDovecot(opts: DovecotOptions = {}): Promise<Dovecot> 
       if (info.rejected.length) throw new Error(`LMTP rejected ${info.rejected.join(', ')}: ${info.response}`);
     },
     async listMessages(user, folder = 'INBOX') {
-      const out = await doveadm(['-f', 'tab', 'fetch', '-u', user, 'uid flags size.physical hdr.message-id',
-        'mailbox', folder, 'all']);
-      return out.split('\n').slice(1).filter((l) => l.trim() !== '').map((line) => {
-        const [uid = '', flags = '', size = '', mid = ''] = line.split('\t');
-        return { uid: Number(uid), flags: flags.split(' ').filter(Boolean), size: Number(size),
-          messageId: mid.trim() || null };
-      });
+      const out = await doveadm([
+        '-f',
+        'tab',
+        'fetch',
+        '-u',
+        user,
+        'uid flags size.physical hdr.message-id',
+        'mailbox',
+        folder,
+        'all',
+      ]);
+      return out
+        .split('\n')
+        .slice(1)
+        .filter((l) => l.trim() !== '')
+        .map((line) => {
+          const [uid = '', flags = '', size = '', mid = ''] = line.split('\t');
+          return {
+            uid: Number(uid),
+            flags: flags.split(' ').filter(Boolean),
+            size: Number(size),
+            messageId: mid.trim() || null,
+          };
+        });
     },
     doveadm,
     log: () => readFile(logFile, 'utf8').catch(() => ''),

@@ -2,7 +2,12 @@ import * as assert from 'uvu/assert';
 import { MailError, type FailureClass } from '../../src/adapters/connection.js';
 
 /** Await `p`, assert it rejects with a MailError of class `cls` (and `code`), push it to `sink`, return it. */
-export async function expectMailError(p: Promise<unknown>, cls: FailureClass, code?: string, sink?: MailError[]): Promise<MailError> {
+export async function expectMailError(
+  p: Promise<unknown>,
+  cls: FailureClass,
+  code?: string,
+  sink?: MailError[],
+): Promise<MailError> {
   let failure: unknown;
   try {
     await p;

@@ -54,5 +54,16 @@ export function smtpYaml(f: ServerFixture): string {
 }
 
 export function flowYaml(name = 'main', directory = 'queues'): string {
-  return ['kind: EmailFlow', `name: ${name}`, 'routes:', '  - queue: billing', '    when:', '      subject: "*invoice*"', '  - queue: general', 'deliver:', `  directory: ${directory}`, ''].join('\n');
+  return [
+    'kind: EmailFlow',
+    `name: ${name}`,
+    'routes:',
+    '  - queue: billing',
+    '    when:',
+    '      subject: "*invoice*"',
+    '  - queue: general',
+    'deliver:',
+    `  directory: ${directory}`,
+    '',
+  ].join('\n');
 }

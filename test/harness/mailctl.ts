@@ -58,7 +58,11 @@ export function cli(args: string[], env: NodeJS.ProcessEnv, cwd?: string): Promi
   return new Promise((resolve) => {
     // MAILCTL_CLI_NODE_FLAGS: extra node flags for CLI processes, for profiling a benchmark (e.g. `--cpu-prof`)
     const nodeFlags = process.env.MAILCTL_CLI_NODE_FLAGS?.split(' ').filter(Boolean) ?? [];
-    const child = spawn(process.execPath, [...nodeFlags, BIN, ...args], { env, cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [...nodeFlags, BIN, ...args], {
+      env,
+      cwd,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d) => (stdout += d));
@@ -75,7 +79,12 @@ export interface DaemonProcess {
   output(): string;
   /** How many reconciles it has run so far (each logs one line with its outcome). */
   reconciles(): number;
-  api(method: 'GET' | 'POST', route: string, body?: unknown, token?: string | null): Promise<{ status: number; body: any }>;
+  api(
+    method: 'GET' | 'POST',
+    route: string,
+    body?: unknown,
+    token?: string | null,
+  ): Promise<{ status: number; body: any }>;
   /** Sends a signal and waits for the exit; returns the exit code and how long it took. */
   stop(signal?: NodeJS.Signals): Promise<{ code: number | null; ms: number }>;
   kill(): Promise<void>;
@@ -87,17 +96,37 @@ const START_TIMEOUT_MS = 30_000;
 const running = new Set<ChildProcess>();
 process.on('exit', () => running.forEach((c) => c.kill('SIGKILL')));
 
-export async function startDaemon(ws: Workspace, extraArgs: string[] = [], env: NodeJS.ProcessEnv = {}): Promise<DaemonProcess> {
-  const args = ['run', '--dir', ws.dir, '--state-dir', ws.stateDir, '--secrets-dir', ws.secretsDir, '--listen', '127.0.0.1:0', ...extraArgs];
+export async function startDaemon(
+  ws: Workspace,
+  extraArgs: string[] = [],
+  env: NodeJS.ProcessEnv = {},
+): Promise<DaemonProcess> {
+  const args = [
+    'run',
+    '--dir',
+    ws.dir,
+    '--state-dir',
+    ws.stateDir,
+    '--secrets-dir',
+    ws.secretsDir,
+    '--listen',
+    '127.0.0.1:0',
+    ...extraArgs,
+  ];
   // MAILCTL_DAEMON_NODE_FLAGS: extra node flags for the daemon only, for profiling a benchmark (e.g. `--cpu-prof`)
   const nodeFlags = process.env.MAILCTL_DAEMON_NODE_FLAGS?.split(' ').filter(Boolean) ?? [];
   const reportDir = path.join(ws.root, 'reports');
-  const child = spawn(process.execPath, [...reportFlags(reportDir), ...nodeFlags, BIN, ...args], { env: { ...ws.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [...reportFlags(reportDir), ...nodeFlags, BIN, ...args], {
+    env: { ...ws.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   running.add(child);
   let text = '';
   child.stdout!.on('data', (d) => (text += d));
   child.stderr!.on('data', (d) => (text += d));
-  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => (running.delete(child), resolve(code))));
+  const exited = new Promise<number | null>((resolve) =>
+    child.on('exit', (code) => (running.delete(child), resolve(code))),
+  );
   const url = await new Promise<string>((resolve, reject) => {
     let settled = false;
     const settle = (outcome: () => void) => {
@@ -118,12 +147,20 @@ export async function startDaemon(ws: Workspace, extraArgs: string[] = [], env: 
         check();
         if (settled) return;
         child.kill('SIGKILL');
-        settle(() => reject(new Error(`daemon did not print its listening line within ${START_TIMEOUT_MS / 1000} s; it printed:\n${text}\n${what}`)));
+        settle(() =>
+          reject(
+            new Error(
+              `daemon did not print its listening line within ${START_TIMEOUT_MS / 1000} s; it printed:\n${text}\n${what}`,
+            ),
+          ),
+        );
       });
     }, START_TIMEOUT_MS);
     child.stdout!.on('data', check);
     child.stderr!.on('data', check);
-    void exited.then((code) => settle(() => reject(new Error(`daemon exited with ${code} before listening:\n${text}`))));
+    void exited.then((code) =>
+      settle(() => reject(new Error(`daemon exited with ${code} before listening:\n${text}`))),
+    );
   });
   const token = (await readFile(path.join(ws.stateDir, 'api-token'), 'utf8')).trim();
   return {
@@ -136,7 +173,10 @@ export async function startDaemon(ws: Workspace, extraArgs: string[] = [], env: 
       const auth = tokenOverride === null ? undefined : (tokenOverride ?? token);
       const res = await fetch(`${url}${route}`, {
         method,
-        headers: { ...(auth && { authorization: `Bearer ${auth}` }), ...(body !== undefined && { 'content-type': 'application/json' }) },
+        headers: {
+          ...(auth && { authorization: `Bearer ${auth}` }),
+          ...(body !== undefined && { 'content-type': 'application/json' }),
+        },
         ...(body !== undefined && { body: JSON.stringify(body) }),
       });
       const raw = await res.text();
@@ -162,7 +202,11 @@ export async function startDaemon(ws: Workspace, extraArgs: string[] = [], env: 
 }
 
 /** Polls `check` until it returns a truthy value or the time is up. */
-export async function eventually<T>(check: () => Promise<T | undefined | null | false> | T | undefined | null | false, timeoutMs = 20_000, what = 'condition'): Promise<T> {
+export async function eventually<T>(
+  check: () => Promise<T | undefined | null | false> | T | undefined | null | false,
+  timeoutMs = 20_000,
+  what = 'condition',
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let last: unknown;
   for (;;) {
@@ -172,7 +216,8 @@ export async function eventually<T>(check: () => Promise<T | undefined | null | 
     } catch (err) {
       last = err;
     }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
+    if (Date.now() > deadline)
+      throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
     await new Promise((r) => setTimeout(r, 100));
   }
 }

@@ -18,7 +18,12 @@ export interface OAuthServer {
   /** Require these client credentials at /token (default: any client is accepted). */
   setClient(clientId: string, clientSecret: string): void;
   /** Make the next `n` /token requests answer with this HTTP status and body (object → JSON, string → as is). */
-  failNextToken(n: number, status: number, body: Record<string, unknown> | string, headers?: Record<string, string>): void;
+  failNextToken(
+    n: number,
+    status: number,
+    body: Record<string, unknown> | string,
+    headers?: Record<string, string>,
+  ): void;
   /** Counters, for assertions. */
   stats: { introspections: number; tokenRequests: number };
   close(): Promise<void>;
@@ -28,13 +33,18 @@ export async function startOAuthServer(opts: { expiresIn?: number } = {}): Promi
   const access = new Map<string, string>();
   const refresh = new Map<string, string>();
   let client: { id: string; secret: string } | undefined;
-  let failing: { n: number; status: number; body: Record<string, unknown> | string; headers: Record<string, string> } | undefined;
+  let failing:
+    { n: number; status: number; body: Record<string, unknown> | string; headers: Record<string, string> } | undefined;
   const stats = { introspections: 0, tokenRequests: 0 };
   const minted: ((token: string, user: string) => void)[] = [];
 
   const json = (res: http.ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}) => {
     const raw = typeof body === 'string';
-    res.writeHead(status, { 'content-type': raw ? 'text/html' : 'application/json', 'cache-control': 'no-store', ...headers });
+    res.writeHead(status, {
+      'content-type': raw ? 'text/html' : 'application/json',
+      'cache-control': 'no-store',
+      ...headers,
+    });
     res.end(raw ? body : JSON.stringify(body));
   };
 
@@ -63,7 +73,8 @@ export async function startOAuthServer(opts: { expiresIn?: number } = {}): Promi
           return json(res, 401, { error: 'invalid_client', error_description: 'client authentication failed' });
         }
         const user = refresh.get(form.get('refresh_token') ?? '');
-        if (!user) return json(res, 400, { error: 'invalid_grant', error_description: 'refresh token is invalid or revoked' });
+        if (!user)
+          return json(res, 400, { error: 'invalid_grant', error_description: 'refresh token is invalid or revoked' });
         const token = `at-${randomBytes(12).toString('hex')}`;
         access.set(token, user);
         for (const listener of minted) listener(token, user);

@@ -128,7 +128,10 @@ export async function startSmtpServer(opts: SmtpServerOptions = {}): Promise<Smt
         const raw = Buffer.concat(chunks);
         const mailFrom = session.envelope.mailFrom;
         messages.push({
-          envelope: { mailFrom: mailFrom ? mailFrom.address : null, rcptTo: session.envelope.rcptTo.map((r) => r.address) },
+          envelope: {
+            mailFrom: mailFrom ? mailFrom.address : null,
+            rcptTo: session.envelope.rcptTo.map((r) => r.address),
+          },
           raw,
           messageId: messageIdOf(raw),
           user: typeof session.user === 'string' ? session.user : undefined,

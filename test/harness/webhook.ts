@@ -6,7 +6,12 @@
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 
-export interface ReceivedRequest { headers: IncomingHttpHeaders; raw: string; body: Record<string, any>; status: number }
+export interface ReceivedRequest {
+  headers: IncomingHttpHeaders;
+  raw: string;
+  body: Record<string, any>;
+  status: number;
+}
 
 /** A webhook receiver: `answer` decides the status of each request; everything received is kept. */
 export class WebhookReceiver {

@@ -4,7 +4,15 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { CHECKPOINT_FORMAT_VERSION, expandUidRanges, listCheckpoints, loadCheckpoint, saveCheckpoint, uidRanges, type Checkpoint } from '../../src/runtime/inbound/checkpoint.js';
+import {
+  CHECKPOINT_FORMAT_VERSION,
+  expandUidRanges,
+  listCheckpoints,
+  loadCheckpoint,
+  saveCheckpoint,
+  uidRanges,
+  type Checkpoint,
+} from '../../src/runtime/inbound/checkpoint.js';
 
 test('UID ranges: runs collapse, single UIDs stay, and expand back', () => {
   assert.is(uidRanges([1, 2, 3, 7, 9, 10]), '1:3,7,9:10');
@@ -21,7 +29,18 @@ test('a backfill of 5,000 is stored as one range; retries, released and failed e
     for (let uid = 1; uid <= 5000; uid++) pending[uid] = { attempts: 0, nextAttemptAt: 0 };
     pending[42] = { attempts: 2, nextAttemptAt: 99, lastError: 'disk' };
     pending[43] = { attempts: 0, nextAttemptAt: 0, copied: true };
-    const cp: Checkpoint = { formatVersion: CHECKPOINT_FORMAT_VERSION, server: 'imap/x', identity: 'id', folder: 'INBOX', uidValidity: '7', lastUid: 5000, pending, copyIntent: null, quarantined: {}, updatedAt: '' };
+    const cp: Checkpoint = {
+      formatVersion: CHECKPOINT_FORMAT_VERSION,
+      server: 'imap/x',
+      identity: 'id',
+      folder: 'INBOX',
+      uidValidity: '7',
+      lastUid: 5000,
+      pending,
+      copyIntent: null,
+      quarantined: {},
+      updatedAt: '',
+    };
     await saveCheckpoint(file, cp);
     const text = await readFile(file, 'utf8');
     assert.ok(text.length < 600, `small: ${text.length} bytes`);

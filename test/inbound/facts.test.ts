@@ -3,20 +3,23 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { messageFacts } from '../../src/runtime/inbound/facts.js';
 
-const source = (...lines: string[]) => Buffer.from(`${lines.join('\r\n')}\r\n\r\nBody: not a header\r\nFrom: body@example.com\r\n`);
+const source = (...lines: string[]) =>
+  Buffer.from(`${lines.join('\r\n')}\r\n\r\nBody: not a header\r\nFrom: body@example.com\r\n`);
 
 test('addresses, subject, date and Message-ID of an ordinary message', () => {
-  const facts = messageFacts(source(
-    'From: "Doe, Jane" <jane@example.com>',
-    'To: support@example.com,',
-    ' Bob <bob@example.org>',
-    'Cc: Team: a@example.com, b@example.com;, c@example.com',
-    'Subject: Invoice',
-    '  #42',
-    'Date: Fri, 27 Nov 2026 10:00:00 +0100',
-    'Message-ID:',
-    ' <abc.123@example.com>',
-  ));
+  const facts = messageFacts(
+    source(
+      'From: "Doe, Jane" <jane@example.com>',
+      'To: support@example.com,',
+      ' Bob <bob@example.org>',
+      'Cc: Team: a@example.com, b@example.com;, c@example.com',
+      'Subject: Invoice',
+      '  #42',
+      'Date: Fri, 27 Nov 2026 10:00:00 +0100',
+      'Message-ID:',
+      ' <abc.123@example.com>',
+    ),
+  );
   assert.equal(facts.from, ['jane@example.com']);
   assert.equal(facts.to, ['support@example.com', 'bob@example.org']);
   assert.equal(facts.cc, ['a@example.com', 'b@example.com', 'c@example.com'], 'groups are flattened');
@@ -27,18 +30,24 @@ test('addresses, subject, date and Message-ID of an ordinary message', () => {
 });
 
 test('encoded words and raw UTF-8 are decoded', () => {
-  const facts = messageFacts(Buffer.concat([
-    Buffer.from('Subject: =?UTF-8?B?w4RyZ2VyIG1pdCBkZXI=?= =?ISO-8859-1?Q?_Rechnung_=FC?=\r\n'),
-    Buffer.from('From: =?UTF-8?Q?J=C3=BCrgen?= <juergen@example.de>\r\nTo: ', 'utf8'),
-    Buffer.from('Zoë <zoe@example.com>\r\n\r\nbody', 'utf8'),
-  ]));
+  const facts = messageFacts(
+    Buffer.concat([
+      Buffer.from('Subject: =?UTF-8?B?w4RyZ2VyIG1pdCBkZXI=?= =?ISO-8859-1?Q?_Rechnung_=FC?=\r\n'),
+      Buffer.from('From: =?UTF-8?Q?J=C3=BCrgen?= <juergen@example.de>\r\nTo: ', 'utf8'),
+      Buffer.from('Zoë <zoe@example.com>\r\n\r\nbody', 'utf8'),
+    ]),
+  );
   assert.is(facts.subject, 'Ärger mit der Rechnung ü');
   assert.equal(facts.from, ['juergen@example.de']);
   assert.equal(facts.to, ['zoe@example.com']);
 });
 
 test('broken headers never throw: unparsable fields are empty', () => {
-  const facts = messageFacts(Buffer.from('From: <<<@@@,,,\r\nTo:\r\nCc: ;;;,,,@, x@, ok@example.com\r\nDate: garbage\r\nMessage-ID:   \r\nSubject: =?x-unknown?Q?abc?=\r\n\0\xff\r\n\r\n'));
+  const facts = messageFacts(
+    Buffer.from(
+      'From: <<<@@@,,,\r\nTo:\r\nCc: ;;;,,,@, x@, ok@example.com\r\nDate: garbage\r\nMessage-ID:   \r\nSubject: =?x-unknown?Q?abc?=\r\n\0\xff\r\n\r\n',
+    ),
+  );
   assert.equal(facts.from, [], 'no address in "<<<@@@,,,"');
   assert.equal(facts.to, []);
   assert.equal(facts.cc, ['ok@example.com'], 'the one real address of a broken list is kept');

@@ -15,16 +15,34 @@ import type { SinkItem } from '../../src/runtime/inbound/sink-directory.js';
 import { displayUrl, signBody, webhookBody, WebhookSink } from '../../src/runtime/inbound/sink-webhook.js';
 
 const checkpoint = (): Checkpoint => ({
-  formatVersion: CHECKPOINT_FORMAT_VERSION, server: 'imap/support', identity: 'x', folder: 'INBOX', uidValidity: '7', lastUid: 10,
-  pending: { 4: { attempts: 4, nextAttemptAt: 1 } }, copyIntent: null, quarantined: {}, updatedAt: '',
+  formatVersion: CHECKPOINT_FORMAT_VERSION,
+  server: 'imap/support',
+  identity: 'x',
+  folder: 'INBOX',
+  uidValidity: '7',
+  lastUid: 10,
+  pending: { 4: { attempts: 4, nextAttemptAt: 1 } },
+  copyIntent: null,
+  quarantined: {},
+  updatedAt: '',
 });
 
 test('quarantine: recorded with its key, removed from the retry set, listed; release puts the UID back, marked as copied', () => {
   const cp = checkpoint();
-  recordQuarantine(cp, 4, { key: 'support.7.4.abcd1234', reason: 'failed', detail: 'failed 5 times', at: 'now', messageId: '<m@x>', attempts: 5 });
+  recordQuarantine(cp, 4, {
+    key: 'support.7.4.abcd1234',
+    reason: 'failed',
+    detail: 'failed 5 times',
+    at: 'now',
+    messageId: '<m@x>',
+    attempts: 5,
+  });
   assert.equal(cp.pending, {});
   const [entry] = quarantineListing(cp);
-  assert.equal({ key: entry!.key, server: entry!.server, uid: entry!.uid, uidValidity: entry!.uidValidity, reason: entry!.reason }, { key: 'support.7.4.abcd1234', server: 'imap/support', uid: 4, uidValidity: '7', reason: 'failed' });
+  assert.equal(
+    { key: entry!.key, server: entry!.server, uid: entry!.uid, uidValidity: entry!.uidValidity, reason: entry!.reason },
+    { key: 'support.7.4.abcd1234', server: 'imap/support', uid: 4, uidValidity: '7', reason: 'failed' },
+  );
   assert.not.ok(releaseInCheckpoint(cp, 'support.7.5.abcd1234'), 'unknown key');
   assert.ok(releaseInCheckpoint(cp, 'support.7.4.abcd1234'));
   assert.equal(cp.quarantined, {});
@@ -38,7 +56,10 @@ test('ledger: remembers Message-ID + content hash, survives a reload, stays boun
     const file = path.join(dir, 'inbound', 'imap_x.delivered');
     const ledger = new DeliveredLedger(file, 5);
     const h = (n: number) => contentHash(Buffer.from(`message ${n}`));
-    await ledger.add([{ messageId: '<1@x>', hash: h(1) }, { messageId: null, hash: h(2) }]);
+    await ledger.add([
+      { messageId: '<1@x>', hash: h(1) },
+      { messageId: null, hash: h(2) },
+    ]);
     assert.ok(await ledger.has('<1@x>', h(1)));
     assert.ok(await ledger.has(null, h(2)));
     assert.not.ok(await ledger.has('<1@x>', h(2)), 'same Message-ID, other content: not the same message');
@@ -59,7 +80,12 @@ test('webhook: signature is HMAC-SHA256 of the exact body; URL credentials and q
   const body = '{"a":1}';
   assert.is(signBody(body, 's3cret'), `sha256=${createHmac('sha256', 's3cret').update(body).digest('hex')}`);
   assert.is(displayUrl('https://user:pw@hooks.example.com/in?token=abc#x'), 'https://hooks.example.com/in');
-  const item = { key: 'k', queue: 'q', source: Buffer.from('Subject: x\r\n\r\nbody'), metadata: { subject: 'x' } } as unknown as SinkItem;
+  const item = {
+    key: 'k',
+    queue: 'q',
+    source: Buffer.from('Subject: x\r\n\r\nbody'),
+    metadata: { subject: 'x' },
+  } as unknown as SinkItem;
   const parsed = JSON.parse(webhookBody(item));
   assert.is(Buffer.from(parsed.source, 'base64').toString(), 'Subject: x\r\n\r\nbody');
   assert.is(parsed.subject, 'x');
@@ -72,15 +98,22 @@ test('webhook: 2xx ok, 4xx permanent (but 408/429), 5xx and 3xx transient, refus
     let body = '';
     req.on('data', (c) => (body += c));
     req.on('end', () => {
-      seen.push({ key: req.headers['idempotency-key'] as string, sig: req.headers['x-mailctl-signature'] as string, body });
+      seen.push({
+        key: req.headers['idempotency-key'] as string,
+        sig: req.headers['x-mailctl-signature'] as string,
+        body,
+      });
       const key = req.headers['idempotency-key'] as string;
       if (key === 'hang') return; // never answers
-      res.writeHead(statuses[key] ?? 200, statuses[key] === 301 ? { location: 'http://127.0.0.1:1/elsewhere' } : {}).end();
+      res
+        .writeHead(statuses[key] ?? 200, statuses[key] === 301 ? { location: 'http://127.0.0.1:1/elsewhere' } : {})
+        .end();
     });
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/hook`;
-  const item = (key: string) => ({ key, queue: 'q', source: Buffer.from('x'), metadata: { uid: 1 } }) as unknown as SinkItem;
+  const item = (key: string) =>
+    ({ key, queue: 'q', source: Buffer.from('x'), metadata: { uid: 1 } }) as unknown as SinkItem;
   try {
     const sink = new WebhookSink(url, 'sec', { timeoutMs: 500 });
     const results = await sink.deliverBatch(['ok', 'bad', 'gone', 'slow429', 'err', 'moved', 'hang'].map(item));
@@ -93,7 +126,10 @@ test('webhook: 2xx ok, 4xx permanent (but 408/429), 5xx and 3xx transient, refus
     server.closeAllConnections();
     await new Promise<void>((r) => server.close(() => r()));
     const [refused] = await sink.deliverBatch([item('ok')]);
-    assert.ok(!refused!.ok && refused!.sinkDown === true && /unreachable/.test(refused!.error.message), JSON.stringify(refused));
+    assert.ok(
+      !refused!.ok && refused!.sinkDown === true && /unreachable/.test(refused!.error.message),
+      JSON.stringify(refused),
+    );
   } finally {
     server.closeAllConnections();
     server.close();

@@ -1,15 +1,37 @@
 /** Routing: the linear-time glob matcher, first-match-wins routes and auto-reply / bounce detection. */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { globMatch, isAutoReply, parseHeaders, routeMessage, type MessageFacts } from '../../src/runtime/inbound/route.js';
+import {
+  globMatch,
+  isAutoReply,
+  parseHeaders,
+  routeMessage,
+  type MessageFacts,
+} from '../../src/runtime/inbound/route.js';
 
 test('glob: literals, *, ? and case-insensitivity', () => {
   const yes: [string, string][] = [
-    ['*invoice*', 'Your INVOICE for May'], ['*@example.com', 'Bob@Example.COM'], ['a?c', 'abc'], ['*', ''], ['**', 'x'],
-    ['a*b*c', 'aXXbYYc'], ['*.com', '.com'], ['?*', 'x'], ['abc', 'ABC'], ['*a', 'aaaa'], ['a*', 'a'],
+    ['*invoice*', 'Your INVOICE for May'],
+    ['*@example.com', 'Bob@Example.COM'],
+    ['a?c', 'abc'],
+    ['*', ''],
+    ['**', 'x'],
+    ['a*b*c', 'aXXbYYc'],
+    ['*.com', '.com'],
+    ['?*', 'x'],
+    ['abc', 'ABC'],
+    ['*a', 'aaaa'],
+    ['a*', 'a'],
   ];
   const no: [string, string][] = [
-    ['*invoice*', 'receipt'], ['a?c', 'ac'], ['a?c', 'abbc'], ['abc', 'abcd'], ['abc', 'ab'], ['?', ''], ['a*b', 'aXXbc'], ['*.com', 'example.org'],
+    ['*invoice*', 'receipt'],
+    ['a?c', 'ac'],
+    ['a?c', 'abbc'],
+    ['abc', 'abcd'],
+    ['abc', 'ab'],
+    ['?', ''],
+    ['a*b', 'aXXbc'],
+    ['*.com', 'example.org'],
   ];
   for (const [p, t] of yes) assert.ok(globMatch(p, t), `${p} ~ ${t}`);
   for (const [p, t] of no) assert.not.ok(globMatch(p, t), `${p} !~ ${t}`);
@@ -48,7 +70,10 @@ const flow = {
 };
 
 test('routes: first match wins; every matcher of a route must match', () => {
-  const q = (f: MessageFacts) => { const d = routeMessage(flow, f); return d.action === 'deliver' ? d.queue : d.action; };
+  const q = (f: MessageFacts) => {
+    const d = routeMessage(flow, f);
+    return d.action === 'deliver' ? d.queue : d.action;
+  };
   assert.is(q(facts({ from: ['Boss@corp.example'], subject: 'invoice' })), 'vip');
   assert.is(q(facts({ subject: 'Re: Invoice 42' })), 'billing');
   assert.is(q(facts({ to: ['someone@x', 'SALES@example.com'] })), 'sales', 'to matches To or Cc');
@@ -56,7 +81,10 @@ test('routes: first match wins; every matcher of a route must match', () => {
   assert.is(q(facts({ from: ['a@partner.example'], subject: 'question' })), 'general');
   assert.is(q(facts({ from: ['a@partner.example'], subject: 'Order 7' })), 'both');
   assert.is(q(facts()), 'general');
-  assert.is(routeMessage({ routes: [{ queue: 'x', when: { subject: 'no' } }], autoReplies: 'deliver' }, facts()).action, 'unrouted');
+  assert.is(
+    routeMessage({ routes: [{ queue: 'x', when: { subject: 'no' } }], autoReplies: 'deliver' }, facts()).action,
+    'unrouted',
+  );
 });
 
 test('auto-reply and bounce detection', () => {
@@ -80,13 +108,26 @@ test('auto-reply and bounce detection', () => {
 test('autoReplies policy: deliver (flagged), queue, drop', () => {
   const f = facts({ subject: 'Out of office: invoice', raw: 'Auto-Submitted: auto-replied\r\n\r\n' });
   assert.equal(routeMessage(flow, f), { action: 'deliver', queue: 'billing', autoReply: true, route: 1 });
-  assert.equal(routeMessage({ ...flow, autoReplies: { queue: 'auto' } }, f), { action: 'deliver', queue: 'auto', autoReply: true, route: 'autoReplies' });
+  assert.equal(routeMessage({ ...flow, autoReplies: { queue: 'auto' } }, f), {
+    action: 'deliver',
+    queue: 'auto',
+    autoReply: true,
+    route: 'autoReplies',
+  });
   assert.is(routeMessage({ ...flow, autoReplies: 'drop' }, f).action, 'drop');
-  assert.equal(routeMessage({ ...flow, autoReplies: 'drop' }, facts({ subject: 'invoice' })), { action: 'deliver', queue: 'billing', autoReply: false, route: 1 });
+  assert.equal(routeMessage({ ...flow, autoReplies: 'drop' }, facts({ subject: 'invoice' })), {
+    action: 'deliver',
+    queue: 'billing',
+    autoReply: false,
+    route: 1,
+  });
 });
 
 test('parseHeaders tolerates broken input', () => {
-  assert.equal([...parseHeaders('garbage without colon\r\n: empty name\r\n\tfolded orphan\r\nA: 1\r\n  2\r\n\r\nBody: no')], [['a', ['1 2']]]);
+  assert.equal(
+    [...parseHeaders('garbage without colon\r\n: empty name\r\n\tfolded orphan\r\nA: 1\r\n  2\r\n\r\nBody: no')],
+    [['a', ['1 2']]],
+  );
   assert.equal(parseHeaders(undefined).size, 0);
 });
 

@@ -9,7 +9,14 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { startDovecot, type Dovecot } from '../harness/dovecot.js';
 import { flowYaml, imapYaml, smtpYaml } from '../harness/fixtures.js';
-import { cli, createWorkspace, eventually, startDaemon, type DaemonProcess, type Workspace } from '../harness/mailctl.js';
+import {
+  cli,
+  createWorkspace,
+  eventually,
+  startDaemon,
+  type DaemonProcess,
+  type Workspace,
+} from '../harness/mailctl.js';
 import { refusedPort } from '../harness/ports.js';
 import { startSmtpServer, type SmtpTestServer } from '../harness/smtp.js';
 
@@ -29,8 +36,20 @@ test.before(async () => {
   ws = await createWorkspace();
   passwordRef = `\${file:${await ws.writeSecret('support-password', CANARY)}}`;
   await ws.writeServer('flow.yaml', flowYaml());
-  await ws.writeServer('smtp-support.yaml', smtpYaml({ shortName: 'support', user: USER, port: smtp.port, caFile: smtp.caFile, password: passwordRef }));
-  await ws.writeServer('imap-support.yaml', imapYaml({ shortName: 'support', user: USER, port: dovecot.ports.imap, caFile: dovecot.caFile, password: passwordRef }));
+  await ws.writeServer(
+    'smtp-support.yaml',
+    smtpYaml({ shortName: 'support', user: USER, port: smtp.port, caFile: smtp.caFile, password: passwordRef }),
+  );
+  await ws.writeServer(
+    'imap-support.yaml',
+    imapYaml({
+      shortName: 'support',
+      user: USER,
+      port: dovecot.ports.imap,
+      caFile: dovecot.caFile,
+      password: passwordRef,
+    }),
+  );
   daemon = await startDaemon(ws, ['--no-watch']);
 });
 
@@ -42,11 +61,25 @@ test.after(async () => {
 });
 
 const apply = (...args: string[]) => cli(['apply', '--dir', ws.dir, ...args], ws.env);
-const status = async () => JSON.parse((await cli(['status', '--json'], ws.env)).stdout) as { servers: { id: string; state: string; since: string; lastError: { class: string } | null; disabledReason: string | null; enabled: boolean; counters: Record<string, number> }[] };
+const status = async () =>
+  JSON.parse((await cli(['status', '--json'], ws.env)).stdout) as {
+    servers: {
+      id: string;
+      state: string;
+      since: string;
+      lastError: { class: string } | null;
+      disabledReason: string | null;
+      enabled: boolean;
+      counters: Record<string, number>;
+    }[];
+  };
 const serverState = async (id: string) => (await status()).servers.find((s) => s.id === id);
 /** What a loop itself logged (its state changes), not what the applied state says about it. */
 const loopLogged = (id: string, message: string) =>
-  daemon.output().split('\n').some((line) => line.includes(`"server":"${id}"`) && line.includes(`"msg":"${message}"`));
+  daemon
+    .output()
+    .split('\n')
+    .some((line) => line.includes(`"server":"${id}"`) && line.includes(`"msg":"${message}"`));
 /** Every daemon of this file: its output is checked for the canary at the end. */
 const daemonOutputs: string[] = [];
 
@@ -66,12 +99,31 @@ test('apply verifies and starts the loops (create)', async () => {
 
 test('--dry-run verifies a change and changes nothing', async () => {
   const before = await readFile(path.join(ws.stateDir, 'applied.json'), 'utf8');
-  await ws.writeServer('imap-support.yaml', imapYaml({ shortName: 'support', name: 'Dry run name', user: USER, port: dovecot.ports.imap, caFile: dovecot.caFile, password: passwordRef }));
+  await ws.writeServer(
+    'imap-support.yaml',
+    imapYaml({
+      shortName: 'support',
+      name: 'Dry run name',
+      user: USER,
+      port: dovecot.ports.imap,
+      caFile: dovecot.caFile,
+      password: passwordRef,
+    }),
+  );
   const r = await apply('--dry-run');
   assert.is(r.code, 0, r.stdout);
   assert.match(r.stdout, /dry-run/);
   assert.is(await readFile(path.join(ws.stateDir, 'applied.json'), 'utf8'), before);
-  await ws.writeServer('imap-support.yaml', imapYaml({ shortName: 'support', user: USER, port: dovecot.ports.imap, caFile: dovecot.caFile, password: passwordRef }));
+  await ws.writeServer(
+    'imap-support.yaml',
+    imapYaml({
+      shortName: 'support',
+      user: USER,
+      port: dovecot.ports.imap,
+      caFile: dovecot.caFile,
+      password: passwordRef,
+    }),
+  );
 });
 
 test('an unchanged folder applies nothing and does not reconnect', async () => {
@@ -87,12 +139,27 @@ test('an in-place update reaches the loop without a reconnect', async () => {
   const before = await serverState('imap/support');
   // from the default (every minute) to every 10 s, the most the schema allows: two polls within 25 s happen only if
   // the running loop picked up the new schedule
-  await ws.writeServer('imap-support.yaml', imapYaml({ shortName: 'support', name: 'Support inbox (renamed)', user: USER, port: dovecot.ports.imap, caFile: dovecot.caFile, password: passwordRef, pollSchedule: '*/10 * * * * *' }));
+  await ws.writeServer(
+    'imap-support.yaml',
+    imapYaml({
+      shortName: 'support',
+      name: 'Support inbox (renamed)',
+      user: USER,
+      port: dovecot.ports.imap,
+      caFile: dovecot.caFile,
+      password: passwordRef,
+      pollSchedule: '*/10 * * * * *',
+    }),
+  );
   const r = await apply();
   assert.is(r.code, 0, r.stdout);
   assert.match(r.stdout, /~ imap\/support/);
   const polls = (await serverState('imap/support'))?.counters.polls_ok ?? 0;
-  await eventually(async () => ((await serverState('imap/support'))?.counters.polls_ok ?? 0) >= polls + 2, 25_000, 'polls on the new schedule');
+  await eventually(
+    async () => ((await serverState('imap/support'))?.counters.polls_ok ?? 0) >= polls + 2,
+    25_000,
+    'polls on the new schedule',
+  );
   const after = await serverState('imap/support');
   assert.is(after?.since, before?.since, 'the same loop, not a reconnect');
   assert.is(after?.state, 'running');
@@ -100,7 +167,18 @@ test('an in-place update reaches the loop without a reconnect', async () => {
 
 test('a connection change is verified, then restarts the loop', async () => {
   await dovecot.createFolder(USER, 'Archive');
-  await ws.writeServer('imap-support.yaml', imapYaml({ shortName: 'support', user: USER, port: dovecot.ports.imaps, tls: true, caFile: dovecot.caFile, password: passwordRef, storageFolder: 'Archive' }));
+  await ws.writeServer(
+    'imap-support.yaml',
+    imapYaml({
+      shortName: 'support',
+      user: USER,
+      port: dovecot.ports.imaps,
+      tls: true,
+      caFile: dovecot.caFile,
+      password: passwordRef,
+      storageFolder: 'Archive',
+    }),
+  );
   const refused = await apply();
   assert.is(refused.code, 3, 'a new port for the same password reference is a rebind that needs approval');
   assert.match(refused.stdout, /credential rebind/);
@@ -109,10 +187,14 @@ test('a connection change is verified, then restarts the loop', async () => {
   assert.is(r.code, 0, r.stdout);
   assert.match(r.stdout, /! imap\/support/);
   assert.match(r.stdout, /imap\/support: Connection succeeded/);
-  await eventually(async () => {
-    const now = await serverState('imap/support');
-    return now?.state === 'running' && now.since !== before?.since;
-  }, 20_000, 'a new loop running (a new since)');
+  await eventually(
+    async () => {
+      const now = await serverState('imap/support');
+      return now?.state === 'running' && now.since !== before?.since;
+    },
+    20_000,
+    'a new loop running (a new since)',
+  );
 });
 
 test('every verification failure class aborts the whole apply and changes nothing', async () => {
@@ -125,13 +207,54 @@ test('every verification failure class aborts the whole apply and changes nothin
   const noStarttls = await startDovecot({ users: { [USER]: CANARY }, starttls: false });
   try {
     const cases: [string, string, RegExp][] = [
-      ['wrong password', imapYaml({ shortName: 'x', user: SALES, port: dovecot.ports.imap, caFile: dovecot.caFile, password: wrong }), /Connection failed: auth:/],
-      ['unknown host', imapYaml({ shortName: 'x', user: SALES, host: 'no-such-host.invalid', port: 143, password: xRef }), /Connection failed: network:/],
-      ['refused port', imapYaml({ shortName: 'x', user: SALES, port: await refusedPort(), password: xRef }), /Connection failed: network:/],
-      ['bad certificate', imapYaml({ shortName: 'x', user: SALES, port: selfSigned.ports.imaps, tls: true, password: xRef }), /Connection failed: tls:/],
-      ['STARTTLS not offered', imapYaml({ shortName: 'x', user: SALES, port: noStarttls.ports.imap, password: xRef }), /Connection failed: tls:/],
-      ['missing storage folder', imapYaml({ shortName: 'x', user: SALES, port: dovecot.ports.imap, caFile: dovecot.caFile, password: salesRef, storageFolder: 'Nope' }), /Connection failed: folder-missing: storage folder "Nope" does not exist on localhost; create it first/],
-      ['secret not allowed', imapYaml({ shortName: 'x', user: SALES, port: dovecot.ports.imap, caFile: dovecot.caFile, password: '${env:HOME}' }), /Connection failed: config: .*MAILCTL_SECRET_/],
+      [
+        'wrong password',
+        imapYaml({ shortName: 'x', user: SALES, port: dovecot.ports.imap, caFile: dovecot.caFile, password: wrong }),
+        /Connection failed: auth:/,
+      ],
+      [
+        'unknown host',
+        imapYaml({ shortName: 'x', user: SALES, host: 'no-such-host.invalid', port: 143, password: xRef }),
+        /Connection failed: network:/,
+      ],
+      [
+        'refused port',
+        imapYaml({ shortName: 'x', user: SALES, port: await refusedPort(), password: xRef }),
+        /Connection failed: network:/,
+      ],
+      [
+        'bad certificate',
+        imapYaml({ shortName: 'x', user: SALES, port: selfSigned.ports.imaps, tls: true, password: xRef }),
+        /Connection failed: tls:/,
+      ],
+      [
+        'STARTTLS not offered',
+        imapYaml({ shortName: 'x', user: SALES, port: noStarttls.ports.imap, password: xRef }),
+        /Connection failed: tls:/,
+      ],
+      [
+        'missing storage folder',
+        imapYaml({
+          shortName: 'x',
+          user: SALES,
+          port: dovecot.ports.imap,
+          caFile: dovecot.caFile,
+          password: salesRef,
+          storageFolder: 'Nope',
+        }),
+        /Connection failed: folder-missing: storage folder "Nope" does not exist on localhost; create it first/,
+      ],
+      [
+        'secret not allowed',
+        imapYaml({
+          shortName: 'x',
+          user: SALES,
+          port: dovecot.ports.imap,
+          caFile: dovecot.caFile,
+          password: '${env:HOME}',
+        }),
+        /Connection failed: config: .*MAILCTL_SECRET_/,
+      ],
     ];
     for (const [what, yaml, expected] of cases) {
       await ws.writeServer('x.yaml', yaml);
@@ -151,8 +274,28 @@ test('every verification failure class aborts the whole apply and changes nothin
 test('--save-failed-as-disabled applies the rest and keeps the failed server stopped (exit 4)', async () => {
   await dovecot.createFolder('sales@example.com', 'ContactStorage');
   const salesRef = `\${file:${path.join(ws.secretsDir, 'sales-password')}}`;
-  await ws.writeServer('imap-sales.yaml', imapYaml({ shortName: 'sales', user: 'sales@example.com', port: dovecot.ports.imap, caFile: dovecot.caFile, password: salesRef }).replace('flow: main', 'flow: main\nstorageFolder: Missing'));
-  await ws.writeServer('imap-sales2.yaml', imapYaml({ shortName: 'sales2', user: 'sales@example.com', port: dovecot.ports.imap, caFile: dovecot.caFile, password: salesRef, folder: 'ContactStorage', storageFolder: 'INBOX' }));
+  await ws.writeServer(
+    'imap-sales.yaml',
+    imapYaml({
+      shortName: 'sales',
+      user: 'sales@example.com',
+      port: dovecot.ports.imap,
+      caFile: dovecot.caFile,
+      password: salesRef,
+    }).replace('flow: main', 'flow: main\nstorageFolder: Missing'),
+  );
+  await ws.writeServer(
+    'imap-sales2.yaml',
+    imapYaml({
+      shortName: 'sales2',
+      user: 'sales@example.com',
+      port: dovecot.ports.imap,
+      caFile: dovecot.caFile,
+      password: salesRef,
+      folder: 'ContactStorage',
+      storageFolder: 'INBOX',
+    }),
+  );
   const refused = await apply();
   assert.is(refused.code, 1);
   const r = await apply('--save-failed-as-disabled');
@@ -166,7 +309,17 @@ test('--save-failed-as-disabled applies the rest and keeps the failed server sto
 });
 
 test('enabled: false stops a loop; removal deletes it', async () => {
-  await ws.writeServer('smtp-support.yaml', smtpYaml({ shortName: 'support', user: USER, port: smtp.port, caFile: smtp.caFile, password: passwordRef, enabled: false }));
+  await ws.writeServer(
+    'smtp-support.yaml',
+    smtpYaml({
+      shortName: 'support',
+      user: USER,
+      port: smtp.port,
+      caFile: smtp.caFile,
+      password: passwordRef,
+      enabled: false,
+    }),
+  );
   // imap/sales2 is running (the test before this one applied it) and its file is gone: this apply deletes it
   assert.is((await serverState('imap/sales2'))?.state, 'running');
   let r = await apply();
@@ -180,7 +333,10 @@ test('enabled: false stops a loop; removal deletes it', async () => {
   assert.match(r.stdout, /no-changes/);
   const ids = (await status()).servers.map((s) => s.id);
   assert.not.ok(ids.includes('imap/sales') || ids.includes('imap/sales2'), 'removed servers deleted');
-  await ws.writeServer('smtp-support.yaml', smtpYaml({ shortName: 'support', user: USER, port: smtp.port, caFile: smtp.caFile, password: passwordRef }));
+  await ws.writeServer(
+    'smtp-support.yaml',
+    smtpYaml({ shortName: 'support', user: USER, port: smtp.port, caFile: smtp.caFile, password: passwordRef }),
+  );
   r = await apply();
   assert.is(r.code, 0, r.stdout);
   await eventually(async () => (await serverState('smtp/support'))?.state === 'running', 20_000, 'smtp re-enabled');
@@ -201,7 +357,10 @@ test('apply with another folder is refused (folder-mismatch)', async () => {
   const other = await createWorkspace();
   try {
     await other.writeServer('flow.yaml', flowYaml());
-    await other.writeServer('a.yaml', smtpYaml({ shortName: 'other', user: 'other@example.com', port: smtp.port, password: passwordRef }));
+    await other.writeServer(
+      'a.yaml',
+      smtpYaml({ shortName: 'other', user: 'other@example.com', port: smtp.port, password: passwordRef }),
+    );
     const r = await cli(['apply', '--dir', other.dir], ws.env);
     assert.is(r.code, 1);
     assert.match(r.stdout, /folder-mismatch/);
@@ -211,7 +370,10 @@ test('apply with another folder is refused (folder-mismatch)', async () => {
 });
 
 test('a second daemon on the same state folder refuses to start', async () => {
-  const r = await cli(['run', '--dir', ws.dir, '--state-dir', ws.stateDir, '--listen', '127.0.0.1:0', '--no-watch'], ws.env);
+  const r = await cli(
+    ['run', '--dir', ws.dir, '--state-dir', ws.stateDir, '--listen', '127.0.0.1:0', '--no-watch'],
+    ws.env,
+  );
   assert.is(r.code, 1);
   assert.match(r.stderr, /another mailctl daemon \(pid \d+\) already uses this state folder/);
 });
@@ -224,7 +386,10 @@ test('state files are private and carry a formatVersion; the apply log records e
   }
   const applied = JSON.parse(await readFile(path.join(ws.stateDir, 'applied.json'), 'utf8'));
   assert.is(applied.formatVersion, '1');
-  const log = (await readFile(path.join(ws.stateDir, 'apply-log.jsonl'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l));
+  const log = (await readFile(path.join(ws.stateDir, 'apply-log.jsonl'), 'utf8'))
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l));
   assert.ok(log.length >= 4);
   assert.ok(log.every((e) => e.formatVersion === '1' && e.time && e.trigger && e.planDigest && e.servers));
 });
@@ -239,15 +404,22 @@ test('a restarted daemon resumes the applied configuration; SIGTERM drains withi
   await eventually(async () => (await serverState('smtp/support'))?.state === 'running', 20_000, 'resumed smtp loop');
 });
 
-test('an apply logs in once per IMAP server (the verified connection becomes the loop\'s); an aborted apply leaves no session', async () => {
+test("an apply logs in once per IMAP server (the verified connection becomes the loop's); an aborted apply leaves no session", async () => {
   const SALES = 'sales@example.com';
   await dovecot.createFolder(SALES, 'ContactStorage').catch(() => undefined); // an earlier test may have made it
   const salesRef = `\${file:${await ws.writeSecret('sales-password', 'sales-pass')}}`;
   const wrong = `\${file:${await ws.writeSecret('wrong-sales', 'not-the-password')}}`;
-  const logins = async () => (await dovecot.log()).split('\n').filter((l) => /imap-login: (Info: )?Login: /.test(l) && l.includes(`user=<${SALES}>`)).length;
-  const sessions = async () => (await dovecot.doveadm(['who', '-1'])).split('\n').filter((l) => l.includes(SALES)).length;
+  const logins = async () =>
+    (await dovecot.log())
+      .split('\n')
+      .filter((l) => /imap-login: (Info: )?Login: /.test(l) && l.includes(`user=<${SALES}>`)).length;
+  const sessions = async () =>
+    (await dovecot.doveadm(['who', '-1'])).split('\n').filter((l) => l.includes(SALES)).length;
   const before = await logins();
-  await ws.writeServer('imap-sales.yaml', imapYaml({ shortName: 'sales', user: SALES, port: dovecot.ports.imap, caFile: dovecot.caFile, password: salesRef }));
+  await ws.writeServer(
+    'imap-sales.yaml',
+    imapYaml({ shortName: 'sales', user: SALES, port: dovecot.ports.imap, caFile: dovecot.caFile, password: salesRef }),
+  );
   const r = await apply();
   assert.is(r.code, 0, r.stdout + r.stderr);
   assert.match(r.stdout, /imap\/sales: Connection succeeded \(IDLE[^)]*\d+ unseen\)/);
@@ -260,16 +432,42 @@ test('an apply logs in once per IMAP server (the verified connection becomes the
   const NEWCOMER = 'newcomer@example.com';
   await dovecot.addUser(NEWCOMER, 'sales-pass');
   await dovecot.createFolder(NEWCOMER, 'ContactStorage');
-  const newcomerSessions = async () => (await dovecot.doveadm(['who', '-1'])).split('\n').filter((l) => l.includes(NEWCOMER)).length;
-  await ws.writeServer('imap-sales2.yaml', imapYaml({ shortName: 'sales2', user: NEWCOMER, port: dovecot.ports.imap, caFile: dovecot.caFile, password: salesRef }));
-  await ws.writeServer('x.yaml', imapYaml({ shortName: 'x', user: 'unknown@example.com', port: dovecot.ports.imap, caFile: dovecot.caFile, password: wrong }));
+  const newcomerSessions = async () =>
+    (await dovecot.doveadm(['who', '-1'])).split('\n').filter((l) => l.includes(NEWCOMER)).length;
+  await ws.writeServer(
+    'imap-sales2.yaml',
+    imapYaml({
+      shortName: 'sales2',
+      user: NEWCOMER,
+      port: dovecot.ports.imap,
+      caFile: dovecot.caFile,
+      password: salesRef,
+    }),
+  );
+  await ws.writeServer(
+    'x.yaml',
+    imapYaml({
+      shortName: 'x',
+      user: 'unknown@example.com',
+      port: dovecot.ports.imap,
+      caFile: dovecot.caFile,
+      password: wrong,
+    }),
+  );
   const aborted = await apply();
   assert.is(aborted.code, 1, aborted.stdout);
   assert.match(aborted.stdout, /imap\/sales2: Connection succeeded/, aborted.stdout);
   assert.match(aborted.stdout, /imap\/x: Connection failed: auth/);
-  await eventually(async () => (await newcomerSessions()) === 0, 10_000, 'the verified connection of the aborted apply is closed');
+  await eventually(
+    async () => (await newcomerSessions()) === 0,
+    10_000,
+    'the verified connection of the aborted apply is closed',
+  );
   assert.is(await sessions(), 1, 'the running loop keeps its session');
-  assert.is((await status()).servers.some((s) => s.id === 'imap/sales2'), false);
+  assert.is(
+    (await status()).servers.some((s) => s.id === 'imap/sales2'),
+    false,
+  );
   for (const file of ['imap-sales2.yaml', 'x.yaml', 'imap-sales.yaml']) await ws.removeServer(file);
   assert.is((await apply()).code, 0);
   await eventually(async () => (await sessions()) === 0, 10_000, 'the sales loop stopped');

@@ -4,7 +4,10 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 
 test('the demo tour runs end to end and exits 0', async () => {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'scripts/demo.ts', '--once'], { env: { ...process.env, NO_COLOR: '1' }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, ['--import', 'tsx', 'scripts/demo.ts', '--once'], {
+    env: { ...process.env, NO_COLOR: '1' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let out = '';
   child.stdout.on('data', (d) => (out += d));
   child.stderr.on('data', (d) => (out += d));
@@ -13,7 +16,15 @@ test('the demo tour runs end to end and exits 0', async () => {
   assert.match(out, /valid \(5 servers, 2 flows/);
   assert.match(out, /Plan: 5 to create/);
   assert.match(out, /applied: applied 5 change\(s\)/);
-  for (const queue of ['support/vip', 'support/billing', 'support/support', 'support/auto-replies', 'sales/partners', 'sales/sales']) assert.match(out, new RegExp(`^${queue} `, 'm'));
+  for (const queue of [
+    'support/vip',
+    'support/billing',
+    'support/support',
+    'support/auto-replies',
+    'sales/partners',
+    'sales/sales',
+  ])
+    assert.match(out, new RegExp(`^${queue} `, 'm'));
   assert.match(out, /support@example.com: 6\/6 INBOX messages \\Seen, 6 in ContactStorage/);
   assert.match(out, /SMTP server received: from support@example.com to dave@example.net/);
   assert.match(out, /SMTP server received: from noreply@example.com to erin@example.net/);

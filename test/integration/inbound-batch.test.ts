@@ -27,19 +27,46 @@ let client: ImapFlow;
 let seq = 0;
 const calls: { name: string; args: unknown[] }[] = [];
 
-const spec = (): ImapServerSpec => ({
-  type: 'imap', name: 'Batch', shortName: 'batch', host: '127.0.0.1', port: dovecot.ports.imap, tls: false, auth: { type: 'basic', user: USER, password: 'x' },
-  folder: 'INBOX', storageFolder: STORAGE, flow: 'main', pollSchedule: '0 * * * *', backfill: 'unseen', maxMessageSize: 1024 * 1024, disableCompression: false,
-}) as unknown as ImapServerSpec;
-const flow = { name: 'main', routes: [{ queue: 'general' }], autoReplies: 'deliver', deliver: { directory: 'queues' } } as unknown as FlowSpec;
+const spec = (): ImapServerSpec =>
+  ({
+    type: 'imap',
+    name: 'Batch',
+    shortName: 'batch',
+    host: '127.0.0.1',
+    port: dovecot.ports.imap,
+    tls: false,
+    auth: { type: 'basic', user: USER, password: 'x' },
+    folder: 'INBOX',
+    storageFolder: STORAGE,
+    flow: 'main',
+    pollSchedule: '0 * * * *',
+    backfill: 'unseen',
+    maxMessageSize: 1024 * 1024,
+    disableCompression: false,
+  }) as unknown as ImapServerSpec;
+const flow = {
+  name: 'main',
+  routes: [{ queue: 'general' }],
+  autoReplies: 'deliver',
+  deliver: { directory: 'queues' },
+} as unknown as FlowSpec;
 
 function mail(withId = true): { raw: string; id: string } {
   const id = `<batch-${process.pid}-${++seq}@test.example>`;
-  const raw = ['From: c@example.org', `To: ${USER}`, `Subject: message ${seq}`, ...(withId ? [`Message-ID: ${id}`] : []), '', `Body ${seq}`, ''].join('\r\n');
+  const raw = [
+    'From: c@example.org',
+    `To: ${USER}`,
+    `Subject: message ${seq}`,
+    ...(withId ? [`Message-ID: ${id}`] : []),
+    '',
+    `Body ${seq}`,
+    '',
+  ].join('\r\n');
   return { raw, id };
 }
 
-const poll = (processor: InboundMailProcessor) => processor.poll(client, { spec: spec(), flow }, new AbortController().signal);
+const poll = (processor: InboundMailProcessor) =>
+  processor.poll(client, { spec: spec(), flow }, new AbortController().signal);
 const called = (name: string) => calls.filter((c) => c.name === name);
 const storageIds = async () => (await dovecot.listMessages(USER, STORAGE)).map((m) => m.messageId);
 
@@ -47,14 +74,25 @@ test.before(async () => {
   dovecot = await startDovecot({ users: { [USER]: 'pw' } });
   await dovecot.createFolder(USER, STORAGE);
   stateDir = await mkdtemp(path.join(tmpdir(), 'mailctl-batch-'));
-  client = new ImapFlow({ host: '127.0.0.1', port: dovecot.ports.imap, secure: false, doSTARTTLS: true, tls: { ca: await readFile(dovecot.caFile, 'utf8') },
-    auth: { user: USER, pass: 'pw' }, logger: false, disableAutoIdle: true });
+  client = new ImapFlow({
+    host: '127.0.0.1',
+    port: dovecot.ports.imap,
+    secure: false,
+    doSTARTTLS: true,
+    tls: { ca: await readFile(dovecot.caFile, 'utf8') },
+    auth: { user: USER, pass: 'pw' },
+    logger: false,
+    disableAutoIdle: true,
+  });
   client.on('error', () => undefined);
   await client.connect();
   await client.mailboxOpen('INBOX');
   for (const name of ['fetchAll', 'messageCopy', 'messageFlagsAdd', 'search'] as const) {
     const original = (client[name] as (...a: unknown[]) => Promise<unknown>).bind(client);
-    (client as unknown as Record<string, unknown>)[name] = (...args: unknown[]) => (calls.push({ name, args }), original(...args));
+    (client as unknown as Record<string, unknown>)[name] = (...args: unknown[]) => (
+      calls.push({ name, args }),
+      original(...args)
+    );
   }
 });
 
@@ -72,7 +110,10 @@ test('a backfill in batches: one metadata FETCH without the header, one source F
   assert.is(stats?.delivered, 2 * BATCH + 5);
   const fetches = called('fetchAll').map((c) => c.args[1] as Record<string, unknown>);
   assert.is(fetches.length, 2 * 3, 'two FETCH commands per batch');
-  assert.ok(fetches.every((q) => !q.headers), 'the header is never fetched on its own');
+  assert.ok(
+    fetches.every((q) => !q.headers),
+    'the header is never fetched on its own',
+  );
   assert.is(fetches.filter((q) => q.source).length, 3, 'each source fetched once');
   assert.is(called('messageCopy').length, 3);
   assert.is(called('messageFlagsAdd').length, 3);
@@ -95,18 +136,28 @@ test('recovery of a copy intent: one SEARCH for the batch, only the missing mess
   // as a crash right after the intent was recorded leaves it: two of the batch already copied, three not yet
   const cp = (await loadCheckpoint(file, identityHash({ host: '127.0.0.1', user: USER, folder: 'INBOX' }), 'INBOX'))!;
   const uids = [...done.map((m) => m.uid), ...newUids];
-  const messageIds = Object.fromEntries([...done.map((m) => [m.uid, m.messageId]), [newUids[0], fresh[0]!.id], [newUids[1], fresh[1]!.id], [newUids[2], null]]);
+  const messageIds = Object.fromEntries([
+    ...done.map((m) => [m.uid, m.messageId]),
+    [newUids[0], fresh[0]!.id],
+    [newUids[1], fresh[1]!.id],
+    [newUids[2], null],
+  ]);
   cp.copyIntent = { storageFolder: STORAGE, uids, messageIds, advanceTo: Math.max(...newUids), seen: uids, flag: [] };
   await saveCheckpoint(file, cp);
   const before = await storageIds();
   calls.length = 0;
   await poll(processor);
-  assert.is(called('search').filter((c) => JSON.stringify(c.args[0]).includes('message-id')).length, 1, 'one SEARCH for the whole intent');
+  assert.is(
+    called('search').filter((c) => JSON.stringify(c.args[0]).includes('message-id')).length,
+    1,
+    'one SEARCH for the whole intent',
+  );
   const copied = called('messageCopy').map((c) => String(c.args[0]));
   assert.equal(copied, [newUids.join(',')], 'only the messages not in the storage folder yet');
   const after = await storageIds();
   assert.is(after.length, before.length + 3);
-  for (const m of done) assert.is(after.filter((id) => id === m.messageId).length, 1, `${m.messageId} stays once in storage`);
+  for (const m of done)
+    assert.is(after.filter((id) => id === m.messageId).length, 1, `${m.messageId} stays once in storage`);
   const seen = await dovecot.listMessages(USER, 'INBOX');
   assert.ok(seen.every((m) => m.flags.includes('\\Seen')));
   const settled = JSON.parse(await readFile(file, 'utf8'));
@@ -129,12 +180,19 @@ test('a message without a Message-ID whose COPY reached the server before a cras
     throw new Error('crashed after COPY');
   }) as ImapFlow['messageCopy'];
   try {
-    await poll(processor).then(() => assert.unreachable('the poll should fail'), (err: Error) => assert.match(err.message, 'crashed after COPY'));
+    await poll(processor).then(
+      () => assert.unreachable('the poll should fail'),
+      (err: Error) => assert.match(err.message, 'crashed after COPY'),
+    );
   } finally {
     client.messageCopy = copy;
   }
   const intent = JSON.parse(await readFile(checkpointFile(stateDir, 'imap', 'batch'), 'utf8')).copyIntent;
-  assert.is(Object.keys(intent.withoutMessageId).length, 2, 'the intent fingerprints the two messages without a Message-ID');
+  assert.is(
+    Object.keys(intent.withoutMessageId).length,
+    2,
+    'the intent fingerprints the two messages without a Message-ID',
+  );
   assert.ok(intent.storageUidNext > 0);
   calls.length = 0;
   await poll(new InboundMailProcessor({ stateDir, batchSize: BATCH })); // a restarted daemon recovers the intent

@@ -16,7 +16,14 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { startDovecot, type Dovecot } from '../harness/dovecot.js';
 import { flowYaml, imapYaml } from '../harness/fixtures.js';
-import { cli, createWorkspace, eventually, startDaemon, type DaemonProcess, type Workspace } from '../harness/mailctl.js';
+import {
+  cli,
+  createWorkspace,
+  eventually,
+  startDaemon,
+  type DaemonProcess,
+  type Workspace,
+} from '../harness/mailctl.js';
 
 const SUPPORT = 'support@example.com';
 const STORAGE = 'ContactStorage';
@@ -113,15 +120,32 @@ async function readCheckpoint(): Promise<Checkpoint | null> {
 }
 
 /** INBOX (or another folder) with the sizes IMAP reports (RFC822.SIZE: CRLF line ends, what BODY[] returns). */
-async function folder(name: string): Promise<{ uid: number; flags: string[]; size: number; messageId: string | null }[]> {
-  const out = await dovecot.doveadm(['-f', 'tab', 'fetch', '-u', SUPPORT, 'uid flags size.virtual hdr.message-id', 'mailbox', name, 'all']);
+async function folder(
+  name: string,
+): Promise<{ uid: number; flags: string[]; size: number; messageId: string | null }[]> {
+  const out = await dovecot.doveadm([
+    '-f',
+    'tab',
+    'fetch',
+    '-u',
+    SUPPORT,
+    'uid flags size.virtual hdr.message-id',
+    'mailbox',
+    name,
+    'all',
+  ]);
   return out
     .split('\n')
     .slice(1)
     .filter((l) => l.trim() !== '')
     .map((line) => {
       const [uid = '', flags = '', size = '', mid = ''] = line.split('\t');
-      return { uid: Number(uid), flags: flags.split(' ').filter(Boolean), size: Number(size), messageId: mid.trim() || null };
+      return {
+        uid: Number(uid),
+        flags: flags.split(' ').filter(Boolean),
+        size: Number(size),
+        messageId: mid.trim() || null,
+      };
     });
 }
 
@@ -133,7 +157,18 @@ test.before(async () => {
   cpFile = path.join(ws.stateDir, 'inbound', 'imap_support.json');
   const ref = `\${file:${await ws.writeSecret('support-password', 'support-pass')}}`;
   await ws.writeServer('flow.yaml', flowYaml('main', 'queues'));
-  await ws.writeServer('imap-support.yaml', imapYaml({ shortName: 'support', user: SUPPORT, port: dovecot.ports.imap, caFile: dovecot.caFile, password: ref, storageFolder: STORAGE, pollSchedule: POLL_EVERY_10_S }));
+  await ws.writeServer(
+    'imap-support.yaml',
+    imapYaml({
+      shortName: 'support',
+      user: SUPPORT,
+      port: dovecot.ports.imap,
+      caFile: dovecot.caFile,
+      password: ref,
+      storageFolder: STORAGE,
+      pollSchedule: POLL_EVERY_10_S,
+    }),
+  );
   daemon = await startDaemon(ws, ['--no-watch']);
   const r = await cli(['apply', '--dir', ws.dir], ws.env);
   assert.is(r.code, 0, r.stdout + r.stderr);
@@ -186,17 +221,28 @@ test(`SIGKILL the daemon ≥ ${MIN_KILLS} times while ${COUNT} messages arrive: 
     if (tmp) hit.tmp++;
     if (unCheckpointed) hit.unCheckpointed++;
     if (intent || tmp || unCheckpointed) hit.any++;
-    const stateTmp = (await readdir(path.dirname(cpFile)).catch(() => [] as string[])).filter((f) => f.endsWith('.tmp') && f !== PLANTED);
+    const stateTmp = (await readdir(path.dirname(cpFile)).catch(() => [] as string[])).filter(
+      (f) => f.endsWith('.tmp') && f !== PLANTED,
+    );
     if (stateTmp.length) hit.stateTmp++;
     // what a kill in the middle of a checkpoint write leaves (rare at random moments): planted once, so its removal
     // by the next daemon is checked in every run
-    if (kills === 1) await writeFile(path.join(path.dirname(cpFile), PLANTED), '{"formatVersion":1,"serv', { mode: 0o600 });
+    if (kills === 1)
+      await writeFile(path.join(path.dirname(cpFile), PLANTED), '{"formatVersion":1,"serv', { mode: 0o600 });
     // at every crash: nothing is \Seen or in the storage folder before its pair is complete in the queue (§5 test 1)
     const acked = new Set(files.filter((f) => f.endsWith('.json')).map(uidOfKey));
     const inbox = await folder('INBOX');
     const ackedIds = new Set(inbox.filter((m) => acked.has(m.uid)).map((m) => m.messageId));
-    early.push(...inbox.filter((m) => m.flags.includes('\\Seen') && !acked.has(m.uid)).map((m) => `kill ${kills}: UID ${m.uid} \\Seen without its .json`));
-    early.push(...(await folder(STORAGE)).filter((m) => !ackedIds.has(m.messageId)).map((m) => `kill ${kills}: ${m.messageId} in storage without its .json`));
+    early.push(
+      ...inbox
+        .filter((m) => m.flags.includes('\\Seen') && !acked.has(m.uid))
+        .map((m) => `kill ${kills}: UID ${m.uid} \\Seen without its .json`),
+    );
+    early.push(
+      ...(await folder(STORAGE))
+        .filter((m) => !ackedIds.has(m.messageId))
+        .map((m) => `kill ${kills}: ${m.messageId} in storage without its .json`),
+    );
     const restarted = Date.now();
     daemon = await startDaemon(ws, ['--no-watch']);
     slowestStartMs = Math.max(slowestStartMs, Date.now() - restarted);
@@ -227,12 +273,20 @@ test(`SIGKILL the daemon ≥ ${MIN_KILLS} times while ${COUNT} messages arrive: 
   // the last daemon settles: nothing unseen in the inbox, every message has its .json
   const jsonCount = async () => [...(await sinkFiles()).values()].flat().filter((f) => f.endsWith('.json')).length;
   try {
-    await eventually(async () => (await jsonCount()) >= COUNT && (await folder('INBOX')).every((m) => m.flags.includes('\\Seen')), 60_000, 'inbox all \\Seen and every .json written');
+    await eventually(
+      async () => (await jsonCount()) >= COUNT && (await folder('INBOX')).every((m) => m.flags.includes('\\Seen')),
+      60_000,
+      'inbox all \\Seen and every .json written',
+    );
     // and the checkpoint caught up (the batch's STORE comes before the checkpoint write)
-    await eventually(async () => {
-      const cp = await readCheckpoint();
-      return cp && cp.copyIntent === null && Object.keys(cp.pending).length === 0 && cp.lastUid >= COUNT;
-    }, 15_000, 'checkpoint caught up');
+    await eventually(
+      async () => {
+        const cp = await readCheckpoint();
+        return cp && cp.copyIntent === null && Object.keys(cp.pending).length === 0 && cp.lastUid >= COUNT;
+      },
+      15_000,
+      'checkpoint caught up',
+    );
   } catch (err) {
     console.log(daemon.output().split('\n').slice(-40).join('\n'));
     throw err;
@@ -265,10 +319,16 @@ test(`SIGKILL the daemon ≥ ${MIN_KILLS} times while ${COUNT} messages arrive: 
     }
   }
   assert.equal(tmpLeft, [], 'no temporary files left in the queues');
-  assert.equal([...pairs.keys()].filter((id) => !sent.has(id)), [], 'nothing but the sent messages in the queues');
+  assert.equal(
+    [...pairs.keys()].filter((id) => !sent.has(id)),
+    [],
+    'nothing but the sent messages in the queues',
+  );
   const missing = messages.filter((m) => !pairs.has(m.id)).map((m) => m.id);
   assert.equal(missing, [], 'every message reached a queue');
-  const duplicated = [...pairs].filter(([, l]) => l.length > 1).map(([id, l]) => `${id}: ${l.map((p) => `${p.queue}/${p.key}`).join(', ')}`);
+  const duplicated = [...pairs]
+    .filter(([, l]) => l.length > 1)
+    .map(([id, l]) => `${id}: ${l.map((p) => `${p.queue}/${p.key}`).join(', ')}`);
   assert.equal(duplicated, [], 'each message exactly once across all queues');
   assert.equal(orphans, [], 'no .eml without its .json');
   for (const [id, [{ queue, key, meta }]] of pairs as Map<string, [{ queue: string; key: string; meta: Meta }]>) {
@@ -280,17 +340,32 @@ test(`SIGKILL the daemon ≥ ${MIN_KILLS} times while ${COUNT} messages arrive: 
     const eml = await readFile(path.join(queues, queue, `${key}.eml`));
     assert.is(eml.length, stored.size, `${id}: .eml has the size of the server's copy`);
     // LMTP prepends Return-Path/Delivered-To/Received; the rest is exactly what was sent
-    assert.ok(eml.subarray(eml.length - Buffer.byteLength(m.raw)).equals(Buffer.from(m.raw)), `${id}: .eml holds the exact source`);
+    assert.ok(
+      eml.subarray(eml.length - Buffer.byteLength(m.raw)).equals(Buffer.from(m.raw)),
+      `${id}: .eml holds the exact source`,
+    );
   }
 
   // storage folder: each message exactly once; inbox: every message \Seen
   const storage = await folder(STORAGE);
   const copies = new Map<string | null, number>();
   for (const s of storage) copies.set(s.messageId, (copies.get(s.messageId) ?? 0) + 1);
-  assert.equal(messages.filter((m) => copies.get(m.id) !== 1).map((m) => `${m.id} ×${copies.get(m.id) ?? 0}`), [], 'each message exactly once in the storage folder');
+  assert.equal(
+    messages.filter((m) => copies.get(m.id) !== 1).map((m) => `${m.id} ×${copies.get(m.id) ?? 0}`),
+    [],
+    'each message exactly once in the storage folder',
+  );
   assert.is(storage.length, COUNT, 'nothing else in the storage folder');
-  assert.equal(inbox.filter((m) => !m.flags.includes('\\Seen')).map((m) => m.uid), [], 'every inbox message \\Seen');
-  assert.equal(inbox.filter((m) => m.flags.includes('\\Flagged')).map((m) => m.uid), [], 'nothing quarantined');
+  assert.equal(
+    inbox.filter((m) => !m.flags.includes('\\Seen')).map((m) => m.uid),
+    [],
+    'every inbox message \\Seen',
+  );
+  assert.equal(
+    inbox.filter((m) => m.flags.includes('\\Flagged')).map((m) => m.uid),
+    [],
+    'nothing quarantined',
+  );
 
   // the checkpoint is valid JSON, nothing in flight, the watermark at the last UID
   const cp = JSON.parse(await readFile(cpFile, 'utf8')) as Checkpoint;
@@ -298,7 +373,11 @@ test(`SIGKILL the daemon ≥ ${MIN_KILLS} times while ${COUNT} messages arrive: 
   assert.equal(cp.pending, {});
   assert.is(cp.lastUid, Math.max(...inbox.map((m) => m.uid)));
   // temp files of checkpoint writes a kill interrupted are removed by the next daemon's first poll
-  assert.equal((await readdir(path.dirname(cpFile))).filter((f) => f.endsWith('.tmp')), [], 'no temp files left in the state folder');
+  assert.equal(
+    (await readdir(path.dirname(cpFile))).filter((f) => f.endsWith('.tmp')),
+    [],
+    'no temp files left in the state folder',
+  );
 
   const s = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
   console.log(

@@ -9,7 +9,14 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { startDovecot, type Dovecot } from '../harness/dovecot.js';
 import { flowYaml, imapYaml } from '../harness/fixtures.js';
-import { cli, createWorkspace, eventually, startDaemon, type DaemonProcess, type Workspace } from '../harness/mailctl.js';
+import {
+  cli,
+  createWorkspace,
+  eventually,
+  startDaemon,
+  type DaemonProcess,
+  type Workspace,
+} from '../harness/mailctl.js';
 
 const SUPPORT = 'support@example.com';
 const SALES = 'sales@example.com';
@@ -23,11 +30,25 @@ let queues: string;
 let seq = 0;
 
 interface Meta {
-  server: string; folder: string; uidValidity: string; uid: number; messageId: string | null; from: string[]; to: string[]; cc: string[];
-  subject: string; date: string | null; queue: string; receivedAt: string; autoReply: boolean;
+  server: string;
+  folder: string;
+  uidValidity: string;
+  uid: number;
+  messageId: string | null;
+  from: string[];
+  to: string[];
+  cc: string[];
+  subject: string;
+  date: string | null;
+  queue: string;
+  receivedAt: string;
+  autoReply: boolean;
 }
 
-function mail(o: { subject: string; to?: string; cc?: string; headers?: string[]; body?: string }): { raw: string; id: string } {
+function mail(o: { subject: string; to?: string; cc?: string; headers?: string[]; body?: string }): {
+  raw: string;
+  id: string;
+} {
   const id = `<inbound-${process.pid}-${++seq}@test.example>`;
   const raw = [
     'From: Customer <customer@example.org>',
@@ -71,9 +92,11 @@ async function pairsOf(id: string): Promise<[string, string, Meta][]> {
 const POLL_EVERY_10_S = '*/10 * * * * *';
 /** A schedule that does not fire during a test run: a loop on it learns of new mail only through IDLE. */
 const ONCE_A_YEAR = '0 0 1 1 *';
-const waitPair = (id: string, timeoutMs = 25_000) => eventually(async () => ((await pairsOf(id)).length ? (await pairsOf(id))[0]! : null), timeoutMs, `pair of ${id}`);
+const waitPair = (id: string, timeoutMs = 25_000) =>
+  eventually(async () => ((await pairsOf(id)).length ? (await pairsOf(id))[0]! : null), timeoutMs, `pair of ${id}`);
 
-const inFolder = async (user: string, folder: string, id: string) => (await dovecot.listMessages(user, folder)).filter((m) => m.messageId === id);
+const inFolder = async (user: string, folder: string, id: string) =>
+  (await dovecot.listMessages(user, folder)).filter((m) => m.messageId === id);
 
 /** Settled: in its queue, exactly one pair, in the storage folder once, and \Seen in the inbox. */
 async function assertSettled(user: string, id: string, queue: string): Promise<Meta> {
@@ -82,8 +105,19 @@ async function assertSettled(user: string, id: string, queue: string): Promise<M
   assert.is((await pairsOf(id)).length, 1, `${id}: exactly one .json`);
   const files = (await sinkFiles()).get(q)!;
   assert.ok(files.includes(`${key}.eml`), `${id}: .eml next to .json`);
-  await eventually(async () => (await inFolder(user, 'INBOX', id))[0]?.flags.includes('\\Seen'), 10_000, `${id} \\Seen`);
-  const stored = await eventually(async () => { const s = await inFolder(user, STORAGE, id); return s.length ? s : null; }, 10_000, `${id} in storage`);
+  await eventually(
+    async () => (await inFolder(user, 'INBOX', id))[0]?.flags.includes('\\Seen'),
+    10_000,
+    `${id} \\Seen`,
+  );
+  const stored = await eventually(
+    async () => {
+      const s = await inFolder(user, STORAGE, id);
+      return s.length ? s : null;
+    },
+    10_000,
+    `${id} in storage`,
+  );
   assert.is(stored.length, 1, `${id}: once in the storage folder`);
   return meta;
 }
@@ -98,23 +132,66 @@ const archiveUnread = mail({ subject: 'Archive old unread', to: ARCHIVE });
 const archiveRead = mail({ subject: 'Archive old read', to: ARCHIVE });
 
 test.before(async () => {
-  dovecot = await startDovecot({ users: { [SUPPORT]: 'support-pass', [SALES]: 'sales-pass', [ARCHIVE]: 'archive-pass' } });
+  dovecot = await startDovecot({
+    users: { [SUPPORT]: 'support-pass', [SALES]: 'sales-pass', [ARCHIVE]: 'archive-pass' },
+  });
   for (const user of [SUPPORT, SALES, ARCHIVE]) await dovecot.createFolder(user, STORAGE);
   ws = await createWorkspace();
   queues = path.join(ws.stateDir, 'queues');
   const supportRef = `\${file:${await ws.writeSecret('support-password', 'support-pass')}}`;
   const salesRef = `\${file:${await ws.writeSecret('sales-password', 'sales-pass')}}`;
   const archiveRef = `\${file:${await ws.writeSecret('archive-password', 'archive-pass')}}`;
-  await ws.writeServer('flow.yaml', `${flowYaml().replace('routes:\n', 'routes:\n  - queue: blocked\n    when:\n      subject: "*blocked*"\n')}autoReplies:\n  queue: auto\n`);
-  await ws.writeServer('imap-support.yaml', imapYaml({ shortName: 'support', user: SUPPORT, port: dovecot.ports.imap, caFile: dovecot.caFile, password: supportRef, storageFolder: STORAGE, pollSchedule: POLL_EVERY_10_S }));
-  await ws.writeServer('imap-sales.yaml', imapYaml({ shortName: 'sales', user: SALES, port: dovecot.ports.imap, caFile: dovecot.caFile, password: salesRef, storageFolder: STORAGE, pollSchedule: POLL_EVERY_10_S, extra: 'backfill: none' }));
-  await ws.writeServer('imap-archive.yaml', imapYaml({ shortName: 'archive', user: ARCHIVE, port: dovecot.ports.imap, caFile: dovecot.caFile, password: archiveRef, storageFolder: STORAGE, pollSchedule: ONCE_A_YEAR, extra: 'backfill: all' }));
+  await ws.writeServer(
+    'flow.yaml',
+    `${flowYaml().replace('routes:\n', 'routes:\n  - queue: blocked\n    when:\n      subject: "*blocked*"\n')}autoReplies:\n  queue: auto\n`,
+  );
+  await ws.writeServer(
+    'imap-support.yaml',
+    imapYaml({
+      shortName: 'support',
+      user: SUPPORT,
+      port: dovecot.ports.imap,
+      caFile: dovecot.caFile,
+      password: supportRef,
+      storageFolder: STORAGE,
+      pollSchedule: POLL_EVERY_10_S,
+    }),
+  );
+  await ws.writeServer(
+    'imap-sales.yaml',
+    imapYaml({
+      shortName: 'sales',
+      user: SALES,
+      port: dovecot.ports.imap,
+      caFile: dovecot.caFile,
+      password: salesRef,
+      storageFolder: STORAGE,
+      pollSchedule: POLL_EVERY_10_S,
+      extra: 'backfill: none',
+    }),
+  );
+  await ws.writeServer(
+    'imap-archive.yaml',
+    imapYaml({
+      shortName: 'archive',
+      user: ARCHIVE,
+      port: dovecot.ports.imap,
+      caFile: dovecot.caFile,
+      password: archiveRef,
+      storageFolder: STORAGE,
+      pollSchedule: ONCE_A_YEAR,
+      extra: 'backfill: all',
+    }),
+  );
   await dovecot.deliver(SUPPORT, oldUnread.raw);
   await dovecot.deliver(SUPPORT, oldRead.raw);
   await dovecot.deliver(SALES, salesOld.raw);
   await dovecot.deliver(ARCHIVE, archiveUnread.raw);
   await dovecot.deliver(ARCHIVE, archiveRead.raw);
-  for (const [user, id] of [[SUPPORT, oldRead.id], [ARCHIVE, archiveRead.id]] as const) {
+  for (const [user, id] of [
+    [SUPPORT, oldRead.id],
+    [ARCHIVE, archiveRead.id],
+  ] as const) {
     const [read] = await inFolder(user, 'INBOX', id);
     await dovecot.doveadm(['flags', 'add', '-u', user, '\\Seen', 'mailbox', 'INBOX', 'uid', String(read!.uid)]);
   }
@@ -146,14 +223,24 @@ test('backfill: all delivers the mail present at first apply, read or not', asyn
 test('backfill: none skips the mail present at first apply and delivers what arrives later', async () => {
   // "later" = after the loop's first poll, which created the checkpoint
   const cpFile = path.join(ws.stateDir, 'inbound', 'imap_sales.json');
-  const cp = await eventually(async () => JSON.parse(await readFile(cpFile, 'utf8')) as { lastUid: number; pending: object }, 15_000, 'sales checkpoint');
+  const cp = await eventually(
+    async () => JSON.parse(await readFile(cpFile, 'utf8')) as { lastUid: number; pending: object },
+    15_000,
+    'sales checkpoint',
+  );
   assert.equal(cp.pending, {}, 'backfill none: nothing pending');
   const fresh = mail({ subject: 'Sales new', to: SALES });
   await dovecot.deliver(SALES, fresh.raw);
   try {
     await assertSettled(SALES, fresh.id, 'general');
   } catch (err) {
-    console.log(daemon.output().split('\n').filter((l) => l.includes('sales')).join('\n'));
+    console.log(
+      daemon
+        .output()
+        .split('\n')
+        .filter((l) => l.includes('sales'))
+        .join('\n'),
+    );
     throw err;
   }
   assert.is((await pairsOf(salesOld.id)).length, 0);
@@ -183,9 +270,28 @@ test('new messages are routed to their queue as an exact .eml + .json pair, copi
   const eml = await readFile(path.join(queues, 'billing', `${key}.eml`), 'utf8');
   assert.ok(eml.endsWith(invoice.raw), 'the .eml is the message source (after the headers LMTP prepends)');
   const uid = (await inFolder(SUPPORT, 'INBOX', invoice.id))[0]!.uid;
-  const virtualSize = Number((await dovecot.doveadm(['-f', 'tab', 'fetch', '-u', SUPPORT, 'size.virtual', 'mailbox', 'INBOX', 'uid', String(uid)])).split('\n')[1]);
+  const virtualSize = Number(
+    (
+      await dovecot.doveadm([
+        '-f',
+        'tab',
+        'fetch',
+        '-u',
+        SUPPORT,
+        'size.virtual',
+        'mailbox',
+        'INBOX',
+        'uid',
+        String(uid),
+      ])
+    ).split('\n')[1],
+  );
   assert.is(Buffer.byteLength(eml), virtualSize, 'exact source: same size as RFC822.SIZE on the server');
-  for (const files of (await sinkFiles()).values()) assert.not.ok(files.some((f) => f.startsWith('.')), 'no temp files left');
+  for (const files of (await sinkFiles()).values())
+    assert.not.ok(
+      files.some((f) => f.startsWith('.')),
+      'no temp files left',
+    );
   const mode = (await stat(path.join(ws.stateDir, 'inbound', 'imap_support.json'))).mode & 0o777;
   assert.is(mode, 0o600, 'checkpoint is private');
 });
@@ -193,7 +299,10 @@ test('new messages are routed to their queue as an exact .eml + .json pair, copi
 test('auto-replies and bounces go where the flow says (autoReplies: queue auto), flagged', async () => {
   const ooo = mail({ subject: 'Out of office: invoice', headers: ['Auto-Submitted: auto-replied'] });
   const bounce = mail({ subject: 'Undelivered Mail Returned to Sender', headers: [], body: 'report' });
-  const bounceRaw = bounce.raw.replace('Content-Type: text/plain; charset=utf-8', 'Content-Type: multipart/report; report-type=delivery-status;\r\n boundary="b1"');
+  const bounceRaw = bounce.raw.replace(
+    'Content-Type: text/plain; charset=utf-8',
+    'Content-Type: multipart/report; report-type=delivery-status;\r\n boundary="b1"',
+  );
   await dovecot.deliver(SUPPORT, ooo.raw);
   await dovecot.deliver(SUPPORT, bounceRaw);
   const m1 = await assertSettled(SUPPORT, ooo.id, 'auto');
@@ -212,10 +321,20 @@ test('a message whose delivery fails stays unseen, does not block the next ones,
   await assertSettled(SUPPORT, next.id, 'general');
   const cpFile = path.join(ws.stateDir, 'inbound', 'imap_support.json');
   const uid = (await inFolder(SUPPORT, 'INBOX', stuck.id))[0]!.uid;
-  const cp = await eventually(async () => { const c = JSON.parse(await readFile(cpFile, 'utf8')); return c.pending[uid] ? c : null; }, 10_000, 'retry recorded');
+  const cp = await eventually(
+    async () => {
+      const c = JSON.parse(await readFile(cpFile, 'utf8'));
+      return c.pending[uid] ? c : null;
+    },
+    10_000,
+    'retry recorded',
+  );
   assert.ok(cp.pending[uid].attempts >= 1);
   assert.ok(cp.lastUid >= uid, 'the watermark moved on past the failed message');
-  assert.not.ok((await inFolder(SUPPORT, 'INBOX', stuck.id))[0]!.flags.includes('\\Seen'), 'failed message stays unseen');
+  assert.not.ok(
+    (await inFolder(SUPPORT, 'INBOX', stuck.id))[0]!.flags.includes('\\Seen'),
+    'failed message stays unseen',
+  );
   assert.is((await inFolder(SUPPORT, STORAGE, stuck.id)).length, 0, 'and is not copied');
   // the sink recovers; the retry (backoff ≈ 2 s) runs on a later poll, here woken by new mail
   await rm(path.join(queues, 'blocked'));
@@ -242,10 +361,14 @@ test('a message marked \\Seen by another client before the poll is still process
   await new Promise((res) => setTimeout(res, 1500));
   const after = await sinkFiles();
   for (const [q, files] of before) {
-    assert.equal(after.get(q)!.filter((f) => !f.startsWith(`${newKey}.`)), files, `queue ${q}: nothing re-delivered after the restart`);
+    assert.equal(
+      after.get(q)!.filter((f) => !f.startsWith(`${newKey}.`)),
+      files,
+      `queue ${q}: nothing re-delivered after the restart`,
+    );
   }
   assert.equal(after.get('general')!.length, before.get('general')!.length + 2, 'only the new pair was added');
-  for (const msg of (await dovecot.listMessages(SUPPORT, STORAGE))) {
+  for (const msg of await dovecot.listMessages(SUPPORT, STORAGE)) {
     assert.is((await inFolder(SUPPORT, STORAGE, msg.messageId!)).length, 1, `${msg.messageId} once in storage`);
   }
 });
@@ -279,7 +402,9 @@ test('IDLE: mail delivered while the loop idles is processed at once, with no sc
 });
 
 test('status shows the loop running after all of it', async () => {
-  const s = JSON.parse((await cli(['status', '--json'], ws.env)).stdout) as { servers: { id: string; state: string; lastError: unknown }[] };
+  const s = JSON.parse((await cli(['status', '--json'], ws.env)).stdout) as {
+    servers: { id: string; state: string; lastError: unknown }[];
+  };
   const support = s.servers.find((x) => x.id === 'imap/support');
   assert.is(support?.state, 'running', JSON.stringify(support));
 });

@@ -6,7 +6,14 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { startDovecot, type Dovecot } from '../harness/dovecot.js';
 import { flowYaml, imapYaml, smtpYaml } from '../harness/fixtures.js';
-import { cli, createWorkspace, eventually, startDaemon, type DaemonProcess, type Workspace } from '../harness/mailctl.js';
+import {
+  cli,
+  createWorkspace,
+  eventually,
+  startDaemon,
+  type DaemonProcess,
+  type Workspace,
+} from '../harness/mailctl.js';
 import { startSmtpServer, type SmtpTestServer } from '../harness/smtp.js';
 import { base64Cores } from '../../src/runtime/secret-scrubber.js';
 
@@ -21,16 +28,42 @@ let ws: Workspace;
 let daemon: DaemonProcess;
 
 test.before(async () => {
-  [dovecot, doomed] = await Promise.all([startDovecot({ users: { [USER]: CANARY } }), startDovecot({ users: { [OTHER]: CANARY } })]);
+  [dovecot, doomed] = await Promise.all([
+    startDovecot({ users: { [USER]: CANARY } }),
+    startDovecot({ users: { [OTHER]: CANARY } }),
+  ]);
   await dovecot.createFolder(USER, 'ContactStorage');
   await doomed.createFolder(OTHER, 'ContactStorage');
   smtp = await startSmtpServer({ ca: dovecot.ca, users: { [USER]: CANARY } });
   ws = await createWorkspace();
   const ref = `\${file:${await ws.writeSecret('password', CANARY)}}`;
   await ws.writeServer('flow.yaml', flowYaml());
-  await ws.writeServer('imap-support.yaml', imapYaml({ shortName: 'support', user: USER, port: dovecot.ports.imap, caFile: dovecot.caFile, password: ref, pollSchedule: '*/10 * * * * *' }));
-  await ws.writeServer('imap-sales.yaml', imapYaml({ shortName: 'sales', user: OTHER, port: doomed.ports.imap, caFile: doomed.caFile, password: ref, pollSchedule: '*/10 * * * * *' }));
-  await ws.writeServer('smtp-support.yaml', smtpYaml({ shortName: 'support', user: USER, port: smtp.port, caFile: smtp.caFile, password: ref }));
+  await ws.writeServer(
+    'imap-support.yaml',
+    imapYaml({
+      shortName: 'support',
+      user: USER,
+      port: dovecot.ports.imap,
+      caFile: dovecot.caFile,
+      password: ref,
+      pollSchedule: '*/10 * * * * *',
+    }),
+  );
+  await ws.writeServer(
+    'imap-sales.yaml',
+    imapYaml({
+      shortName: 'sales',
+      user: OTHER,
+      port: doomed.ports.imap,
+      caFile: doomed.caFile,
+      password: ref,
+      pollSchedule: '*/10 * * * * *',
+    }),
+  );
+  await ws.writeServer(
+    'smtp-support.yaml',
+    smtpYaml({ shortName: 'support', user: USER, port: smtp.port, caFile: smtp.caFile, password: ref }),
+  );
   daemon = await startDaemon(ws, ['--no-watch', '--log-level', 'trace']);
 });
 
@@ -52,7 +85,8 @@ const value = (text: string, sample: string): number | undefined => {
   const line = text.split('\n').find((l) => l.startsWith(`${sample} `));
   return line === undefined ? undefined : Number(line.slice(sample.length + 1));
 };
-const status = async () => (await daemon.api('GET', '/v1/status')).body as { servers: { id: string; state: string; stale: boolean }[] };
+const status = async () =>
+  (await daemon.api('GET', '/v1/status')).body as { servers: { id: string; state: string; stale: boolean }[] };
 
 test('health endpoints need no token; readyz?verbose lists each check', async () => {
   for (const p of ['/livez', '/healthz', '/readyz']) {
@@ -63,17 +97,29 @@ test('health endpoints need no token; readyz?verbose lists each check', async ()
   const verbose = await (await fetch(`${daemon.url}/readyz?verbose`)).text();
   assert.is(verbose, '[+]config-loaded ok\n[+]first-reconcile ok\n[+]not-draining ok\nreadyz check passed\n');
   assert.match(await (await fetch(`${daemon.url}/livez?verbose`)).text(), /^\[\+\]ping ok\nlivez check passed\n$/);
-  assert.is((await daemon.api('GET', '/v1/status', undefined, null)).status, 401, 'the API itself still needs the token');
+  assert.is(
+    (await daemon.api('GET', '/v1/status', undefined, null)).status,
+    401,
+    'the API itself still needs the token',
+  );
 });
 
 test('apply starts every loop; metrics show polls, loop states, reconciles and build info', async () => {
   const r = await cli(['apply', '--dir', ws.dir], ws.env);
   assert.is(r.code, 0, r.stdout + r.stderr);
-  await eventually(async () => (await status()).servers.every((s) => s.state === 'running'), 20_000, 'all loops running');
-  const text = await eventually(async () => {
-    const t = await scrape();
-    return (value(t, 'mailctl_imap_polls_total{server="imap/support",result="ok"}') ?? 0) >= 1 && t;
-  }, 20_000, 'a poll counted');
+  await eventually(
+    async () => (await status()).servers.every((s) => s.state === 'running'),
+    20_000,
+    'all loops running',
+  );
+  const text = await eventually(
+    async () => {
+      const t = await scrape();
+      return (value(t, 'mailctl_imap_polls_total{server="imap/support",result="ok"}') ?? 0) >= 1 && t;
+    },
+    20_000,
+    'a poll counted',
+  );
   assert.ok(value(text, 'mailctl_imap_poll_duration_seconds_count{server="imap/support"}')! >= 1);
   assert.ok(text.includes('mailctl_imap_poll_duration_seconds_bucket{le="0.1",server="imap/support"}'));
   assert.is(value(text, 'mailctl_loop_state{server="imap/support",state="running"}'), 1);
@@ -85,25 +131,40 @@ test('apply starts every loop; metrics show polls, loop states, reconciles and b
   assert.match(text, /^mailctl_build_info\{version="0\.1\.0",node="20\.\d+\.\d+"\} 1$/m);
   assert.is(value(text, 'mailctl_server_stale{server="imap/support"}'), 0);
   assert.ok(text.includes('mailctl_process_cpu_seconds_total'), 'default process metrics, same prefix');
-  for (const name of ['mailctl_messages_sent_total', 'mailctl_messages_send_failed_total', 'mailctl_outbox_messages']) assert.ok(text.includes(`# TYPE ${name} `), name);
+  for (const name of ['mailctl_messages_sent_total', 'mailctl_messages_send_failed_total', 'mailctl_outbox_messages'])
+    assert.ok(text.includes(`# TYPE ${name} `), name);
   const foreign = text.split('\n').filter((l) => l && !l.startsWith('#') && !l.startsWith('mailctl_'));
   assert.equal(foreign, [], 'one prefix for every metric');
   assert.not.ok(text.includes('@'), 'no addresses as labels');
 });
 
 test('a delivered message is counted for its server', async () => {
-  await dovecot.deliver(USER, `From: a@example.net\r\nTo: ${USER}\r\nSubject: your invoice\r\nMessage-ID: <obs-1@example.net>\r\n\r\nhello\r\n`);
-  await eventually(async () => value(await scrape(), 'mailctl_messages_delivered_total{server="imap/support"}') === 1, 20_000, 'delivered counter');
+  await dovecot.deliver(
+    USER,
+    `From: a@example.net\r\nTo: ${USER}\r\nSubject: your invoice\r\nMessage-ID: <obs-1@example.net>\r\n\r\nhello\r\n`,
+  );
+  await eventually(
+    async () => value(await scrape(), 'mailctl_messages_delivered_total{server="imap/support"}') === 1,
+    20_000,
+    'delivered counter',
+  );
   assert.not.ok((await scrape()).includes('obs-1@example.net'), 'no message ids as labels');
 });
 
 test('a server that stops polling goes stale once: status, metrics and one log line', async () => {
   await doomed.stop();
-  await eventually(async () => (await status()).servers.find((s) => s.id === 'imap/sales')?.stale === true, 45_000, 'imap/sales stale (3 × 10 s)');
+  await eventually(
+    async () => (await status()).servers.find((s) => s.id === 'imap/sales')?.stale === true,
+    45_000,
+    'imap/sales stale (3 × 10 s)',
+  );
   assert.is((await status()).servers.find((s) => s.id === 'imap/support')?.stale, false);
   assert.is(value(await scrape(), 'mailctl_server_stale{server="imap/sales"}'), 1);
   await new Promise((r) => setTimeout(r, 3_000)); // three more watchdog checks
-  const staleLines = daemon.output().split('\n').filter((l) => l.includes('imap/sales is stale'));
+  const staleLines = daemon
+    .output()
+    .split('\n')
+    .filter((l) => l.includes('imap/sales is stale'));
   assert.is(staleLines.length, 1, staleLines.join('\n'));
   assert.is(JSON.parse(staleLines[0]!).level, 40);
   assert.not.ok(daemon.output().includes('imap/support is stale'));
@@ -116,7 +177,12 @@ test('the canary secret appears in no log line, metric or status, even at trace'
   assert.ok(out.includes('"component":"imapflow"'), 'imapflow logged through our logger');
   assert.ok(/"level":10/.test(out), 'trace lines were written');
   assert.ok(/AUTHENTICATE|LOGIN/.test(out), 'the authentication exchange was logged');
-  const forms = [CANARY, encodeURIComponent(CANARY), ...base64Cores(CANARY), Buffer.from(`\0${USER}\0${CANARY}`).toString('base64')];
+  const forms = [
+    CANARY,
+    encodeURIComponent(CANARY),
+    ...base64Cores(CANARY),
+    Buffer.from(`\0${USER}\0${CANARY}`).toString('base64'),
+  ];
   for (const form of forms) assert.not.ok(out.includes(form), `a form of the canary leaked: ${form}`);
 });
 

@@ -9,7 +9,14 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { startDovecot, type Dovecot } from '../harness/dovecot.js';
 import { flowYaml, imapYaml, smtpYaml } from '../harness/fixtures.js';
-import { cli, createWorkspace, eventually, startDaemon, type DaemonProcess, type Workspace } from '../harness/mailctl.js';
+import {
+  cli,
+  createWorkspace,
+  eventually,
+  startDaemon,
+  type DaemonProcess,
+  type Workspace,
+} from '../harness/mailctl.js';
 import { startSmtpServer, type SmtpTestServer } from '../harness/smtp.js';
 
 const AGENT = 'agent@example.com';
@@ -29,8 +36,21 @@ test.before(async () => {
   ws = await createWorkspace();
   const ref = `\${file:${await ws.writeSecret('agent', 'agent-pass')}}`;
   await ws.writeServer('flow.yaml', flowYaml());
-  await ws.writeServer('imap.yaml', imapYaml({ shortName: 'agent', user: AGENT, port: dovecot.ports.imap, caFile: dovecot.caFile, password: ref, storageFolder: STORAGE }));
-  await ws.writeServer('smtp.yaml', smtpYaml({ shortName: 'agent', user: AGENT, port: smtp.port, caFile: smtp.caFile, password: ref }));
+  await ws.writeServer(
+    'imap.yaml',
+    imapYaml({
+      shortName: 'agent',
+      user: AGENT,
+      port: dovecot.ports.imap,
+      caFile: dovecot.caFile,
+      password: ref,
+      storageFolder: STORAGE,
+    }),
+  );
+  await ws.writeServer(
+    'smtp.yaml',
+    smtpYaml({ shortName: 'agent', user: AGENT, port: smtp.port, caFile: smtp.caFile, password: ref }),
+  );
   daemon = await startDaemon(ws, ['--no-watch']);
   const r = await cli(['apply', '--dir', ws.dir], ws.env);
   assert.is(r.code, 0, r.stdout + r.stderr);
@@ -46,8 +66,16 @@ test.after(async () => {
 test(`SIGKILL ${KILLS} times while ${COUNT} messages are queued: none lost, duplicates share the Message-ID, one sent copy each`, async () => {
   const accepted = new Map<string, string>(); // messageId → id
   for (let i = 0; i < COUNT; i += 50) {
-    const answers = await Promise.all(Array.from({ length: Math.min(50, COUNT - i) }, (_, j) =>
-      daemon.api('POST', '/v1/outbound', { from: AGENT, to: 'customer@example.org', subject: `crash ${i + j}`, text: `message ${i + j}\n${'x'.repeat(2000)}` })));
+    const answers = await Promise.all(
+      Array.from({ length: Math.min(50, COUNT - i) }, (_, j) =>
+        daemon.api('POST', '/v1/outbound', {
+          from: AGENT,
+          to: 'customer@example.org',
+          subject: `crash ${i + j}`,
+          text: `message ${i + j}\n${'x'.repeat(2000)}`,
+        }),
+      ),
+    );
     for (const a of answers) {
       assert.is(a.status, 202, JSON.stringify(a.body));
       accepted.set(a.body.messageId, a.body.id);
@@ -58,18 +86,31 @@ test(`SIGKILL ${KILLS} times while ${COUNT} messages are queued: none lost, dupl
   for (let k = 0; k < KILLS; k++) {
     // kill after a random number of further messages reached the SMTP server (mid-stream, not between runs)
     const target = smtp.messages.length + 10 + Math.floor(Math.random() * 60);
-    await eventually(() => smtp.messages.length >= target || smtp.messages.length >= COUNT, 30_000, `${target} messages received`);
+    await eventually(
+      () => smtp.messages.length >= target || smtp.messages.length >= COUNT,
+      30_000,
+      `${target} messages received`,
+    );
     await new Promise((r) => setTimeout(r, Math.floor(Math.random() * 30)));
     await daemon.kill();
     if (new Set(smtp.messages.map((m) => m.messageId)).size < COUNT) midStream++;
-    if (k === 0) await writeFile(path.join(outbox, '11111111-2222-4333-8444-555555555555.msg'), 'MAILCTL-OUTBOX 1 5000\n{"formatVersion":1,"message":{"id":"1111', { mode: 0o600 });
+    if (k === 0)
+      await writeFile(
+        path.join(outbox, '11111111-2222-4333-8444-555555555555.msg'),
+        'MAILCTL-OUTBOX 1 5000\n{"formatVersion":1,"message":{"id":"1111',
+        { mode: 0o600 },
+      );
     daemon = await startDaemon(ws, ['--no-watch']);
   }
   assert.ok(midStream >= 3, `only ${midStream} of ${KILLS} kills came while messages were still being sent`);
-  const settled = await eventually(async () => {
-    const list = await daemon.api('GET', '/v1/outbound');
-    return list.status === 200 && list.body.outbox.length === 0 ? list.body : null;
-  }, 60_000, 'outbox empty');
+  const settled = await eventually(
+    async () => {
+      const list = await daemon.api('GET', '/v1/outbound');
+      return list.status === 200 && list.body.outbox.length === 0 ? list.body : null;
+    },
+    60_000,
+    'outbox empty',
+  );
   assert.is(settled.quarantined, 0, 'quarantine count of the last start');
   const quarantined = await readdir(path.join(outbox, 'quarantine'));
   assert.is(quarantined.length, 1, 'the truncated file was quarantined');
@@ -81,12 +122,19 @@ test(`SIGKILL ${KILLS} times while ${COUNT} messages are queued: none lost, dupl
   const strangers = [...byId.keys()].filter((mid) => !accepted.has(mid));
   assert.equal(strangers, [], 'nothing else was sent (the truncated file was not)');
   const duplicates = [...byId.values()].filter((n) => n > 1).length;
-  assert.ok(smtp.messages.every((m) => m.messageId && accepted.has(m.messageId)), 'every resend carries the original Message-ID');
+  assert.ok(
+    smtp.messages.every((m) => m.messageId && accepted.has(m.messageId)),
+    'every resend carries the original Message-ID',
+  );
 
   const stored = await dovecot.listMessages(AGENT, STORAGE);
   const copies = new Map<string, number>();
   for (const m of stored) if (m.messageId) copies.set(m.messageId, (copies.get(m.messageId) ?? 0) + 1);
-  assert.equal([...accepted.keys()].filter((mid) => copies.get(mid) !== 1), [], 'exactly one sent copy each');
+  assert.equal(
+    [...accepted.keys()].filter((mid) => copies.get(mid) !== 1),
+    [],
+    'exactly one sent copy each',
+  );
   assert.is(stored.length, COUNT);
   for (const [mid, id] of [...accepted].slice(0, 20)) {
     const s = await daemon.api('GET', `/v1/outbound/${id}`);

@@ -8,7 +8,14 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { startDovecot, type Dovecot } from '../harness/dovecot.js';
 import { flowYaml, imapYaml, smtpYaml } from '../harness/fixtures.js';
-import { cli, createWorkspace, eventually, startDaemon, type DaemonProcess, type Workspace } from '../harness/mailctl.js';
+import {
+  cli,
+  createWorkspace,
+  eventually,
+  startDaemon,
+  type DaemonProcess,
+  type Workspace,
+} from '../harness/mailctl.js';
 import { startSmtpServer, type SmtpTestServer } from '../harness/smtp.js';
 
 const A = 'alice@example.com';
@@ -23,15 +30,18 @@ let daemon: DaemonProcess;
 let refA: string;
 let refB: string;
 
-const imapA = (name?: string) => imapYaml({ shortName: 'a', name, user: A, port: dovecot.ports.imap, caFile: dovecot.caFile, password: refA });
-const smtpA = (enabled = true) => smtpYaml({ shortName: 'a', enabled, user: A, port: smtp.port, caFile: smtp.caFile, password: refA });
+const imapA = (name?: string) =>
+  imapYaml({ shortName: 'a', name, user: A, port: dovecot.ports.imap, caFile: dovecot.caFile, password: refA });
+const smtpA = (enabled = true) =>
+  smtpYaml({ shortName: 'a', enabled, user: A, port: smtp.port, caFile: smtp.caFile, password: refA });
 const smtpB = () => smtpYaml({ shortName: 'b', user: B, port: smtp.port, caFile: smtp.caFile, password: refB });
 
 const plan = (...args: string[]) => cli(['plan', '--dir', ws.dir, ...args], ws.env);
 const apply = (...args: string[]) => cli(['apply', ...args], ws.env);
 const planFile = (name: string) => path.join(ws.root, name);
 const appliedSpec = async (id: string) => (await daemon.api('GET', '/v1/state')).body.state.servers[id]?.config.spec;
-const serverState = async (id: string) => (await daemon.api('GET', '/v1/status')).body.servers.find((s: { id: string }) => s.id === id);
+const serverState = async (id: string) =>
+  (await daemon.api('GET', '/v1/status')).body.servers.find((s: { id: string }) => s.id === id);
 
 test.before(async () => {
   dovecot = await startDovecot({ users: { [A]: PW_A } });
@@ -75,10 +85,16 @@ test('plan against the daemon shows the right symbols; --detailed-exitcode 2; --
   assert.match(r.stdout, /Plan: 1 to create, 1 to update, 0 to restart, 1 to stop, 0 to delete, 0 need approval\./);
   assert.not.match(r.stdout + r.stderr, PW_A);
   assert.not.match(r.stdout + r.stderr, PW_B);
-  const viaUrl = await cli(['plan', '--dir', ws.dir, '--server', daemon.url, '--json'], { ...ws.env, MAILCTL_TOKEN: daemon.token, MAILCTL_STATE_DIR: '' });
+  const viaUrl = await cli(['plan', '--dir', ws.dir, '--server', daemon.url, '--json'], {
+    ...ws.env,
+    MAILCTL_TOKEN: daemon.token,
+    MAILCTL_STATE_DIR: '',
+  });
   assert.is(viaUrl.code, 0, viaUrl.stdout + viaUrl.stderr);
   const json = JSON.parse(viaUrl.stdout);
-  const actions = Object.fromEntries(json.changes.map((c: { id: string; action: string; symbol: string }) => [c.id, `${c.symbol} ${c.action}`]));
+  const actions = Object.fromEntries(
+    json.changes.map((c: { id: string; action: string; symbol: string }) => [c.id, `${c.symbol} ${c.action}`]),
+  );
   assert.equal(actions, { 'imap/a': '~ update', 'smtp/b': '+ create', 'smtp/a': '- stop' });
 });
 

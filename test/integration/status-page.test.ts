@@ -9,7 +9,14 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { startDovecot, type Dovecot } from '../harness/dovecot.js';
 import { flowYaml, imapYaml } from '../harness/fixtures.js';
-import { cli, createWorkspace, eventually, startDaemon, type DaemonProcess, type Workspace } from '../harness/mailctl.js';
+import {
+  cli,
+  createWorkspace,
+  eventually,
+  startDaemon,
+  type DaemonProcess,
+  type Workspace,
+} from '../harness/mailctl.js';
 
 /** Debian's `chromium`, which .ci/run installs; MAILCTL_CHROMIUM points elsewhere. */
 const CHROMIUM = process.env.MAILCTL_CHROMIUM ?? '/usr/bin/chromium';
@@ -31,20 +38,52 @@ test.before(async () => {
     console.error(`✘ status-page: ${message}`);
     throw new Error(message);
   }
-  [healthy, doomed] = await Promise.all([startDovecot({ users: { [USER]: CANARY } }), startDovecot({ users: { [OTHER]: CANARY }, keepDir: true })]); // keepDir: its CA stays readable after stop()
+  [healthy, doomed] = await Promise.all([
+    startDovecot({ users: { [USER]: CANARY } }),
+    startDovecot({ users: { [OTHER]: CANARY }, keepDir: true }),
+  ]); // keepDir: its CA stays readable after stop()
   await healthy.createFolder(USER, 'ContactStorage');
   await doomed.createFolder(OTHER, 'ContactStorage');
   ws = await createWorkspace();
   const ref = `\${file:${await ws.writeSecret('password', CANARY)}}`;
   await ws.writeServer('flow.yaml', flowYaml());
-  await ws.writeServer('imap-support.yaml', imapYaml({ shortName: 'support', name: 'Support inbox', user: USER, port: healthy.ports.imap, caFile: healthy.caFile, password: ref }));
-  await ws.writeServer('imap-sales.yaml', imapYaml({ shortName: 'sales', name: 'Sales inbox', user: OTHER, port: doomed.ports.imap, caFile: doomed.caFile, password: ref }));
+  await ws.writeServer(
+    'imap-support.yaml',
+    imapYaml({
+      shortName: 'support',
+      name: 'Support inbox',
+      user: USER,
+      port: healthy.ports.imap,
+      caFile: healthy.caFile,
+      password: ref,
+    }),
+  );
+  await ws.writeServer(
+    'imap-sales.yaml',
+    imapYaml({
+      shortName: 'sales',
+      name: 'Sales inbox',
+      user: OTHER,
+      port: doomed.ports.imap,
+      caFile: doomed.caFile,
+      password: ref,
+    }),
+  );
   daemon = await startDaemon(ws, ['--no-watch']);
   const r = await cli(['apply', '--dir', ws.dir], ws.env);
   assert.is(r.code, 0, r.stdout + r.stderr);
   browser = await chromium.launch({
     executablePath: CHROMIUM,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    args: [
+      '--headless',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+    ],
   });
 });
 
@@ -67,7 +106,13 @@ const card = (page: Page, id: string) => page.locator(`section.server[data-serve
 
 test('both servers show as running, with last success and counters', async () => {
   const page = await open({ width: 1280, height: 800 });
-  await eventually(async () => (await card(page, 'imap/sales').innerText()).includes('running') && (await card(page, 'imap/support').innerText()).includes('running'), 20_000, 'both cards running');
+  await eventually(
+    async () =>
+      (await card(page, 'imap/sales').innerText()).includes('running') &&
+      (await card(page, 'imap/support').innerText()).includes('running'),
+    20_000,
+    'both cards running',
+  );
   const support = await card(page, 'imap/support').innerText();
   assert.match(support, /Support inbox/);
   assert.match(support, /Last success\s+\d+ s ago/);
@@ -79,11 +124,19 @@ test('both servers show as running, with last success and counters', async () =>
 
 test('a failing server is marked and shows its error without reloading the page', async () => {
   const page = await open({ width: 1280, height: 800 });
-  await eventually(async () => (await card(page, 'imap/sales').innerText()).includes('running'), 20_000, 'sales running first');
+  await eventually(
+    async () => (await card(page, 'imap/sales').innerText()).includes('running'),
+    20_000,
+    'sales running first',
+  );
   // a mark in this document: a reload (meta refresh, location.reload) would make a new one without it
   await page.evaluate(() => ((window as unknown as { notReloaded: boolean }).notReloaded = true));
   await doomed.stop();
-  await eventually(async () => /failing/.test(await card(page, 'imap/sales').innerText()), 30_000, 'the page marks sales as failing');
+  await eventually(
+    async () => /failing/.test(await card(page, 'imap/sales').innerText()),
+    30_000,
+    'the page marks sales as failing',
+  );
   const sales = await card(page, 'imap/sales').innerText();
   assert.match(sales, /Sales inbox/);
   assert.match(sales, /\b(backoff|failed)\b/);
@@ -94,7 +147,11 @@ test('a failing server is marked and shows its error without reloading the page'
   assert.not.match(await card(page, 'imap/support').innerText(), /failing/);
   assert.match(await page.locator('#summary').innerText(), /^2 servers, 1 failing$/);
   assert.match(await page.title(), /1 failing/);
-  assert.is(await page.evaluate(() => (window as unknown as { notReloaded?: boolean }).notReloaded), true, 'updated in place, not reloaded');
+  assert.is(
+    await page.evaluate(() => (window as unknown as { notReloaded?: boolean }).notReloaded),
+    true,
+    'updated in place, not reloaded',
+  );
   await page.close();
 });
 
@@ -104,7 +161,9 @@ test('on a phone the cards stack and nothing scrolls sideways', async () => {
   const layout = await page.evaluate(() => ({
     scrollWidth: document.documentElement.scrollWidth,
     width: window.innerWidth,
-    cards: [...document.querySelectorAll('section.server')].map((e) => e.getBoundingClientRect()).map((r) => ({ left: r.left, right: r.right, top: r.top })),
+    cards: [...document.querySelectorAll('section.server')]
+      .map((e) => e.getBoundingClientRect())
+      .map((r) => ({ left: r.left, right: r.right, top: r.top })),
   }));
   assert.ok(layout.scrollWidth <= layout.width, `page is ${layout.scrollWidth}px wide in a ${layout.width}px viewport`);
   const [a, b] = layout.cards;

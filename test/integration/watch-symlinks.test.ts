@@ -30,10 +30,12 @@ test.after(async () => {
   await ws?.cleanup();
 });
 
-const yamlNamed = (name: string) => smtpYaml({ shortName: 'support', name, user: USER, port: smtp.port, caFile: smtp.caFile, password: ref });
+const yamlNamed = (name: string) =>
+  smtpYaml({ shortName: 'support', name, user: USER, port: smtp.port, caFile: smtp.caFile, password: ref });
 /** Longer than the watcher's debounce and the 2 s check of the links above the folder: a second reconcile would be in. */
 const settle = () => new Promise((r) => setTimeout(r, 3_000));
-const appliedName = async (d: DaemonProcess) => (await d.api('GET', '/v1/state')).body.state.servers['smtp/support']?.config.spec.name as string | undefined;
+const appliedName = async (d: DaemonProcess) =>
+  (await d.api('GET', '/v1/state')).body.state.servers['smtp/support']?.config.spec.name as string | undefined;
 
 /** Replaces the symlink `link` so that it points at `target`, atomically (as kubelet and git-sync do). */
 async function swapLink(link: string, target: string): Promise<void> {
@@ -58,14 +60,21 @@ test('a ConfigMap update (the ..data link swapped to a new folder) is applied', 
   await settle();
   const before = daemon.reconciles();
   await swapLink(path.join(dir, '..data'), '..2026_02');
-  await eventually(async () => (await appliedName(daemon)) === 'Version two', 20_000, 'second version applied after the ..data swap');
+  await eventually(
+    async () => (await appliedName(daemon)) === 'Version two',
+    20_000,
+    'second version applied after the ..data swap',
+  );
   await settle();
   assert.is(daemon.reconciles() - before, 1, 'one reconcile for the swap');
 });
 
 test('a git-sync update (the link above the folder swapped to a new worktree) is applied', async () => {
   const root = path.join(ws.root, 'git');
-  for (const [rev, name] of [['rev1', 'Revision one'], ['rev2', 'Revision two']] as const) {
+  for (const [rev, name] of [
+    ['rev1', 'Revision one'],
+    ['rev2', 'Revision two'],
+  ] as const) {
     await mkdir(path.join(root, 'worktrees', rev, 'servers.d'), { recursive: true });
     await writeFile(path.join(root, 'worktrees', rev, 'servers.d', 'support.yaml'), yamlNamed(name));
   }
@@ -77,7 +86,11 @@ test('a git-sync update (the link above the folder swapped to a new worktree) is
   await settle();
   const before = daemon.reconciles();
   await swapLink(path.join(root, 'current'), 'worktrees/rev2');
-  await eventually(async () => (await appliedName(daemon)) === 'Revision two', 20_000, 'second revision applied after the current swap');
+  await eventually(
+    async () => (await appliedName(daemon)) === 'Revision two',
+    20_000,
+    'second revision applied after the current swap',
+  );
   await settle();
   assert.is(daemon.reconciles() - before, 1, 'one reconcile for the swap');
 });

@@ -10,7 +10,14 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { startDovecot, type Dovecot } from '../harness/dovecot.js';
 import { flowYaml, imapYaml, smtpYaml } from '../harness/fixtures.js';
-import { cli, createWorkspace, eventually, startDaemon, type DaemonProcess, type Workspace } from '../harness/mailctl.js';
+import {
+  cli,
+  createWorkspace,
+  eventually,
+  startDaemon,
+  type DaemonProcess,
+  type Workspace,
+} from '../harness/mailctl.js';
 import { startSmtpServer, type SmtpTestServer } from '../harness/smtp.js';
 
 const A = 'alice@example.com';
@@ -28,10 +35,16 @@ let refB: string;
 let refBulk: string;
 
 type Status = { id: string; state: string; since: string | null; name: string }[];
-type Last = { outcome: string; message: string; diagnostics: { file: string; line: number; column: number; code: string }[] } | null;
+type Last = {
+  outcome: string;
+  message: string;
+  diagnostics: { file: string; line: number; column: number; code: string }[];
+} | null;
 
-const imapA = (over: Partial<Parameters<typeof imapYaml>[0]> = {}) => imapYaml({ shortName: 'a', user: A, port: dovecot.ports.imap, caFile: dovecot.caFile, password: refA, ...over });
-const imapB = () => imapYaml({ shortName: 'b', user: B, port: dovecot.ports.imap, caFile: dovecot.caFile, password: refB });
+const imapA = (over: Partial<Parameters<typeof imapYaml>[0]> = {}) =>
+  imapYaml({ shortName: 'a', user: A, port: dovecot.ports.imap, caFile: dovecot.caFile, password: refA, ...over });
+const imapB = () =>
+  imapYaml({ shortName: 'b', user: B, port: dovecot.ports.imap, caFile: dovecot.caFile, password: refB });
 const smtpA = () => smtpYaml({ shortName: 'a', user: A, port: smtp.port, caFile: smtp.caFile, password: refA });
 
 async function statusOf(d: DaemonProcess = daemon): Promise<{ servers: Status; lastReconcile: Last }> {
@@ -40,11 +53,15 @@ async function statusOf(d: DaemonProcess = daemon): Promise<{ servers: Status; l
   return r.body;
 }
 const server = async (id: string, d: DaemonProcess = daemon) => (await statusOf(d)).servers.find((s) => s.id === id);
-const appliedSpec = async (id: string, d: DaemonProcess = daemon) => (await d.api('GET', '/v1/state')).body.state.servers[id]?.config.spec;
+const appliedSpec = async (id: string, d: DaemonProcess = daemon) =>
+  (await d.api('GET', '/v1/state')).body.state.servers[id]?.config.spec;
 /** Reconciles the daemon ran so far (one JSON log line each, whatever the outcome). */
-const applyLogLines = async (w: Workspace = ws) => (await readFile(path.join(w.stateDir, 'apply-log.jsonl'), 'utf8').catch(() => '')).trim().split('\n').filter(Boolean).length;
+const applyLogLines = async (w: Workspace = ws) =>
+  (await readFile(path.join(w.stateDir, 'apply-log.jsonl'), 'utf8').catch(() => '')).trim().split('\n').filter(Boolean)
+    .length;
 const quiet = () => new Promise((r) => setTimeout(r, QUIET_MS));
-const running = (id: string, d?: DaemonProcess) => eventually(async () => (await server(id, d))?.state === 'running', 20_000, `${id} running`);
+const running = (id: string, d?: DaemonProcess) =>
+  eventually(async () => (await server(id, d))?.state === 'running', 20_000, `${id} running`);
 
 /** What editors (vim with backupcopy=no, VS Code, JetBrains) do: write a temp file next to it, then rename it over. */
 async function atomicSave(name: string, text: string): Promise<void> {
@@ -89,7 +106,11 @@ test('an atomic save (temp file + rename) of an in-place change is applied with 
   const before = await server('imap/a');
   const [count, logLines] = [daemon.reconciles(), await applyLogLines()];
   await atomicSave('imap-a.yaml', imapA({ name: 'Alice (renamed)' }));
-  await eventually(async () => (await appliedSpec('imap/a'))?.name === 'Alice (renamed)', 10_000, 'renamed in /v1/state');
+  await eventually(
+    async () => (await appliedSpec('imap/a'))?.name === 'Alice (renamed)',
+    10_000,
+    'renamed in /v1/state',
+  );
   await quiet();
   assert.is(daemon.reconciles() - count, 1, 'one reconcile');
   assert.is((await applyLogLines()) - logLines, 1, 'one apply-log entry');
@@ -112,7 +133,11 @@ test('a bad edit keeps the old configuration running; status shows file:line:col
   assert.is((await appliedSpec('imap/a'))?.name, 'Alice (renamed)');
   // 2. a rule error (storageFolder equal to folder)
   await atomicSave('imap-a.yaml', imapA({ name: 'Broken', folder: 'INBOX', storageFolder: 'INBOX' }));
-  await eventually(async () => (await statusOf()).lastReconcile?.diagnostics.some((d) => d.code === 'storage-folder-equals-folder'), 10_000, 'rule error reported');
+  await eventually(
+    async () => (await statusOf()).lastReconcile?.diagnostics.some((d) => d.code === 'storage-folder-equals-folder'),
+    10_000,
+    'rule error reported',
+  );
   text = await cli(['status'], ws.env);
   assert.match(text.stdout, /imap-a\.yaml:\d+:\d+: error\[storage-folder-equals-folder\]/);
   assert.is((await server('imap/a'))?.state, 'running');
@@ -120,8 +145,10 @@ test('a bad edit keeps the old configuration running; status shows file:line:col
   // 3. the fix
   await atomicSave('imap-a.yaml', imapA({ name: 'Alice (fixed)' }));
   // the new state is visible while its loops start; the reconcile's outcome is recorded when it ends
-  await eventually(async () => (await statusOf()).lastReconcile?.outcome === 'applied', 10_000, 'fix applied')
-    .catch(async (err) => assert.unreachable(`${err.message}; last reconcile: ${JSON.stringify((await statusOf()).lastReconcile)}`));
+  await eventually(async () => (await statusOf()).lastReconcile?.outcome === 'applied', 10_000, 'fix applied').catch(
+    async (err) =>
+      assert.unreachable(`${err.message}; last reconcile: ${JSON.stringify((await statusOf()).lastReconcile)}`),
+  );
   assert.is((await appliedSpec('imap/a'))?.name, 'Alice (fixed)');
   assert.is((await server('imap/a'))?.state, 'running');
 });
@@ -151,10 +178,14 @@ test('a rotated secret file restarts exactly the server that uses it', async () 
   const [a, b] = [await server('imap/a'), await server('imap/b')];
   await dovecot.addUser(B, 'bob-rotated');
   await ws.writeSecret('bob-password', 'bob-rotated');
-  await eventually(async () => {
-    const now = await server('imap/b');
-    return now?.state === 'running' && now.since !== b?.since;
-  }, 15_000, 'imap/b restarted');
+  await eventually(
+    async () => {
+      const now = await server('imap/b');
+      return now?.state === 'running' && now.since !== b?.since;
+    },
+    15_000,
+    'imap/b restarted',
+  );
   await quiet();
   assert.is((await server('imap/a'))?.since, a?.since, 'imap/a untouched');
   assert.is((await server('smtp/a'))?.state, 'running');
@@ -165,15 +196,32 @@ test(`${BULK} files written at once become exactly one reconcile`, async () => {
   const [count, logLines] = [daemon.reconciles(), await applyLogLines()];
   await Promise.all(
     Array.from({ length: BULK }, (_, i) =>
-      ws.writeServer(`smtp-bulk${i}.yaml`, smtpYaml({ shortName: `bulk${i}`, user: `bulk${i}@example.com`, port: smtp.port, caFile: smtp.caFile, password: refBulk })),
+      ws.writeServer(
+        `smtp-bulk${i}.yaml`,
+        smtpYaml({
+          shortName: `bulk${i}`,
+          user: `bulk${i}@example.com`,
+          port: smtp.port,
+          caFile: smtp.caFile,
+          password: refBulk,
+        }),
+      ),
     ),
   );
-  await eventually(async () => (await statusOf()).servers.filter((s) => s.id.startsWith('smtp/bulk') && s.state === 'running').length === BULK, 30_000, `${BULK} loops running`)
-    .catch(async (err) => assert.unreachable(`${err.message}; last reconcile: ${JSON.stringify((await statusOf()).lastReconcile)}`));
+  await eventually(
+    async () =>
+      (await statusOf()).servers.filter((s) => s.id.startsWith('smtp/bulk') && s.state === 'running').length === BULK,
+    30_000,
+    `${BULK} loops running`,
+  ).catch(async (err) =>
+    assert.unreachable(`${err.message}; last reconcile: ${JSON.stringify((await statusOf()).lastReconcile)}`),
+  );
   await quiet();
   assert.is(daemon.reconciles() - count, 1, 'one reconcile');
   assert.is((await applyLogLines()) - logLines, 1, 'one apply-log entry');
-  const last = JSON.parse((await readFile(path.join(ws.stateDir, 'apply-log.jsonl'), 'utf8')).trim().split('\n').at(-1)!);
+  const last = JSON.parse(
+    (await readFile(path.join(ws.stateDir, 'apply-log.jsonl'), 'utf8')).trim().split('\n').at(-1)!,
+  );
   assert.is(last.trigger, 'watch');
   assert.is(Object.keys(last.servers).length, BULK);
 });
@@ -183,18 +231,34 @@ test('an emptied folder stops nothing (refused-deletes); restoring it changes no
   for (const name of await readdir(ws.dir)) files.set(name, await readFile(path.join(ws.dir, name), 'utf8'));
   const before = (await statusOf()).servers;
   await Promise.all([...files.keys()].map((name) => rm(path.join(ws.dir, name))));
-  await eventually(async () => (await statusOf()).lastReconcile?.outcome === 'refused-deletes', 10_000, 'refused-deletes');
+  await eventually(
+    async () => (await statusOf()).lastReconcile?.outcome === 'refused-deletes',
+    10_000,
+    'refused-deletes',
+  );
   const s = await statusOf();
   assert.match(s.lastReconcile!.message, /--allow-empty/);
   assert.is(s.servers.length, before.length);
-  assert.ok(s.servers.every((x) => x.state === 'running'), 'every loop still running');
+  assert.ok(
+    s.servers.every((x) => x.state === 'running'),
+    'every loop still running',
+  );
   const text = await cli(['status'], ws.env);
   assert.match(text.stdout, /refused-deletes/);
   await Promise.all([...files].map(([name, yaml]) => writeFile(path.join(ws.dir, name), yaml)));
-  await eventually(async () => (await statusOf()).lastReconcile?.outcome === 'no-changes', 10_000, 'no-changes after restore')
-    .catch(async (err) => assert.unreachable(`${err.message}; last reconcile: ${JSON.stringify((await statusOf()).lastReconcile)}`));
+  await eventually(
+    async () => (await statusOf()).lastReconcile?.outcome === 'no-changes',
+    10_000,
+    'no-changes after restore',
+  ).catch(async (err) =>
+    assert.unreachable(`${err.message}; last reconcile: ${JSON.stringify((await statusOf()).lastReconcile)}`),
+  );
   const after = (await statusOf()).servers;
-  assert.equal(after.map((x) => [x.id, x.since]), before.map((x) => [x.id, x.since]), 'nothing restarted');
+  assert.equal(
+    after.map((x) => [x.id, x.since]),
+    before.map((x) => [x.id, x.since]),
+    'nothing restarted',
+  );
 });
 
 test('SIGHUP reconciles now (--no-watch daemon)', async () => {
@@ -203,17 +267,31 @@ test('SIGHUP reconciles now (--no-watch daemon)', async () => {
   try {
     const ref = `\${file:${await ws2.writeSecret('alice-password', 'alice-pass')}}`;
     await ws2.writeServer('flow.yaml', flowYaml());
-    await ws2.writeServer('smtp-a.yaml', smtpYaml({ shortName: 'a', user: A, port: smtp.port, caFile: smtp.caFile, password: ref }));
+    await ws2.writeServer(
+      'smtp-a.yaml',
+      smtpYaml({ shortName: 'a', user: A, port: smtp.port, caFile: smtp.caFile, password: ref }),
+    );
     d2 = await startDaemon(ws2, ['--no-watch']);
     const r = await cli(['apply', '--dir', ws2.dir], ws2.env);
     assert.is(r.code, 0, r.stdout + r.stderr);
     await running('smtp/a', d2);
-    await ws2.writeServer('smtp-a.yaml', smtpYaml({ shortName: 'a', name: 'Alice outgoing (HUP)', user: A, port: smtp.port, caFile: smtp.caFile, password: ref }));
+    await ws2.writeServer(
+      'smtp-a.yaml',
+      smtpYaml({
+        shortName: 'a',
+        name: 'Alice outgoing (HUP)',
+        user: A,
+        port: smtp.port,
+        caFile: smtp.caFile,
+        password: ref,
+      }),
+    );
     await quiet();
     assert.is((await appliedSpec('smtp/a', d2))?.name, 'smtp a', '--no-watch: an edit alone changes nothing');
     d2.child.kill('SIGHUP');
     // the apply log gets its entry once the loops have started, after the new state is visible
-    const lastApply = async () => JSON.parse((await readFile(path.join(ws2.stateDir, 'apply-log.jsonl'), 'utf8')).trim().split('\n').at(-1)!);
+    const lastApply = async () =>
+      JSON.parse((await readFile(path.join(ws2.stateDir, 'apply-log.jsonl'), 'utf8')).trim().split('\n').at(-1)!);
     await eventually(async () => (await lastApply()).trigger === 'sighup', 10_000, 'apply-log entry for the SIGHUP');
     assert.is((await appliedSpec('smtp/a', d2))?.name, 'Alice outgoing (HUP)');
   } finally {

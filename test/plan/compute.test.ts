@@ -1,13 +1,35 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { serverId, type FlowSpec, type ImapServerSpec, type ServerSpec, type SmtpServerSpec } from '../../src/config/model.js';
+import {
+  serverId,
+  type FlowSpec,
+  type ImapServerSpec,
+  type ServerSpec,
+  type SmtpServerSpec,
+} from '../../src/config/model.js';
 import { computePlan, desiredDigest, nextBindings, RESTART_FIELDS, stateDigest } from '../../src/plan/compute.js';
 import { EMPTY_STATE } from '../../src/plan/desired.js';
 import { imapSpec, smtpSpec } from './specs.js';
-import { hasChanges, type DesiredState, type ObservedState, type ServerConfig, type ServerChange } from '../../src/plan/model.js';
+import {
+  hasChanges,
+  type DesiredState,
+  type ObservedState,
+  type ServerConfig,
+  type ServerChange,
+} from '../../src/plan/model.js';
 
-const FLOW: FlowSpec = { name: 'main', routes: [{ queue: 'vip', when: { from: '*@vip.example.com' } }, { queue: 'support' }], autoReplies: 'deliver', deliver: { directory: 'inbox' } };
-const OTHER_FLOW: FlowSpec = { name: 'other', routes: [{ queue: 'sales' }], autoReplies: 'drop', deliver: { directory: 'sales' } };
+const FLOW: FlowSpec = {
+  name: 'main',
+  routes: [{ queue: 'vip', when: { from: '*@vip.example.com' } }, { queue: 'support' }],
+  autoReplies: 'deliver',
+  deliver: { directory: 'inbox' },
+};
+const OTHER_FLOW: FlowSpec = {
+  name: 'other',
+  routes: [{ queue: 'sales' }],
+  autoReplies: 'drop',
+  deliver: { directory: 'sales' },
+};
 
 const imap = imapSpec;
 
@@ -18,7 +40,9 @@ const config = (spec: ServerSpec): ServerConfig => {
   const flow = spec.type === 'imap' && spec.flow ? flows.get(spec.flow) : undefined;
   return flow ? { spec, flow } : { spec };
 };
-const desired = (...specs: ServerSpec[]): DesiredState => ({ servers: Object.fromEntries(specs.map((s) => [serverId(s), config(s)])) });
+const desired = (...specs: ServerSpec[]): DesiredState => ({
+  servers: Object.fromEntries(specs.map((s) => [serverId(s), config(s)])),
+});
 
 /** The state after applying `specs` (bindings as the daemon would record them); `disabled` ids are saved as disabled. */
 function running(specs: ServerSpec[], options: { disabled?: string[]; bindings?: boolean } = {}): ObservedState {
@@ -63,7 +87,10 @@ test('create-disabled: a new server with enabled: false is created, saved as dis
 test('create-disabled: reusing a reference bound elsewhere is no rebind while the server sends nothing', () => {
   const observed = running([imap('support')]);
   const plan = computePlan({
-    desired: desired(imap('support'), imap('copy', { enabled: false, host: 'evil.example.net', auth: imap('support').auth })),
+    desired: desired(
+      imap('support'),
+      imap('copy', { enabled: false, host: 'evil.example.net', auth: imap('support').auth }),
+    ),
     observed,
   });
   assert.is(only(plan.changes).action, 'create');
@@ -78,9 +105,19 @@ const inPlace: [string, ServerSpec, ServerSpec, string[]][] = [
   ['backfill', imap('support'), imap('support', { backfill: 'none' }), ['backfill']],
   ['maxMessageSize', imap('support'), imap('support', { maxMessageSize: 1024 }), ['maxMessageSize']],
   ['role', smtp('noreply'), smtp('noreply', { role: 'template' }), ['role']],
-  ['additionalFromAddresses', smtp('support'), smtp('support', { additionalFromAddresses: ['help@example.com'] }), ['additionalFromAddresses']],
+  [
+    'additionalFromAddresses',
+    smtp('support'),
+    smtp('support', { additionalFromAddresses: ['help@example.com'] }),
+    ['additionalFromAddresses'],
+  ],
   ['reauthenticateOnSave', imap('support'), imap('support', { reauthenticateOnSave: true }), ['reauthenticateOnSave']],
-  ['flow (another flow)', imap('support'), imap('support', { flow: 'other' }), ['flow', 'flow.autoReplies', 'flow.deliver', 'flow.name', 'flow.routes']],
+  [
+    'flow (another flow)',
+    imap('support'),
+    imap('support', { flow: 'other' }),
+    ['flow', 'flow.autoReplies', 'flow.deliver', 'flow.name', 'flow.routes'],
+  ],
 ];
 
 for (const [what, before, after, fields] of inPlace) {
@@ -99,8 +136,14 @@ for (const [what, before, after, fields] of inPlace) {
 
 test('update in place: the content of the flow changed (same flow name)', () => {
   const observed = running([imap('support')]);
-  const changedFlow: FlowSpec = { ...FLOW, routes: [{ queue: 'vip', when: { from: '*@vip.example.org' } }, { queue: 'support' }] };
-  const plan = computePlan({ desired: { servers: { 'imap/support': { spec: imap('support'), flow: changedFlow } } }, observed });
+  const changedFlow: FlowSpec = {
+    ...FLOW,
+    routes: [{ queue: 'vip', when: { from: '*@vip.example.org' } }, { queue: 'support' }],
+  };
+  const plan = computePlan({
+    desired: { servers: { 'imap/support': { spec: imap('support'), flow: changedFlow } } },
+    observed,
+  });
   const change = only(plan.changes);
   assert.is(change.action, 'update');
   assert.equal(change.changedFields, ['flow.routes']);
@@ -110,14 +153,19 @@ test('update in place: the content of the flow changed (same flow name)', () => 
 test('update in place: a rename does not look at credential bindings', () => {
   // The reference is bound to another server's target; a change that does not reconnect sends nothing new.
   const observed = running([imap('support')]);
-  observed.bindings['${env:SUPPORT_PASSWORD}'] = [{ ...observed.bindings['${env:SUPPORT_PASSWORD}']![0]!, host: 'elsewhere.example.com' }];
+  observed.bindings['${env:SUPPORT_PASSWORD}'] = [
+    { ...observed.bindings['${env:SUPPORT_PASSWORD}']![0]!, host: 'elsewhere.example.com' },
+  ];
   const plan = computePlan({ desired: desired(imap('support', { name: 'Renamed' })), observed });
   assert.is(only(plan.changes).action, 'update');
 });
 
 test('update: a disabled server whose configuration changed is recorded, nothing restarts', () => {
   const before = imap('parked', { enabled: false });
-  const plan = computePlan({ desired: desired(imap('parked', { enabled: false, host: 'imap2.example.com' })), observed: running([before]) });
+  const plan = computePlan({
+    desired: desired(imap('parked', { enabled: false, host: 'imap2.example.com' })),
+    observed: running([before]),
+  });
   const change = only(plan.changes);
   assert.is(change.action, 'update');
   assert.equal(change.restartFields, []);
@@ -132,7 +180,12 @@ const restartMutations: Record<string, { spec: ServerSpec; field: string }> = {
   tls: { spec: imap('support', { tls: false }), field: 'tls' },
   allowPlaintext: { spec: imap('support', { tls: false, allowPlaintext: true }), field: 'allowPlaintext' },
   tlsCaFile: { spec: imap('support', { tlsCaFile: '/etc/mailctl/ca.pem' }), field: 'tlsCaFile' },
-  auth: { spec: imap('support', { auth: { type: 'basic', user: 'helpdesk@example.com', password: '${env:SUPPORT_PASSWORD}' } }), field: 'auth.user' },
+  auth: {
+    spec: imap('support', {
+      auth: { type: 'basic', user: 'helpdesk@example.com', password: '${env:SUPPORT_PASSWORD}' },
+    }),
+    field: 'auth.user',
+  },
   folder: { spec: imap('support', { folder: 'Support' }), field: 'folder' },
   storageFolder: { spec: imap('support', { storageFolder: 'Archive' }), field: 'storageFolder' },
   sniServerName: { spec: imap('support', { sniServerName: 'mail.example.com' }), field: 'sniServerName' },
@@ -157,14 +210,22 @@ for (const [top, { spec, field }] of Object.entries(restartMutations)) {
 }
 
 test('restart: a new password reference (auth.password) restarts', () => {
-  const plan = computePlan({ desired: desired(smtp('support', { auth: { type: 'basic', user: 'support@example.com', password: '${file:/run/secrets/smtp}' } })), observed: running([smtp('support')]) });
+  const plan = computePlan({
+    desired: desired(
+      smtp('support', { auth: { type: 'basic', user: 'support@example.com', password: '${file:/run/secrets/smtp}' } }),
+    ),
+    observed: running([smtp('support')]),
+  });
   const change = only(plan.changes);
   assert.is(change.action, 'restart');
   assert.equal(change.restartFields, ['auth.password']);
 });
 
 test('restart: in-place and restart fields together restart; only the restart fields are marked', () => {
-  const plan = computePlan({ desired: desired(imap('support', { name: 'New name', folder: 'Support' })), observed: running([imap('support')]) });
+  const plan = computePlan({
+    desired: desired(imap('support', { name: 'New name', folder: 'Support' })),
+    observed: running([imap('support')]),
+  });
   const change = only(plan.changes);
   assert.is(change.action, 'restart');
   assert.equal(change.changedFields, ['folder', 'name']);
@@ -172,7 +233,10 @@ test('restart: in-place and restart fields together restart; only the restart fi
 });
 
 test('restart: a host that only changes case is a restart, not a rebind', () => {
-  const plan = computePlan({ desired: desired(imap('support', { host: 'IMAP.example.com' })), observed: running([imap('support')]) });
+  const plan = computePlan({
+    desired: desired(imap('support', { host: 'IMAP.example.com' })),
+    observed: running([imap('support')]),
+  });
   const change = only(plan.changes);
   assert.is(change.action, 'restart');
   assert.equal(change.rebinds, []);
@@ -183,7 +247,10 @@ test('restart: a changed secret digest restarts exactly that server', () => {
   const plan = computePlan({
     desired: desired(imap('support'), imap('sales')),
     observed,
-    secretDigests: { desired: { 'imap/support': 'sha256:new', 'imap/sales': 'sha256:same' }, observed: { 'imap/support': 'sha256:old', 'imap/sales': 'sha256:same' } },
+    secretDigests: {
+      desired: { 'imap/support': 'sha256:new', 'imap/sales': 'sha256:same' },
+      observed: { 'imap/support': 'sha256:old', 'imap/sales': 'sha256:same' },
+    },
   });
   const change = only(plan.changes);
   assert.is(change.id, 'imap/support');
@@ -205,7 +272,10 @@ test('restart: no secret digest on one side is no restart', () => {
 // ---- stop / delete / start ------------------------------------------------------------------------------------------
 
 test('stop: enabled: false on a running server', () => {
-  const plan = computePlan({ desired: desired(imap('support', { enabled: false })), observed: running([imap('support')]) });
+  const plan = computePlan({
+    desired: desired(imap('support', { enabled: false })),
+    observed: running([imap('support')]),
+  });
   const change = only(plan.changes);
   assert.is(change.action, 'stop');
   assert.equal(change.changedFields, []);
@@ -215,7 +285,10 @@ test('stop: enabled: false on a running server', () => {
 });
 
 test('stop: with other changes it is still a stop (and lists them)', () => {
-  const plan = computePlan({ desired: desired(imap('support', { enabled: false, host: 'evil.example.net' })), observed: running([imap('support')]) });
+  const plan = computePlan({
+    desired: desired(imap('support', { enabled: false, host: 'evil.example.net' })),
+    observed: running([imap('support')]),
+  });
   const change = only(plan.changes);
   assert.is(change.action, 'stop');
   assert.equal(change.changedFields, ['host']);
@@ -234,7 +307,10 @@ test('delete: removed from the folder', () => {
 });
 
 test('start: enabled again after enabled: false', () => {
-  const plan = computePlan({ desired: desired(imap('support')), observed: running([imap('support', { enabled: false })]) });
+  const plan = computePlan({
+    desired: desired(imap('support')),
+    observed: running([imap('support', { enabled: false })]),
+  });
   const change = only(plan.changes);
   assert.is(change.action, 'start');
   assert.match(change.reasons.join('\n'), /enabled again/);
@@ -242,7 +318,10 @@ test('start: enabled again after enabled: false', () => {
 });
 
 test('start: a server saved as disabled after a failure starts again', () => {
-  const plan = computePlan({ desired: desired(imap('support')), observed: running([imap('support')], { disabled: ['imap/support'] }) });
+  const plan = computePlan({
+    desired: desired(imap('support')),
+    observed: running([imap('support')], { disabled: ['imap/support'] }),
+  });
   assert.is(only(plan.changes).action, 'start');
 });
 
@@ -256,7 +335,10 @@ test('no-op: a disabled server that stays disabled and unchanged', () => {
 // ---- rebind ---------------------------------------------------------------------------------------------------------
 
 test('rebind: the host changes while the password reference stays the same', () => {
-  const plan = computePlan({ desired: desired(imap('support', { host: 'evil.example.net' })), observed: running([imap('support')]) });
+  const plan = computePlan({
+    desired: desired(imap('support', { host: 'evil.example.net' })),
+    observed: running([imap('support')]),
+  });
   const change = only(plan.changes);
   assert.is(change.action, 'rebind');
   assert.is(change.thenAction, 'restart');
@@ -269,7 +351,10 @@ test('rebind: the host changes while the password reference stays the same', () 
     },
   ]);
   const reasons = change.reasons.join('\n');
-  assert.match(reasons, /credential rebind: \$\{env:SUPPORT_PASSWORD\} was applied with imap\.example\.com:993 \(TLS\)/);
+  assert.match(
+    reasons,
+    /credential rebind: \$\{env:SUPPORT_PASSWORD\} was applied with imap\.example\.com:993 \(TLS\)/,
+  );
   assert.match(reasons, /evil\.example\.net:993/);
   assert.match(reasons, /needs approval: apply --approve-rebind imap\/support/);
   assert.equal(plan.summary, { create: 0, update: 0, restart: 1, stop: 0, delete: 0, needApproval: 1 });
@@ -283,7 +368,11 @@ test('rebind: the port or TLS setting changes under the same reference', () => {
 });
 
 test('rebind: approved with --approve-rebind', () => {
-  const plan = computePlan({ desired: desired(imap('support', { host: 'imap2.example.com' })), observed: running([imap('support')]), approvals: ['imap/support'] });
+  const plan = computePlan({
+    desired: desired(imap('support', { host: 'imap2.example.com' })),
+    observed: running([imap('support')]),
+    approvals: ['imap/support'],
+  });
   const change = only(plan.changes);
   assert.is(change.action, 'rebind');
   assert.is(change.approved, true);
@@ -292,13 +381,20 @@ test('rebind: approved with --approve-rebind', () => {
 });
 
 test('rebind: an approval of another server does not cover it', () => {
-  const plan = computePlan({ desired: desired(imap('support', { host: 'imap2.example.com' })), observed: running([imap('support')]), approvals: ['imap/sales'] });
+  const plan = computePlan({
+    desired: desired(imap('support', { host: 'imap2.example.com' })),
+    observed: running([imap('support')]),
+    approvals: ['imap/sales'],
+  });
   assert.is(only(plan.changes).approved, false);
 });
 
 test('rebind: a new server reusing a reference bound to another host', () => {
   const observed = running([imap('support')]);
-  const thief = smtp('thief', { host: 'smtp.evil.example.net', auth: { type: 'basic', user: 'x@example.com', password: '${env:SUPPORT_PASSWORD}' } });
+  const thief = smtp('thief', {
+    host: 'smtp.evil.example.net',
+    auth: { type: 'basic', user: 'x@example.com', password: '${env:SUPPORT_PASSWORD}' },
+  });
   const plan = computePlan({ desired: desired(imap('support'), thief), observed });
   const change = only(plan.changes);
   assert.is(change.id, 'smtp/thief');
@@ -310,7 +406,11 @@ test('rebind: a new server reusing a reference bound to another host', () => {
 
 test('rebind: a new server reusing a reference with the same target is no rebind', () => {
   const observed = running([imap('support')]);
-  const twin = imap('support-archive', { folder: 'Archive', storageFolder: 'ArchiveStorage', auth: imap('support').auth });
+  const twin = imap('support-archive', {
+    folder: 'Archive',
+    storageFolder: 'ArchiveStorage',
+    auth: imap('support').auth,
+  });
   const plan = computePlan({ desired: desired(imap('support'), twin), observed });
   assert.is(only(plan.changes).action, 'create');
 });
@@ -337,26 +437,54 @@ test('rebind: an OAuth2 token URL change rebinds the client secret and refresh t
   const change = only(plan.changes);
   assert.is(change.action, 'rebind');
   assert.equal(change.restartFields, ['auth.oauth2.tokenUrl']);
-  assert.equal(change.rebinds.map((r) => [r.reference, r.to.tokenUrl]), [['${env:OAUTH_SECRET}', 'https://login.evil.example.net/token']]);
+  assert.equal(
+    change.rebinds.map((r) => [r.reference, r.to.tokenUrl]),
+    [['${env:OAUTH_SECRET}', 'https://login.evil.example.net/token']],
+  );
 });
 
 test('rebind: none for an IMAP and an SMTP server sharing one password on their two hosts', () => {
   const shared = { type: 'basic' as const, user: 'support@example.com', password: '${env:SUPPORT_PASSWORD}' };
   const observed = running([imap('support', { auth: shared }), smtp('support', { auth: shared })]);
   assert.is(observed.bindings['${env:SUPPORT_PASSWORD}']!.length, 2);
-  const plan = computePlan({ desired: desired(imap('support', { auth: shared, folder: 'Support' }), smtp('support', { auth: shared, port: 587, tls: false })), observed });
-  assert.equal(plan.changes.map((c) => [c.id, c.action]), [['imap/support', 'restart'], ['smtp/support', 'rebind']]);
+  const plan = computePlan({
+    desired: desired(
+      imap('support', { auth: shared, folder: 'Support' }),
+      smtp('support', { auth: shared, port: 587, tls: false }),
+    ),
+    observed,
+  });
+  assert.equal(
+    plan.changes.map((c) => [c.id, c.action]),
+    [
+      ['imap/support', 'restart'],
+      ['smtp/support', 'rebind'],
+    ],
+  );
 });
 
 test('bindings: a disabled server binds nothing, so enabling it later against a new host is a rebind', () => {
   const observed = running([imap('support')]);
-  const sneaky = smtp('sneaky', { enabled: false, host: 'smtp.evil.example.net', auth: { type: 'basic', user: 'x@example.com', password: '${env:SUPPORT_PASSWORD}' } });
+  const sneaky = smtp('sneaky', {
+    enabled: false,
+    host: 'smtp.evil.example.net',
+    auth: { type: 'basic', user: 'x@example.com', password: '${env:SUPPORT_PASSWORD}' },
+  });
   const first = computePlan({ desired: desired(imap('support'), sneaky), observed });
-  assert.equal(first.changes.map((c) => [c.id, c.action]), [['smtp/sneaky', 'create']]);
+  assert.equal(
+    first.changes.map((c) => [c.id, c.action]),
+    [['smtp/sneaky', 'create']],
+  );
   // Apply it: the disabled server is recorded, its target is not bound.
   const servers = { ...observed.servers, 'smtp/sneaky': { config: config(sneaky), status: 'disabled' as const } };
-  const applied: ObservedState = { servers, bindings: nextBindings(observed.bindings, servers, new Set(['smtp/sneaky'])) };
-  assert.equal(applied.bindings['${env:SUPPORT_PASSWORD}']!.map((b) => b.host), ['imap.example.com']);
+  const applied: ObservedState = {
+    servers,
+    bindings: nextBindings(observed.bindings, servers, new Set(['smtp/sneaky'])),
+  };
+  assert.equal(
+    applied.bindings['${env:SUPPORT_PASSWORD}']!.map((b) => b.host),
+    ['imap.example.com'],
+  );
   const second = computePlan({ desired: desired(imap('support'), { ...sneaky, enabled: true }), observed: applied });
   const change = only(second.changes);
   assert.is(change.action, 'rebind');
@@ -367,7 +495,10 @@ test('bindings: a server stopped with enabled: false keeps its binding, so re-en
   const observed = running([imap('support')]);
   const stopped = imap('support', { enabled: false });
   const servers = { 'imap/support': { config: config(stopped), status: 'disabled' as const } };
-  const applied: ObservedState = { servers, bindings: nextBindings(observed.bindings, servers, new Set(['imap/support'])) };
+  const applied: ObservedState = {
+    servers,
+    bindings: nextBindings(observed.bindings, servers, new Set(['imap/support'])),
+  };
   assert.equal(applied.bindings, observed.bindings);
   const plan = computePlan({ desired: desired(imap('support', { host: 'evil.example.net' })), observed: applied });
   assert.is(only(plan.changes).action, 'rebind');
@@ -377,7 +508,10 @@ test('bindings outlive a deleted server: a new server reusing its reference on a
   const observed = running([imap('support')]);
   const afterDelete: ObservedState = { servers: {}, bindings: nextBindings(observed.bindings, {}, new Set()) };
   assert.equal(afterDelete.bindings, observed.bindings);
-  const reuse = imap('helpdesk', { host: 'imap.evil.example.net', auth: { type: 'basic', user: 'x@example.com', password: '${env:SUPPORT_PASSWORD}' } });
+  const reuse = imap('helpdesk', {
+    host: 'imap.evil.example.net',
+    auth: { type: 'basic', user: 'x@example.com', password: '${env:SUPPORT_PASSWORD}' },
+  });
   const change = only(computePlan({ desired: desired(reuse), observed: afterDelete }).changes);
   assert.is(change.action, 'rebind');
   assert.is(change.thenAction, 'create');
@@ -402,12 +536,20 @@ test('no-op: an empty folder against an empty state', () => {
 
 test('changes come in identity order', () => {
   const plan = computePlan({ desired: desired(smtp('b'), imap('z'), imap('a')), observed: EMPTY_STATE });
-  assert.equal(plan.changes.map((c) => c.id), ['imap/a', 'imap/z', 'smtp/b']);
+  assert.equal(
+    plan.changes.map((c) => c.id),
+    ['imap/a', 'imap/z', 'smtp/b'],
+  );
 });
 
 const reversed = <T>(value: T): T => {
   if (Array.isArray(value)) return value.map(reversed) as T;
-  if (value && typeof value === 'object') return Object.fromEntries(Object.entries(value).reverse().map(([k, v]) => [k, reversed(v)])) as T;
+  if (value && typeof value === 'object')
+    return Object.fromEntries(
+      Object.entries(value)
+        .reverse()
+        .map(([k, v]) => [k, reversed(v)]),
+    ) as T;
   return value;
 };
 

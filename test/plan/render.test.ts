@@ -10,11 +10,33 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { planJson } from '../../src/cli/commands/plan.js';
 import { renderPlanMarkdown } from '../../src/cli/render/plan-markdown.js';
-import { describeAction, linePaths, NO_CHANGES, planAnnotations, renderPlanText, RESTART_MARK, serverDiff, summaryLine } from '../../src/cli/render/plan-text.js';
-import { serverId, type FlowSpec, type ImapServerSpec, type ServerSpec, type SmtpServerSpec } from '../../src/config/model.js';
+import {
+  describeAction,
+  linePaths,
+  NO_CHANGES,
+  planAnnotations,
+  renderPlanText,
+  RESTART_MARK,
+  serverDiff,
+  summaryLine,
+} from '../../src/cli/render/plan-text.js';
+import {
+  serverId,
+  type FlowSpec,
+  type ImapServerSpec,
+  type ServerSpec,
+  type SmtpServerSpec,
+} from '../../src/config/model.js';
 import { computePlan, nextBindings } from '../../src/plan/compute.js';
 import { imapSpec, smtpSpec } from './specs.js';
-import { ACTION_SYMBOL, type ActionName, type DesiredState, type ObservedState, type Plan, type ServerConfig } from '../../src/plan/model.js';
+import {
+  ACTION_SYMBOL,
+  type ActionName,
+  type DesiredState,
+  type ObservedState,
+  type Plan,
+  type ServerConfig,
+} from '../../src/plan/model.js';
 
 const GOLDEN = path.join(path.dirname(fileURLToPath(import.meta.url)), 'golden');
 const UPDATE = process.env.UPDATE_GOLDEN === '1';
@@ -31,7 +53,11 @@ async function golden(name: string, actual: string): Promise<void> {
   });
   if (actual !== expected) {
     // uvu prints a line diff of the two strings.
-    assert.fixture(actual, expected, `${name} differs from the golden file (UPDATE_GOLDEN=1 regenerates it after an intended change)`);
+    assert.fixture(
+      actual,
+      expected,
+      `${name} differs from the golden file (UPDATE_GOLDEN=1 regenerates it after an intended change)`,
+    );
   }
 }
 
@@ -43,17 +69,23 @@ const CANARY_REF = '${env:MAILCTL_PLAN_CANARY}';
 
 const FLOW: FlowSpec = {
   name: 'support',
-  routes: [{ queue: 'billing', when: { subject: ['*invoice*', '*billing*'] } }, { queue: 'vip', when: { from: '*@vip.example.com' } }, { queue: 'support' }],
+  routes: [
+    { queue: 'billing', when: { subject: ['*invoice*', '*billing*'] } },
+    { queue: 'vip', when: { from: '*@vip.example.com' } },
+    { queue: 'support' },
+  ],
   autoReplies: 'deliver',
   deliver: { directory: 'inbox/support' },
 };
 
-const imap = (shortName: string, over: Partial<ImapServerSpec> = {}) => imapSpec(shortName, { flow: 'support', ...over });
+const imap = (shortName: string, over: Partial<ImapServerSpec> = {}) =>
+  imapSpec(shortName, { flow: 'support', ...over });
 
 const smtp = (shortName: string, over: Partial<SmtpServerSpec> = {}) =>
   smtpSpec(shortName, { auth: { type: 'basic', user: `${shortName}@example.com`, password: CANARY_REF }, ...over });
 
-const config = (spec: ServerSpec, flow: FlowSpec = FLOW): ServerConfig => (spec.type === 'imap' && spec.flow ? { spec, flow } : { spec });
+const config = (spec: ServerSpec, flow: FlowSpec = FLOW): ServerConfig =>
+  spec.type === 'imap' && spec.flow ? { spec, flow } : { spec };
 
 /** One server per action kind. */
 function fixture(): { desired: DesiredState; observed: ObservedState; approvals: string[] } {
@@ -61,24 +93,83 @@ function fixture(): { desired: DesiredState; observed: ObservedState; approvals:
     [imap('sales', { pollSchedule: '* * * * *' }), 'active'], // update
     [imap('support'), 'active'], // restart
     [smtp('marketing'), 'active'], // stop
-    [smtp('legacy', { host: 'old-smtp.example.com', auth: { type: 'basic', user: 'legacy@example.com', password: '${env:LEGACY_PASSWORD}' } }), 'active'], // delete
-    [imap('returning', { enabled: false, auth: { type: 'basic', user: 'returning@example.com', password: '${file:/run/secrets/returning}' } }), 'disabled'], // start
-    [smtp('support', { auth: { type: 'basic', user: 'support@example.com', password: '${env:SUPPORT_SMTP_PASSWORD}' } }), 'active'], // rebind
-    [imap('billing', { auth: { type: 'basic', user: 'billing@example.com', password: '${env:BILLING_PASSWORD}' } }), 'active'], // approved rebind
-    [smtp('noreply', { role: 'template', auth: { type: 'basic', user: 'noreply@example.com', password: '${file:/run/secrets/noreply}' } }), 'active'], // no-op
+    [
+      smtp('legacy', {
+        host: 'old-smtp.example.com',
+        auth: { type: 'basic', user: 'legacy@example.com', password: '${env:LEGACY_PASSWORD}' },
+      }),
+      'active',
+    ], // delete
+    [
+      imap('returning', {
+        enabled: false,
+        auth: { type: 'basic', user: 'returning@example.com', password: '${file:/run/secrets/returning}' },
+      }),
+      'disabled',
+    ], // start
+    [
+      smtp('support', {
+        auth: { type: 'basic', user: 'support@example.com', password: '${env:SUPPORT_SMTP_PASSWORD}' },
+      }),
+      'active',
+    ], // rebind
+    [
+      imap('billing', { auth: { type: 'basic', user: 'billing@example.com', password: '${env:BILLING_PASSWORD}' } }),
+      'active',
+    ], // approved rebind
+    [
+      smtp('noreply', {
+        role: 'template',
+        auth: { type: 'basic', user: 'noreply@example.com', password: '${file:/run/secrets/noreply}' },
+      }),
+      'active',
+    ], // no-op
   ];
-  const servers: ObservedState['servers'] = Object.fromEntries(running.map(([spec, status]) => [serverId(spec), { config: config(spec), status }]));
-  const observed: ObservedState = { servers, bindings: nextBindings({}, servers, new Set(Object.keys(servers))), revision: 'abc1234' };
+  const servers: ObservedState['servers'] = Object.fromEntries(
+    running.map(([spec, status]) => [serverId(spec), { config: config(spec), status }]),
+  );
+  const observed: ObservedState = {
+    servers,
+    bindings: nextBindings({}, servers, new Set(Object.keys(servers))),
+    revision: 'abc1234',
+  };
   const wanted: ServerConfig[] = [
     config(imap('new-inbox', { description: 'Created by the plan' })), // create
-    config(smtp('parked', { enabled: false, auth: { type: 'basic', user: 'parked@example.com', password: '${env:PARKED_PASSWORD}' } })), // create, disabled
+    config(
+      smtp('parked', {
+        enabled: false,
+        auth: { type: 'basic', user: 'parked@example.com', password: '${env:PARKED_PASSWORD}' },
+      }),
+    ), // create, disabled
     config(imap('sales', { name: 'Sales (EU)', pollSchedule: '*/5 * * * *' })), // update in place
-    config(imap('support', { folder: 'Support', storageFolder: 'SupportArchive' }), { ...FLOW, routes: [{ queue: 'billing', when: { subject: '*invoice*' } }, { queue: 'support' }] }), // restart
+    config(imap('support', { folder: 'Support', storageFolder: 'SupportArchive' }), {
+      ...FLOW,
+      routes: [{ queue: 'billing', when: { subject: '*invoice*' } }, { queue: 'support' }],
+    }), // restart
     config(smtp('marketing', { enabled: false })), // stop
-    config(imap('returning', { auth: { type: 'basic', user: 'returning@example.com', password: '${file:/run/secrets/returning}' } })), // start
-    config(smtp('support', { host: 'smtp.evil.example.net', auth: { type: 'basic', user: 'support@example.com', password: '${env:SUPPORT_SMTP_PASSWORD}' } })), // rebind
-    config(imap('billing', { host: 'imap2.example.com', auth: { type: 'basic', user: 'billing@example.com', password: '${env:BILLING_PASSWORD}' } })), // approved rebind
-    config(smtp('noreply', { role: 'template', auth: { type: 'basic', user: 'noreply@example.com', password: '${file:/run/secrets/noreply}' } })), // no-op
+    config(
+      imap('returning', {
+        auth: { type: 'basic', user: 'returning@example.com', password: '${file:/run/secrets/returning}' },
+      }),
+    ), // start
+    config(
+      smtp('support', {
+        host: 'smtp.evil.example.net',
+        auth: { type: 'basic', user: 'support@example.com', password: '${env:SUPPORT_SMTP_PASSWORD}' },
+      }),
+    ), // rebind
+    config(
+      imap('billing', {
+        host: 'imap2.example.com',
+        auth: { type: 'basic', user: 'billing@example.com', password: '${env:BILLING_PASSWORD}' },
+      }),
+    ), // approved rebind
+    config(
+      smtp('noreply', {
+        role: 'template',
+        auth: { type: 'basic', user: 'noreply@example.com', password: '${file:/run/secrets/noreply}' },
+      }),
+    ), // no-op
   ];
   const desired: DesiredState = { servers: Object.fromEntries(wanted.map((c) => [serverId(c.spec), c])) };
   return { desired, observed, approvals: ['imap/billing'] };
@@ -89,10 +180,20 @@ const plan = (): Plan => computePlan(fixture());
 test('the fixture covers every action kind (and a no-op)', () => {
   const p = plan();
   const kinds = new Set<ActionName>(p.changes.map((c) => c.action));
-  for (const kind of Object.keys(ACTION_SYMBOL) as ActionName[]) if (kind !== 'no-op') assert.ok(kinds.has(kind), `missing ${kind}`);
-  assert.ok(p.changes.some((c) => c.action === 'create' && !c.after!.spec.enabled), 'create-disabled');
-  assert.ok(p.changes.some((c) => c.action === 'rebind' && c.approved), 'approved rebind');
-  assert.ok(p.changes.some((c) => c.action === 'rebind' && !c.approved), 'unapproved rebind');
+  for (const kind of Object.keys(ACTION_SYMBOL) as ActionName[])
+    if (kind !== 'no-op') assert.ok(kinds.has(kind), `missing ${kind}`);
+  assert.ok(
+    p.changes.some((c) => c.action === 'create' && !c.after!.spec.enabled),
+    'create-disabled',
+  );
+  assert.ok(
+    p.changes.some((c) => c.action === 'rebind' && c.approved),
+    'approved rebind',
+  );
+  assert.ok(
+    p.changes.some((c) => c.action === 'rebind' && !c.approved),
+    'unapproved rebind',
+  );
   assert.equal(p.unchanged, ['smtp/noreply']);
 });
 
@@ -105,13 +206,21 @@ test('golden: JSON', async () => {
 });
 
 test('golden: step-summary Markdown', async () => {
-  await golden('plan.md', renderPlanMarkdown(plan(), { subtitle: 'Folder `servers.d` compared with the running state saved in state.json.' }));
+  await golden(
+    'plan.md',
+    renderPlanMarkdown(plan(), { subtitle: 'Folder `servers.d` compared with the running state saved in state.json.' }),
+  );
 });
 
 test('golden: no changes', async () => {
   const { desired } = fixture();
   const observed: ObservedState = {
-    servers: Object.fromEntries(Object.entries(desired.servers).map(([id, c]) => [id, { config: c, status: c.spec.enabled ? ('active' as const) : ('disabled' as const) }])),
+    servers: Object.fromEntries(
+      Object.entries(desired.servers).map(([id, c]) => [
+        id,
+        { config: c, status: c.spec.enabled ? ('active' as const) : ('disabled' as const) },
+      ]),
+    ),
     bindings: {},
   };
   const p = computePlan({ desired, observed });
@@ -135,8 +244,13 @@ test('text: one block per change with symbol, identity and action in words; the 
   for (const [head, words] of expectations) assert.ok(text.includes(`${head} ${words}`), `${head} ${words}`);
   assert.not.ok(text.includes('smtp/noreply'));
   // A start counts with the creations; the approved rebind with the restarts and not with the approvals.
-  assert.ok(text.endsWith('\n\nPlan: 3 to create, 1 to update, 3 to restart, 1 to stop, 1 to delete, 1 need approval.'));
-  assert.is(summaryLine(plan()), 'Plan: 3 to create, 1 to update, 3 to restart, 1 to stop, 1 to delete, 1 need approval.');
+  assert.ok(
+    text.endsWith('\n\nPlan: 3 to create, 1 to update, 3 to restart, 1 to stop, 1 to delete, 1 need approval.'),
+  );
+  assert.is(
+    summaryLine(plan()),
+    'Plan: 3 to create, 1 to update, 3 to restart, 1 to stop, 1 to delete, 1 need approval.',
+  );
 });
 
 test('text: restart fields are marked in the diff, other changed lines are not', () => {
@@ -147,7 +261,10 @@ test('text: restart fields are marked in the diff, other changed lines are not',
   assert.ok(diff.includes(`+storageFolder: SupportArchive  ${RESTART_MARK}`));
   const flowLines = diff.split('\n').filter((l) => /^[-+] {4}/.test(l));
   assert.ok(flowLines.length > 0, 'the flow change is in the diff');
-  assert.ok(flowLines.every((l) => !l.includes(RESTART_MARK)), 'flow lines are updated in place');
+  assert.ok(
+    flowLines.every((l) => !l.includes(RESTART_MARK)),
+    'flow lines are updated in place',
+  );
   const sales = serverDiff(plan().changes.find((c) => c.id === 'imap/sales')!);
   assert.not.ok(sales.includes(RESTART_MARK));
   assert.ok(sales.startsWith('--- running/imap/sales\n+++ desired/imap/sales\n@@ '));
@@ -163,8 +280,16 @@ test('text: secrets appear as references only', () => {
 
 test('text: a create diffs from /dev/null, a delete to /dev/null, a start without changes says so', () => {
   const p = plan();
-  assert.ok(serverDiff(p.changes.find((c) => c.id === 'imap/new-inbox')!).startsWith('--- /dev/null\n+++ desired/imap/new-inbox\n@@ -0,0 +1,'));
-  assert.ok(serverDiff(p.changes.find((c) => c.id === 'smtp/legacy')!).startsWith('--- running/smtp/legacy\n+++ /dev/null\n@@ -1,'));
+  assert.ok(
+    serverDiff(p.changes.find((c) => c.id === 'imap/new-inbox')!).startsWith(
+      '--- /dev/null\n+++ desired/imap/new-inbox\n@@ -0,0 +1,',
+    ),
+  );
+  assert.ok(
+    serverDiff(p.changes.find((c) => c.id === 'smtp/legacy')!).startsWith(
+      '--- running/smtp/legacy\n+++ /dev/null\n@@ -1,',
+    ),
+  );
   const { desired, observed } = fixture();
   observed.servers['smtp/noreply']!.status = 'disabled';
   const start = computePlan({ desired, observed }).changes.find((c) => c.id === 'smtp/noreply')!;
@@ -176,7 +301,13 @@ test('text: a create diffs from /dev/null, a delete to /dev/null, a start withou
 test('text: the running configuration is shown in the key order of the desired one', () => {
   const p = plan();
   const sales = p.changes.find((c) => c.id === 'imap/sales')!;
-  const shuffled = { ...sales, before: { spec: Object.fromEntries(Object.entries(sales.before!.spec).reverse()) as unknown as ServerSpec, flow: sales.before!.flow! } };
+  const shuffled = {
+    ...sales,
+    before: {
+      spec: Object.fromEntries(Object.entries(sales.before!.spec).reverse()) as unknown as ServerSpec,
+      flow: sales.before!.flow!,
+    },
+  };
   assert.is(serverDiff(shuffled), serverDiff(sales));
 });
 
@@ -220,9 +351,14 @@ test('Markdown: a backtick fence in a value cannot close the diff block; table c
 });
 
 test('GitHub annotations: unapproved rebind and delete are warnings, stop and approved rebind notices', () => {
-  const lines = planAnnotations(plan(), (change) => (change.action === 'delete' ? undefined : { file: 'servers.d/x.yaml', line: 3, column: 7 }));
+  const lines = planAnnotations(plan(), (change) =>
+    change.action === 'delete' ? undefined : { file: 'servers.d/x.yaml', line: 3, column: 7 },
+  );
   const byId = (id: string) => lines.find((l) => l.includes(id))!;
-  assert.match(byId('smtp/support'), /^::warning file=servers.d\/x.yaml,line=3,col=7,title=mailctl plan%3A smtp\/support needs approval \(credential rebind\)::credential rebind: /);
+  assert.match(
+    byId('smtp/support'),
+    /^::warning file=servers.d\/x.yaml,line=3,col=7,title=mailctl plan%3A smtp\/support needs approval \(credential rebind\)::credential rebind: /,
+  );
   assert.match(byId('smtp/legacy'), /^::warning title=mailctl plan%3A smtp\/legacy will be deleted::/);
   assert.match(byId('smtp/marketing'), /^::notice /);
   assert.match(byId('imap/billing'), /^::notice /);
@@ -232,13 +368,49 @@ test('GitHub annotations: unapproved rebind and delete are warnings, stop and ap
 
 test('describeAction covers a rebind of each follow-up action', () => {
   const base = plan().changes.find((c) => c.id === 'smtp/support')!;
-  assert.is(describeAction({ ...base, thenAction: 'create' }), 'needs approval: credential rebind, then will be created');
-  assert.is(describeAction({ ...base, thenAction: 'start', approved: true }), 'credential rebind approved, then will be started (re-enabled)');
+  assert.is(
+    describeAction({ ...base, thenAction: 'create' }),
+    'needs approval: credential rebind, then will be created',
+  );
+  assert.is(
+    describeAction({ ...base, thenAction: 'start', approved: true }),
+    'credential rebind approved, then will be started (re-enabled)',
+  );
 });
 
 test('linePaths attributes YAML lines to dotted fields', () => {
-  const text = ['host: a', 'auth:', '  type: basic', '  password: ${env:X}', 'flow:', '  routes:', '    - queue: q', '      when:', '        from: "*@x"', '    - queue: r', 'additionalFromAddresses:', '  - a@b.c', 'port: 1', ''].join('\n');
-  assert.equal(linePaths(text), ['host', 'auth', 'auth.type', 'auth.password', 'flow', 'flow.routes', 'flow.routes.queue', 'flow.routes.when', 'flow.routes.when.from', 'flow.routes.queue', 'additionalFromAddresses', 'additionalFromAddresses', 'port', 'port']);
+  const text = [
+    'host: a',
+    'auth:',
+    '  type: basic',
+    '  password: ${env:X}',
+    'flow:',
+    '  routes:',
+    '    - queue: q',
+    '      when:',
+    '        from: "*@x"',
+    '    - queue: r',
+    'additionalFromAddresses:',
+    '  - a@b.c',
+    'port: 1',
+    '',
+  ].join('\n');
+  assert.equal(linePaths(text), [
+    'host',
+    'auth',
+    'auth.type',
+    'auth.password',
+    'flow',
+    'flow.routes',
+    'flow.routes.queue',
+    'flow.routes.when',
+    'flow.routes.when.from',
+    'flow.routes.queue',
+    'additionalFromAddresses',
+    'additionalFromAddresses',
+    'port',
+    'port',
+  ]);
 });
 
 test('the canary secret value never appears in any output', () => {

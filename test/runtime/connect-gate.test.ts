@@ -12,12 +12,16 @@ test('never more than the limit at once, and all of them run', async () => {
   let active = 0;
   let peak = 0;
   const done: number[] = [];
-  await Promise.all(Array.from({ length: 20 }, (_, i) => gate.run(async () => {
-    peak = Math.max(peak, ++active);
-    await tick();
-    active--;
-    done.push(i);
-  }, signal)));
+  await Promise.all(
+    Array.from({ length: 20 }, (_, i) =>
+      gate.run(async () => {
+        peak = Math.max(peak, ++active);
+        await tick();
+        active--;
+        done.push(i);
+      }, signal),
+    ),
+  );
   assert.is(peak, 3);
   assert.is(done.length, 20);
 });
@@ -25,7 +29,11 @@ test('never more than the limit at once, and all of them run', async () => {
 test('a failed connect frees its slot', async () => {
   const gate = new ConnectGate(1);
   const signal = new AbortController().signal;
-  await gate.run(async () => { throw new Error('refused'); }, signal).catch(() => undefined);
+  await gate
+    .run(async () => {
+      throw new Error('refused');
+    }, signal)
+    .catch(() => undefined);
   assert.is(await gate.run(async () => 'next', signal), 'next');
 });
 
@@ -38,11 +46,19 @@ test('a loop stopped while waiting leaves the queue; the others keep their turn'
   const waiting = gate.run(async () => 'ran', stop.signal);
   const third = gate.run(async () => 'third', free);
   stop.abort(new Error('stopped'));
-  await waiting.then(() => assert.unreachable('ran after abort'), (err: Error) => assert.is(err.message, 'stopped'));
+  await waiting.then(
+    () => assert.unreachable('ran after abort'),
+    (err: Error) => assert.is(err.message, 'stopped'),
+  );
   release();
   await first;
   assert.is(await third, 'third');
-  await gate.run(async () => undefined, stop.signal).then(() => assert.unreachable('already aborted'), () => undefined);
+  await gate
+    .run(async () => undefined, stop.signal)
+    .then(
+      () => assert.unreachable('already aborted'),
+      () => undefined,
+    );
 });
 
 test('the observer hears when a burst starts and how many connections it had when the gate is idle again', async () => {
@@ -50,7 +66,11 @@ test('the observer hears when a burst starts and how many connections it had whe
   const observer: BurstObserver = { busy: () => events.push('busy'), idle: (n) => events.push(`idle ${n}`) };
   const gate = new ConnectGate(2, observer);
   const signal = new AbortController().signal;
-  await Promise.all(Array.from({ length: 5 }, (_, i) => gate.run(async () => (i === 3 ? Promise.reject(new Error('refused')) : tick()), signal).catch(() => undefined)));
+  await Promise.all(
+    Array.from({ length: 5 }, (_, i) =>
+      gate.run(async () => (i === 3 ? Promise.reject(new Error('refused')) : tick()), signal).catch(() => undefined),
+    ),
+  );
   await gate.run(tick, signal);
   assert.equal(events, ['busy', 'idle 5', 'busy', 'idle 1']);
 });

@@ -59,7 +59,9 @@ test('a registered secret is scrubbed in every form, in fields and in messages',
 test('the resolver hook: a value registered without user is still found inside SASL blobs', () => {
   const scrubber = new SecretScrubber();
   scrubber.add('s3cr3t-token-value-1234');
-  const blob = Buffer.from(`user=someone@example.com\x01auth=Bearer s3cr3t-token-value-1234\x01\x01`).toString('base64');
+  const blob = Buffer.from(`user=someone@example.com\x01auth=Bearer s3cr3t-token-value-1234\x01\x01`).toString(
+    'base64',
+  );
   const out = scrubber.scrub(`AUTHENTICATE XOAUTH2 ${blob}`);
   assert.not.ok(out.includes(blob));
   assert.equal(leaks(out, 's3cr3t-token-value-1234'), []);
@@ -78,7 +80,13 @@ test('registering again adds nothing; a secret containing another is replaced wh
 
 test('redact paths cover credential-shaped fields whatever their value', () => {
   const { log, text } = capture();
-  log.info({ auth: { user: USER, pass: 'p1', password: 'p2', accessToken: 't1', refreshToken: 't2', clientSecret: 't3' }, password: 'p3' }, 'fields');
+  log.info(
+    {
+      auth: { user: USER, pass: 'p1', password: 'p2', accessToken: 't1', refreshToken: 't2', clientSecret: 't3' },
+      password: 'p3',
+    },
+    'fields',
+  );
   const out = text();
   for (const v of ['"p1"', '"p2"', '"p3"', '"t1"', '"t2"', '"t3"']) assert.not.ok(out.includes(v), `${v} in ${out}`);
   assert.ok(out.includes(USER));
@@ -99,11 +107,23 @@ test("imapflow's info becomes debug and its debug trace", () => {
   imap.info({ msg: 'C: SELECT INBOX' });
   imap.debug({ msg: 'S: * OK' });
   imap.warn({ msg: 'connection error' });
-  const entries = text().trim().split('\n').map((l) => JSON.parse(l) as { level: number; msg: string; component: string });
-  assert.equal(entries.map((e) => [e.level, e.msg]), [[20, 'C: SELECT INBOX'], [40, 'connection error']]);
+  const entries = text()
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as { level: number; msg: string; component: string });
+  assert.equal(
+    entries.map((e) => [e.level, e.msg]),
+    [
+      [20, 'C: SELECT INBOX'],
+      [40, 'connection error'],
+    ],
+  );
   assert.is(entries[0]!.component, 'imapflow');
   // imapflow asks before it serializes a response for the log: at debug, its debug and trace are off
-  assert.equal(['trace', 'debug', 'info', 'warn'].map((l) => imap.isLevelEnabled(l)), [false, false, true, true]);
+  assert.equal(
+    ['trace', 'debug', 'info', 'warn'].map((l) => imap.isLevelEnabled(l)),
+    [false, false, true, true],
+  );
   assert.ok(imapLogger(capture('trace').log).isLevelEnabled('trace'));
 });
 

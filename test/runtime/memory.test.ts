@@ -11,8 +11,18 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 function counting(threshold: number, quietMs = 30, busyShares: number[] = []) {
   const runs: number[] = [];
   const shares = [...busyShares];
-  const utilization = (since?: EventLoopUtilization) => ({ idle: 0, active: 0, utilization: since ? (shares.shift() ?? 0) : 0 });
-  const release = new BurstGarbageRelease({ threshold, quietMs, collect: () => undefined, utilization, onReleased: ({ connections }) => runs.push(connections) });
+  const utilization = (since?: EventLoopUtilization) => ({
+    idle: 0,
+    active: 0,
+    utilization: since ? (shares.shift() ?? 0) : 0,
+  });
+  const release = new BurstGarbageRelease({
+    threshold,
+    quietMs,
+    collect: () => undefined,
+    utilization,
+    onReleased: ({ connections }) => runs.push(connections),
+  });
   return { release, runs };
 }
 
@@ -85,7 +95,10 @@ test('fullGc collects garbage that survived into the old generation, and gives i
   const freed = before.used - process.memoryUsage().heapUsed;
   assert.ok(freed > 20 * 1048576, `freed ${Math.round(freed / 1048576)} MiB`);
   // measured: 55 → 7 MiB compacting, 55 → 41-46 MiB without
-  assert.ok(oldSpace() < before.old / 3, `old generation ${Math.round(before.old / 1048576)} → ${Math.round(oldSpace() / 1048576)} MiB`);
+  assert.ok(
+    oldSpace() < before.old / 3,
+    `old generation ${Math.round(before.old / 1048576)} → ${Math.round(oldSpace() / 1048576)} MiB`,
+  );
   assert.ok(live.length > 0);
 });
 

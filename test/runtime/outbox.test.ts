@@ -8,7 +8,17 @@ import * as assert from 'uvu/assert';
 import { Outbox } from '../../src/runtime/outbound/outbox.js';
 
 const silent = pino({ level: 'silent' });
-const request = (subject: string) => ({ from: 'agent@example.com', server: 'smtp/agent', to: ['customer@example.org'], cc: [], bcc: [], subject, text: 'hello', kind: 'agent' as const, attachments: [] });
+const request = (subject: string) => ({
+  from: 'agent@example.com',
+  server: 'smtp/agent',
+  to: ['customer@example.org'],
+  cc: [],
+  bcc: [],
+  subject,
+  text: 'hello',
+  kind: 'agent' as const,
+  attachments: [],
+});
 
 async function withStateDir(fn: (dir: string) => Promise<void>): Promise<void> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'mailctl-outbox-'));
@@ -63,11 +73,23 @@ test('deferred, then sent, then done: finished after a restart, never queued aga
     assert.is(second.size(), 0);
     assert.is(second.view(message.id)?.state, 'sent');
     assert.is(second.view(message.id)?.copy, 'none');
-    assert.equal((await readdir(path.join(dir, 'outbox'))).filter((f) => f.endsWith('.batch')), [], 'the batch file is gone once all in it is finished');
+    assert.equal(
+      (await readdir(path.join(dir, 'outbox'))).filter((f) => f.endsWith('.batch')),
+      [],
+      'the batch file is gone once all in it is finished',
+    );
     await second.close();
     // compacted: the deferred, sent and done records of the message became its last one
-    const journal = async () => (await readFile(path.join(dir, 'outbox', 'journal.jsonl'), 'utf8')).trim().split('\n').filter(Boolean).map((l) => JSON.parse(l) as { id: string; event: string });
-    assert.equal((await journal()).map((r) => [r.id, r.event]), [[message.id, 'done']]);
+    const journal = async () =>
+      (await readFile(path.join(dir, 'outbox', 'journal.jsonl'), 'utf8'))
+        .trim()
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => JSON.parse(l) as { id: string; event: string });
+    assert.equal(
+      (await journal()).map((r) => [r.id, r.event]),
+      [[message.id, 'done']],
+    );
     // and a finished record is dropped once it is older than a week
     const weekLater = new Outbox(dir, silent);
     await weekLater.load(Date.now() + 8 * 24 * 3600_000);

@@ -4,7 +4,7 @@ import { PollClock } from '../../src/runtime/loops/poll-clock.js';
 
 const EVERY_SECOND = '* * * * * *';
 const waitFor = async (done: () => boolean, ms = 5_000) => {
-  for (const end = Date.now() + ms; !done(); ) {
+  for (const end = Date.now() + ms; !done();) {
     if (Date.now() > end) throw new Error('timed out');
     await new Promise((r) => setTimeout(r, 50));
   }

@@ -34,7 +34,14 @@ test('stale after 3× the interval, one line each way, never repeated', () => {
   assert.is(dog.staleIds.size, 0);
   now = success + 91_000;
   dog.check(server(at(success)));
-  assert.equal(lines.map((l) => [l.level, l.server]), [[40, 'imap/a'], [30, 'imap/a'], [40, 'imap/a']]);
+  assert.equal(
+    lines.map((l) => [l.level, l.server]),
+    [
+      [40, 'imap/a'],
+      [30, 'imap/a'],
+      [40, 'imap/a'],
+    ],
+  );
   assert.match(lines[0]!.msg, /imap\/a is stale/);
   assert.match(lines[1]!.msg, /imap\/a recovered/);
 

@@ -45,7 +45,11 @@ export const applyCommand: Command = {
       request = { folderDigest: folderDigest(folder.files) };
     }
     const daemon = await locateDaemon(
-      { server: stringOption(values, 'server'), stateDir: stringOption(values, 'state-dir'), tokenFile: stringOption(values, 'token-file') },
+      {
+        server: stringOption(values, 'server'),
+        stateDir: stringOption(values, 'state-dir'),
+        tokenFile: stringOption(values, 'token-file'),
+      },
       io.env,
     );
     const { status, body } = await daemon.request<ReconcileResult & { error?: string }>('POST', '/v1/apply', {
@@ -67,13 +71,17 @@ export function renderApplyResult(output: Output, result: ReconcileResult): void
     return;
   }
   const paint = painter(output.color);
-  if (result.diagnostics.length) (output.format === 'github' ? renderDiagnosticsGithub : renderDiagnosticsText)(output, result.diagnostics.filter((d) => result.outcome === 'invalid' || d.severity === 'error'));
+  if (result.diagnostics.length)
+    (output.format === 'github' ? renderDiagnosticsGithub : renderDiagnosticsText)(
+      output,
+      result.diagnostics.filter((d) => result.outcome === 'invalid' || d.severity === 'error'),
+    );
   for (const change of result.plan?.changes ?? []) {
     output.out(`${ACTION_SYMBOL[change.action]} ${change.id}: ${change.reasons[0] ?? change.action}`);
   }
   for (const v of result.verifications) output.out(v.ok ? v.line : paint('red', v.line));
   const good = result.exitCode === 0;
   output.out(paint(good ? 'green' : result.exitCode === 4 ? 'yellow' : 'red', `${result.outcome}: ${result.message}`));
-  if (output.format === 'github' && !good) output.out(`::error title=mailctl apply ${result.outcome}::${result.message}`);
+  if (output.format === 'github' && !good)
+    output.out(`::error title=mailctl apply ${result.outcome}::${result.message}`);
 }
-

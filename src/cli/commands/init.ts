@@ -20,7 +20,11 @@ export function schemaRefFrom(dir: string): string {
   return path.relative(path.resolve(dir), SCHEMA_FILE).split(path.sep).join('/');
 }
 
-const exists = (file: string) => stat(file).then(() => true, () => false);
+const exists = (file: string) =>
+  stat(file).then(
+    () => true,
+    () => false,
+  );
 
 export const initCommand: Command = {
   name: 'init',
@@ -35,7 +39,11 @@ export const initCommand: Command = {
       const taken = [];
       for (const f of files) if (await exists(f.target)) taken.push(f.target);
       if (taken.length) {
-        throw new UserError(`${taken.join(', ')} already exist${taken.length === 1 ? 's' : ''}; nothing was written (--force overwrites)`, EXIT.error, 'file-exists');
+        throw new UserError(
+          `${taken.join(', ')} already exist${taken.length === 1 ? 's' : ''}; nothing was written (--force overwrites)`,
+          EXIT.error,
+          'file-exists',
+        );
       }
     }
     try {
@@ -44,7 +52,11 @@ export const initCommand: Command = {
       for (const f of files) await writeFile(f.target, f.content, { flag: values.force === true ? 'w' : 'wx' });
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
-      throw new UserError(`cannot write the starter folder ${dir} (${code ?? (err as Error).message})`, EXIT.error, code === 'EEXIST' ? 'file-exists' : 'write-failed');
+      throw new UserError(
+        `cannot write the starter folder ${dir} (${code ?? (err as Error).message})`,
+        EXIT.error,
+        code === 'EEXIST' ? 'file-exists' : 'write-failed',
+      );
     }
     if (output.format === 'json') {
       printJson(output, { dir, files: files.map((f) => f.target), schema: schemaRefFrom(dir) });

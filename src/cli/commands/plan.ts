@@ -41,12 +41,17 @@ export function planJson(plan: Plan): Record<string, unknown> {
   };
 }
 
-async function observedState(values: Values, env: NodeJS.ProcessEnv): Promise<{ state: ObservedState; source: StateSource }> {
+async function observedState(
+  values: Values,
+  env: NodeJS.ProcessEnv,
+): Promise<{ state: ObservedState; source: StateSource }> {
   const stateFlag = stringOption(values, 'state');
   if (stateFlag !== undefined) {
     const daemonFlags = ['server', 'state-dir', 'token-file'].filter((f) => values[f] !== undefined);
     if (daemonFlags.length) {
-      throw new UserError(`--state ${stateFlag} replaces the daemon: drop ${daemonFlags.map((f) => `--${f}`).join(', ')}\nusage: ${USAGE}`);
+      throw new UserError(
+        `--state ${stateFlag} replaces the daemon: drop ${daemonFlags.map((f) => `--${f}`).join(', ')}\nusage: ${USAGE}`,
+      );
     }
     if (stateFlag === 'empty') return { state: EMPTY_STATE, source: { kind: 'empty' } };
     let text: string;
@@ -54,7 +59,9 @@ async function observedState(values: Values, env: NodeJS.ProcessEnv): Promise<{ 
       text = await readFile(stateFlag, 'utf8');
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
-      throw new UserError(`cannot read the state file ${stateFlag}${code === 'ENOENT' ? ': it does not exist' : ` (${code ?? (err as Error).message})`} (write one with mailctl state pull > FILE, or use --state empty)`);
+      throw new UserError(
+        `cannot read the state file ${stateFlag}${code === 'ENOENT' ? ': it does not exist' : ` (${code ?? (err as Error).message})`} (write one with mailctl state pull > FILE, or use --state empty)`,
+      );
     }
     const parsed = parseStateFile(text);
     if (!parsed.ok) throw new UserError(`--state ${stateFlag}: ${parsed.error}`, EXIT.error, 'invalid-state-file');
@@ -146,7 +153,9 @@ export const planCommand: Command = {
       try {
         await writeFileAtomic(out, text);
       } catch (err) {
-        throw new UserError(`cannot write the plan file ${out} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+        throw new UserError(
+          `cannot write the plan file ${out} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`,
+        );
       }
     }
 
@@ -163,11 +172,17 @@ export const planCommand: Command = {
       const paint = painter(output.color);
       if (output.format === 'github') renderDiagnosticsGithub(output, warnings);
       else renderDiagnosticsText(output, warnings);
-      output.out(paint('dim', `Comparing ${dir} (${config.servers.length} server${config.servers.length === 1 ? '' : 's'}) with ${describeSource(source)}.`));
+      output.out(
+        paint(
+          'dim',
+          `Comparing ${dir} (${config.servers.length} server${config.servers.length === 1 ? '' : 's'}) with ${describeSource(source)}.`,
+        ),
+      );
       output.out('');
       output.out(renderPlanText(plan, { color: output.color }));
       if (output.format === 'github') for (const line of planAnnotations(plan, locator(config))) output.out(line);
-      if (out !== undefined) output.out(`\nSaved the plan to ${out}. Apply exactly this plan with: mailctl apply ${out}`);
+      if (out !== undefined)
+        output.out(`\nSaved the plan to ${out}. Apply exactly this plan with: mailctl apply ${out}`);
     }
 
     const summaryFile = io.env.GITHUB_STEP_SUMMARY;
@@ -176,7 +191,9 @@ export const planCommand: Command = {
       try {
         await appendFile(summaryFile, `${renderPlanMarkdown(plan, { subtitle })}\n`);
       } catch (err) {
-        output.err(`mailctl plan: warning: cannot append to GITHUB_STEP_SUMMARY ${summaryFile} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+        output.err(
+          `mailctl plan: warning: cannot append to GITHUB_STEP_SUMMARY ${summaryFile} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`,
+        );
       }
     }
 

@@ -13,9 +13,12 @@ export function parseListen(text: string, allowRemote: boolean): { host: string;
   const match = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(text);
   const host = match?.[1] ?? match?.[2];
   const port = Number(match?.[3]);
-  if (!host || !Number.isInteger(port) || port > 65535) throw new UserError(`--listen must be HOST:PORT, not "${text}"`);
+  if (!host || !Number.isInteger(port) || port > 65535)
+    throw new UserError(`--listen must be HOST:PORT, not "${text}"`);
   if (!isLoopback(host) && !allowRemote) {
-    throw new UserError(`--listen ${text} is not a loopback address; add --allow-remote to accept API connections from other hosts`);
+    throw new UserError(
+      `--listen ${text} is not a loopback address; add --allow-remote to accept API connections from other hosts`,
+    );
   }
   return { host, port };
 }
@@ -42,7 +45,8 @@ export const runCommand: Command = {
   async run({ values, output, io }) {
     const listen = parseListen(stringOption(values, 'listen') ?? DEFAULT_LISTEN, values['allow-remote'] === true);
     const logLevel = stringOption(values, 'log-level') ?? 'info';
-    if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(logLevel)) throw new UserError(`--log-level must be one of fatal, error, warn, info, debug, trace, silent`);
+    if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(logLevel))
+      throw new UserError(`--log-level must be one of fatal, error, warn, info, debug, trace, silent`);
     const systemSmtpFile = stringOption(values, 'system-smtp');
     let systemSmtp = null;
     if (systemSmtpFile) {
@@ -73,7 +77,8 @@ export const runCommand: Command = {
       });
     } catch (err) {
       if (err instanceof LockHeldError) throw new UserError(err.message, EXIT.error, 'lock-held');
-      if ((err as NodeJS.ErrnoException).code === 'EADDRINUSE') throw new UserError(`cannot listen on ${listen.host}:${listen.port}: the address is in use`);
+      if ((err as NodeJS.ErrnoException).code === 'EADDRINUSE')
+        throw new UserError(`cannot listen on ${listen.host}:${listen.port}: the address is in use`);
       throw err;
     }
     output.err(`mailctl daemon listening on ${daemon.url}`);

@@ -3,7 +3,11 @@ import { listOption, stringOption, type Command } from '../command.js';
 import { EXIT, UserError } from '../errors.js';
 import { printJson } from '../output.js';
 
-export const DAEMON_OPTIONS = { server: { type: 'string' }, 'state-dir': { type: 'string' }, 'token-file': { type: 'string' } } as const;
+export const DAEMON_OPTIONS = {
+  server: { type: 'string' },
+  'state-dir': { type: 'string' },
+  'token-file': { type: 'string' },
+} as const;
 
 export const daemonLocation = (values: Parameters<typeof stringOption>[0]) => ({
   server: stringOption(values, 'server'),
@@ -13,7 +17,7 @@ export const daemonLocation = (values: Parameters<typeof stringOption>[0]) => ({
 
 export const sendCommand: Command = {
   name: 'send',
-  summary: 'Queue an email in the daemon\'s outbox (sent by the SMTP server the From address belongs to)',
+  summary: "Queue an email in the daemon's outbox (sent by the SMTP server the From address belongs to)",
   usage:
     'mailctl send [--server URL] [--state-dir DIR] [--token-file FILE] [--from ADDR] --to ADDR [--to ADDR...] [--cc ADDR] [--bcc ADDR] [--subject S] (--text T | --html H) [--in-reply-to KEY] [--template]',
   options: {
@@ -33,7 +37,8 @@ export const sendCommand: Command = {
     if (!to.length) throw new UserError(`give at least one --to ADDR\nusage: ${sendCommand.usage}`);
     const text = stringOption(values, 'text');
     const html = stringOption(values, 'html');
-    if ((text === undefined) === (html === undefined)) throw new UserError(`give exactly one of --text or --html\nusage: ${sendCommand.usage}`);
+    if ((text === undefined) === (html === undefined))
+      throw new UserError(`give exactly one of --text or --html\nusage: ${sendCommand.usage}`);
     const body = {
       ...(stringOption(values, 'from') !== undefined && { from: stringOption(values, 'from') }),
       to,
@@ -46,8 +51,15 @@ export const sendCommand: Command = {
       kind: values.template === true ? 'template' : 'agent',
     };
     const daemon = await locateDaemon(daemonLocation(values), io.env);
-    const { status, body: answer } = await daemon.request<{ id?: string; messageId?: string; server?: string; from?: string; error?: string }>('POST', '/v1/outbound', body);
-    if (status !== 202) throw new UserError(`the daemon refused the message (${status}): ${answer.error ?? JSON.stringify(answer)}`);
+    const { status, body: answer } = await daemon.request<{
+      id?: string;
+      messageId?: string;
+      server?: string;
+      from?: string;
+      error?: string;
+    }>('POST', '/v1/outbound', body);
+    if (status !== 202)
+      throw new UserError(`the daemon refused the message (${status}): ${answer.error ?? JSON.stringify(answer)}`);
     if (output.format === 'json') printJson(output, answer);
     else output.out(`queued ${answer.id} from ${answer.from} via ${answer.server} (Message-ID ${answer.messageId})`);
     return EXIT.ok;

@@ -10,15 +10,25 @@ export async function fetchObservedState(client: DaemonClient): Promise<Observed
   if (status !== 200) {
     const error = (body as { error?: unknown } | null)?.error;
     const message = typeof error === 'string' ? error : (error as { message?: unknown } | undefined)?.message;
-    const detail = typeof message === 'string' ? message : typeof body === 'string' && body ? body.slice(0, 200) : `HTTP ${status}`;
+    const detail =
+      typeof message === 'string' ? message : typeof body === 'string' && body ? body.slice(0, 200) : `HTTP ${status}`;
     throw new UserError(`the daemon at ${client.url} did not return its state: ${detail}`, EXIT.error, 'daemon-error');
   }
   const answer = body as { formatVersion?: unknown; state?: unknown } | null;
   if (typeof answer !== 'object' || answer === null || answer.formatVersion !== '1') {
-    throw new UserError(`the daemon at ${client.url} answered GET /v1/state with an unsupported format (expected formatVersion "1"); are mailctl and the daemon the same version?`, EXIT.error, 'daemon-error');
+    throw new UserError(
+      `the daemon at ${client.url} answered GET /v1/state with an unsupported format (expected formatVersion "1"); are mailctl and the daemon the same version?`,
+      EXIT.error,
+      'daemon-error',
+    );
   }
   const problem = checkObservedState(answer.state);
-  if (problem) throw new UserError(`the daemon at ${client.url} returned a malformed state: ${problem}`, EXIT.error, 'daemon-error');
+  if (problem)
+    throw new UserError(
+      `the daemon at ${client.url} returned a malformed state: ${problem}`,
+      EXIT.error,
+      'daemon-error',
+    );
   return answer.state as ObservedState;
 }
 
@@ -26,7 +36,11 @@ export const daemonLocation = (values: Parameters<typeof stringOption>[0]): Daem
   const server = stringOption(values, 'server');
   const stateDir = stringOption(values, 'state-dir');
   const tokenFile = stringOption(values, 'token-file');
-  return { ...(server !== undefined && { server }), ...(stateDir !== undefined && { stateDir }), ...(tokenFile !== undefined && { tokenFile }) };
+  return {
+    ...(server !== undefined && { server }),
+    ...(stateDir !== undefined && { stateDir }),
+    ...(tokenFile !== undefined && { tokenFile }),
+  };
 };
 
 export const stateCommand: Command = {
@@ -38,7 +52,9 @@ export const stateCommand: Command = {
   async run({ values, positionals, output, io }) {
     const [sub] = positionals;
     if (sub !== 'pull') {
-      throw new UserError(`${sub === undefined ? 'missing subcommand' : `unknown subcommand "${sub}"`}\nusage: mailctl state pull [--server URL] [--state-dir DIR] [--token-file FILE] > FILE`);
+      throw new UserError(
+        `${sub === undefined ? 'missing subcommand' : `unknown subcommand "${sub}"`}\nusage: mailctl state pull [--server URL] [--state-dir DIR] [--token-file FILE] > FILE`,
+      );
     }
     const client = await locateDaemon(daemonLocation(values), io.env);
     const state = await fetchObservedState(client);

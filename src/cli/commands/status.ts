@@ -12,36 +12,68 @@ export const statusCommand: Command = {
   name: 'status',
   summary: 'Show every server and its loop as the daemon sees it',
   usage: 'mailctl status [--server URL] [--state-dir DIR] [--token-file FILE] [--check] [--format text|json|github]',
-  options: { server: { type: 'string' }, 'state-dir': { type: 'string' }, 'token-file': { type: 'string' }, check: { type: 'boolean' } },
+  options: {
+    server: { type: 'string' },
+    'state-dir': { type: 'string' },
+    'token-file': { type: 'string' },
+    check: { type: 'boolean' },
+  },
   async run({ values, output, io }) {
     const daemon = await locateDaemon(
-      { server: stringOption(values, 'server'), stateDir: stringOption(values, 'state-dir'), tokenFile: stringOption(values, 'token-file') },
+      {
+        server: stringOption(values, 'server'),
+        stateDir: stringOption(values, 'state-dir'),
+        tokenFile: stringOption(values, 'token-file'),
+      },
       io.env,
     );
     const { status, body } = await daemon.request<DaemonStatus>('GET', '/v1/status');
     if (status !== 200) throw new UserError(`the daemon answered ${status}`);
-    const unhealthy: Pick<ServerStatus, 'id' | 'state' | 'stale'>[] = body.servers.filter((s) => s.enabled && (UNHEALTHY.has(s.state) || s.stale));
+    const unhealthy: Pick<ServerStatus, 'id' | 'state' | 'stale'>[] = body.servers.filter(
+      (s) => s.enabled && (UNHEALTHY.has(s.state) || s.stale),
+    );
     // without its send loop the daemon cannot send template mail
-    if (body.systemSendLoop && UNHEALTHY.has(body.systemSendLoop.state)) unhealthy.push({ ...body.systemSendLoop, stale: false });
+    if (body.systemSendLoop && UNHEALTHY.has(body.systemSendLoop.state))
+      unhealthy.push({ ...body.systemSendLoop, stale: false });
     if (output.format === 'json') printJson(output, { ...body });
     else renderStatusText(output, body);
     if (values.check === true && unhealthy.length) {
-      if (output.format !== 'json') output.err(`not healthy: ${unhealthy.map((s) => `${s.id} (${s.stale ? `${s.state}, stale` : s.state})`).join(', ')}`);
+      if (output.format !== 'json')
+        output.err(
+          `not healthy: ${unhealthy.map((s) => `${s.id} (${s.stale ? `${s.state}, stale` : s.state})`).join(', ')}`,
+        );
       return EXIT.error;
     }
     return EXIT.ok;
   },
 };
 
-const countersText = (counters: Record<string, number>) => Object.entries(counters).map(([name, n]) => `${name} ${n}`).join(', ');
+const countersText = (counters: Record<string, number>) =>
+  Object.entries(counters)
+    .map(([name, n]) => `${name} ${n}`)
+    .join(', ');
 
 function renderStatusText(output: Parameters<Command['run']>[0]['output'], status: DaemonStatus): void {
   const paint = painter(output.color);
-  const color = (s: Pick<ServerStatus, 'state'>) => (s.state === 'running' ? 'green' : s.state === 'disabled' || s.state === 'stopped' ? 'dim' : s.state === 'starting' ? 'cyan' : 'red') as 'green';
-  output.out(`daemon: ${status.dir} (revision ${status.revision ?? 'none'})${status.ready ? '' : ' — not ready'}${status.draining ? ' — draining' : ''}`);
+  const color = (s: Pick<ServerStatus, 'state'>) =>
+    (s.state === 'running'
+      ? 'green'
+      : s.state === 'disabled' || s.state === 'stopped'
+        ? 'dim'
+        : s.state === 'starting'
+          ? 'cyan'
+          : 'red') as 'green';
+  output.out(
+    `daemon: ${status.dir} (revision ${status.revision ?? 'none'})${status.ready ? '' : ' — not ready'}${status.draining ? ' — draining' : ''}`,
+  );
   if (status.lastReconcile) {
-    output.out(`last reconcile: ${status.lastReconcile.outcome} at ${status.lastReconcile.at}: ${status.lastReconcile.message}`);
-    renderDiagnosticsText(output, status.lastReconcile.diagnostics.filter((d) => d.severity === 'error'));
+    output.out(
+      `last reconcile: ${status.lastReconcile.outcome} at ${status.lastReconcile.at}: ${status.lastReconcile.message}`,
+    );
+    renderDiagnosticsText(
+      output,
+      status.lastReconcile.diagnostics.filter((d) => d.severity === 'error'),
+    );
   }
   if (status.servers.length === 0) output.out('no servers applied yet');
   for (const s of status.servers) {
@@ -54,12 +86,17 @@ function renderStatusText(output: Parameters<Command['run']>[0]['output'], statu
   }
   const system = status.systemSendLoop;
   if (system) {
-    output.out(`${system.id.padEnd(28)} ${paint(color(system), system.state.padEnd(16))} system send loop (--system-smtp)`);
-    if (system.lastError) output.out(`    last error: ${system.lastError.class}: ${system.lastError.message} (${system.lastError.at})`);
+    output.out(
+      `${system.id.padEnd(28)} ${paint(color(system), system.state.padEnd(16))} system send loop (--system-smtp)`,
+    );
+    if (system.lastError)
+      output.out(`    last error: ${system.lastError.class}: ${system.lastError.message} (${system.lastError.at})`);
     if (Object.keys(system.counters).length) output.out(`    ${countersText(system.counters)}`);
   }
   const outbox = status.outbox;
   if (outbox) {
-    output.out(`outbox: ${outbox.queued} queued, ${outbox.sending} sending, ${outbox.copying} waiting for their sent copy${outbox.damagedFiles ? `, ${paint('red', `${outbox.damagedFiles} damaged file(s) set aside in outbox/quarantine/`)}` : ''}`);
+    output.out(
+      `outbox: ${outbox.queued} queued, ${outbox.sending} sending, ${outbox.copying} waiting for their sent copy${outbox.damagedFiles ? `, ${paint('red', `${outbox.damagedFiles} damaged file(s) set aside in outbox/quarantine/`)}` : ''}`,
+    );
   }
 }

@@ -17,14 +17,23 @@ export const validateCommand: Command = {
     const valid = config.valid && !(values.strict === true && warnings > 0);
     const counts = `${config.servers.length} server${config.servers.length === 1 ? '' : 's'}, ${config.flows.length} flow${config.flows.length === 1 ? '' : 's'} in ${config.fileCount} file${config.fileCount === 1 ? '' : 's'}`;
     if (output.format === 'json') {
-      printJson(output, { valid, diagnostics: config.diagnostics, servers: config.servers.length, flows: config.flows.length, files: config.fileCount });
+      printJson(output, {
+        valid,
+        diagnostics: config.diagnostics,
+        servers: config.servers.length,
+        flows: config.flows.length,
+        files: config.fileCount,
+      });
     } else {
       if (output.format === 'github') renderDiagnosticsGithub(output, config.diagnostics);
       else renderDiagnosticsText(output, config.diagnostics);
-      const verdict = valid ? 'valid' : values.strict === true && config.valid ? 'invalid (--strict: warnings count as errors)' : 'invalid';
+      const verdict = valid
+        ? 'valid'
+        : values.strict === true && config.valid
+          ? 'invalid (--strict: warnings count as errors)'
+          : 'invalid';
       output.out(`${dir}: ${verdict} (${counts}; ${summarizeCounts(config.diagnostics)})`);
     }
     return valid ? EXIT.ok : EXIT.error;
   },
 };
-

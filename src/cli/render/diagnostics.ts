@@ -4,7 +4,8 @@ import { escapeData, escapeProperty, painter, type Output } from '../output.js';
 /** GitHub shows at most 10 annotations of each severity per step; the rest are printed as plain lines. */
 const ANNOTATIONS_PER_SEVERITY = 10;
 
-export const formatDiagnostic = (d: Diagnostic): string => `${d.file}:${d.line}:${d.column}: ${d.severity}[${d.code}] ${d.message}`;
+export const formatDiagnostic = (d: Diagnostic): string =>
+  `${d.file}:${d.line}:${d.column}: ${d.severity}[${d.code}] ${d.message}`;
 
 export function renderDiagnosticsText(output: Output, diagnostics: readonly Diagnostic[]): void {
   const paint = painter(output.color);

@@ -12,7 +12,8 @@ export interface MarkdownRenderOptions {
   subtitle?: string;
 }
 
-const escapeHtml = (s: string): string => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
+const escapeHtml = (s: string): string =>
+  s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
 /** Text in a table cell: no HTML, no cell breaks, no line breaks. */
 const cell = (s: string): string => escapeHtml(s).replace(/\|/g, '\\|').replace(/\r?\n/g, ' ');
 /** Inline code that survives any backticks in the text. */
@@ -47,7 +48,10 @@ export function renderPlanMarkdown(plan: Plan, options: MarkdownRenderOptions = 
   for (const change of plan.changes) {
     const symbol = ACTION_SYMBOL[change.action];
     const diff = serverDiff(change);
-    out.push(`<details><summary><code>${escapeHtml(`${symbol} ${change.id}`)}</code> ${escapeHtml(describeAction(change))}</summary>`, '');
+    out.push(
+      `<details><summary><code>${escapeHtml(`${symbol} ${change.id}`)}</code> ${escapeHtml(describeAction(change))}</summary>`,
+      '',
+    );
     if (diff) {
       const f = fence(diff);
       out.push(`${f}diff`, diff, f);

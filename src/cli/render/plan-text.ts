@@ -26,14 +26,18 @@ const ACTION_WORDS: Record<Exclude<ActionName, 'rebind'>, string> = {
 /** The action of a change in words, e.g. `will be updated in place` or `needs approval: credential rebind, ...`. */
 export function describeAction(change: ServerChange): string {
   if (change.action === 'rebind') {
-    const then = change.thenAction && change.thenAction !== 'rebind' ? wordsFor(change.thenAction, change) : 'will be applied';
-    return change.approved ? `credential rebind approved, then ${then}` : `needs approval: credential rebind, then ${then}`;
+    const then =
+      change.thenAction && change.thenAction !== 'rebind' ? wordsFor(change.thenAction, change) : 'will be applied';
+    return change.approved
+      ? `credential rebind approved, then ${then}`
+      : `needs approval: credential rebind, then ${then}`;
   }
   return wordsFor(change.action, change);
 }
 
 function wordsFor(action: Exclude<ActionName, 'rebind'>, change: ServerChange): string {
-  if (action === 'create' && change.after && !change.after.spec.enabled) return 'will be created, saved as disabled (enabled: false)';
+  if (action === 'create' && change.after && !change.after.spec.enabled)
+    return 'will be created, saved as disabled (enabled: false)';
   return ACTION_WORDS[action];
 }
 
@@ -129,10 +133,14 @@ function orderLike(value: unknown, template: unknown): Record<string, unknown> {
 }
 
 function reorder(value: unknown, template: unknown): unknown {
-  if (Array.isArray(value)) return value.map((item, i) => reorder(item, Array.isArray(template) ? template[i] : undefined));
+  if (Array.isArray(value))
+    return value.map((item, i) => reorder(item, Array.isArray(template) ? template[i] : undefined));
   if (!isRecord(value)) return value;
   const templateKeys = isRecord(template) ? Object.keys(template) : [];
-  const keys = [...templateKeys.filter((k) => Object.hasOwn(value, k)), ...Object.keys(value).filter((k) => !templateKeys.includes(k))];
+  const keys = [
+    ...templateKeys.filter((k) => Object.hasOwn(value, k)),
+    ...Object.keys(value).filter((k) => !templateKeys.includes(k)),
+  ];
   const out: Record<string, unknown> = {};
   for (const key of keys) out[key] = reorder(value[key], isRecord(template) ? template[key] : undefined);
   return out;
@@ -167,7 +175,9 @@ export function renderPlanText(plan: Plan, options: TextRenderOptions = {}): str
 
 function renderChange(change: ServerChange, paint: Paint, context?: number): string {
   const symbol = ACTION_SYMBOL[change.action];
-  const lines = [`${paint(SYMBOL_STYLE[change.action], symbol.padStart(3))} ${paint('bold', change.id)} ${describeAction(change)}`];
+  const lines = [
+    `${paint(SYMBOL_STYLE[change.action], symbol.padStart(3))} ${paint('bold', change.id)} ${describeAction(change)}`,
+  ];
   for (const reason of change.reasons) lines.push(`    ${reason}`);
   const diff = serverDiff(change, context);
   if (diff) lines.push(...diff.split('\n').map((line) => `    ${paintDiffLine(line, paint)}`));
@@ -197,7 +207,10 @@ export interface SourceLocation {
  * are warnings, a stop and an approved rebind are notices. `locate` points an annotation at the server's file (a
  * deleted server has none).
  */
-export function planAnnotations(plan: Plan, locate: (change: ServerChange) => SourceLocation | undefined = () => undefined): string[] {
+export function planAnnotations(
+  plan: Plan,
+  locate: (change: ServerChange) => SourceLocation | undefined = () => undefined,
+): string[] {
   const out: string[] = [];
   for (const change of plan.changes) {
     let level: 'warning' | 'notice';
@@ -205,7 +218,9 @@ export function planAnnotations(plan: Plan, locate: (change: ServerChange) => So
     let message: string;
     if (change.action === 'rebind') {
       level = change.approved ? 'notice' : 'warning';
-      title = change.approved ? `mailctl plan: credential rebind approved for ${change.id}` : `mailctl plan: ${change.id} needs approval (credential rebind)`;
+      title = change.approved
+        ? `mailctl plan: credential rebind approved for ${change.id}`
+        : `mailctl plan: ${change.id} needs approval (credential rebind)`;
       message = change.reasons.join('\n');
     } else if (change.action === 'delete') {
       level = 'warning';
@@ -217,7 +232,10 @@ export function planAnnotations(plan: Plan, locate: (change: ServerChange) => So
       message = `${change.id} ${describeAction(change)}: ${change.reasons.join('; ')}`;
     } else continue;
     const where = locate(change);
-    const props = [...(where ? [`file=${escapeProperty(where.file)}`, `line=${where.line}`, `col=${where.column}`] : []), `title=${escapeProperty(title)}`];
+    const props = [
+      ...(where ? [`file=${escapeProperty(where.file)}`, `line=${where.line}`, `col=${where.column}`] : []),
+      `title=${escapeProperty(title)}`,
+    ];
     out.push(`::${level} ${props.join(',')}::${escapeData(message)}`);
   }
   return out;

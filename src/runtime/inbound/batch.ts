@@ -98,7 +98,8 @@ function sourceGroups(metas: readonly Meta[]): Meta[][] {
 export async function fetchSources(client: ImapFlow, group: readonly Meta[]): Promise<Map<number, Buffer>> {
   const sources = new Map<number, Buffer>();
   if (!group.length) return sources;
-  for (const m of await client.fetchAll(uidSet(group.map((m) => m.uid)), { uid: true, source: true }, { uid: true })) if (m.source) sources.set(m.uid, m.source);
+  for (const m of await client.fetchAll(uidSet(group.map((m) => m.uid)), { uid: true, source: true }, { uid: true }))
+    if (m.source) sources.set(m.uid, m.source);
   return sources;
 }
 
@@ -108,7 +109,10 @@ export async function fetchBatch(client: ImapFlow, spec: ImapServerSpec, uids: n
   const all = await client.fetchAll(uidSet(uids), { uid: true, size: true }, { uid: true });
   const metas = all.filter((m) => wanted.has(m.uid)); // `N:*` semantics can return a lower UID
   const groups = sourceGroups(metas.filter((m) => !oversize(spec, m)));
-  const oversizeIds = await fetchMessageIds(client, metas.filter((m) => oversize(spec, m)).map((m) => m.uid));
+  const oversizeIds = await fetchMessageIds(
+    client,
+    metas.filter((m) => oversize(spec, m)).map((m) => m.uid),
+  );
   return { uids, metas, groups, firstSources: await fetchSources(client, groups[0] ?? []), oversizeIds };
 }
 
@@ -121,10 +125,26 @@ export function keyOf(spec: ImapServerSpec, uidValidity: string, uid: number): s
 export async function deliverBatch(ctx: BatchContext, batch: FetchedBatch): Promise<Delivery> {
   const { client, spec, flow, sink, cp, uidValidity } = ctx;
   const { uids, metas } = batch;
-  const out: Delivery = { uids, byUid: new Map(metas.map((m) => [m.uid, m])), delivered: [], duplicates: [], quarantine: [], failed: new Map(), messageIds: {}, hashOf: new Map(), ledgerEntries: [] };
+  const out: Delivery = {
+    uids,
+    byUid: new Map(metas.map((m) => [m.uid, m])),
+    delivered: [],
+    duplicates: [],
+    quarantine: [],
+    failed: new Map(),
+    messageIds: {},
+    hashOf: new Map(),
+    ledgerEntries: [],
+  };
   const at = () => new Date(ctx.now()).toISOString();
   for (const m of metas) {
-    if (oversize(spec, m)) out.quarantine.push({ uid: m.uid, messageId: batch.oversizeIds.get(m.uid) ?? null, reason: 'oversize', detail: `RFC822.SIZE ${m.size} > maxMessageSize ${spec.maxMessageSize}; not downloaded` });
+    if (oversize(spec, m))
+      out.quarantine.push({
+        uid: m.uid,
+        messageId: batch.oversizeIds.get(m.uid) ?? null,
+        reason: 'oversize',
+        detail: `RFC822.SIZE ${m.size} > maxMessageSize ${spec.maxMessageSize}; not downloaded`,
+      });
   }
 
   const deliverGroup = async (group: Meta[], sources: Map<number, Buffer>) => {
@@ -142,19 +162,40 @@ export async function deliverBatch(ctx: BatchContext, batch: FetchedBatch): Prom
         out.duplicates.push(m.uid);
         continue;
       }
-      const decision = routeMessage(flow, { from: facts.from, to: [...facts.to, ...facts.cc], subject: facts.subject, headers: facts.headers });
+      const decision = routeMessage(flow, {
+        from: facts.from,
+        to: [...facts.to, ...facts.cc],
+        subject: facts.subject,
+        headers: facts.headers,
+      });
       if (decision.action === 'drop') {
         out.delivered.push(m.uid);
         out.messageIds[m.uid] = facts.messageId;
         continue;
       }
       if (decision.action === 'unrouted') {
-        out.quarantine.push({ uid: m.uid, messageId: facts.messageId, reason: 'unrouted', detail: 'no route of the flow matches' });
+        out.quarantine.push({
+          uid: m.uid,
+          messageId: facts.messageId,
+          reason: 'unrouted',
+          detail: 'no route of the flow matches',
+        });
         continue;
       }
       const metadata: InboundMetadata = {
-        server: `imap/${spec.shortName}`, folder: spec.folder, uidValidity, uid: m.uid, messageId: facts.messageId, from: facts.from, to: facts.to, cc: facts.cc,
-        subject: facts.subject, date: facts.date, queue: decision.queue, receivedAt: at(), autoReply: decision.autoReply,
+        server: `imap/${spec.shortName}`,
+        folder: spec.folder,
+        uidValidity,
+        uid: m.uid,
+        messageId: facts.messageId,
+        from: facts.from,
+        to: facts.to,
+        cc: facts.cc,
+        subject: facts.subject,
+        date: facts.date,
+        queue: decision.queue,
+        receivedAt: at(),
+        autoReply: decision.autoReply,
       };
       items.push({ key: keyOf(spec, uidValidity, m.uid), queue: decision.queue, source, metadata, hash });
     }
@@ -165,10 +206,22 @@ export async function deliverBatch(ctx: BatchContext, batch: FetchedBatch): Prom
         out.delivered.push(metadata.uid);
         out.messageIds[metadata.uid] = metadata.messageId;
         out.ledgerEntries.push({ messageId: metadata.messageId, hash });
-      } else if (r.permanent) out.quarantine.push({ uid: metadata.uid, messageId: metadata.messageId, reason: 'rejected', detail: r.error.message });
-      else out.failed.set(metadata.uid, { error: r.error.message, sinkDown: r.sinkDown === true, messageId: metadata.messageId });
+      } else if (r.permanent)
+        out.quarantine.push({
+          uid: metadata.uid,
+          messageId: metadata.messageId,
+          reason: 'rejected',
+          detail: r.error.message,
+        });
+      else
+        out.failed.set(metadata.uid, {
+          error: r.error.message,
+          sinkDown: r.sinkDown === true,
+          messageId: metadata.messageId,
+        });
     });
   };
-  for (const [i, group] of batch.groups.entries()) await deliverGroup(group, i === 0 ? batch.firstSources : await fetchSources(client, group));
+  for (const [i, group] of batch.groups.entries())
+    await deliverGroup(group, i === 0 ? batch.firstSources : await fetchSources(client, group));
   return out;
 }

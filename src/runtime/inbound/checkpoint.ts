@@ -81,7 +81,7 @@ const untried = (p: PendingEntry): boolean => p.attempts === 0 && p.nextAttemptA
 /** Ascending UIDs → an IMAP sequence set of ranges (`1:3,7`). */
 export function uidRanges(uids: readonly number[]): string {
   const parts: string[] = [];
-  for (let i = 0; i < uids.length; ) {
+  for (let i = 0; i < uids.length;) {
     let j = i;
     while (j + 1 < uids.length && uids[j + 1] === uids[j]! + 1) j++;
     parts.push(i === j ? `${uids[i]}` : `${uids[i]}:${uids[j]}`);
@@ -91,21 +91,30 @@ export function uidRanges(uids: readonly number[]): string {
 }
 
 export function expandUidRanges(set: string): number[] {
-  return set.split(',').filter(Boolean).flatMap((part) => {
-    const [from = 0, to = from] = part.split(':').map(Number);
-    return Array.from({ length: to - from + 1 }, (_, k) => from + k);
-  });
+  return set
+    .split(',')
+    .filter(Boolean)
+    .flatMap((part) => {
+      const [from = 0, to = from] = part.split(':').map(Number);
+      return Array.from({ length: to - from + 1 }, (_, k) => from + k);
+    });
 }
 
 function toStored(cp: Checkpoint): StoredCheckpoint {
   const pending: Checkpoint['pending'] = {};
   const backlog: number[] = [];
-  for (const [uid, entry] of Object.entries(cp.pending)) (untried(entry) ? backlog.push(Number(uid)) : (pending[uid] = entry));
+  for (const [uid, entry] of Object.entries(cp.pending))
+    untried(entry) ? backlog.push(Number(uid)) : (pending[uid] = entry);
   return { ...cp, pending, ...(backlog.length > 0 && { backlog: uidRanges(backlog) }) };
 }
 
 function fromStored({ backlog, ...data }: StoredCheckpoint): Checkpoint {
-  const cp: Checkpoint = { ...data, pending: data.pending ?? {}, quarantined: data.quarantined ?? {}, copyIntent: data.copyIntent ?? null };
+  const cp: Checkpoint = {
+    ...data,
+    pending: data.pending ?? {},
+    quarantined: data.quarantined ?? {},
+    copyIntent: data.copyIntent ?? null,
+  };
   for (const uid of expandUidRanges(backlog ?? '')) cp.pending[uid] ??= { attempts: 0, nextAttemptAt: 0 };
   return cp;
 }
@@ -120,7 +129,8 @@ export async function loadCheckpoint(file: string, identity: string, folder: str
     throw err;
   }
   const data = JSON.parse(raw) as StoredCheckpoint;
-  if (data.formatVersion !== CHECKPOINT_FORMAT_VERSION) throw new Error(`${file}: unsupported formatVersion ${String(data.formatVersion)}`);
+  if (data.formatVersion !== CHECKPOINT_FORMAT_VERSION)
+    throw new Error(`${file}: unsupported formatVersion ${String(data.formatVersion)}`);
   if (data.identity !== identity || data.folder !== folder) return null;
   return fromStored(data);
 }

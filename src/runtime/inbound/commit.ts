@@ -44,7 +44,12 @@ export async function carryOut(client: ImapFlow, spec: ImapServerSpec, cp: Check
   const seen = (intent.seen ?? intent.uids).filter((u) => !flag.includes(u));
   if (copy.length) {
     const res = await client.messageCopy(uidSet(copy), spec.storageFolder, { uid: true });
-    if (res === false) throw new MailError('folder-missing', `storage folder "${spec.storageFolder}" does not exist on ${spec.host}; create it first`, { code: 'NotFound' });
+    if (res === false)
+      throw new MailError(
+        'folder-missing',
+        `storage folder "${spec.storageFolder}" does not exist on ${spec.host}; create it first`,
+        { code: 'NotFound' },
+      );
   }
   if (seen.length) await client.messageFlagsAdd(uidSet(seen), ['\\Seen'], { uid: true, silent: true });
   if (flag.length) await client.messageFlagsAdd(uidSet(flag), ['\\Seen', '\\Flagged'], { uid: true, silent: true });
@@ -55,7 +60,13 @@ export async function carryOut(client: ImapFlow, spec: ImapServerSpec, cp: Check
  * A crash (or a failed COPY) after the intent was recorded: copy only those messages whose Message-ID is not in the
  * storage folder yet, then finish the batch (flags, checkpoint).
  */
-export async function recoverCopy(client: ImapFlow, spec: ImapServerSpec, cp: Checkpoint, file: string, log: Logger | undefined): Promise<void> {
+export async function recoverCopy(
+  client: ImapFlow,
+  spec: ImapServerSpec,
+  cp: Checkpoint,
+  file: string,
+  log: Logger | undefined,
+): Promise<void> {
   const intent = cp.copyIntent!;
   const ids = intent.uids.map((uid) => intent.messageIds[uid]).filter((id): id is string => !!id);
   const anonymous = intent.storageUidNext !== undefined ? (intent.withoutMessageId ?? {}) : {};
@@ -69,8 +80,13 @@ export async function recoverCopy(client: ImapFlow, spec: ImapServerSpec, cp: Ch
     await client.mailboxOpen(spec.folder);
   }
   // a message without a Message-ID and without a fingerprint (an intent of an older version) is copied again
-  const missing = intent.uids.filter((uid) => !stored.has(intent.messageIds[uid] ?? '') && !storedAnonymous.has(String(uid)));
-  log?.warn({ uids: intent.uids.length, copying: missing.length }, 'resuming an interrupted copy to the storage folder');
+  const missing = intent.uids.filter(
+    (uid) => !stored.has(intent.messageIds[uid] ?? '') && !storedAnonymous.has(String(uid)),
+  );
+  log?.warn(
+    { uids: intent.uids.length, copying: missing.length },
+    'resuming an interrupted copy to the storage folder',
+  );
   await carryOut(client, spec, cp, missing);
   await saveCheckpoint(file, cp);
 }
@@ -79,12 +95,24 @@ export async function recoverCopy(client: ImapFlow, spec: ImapServerSpec, cp: Ch
  * For the messages to copy that have no Message-ID: how recovery can recognise their copies (size and content hash),
  * and the storage folder's UIDNEXT, above which they will land. One STATUS, only when there are such messages.
  */
-async function anonymousFingerprints(client: ImapFlow, spec: ImapServerSpec, copy: number[], messageIds: Record<string, string | null>, byUid: Map<number, Meta>, hashOf: Map<number, string>): Promise<Pick<Intent, 'withoutMessageId' | 'storageUidNext'>> {
+async function anonymousFingerprints(
+  client: ImapFlow,
+  spec: ImapServerSpec,
+  copy: number[],
+  messageIds: Record<string, string | null>,
+  byUid: Map<number, Meta>,
+  hashOf: Map<number, string>,
+): Promise<Pick<Intent, 'withoutMessageId' | 'storageUidNext'>> {
   const anonymous = copy.filter((uid) => !messageIds[uid]);
   if (!anonymous.length) return {};
   const status = await client.status(spec.storageFolder, { uidNext: true }).catch(() => false as const);
   if (!status || status.uidNext === undefined) return {}; // recovery copies them again (at least once)
-  const withoutMessageId = Object.fromEntries(anonymous.map((uid): [string, Fingerprint] => [String(uid), { size: byUid.get(uid)?.size ?? 0, sha256: hashOf.get(uid) ?? null }]));
+  const withoutMessageId = Object.fromEntries(
+    anonymous.map((uid): [string, Fingerprint] => [
+      String(uid),
+      { size: byUid.get(uid)?.size ?? 0, sha256: hashOf.get(uid) ?? null },
+    ]),
+  );
   return { withoutMessageId, storageUidNext: status.uidNext };
 }
 
@@ -95,7 +123,11 @@ async function anonymousFingerprints(client: ImapFlow, spec: ImapServerSpec, cop
 function sinkDownError(ctx: BatchContext, d: Delivery): string | null {
   const failures = [...d.failed.values()];
   const permanent = d.quarantine.some((q) => q.reason === 'rejected');
-  const down = failures.length > 0 && d.delivered.length === 0 && !permanent && (ctx.sinkWasDown || failures.length > 1 || failures.some((f) => f.sinkDown));
+  const down =
+    failures.length > 0 &&
+    d.delivered.length === 0 &&
+    !permanent &&
+    (ctx.sinkWasDown || failures.length > 1 || failures.some((f) => f.sinkDown));
   return down ? failures[0]!.error : null;
 }
 
@@ -112,7 +144,13 @@ function scheduleRetries(ctx: BatchContext, d: Delivery, sinkDown: string | null
     }
     const attempts = (before?.attempts ?? 0) + 1;
     if (attempts >= MAX_ATTEMPTS) {
-      exhausted.push({ uid, messageId, reason: 'failed', detail: `failed ${attempts} times; last error: ${error}`, attempts });
+      exhausted.push({
+        uid,
+        messageId,
+        reason: 'failed',
+        detail: `failed ${attempts} times; last error: ${error}`,
+        attempts,
+      });
       continue;
     }
     cp.pending[uid] = { ...before, attempts, nextAttemptAt: now + retryDelayMs(attempts), lastError: error };
@@ -145,7 +183,14 @@ export async function recordBatch(ctx: BatchContext, d: Delivery, maxFresh: numb
   const quarantined: number[] = [];
   for (const q of [...d.quarantine, ...scheduleRetries(ctx, d, sinkDown)]) {
     const key = keyOf(spec, uidValidity, q.uid);
-    recordQuarantine(cp, q.uid, { key, reason: q.reason, detail: q.detail, at, messageId: q.messageId, ...(q.attempts !== undefined && { attempts: q.attempts }) });
+    recordQuarantine(cp, q.uid, {
+      key,
+      reason: q.reason,
+      detail: q.detail,
+      at,
+      messageId: q.messageId,
+      ...(q.attempts !== undefined && { attempts: q.attempts }),
+    });
     messageIds[q.uid] = q.messageId;
     quarantined.push(q.uid);
     log?.warn({ uid: q.uid, key, reason: q.reason }, `message quarantined: ${q.detail}`);
@@ -154,13 +199,31 @@ export async function recordBatch(ctx: BatchContext, d: Delivery, maxFresh: numb
   const seen = [...d.delivered, ...d.duplicates].sort((a, b) => a - b);
   const copy = [...d.delivered, ...quarantined].filter((u) => !wasCopied.has(u)).sort((a, b) => a - b);
   quarantined.sort((a, b) => a - b);
-  if (d.duplicates.length) log?.info({ uids: d.duplicates.length }, 'already delivered before the mailbox was recreated (same Message-ID and content): not delivered or copied again');
-  const intent: Intent = { storageFolder: spec.storageFolder, uids: copy, messageIds, advanceTo, seen, flag: quarantined };
+  if (d.duplicates.length)
+    log?.info(
+      { uids: d.duplicates.length },
+      'already delivered before the mailbox was recreated (same Message-ID and content): not delivered or copied again',
+    );
+  const intent: Intent = {
+    storageFolder: spec.storageFolder,
+    uids: copy,
+    messageIds,
+    advanceTo,
+    seen,
+    flag: quarantined,
+  };
   const onServer = copy.length > 0 || seen.length > 0 || quarantined.length > 0;
   // the intent is durable before COPY: a crash from here on resumes in recoverCopy instead of copying twice. The
   // ledger entries are written alongside (after the sink, so never for a message that is not delivered).
-  if (onServer) cp.copyIntent = { ...intent, ...(await anonymousFingerprints(client, spec, copy, messageIds, d.byUid, d.hashOf)) };
+  if (onServer)
+    cp.copyIntent = { ...intent, ...(await anonymousFingerprints(client, spec, copy, messageIds, d.byUid, d.hashOf)) };
   else settle(cp, intent);
   await Promise.all([saveCheckpoint(ctx.file, cp), ctx.ledger.add(d.ledgerEntries)]);
-  return { delivered: d.delivered.length, quarantined: quarantined.length, duplicates: d.duplicates.length, failed: d.failed.size, sinkDown };
+  return {
+    delivered: d.delivered.length,
+    quarantined: quarantined.length,
+    duplicates: d.duplicates.length,
+    failed: d.failed.size,
+    sinkDown,
+  };
 }

@@ -28,7 +28,9 @@ const ADDRESS = /^[^\s@]+@[^\s@]+$/;
 function addresses(values: readonly string[] | undefined): string[] {
   if (!values?.length) return [];
   try {
-    return addressparser(utf8(values.join(', ')), { flatten: true }).map((a) => a.address.trim()).filter((a) => ADDRESS.test(a));
+    return addressparser(utf8(values.join(', ')), { flatten: true })
+      .map((a) => a.address.trim())
+      .filter((a) => ADDRESS.test(a));
   } catch {
     return [];
   }

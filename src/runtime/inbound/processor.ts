@@ -21,7 +21,15 @@ import { backoffDelay } from '../backoff.js';
 import type { InboundProcessor, PollStats } from '../loops/imap-loop.js';
 import { deliverBatch, fetchBatch, type FetchedBatch } from './batch.js';
 import { carryOut, recordBatch, recoverCopy } from './commit.js';
-import { checkpointFile, CHECKPOINT_FORMAT_VERSION, listCheckpoints, loadCheckpoint, removeStaleTemps, saveCheckpoint, type Checkpoint } from './checkpoint.js';
+import {
+  checkpointFile,
+  CHECKPOINT_FORMAT_VERSION,
+  listCheckpoints,
+  loadCheckpoint,
+  removeStaleTemps,
+  saveCheckpoint,
+  type Checkpoint,
+} from './checkpoint.js';
 import { DeliveredLedger, ledgerFile } from './ledger.js';
 import { quarantineListing, releaseInCheckpoint, type QuarantineListing } from './quarantine.js';
 import { DirectorySink, identityHash, type InboundSink } from './sink-directory.js';
@@ -36,7 +44,8 @@ export const BATCH_SIZE = 100;
 const FIRST_BATCH_SIZE = 25;
 
 /** The size of a poll's `index`-th batch (0-based). */
-export const batchSizeAt = (index: number, max: number): number => Math.min(max, FIRST_BATCH_SIZE * 2 ** Math.min(index, 16));
+export const batchSizeAt = (index: number, max: number): number =>
+  Math.min(max, FIRST_BATCH_SIZE * 2 ** Math.min(index, 16));
 
 export interface InboundMailProcessorOptions {
   stateDir: string;
@@ -96,7 +105,8 @@ export class InboundMailProcessor implements InboundProcessor {
   private async sink(flow: FlowSpec): Promise<InboundSink> {
     const webhook = flow.deliver.webhook;
     if (webhook) {
-      if (!this.options.resolver) throw new MailError('config', `email flow "${flow.name}": the webhook secret cannot be resolved here`);
+      if (!this.options.resolver)
+        throw new MailError('config', `email flow "${flow.name}": the webhook secret cannot be resolved here`);
       // resolved on every poll: a rotated secret is used from the next poll on; never kept beyond the sink object
       return new WebhookSink(webhook.url, await this.options.resolver.resolve(webhook.secret));
     }
@@ -123,7 +133,11 @@ export class InboundMailProcessor implements InboundProcessor {
     return run;
   }
 
-  async poll(client: ImapFlow, config: ServerConfig & { spec: ImapServerSpec }, signal: AbortSignal): Promise<PollStats | void> {
+  async poll(
+    client: ImapFlow,
+    config: ServerConfig & { spec: ImapServerSpec },
+    signal: AbortSignal,
+  ): Promise<PollStats | void> {
     const { spec, flow } = config;
     if (!flow) {
       await client.status(spec.folder, { messages: true, unseen: true });
@@ -133,7 +147,13 @@ export class InboundMailProcessor implements InboundProcessor {
     return this.withLock(file, () => this.pollLocked(client, spec, flow, file, signal));
   }
 
-  private async pollLocked(client: ImapFlow, spec: Spec, flow: FlowSpec, file: string, signal: AbortSignal): Promise<PollStats> {
+  private async pollLocked(
+    client: ImapFlow,
+    spec: Spec,
+    flow: FlowSpec,
+    file: string,
+    signal: AbortSignal,
+  ): Promise<PollStats> {
     const stats: PollStats = { delivered: 0, quarantined: 0, duplicates: 0 };
     const serverId = `imap/${spec.shortName}`;
     const log = this.options.log?.child({ server: serverId, stage: 'inbound' });
@@ -148,14 +168,19 @@ export class InboundMailProcessor implements InboundProcessor {
       // First poll of this file in this process, under its lock: no atomic write of the checkpoint or the ledger can
       // be in flight, so temp files next to them are leftovers of a crash (found by test/integration/inbound-crash).
       this.swept.add(file);
-      const removed = (await removeStaleTemps(file)) + (await removeStaleTemps(ledgerFile(this.options.stateDir, spec.type, spec.shortName)));
+      const removed =
+        (await removeStaleTemps(file)) +
+        (await removeStaleTemps(ledgerFile(this.options.stateDir, spec.type, spec.shortName)));
       if (removed) log?.info({ removed }, 'removed temp files an earlier crash left in the state folder');
     }
     let cp = await loadCheckpoint(file, identity, spec.folder);
     if (!cp) {
       cp = await this.firstRun(client, spec, identity, uidValidity, box.uidNext);
       await saveCheckpoint(file, cp);
-      log?.info({ backfill: spec.backfill, pending: Object.keys(cp.pending).length, lastUid: cp.lastUid }, 'inbound checkpoint created');
+      log?.info(
+        { backfill: spec.backfill, pending: Object.keys(cp.pending).length, lastUid: cp.lastUid },
+        'inbound checkpoint created',
+      );
     }
     if (cp.uidValidity !== uidValidity) cp = await this.newEpoch(cp, uidValidity, box.uidNext, file, log);
     if (cp.copyIntent) await recoverCopy(client, spec, cp, file, log);
@@ -164,7 +189,9 @@ export class InboundMailProcessor implements InboundProcessor {
     const checkpoint = cp;
     const searched = (await client.search({ uid: `${cp.lastUid + 1}:*` }, { uid: true })) || [];
     const fresh = searched.filter((u) => u > checkpoint.lastUid);
-    const due = Object.entries(cp.pending).filter(([, p]) => p.nextAttemptAt <= now).map(([u]) => Number(u));
+    const due = Object.entries(cp.pending)
+      .filter(([, p]) => p.nextAttemptAt <= now)
+      .map(([u]) => Number(u));
     const all = [...new Set([...due, ...fresh])].sort((a, b) => a - b);
     const maxFresh = fresh.reduce((a, b) => Math.max(a, b), cp.lastUid);
     log?.debug({ lastUid: cp.lastUid, fresh: fresh.length, due: due.length }, 'inbound poll');
@@ -201,7 +228,10 @@ export class InboundMailProcessor implements InboundProcessor {
           const delay = backoffDelay(rounds);
           this.down.set(serverId, { rounds, until: this.now() + delay, error: outcome.sinkDown });
           log?.warn({ rounds, retryInMs: delay }, `sink down, inbound paused: ${outcome.sinkDown}`);
-          throw new SinkUnavailableError(`the sink of flow "${flow.name}" is down (${outcome.sinkDown}); paused for ${Math.round(delay / 1000)} s`, delay);
+          throw new SinkUnavailableError(
+            `the sink of flow "${flow.name}" is down (${outcome.sinkDown}); paused for ${Math.round(delay / 1000)} s`,
+            delay,
+          );
         }
         if (this.down.delete(serverId)) log?.info('sink reachable again; inbound resumed');
         next ??= fetchNext();
@@ -220,13 +250,34 @@ export class InboundMailProcessor implements InboundProcessor {
   }
 
   /** UIDVALIDITY changed (mailbox recreated): UIDs of the old epoch are meaningless; start over from UID 1. */
-  private async newEpoch(old: Checkpoint, uidValidity: string, uidNext: number, file: string, log: Logger | undefined): Promise<Checkpoint> {
+  private async newEpoch(
+    old: Checkpoint,
+    uidValidity: string,
+    uidNext: number,
+    file: string,
+    log: Logger | undefined,
+  ): Promise<Checkpoint> {
     const dropped = Object.keys(old.quarantined).length;
     log?.warn(
-      { event: 'uidvalidity-changed', from: old.uidValidity, to: uidValidity, recheckBelow: uidNext, droppedPending: Object.keys(old.pending).length, droppedQuarantine: dropped },
+      {
+        event: 'uidvalidity-changed',
+        from: old.uidValidity,
+        to: uidValidity,
+        recheckBelow: uidNext,
+        droppedPending: Object.keys(old.pending).length,
+        droppedQuarantine: dropped,
+      },
       `uidvalidity-changed: "${old.folder}" was recreated (UIDVALIDITY ${old.uidValidity} → ${uidValidity}); re-checking its messages against the delivered ledger`,
     );
-    const cp: Checkpoint = { ...old, uidValidity, lastUid: 0, pending: {}, copyIntent: null, quarantined: {}, recheckBelow: uidNext };
+    const cp: Checkpoint = {
+      ...old,
+      uidValidity,
+      lastUid: 0,
+      pending: {},
+      copyIntent: null,
+      quarantined: {},
+      recheckBelow: uidNext,
+    };
     await saveCheckpoint(file, cp);
     return cp;
   }
@@ -237,7 +288,13 @@ export class InboundMailProcessor implements InboundProcessor {
     return client.mailboxOpen(folder);
   }
 
-  private async firstRun(client: ImapFlow, spec: Spec, identity: string, uidValidity: string, uidNext: number): Promise<Checkpoint> {
+  private async firstRun(
+    client: ImapFlow,
+    spec: Spec,
+    identity: string,
+    uidValidity: string,
+    uidNext: number,
+  ): Promise<Checkpoint> {
     let backlog: number[] = [];
     if (spec.backfill === 'unseen') backlog = (await client.search({ seen: false }, { uid: true })) || [];
     else if (spec.backfill === 'all') backlog = (await client.search({ all: true }, { uid: true })) || [];
@@ -260,7 +317,9 @@ export class InboundMailProcessor implements InboundProcessor {
 
   /** Every quarantined message of every server (optionally one server, e.g. `imap/support`). */
   async listQuarantine(server?: string): Promise<QuarantineListing[]> {
-    const all = (await listCheckpoints(this.options.stateDir)).flatMap(({ checkpoint }) => quarantineListing(checkpoint));
+    const all = (await listCheckpoints(this.options.stateDir)).flatMap(({ checkpoint }) =>
+      quarantineListing(checkpoint),
+    );
     return server ? all.filter((q) => q.server === server) : all;
   }
 

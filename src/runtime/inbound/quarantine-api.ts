@@ -17,7 +17,10 @@ export function quarantineRoutes(inbound: InboundMailProcessor, supervisor: Supe
       path: '/v1/quarantine',
       handler: async (_r, _b, url) => {
         const server = url.searchParams.get('server') ?? undefined;
-        return { status: 200, body: { formatVersion: PLAN_FORMAT_VERSION, quarantined: await inbound.listQuarantine(server) } };
+        return {
+          status: 200,
+          body: { formatVersion: PLAN_FORMAT_VERSION, quarantined: await inbound.listQuarantine(server) },
+        };
       },
     },
     {
@@ -25,9 +28,11 @@ export function quarantineRoutes(inbound: InboundMailProcessor, supervisor: Supe
       path: '/v1/quarantine/release',
       handler: async (_r, raw) => {
         const key = (raw as { key?: unknown } | undefined)?.key;
-        if (typeof key !== 'string' || key === '' || key.length > 512) return { status: 400, body: { error: 'give the key of a quarantined message: {"key": "..."}' } };
+        if (typeof key !== 'string' || key === '' || key.length > 512)
+          return { status: 400, body: { error: 'give the key of a quarantined message: {"key": "..."}' } };
         const server = await inbound.release(key);
-        if (!server) return { status: 404, body: { error: `no quarantined message has the key ${JSON.stringify(key)}` } };
+        if (!server)
+          return { status: 404, body: { error: `no quarantined message has the key ${JSON.stringify(key)}` } };
         const loop = supervisor.get(server);
         if (loop instanceof ImapLoop) void loop.requestPoll();
         return { status: 200, body: { formatVersion: PLAN_FORMAT_VERSION, released: key, server } };

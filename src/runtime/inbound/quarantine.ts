@@ -17,14 +17,32 @@ export interface QuarantineListing extends QuarantineEntry {
   uid: number;
 }
 
-export function recordQuarantine(cp: Checkpoint, uid: number, entry: { key: string; reason: QuarantineReason; detail: string; at: string; messageId: string | null; attempts?: number }): void {
+export function recordQuarantine(
+  cp: Checkpoint,
+  uid: number,
+  entry: {
+    key: string;
+    reason: QuarantineReason;
+    detail: string;
+    at: string;
+    messageId: string | null;
+    attempts?: number;
+  },
+): void {
   cp.quarantined[uid] = entry;
   delete cp.pending[uid];
 }
 
 export function quarantineListing(cp: Checkpoint): QuarantineListing[] {
   return Object.entries(cp.quarantined)
-    .map(([uid, q]) => ({ ...q, key: q.key ?? `${cp.server}:${uid}`, server: cp.server, folder: cp.folder, uidValidity: cp.uidValidity, uid: Number(uid) }))
+    .map(([uid, q]) => ({
+      ...q,
+      key: q.key ?? `${cp.server}:${uid}`,
+      server: cp.server,
+      folder: cp.folder,
+      uidValidity: cp.uidValidity,
+      uid: Number(uid),
+    }))
     .sort((a, b) => a.uid - b.uid);
 }
 

@@ -93,7 +93,8 @@ const header = (headers: Map<string, string[]>, name: string): string[] => heade
 export function isAutoReply(headers: Map<string, string[]>): boolean {
   if (header(headers, 'auto-submitted').some((v) => v.split(';')[0]!.trim().toLowerCase() !== 'no')) return true;
   if (header(headers, 'x-autoreply').some((v) => v.trim() !== '')) return true;
-  if (header(headers, 'precedence').some((v) => ['auto_reply', 'bulk', 'junk'].includes(v.trim().toLowerCase()))) return true;
+  if (header(headers, 'precedence').some((v) => ['auto_reply', 'bulk', 'junk'].includes(v.trim().toLowerCase())))
+    return true;
   return header(headers, 'content-type').some((v) => {
     const lower = v.toLowerCase();
     return /^\s*multipart\/report\b/.test(lower) && /report-type\s*=\s*"?delivery-status"?/.test(lower);
@@ -111,7 +112,8 @@ export function routeMessage(flow: Pick<FlowSpec, 'routes' | 'autoReplies'>, fac
   if (autoReply) {
     const policy = flow.autoReplies ?? 'deliver';
     if (policy === 'drop') return { action: 'drop', autoReply: true, reason: 'auto-reply' };
-    if (typeof policy === 'object') return { action: 'deliver', queue: policy.queue, autoReply: true, route: 'autoReplies' };
+    if (typeof policy === 'object')
+      return { action: 'deliver', queue: policy.queue, autoReply: true, route: 'autoReplies' };
   }
   for (const [i, route] of flow.routes.entries()) {
     const when = route.when;

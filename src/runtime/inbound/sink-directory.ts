@@ -36,7 +36,8 @@ export interface SinkItem {
  * A failed delivery: `permanent` (the sink refused this message: never retried, quarantined) or transient (retried);
  * `sinkDown` says the failure is the sink's, not the message's (connection refused, disk full...).
  */
-export type SinkResult = { key: string; ok: true } | { key: string; ok: false; error: Error; permanent?: boolean; sinkDown?: boolean };
+export type SinkResult =
+  { key: string; ok: true } | { key: string; ok: false; error: Error; permanent?: boolean; sinkDown?: boolean };
 
 /** Where a flow delivers: the directory sink or the webhook sink. */
 export interface InboundSink {
@@ -48,7 +49,12 @@ export interface InboundSink {
 const SINK_DOWN_CODES = new Set(['ENOSPC', 'EROFS', 'EDQUOT', 'EIO']);
 
 /** `<shortName>.<uidValidity>.<uid>.<first 8 hex of sha256(host \0 user \0 folder)>` */
-export function messageKey(shortName: string, uidValidity: string, uid: number, identity: { host: string; user: string; folder: string }): string {
+export function messageKey(
+  shortName: string,
+  uidValidity: string,
+  uid: number,
+  identity: { host: string; user: string; folder: string },
+): string {
   return `${shortName}.${uidValidity}.${uid}.${identityHash(identity).slice(0, 8)}`;
 }
 
@@ -58,7 +64,8 @@ export function identityHash({ host, user, folder }: { host: string; user: strin
 
 /** Queue names become folder names: refuse anything that could leave the sink folder. */
 export function safeQueueName(queue: string): string {
-  if (!queue || queue === '.' || queue === '..' || /[/\\\0]/.test(queue) || queue.startsWith('.')) throw new Error(`queue name ${JSON.stringify(queue)} is not a safe folder name`);
+  if (!queue || queue === '.' || queue === '..' || /[/\\\0]/.test(queue) || queue.startsWith('.'))
+    throw new Error(`queue name ${JSON.stringify(queue)} is not a safe folder name`);
   return queue;
 }
 
@@ -80,11 +87,14 @@ export class DirectorySink implements InboundSink {
   /** Delivers a batch; one item failing does not fail the others. Results are in the order of `items`. */
   async deliverBatch(items: readonly SinkItem[]): Promise<SinkResult[]> {
     const state = items.map((item) => ({ item, dir: '', error: null as Error | null }));
-    const fail = (s: (typeof state)[number], err: unknown) => (s.error ??= err instanceof Error ? err : new Error(String(err)));
+    const fail = (s: (typeof state)[number], err: unknown) =>
+      (s.error ??= err instanceof Error ? err : new Error(String(err)));
     const syncDirs = async () => {
       const dirs = new Map<string, typeof state>();
       for (const s of state) if (!s.error) dirs.set(s.dir, [...(dirs.get(s.dir) ?? []), s]);
-      await Promise.all([...dirs].map(([dir, members]) => fsyncDir(dir).catch((err) => members.forEach((s) => fail(s, err)))));
+      await Promise.all(
+        [...dirs].map(([dir, members]) => fsyncDir(dir).catch((err) => members.forEach((s) => fail(s, err)))),
+      );
     };
     // 1. every .eml: write the temp file, fsync, rename into place
     await Promise.all(
@@ -117,7 +127,14 @@ export class DirectorySink implements InboundSink {
     );
     await syncDirs();
     return state.map((s) =>
-      s.error ? { key: s.item.key, ok: false, error: s.error, sinkDown: SINK_DOWN_CODES.has((s.error as NodeJS.ErrnoException).code ?? '') } : { key: s.item.key, ok: true },
+      s.error
+        ? {
+            key: s.item.key,
+            ok: false,
+            error: s.error,
+            sinkDown: SINK_DOWN_CODES.has((s.error as NodeJS.ErrnoException).code ?? ''),
+          }
+        : { key: s.item.key, ok: true },
     );
   }
 }

@@ -50,33 +50,50 @@ export class WebhookSink implements InboundSink {
         results[i] = await this.post(items[i]!);
       }
     };
-    await Promise.all(Array.from({ length: Math.min(items.length, this.options.concurrency ?? WEBHOOK_CONCURRENCY) }, worker));
+    await Promise.all(
+      Array.from({ length: Math.min(items.length, this.options.concurrency ?? WEBHOOK_CONCURRENCY) }, worker),
+    );
     return results;
   }
 
   private async post(item: SinkItem): Promise<SinkResult> {
     const body = webhookBody(item);
     const where = displayUrl(this.url);
-    const fail = (message: string, extra: { permanent?: boolean; sinkDown?: boolean } = {}): SinkResult => ({ key: item.key, ok: false, error: new Error(message), ...extra });
+    const fail = (message: string, extra: { permanent?: boolean; sinkDown?: boolean } = {}): SinkResult => ({
+      key: item.key,
+      ok: false,
+      error: new Error(message),
+      ...extra,
+    });
     let response: Response;
     try {
       response = await fetch(this.url, {
         method: 'POST',
-        headers: { 'content-type': 'application/json', 'idempotency-key': item.key, [SIGNATURE_HEADER]: signBody(body, this.secret), 'user-agent': 'mailctl' },
+        headers: {
+          'content-type': 'application/json',
+          'idempotency-key': item.key,
+          [SIGNATURE_HEADER]: signBody(body, this.secret),
+          'user-agent': 'mailctl',
+        },
         body,
         redirect: 'manual',
         signal: AbortSignal.timeout(this.options.timeoutMs ?? WEBHOOK_TIMEOUT_MS),
       });
     } catch (err) {
       const e = err as { name?: string; cause?: { code?: string } };
-      const why = e.name === 'TimeoutError' ? `no answer within ${(this.options.timeoutMs ?? WEBHOOK_TIMEOUT_MS) / 1000} s` : (e.cause?.code ?? e.name ?? 'error');
+      const why =
+        e.name === 'TimeoutError'
+          ? `no answer within ${(this.options.timeoutMs ?? WEBHOOK_TIMEOUT_MS) / 1000} s`
+          : (e.cause?.code ?? e.name ?? 'error');
       return fail(`webhook ${where} unreachable (${why})`, { sinkDown: true });
     }
     await response.arrayBuffer().catch(() => undefined); // drain: frees the connection for keep-alive
     const status = response.status;
     if (status >= 200 && status < 300) return { key: item.key, ok: true };
-    if (status >= 400 && status < 500 && !TRANSIENT_4XX.has(status)) return fail(`webhook ${where} rejected the message with HTTP ${status}`, { permanent: true });
-    if (status >= 300 && status < 400) return fail(`webhook ${where} answered HTTP ${status} (redirects are not followed)`);
+    if (status >= 400 && status < 500 && !TRANSIENT_4XX.has(status))
+      return fail(`webhook ${where} rejected the message with HTTP ${status}`, { permanent: true });
+    if (status >= 300 && status < 400)
+      return fail(`webhook ${where} answered HTTP ${status} (redirects are not followed)`);
     return fail(`webhook ${where} answered HTTP ${status}`);
   }
 }

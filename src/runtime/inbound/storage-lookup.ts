@@ -14,7 +14,8 @@ import { parseHeaders } from './route.js';
 export async function fetchMessageIds(client: ImapFlow, uids: readonly number[]): Promise<Map<number, string | null>> {
   const ids = new Map<number, string | null>();
   if (!uids.length) return ids;
-  for (const m of await client.fetchAll(uids.join(','), { uid: true, headers: ['message-id'] }, { uid: true })) ids.set(m.uid, messageIdOf(parseHeaders(m.headers)));
+  for (const m of await client.fetchAll(uids.join(','), { uid: true, headers: ['message-id'] }, { uid: true }))
+    ids.set(m.uid, messageIdOf(parseHeaders(m.headers)));
   return ids;
 }
 
@@ -38,16 +39,27 @@ export async function messageIdsIn(client: ImapFlow, ids: string[]): Promise<Set
  * accounts for one wanted message at most (two identical messages need two copies). Sources are downloaded only for
  * stored messages whose size matches one that is wanted.
  */
-export async function fingerprintsIn(client: ImapFlow, wanted: Record<string, Fingerprint>, sinceUid: number): Promise<Set<string>> {
+export async function fingerprintsIn(
+  client: ImapFlow,
+  wanted: Record<string, Fingerprint>,
+  sinceUid: number,
+): Promise<Set<string>> {
   const keys = Object.keys(wanted);
   if (!keys.length) return new Set();
   const sizes = new Set(keys.map((k) => wanted[k]!.size));
   // `N:*` also returns the highest UID when it is below N
-  const arrived = (await client.fetchAll(`${sinceUid}:*`, { uid: true, size: true }, { uid: true })).filter((m) => m.uid >= sinceUid && sizes.has(m.size ?? -1));
+  const arrived = (await client.fetchAll(`${sinceUid}:*`, { uid: true, size: true }, { uid: true })).filter(
+    (m) => m.uid >= sinceUid && sizes.has(m.size ?? -1),
+  );
   const needHash = keys.some((k) => wanted[k]!.sha256 !== null);
   const hashes = new Map<number, string>();
   if (needHash && arrived.length) {
-    for (const m of await client.fetchAll(arrived.map((m) => m.uid).join(','), { uid: true, source: true }, { uid: true })) if (m.source) hashes.set(m.uid, contentHash(m.source));
+    for (const m of await client.fetchAll(
+      arrived.map((m) => m.uid).join(','),
+      { uid: true, source: true },
+      { uid: true },
+    ))
+      if (m.source) hashes.set(m.uid, contentHash(m.source));
   }
   const found = new Set<string>();
   const unused = [...arrived];

@@ -25,7 +25,11 @@ export interface PollStats {
 
 /** What a poll does with the selected folder. The inbound-mail stage plugs in here. */
 export interface InboundProcessor {
-  poll(client: ImapFlow, config: ServerConfig & { spec: ImapServerSpec }, signal: AbortSignal): Promise<PollStats | void>;
+  poll(
+    client: ImapFlow,
+    config: ServerConfig & { spec: ImapServerSpec },
+    signal: AbortSignal,
+  ): Promise<PollStats | void>;
 }
 
 /** Just proves the mailbox is reachable and counts what waits in it. */
@@ -46,12 +50,20 @@ export interface OpenedImap {
 }
 
 /** Connects, checks the inbox and storage folders and selects the inbox folder. Throws MailError. */
-export async function openImap(spec: ImapServerSpec, resolver: SecretResolver, logger: ImapLogger | false | undefined): Promise<OpenedImap> {
+export async function openImap(
+  spec: ImapServerSpec,
+  resolver: SecretResolver,
+  logger: ImapLogger | false | undefined,
+): Promise<OpenedImap> {
   const { settings, secretDigest } = await resolveConnection(spec, resolver);
   const client = await connectImap(settings, { autoIdleDelay: AUTO_IDLE_DELAY_MS, logger });
   const closed = new Promise<void>((resolve) => client.once('close', () => resolve()));
   try {
-    const found = await checkImapFolders(client, settings, { folder: spec.folder, storageFolder: spec.storageFolder, select: true });
+    const found = await checkImapFolders(client, settings, {
+      folder: spec.folder,
+      storageFolder: spec.storageFolder,
+      select: true,
+    });
     return { client, closed, found, secretDigest, errorCtx: errorContext(settings) };
   } catch (err) {
     await disconnect(client);
@@ -80,7 +92,13 @@ export class ImapLoop extends SupervisedLoop {
     id: string,
     config: ServerConfig,
     log: Logger,
-    private readonly deps: { resolver: SecretResolver; processor: InboundProcessor; connectGate: ConnectGate; pollClock: PollClock; imapLogger?: ImapLogger | false },
+    private readonly deps: {
+      resolver: SecretResolver;
+      processor: InboundProcessor;
+      connectGate: ConnectGate;
+      pollClock: PollClock;
+      imapLogger?: ImapLogger | false;
+    },
     /** The connection apply's verification opened for this loop: its first session uses it instead of logging in again. */
     private handedOver: OpenedImap | null = null,
   ) {
@@ -127,7 +145,11 @@ export class ImapLoop extends SupervisedLoop {
     const started = Date.now();
     let ok = false;
     try {
-      const stats = await this.deps.processor.poll(client, this.config as ServerConfig & { spec: ImapServerSpec }, this.signal);
+      const stats = await this.deps.processor.poll(
+        client,
+        this.config as ServerConfig & { spec: ImapServerSpec },
+        this.signal,
+      );
       const { nextPollInMs, ...counts } = stats ?? {};
       for (const [name, n] of Object.entries(counts)) if (n) this.count(name, n);
       if (nextPollInMs !== undefined) this.wakeIn(nextPollInMs);
@@ -178,7 +200,9 @@ export class ImapLoop extends SupervisedLoop {
       this.markSuccess();
       this.schedulePolls();
       await this.requestPoll();
-      const stopped = new Promise<void>((resolve) => (signal.aborted ? resolve() : signal.addEventListener('abort', () => resolve(), { once: true })));
+      const stopped = new Promise<void>((resolve) =>
+        signal.aborted ? resolve() : signal.addEventListener('abort', () => resolve(), { once: true }),
+      );
       await Promise.race([closed, stopped]);
     } finally {
       this.unschedule?.();

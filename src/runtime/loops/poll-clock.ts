@@ -18,7 +18,10 @@ export class PollClock {
     let shared = this.schedules.get(expression);
     if (!shared) {
       const listeners = new Set<() => void>();
-      shared = { task: schedule(expression, () => listeners.forEach((fire) => fire()), { name: `poll ${expression}` }), listeners };
+      shared = {
+        task: schedule(expression, () => listeners.forEach((fire) => fire()), { name: `poll ${expression}` }),
+        listeners,
+      };
       this.schedules.set(expression, shared);
     }
     const entry = shared;

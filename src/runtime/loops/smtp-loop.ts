@@ -32,7 +32,15 @@ export class SmtpLoop extends SupervisedLoop {
       this.transport = transport;
       this.markSuccess();
       // the loop consumes its outbox queue until stopped
-      if (this.deps.outbound) await this.deps.outbound.serve({ serverId: this.id, transport, settings, signal, log: this.log, report: (outcome) => this.reportSend(outcome) });
+      if (this.deps.outbound)
+        await this.deps.outbound.serve({
+          serverId: this.id,
+          transport,
+          settings,
+          signal,
+          log: this.log,
+          report: (outcome) => this.reportSend(outcome),
+        });
       else await new Promise<void>((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }));
     } finally {
       this.transport = null;

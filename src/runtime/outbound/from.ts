@@ -32,30 +32,54 @@ export function shortNameOfKey(key: string): string | null {
   return INBOUND_KEY.exec(key)?.[1] ?? null;
 }
 
-export function chooseSender(request: OutboundRequest, state: ObservedState, system: LoadedServer | null): SenderChoice {
+export function chooseSender(
+  request: OutboundRequest,
+  state: ObservedState,
+  system: LoadedServer | null,
+): SenderChoice {
   const servers = enabledSmtp(state);
-  const candidates: [string, SmtpServerSpec][] = request.kind === 'template' && system?.spec.type === 'smtp' ? [...servers, [systemLoopId(system), system.spec]] : servers;
+  const candidates: [string, SmtpServerSpec][] =
+    request.kind === 'template' && system?.spec.type === 'smtp'
+      ? [...servers, [systemLoopId(system), system.spec]]
+      : servers;
   if (request.from !== undefined) {
     const wanted = lower(request.from);
     const hit = candidates.find(([, spec]) => addressesOf(spec).some((a) => lower(a) === wanted));
     if (hit) return { server: hit[0], from: request.from };
     const configured = [...new Set(candidates.flatMap(([, spec]) => addressesOf(spec)))];
-    throw new RequestError(422, `no enabled SMTP server may send as ${request.from}; the configured From addresses are: ${configured.length ? configured.join(', ') : '(none: no SMTP server is enabled)'}`);
+    throw new RequestError(
+      422,
+      `no enabled SMTP server may send as ${request.from}; the configured From addresses are: ${configured.length ? configured.join(', ') : '(none: no SMTP server is enabled)'}`,
+    );
   }
   if (request.inReplyTo !== undefined) {
     const shortName = shortNameOfKey(request.inReplyTo)!;
     const imap = state.servers[`imap/${shortName}`];
-    if (!imap) throw new RequestError(422, `cannot reply to ${request.inReplyTo}: no IMAP server has the short name "${shortName}"; give "from"`);
+    if (!imap)
+      throw new RequestError(
+        422,
+        `cannot reply to ${request.inReplyTo}: no IMAP server has the short name "${shortName}"; give "from"`,
+      );
     const user = imap.config.spec.auth.user;
     const hit = servers.find(([, spec]) => lower(spec.auth.user) === lower(user));
-    if (!hit) throw new RequestError(422, `cannot reply to ${request.inReplyTo}: it was sent to ${user}, and no enabled SMTP server logs in as ${user}; give "from"`);
+    if (!hit)
+      throw new RequestError(
+        422,
+        `cannot reply to ${request.inReplyTo}: it was sent to ${user}, and no enabled SMTP server logs in as ${user}; give "from"`,
+      );
     return { server: hit[0], from: user };
   }
   if (request.kind === 'template') {
     const template = servers.find(([, spec]) => spec.role === 'template');
     if (template) return { server: template[0], from: template[1].auth.user };
     if (system?.spec.type === 'smtp') return { server: systemLoopId(system), from: system.spec.auth.user };
-    throw new RequestError(422, 'no enabled SMTP server has role: template and the daemon runs without --system-smtp; give "from"');
+    throw new RequestError(
+      422,
+      'no enabled SMTP server has role: template and the daemon runs without --system-smtp; give "from"',
+    );
   }
-  throw new RequestError(422, 'an agent message needs "from" (an address of an enabled SMTP server) or "inReplyTo" (the inbound key it answers)');
+  throw new RequestError(
+    422,
+    'an agent message needs "from" (an address of an enabled SMTP server) or "inReplyTo" (the inbound key it answers)',
+  );
 }

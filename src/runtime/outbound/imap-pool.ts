@@ -19,7 +19,10 @@ export class ImapPool {
   private readonly pools = new Map<string, Pool>();
   private closed = false;
 
-  constructor(private readonly resolver: SecretResolver, private readonly max = 4) {}
+  constructor(
+    private readonly resolver: SecretResolver,
+    private readonly max = 4,
+  ) {}
 
   private poolOf(id: string, spec: ImapServerSpec): Pool {
     const key = JSON.stringify(spec);

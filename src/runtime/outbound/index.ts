@@ -25,7 +25,13 @@ export interface Outbound {
   stop(): Promise<void>;
 }
 
-export async function createOutbound(deps: { stateDir: string; resolver: SecretResolver; log: Logger; state: () => ObservedState; systemSmtp: LoadedServer | null }): Promise<Outbound> {
+export async function createOutbound(deps: {
+  stateDir: string;
+  resolver: SecretResolver;
+  log: Logger;
+  state: () => ObservedState;
+  systemSmtp: LoadedServer | null;
+}): Promise<Outbound> {
   const log = deps.log.child({ stage: 'outbound' });
   const outbox = new Outbox(deps.stateDir, log);
   await outbox.load();

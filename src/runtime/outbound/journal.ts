@@ -23,10 +23,12 @@ export class GroupSync {
       this.running = this.sync().finally(() => (this.running = null));
       return this.running;
     }
-    this.queued = this.running.catch(() => undefined).then(() => {
-      this.queued = null;
-      return this.request();
-    });
+    this.queued = this.running
+      .catch(() => undefined)
+      .then(() => {
+        this.queued = null;
+        return this.request();
+      });
     return this.queued;
   }
 }

@@ -40,7 +40,10 @@ export interface OutboundMessage extends OutboundRequest {
 }
 
 export class RequestError extends Error {
-  constructor(readonly status: 400 | 404 | 409 | 422, message: string) {
+  constructor(
+    readonly status: 400 | 404 | 409 | 422,
+    message: string,
+  ) {
     super(message);
   }
 }
@@ -59,13 +62,17 @@ const bad = (message: string) => new RequestError(400, message);
 function headerText(field: string, value: unknown, { optional = false } = {}): string | undefined {
   if (value === undefined && optional) return undefined;
   if (typeof value !== 'string') throw bad(`"${field}" must be a string`);
-  if (CONTROL.test(value)) throw bad(`"${field}" contains a line break or control character; refused (header injection)`);
+  if (CONTROL.test(value))
+    throw bad(`"${field}" contains a line break or control character; refused (header injection)`);
   return value;
 }
 
 function address(field: string, value: unknown): string {
   const text = headerText(field, value)!;
-  if (!ADDRESS.test(text)) throw bad(`"${field}": ${JSON.stringify(text)} is not an email address (give a bare address like agent@example.com)`);
+  if (!ADDRESS.test(text))
+    throw bad(
+      `"${field}": ${JSON.stringify(text)} is not an email address (give a bare address like agent@example.com)`,
+    );
   return text;
 }
 
@@ -89,7 +96,8 @@ function attachmentsOf(value: unknown): OutboundAttachment[] {
     const n = headerText(`attachments[${i}].name`, name)!;
     if (!n || /[/\\]/.test(n)) throw bad(`attachments[${i}].name must be a file name without folders`);
     const type = headerText(`attachments[${i}].contentType`, contentType)!;
-    if (!CONTENT_TYPE.test(type)) throw bad(`attachments[${i}].contentType ${JSON.stringify(type)} is not a MIME type like application/pdf`);
+    if (!CONTENT_TYPE.test(type))
+      throw bad(`attachments[${i}].contentType ${JSON.stringify(type)} is not a MIME type like application/pdf`);
     if (typeof content !== 'string' || !BASE64.test(content)) throw bad(`attachments[${i}].content must be base64`);
     return { name: n, contentType: type, content };
   });
@@ -107,7 +115,10 @@ export function parseOutboundRequest(body: unknown): OutboundRequest {
   if (raw.html !== undefined && typeof raw.html !== 'string') throw bad('"html" must be a string');
   if (raw.text === undefined && raw.html === undefined) throw bad('give "text" or "html"');
   const inReplyTo = headerText('inReplyTo', raw.inReplyTo, { optional: true });
-  if (inReplyTo !== undefined && !INBOUND_KEY.test(inReplyTo)) throw bad(`"inReplyTo" must be an inbound key like support.1700000000.42.0a1b2c3d, not ${JSON.stringify(inReplyTo)}`);
+  if (inReplyTo !== undefined && !INBOUND_KEY.test(inReplyTo))
+    throw bad(
+      `"inReplyTo" must be an inbound key like support.1700000000.42.0a1b2c3d, not ${JSON.stringify(inReplyTo)}`,
+    );
   return {
     ...(raw.from !== undefined && { from: address('from', raw.from) }),
     to: addressList('to', raw.to, true),
@@ -140,7 +151,11 @@ export function mailFieldsOf(m: OutboundMessage) {
     messageId: m.messageId,
     date: new Date(m.createdAt),
     ...(m.inReplyToMessageId && { inReplyTo: m.inReplyToMessageId, references: [m.inReplyToMessageId] }),
-    attachments: m.attachments.map((a) => ({ filename: a.name, contentType: a.contentType, content: Buffer.from(a.content, 'base64') })),
+    attachments: m.attachments.map((a) => ({
+      filename: a.name,
+      contentType: a.contentType,
+      content: Buffer.from(a.content, 'base64'),
+    })),
     xMailer: false as const,
   };
 }

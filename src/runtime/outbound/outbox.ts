@@ -24,7 +24,8 @@ const END = '\nEND\n';
 type FinalEvent = 'done' | 'failed' | 'cancelled';
 const FINAL: ReadonlySet<string> = new Set<FinalEvent>(['done', 'failed', 'cancelled']);
 const PROGRESS: ReadonlySet<string> = new Set(['deferred', 'sent']);
-const isFinal = (r: JournalRecord | undefined): r is JournalRecord & { event: FinalEvent } => r !== undefined && FINAL.has(r.event);
+const isFinal = (r: JournalRecord | undefined): r is JournalRecord & { event: FinalEvent } =>
+  r !== undefined && FINAL.has(r.event);
 /** Finished records older than this are dropped when the journal is compacted at start. */
 const KEEP_FINISHED_MS = 7 * 24 * 3600_000;
 
@@ -103,8 +104,15 @@ export function unframeAll(data: Buffer): OutboundMessage[] {
     if (Number(m[1]) !== OUTBOX_FORMAT_VERSION) throw new Error(`unsupported formatVersion ${m[1]}`);
     const start = nl + 1;
     const length = Number(m[2]);
-    if (start + length + end.length > data.length || !data.subarray(start + length, start + length + end.length).equals(end)) throw new Error('truncated (no END marker)');
-    const parsed = JSON.parse(data.subarray(start, start + length).toString()) as { formatVersion: number; message: OutboundMessage };
+    if (
+      start + length + end.length > data.length ||
+      !data.subarray(start + length, start + length + end.length).equals(end)
+    )
+      throw new Error('truncated (no END marker)');
+    const parsed = JSON.parse(data.subarray(start, start + length).toString()) as {
+      formatVersion: number;
+      message: OutboundMessage;
+    };
     if (parsed.formatVersion !== OUTBOX_FORMAT_VERSION || !parsed.message?.id) throw new Error('not an outbox record');
     messages.push(parsed.message);
     at = start + length + end.length;
@@ -124,7 +132,13 @@ interface OutboxFile {
 export class Outbox {
   readonly dir: string;
   private readonly entries = new Map<string, OutboxEntry>();
-  private readonly finished = new Map<string, JournalRecord & { event: FinalEvent; message: Pick<OutboundMessage, 'from' | 'to' | 'subject' | 'createdAt'> | null }>();
+  private readonly finished = new Map<
+    string,
+    JournalRecord & {
+      event: FinalEvent;
+      message: Pick<OutboundMessage, 'from' | 'to' | 'subject' | 'createdAt'> | null;
+    }
+  >();
   private readonly journal: Journal<JournalRecord>;
   /** The file each queued message is in. */
   private readonly fileOf = new Map<string, OutboxFile>();
@@ -137,7 +151,10 @@ export class Outbox {
   private readonly listeners = new Set<(server: string) => void>();
   quarantined = 0;
 
-  constructor(stateDir: string, private readonly log?: Logger) {
+  constructor(
+    stateDir: string,
+    private readonly log?: Logger,
+  ) {
     this.dir = path.join(stateDir, 'outbox');
     this.journal = new Journal(path.join(this.dir, 'journal.jsonl'));
   }
@@ -168,8 +185,10 @@ export class Outbox {
       let messages: OutboundMessage[];
       try {
         messages = unframeAll(await readFile(file));
-        if (name.endsWith('.msg') && (messages.length !== 1 || `${messages[0]!.id}.msg` !== name)) throw new Error('file name and id differ');
-        if (messages.some((m) => this.entries.has(m.id) || this.fileOf.has(m.id))) throw new Error('an id that another outbox file has too');
+        if (name.endsWith('.msg') && (messages.length !== 1 || `${messages[0]!.id}.msg` !== name))
+          throw new Error('file name and id differ');
+        if (messages.some((m) => this.entries.has(m.id) || this.fileOf.has(m.id)))
+          throw new Error('an id that another outbox file has too');
       } catch (err) {
         await this.quarantine(file, (err as Error).message);
         continue;
@@ -204,17 +223,27 @@ export class Outbox {
     await mkdir(dir, { recursive: true, mode: 0o700 });
     await rename(file, path.join(dir, `${path.basename(file)}.${Date.now()}`));
     this.quarantined += 1;
-    this.log?.error({ file: path.basename(file), reason: why }, 'outbox file is damaged: moved to quarantine/, not sent');
+    this.log?.error(
+      { file: path.basename(file), reason: why },
+      'outbox file is damaged: moved to quarantine/, not sent',
+    );
   }
 
   /**
    * Writes the message durably, then queues it. Resolves only when it is on disk: requests that arrive while a batch
    * is being written wait for the next one and share its file and fsyncs (group commit).
    */
-  async accept(request: OutboundRequest & { from: string; server: string; inReplyToMessageId?: string }): Promise<OutboundMessage> {
+  async accept(
+    request: OutboundRequest & { from: string; server: string; inReplyToMessageId?: string },
+  ): Promise<OutboundMessage> {
     const id = randomUUID();
     const domain = request.from.split('@')[1] ?? 'mailctl.invalid';
-    const message: OutboundMessage = { ...request, id, messageId: `<${id}@${domain}>`, createdAt: new Date().toISOString() };
+    const message: OutboundMessage = {
+      ...request,
+      id,
+      messageId: `<${id}@${domain}>`,
+      createdAt: new Date().toISOString(),
+    };
     await new Promise<void>((done, fail) => {
       this.pending.push({ message, done, fail });
       this.writing ??= this.writeBatches();
@@ -228,13 +257,24 @@ export class Outbox {
     while (this.pending.length) {
       const batch = this.pending.splice(0, MAX_BATCH);
       try {
-        const file = path.join(this.dir, `${Date.now().toString(36)}-${process.pid.toString(36)}-${(this.batchSeq++).toString(36)}.batch`);
+        const file = path.join(
+          this.dir,
+          `${Date.now().toString(36)}-${process.pid.toString(36)}-${(this.batchSeq++).toString(36)}.batch`,
+        );
         await writeFileAtomic(file, batch.map((b) => frame(b.message)).join(''));
         const entry: OutboxFile = { file, open: new Set(batch.map((b) => b.message.id)) };
         const servers = new Set<string>();
         for (const { message } of batch) {
           this.fileOf.set(message.id, entry);
-          this.entries.set(message.id, { message, state: 'queued', attempts: 0, nextAttemptAt: 0, lastError: null, reply: null, recovered: false });
+          this.entries.set(message.id, {
+            message,
+            state: 'queued',
+            attempts: 0,
+            nextAttemptAt: 0,
+            lastError: null,
+            reply: null,
+            recovered: false,
+          });
           servers.add(message.server);
         }
         this.stats.batches += 1;
@@ -286,7 +326,11 @@ export class Outbox {
 
   /** Records a temporary failure, so the attempt count and backoff survive a restart (not awaited, like markSent). */
   markDeferred(entry: OutboxEntry): void {
-    const extra = { attempts: entry.attempts, nextAttemptAt: new Date(entry.nextAttemptAt).toISOString(), ...(entry.lastError !== null && { reason: entry.lastError }) };
+    const extra = {
+      attempts: entry.attempts,
+      nextAttemptAt: new Date(entry.nextAttemptAt).toISOString(),
+      ...(entry.lastError !== null && { reason: entry.lastError }),
+    };
     void this.journal.append(this.record(entry, 'deferred', extra)).catch(() => undefined);
   }
 
@@ -297,7 +341,10 @@ export class Outbox {
 
   /** Finishes several messages with one journal write and fsync. */
   async finishMany(entries: OutboxEntry[], event: FinalEvent, extra: Partial<JournalRecord> = {}): Promise<void> {
-    const records = entries.map((entry) => ({ ...this.record(entry, event, { ...(entry.reply !== null && { reply: entry.reply }), ...extra }), event }));
+    const records = entries.map((entry) => ({
+      ...this.record(entry, event, { ...(entry.reply !== null && { reply: entry.reply }), ...extra }),
+      event,
+    }));
     await this.journal.appendMany(records);
     const emptied = new Set<OutboxFile>();
     entries.forEach((entry, i) => {
@@ -313,7 +360,14 @@ export class Outbox {
   }
 
   private record(entry: OutboxEntry, event: JournalRecord['event'], extra: Partial<JournalRecord>): JournalRecord {
-    return { id: entry.message.id, event, at: new Date().toISOString(), messageId: entry.message.messageId, server: entry.message.server, ...extra };
+    return {
+      id: entry.message.id,
+      event,
+      at: new Date().toISOString(),
+      messageId: entry.message.messageId,
+      server: entry.message.server,
+      ...extra,
+    };
   }
 
   /** The Message-ID of an outbound id, queued or finished. */
@@ -328,8 +382,15 @@ export class Outbox {
     if (!f) return null;
     const state: OutboundState = f.event === 'done' ? 'sent' : f.event;
     return {
-      id, messageId: f.messageId, server: f.server, from: f.message?.from ?? '', to: f.message?.to ?? [], subject: f.message?.subject ?? '',
-      createdAt: f.message?.createdAt ?? '', state, finishedAt: f.at,
+      id,
+      messageId: f.messageId,
+      server: f.server,
+      from: f.message?.from ?? '',
+      to: f.message?.to ?? [],
+      subject: f.message?.subject ?? '',
+      createdAt: f.message?.createdAt ?? '',
+      state,
+      finishedAt: f.at,
       ...(f.reply !== undefined && { reply: f.reply }),
       ...(f.reason !== undefined && { reason: f.reason }),
       ...(f.event === 'done' && { copy: f.storedIn ? 'stored' : 'none', storedIn: f.storedIn ?? null }),
@@ -339,8 +400,18 @@ export class Outbox {
   private viewOf(e: OutboxEntry): OutboundView {
     const m = e.message;
     return {
-      id: m.id, messageId: m.messageId, server: m.server, from: m.from, to: m.to, subject: m.subject, createdAt: m.createdAt, state: e.state,
-      attempts: e.attempts, nextAttemptAt: e.nextAttemptAt ? new Date(e.nextAttemptAt).toISOString() : null, lastError: e.lastError, reply: e.reply,
+      id: m.id,
+      messageId: m.messageId,
+      server: m.server,
+      from: m.from,
+      to: m.to,
+      subject: m.subject,
+      createdAt: m.createdAt,
+      state: e.state,
+      attempts: e.attempts,
+      nextAttemptAt: e.nextAttemptAt ? new Date(e.nextAttemptAt).toISOString() : null,
+      lastError: e.lastError,
+      reply: e.reply,
       ...(e.state === 'sent' && { copy: 'pending' as const }),
     };
   }

@@ -20,7 +20,9 @@ export interface OutboundRouteDeps {
 const answer = (status: number, body: unknown) => ({ status, body });
 
 /** RequestError → its status and message; anything else propagates (500). */
-async function guarded(run: () => Promise<{ status: number; body: unknown }>): Promise<{ status: number; body: unknown }> {
+async function guarded(
+  run: () => Promise<{ status: number; body: unknown }>,
+): Promise<{ status: number; body: unknown }> {
   try {
     return await run();
   } catch (err) {
@@ -42,9 +44,21 @@ export function outboundRoutes(deps: OutboundRouteDeps): Route[] {
           const request = parseOutboundRequest(body);
           const state = deps.state();
           const choice = chooseSender(request, state, deps.systemSmtp);
-          const inReplyToMessageId = request.inReplyTo ? await inboundMessageId(deps.stateDir, state, request.inReplyTo) : null;
-          const message = await outbox.accept({ ...request, ...choice, ...(inReplyToMessageId && { inReplyToMessageId }) });
-          return answer(202, { id: message.id, messageId: message.messageId, server: message.server, from: message.from, state: 'queued' });
+          const inReplyToMessageId = request.inReplyTo
+            ? await inboundMessageId(deps.stateDir, state, request.inReplyTo)
+            : null;
+          const message = await outbox.accept({
+            ...request,
+            ...choice,
+            ...(inReplyToMessageId && { inReplyToMessageId }),
+          });
+          return answer(202, {
+            id: message.id,
+            messageId: message.messageId,
+            server: message.server,
+            from: message.from,
+            state: 'queued',
+          });
         }),
     },
     {
@@ -55,7 +69,8 @@ export function outboundRoutes(deps: OutboundRouteDeps): Route[] {
         guarded(async () => {
           const raw = url.searchParams.get('limit');
           const limit = raw === null ? Infinity : Number(raw);
-          if (!Number.isInteger(limit) && limit !== Infinity) throw new RequestError(400, `"limit" must be a whole number, not ${JSON.stringify(raw)}`);
+          if (!Number.isInteger(limit) && limit !== Infinity)
+            throw new RequestError(400, `"limit" must be a whole number, not ${JSON.stringify(raw)}`);
           if (limit < 0) throw new RequestError(400, '"limit" must not be negative');
           return answer(200, { outbox: outbox.list(limit), size: outbox.size(), quarantined: outbox.quarantined });
         }),
@@ -76,9 +91,12 @@ export function outboundRoutes(deps: OutboundRouteDeps): Route[] {
         const entry = outbox.get(id);
         if (!entry) {
           const view = outbox.view(id);
-          return view ? answer(409, { error: `${id} is already ${view.state}; nothing to cancel`, state: view.state }) : answer(404, { error: `no outbound message ${id}` });
+          return view
+            ? answer(409, { error: `${id} is already ${view.state}; nothing to cancel`, state: view.state })
+            : answer(404, { error: `no outbound message ${id}` });
         }
-        if (entry.state !== 'queued') return answer(409, { error: `${id} is ${entry.state}; it can no longer be cancelled`, state: entry.state });
+        if (entry.state !== 'queued')
+          return answer(409, { error: `${id} is ${entry.state}; it can no longer be cancelled`, state: entry.state });
         await outbox.finish(entry, 'cancelled');
         return answer(200, outbox.view(id));
       },
@@ -96,12 +114,22 @@ export function outboundRoutes(deps: OutboundRouteDeps): Route[] {
           let messageId: string | null;
           if (OUTBOUND_ID.test(key)) messageId = outbox.messageIdOf(key);
           else if (INBOUND_KEY.test(key)) {
-            if (shortNameOfKey(key) !== shortName) throw new RequestError(400, `the key ${key} belongs to the short name "${shortNameOfKey(key)}", not "${shortName}"`);
+            if (shortNameOfKey(key) !== shortName)
+              throw new RequestError(
+                400,
+                `the key ${key} belongs to the short name "${shortNameOfKey(key)}", not "${shortName}"`,
+              );
             messageId = await inboundMessageId(deps.stateDir, state, key);
           } else throw new RequestError(400, `"${key}" is neither an inbound key nor an outbound id`);
           if (!messageId) throw new RequestError(404, `no Message-ID is recorded for ${key}`);
-          const stored = await fetchStored(deps.pool, `imap/${shortName}`, server.config.spec as ImapServerSpec, messageId);
-          if (!stored) throw new RequestError(404, `${key} (${messageId}) is not in the storage folder of imap/${shortName}`);
+          const stored = await fetchStored(
+            deps.pool,
+            `imap/${shortName}`,
+            server.config.spec as ImapServerSpec,
+            messageId,
+          );
+          if (!stored)
+            throw new RequestError(404, `${key} (${messageId}) is not in the storage folder of imap/${shortName}`);
           return answer(200, { shortName, key, ...stored });
         }),
     },

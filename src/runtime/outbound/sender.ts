@@ -70,7 +70,14 @@ export class OutboundSender implements OutboundConsumer {
     },
   ) {}
 
-  async serve({ serverId, transport, settings, signal, log, report }: Parameters<OutboundConsumer['serve']>[0]): Promise<void> {
+  async serve({
+    serverId,
+    transport,
+    settings,
+    signal,
+    log,
+    report,
+  }: Parameters<OutboundConsumer['serve']>[0]): Promise<void> {
     const inFlight = new Set<Promise<void>>();
     let wake: (() => void) | null = null;
     const kick = () => {
@@ -132,12 +139,21 @@ export class OutboundSender implements OutboundConsumer {
   }
 
   /** true once the server accepted the message. */
-  private async send(entry: OutboxEntry, transport: SmtpTransport, settings: ConnectionSettings, log: Logger, report: (outcome: SendOutcome) => void): Promise<boolean> {
+  private async send(
+    entry: OutboxEntry,
+    transport: SmtpTransport,
+    settings: ConnectionSettings,
+    log: Logger,
+    report: (outcome: SendOutcome) => void,
+  ): Promise<boolean> {
     const m = entry.message;
     entry.state = 'sending';
     entry.attempts += 1;
     try {
-      const { info, source } = await sendSmtpCapturing(transport, settings, { ...mailFieldsOf(m), envelope: { from: m.from, to: recipientsOf(m) } });
+      const { info, source } = await sendSmtpCapturing(transport, settings, {
+        ...mailFieldsOf(m),
+        envelope: { from: m.from, to: recipientsOf(m) },
+      });
       entry.source = source;
       this.deps.outbox.markSent(entry, info.response);
       report('sent');
@@ -147,7 +163,11 @@ export class OutboundSender implements OutboundConsumer {
       const error = classifyMailError(err);
       entry.state = 'queued';
       entry.lastError = error.message;
-      const permanent = error.responseCode !== undefined && error.responseCode >= 500 && error.failureClass !== 'auth' && error.failureClass !== 'tls';
+      const permanent =
+        error.responseCode !== undefined &&
+        error.responseCode >= 500 &&
+        error.failureClass !== 'auth' &&
+        error.failureClass !== 'tls';
       if (permanent) {
         log.warn({ id: m.id, reply: error.message }, 'outbound message failed: the server refused it');
         report('failed');
@@ -157,7 +177,10 @@ export class OutboundSender implements OutboundConsumer {
       entry.nextAttemptAt = Date.now() + backoffDelay(entry.attempts, error.retryAfterMs);
       this.deps.outbox.markDeferred(entry);
       report('deferred');
-      log.warn({ id: m.id, attempt: entry.attempts, class: error.failureClass, retryInMs: entry.nextAttemptAt - Date.now() }, `outbound message deferred: ${error.message}`);
+      log.warn(
+        { id: m.id, attempt: entry.attempts, class: error.failureClass, retryInMs: entry.nextAttemptAt - Date.now() },
+        `outbound message deferred: ${error.message}`,
+      );
       return false;
     }
   }
@@ -195,7 +218,11 @@ export class OutboundSender implements OutboundConsumer {
         // a copy that failed before goes alone, so one bad message cannot hold back the others
         if (this.progress.get(queue.waiting[0]!.entry)?.copyAttempts) n = 1;
         else {
-          while (n < queue.waiting.length && n < COPY_BATCH && (n === 0 || bytes + (queue.waiting[n]!.entry.source?.length ?? 0) <= COPY_BATCH_BYTES)) {
+          while (
+            n < queue.waiting.length &&
+            n < COPY_BATCH &&
+            (n === 0 || bytes + (queue.waiting[n]!.entry.source?.length ?? 0) <= COPY_BATCH_BYTES)
+          ) {
             bytes += queue.waiting[n]!.entry.source?.length ?? 0;
             if (this.progress.get(queue.waiting[n]!.entry)?.copyAttempts) break;
             n += 1;
@@ -217,10 +244,22 @@ export class OutboundSender implements OutboundConsumer {
       return p;
     });
     try {
-      const items = await Promise.all(entries.map(async (entry, i) => ({ source: (entry.source ??= await composeMessage(entry.message)), messageId: entry.message.messageId, searchFirst: progress[i]!.searchFirst })));
-      const outcomes = await this.deps.pool.with(target.id, target.spec, (client) => appendSentCopies(client, folder, items));
+      const items = await Promise.all(
+        entries.map(async (entry, i) => ({
+          source: (entry.source ??= await composeMessage(entry.message)),
+          messageId: entry.message.messageId,
+          searchFirst: progress[i]!.searchFirst,
+        })),
+      );
+      const outcomes = await this.deps.pool.with(target.id, target.spec, (client) =>
+        appendSentCopies(client, folder, items),
+      );
       outcomes.forEach((outcome, i) => {
-        if (outcome === 'already-there') batch[i]!.log.info({ id: entries[i]!.message.id, server: target.id }, 'sent copy already in the storage folder (after a restart); not appended again');
+        if (outcome === 'already-there')
+          batch[i]!.log.info(
+            { id: entries[i]!.message.id, server: target.id },
+            'sent copy already in the storage folder (after a restart); not appended again',
+          );
       });
       await this.deps.outbox.finishMany(entries, 'done', { storedIn: { server: target.id, folder } });
     } catch (err) {
@@ -233,7 +272,15 @@ export class OutboundSender implements OutboundConsumer {
         entry.lastError = `sent copy to ${target.id} "${folder}": ${error.message}`;
         entry.nextAttemptAt = Date.now() + backoffDelay(p.copyAttempts, error.retryAfterMs);
       });
-      batch[0]!.log.warn({ ids: entries.map((e) => e.message.id), server: target.id, attempt: progress[0]!.copyAttempts, class: error.failureClass }, `sent copy failed; retrying: ${error.message}`);
+      batch[0]!.log.warn(
+        {
+          ids: entries.map((e) => e.message.id),
+          server: target.id,
+          attempt: progress[0]!.copyAttempts,
+          class: error.failureClass,
+        },
+        `sent copy failed; retrying: ${error.message}`,
+      );
     } finally {
       this.release(entries);
     }

@@ -20,7 +20,13 @@ export interface CopyTarget {
 export function copyTargetFor(user: string, state: ObservedState): CopyTarget | null {
   const wanted = user.toLowerCase();
   const hit = Object.entries(state.servers)
-    .filter(([, s]) => s.status === 'active' && s.config.spec.type === 'imap' && s.config.spec.enabled && s.config.spec.auth.user.toLowerCase() === wanted)
+    .filter(
+      ([, s]) =>
+        s.status === 'active' &&
+        s.config.spec.type === 'imap' &&
+        s.config.spec.enabled &&
+        s.config.spec.auth.user.toLowerCase() === wanted,
+    )
     .sort(([a], [b]) => (a < b ? -1 : 1))[0];
   return hit ? { id: hit[0], spec: hit[1].config.spec as ImapServerSpec } : null;
 }
@@ -31,7 +37,10 @@ export async function findByMessageId(client: ImapFlow, folder: string, messageI
     await client.mailboxOpen(folder, { readOnly: true });
   } catch (err) {
     const e = err as { code?: string; mailboxMissing?: boolean };
-    if (e.code === 'NotFound' || e.mailboxMissing) throw new MailError('folder-missing', `storage folder "${folder}" does not exist; create it first`, { code: 'NotFound' });
+    if (e.code === 'NotFound' || e.mailboxMissing)
+      throw new MailError('folder-missing', `storage folder "${folder}" does not exist; create it first`, {
+        code: 'NotFound',
+      });
     throw err;
   }
   return (await client.search({ header: { 'message-id': messageId } }, { uid: true })) || [];
@@ -57,19 +66,30 @@ type Exec = (command: string, attributes: unknown[], options?: object) => Promis
 export async function appendSentCopies(client: ImapFlow, folder: string, items: CopyItem[]): Promise<CopyOutcome[]> {
   const outcomes: CopyOutcome[] = items.map(() => 'appended');
   for (const [n, item] of items.entries()) {
-    if (item.searchFirst && (await findByMessageId(client, folder, item.messageId)).length) outcomes[n] = 'already-there';
+    if (item.searchFirst && (await findByMessageId(client, folder, item.messageId)).length)
+      outcomes[n] = 'already-there';
   }
   const todo = items.filter((_, n) => outcomes[n] === 'appended');
   const exec = (client as unknown as { exec?: Exec }).exec;
   // literal8 (a NUL byte) and APPENDLIMIT are left to imapflow's own append
-  if (todo.length > 1 && client.capabilities.has('MULTIAPPEND') && !client.capabilities.has('APPENDLIMIT') && typeof exec === 'function' && todo.every((i) => i.source.indexOf(0) < 0)) {
+  if (
+    todo.length > 1 &&
+    client.capabilities.has('MULTIAPPEND') &&
+    !client.capabilities.has('APPENDLIMIT') &&
+    typeof exec === 'function' &&
+    todo.every((i) => i.source.indexOf(0) < 0)
+  ) {
     const attributes: unknown[] = [{ type: 'ATOM', value: encodePath(client, normalizePath(client, folder)) }];
-    for (const item of todo) attributes.push([{ type: 'ATOM', value: '\\Seen' }], { type: 'LITERAL', value: item.source });
+    for (const item of todo)
+      attributes.push([{ type: 'ATOM', value: '\\Seen' }], { type: 'LITERAL', value: item.source });
     let response: { next?: () => void };
     try {
       response = await exec.call(client, 'APPEND', attributes, {});
     } catch (err) {
-      if ((err as { serverResponseCode?: string }).serverResponseCode === 'TRYCREATE') throw new MailError('folder-missing', `storage folder "${folder}" does not exist; create it first`, { code: 'NotFound' });
+      if ((err as { serverResponseCode?: string }).serverResponseCode === 'TRYCREATE')
+        throw new MailError('folder-missing', `storage folder "${folder}" does not exist; create it first`, {
+          code: 'NotFound',
+        });
       throw err;
     }
     // imapflow reads nothing more from the server until the completed command's response is released
@@ -78,7 +98,10 @@ export async function appendSentCopies(client: ImapFlow, folder: string, items: 
   }
   for (const item of todo) {
     const result = await client.append(folder, item.source, ['\\Seen']);
-    if (result === false) throw new MailError('folder-missing', `storage folder "${folder}" refused the sent copy (does it exist?)`, { code: 'APPEND' });
+    if (result === false)
+      throw new MailError('folder-missing', `storage folder "${folder}" refused the sent copy (does it exist?)`, {
+        code: 'APPEND',
+      });
   }
   return outcomes;
 }

@@ -43,7 +43,12 @@ export interface StoredMessage {
 }
 
 /** The newest message with `messageId` in the storage folder of `imap/<shortName>`; null when it is not there. */
-export async function fetchStored(pool: ImapPool, id: string, spec: ImapServerSpec, messageId: string): Promise<StoredMessage | null> {
+export async function fetchStored(
+  pool: ImapPool,
+  id: string,
+  spec: ImapServerSpec,
+  messageId: string,
+): Promise<StoredMessage | null> {
   const folder = spec.storageFolder;
   return pool.with(id, spec, async (client) => {
     const uids = await findByMessageId(client, folder, messageId);
