@@ -77,15 +77,12 @@ export async function waitDone(
   alive: () => boolean = () => true,
 ): Promise<Done> {
   const deadline = Date.now() + timeoutMs;
-  let json = 0;
-  let unseen = -1;
-  let stored = -1;
   for (;;) {
-    json = await countJson(sink);
+    const json = await countJson(sink);
     if (json >= n) {
       const inbox = await boxStatus(dv, user, 'INBOX');
-      unseen = inbox.unseen;
-      stored = copy ? (await boxStatus(dv, user, STORAGE)).messages : n;
+      const unseen = inbox.unseen;
+      const stored = copy ? (await boxStatus(dv, user, STORAGE)).messages : n;
       if (unseen === 0 && stored >= n) return { complete: true, doneAt: Date.now(), json, unseen, stored };
     }
     if (Date.now() > deadline || !alive()) {

@@ -344,22 +344,22 @@ try {
           `--keep --fetchall, STARTTLS, one MDA process per message${fsync ? ' (dd conv=fsync for .eml and .json)' : ' (cat, no fsync)'}; no COPY`,
       };
       console.log(
-        `${name}: ${ok ? 'all done' : 'NOT done'} in ${formatMs(wall)} → ${tp[label]!.rate?.toFixed(0) ?? 'n/a'} msg/s (from the first .eml: ${tp[label]!.rateFromFirst?.toFixed(0) ?? 'n/a'} msg/s); ${tp[label]!.note}`,
+        `${name}: ${ok ? 'all done' : 'NOT done'} in ${formatMs(wall)} → ${tp[label].rate?.toFixed(0) ?? 'n/a'} msg/s (from the first .eml: ${tp[label].rateFromFirst?.toFixed(0) ?? 'n/a'} msg/s); ${tp[label].note}`,
       );
     };
     await runFetchmail('fetchmail', TP.fetchmail, true);
     await runFetchmail('fetchmailNoFsync', TP.fetchmailNoFsync, false);
     const ratio = (a: number | null, b: number | null) => (a && b ? `${(a / b).toFixed(2)}×` : 'n/a');
-    const vsBare = ratio(tp.mailctl!.rate, tp.bare!.rate);
-    const vsBareFirst = ratio(tp.mailctl!.rateFromFirst, tp.bare!.rateFromFirst);
-    const vsPeer = ratio(tp.mailctl!.rate, tp.fetchmail!.rate);
-    const vsPeer2 = ratio(tp.mailctl!.rate, tp.fetchmailNoFsync!.rate);
-    const goalBare = tp.mailctl!.rate && tp.bare!.rate ? (tp.mailctl!.rate / tp.bare!.rate >= 0.7 ? '✔' : '✘') : '?';
+    const vsBare = ratio(tp.mailctl.rate, tp.bare.rate);
+    const vsBareFirst = ratio(tp.mailctl.rateFromFirst, tp.bare.rateFromFirst);
+    const vsPeer = ratio(tp.mailctl.rate, tp.fetchmail!.rate);
+    const vsPeer2 = ratio(tp.mailctl.rate, tp.fetchmailNoFsync!.rate);
+    const goalBare = tp.mailctl.rate && tp.bare.rate ? (tp.mailctl.rate / tp.bare.rate >= 0.7 ? '✔' : '✘') : '?';
     const goalPeer =
-      tp.mailctl!.rate && tp.fetchmail!.rate ? (tp.mailctl!.rate / tp.fetchmail!.rate >= 10 ? '✔' : '✘') : '?';
+      tp.mailctl.rate && tp.fetchmail!.rate ? (tp.mailctl.rate / tp.fetchmail!.rate >= 10 ? '✔' : '✘') : '?';
     const goalPeer2 =
-      tp.mailctl!.rate && tp.fetchmailNoFsync!.rate
-        ? tp.mailctl!.rate / tp.fetchmailNoFsync!.rate >= 10
+      tp.mailctl.rate && tp.fetchmailNoFsync!.rate
+        ? tp.mailctl.rate / tp.fetchmailNoFsync!.rate >= 10
           ? '✔'
           : '✘'
         : '?';
@@ -369,15 +369,15 @@ try {
     );
     const wallOf = (t: Tp) => (Number.isFinite(t.wallMs) ? ` (${formatMs(t.wallMs)})` : '');
     rows.push(
-      `| throughput, ${N} × ${(avg / 1024).toFixed(1)} KiB already in INBOX → sink + COPY + \\Seen: mailctl daemon (clock from \`apply\` start; over 2 runs, order: warm-up, mailctl, bare, bare, mailctl) | ${r0(tp.mailctl!.rate)}${wallOf(tp.mailctl!)} | |`,
-      `| — mailctl, from its first .eml on disk | ${r0(tp.mailctl!.rateFromFirst)} | |`,
-      `| — baseline: bare imapflow script (clock from before connect; over 2 runs) | ${r0(tp.bare!.rate)}${wallOf(tp.bare!)}; from first .eml ${r0(tp.bare!.rateFromFirst)} | |`,
+      `| throughput, ${N} × ${(avg / 1024).toFixed(1)} KiB already in INBOX → sink + COPY + \\Seen: mailctl daemon (clock from \`apply\` start; over 2 runs, order: warm-up, mailctl, bare, bare, mailctl) | ${r0(tp.mailctl.rate)}${wallOf(tp.mailctl)} | |`,
+      `| — mailctl, from its first .eml on disk | ${r0(tp.mailctl.rateFromFirst)} | |`,
+      `| — baseline: bare imapflow script (clock from before connect; over 2 runs) | ${r0(tp.bare.rate)}${wallOf(tp.bare)}; from first .eml ${r0(tp.bare.rateFromFirst)} | |`,
       `| — peer: ${tp.fetchmail!.name} (--keep, MDA per message with fsync, no COPY) | ${r0(tp.fetchmail!.rate)}${wallOf(tp.fetchmail!)} | |`,
       `| — peer: ${tp.fetchmailNoFsync!.name} (no COPY) | ${r0(tp.fetchmailNoFsync!.rate)}${wallOf(tp.fetchmailNoFsync!)} | |`,
       `| — mailctl / bare imapflow | ${vsBare} (from first file ${vsBareFirst}) | ≥ 0.7× ${goalBare} |`,
       `| — mailctl / fetchmail (fsync MDA; without fsync) | ${vsPeer}; ${vsPeer2} | ≥ 10× ${goalPeer}; ${goalPeer2} |`,
     );
-    results.tpNotes = `mailctl: ${tp.mailctl!.note}. bare: ${tp.bare!.note}. fetchmail: ${tp.fetchmail!.note}. fetchmail without fsync: ${tp.fetchmailNoFsync!.note}.`;
+    results.tpNotes = `mailctl: ${tp.mailctl.note}. bare: ${tp.bare.note}. fetchmail: ${tp.fetchmail!.note}. fetchmail without fsync: ${tp.fetchmailNoFsync!.note}.`;
   }
 
   // ---------------------------------------------------------------- latency

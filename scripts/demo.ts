@@ -101,7 +101,7 @@ async function main(): Promise<void> {
       // The product refuses to start a poller whose storage folder is missing: create each one, as an admin would.
       if (doc.get('type') === 'imap') {
         const user = String(doc.getIn(['auth', 'user']));
-        storageFolders.set(user, String(doc.get('storageFolder') ?? STORAGE));
+        storageFolders.set(user, String((doc.get('storageFolder') as string | undefined) ?? STORAGE));
         await dovecot.createFolder(user, storageFolders.get(user)!);
       }
     }
@@ -214,7 +214,7 @@ async function main(): Promise<void> {
     show(`SMTP server received: from ${m.envelope.mailFrom} to ${m.envelope.rcptTo.join(', ')} (${m.messageId})`);
   const sentCopies = await eventually(
     async () => {
-      const stored = await dovecot.listMessages('support@example.com', storageFolders.get('support@example.com')!);
+      const stored = await dovecot.listMessages('support@example.com', storageFolders.get('support@example.com'));
       return stored.some((m) => m.messageId === smtp.messages[0]?.messageId) ? stored : null;
     },
     30_000,

@@ -130,7 +130,7 @@ function serverText(e: Rec): string {
 }
 
 function throttled(e: Rec, text: string, responseCode: number | undefined): { retryAfterMs?: number } | null {
-  const src = String(e.serverResponseCode ?? '').toUpperCase();
+  const src = String((e.serverResponseCode as string | undefined) ?? '').toUpperCase();
   const hit =
     e.code === 'ETHROTTLE' ||
     src === 'THROTTLED' ||
@@ -257,7 +257,10 @@ export function classifyMailError(err: unknown, ctx: ClassifyContext = {}): Mail
       code: nodeCode || 'TLS',
     });
   }
-  if (/does not support STARTTLS/i.test(message) || (code === 'ETLS' && /STARTTLS/i.test(String(e.command ?? '')))) {
+  if (
+    /does not support STARTTLS/i.test(message) ||
+    (code === 'ETLS' && /STARTTLS/i.test(String((e.command as string | undefined) ?? '')))
+  ) {
     return mk(
       'tls',
       `${at} does not offer STARTTLS; refusing to send credentials in plaintext ` +

@@ -159,7 +159,7 @@ export async function checkImapFolders(
 ): Promise<VerifyImapResult> {
   const folder = opts.folder ?? 'INBOX';
   const capabilities = [...client.capabilities.keys()];
-  let unseen = 0;
+  let unseen: number;
   try {
     // `select` (a loop's own connection): SELECT first, then STATUS of the selected folder is nearly free; the other
     // order makes Dovecot read a freshly delivered Maildir twice (measured: 268 → 238 ms for 5,000 new messages)

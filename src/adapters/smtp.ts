@@ -88,7 +88,7 @@ export function createSmtpTransport(settings: ConnectionSettings, extra: SmtpTra
   const opts = smtpTransportOptions(settings, extra);
   const transport: SmtpTransport = extra.pool
     ? nodemailer.createTransport({ ...opts, pool: true })
-    : nodemailer.createTransport(opts as SMTPTransportOptions);
+    : nodemailer.createTransport(opts);
   // a pooled transport emits 'error' for idle connections that fail; never let that crash the process
   transport.on('error', () => {});
   transport.use('stream', attachCapture);

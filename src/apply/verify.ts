@@ -70,7 +70,7 @@ export async function verifyAll<T extends { id: string; spec: ServerSpec }>(
   resolver: SecretResolver,
   verify: (item: T) => Promise<Verification> = (item) => verifyServer(item.id, item.spec, resolver),
 ): Promise<Verification[]> {
-  const results: Verification[] = new Array(items.length);
+  const results = new Array<Verification>(items.length);
   let next = 0;
   const worker = async () => {
     while (next < items.length) {

@@ -49,7 +49,7 @@ function classify(parsed: ParsedDocument): { kind: (typeof KINDS)[number] } | { 
         parsed,
         ['kind'],
         'unknown-kind',
-        `unknown kind ${clip(JSON.stringify(kind) ?? String(kind))}; use EmailServer or EmailFlow`,
+        `unknown kind ${clip(JSON.stringify(kind) ?? typeof kind)}; use EmailServer or EmailFlow`,
       ),
     };
   }

@@ -183,7 +183,7 @@ function toCheckedValue(
       return null;
     }
     if (path.length >= MAX_DEPTH) {
-      report(node as Node, 'too-deep', () => `nesting deeper than ${MAX_DEPTH} levels is not allowed`);
+      report(node, 'too-deep', () => `nesting deeper than ${MAX_DEPTH} levels is not allowed`);
       return null;
     }
     if (isMap(node)) {
@@ -223,7 +223,7 @@ function toCheckedValue(
       });
       return out;
     }
-    report(node as Node, 'yaml-syntax', () => 'unsupported YAML node');
+    report(node, 'yaml-syntax', () => 'unsupported YAML node');
     return null;
   };
   const value = convert(doc.contents);

@@ -13,8 +13,8 @@ function secondsSelected(expression: string): number[] | undefined {
   for (const token of fields[0]!.split(',')) {
     const [range = '*', stepText] = token.split('/');
     const step = stepText === undefined ? 1 : Number(stepText);
-    let [from, to] = range === '*' ? [0, 59] : (range.split('-').map(Number) as [number, number | undefined]);
-    if (to === undefined) to = stepText === undefined ? from : 59;
+    const [from, upTo] = range === '*' ? [0, 59] : (range.split('-').map(Number) as [number, number | undefined]);
+    const to = upTo ?? (stepText === undefined ? from : 59);
     for (let s = from; s <= to; s += step) selected.add(s);
   }
   return [...selected].sort((a, b) => a - b);

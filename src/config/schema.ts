@@ -140,12 +140,12 @@ function translate(error: ErrorObject, document: Record<string, unknown>, kind: 
       const known = Object.keys(valueAt(schemaPropertiesFor(kind, path), []) ?? {});
       if (known.includes(field)) {
         // A field of the other variant, e.g. `password` under auth.type oauth2.
-        const variant = (valueAt(document, [...path, 'type']) as unknown) ?? '?';
+        const variant = valueAt(document, [...path, 'type']) ?? '?';
         return {
           path: [...path, field],
           atKey: true,
           code: 'field-not-for-type',
-          message: `"${field}" does not apply to ${where}.type ${String(variant)}`,
+          message: `"${field}" does not apply to ${where}.type ${typeof variant === 'string' ? variant : JSON.stringify(variant)}`,
         };
       }
       return {

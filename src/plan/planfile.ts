@@ -163,7 +163,7 @@ function checkPlan(value: unknown): string | null {
   if (!isRecord(value)) return '"plan" must be an object';
   if (value.formatVersion !== PLAN_FORMAT_VERSION) return `plan.formatVersion must be "${PLAN_FORMAT_VERSION}"`;
   for (const key of ['desiredDigest', 'stateDigest'] as const) {
-    if (typeof value[key] !== 'string' || !DIGEST.test(value[key] as string))
+    if (typeof value[key] !== 'string' || !DIGEST.test(value[key]))
       return `plan.${key} must be "sha256:" and 64 hex digits`;
   }
   if (!Array.isArray(value.changes)) return 'plan.changes must be a list';

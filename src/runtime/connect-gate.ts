@@ -45,7 +45,7 @@ export class ConnectGate {
       };
       const leave = () => {
         this.waiting.splice(this.waiting.indexOf(admit), 1);
-        reject(signal.reason);
+        reject(signal.reason instanceof Error ? signal.reason : new Error('aborted'));
       };
       this.waiting.push(admit);
       signal.addEventListener('abort', leave, { once: true });

@@ -116,7 +116,7 @@ export async function startDaemon(
     'not-draining': !draining,
   });
 
-  const livez: Route['handler'] = async (_r, _b, url) => ({
+  const livez: Route['handler'] = (_r, _b, url) => ({
     status: 200,
     body: url.searchParams.has('verbose') ? '[+]ping ok\nlivez check passed\n' : 'ok\n',
   });
@@ -128,19 +128,19 @@ export async function startDaemon(
       method: 'GET',
       path: '/metrics',
       public: true,
-      handler: async () => metrics.text().then(({ contentType, body }) => ({ status: 200, body, type: contentType })),
+      handler: () => metrics.text().then(({ contentType, body }) => ({ status: 200, body, type: contentType })),
     },
     {
       method: 'GET',
       path: '/',
       public: true,
-      handler: async () => ({ status: 200, body: STATUS_PAGE_HTML, type: 'text/html; charset=utf-8' }),
+      handler: () => ({ status: 200, body: STATUS_PAGE_HTML, type: 'text/html; charset=utf-8' }),
     },
     {
       method: 'GET',
       path: '/status.json',
       public: true,
-      handler: async () => ({
+      handler: () => ({
         status: 200,
         body: scrubber.scrub(JSON.stringify(publicStatus(status()))),
         type: 'application/json',
@@ -150,7 +150,7 @@ export async function startDaemon(
       method: 'GET',
       path: '/readyz',
       public: true,
-      handler: async (_r, _b, url) => {
+      handler: (_r, _b, url) => {
         const results = checks();
         const ok = Object.values(results).every(Boolean);
         const verbose = Object.entries(results)
@@ -171,12 +171,12 @@ export async function startDaemon(
     {
       method: 'GET',
       path: '/v1/status',
-      handler: async () => ({ status: 200, body: { formatVersion: PLAN_FORMAT_VERSION, ...status() } }),
+      handler: () => ({ status: 200, body: { formatVersion: PLAN_FORMAT_VERSION, ...status() } }),
     },
     {
       method: 'GET',
       path: '/v1/state',
-      handler: async () => ({
+      handler: () => ({
         status: 200,
         body: {
           formatVersion: PLAN_FORMAT_VERSION,
@@ -200,7 +200,7 @@ export async function startDaemon(
           saveFailedAsDisabled: body.saveFailedAsDisabled === true ? true : undefined,
           ...(typeof body.folderDigest === 'string' && { expectedFolderDigest: body.folderDigest }),
           ...(savedPlan && { savedPlan }),
-        } as ReconcileRequest);
+        });
         return { status: 200, body: { formatVersion: PLAN_FORMAT_VERSION, ...result } };
       },
     },

@@ -2,11 +2,14 @@ import { timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 
-export type Handler = (
-  req: IncomingMessage,
-  body: unknown,
-  url: URL,
-) => Promise<{ status: number; body: unknown; type?: string }>;
+export interface Answer {
+  status: number;
+  body: unknown;
+  type?: string;
+}
+
+/** A route's work; synchronous answers are fine (most read in-memory state). */
+export type Handler = (req: IncomingMessage, body: unknown, url: URL) => Answer | Promise<Answer>;
 
 export interface Route {
   method: 'GET' | 'POST';
@@ -51,7 +54,7 @@ function send(res: ServerResponse, status: number, body: unknown, type?: string)
 
 /** The daemon's small HTTP API. Routes are data; authentication is decided here once. */
 export function createApiServer(routes: readonly Route[], token: string, log: Logger): Server {
-  return createServer(async (req, res) => {
+  const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const url = new URL(req.url ?? '/', 'http://localhost');
     const matching = routes.filter((r) =>
       typeof r.path === 'string' ? r.path === url.pathname : r.path.test(url.pathname),
@@ -70,5 +73,6 @@ export function createApiServer(routes: readonly Route[], token: string, log: Lo
       if (status === 500) log.error({ err: (err as Error).message }, `API ${req.method} ${url.pathname} failed`);
       send(res, status, { error: (err as Error).message });
     }
-  });
+  };
+  return createServer((req, res) => void handle(req, res));
 }

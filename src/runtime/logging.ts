@@ -48,7 +48,7 @@ export function prettyLine(line: string): string {
   const fields = Object.entries(rest)
     .map(([k, v]) => `${k}=${JSON.stringify(v)}`)
     .join(' ');
-  return `${[at, (LEVEL_NAMES[level as number] ?? String(level)).padEnd(5), where, msg ?? '', fields].filter((p) => p !== '').join('  ')}\n`;
+  return `${[at, (LEVEL_NAMES[level as number] ?? JSON.stringify(level)).padEnd(5), where, typeof msg === 'string' ? msg : '', fields].filter((p) => p !== '').join('  ')}\n`;
 }
 
 /** A pino destination that scrubs every line (before and after formatting) and then writes it. */

@@ -30,7 +30,7 @@ let exposedGc: (() => void) | undefined;
 export function fullGc(): void {
   exposedGc ??=
     typeof globalThis.gc === 'function'
-      ? globalThis.gc
+      ? () => void globalThis.gc!()
       : (v8.setFlagsFromString('--expose-gc'), vm.runInNewContext('gc') as () => void);
   v8.setFlagsFromString('--compact-on-every-full-gc');
   try {

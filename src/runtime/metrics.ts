@@ -75,7 +75,7 @@ export class DaemonMetrics {
   });
 
   constructor() {
-    const self = this;
+    const statusNow = (): DaemonStatus | undefined => this.status?.();
     new Gauge({
       name: `${PREFIX}build_info`,
       help: 'Version of mailctl and of Node.js',
@@ -89,7 +89,7 @@ export class DaemonMetrics {
       registers: [this.registry],
       collect() {
         this.reset();
-        for (const server of self.status?.().servers ?? [])
+        for (const server of statusNow()?.servers ?? [])
           for (const state of SERVER_STATES) this.set({ server: server.id, state }, server.state === state ? 1 : 0);
       },
     });
@@ -100,7 +100,7 @@ export class DaemonMetrics {
       registers: [this.registry],
       collect() {
         this.reset();
-        const outbox = self.status?.().outbox;
+        const outbox = statusNow()?.outbox;
         if (outbox) for (const state of ['queued', 'sending', 'copying'] as const) this.set({ state }, outbox[state]);
       },
     });
@@ -111,7 +111,7 @@ export class DaemonMetrics {
       registers: [this.registry],
       collect() {
         this.reset();
-        for (const server of self.status?.().servers ?? [])
+        for (const server of statusNow()?.servers ?? [])
           if (server.type === 'imap' && server.enabled) this.set({ server: server.id }, server.stale ? 1 : 0);
       },
     });

@@ -305,7 +305,7 @@ export class Reconciler {
           diagnostics,
           verifications,
           exitCode: failed.size ? 1 : 0,
-        } as Partial<ReconcileResult>,
+        },
       );
     }
     if (failed.size && !saveFailed) {

@@ -111,10 +111,11 @@ export class StateStore {
     const text = await readFile(this.file(STATE_FILES.applied), 'utf8').catch(() => null);
     if (text === null) return null;
     const parsed = JSON.parse(text) as AppliedFile;
-    if (parsed.formatVersion !== STATE_FORMAT_VERSION)
-      throw new Error(
-        `${STATE_FILES.applied} has formatVersion ${parsed.formatVersion}; this mailctl reads ${STATE_FORMAT_VERSION}`,
-      );
+    const version: unknown = parsed.formatVersion;
+    if (version !== STATE_FORMAT_VERSION) {
+      const found = JSON.stringify(version) ?? 'none';
+      throw new Error(`${STATE_FILES.applied} has formatVersion ${found}; this mailctl reads ${STATE_FORMAT_VERSION}`);
+    }
     return parsed;
   }
 

@@ -178,7 +178,7 @@ async function failedLogin(server: Dovecot): Promise<void> {
   const socket = net.connect(server.ports.imap, server.host);
   let text = '';
   socket.on('data', (chunk) => {
-    text += chunk;
+    text += String(chunk);
     if (text.startsWith('* OK') && !text.includes('\r\na1 ') && !socket.writableEnded)
       socket.write('a1 LOGIN control@example.com wrong\r\n');
     if (/\r\na1 (OK|NO|BAD)/.test(text)) socket.end();

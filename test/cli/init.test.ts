@@ -53,7 +53,7 @@ test('every YAML file starts with a modeline whose path, relative to the folder,
     const text = await readFile(path.join(dir, name), 'utf8');
     const m = /^# yaml-language-server: \$schema=(\S+)\n/.exec(text);
     assert.ok(m, `${name} has no modeline on its first line`);
-    const ref = m![1]!;
+    const ref = m[1]!;
     assert.not.ok(path.isAbsolute(ref), `${name}: ${ref} should be relative`);
     assert.not.match(ref, /\\/);
     assert.is(await readFile(path.resolve(dir, ref), 'utf8'), shipped, `${name}: ${ref} is not the shipped schema`);

@@ -235,7 +235,7 @@ test('every examples/ file starts with the yaml-language-server modeline pointin
     const m = /^# yaml-language-server: \$schema=(\S+)$/.exec(first);
     assert.ok(m, `${f}: first line is the modeline`);
     assert.ok(
-      existsSync(path.resolve(path.dirname(path.join(dir, String(f))), m![1]!)),
+      existsSync(path.resolve(path.dirname(path.join(dir, String(f))), m[1]!)),
       `${f}: the modeline's schema path resolves`,
     );
   }

@@ -626,10 +626,10 @@ for (const c of cases) {
         d.code === c.code && d.line === c.line && (c.column === 'any' ? d.column >= 1 : d.column === c.column),
     );
     assert.ok(hit, `expected ${c.code} at ${c.line}:${c.column}; got:\n${showDiagnostics(r.diagnostics.slice(0, 10))}`);
-    assert.is(hit!.severity, c.severity ?? 'error');
-    assert.is(hit!.file, 'servers.d/hostile.yaml');
+    assert.is(hit.severity, c.severity ?? 'error');
+    assert.is(hit.file, 'servers.d/hostile.yaml');
     for (const m of c.message ?? [])
-      assert.ok(hit!.message.includes(m), `message should contain ${JSON.stringify(m)}: ${hit!.message}`);
+      assert.ok(hit.message.includes(m), `message should contain ${JSON.stringify(m)}: ${hit.message}`);
     if ((c.severity ?? 'error') === 'error') assert.not.ok(r.valid);
     for (const d of r.diagnostics) {
       assert.ok(d.line >= 1 && d.column >= 1, 'every diagnostic has a position');

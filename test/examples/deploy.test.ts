@@ -58,9 +58,9 @@ test('the checker itself catches an unknown command, an unknown flag and a missi
     problemsOf({ source: 't', subcommand: 'plan', args: ['--dir', 'servers.d', '--detailed-exit-code'] }),
     problemsOf({ source: 't', subcommand: 'run', args: ['--listen'] }),
   ]);
-  assert.match(problems[0]![0]!, /no command "deploy"/);
-  assert.match(problems[1]!.join('\n'), /plan has no --detailed-exit-code/);
-  assert.match(problems[2]!.join('\n'), /--listen/);
+  assert.match(problems[0][0]!, /no command "deploy"/);
+  assert.match(problems[1].join('\n'), /plan has no --detailed-exit-code/);
+  assert.match(problems[2].join('\n'), /--listen/);
 });
 
 test('systemd: Type=exec, restart on failure, HUP reload, its own state folder, credentials as the secrets folder', () => {

@@ -212,7 +212,7 @@ export async function startDovecot(opts: DovecotOptions = {}): Promise<Dovecot> 
   const logFile = path.join(dir, 'dovecot.log');
   const instance = `mailctl-test-${path.basename(dir).slice('mailctl-dv-'.length)}`;
   let child: ChildProcess | undefined;
-  let ports = { imap: 0, imaps: 0, lmtp: 0 };
+  let ports: { imap: number; imaps: number; lmtp: number };
   let stderr = '';
   // A port found free can be taken by someone else before Dovecot binds it: retry with new ports.
   for (let attempt = 1; ; attempt++) {
@@ -258,7 +258,9 @@ export async function startDovecot(opts: DovecotOptions = {}): Promise<Dovecot> 
       if (attempt < 3 && /Address already in use/.test(stderr + log)) continue;
       await oauth.close();
       if (!opts.keepDir && process.env.MAILCTL_KEEP_DOVECOT !== '1') await rm(dir, { recursive: true, force: true });
-      throw new Error(`could not start dovecot (${(err as Error).message})\n${stderr}\n${log.slice(-3000)}`);
+      throw new Error(`could not start dovecot (${(err as Error).message})\n${stderr}\n${log.slice(-3000)}`, {
+        cause: err,
+      });
     }
   }
 
@@ -268,7 +270,7 @@ export async function startDovecot(opts: DovecotOptions = {}): Promise<Dovecot> 
       return stdout;
     } catch (err) {
       const e = err as { stderr?: string; message: string };
-      throw new Error(`doveadm ${args.join(' ')} failed: ${e.stderr?.trim() || e.message}`);
+      throw new Error(`doveadm ${args.join(' ')} failed: ${e.stderr?.trim() || e.message}`, { cause: err });
     }
   };
 

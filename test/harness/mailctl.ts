@@ -122,8 +122,8 @@ export async function startDaemon(
   });
   running.add(child);
   let text = '';
-  child.stdout!.on('data', (d) => (text += d));
-  child.stderr!.on('data', (d) => (text += d));
+  child.stdout.on('data', (d) => (text += d));
+  child.stderr.on('data', (d) => (text += d));
   const exited = new Promise<number | null>((resolve) =>
     child.on('exit', (code) => (running.delete(child), resolve(code))),
   );
@@ -156,8 +156,8 @@ export async function startDaemon(
         );
       });
     }, START_TIMEOUT_MS);
-    child.stdout!.on('data', check);
-    child.stderr!.on('data', check);
+    child.stdout.on('data', check);
+    child.stderr.on('data', check);
     void exited.then((code) =>
       settle(() => reject(new Error(`daemon exited with ${code} before listening:\n${text}`))),
     );

@@ -17,7 +17,7 @@ async function nodeChild(code: string): Promise<ChildProcess> {
   const child = spawn(process.execPath, [...reportFlags(dir), '-e', code], { stdio: ['ignore', 'pipe', 'ignore'] });
   children.push(child);
   // started once it says so (the report handler is installed before user code runs)
-  await new Promise<void>((resolve) => child.stdout!.once('data', () => resolve()));
+  await new Promise<void>((resolve) => child.stdout.once('data', () => resolve()));
   return child;
 }
 

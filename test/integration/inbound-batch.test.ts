@@ -175,10 +175,10 @@ test('a message without a Message-ID whose COPY reached the server before a cras
   await client.noop(); // the daemon's client learns of new mail through IDLE; this one has IDLE off
   // the COPY reaches the server, then the process dies before it hears back (the error stands in for the crash)
   const copy = client.messageCopy.bind(client);
-  client.messageCopy = (async (...args: Parameters<ImapFlow['messageCopy']>) => {
+  client.messageCopy = async (...args: Parameters<ImapFlow['messageCopy']>) => {
     await copy(...args);
     throw new Error('crashed after COPY');
-  }) as ImapFlow['messageCopy'];
+  };
   try {
     await poll(processor).then(
       () => assert.unreachable('the poll should fail'),

@@ -265,7 +265,7 @@ test(`SIGKILL the daemon ≥ ${MIN_KILLS} times while ${COUNT} messages arrive: 
     }
   }
   await delivery;
-  if (deliveryError) throw deliveryError;
+  if (deliveryError) throw deliveryError as Error;
   assert.is(delivered, COUNT);
   assert.equal(early, [], 'no message \\Seen or copied before it was delivered to its queue');
   const killedAt = Date.now();

@@ -226,10 +226,8 @@ test('webhook: 5xx is retried with the same Idempotency-Key until it is acknowle
 });
 
 let rejectedKey = '';
-let rejectedId = '';
 test('webhook: 4xx quarantines the message (storage folder, \\Seen \\Flagged, listed, counted); release delivers it', async () => {
   const m = mail({ subject: 'Rejected by the receiver' });
-  rejectedId = m.id;
   hook.answer = (b) => (b.messageId === m.id ? 422 : 200);
   await dovecot.deliver(HOOK, m.raw);
   rejectedKey = await assertQuarantined(HOOK, m.id, 'rejected');

@@ -142,7 +142,7 @@ test('From selection: the user, an additional address in any case; an unknown ad
     await waitDone(r.body.id);
     const [got] = received(r.body.messageId);
     assert.ok(got, 'received by the SMTP server');
-    assert.is(got!.user, AGENT, 'sent through the account that owns the address');
+    assert.is(got.user, AGENT, 'sent through the account that owns the address');
   }
   assert.is(
     received(b.body.messageId)[0]!.envelope.mailFrom?.toLowerCase(),

@@ -1,12 +1,6 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import {
-  serverId,
-  type FlowSpec,
-  type ImapServerSpec,
-  type ServerSpec,
-  type SmtpServerSpec,
-} from '../../src/config/model.js';
+import { serverId, type FlowSpec, type ImapServerSpec, type ServerSpec } from '../../src/config/model.js';
 import { computePlan, desiredDigest, nextBindings, RESTART_FIELDS, stateDigest } from '../../src/plan/compute.js';
 import { EMPTY_STATE } from '../../src/plan/desired.js';
 import { imapSpec, smtpSpec } from './specs.js';

@@ -97,7 +97,10 @@ test('terminal output is one readable line per entry, also scrubbed', () => {
   scrubber.add(CANARY, USER);
   log.child({ server: 'imap/support', loop: 'poll' }).warn({ class: 'auth' }, `auth failed for ${CANARY}`);
   const out = text();
-  assert.match(out, /^\d\d:\d\d:\d\d\.\d{3}  WARN   imap\/support poll  auth failed for \[REDACTED\]  class="auth"\n$/);
+  assert.match(
+    out,
+    /^\d\d:\d\d:\d\d\.\d{3} {2}WARN {3}imap\/support poll {2}auth failed for \[REDACTED\] {2}class="auth"\n$/,
+  );
   assert.is(prettyLine('not json'), 'not json');
 });
 

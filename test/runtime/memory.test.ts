@@ -90,6 +90,7 @@ test('fullGc collects garbage that survived into the old generation, and gives i
   await sleep(50); // promoted by the scavenges of the allocation above
   const before = { used: process.memoryUsage().heapUsed, old: oldSpace() };
   assert.ok(garbage.length > 0);
+  // eslint-disable-next-line no-useless-assignment -- dropping the only reference is what makes it garbage
   garbage = null;
   fullGc();
   const freed = before.used - process.memoryUsage().heapUsed;

@@ -7,8 +7,8 @@ export const schemaCommand: Command = {
   summary: 'Print the JSON Schema of the file format',
   usage: 'mailctl schema',
   options: {},
-  async run({ output }) {
+  run({ output }) {
     output.out(JSON.stringify(schema, null, 2));
-    return EXIT.ok;
+    return Promise.resolve(EXIT.ok);
   },
 };

@@ -103,8 +103,10 @@ export function expandUidRanges(set: string): number[] {
 function toStored(cp: Checkpoint): StoredCheckpoint {
   const pending: Checkpoint['pending'] = {};
   const backlog: number[] = [];
-  for (const [uid, entry] of Object.entries(cp.pending))
-    untried(entry) ? backlog.push(Number(uid)) : (pending[uid] = entry);
+  for (const [uid, entry] of Object.entries(cp.pending)) {
+    if (untried(entry)) backlog.push(Number(uid));
+    else pending[uid] = entry;
+  }
   return { ...cp, pending, ...(backlog.length > 0 && { backlog: uidRanges(backlog) }) };
 }
 

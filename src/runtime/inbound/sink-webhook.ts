@@ -42,7 +42,7 @@ export class WebhookSink implements InboundSink {
   ) {}
 
   async deliverBatch(items: readonly SinkItem[]): Promise<SinkResult[]> {
-    const results: SinkResult[] = new Array(items.length);
+    const results = new Array<SinkResult>(items.length);
     let next = 0;
     const worker = async () => {
       while (next < items.length) {

@@ -50,6 +50,7 @@ export class RequestError extends Error {
 
 const FIELDS = new Set(['from', 'to', 'cc', 'bcc', 'subject', 'text', 'html', 'inReplyTo', 'kind', 'attachments']);
 /** CR, LF, NUL, other C0 controls (tab allowed), DEL, and the Unicode line/paragraph separators. */
+// eslint-disable-next-line no-control-regex -- matching control characters is the point
 const CONTROL = /[\u0000-\u0008\u000a-\u001f\u007f\u2028\u2029]/;
 const ADDRESS = /^[^\s@<>",;:()[\]\\]+@[^\s@<>",;:()[\]\\]+\.?[^\s@<>",;:()[\]\\]*$/;
 export const INBOUND_KEY = /^([A-Za-z0-9_-][A-Za-z0-9_.-]*)\.(\d+)\.(\d+)\.([0-9a-f]{8})$/;

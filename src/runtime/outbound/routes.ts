@@ -1,7 +1,7 @@
 /** The outbound and stored-mail API: `/v1/outbound[...]` and `/v1/stored/<shortName>/<key>` (all need the token). */
 import type { LoadedServer } from '../../config/model.js';
 import type { ObservedState } from '../../plan/model.js';
-import type { Route } from '../http.js';
+import type { Answer, Route } from '../http.js';
 import { chooseSender, shortNameOfKey } from './from.js';
 import type { ImapPool } from './imap-pool.js';
 import { INBOUND_KEY, OUTBOUND_ID, parseOutboundRequest, RequestError } from './message.js';
@@ -17,12 +17,10 @@ export interface OutboundRouteDeps {
   systemSmtp: LoadedServer | null;
 }
 
-const answer = (status: number, body: unknown) => ({ status, body });
+const answer = (status: number, body: unknown): Answer => ({ status, body });
 
 /** RequestError → its status and message; anything else propagates (500). */
-async function guarded(
-  run: () => Promise<{ status: number; body: unknown }>,
-): Promise<{ status: number; body: unknown }> {
+async function guarded(run: () => Answer | Promise<Answer>): Promise<Answer> {
   try {
     return await run();
   } catch (err) {
@@ -66,7 +64,7 @@ export function outboundRoutes(deps: OutboundRouteDeps): Route[] {
       path: '/v1/outbound',
       // `?limit=N` lists the first N only (`limit=0`: just the count in `size`, cheap enough to poll)
       handler: (_req, _body, url) =>
-        guarded(async () => {
+        guarded(() => {
           const raw = url.searchParams.get('limit');
           const limit = raw === null ? Infinity : Number(raw);
           if (!Number.isInteger(limit) && limit !== Infinity)
@@ -78,7 +76,7 @@ export function outboundRoutes(deps: OutboundRouteDeps): Route[] {
     {
       method: 'GET',
       path: /^\/v1\/outbound\/[^/]+$/,
-      handler: async (_req, _body, url) => {
+      handler: (_req, _body, url) => {
         const view = outbox.view(idFrom(url, 3));
         return view ? answer(200, view) : answer(404, { error: `no outbound message ${idFrom(url, 3)}` });
       },
