@@ -14,7 +14,7 @@ import * as assert from 'uvu/assert';
 import type { FlowSpec, ImapServerSpec } from '../../src/config/model.js';
 import { checkpointFile, loadCheckpoint, saveCheckpoint } from '../../src/runtime/inbound/checkpoint.js';
 import { InboundMailProcessor } from '../../src/runtime/inbound/processor.js';
-import { identityHash } from '../../src/runtime/inbound/sink-directory.js';
+import { identityHash } from '../../src/runtime/inbound/sinks/directory.js';
 import { startDovecot, type Dovecot } from '../harness/dovecot.js';
 
 const USER = 'batch@example.com';

@@ -492,7 +492,7 @@ test('webhook answering 5xx for everything: one batch, then one probe per backof
   let clock = Date.now();
   const secretFile = path.join(ws.secretsDir, 'down-secret');
   await writeFile(secretFile, SECRET, { mode: 0o600 });
-  const { SecretResolver } = await import('../../src/apply/secrets.js');
+  const { SecretResolver } = await import('../../src/connect/secrets.js');
   const processor = new InboundMailProcessor({
     stateDir,
     now: () => clock,

@@ -15,7 +15,7 @@ import {
   type Workspace,
 } from '../harness/mailctl.js';
 import { startSmtpServer, type SmtpTestServer } from '../harness/smtp.js';
-import { base64Cores } from '../../src/runtime/secret-scrubber.js';
+import { base64Cores } from '../../src/runtime/daemon/scrubber.js';
 
 const CANARY = 'CANARY-obs-secret-91c4e2';
 const USER = 'support@example.com';

@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { DEFAULT_DIR, folderDigest, readConfigFolder } from '../../config/files.js';
 import { parsePlanFile } from '../../plan/planfile.js';
 import { ACTION_SYMBOL } from '../../plan/model.js';
-import type { ReconcileResult } from '../../runtime/reconciler.js';
+import type { ReconcileResult } from '../../runtime/reconcile/reconciler.js';
 import { locateDaemon } from '../daemon-client.js';
 import { listOption, stringOption, type Command } from '../command.js';
 import { UserError } from '../errors.js';

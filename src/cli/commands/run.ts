@@ -58,7 +58,7 @@ export const runCommand: Command = {
       systemSmtp = loaded.server;
     }
     // Loaded on demand: the daemon pulls in imapflow, pino and chokidar, which one-shot commands do not need.
-    const { startDaemon } = await import('../../runtime/daemon.js');
+    const { startDaemon } = await import('../../runtime/daemon/start.js');
     let daemon;
     try {
       daemon = await startDaemon({

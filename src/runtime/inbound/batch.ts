@@ -14,7 +14,7 @@ import type { Checkpoint, QuarantineReason } from './checkpoint.js';
 import { messageFacts } from './facts.js';
 import { contentHash, type DeliveredLedger } from './ledger.js';
 import { routeMessage } from './route.js';
-import { messageKey, type InboundMetadata, type InboundSink, type SinkItem } from './sink-directory.js';
+import { messageKey, type InboundMetadata, type InboundSink, type SinkItem } from './sinks/directory.js';
 import { fetchMessageIds } from './storage-lookup.js';
 
 /** Upper bound of message bytes per source FETCH (with the next batch fetched ahead, twice this is held at most). */

@@ -14,10 +14,10 @@ import path from 'node:path';
 import type { ImapFlow } from 'imapflow';
 import type { Logger } from 'pino';
 import { MailError } from '../../adapters/connection.js';
-import type { SecretResolver } from '../../apply/secrets.js';
+import type { SecretResolver } from '../../connect/secrets.js';
 import type { FlowSpec, ImapServerSpec } from '../../config/model.js';
 import type { ServerConfig } from '../../plan/model.js';
-import { backoffDelay } from '../backoff.js';
+import { backoffDelay } from '../loops/backoff.js';
 import type { InboundProcessor, PollStats } from '../loops/imap-loop.js';
 import { deliverBatch, fetchBatch, type FetchedBatch } from './batch.js';
 import { carryOut, recordBatch, recoverCopy } from './commit.js';
@@ -32,8 +32,8 @@ import {
 } from './checkpoint.js';
 import { DeliveredLedger, ledgerFile } from './ledger.js';
 import { quarantineListing, releaseInCheckpoint, type QuarantineListing } from './quarantine.js';
-import { DirectorySink, identityHash, type InboundSink } from './sink-directory.js';
-import { WebhookSink } from './sink-webhook.js';
+import { DirectorySink, identityHash, type InboundSink } from './sinks/directory.js';
+import { WebhookSink } from './sinks/webhook.js';
 
 /** UIDs per batch (one metadata FETCH, one source FETCH, one COPY, one STORE, one checkpoint write). */
 export const BATCH_SIZE = 100;

@@ -2,14 +2,14 @@ import type { ImapFlow } from 'imapflow';
 import type { Logger } from 'pino';
 import { classifyMailError, errorContext, type ClassifyContext } from '../../adapters/classify.js';
 import { checkImapFolders, connectImap, type ImapLogger, type VerifyImapResult } from '../../adapters/imap.js';
-import { resolveConnection } from '../../apply/connection.js';
-import type { SecretResolver } from '../../apply/secrets.js';
+import { resolveConnection } from '../../connect/connection.js';
+import type { SecretResolver } from '../../connect/secrets.js';
 import type { ImapServerSpec } from '../../config/model.js';
 import type { ServerConfig } from '../../plan/model.js';
-import type { ConnectGate } from '../connect-gate.js';
+import type { ConnectGate } from './connect-gate.js';
 import type { PollClock } from './poll-clock.js';
-import { SupervisedLoop } from '../loop.js';
-import { metrics } from '../metrics.js';
+import { SupervisedLoop } from './loop.js';
+import { metrics } from '../daemon/metrics.js';
 
 /** How soon imapflow starts IDLE after a command: low, so new mail is noticed within about a second. */
 export const AUTO_IDLE_DELAY_MS = 500;

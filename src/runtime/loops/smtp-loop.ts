@@ -2,11 +2,11 @@ import type { Transporter } from 'nodemailer';
 import type { Logger } from 'pino';
 import { createSmtpTransport } from '../../adapters/smtp.js';
 import { classifyMailError, errorContext } from '../../adapters/classify.js';
-import { resolveConnection } from '../../apply/connection.js';
-import type { SecretResolver } from '../../apply/secrets.js';
+import { resolveConnection } from '../../connect/connection.js';
+import type { SecretResolver } from '../../connect/secrets.js';
 import type { ServerConfig } from '../../plan/model.js';
-import { SupervisedLoop } from '../loop.js';
-import { metrics } from '../metrics.js';
+import { SupervisedLoop } from './loop.js';
+import { metrics } from '../daemon/metrics.js';
 import type { OutboundConsumer, SendOutcome } from '../outbound/sender.js';
 
 /** Holds a pooled nodemailer transport for one SMTP server; the outbound stage sends through `transport`. */

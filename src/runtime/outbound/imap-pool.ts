@@ -4,8 +4,8 @@
  */
 import type { ImapFlow } from 'imapflow';
 import { connectImap } from '../../adapters/imap.js';
-import { resolveConnection } from '../../apply/connection.js';
-import type { SecretResolver } from '../../apply/secrets.js';
+import { resolveConnection } from '../../connect/connection.js';
+import type { SecretResolver } from '../../connect/secrets.js';
 import type { ImapServerSpec } from '../../config/model.js';
 
 interface Pool {

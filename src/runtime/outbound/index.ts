@@ -1,15 +1,15 @@
 /** Wires the outbound stage: the outbox, the send stage the SMTP loops run, the sent copies and the API routes. */
 import type { Logger } from 'pino';
-import type { SecretResolver } from '../../apply/secrets.js';
+import type { SecretResolver } from '../../connect/secrets.js';
 import type { LoadedServer } from '../../config/model.js';
 import type { ObservedState } from '../../plan/model.js';
-import type { Route } from '../http.js';
-import type { OutboxSummary } from '../status.js';
-import type { Supervisor } from '../supervisor.js';
+import type { Route } from '../daemon/http.js';
+import type { OutboxSummary } from '../daemon/status.js';
+import type { Supervisor } from '../loops/supervisor.js';
 import { systemLoopId } from './from.js';
 import { ImapPool } from './imap-pool.js';
 import { Outbox } from './outbox.js';
-import { outboundRoutes } from './routes.js';
+import { outboundRoutes } from '../daemon/routes/outbound.js';
 import { OutboundSender, type OutboundConsumer } from './sender.js';
 
 export type { OutboundConsumer } from './sender.js';

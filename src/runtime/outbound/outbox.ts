@@ -14,7 +14,7 @@ import path from 'node:path';
 import type { Logger } from 'pino';
 import { ensurePrivateDir, writeFileAtomic } from '../../adapters/durable-files.js';
 import { Journal } from './journal.js';
-import type { OutboxSummary } from '../status.js';
+import type { OutboxSummary } from '../daemon/status.js';
 import type { OutboundMessage, OutboundRequest } from './message.js';
 
 export const OUTBOX_FORMAT_VERSION = 1;

@@ -11,7 +11,7 @@ import { classifyMailError } from '../../adapters/classify.js';
 import type { ConnectionSettings } from '../../adapters/connection.js';
 import { sendSmtpCapturing, type SmtpTransport } from '../../adapters/smtp.js';
 import type { ObservedState } from '../../plan/model.js';
-import { backoffDelay } from '../backoff.js';
+import { backoffDelay } from '../loops/backoff.js';
 import type { ImapPool } from './imap-pool.js';
 import { composeMessage, mailFieldsOf, recipientsOf } from './message.js';
 import type { Outbox, OutboxEntry } from './outbox.js';

@@ -4,8 +4,8 @@
  * `log.child({ server, loop })` (the supervisor does this); imapflow logs through `imapLogger`, one level quieter.
  */
 import { pino, type DestinationStream, type Logger } from 'pino';
-import type { ImapLogger } from '../adapters/imap.js';
-import { REDACTED, SecretScrubber } from './secret-scrubber.js';
+import type { ImapLogger } from '../../adapters/imap.js';
+import { REDACTED, SecretScrubber } from './scrubber.js';
 
 const SECRET_FIELDS = ['password', 'pass', 'accessToken', 'refreshToken', 'clientSecret'];
 export const REDACT_PATHS = SECRET_FIELDS.flatMap((f) => [f, `*.${f}`]);

@@ -5,7 +5,7 @@
  */
 import { createTask } from 'node-cron';
 import type { Logger } from 'pino';
-import type { ObservedState } from '../plan/model.js';
+import type { ObservedState } from '../../plan/model.js';
 import type { LoopStatus } from './loop.js';
 
 export const STALE_AFTER_INTERVALS = 3;

@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
-import { MailError, type FailureClass } from '../adapters/connection.js';
-import { classifyMailError } from '../adapters/classify.js';
-import type { ServerConfig } from '../plan/model.js';
+import { MailError, type FailureClass } from '../../adapters/connection.js';
+import { classifyMailError } from '../../adapters/classify.js';
+import type { ServerConfig } from '../../plan/model.js';
 import { backoffDelay, sleep } from './backoff.js';
 
 export type LoopState = 'starting' | 'running' | 'backoff' | 'failed' | 'stopped';

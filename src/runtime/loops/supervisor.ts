@@ -1,15 +1,15 @@
 import type { Logger } from 'pino';
-import type { SecretResolver } from '../apply/secrets.js';
-import type { ImapServerSpec } from '../config/model.js';
-import type { ServerConfig } from '../plan/model.js';
+import type { SecretResolver } from '../../connect/secrets.js';
+import type { ImapServerSpec } from '../../config/model.js';
+import type { ServerConfig } from '../../plan/model.js';
 import { CONNECT_CONCURRENCY, ConnectGate } from './connect-gate.js';
 import type { LoopStatus, SupervisedLoop } from './loop.js';
-import { imapLogger } from './logging.js';
+import { imapLogger } from '../daemon/logging.js';
 import { BurstGarbageRelease } from './memory.js';
-import { ImapLoop, openImap, statusOnlyProcessor, type InboundProcessor, type OpenedImap } from './loops/imap-loop.js';
-import { PollClock } from './loops/poll-clock.js';
-import { SmtpLoop } from './loops/smtp-loop.js';
-import type { OutboundConsumer } from './outbound/sender.js';
+import { ImapLoop, openImap, statusOnlyProcessor, type InboundProcessor, type OpenedImap } from './imap-loop.js';
+import { PollClock } from './poll-clock.js';
+import { SmtpLoop } from './smtp-loop.js';
+import type { OutboundConsumer } from '../outbound/sender.js';
 
 interface RunningLoop {
   loop: SupervisedLoop;

@@ -8,11 +8,11 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { CHECKPOINT_FORMAT_VERSION, type Checkpoint } from '../../src/runtime/inbound/checkpoint.js';
-import { contentHash, DeliveredLedger } from '../../src/runtime/inbound/ledger.js';
-import { quarantineListing, recordQuarantine, releaseInCheckpoint } from '../../src/runtime/inbound/quarantine.js';
-import type { SinkItem } from '../../src/runtime/inbound/sink-directory.js';
-import { displayUrl, signBody, webhookBody, WebhookSink } from '../../src/runtime/inbound/sink-webhook.js';
+import { CHECKPOINT_FORMAT_VERSION, type Checkpoint } from '../../../src/runtime/inbound/checkpoint.js';
+import { contentHash, DeliveredLedger } from '../../../src/runtime/inbound/ledger.js';
+import { quarantineListing, recordQuarantine, releaseInCheckpoint } from '../../../src/runtime/inbound/quarantine.js';
+import type { SinkItem } from '../../../src/runtime/inbound/sinks/directory.js';
+import { displayUrl, signBody, webhookBody, WebhookSink } from '../../../src/runtime/inbound/sinks/webhook.js';
 
 const checkpoint = (): Checkpoint => ({
   formatVersion: CHECKPOINT_FORMAT_VERSION,

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { pino } from 'pino';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { Outbox } from '../../src/runtime/outbound/outbox.js';
+import { Outbox } from '../../../src/runtime/outbound/outbox.js';
 
 const silent = pino({ level: 'silent' });
 const request = (subject: string) => ({

@@ -4,11 +4,11 @@
  *   POST /v1/quarantine/release {key}           → { released: key, server } (404 when the key is not quarantined)
  * A release puts the UID back into the retry set and asks that server's loop to poll right away.
  */
-import { PLAN_FORMAT_VERSION } from '../../plan/model.js';
+import { PLAN_FORMAT_VERSION } from '../../../plan/model.js';
 import type { Route } from '../http.js';
-import { ImapLoop } from '../loops/imap-loop.js';
-import type { Supervisor } from '../supervisor.js';
-import type { InboundMailProcessor } from './processor.js';
+import { ImapLoop } from '../../loops/imap-loop.js';
+import type { Supervisor } from '../../loops/supervisor.js';
+import type { InboundMailProcessor } from '../../inbound/processor.js';
 
 export function quarantineRoutes(inbound: InboundMailProcessor, supervisor: Supervisor): Route[] {
   return [

@@ -1,13 +1,13 @@
 /** The outbound and stored-mail API: `/v1/outbound[...]` and `/v1/stored/<shortName>/<key>` (all need the token). */
-import type { LoadedServer } from '../../config/model.js';
-import type { ObservedState } from '../../plan/model.js';
+import type { LoadedServer } from '../../../config/model.js';
+import type { ObservedState } from '../../../plan/model.js';
 import type { Answer, Route } from '../http.js';
-import { chooseSender, shortNameOfKey } from './from.js';
-import type { ImapPool } from './imap-pool.js';
-import { INBOUND_KEY, OUTBOUND_ID, parseOutboundRequest, RequestError } from './message.js';
-import type { Outbox } from './outbox.js';
-import { fetchStored, inboundMessageId } from './stored.js';
-import type { ImapServerSpec } from '../../config/model.js';
+import { chooseSender, shortNameOfKey } from '../../outbound/from.js';
+import type { ImapPool } from '../../outbound/imap-pool.js';
+import { INBOUND_KEY, OUTBOUND_ID, parseOutboundRequest, RequestError } from '../../outbound/message.js';
+import type { Outbox } from '../../outbound/outbox.js';
+import { fetchStored, inboundMessageId } from '../../outbound/stored.js';
+import type { ImapServerSpec } from '../../../config/model.js';
 
 export interface OutboundRouteDeps {
   outbox: Outbox;

@@ -3,7 +3,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { EventLoopUtilization } from 'node:perf_hooks';
 import v8 from 'node:v8';
-import { BurstGarbageRelease, fullGc } from '../../src/runtime/memory.js';
+import { BurstGarbageRelease, fullGc } from '../../../src/runtime/loops/memory.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

@@ -1,6 +1,6 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { PollClock } from '../../src/runtime/loops/poll-clock.js';
+import { PollClock } from '../../../src/runtime/loops/poll-clock.js';
 
 const EVERY_SECOND = '* * * * * *';
 const waitFor = async (done: () => boolean, ms = 5_000) => {

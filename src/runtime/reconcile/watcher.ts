@@ -1,7 +1,7 @@
 import { watch, type FSWatcher } from 'chokidar';
 import { readdir, realpath } from 'node:fs/promises';
 import path from 'node:path';
-import { isConfigFile, isHidden } from '../config/files.js';
+import { isConfigFile, isHidden } from '../../config/files.js';
 
 /** Quiet time after the last change before one reconcile runs: a git checkout of many files becomes one reconcile. */
 export const DEBOUNCE_MS = 250;

@@ -7,7 +7,7 @@
  * connection errors/timeouts mean the sink itself is down. Messages never contain the secret or URL credentials.
  */
 import { createHmac } from 'node:crypto';
-import type { InboundSink, SinkItem, SinkResult } from './sink-directory.js';
+import type { InboundSink, SinkItem, SinkResult } from './directory.js';
 
 export const SIGNATURE_HEADER = 'x-mailctl-signature';
 export const WEBHOOK_TIMEOUT_MS = 30_000;

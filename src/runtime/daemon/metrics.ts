@@ -5,7 +5,7 @@
  * never addresses or message ids.
  */
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
-import packageJson from '../../package.json' with { type: 'json' };
+import packageJson from '../../../package.json' with { type: 'json' };
 import type { DaemonStatus, ServerState } from './status.js';
 
 const PREFIX = 'mailctl_';

@@ -7,7 +7,7 @@ import {
   parseHeaders,
   routeMessage,
   type MessageFacts,
-} from '../../src/runtime/inbound/route.js';
+} from '../../../src/runtime/inbound/route.js';
 
 test('glob: literals, *, ? and case-insensitivity', () => {
   const yes: [string, string][] = [

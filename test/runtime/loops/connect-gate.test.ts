@@ -1,8 +1,8 @@
 /** The connect gate: loops connect in waves of at most `limit`, every one gets its turn, a stopped loop leaves the queue. */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { ConnectGate } from '../../src/runtime/connect-gate.js';
-import type { BurstObserver } from '../../src/runtime/memory.js';
+import { ConnectGate } from '../../../src/runtime/loops/connect-gate.js';
+import type { BurstObserver } from '../../../src/runtime/loops/memory.js';
 
 const tick = () => new Promise((r) => setTimeout(r, 1));
 

@@ -1,7 +1,7 @@
 /** The fields routing and the `.json` metadata read from a message's header (no ENVELOPE is fetched). */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { messageFacts } from '../../src/runtime/inbound/facts.js';
+import { messageFacts } from '../../../src/runtime/inbound/facts.js';
 
 const source = (...lines: string[]) =>
   Buffer.from(`${lines.join('\r\n')}\r\n\r\nBody: not a header\r\nFrom: body@example.com\r\n`);

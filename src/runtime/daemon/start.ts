@@ -1,24 +1,24 @@
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
-import { SecretResolver } from '../apply/secrets.js';
-import { warmValidators } from '../config/schema.js';
-import type { LoadedServer } from '../config/model.js';
-import { stateDigest } from '../plan/compute.js';
-import { PLAN_FORMAT_VERSION } from '../plan/model.js';
+import { SecretResolver } from '../../connect/secrets.js';
+import { warmValidators } from '../../config/schema.js';
+import type { LoadedServer } from '../../config/model.js';
+import { stateDigest } from '../../plan/compute.js';
+import { PLAN_FORMAT_VERSION } from '../../plan/model.js';
 import { createApiServer, type Route } from './http.js';
 import { createLogging, type Logging } from './logging.js';
 import { metrics } from './metrics.js';
-import { isLoopback } from './paths.js';
-import { Reconciler, type ReconcileRequest } from './reconciler.js';
-import { StateStore } from './state-store.js';
+import { isLoopback } from '../paths.js';
+import { Reconciler, type ReconcileRequest } from '../reconcile/reconciler.js';
+import { StateStore } from '../state-store.js';
 import { buildStatus } from './status.js';
-import { InboundMailProcessor } from './inbound/processor.js';
-import { StalenessWatchdog, watchedServers } from './staleness.js';
+import { InboundMailProcessor } from '../inbound/processor.js';
+import { StalenessWatchdog, watchedServers } from '../loops/staleness.js';
 import { publicStatus, STATUS_PAGE_HTML } from './status-page.js';
-import { quarantineRoutes } from './inbound/quarantine-api.js';
-import { createOutbound } from './outbound/index.js';
-import { Supervisor } from './supervisor.js';
-import { watchFolders } from './watcher.js';
+import { quarantineRoutes } from './routes/quarantine.js';
+import { createOutbound } from '../outbound/index.js';
+import { Supervisor } from '../loops/supervisor.js';
+import { watchFolders } from '../reconcile/watcher.js';
 
 export interface DaemonOptions {
   dir: string;

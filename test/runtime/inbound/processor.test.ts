@@ -1,6 +1,6 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { BATCH_SIZE, batchSizeAt } from '../../src/runtime/inbound/processor.js';
+import { BATCH_SIZE, batchSizeAt } from '../../../src/runtime/inbound/processor.js';
 
 test('a poll starts with a small batch and doubles up to the batch size, then stays there', () => {
   assert.equal(

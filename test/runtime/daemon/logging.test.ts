@@ -5,8 +5,8 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { createLogging, imapLogger, prettyLine } from '../../src/runtime/logging.js';
-import { base64Cores, REDACTED, SecretScrubber } from '../../src/runtime/secret-scrubber.js';
+import { createLogging, imapLogger, prettyLine } from '../../../src/runtime/daemon/logging.js';
+import { base64Cores, REDACTED, SecretScrubber } from '../../../src/runtime/daemon/scrubber.js';
 
 const CANARY = 'CANARY-pass/w+rd "7f3a9d"';
 const USER = 'support@example.com';

@@ -7,7 +7,7 @@
 import { createHash } from 'node:crypto';
 import { mkdir, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
-import { fsyncDir, writeFileDurably } from '../../adapters/durable-files.js';
+import { fsyncDir, writeFileDurably } from '../../../adapters/durable-files.js';
 
 export interface InboundMetadata {
   server: string;

@@ -1,8 +1,8 @@
-import type { FailureClass } from '../adapters/connection.js';
-import type { Diagnostic } from '../config/diagnostics.js';
-import type { ObservedState } from '../plan/model.js';
-import type { LoopStatus } from './loop.js';
-import type { ReconcileSummary } from './reconciler.js';
+import type { FailureClass } from '../../adapters/connection.js';
+import type { Diagnostic } from '../../config/diagnostics.js';
+import type { ObservedState } from '../../plan/model.js';
+import type { LoopStatus } from '../loops/loop.js';
+import type { ReconcileSummary } from '../reconcile/reconciler.js';
 
 export type ServerState = 'running' | 'starting' | 'backoff' | 'failed' | 'stopped' | 'disabled' | 'pending-approval';
 

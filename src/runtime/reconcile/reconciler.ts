@@ -1,19 +1,26 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import type { Logger } from 'pino';
-import { secretDigest, type SecretResolver } from '../apply/secrets.js';
-import { imapVerified, verificationFailed, verifyAll, verifyServer, type Verification } from '../apply/verify.js';
-import type { ImapServerSpec, ServerSpec } from '../config/model.js';
-import type { Diagnostic } from '../config/diagnostics.js';
-import { folderDigest, readConfigFolder } from '../config/files.js';
-import { loadSources } from '../config/load.js';
-import { computePlan, desiredDigest, nextBindings, stateDigest } from '../plan/compute.js';
-import { desiredState, EMPTY_STATE } from '../plan/desired.js';
-import type { DesiredState, ObservedServer, ObservedState, Plan, ServerChange, ServerConfig } from '../plan/model.js';
-import { discardOpened, type OpenedImap } from './loops/imap-loop.js';
-import { metrics } from './metrics.js';
-import type { StateStore } from './state-store.js';
-import type { Supervisor } from './supervisor.js';
+import { secretDigest, type SecretResolver } from '../../connect/secrets.js';
+import { imapVerified, verificationFailed, verifyAll, verifyServer, type Verification } from '../../connect/verify.js';
+import type { ImapServerSpec, ServerSpec } from '../../config/model.js';
+import type { Diagnostic } from '../../config/diagnostics.js';
+import { folderDigest, readConfigFolder } from '../../config/files.js';
+import { loadSources } from '../../config/load.js';
+import { computePlan, desiredDigest, nextBindings, stateDigest } from '../../plan/compute.js';
+import { desiredState, EMPTY_STATE } from '../../plan/desired.js';
+import type {
+  DesiredState,
+  ObservedServer,
+  ObservedState,
+  Plan,
+  ServerChange,
+  ServerConfig,
+} from '../../plan/model.js';
+import { discardOpened, type OpenedImap } from '../loops/imap-loop.js';
+import { metrics } from '../daemon/metrics.js';
+import type { StateStore } from '../state-store.js';
+import type { Supervisor } from '../loops/supervisor.js';
 
 export type Outcome =
   | 'applied'

@@ -2,7 +2,7 @@
 import { pino } from 'pino';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { pollIntervalMs, StalenessWatchdog } from '../../src/runtime/staleness.js';
+import { pollIntervalMs, StalenessWatchdog } from '../../../src/runtime/loops/staleness.js';
 
 test('the poll interval is the longest gap between the next runs', () => {
   assert.is(pollIntervalMs('* * * * * *'), 1000);
