@@ -1,3 +1,4 @@
+import type { FailureClass } from '../api/status.js';
 /** Everything needed to open a connection; secrets already resolved by the caller. */
 export interface ConnectionSettings {
   host: string;
@@ -10,16 +11,8 @@ export interface ConnectionSettings {
   auth: { user: string; pass: string } | { user: string; accessToken: string };
 }
 
-/**
- * What went wrong, coarse enough to decide what to do next:
- *  - network:        host unreachable / refused / DNS / timeout / dropped → retry with back-off
- *  - tls:            certificate not trusted, name mismatch, STARTTLS missing, TLS/plaintext port mix-up → fix config
- *  - auth:           credentials (password, token, refresh token) rejected → fix credentials
- *  - folder-missing: a configured mailbox does not exist → create it / fix config
- *  - throttled:      the server asks us to slow down (retryAfterMs when it says how long)
- *  - config:         anything else that is wrong on our side (missing extension, bad option, permanent 5xx)
- */
-export type FailureClass = 'network' | 'tls' | 'auth' | 'folder-missing' | 'throttled' | 'config';
+/** Why a connection or an operation failed (see the wire type's comment for what each class means). */
+export type { FailureClass } from '../api/status.js';
 
 export interface MailErrorOptions {
   code?: string | undefined;

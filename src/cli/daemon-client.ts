@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { STATE_FILES, stateDirFrom } from '../runtime/paths.js';
+import { DISCOVERY_FILE, stateDirFrom, TOKEN_FILE } from '../api/discovery.js';
 import { UserError } from './errors.js';
 
 export interface DaemonLocation {
@@ -35,19 +35,19 @@ export async function locateDaemon(where: DaemonLocation, env: NodeJS.ProcessEnv
   const stateDir = stateDirFrom(where.stateDir, env);
   let url = where.server ?? env.MAILCTL_SERVER;
   if (!url) {
-    const discovery = await readTrimmed(path.join(stateDir, STATE_FILES.discovery));
+    const discovery = await readTrimmed(path.join(stateDir, DISCOVERY_FILE));
     if (discovery) url = (JSON.parse(discovery) as { url?: string }).url;
   }
   if (!url) {
     throw new UserError(
-      `no daemon found: give --server URL, set MAILCTL_SERVER, or run this where ${path.join(stateDir, STATE_FILES.discovery)} exists (mailctl run)`,
+      `no daemon found: give --server URL, set MAILCTL_SERVER, or run this where ${path.join(stateDir, DISCOVERY_FILE)} exists (mailctl run)`,
       1,
       'daemon-unreachable',
     );
   }
   const token = where.tokenFile
     ? await readTrimmed(where.tokenFile).then((t) => t ?? failToken(`cannot read --token-file ${where.tokenFile}`))
-    : env.MAILCTL_TOKEN || (await readTrimmed(path.join(stateDir, STATE_FILES.token)));
+    : env.MAILCTL_TOKEN || (await readTrimmed(path.join(stateDir, TOKEN_FILE)));
   const base = url.replace(/\/+$/, '');
   return {
     url: base,

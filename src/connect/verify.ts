@@ -1,4 +1,5 @@
-import { MailError, type FailureClass } from '../adapters/connection.js';
+import { MailError } from '../adapters/connection.js';
+import type { Verification } from '../api/apply.js';
 import { classifyMailError } from '../adapters/classify.js';
 import { verifyImap, type VerifyImapResult } from '../adapters/imap.js';
 import { verifySmtp } from '../adapters/smtp.js';
@@ -6,16 +7,14 @@ import type { ServerSpec } from '../config/model.js';
 import { resolveConnection } from './connection.js';
 import type { SecretResolver } from './secrets.js';
 
-export interface Verification {
-  id: string;
-  ok: boolean;
-  /** The line shown to the user, e.g. `imap/support: Connection succeeded (IDLE UIDPLUS MOVE, 12 unseen)`. */
-  line: string;
-  failureClass?: FailureClass;
-  reason?: string;
+/** A verification as the daemon keeps it: the wire form plus the digest of the secrets it used (never sent). */
+export interface CheckedServer extends Verification {
   /** Digest of the secrets the check used (in memory only). */
   secretDigest?: string;
 }
+
+/** The wire form: what the API and the CLI see. */
+export const publicVerification = ({ secretDigest: _digest, ...wire }: CheckedServer): Verification => wire;
 
 /** Parallel checks at most this many at a time: enough to be quick, few enough not to look like an attack. */
 export const VERIFY_CONCURRENCY = 8;
@@ -24,7 +23,7 @@ export const VERIFY_CONCURRENCY = 8;
  * Checks a server against its real mail server as its loop would connect: TLS policy, CA, SNI, authentication, and
  * for IMAP that the inbox and the storage folder exist. Never throws.
  */
-export async function verifyServer(id: string, spec: ServerSpec, resolver: SecretResolver): Promise<Verification> {
+export async function verifyServer(id: string, spec: ServerSpec, resolver: SecretResolver): Promise<CheckedServer> {
   try {
     const { settings, secretDigest } = await resolveConnection(spec, resolver);
     if (spec.type === 'imap')
@@ -41,7 +40,7 @@ export async function verifyServer(id: string, spec: ServerSpec, resolver: Secre
 }
 
 /** The verification of an IMAP server whose folders were checked (by verifyImap, or by a loop opening its connection). */
-export function imapVerified(id: string, found: VerifyImapResult, secretDigest: string): Verification {
+export function imapVerified(id: string, found: VerifyImapResult, secretDigest: string): CheckedServer {
   const caps = found.capabilities.filter((c) =>
     ['IDLE', 'UIDPLUS', 'MOVE', 'CONDSTORE', 'COMPRESS=DEFLATE'].includes(c),
   );
@@ -53,7 +52,7 @@ export function imapVerified(id: string, found: VerifyImapResult, secretDigest: 
   };
 }
 
-export function verificationFailed(id: string, err: unknown): Verification {
+export function verificationFailed(id: string, err: unknown): CheckedServer {
   const error = err instanceof MailError ? err : classifyMailError(err);
   return {
     id,
@@ -68,9 +67,9 @@ export function verificationFailed(id: string, err: unknown): Verification {
 export async function verifyAll<T extends { id: string; spec: ServerSpec }>(
   items: readonly T[],
   resolver: SecretResolver,
-  verify: (item: T) => Promise<Verification> = (item) => verifyServer(item.id, item.spec, resolver),
-): Promise<Verification[]> {
-  const results = new Array<Verification>(items.length);
+  verify: (item: T) => Promise<CheckedServer> = (item) => verifyServer(item.id, item.spec, resolver),
+): Promise<CheckedServer[]> {
+  const results = new Array<CheckedServer>(items.length);
   let next = 0;
   const worker = async () => {
     while (next < items.length) {

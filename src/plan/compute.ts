@@ -6,8 +6,8 @@ import type { FlowSpec, ServerSpec } from '../config/model.js';
 import { parseSecretRef } from '../config/secret-ref.js';
 import { canonicalJson, digestOf } from './digest.js';
 import {
+  effectiveAction,
   PLAN_FORMAT_VERSION,
-  type ActionName,
   type CredentialBinding,
   type DesiredState,
   type ObservedState,
@@ -238,7 +238,7 @@ export function computePlan(inputs: PlanInputs): Plan {
 export function summarize(changes: readonly ServerChange[]): PlanSummary {
   const summary: PlanSummary = { create: 0, update: 0, restart: 0, stop: 0, delete: 0, needApproval: 0 };
   for (const change of changes) {
-    const action: ActionName = change.action === 'rebind' ? change.thenAction! : change.action;
+    const action = effectiveAction(change);
     if (change.action === 'rebind' && !change.approved) summary.needApproval += 1;
     if (action === 'create' || action === 'start') summary.create += 1;
     else if (action === 'update') summary.update += 1;

@@ -122,3 +122,7 @@ export interface Plan {
 }
 
 export const hasChanges = (plan: Plan): boolean => plan.changes.length > 0;
+
+/** The action that really happens: a rebind's `thenAction` once approved, else the action itself. */
+export const effectiveAction = (change: Pick<ServerChange, 'action' | 'thenAction'>): ActionName =>
+  change.action === 'rebind' ? (change.thenAction ?? 'rebind') : change.action;

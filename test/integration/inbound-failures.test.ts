@@ -13,10 +13,11 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { connectImap } from '../../src/adapters/imap.js';
 import type { FlowSpec, ImapServerSpec } from '../../src/config/model.js';
-import { checkpointFile } from '../../src/runtime/inbound/checkpoint.js';
+import { checkpointFile } from '../../src/store/file/checkpoint.js';
 import { InboundMailProcessor, SinkUnavailableError } from '../../src/runtime/inbound/processor.js';
+import { FileInboundStore } from '../../src/store/file/inbound.js';
 import type { PollStats } from '../../src/runtime/loops/imap-loop.js';
-import { MAX_ATTEMPTS } from '../../src/runtime/inbound/quarantine.js';
+import { MAX_ATTEMPTS } from '../../src/runtime/inbound/decide.js';
 import { startDovecot, type Dovecot } from '../harness/dovecot.js';
 import { loudHook } from '../harness/expect.js';
 import { WebhookReceiver as Receiver } from '../harness/webhook.js';
@@ -437,7 +438,7 @@ async function direct(user: string, pass: string) {
 test(`a message that fails ${MAX_ATTEMPTS} times for its own sake is quarantined; the others flow; oversize is never downloaded`, async () => {
   const stateDir = await mkdtemp(path.join(tmpdir(), 'mailctl-direct-'));
   let clock = Date.now();
-  const processor = new InboundMailProcessor({ stateDir, now: () => clock });
+  const processor = new InboundMailProcessor({ store: new FileInboundStore(stateDir), stateDir, now: () => clock });
   const sinkDir = path.join(stateDir, 'sink');
   const config = { spec: spec(POISON, 'poison', 50_000), flow: flowSpec({ directory: sinkDir }) };
   const poison = mail({ subject: 'This is blocked' });
@@ -494,6 +495,7 @@ test('webhook answering 5xx for everything: one batch, then one probe per backof
   await writeFile(secretFile, SECRET, { mode: 0o600 });
   const { SecretResolver } = await import('../../src/connect/secrets.js');
   const processor = new InboundMailProcessor({
+    store: new FileInboundStore(stateDir),
     stateDir,
     now: () => clock,
     resolver: new SecretResolver({ secretsDir: ws.secretsDir, envPrefix: 'MAILCTL_', env: {} }),

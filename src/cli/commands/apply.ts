@@ -2,10 +2,10 @@ import { readFile } from 'node:fs/promises';
 import { DEFAULT_DIR, folderDigest, readConfigFolder } from '../../config/files.js';
 import { parsePlanFile } from '../../plan/planfile.js';
 import { ACTION_SYMBOL } from '../../plan/model.js';
-import type { ReconcileResult } from '../../runtime/reconcile/reconciler.js';
+import type { ApplyResult } from '../../api/index.js';
 import { locateDaemon } from '../daemon-client.js';
 import { listOption, stringOption, type Command } from '../command.js';
-import { UserError } from '../errors.js';
+import { EXIT, exitCodeOf, UserError } from '../errors.js';
 import { painter, printJson, type Output } from '../output.js';
 import { renderDiagnosticsGithub, renderDiagnosticsText } from '../render/diagnostics.js';
 
@@ -52,7 +52,7 @@ export const applyCommand: Command = {
       },
       io.env,
     );
-    const { status, body } = await daemon.request<ReconcileResult & { error?: string }>('POST', '/v1/apply', {
+    const { status, body } = await daemon.request<ApplyResult & { error?: string }>('POST', '/v1/apply', {
       ...request,
       trigger: 'cli',
       approvals: listOption(values, 'approve-rebind'),
@@ -60,14 +60,15 @@ export const applyCommand: Command = {
       saveFailedAsDisabled: values['save-failed-as-disabled'] === true,
     });
     if (status !== 200) throw new UserError(`the daemon refused the apply: ${body.error ?? status}`);
-    renderApplyResult(output, body);
-    return body.exitCode;
+    const exitCode = exitCodeOf(body);
+    renderApplyResult(output, body, exitCode);
+    return exitCode;
   },
 };
 
-export function renderApplyResult(output: Output, result: ReconcileResult): void {
+export function renderApplyResult(output: Output, result: ApplyResult, exitCode: number): void {
   if (output.format === 'json') {
-    printJson(output, { ...result });
+    printJson(output, { ...result, exitCode });
     return;
   }
   const paint = painter(output.color);
@@ -80,8 +81,10 @@ export function renderApplyResult(output: Output, result: ReconcileResult): void
     output.out(`${ACTION_SYMBOL[change.action]} ${change.id}: ${change.reasons[0] ?? change.action}`);
   }
   for (const v of result.verifications) output.out(v.ok ? v.line : paint('red', v.line));
-  const good = result.exitCode === 0;
-  output.out(paint(good ? 'green' : result.exitCode === 4 ? 'yellow' : 'red', `${result.outcome}: ${result.message}`));
+  const good = exitCode === EXIT.ok;
+  output.out(
+    paint(good ? 'green' : exitCode === EXIT.partlyApplied ? 'yellow' : 'red', `${result.outcome}: ${result.message}`),
+  );
   if (output.format === 'github' && !good)
     output.out(`::error title=mailctl apply ${result.outcome}::${result.message}`);
 }

@@ -1,4 +1,4 @@
-import type { OutboundView } from '../../runtime/outbound/outbox.js';
+import type { OutboundView } from '../../api/index.js';
 import { locateDaemon } from '../daemon-client.js';
 import type { Command } from '../command.js';
 import { EXIT, UserError } from '../errors.js';

@@ -1,4 +1,4 @@
-import type { QuarantineListing } from '../../runtime/inbound/quarantine.js';
+import type { QuarantineListing } from '../../api/index.js';
 import { stringOption, type Command } from '../command.js';
 import { locateDaemon } from '../daemon-client.js';
 import { EXIT, UserError } from '../errors.js';

@@ -2,8 +2,8 @@ import path from 'node:path';
 import { DEFAULT_DIR } from '../../config/files.js';
 import { loadSystemSmtp } from '../../config/load.js';
 import { renderDiagnosticsText } from '../render/diagnostics.js';
-import { LockHeldError } from '../../runtime/state-store.js';
-import { isLoopback, stateDirFrom } from '../../runtime/paths.js';
+import { isLoopback, stateDirFrom } from '../../api/discovery.js';
+import { LockHeldError } from '../../store/ports.js';
 import { stringOption, type Command } from '../command.js';
 import { EXIT, UserError } from '../errors.js';
 

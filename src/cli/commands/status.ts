@@ -1,4 +1,4 @@
-import type { DaemonStatus, ServerStatus } from '../../runtime/daemon/status.js';
+import type { DaemonStatus, ServerStatus } from '../../api/index.js';
 import { locateDaemon } from '../daemon-client.js';
 import { stringOption, type Command } from '../command.js';
 import { EXIT, UserError } from '../errors.js';

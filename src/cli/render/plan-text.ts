@@ -7,7 +7,14 @@
  */
 import { FILE_HEADERS_ONLY, formatPatch, structuredPatch } from 'diff';
 import { stringify } from 'yaml';
-import { ACTION_SYMBOL, type ActionName, type Plan, type ServerChange, type ServerConfig } from '../../plan/model.js';
+import {
+  ACTION_SYMBOL,
+  effectiveAction,
+  type ActionName,
+  type Plan,
+  type ServerChange,
+  type ServerConfig,
+} from '../../plan/model.js';
 import { escapeData, escapeProperty, painter, type Paint } from '../output.js';
 
 export const NO_CHANGES = 'No changes. The running servers match the folder.';
@@ -40,10 +47,6 @@ function wordsFor(action: Exclude<ActionName, 'rebind'>, change: ServerChange): 
     return 'will be created, saved as disabled (enabled: false)';
   return ACTION_WORDS[action];
 }
-
-/** The action that runs once a change is applied (a rebind's `thenAction`). */
-export const effectiveAction = (change: ServerChange): ActionName =>
-  change.action === 'rebind' ? (change.thenAction ?? 'rebind') : change.action;
 
 /** `summary` as the one line every plan ends with. */
 export function summaryLine(plan: Plan): string {

@@ -8,7 +8,18 @@ export interface Answer {
   type?: string;
 }
 
-/** A route's work; synchronous answers are fine (most read in-memory state). */
+/** A request the route refuses: answered with `status` and `{ error: message, ...details }` (never logged as a fault). */
+export class HttpError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+    readonly details: Record<string, unknown> = {},
+  ) {
+    super(message);
+  }
+}
+
+/** A route's work; synchronous answers are fine (most read in-memory state). Refusals throw HttpError. */
 export type Handler = (req: IncomingMessage, body: unknown, url: URL) => Answer | Promise<Answer>;
 
 export interface Route {
@@ -32,14 +43,14 @@ async function readBody(req: IncomingMessage): Promise<unknown> {
   let size = 0;
   for await (const chunk of req) {
     size += (chunk as Buffer).length;
-    if (size > MAX_BODY_BYTES) throw Object.assign(new Error('request body too large'), { status: 413 });
+    if (size > MAX_BODY_BYTES) throw new HttpError(413, 'request body too large');
     chunks.push(chunk as Buffer);
   }
   if (size === 0) return undefined;
   try {
     return JSON.parse(Buffer.concat(chunks).toString('utf8'));
   } catch {
-    throw Object.assign(new Error('request body is not JSON'), { status: 400 });
+    throw new HttpError(400, 'request body is not JSON');
   }
 }
 
@@ -69,9 +80,9 @@ export function createApiServer(routes: readonly Route[], token: string, log: Lo
       const answer = await route.handler(req, body, url);
       send(res, answer.status, answer.body, answer.type);
     } catch (err) {
-      const status = (err as { status?: number }).status ?? 500;
+      const status = err instanceof HttpError ? err.status : 500;
       if (status === 500) log.error({ err: (err as Error).message }, `API ${req.method} ${url.pathname} failed`);
-      send(res, status, { error: (err as Error).message });
+      send(res, status, { error: (err as Error).message, ...(err instanceof HttpError && err.details) });
     }
   };
   return createServer((req, res) => void handle(req, res));

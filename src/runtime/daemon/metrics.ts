@@ -6,7 +6,7 @@
  */
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import packageJson from '../../../package.json' with { type: 'json' };
-import type { DaemonStatus, ServerState } from './status.js';
+import type { DaemonStatus, ServerState } from '../../api/status.js';
 
 const PREFIX = 'mailctl_';
 const SERVER_STATES: readonly ServerState[] = [

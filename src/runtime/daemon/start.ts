@@ -1,24 +1,31 @@
+/**
+ * The daemon's wiring: builds the store, the loops' supervisor, the inbound and outbound stages, the reconciler, the
+ * HTTP API and the watcher, and connects them. Nothing here decides anything; each part says what it does.
+ */
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
+import type { ApplyRequest, ApplyResult } from '../../api/apply.js';
+import { isLoopback } from '../../api/discovery.js';
 import { SecretResolver } from '../../connect/secrets.js';
 import { warmValidators } from '../../config/schema.js';
 import type { LoadedServer } from '../../config/model.js';
-import { stateDigest } from '../../plan/compute.js';
-import { PLAN_FORMAT_VERSION } from '../../plan/model.js';
-import { createApiServer, type Route } from './http.js';
-import { createLogging, type Logging } from './logging.js';
-import { metrics } from './metrics.js';
-import { isLoopback } from '../paths.js';
-import { Reconciler, type ReconcileRequest } from '../reconcile/reconciler.js';
-import { StateStore } from '../state-store.js';
-import { buildStatus } from './status.js';
+import { openFileStore } from '../../store/file/index.js';
+import { LocalState } from '../../store/local.js';
 import { InboundMailProcessor } from '../inbound/processor.js';
 import { StalenessWatchdog, watchedServers } from '../loops/staleness.js';
-import { publicStatus, STATUS_PAGE_HTML } from './status-page.js';
-import { quarantineRoutes } from './routes/quarantine.js';
-import { createOutbound } from '../outbound/index.js';
 import { Supervisor } from '../loops/supervisor.js';
+import { createOutbound } from '../outbound/index.js';
+import { inboundMessageId } from '../outbound/stored.js';
+import { Reconciler } from '../reconcile/reconciler.js';
 import { watchFolders } from '../reconcile/watcher.js';
+import { createApiServer } from './http.js';
+import { createLogging, type Logging } from './logging.js';
+import { DaemonMetrics } from './metrics.js';
+import { applyRoutes } from './routes/apply.js';
+import { healthRoutes } from './routes/health.js';
+import { outboundRoutes } from './routes/outbound.js';
+import { quarantineRoutes } from './routes/quarantine.js';
+import { buildStatus } from './status.js';
 
 export interface DaemonOptions {
   dir: string;
@@ -42,39 +49,43 @@ const DRAIN_DEADLINE_MS = 25_000;
 export interface RunningDaemon {
   url: string;
   stop(): Promise<void>;
-  reconcile(request: ReconcileRequest): ReturnType<Reconciler['reconcile']>;
+  reconcile(request: ApplyRequest): Promise<ApplyResult>;
 }
 
-function approvalsOf(body: Record<string, unknown>): string[] {
-  return Array.isArray(body.approvals) ? body.approvals.filter((a): a is string => typeof a === 'string') : [];
-}
-
-/** Wires the state folder, loops, reconciler, API and watcher together. */
+/** Builds the daemon and connects its parts; resolves once the API listens and the first reconcile ran. */
 export async function startDaemon(
   options: DaemonOptions,
   logging: Logging = createLogging({ level: options.logLevel }),
 ): Promise<RunningDaemon> {
   const { log, scrubber } = logging;
-  const store = new StateStore(options.stateDir);
-  await store.init();
-  const releaseLock = await store.acquireLock();
-  const token = await store.apiToken();
+  const local = new LocalState(options.stateDir);
+  const store = await openFileStore(local);
+  const lock = await store.lock();
+  const token = await store.token.establish(undefined);
   const dir = path.resolve(options.dir);
+  const metrics = new DaemonMetrics();
   const resolver = new SecretResolver({
     secretsDir: options.secretsDir,
     envPrefix: options.secretEnvPrefix,
     env: options.env,
     onResolved: (value, user) => scrubber.add(value, user),
   });
-  const inbound = new InboundMailProcessor({ stateDir: options.stateDir, log, resolver });
+  const inbound = new InboundMailProcessor({ store: store.inbound, stateDir: options.stateDir, log, resolver });
+  const state = () => reconciler.state;
   const outbound = await createOutbound({
-    stateDir: options.stateDir,
+    store: store.outbox,
     resolver,
     log,
-    state: () => reconciler.state,
+    state,
     systemSmtp: options.systemSmtp ?? null,
   });
-  const supervisor = new Supervisor({ log, resolver, processor: inbound, outbound: outbound.consumer });
+  const supervisor = new Supervisor({
+    log,
+    resolver,
+    processor: inbound,
+    outbound: outbound.consumer,
+    recorder: metrics,
+  });
   const reconciler = new Reconciler(
     {
       dir,
@@ -82,10 +93,11 @@ export async function startDaemon(
       allowEmpty: options.allowEmpty,
       allowMassDelete: options.allowMassDelete,
     },
-    store,
+    store.applied,
     supervisor,
     resolver,
     log,
+    metrics,
   );
   let ready = false;
   let draining = false;
@@ -110,100 +122,24 @@ export async function startDaemon(
       stale: watchdog.staleIds,
     });
   metrics.bind(status);
-  const checks = () => ({
+  const readiness = () => ({
     'config-loaded': ready || reconciler.last !== null,
     'first-reconcile': ready,
     'not-draining': !draining,
   });
 
-  const livez: Route['handler'] = (_r, _b, url) => ({
-    status: 200,
-    body: url.searchParams.has('verbose') ? '[+]ping ok\nlivez check passed\n' : 'ok\n',
-  });
-  const routes: Route[] = [
-    { method: 'GET', path: '/livez', public: true, handler: livez },
-    // deprecated in Kubernetes since 1.16; kept as an alias of /livez, so a probe that still uses it never kills a draining daemon
-    { method: 'GET', path: '/healthz', public: true, handler: livez },
-    {
-      method: 'GET',
-      path: '/metrics',
-      public: true,
-      handler: () => metrics.text().then(({ contentType, body }) => ({ status: 200, body, type: contentType })),
-    },
-    {
-      method: 'GET',
-      path: '/',
-      public: true,
-      handler: () => ({ status: 200, body: STATUS_PAGE_HTML, type: 'text/html; charset=utf-8' }),
-    },
-    {
-      method: 'GET',
-      path: '/status.json',
-      public: true,
-      handler: () => ({
-        status: 200,
-        body: scrubber.scrub(JSON.stringify(publicStatus(status()))),
-        type: 'application/json',
-      }),
-    },
-    {
-      method: 'GET',
-      path: '/readyz',
-      public: true,
-      handler: (_r, _b, url) => {
-        const results = checks();
-        const ok = Object.values(results).every(Boolean);
-        const verbose = Object.entries(results)
-          .map(([name, passed]) => `[${passed ? '+' : '-'}]${name} ${passed ? 'ok' : 'failed'}`)
-          .join('\n');
-        return {
-          status: ok ? 200 : 503,
-          body: url.searchParams.has('verbose')
-            ? `${verbose}\nreadyz check ${ok ? 'passed' : 'failed'}\n`
-            : ok
-              ? 'ok\n'
-              : 'not ready\n',
-        };
-      },
-    },
-    ...quarantineRoutes(inbound, supervisor),
-    ...outbound.routes,
-    {
-      method: 'GET',
-      path: '/v1/status',
-      handler: () => ({ status: 200, body: { formatVersion: PLAN_FORMAT_VERSION, ...status() } }),
-    },
-    {
-      method: 'GET',
-      path: '/v1/state',
-      handler: () => ({
-        status: 200,
-        body: {
-          formatVersion: PLAN_FORMAT_VERSION,
-          kind: 'mailctl-state',
-          stateDigest: stateDigest(reconciler.state),
-          state: reconciler.state,
-        },
-      }),
-    },
-    {
-      method: 'POST',
-      path: '/v1/apply',
-      handler: async (_r, raw) => {
-        const body = (raw ?? {}) as Record<string, unknown>;
-        if (draining) return { status: 503, body: { error: 'the daemon is shutting down' } };
-        const savedPlan = body.savedPlan as ReconcileRequest['savedPlan'] | undefined;
-        const result = await reconciler.reconcile({
-          trigger: typeof body.trigger === 'string' ? body.trigger : 'cli',
-          approvals: approvalsOf(body),
-          dryRun: body.dryRun === true,
-          saveFailedAsDisabled: body.saveFailedAsDisabled === true ? true : undefined,
-          ...(typeof body.folderDigest === 'string' && { expectedFolderDigest: body.folderDigest }),
-          ...(savedPlan && { savedPlan }),
-        });
-        return { status: 200, body: { formatVersion: PLAN_FORMAT_VERSION, ...result } };
-      },
-    },
+  const routes = [
+    ...healthRoutes({ metrics, scrubber, status, readiness }),
+    ...applyRoutes({ reconcile: (r) => reconciler.reconcile(r), state, status, draining: () => draining }),
+    ...quarantineRoutes(inbound, (server) => supervisor.pollNow(server)),
+    ...outboundRoutes({
+      outbox: outbound.outbox,
+      pool: outbound.pool,
+      state,
+      systemSmtp: options.systemSmtp ?? null,
+      inboundMessageId: (key) =>
+        inboundMessageId(key, { inbound: store.inbound, stateDir: options.stateDir, state: state() }),
+    }),
   ];
 
   if (!isLoopback(options.listen.host))
@@ -216,7 +152,7 @@ export async function startDaemon(
   const address = server.address() as AddressInfo;
   const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
   const url = `http://${host}:${address.port}`;
-  await store.writeDiscovery({ url, pid: process.pid, dir });
+  await local.writeDiscovery({ url, pid: process.pid, dir });
 
   const resumed = await reconciler.resume();
   await outbound.start(supervisor);
@@ -247,8 +183,9 @@ export async function startDaemon(
         await outbound.stop();
         server.closeAllConnections?.();
         await new Promise<void>((resolve) => server.close(() => resolve()));
-        await store.removeDiscovery();
-        await releaseLock();
+        await local.removeDiscovery();
+        await lock.release();
+        await store.close();
         log.info('stopped');
       })();
       return stopping;

@@ -6,7 +6,7 @@
  * allows only its own script and style and fetches to the daemon; data is inserted with textContent only.
  */
 import { createHash } from 'node:crypto';
-import type { DaemonStatus, ServerStatus } from './status.js';
+import type { DaemonStatus, ServerStatus } from '../../api/status.js';
 
 export interface PublicServerStatus {
   id: string;

@@ -1,58 +1,13 @@
-import type { FailureClass } from '../../adapters/connection.js';
-import type { Diagnostic } from '../../config/diagnostics.js';
+import type {
+  DaemonStatus,
+  OutboxSummary,
+  ReconcileSummary,
+  ServerState,
+  ServerStatus,
+  SystemSendLoopStatus,
+} from '../../api/status.js';
 import type { ObservedState } from '../../plan/model.js';
 import type { LoopStatus } from '../loops/loop.js';
-import type { ReconcileSummary } from '../reconcile/reconciler.js';
-
-export type ServerState = 'running' | 'starting' | 'backoff' | 'failed' | 'stopped' | 'disabled' | 'pending-approval';
-
-export interface ServerStatus {
-  id: string;
-  name: string;
-  type: 'imap' | 'smtp';
-  enabled: boolean;
-  state: ServerState;
-  since: string | null;
-  lastSuccess: string | null;
-  lastError: { class: FailureClass; message: string; at: string } | null;
-  disabledReason: string | null;
-  revision: string | null;
-  counters: Record<string, number>;
-  /** An enabled IMAP server with no successful poll for 3× its poll interval (see staleness.ts). */
-  stale: boolean;
-}
-
-/** Messages in the outbox by state, and damaged outbox files set aside (never sent). */
-export interface OutboxSummary {
-  queued: number;
-  sending: number;
-  /** Sent; the sent copy to the storage folder is pending. */
-  copying: number;
-  damagedFiles: number;
-}
-
-/** The send loop of the `--system-smtp` server (not an applied server, so not in `servers`). */
-export interface SystemSendLoopStatus {
-  id: string;
-  state: ServerState;
-  since: string | null;
-  lastSuccess: string | null;
-  lastError: ServerStatus['lastError'];
-  counters: Record<string, number>;
-}
-
-export interface DaemonStatus {
-  dir: string;
-  /** Identity of the `--system-smtp` server, if one is configured. */
-  systemSmtp: string | null;
-  systemSendLoop: SystemSendLoopStatus | null;
-  outbox: OutboxSummary | null;
-  ready: boolean;
-  draining: boolean;
-  revision: string | null;
-  lastReconcile: { at: string; outcome: string; message: string; diagnostics: Diagnostic[] } | null;
-  servers: ServerStatus[];
-}
 
 /** Joins what was applied with what the loops report now. */
 export function buildStatus(input: {

@@ -10,9 +10,9 @@
 import type { FetchMessageObject, ImapFlow } from 'imapflow';
 import type { Logger } from 'pino';
 import type { FlowSpec, ImapServerSpec } from '../../config/model.js';
-import type { Checkpoint, QuarantineReason } from './checkpoint.js';
-import { messageFacts } from './facts.js';
-import { contentHash, type DeliveredLedger } from './ledger.js';
+import type { Checkpoint, InboundStore, MailboxRef } from '../../store/ports.js';
+import type { Delivery } from './decide.js';
+import { contentHash, messageFacts } from './facts.js';
 import { routeMessage } from './route.js';
 import { messageKey, type InboundMetadata, type InboundSink, type SinkItem } from './sinks/directory.js';
 import { fetchMessageIds } from './storage-lookup.js';
@@ -25,11 +25,11 @@ export interface BatchContext {
   spec: ImapServerSpec;
   flow: FlowSpec;
   sink: InboundSink;
-  /** Only read by deliverBatch (recheckBelow, the batch's own retry entries); changed by commit.ts. */
+  /** Only read by deliverBatch (recheckBelow, the batch's own retry entries); replaced by commit.ts. */
   cp: Checkpoint;
-  file: string;
+  store: InboundStore;
+  mailbox: MailboxRef;
   uidValidity: string;
-  ledger: DeliveredLedger;
   now: () => number;
   log: Logger | undefined;
   /** The sink was down at the last try: a batch failing entirely is the sink's fault again, not its messages'. */
@@ -38,30 +38,11 @@ export interface BatchContext {
 
 export type Meta = FetchMessageObject;
 
-/** A message to quarantine (copy, \Seen \Flagged) and why. */
-export interface QuarantineDecision {
-  uid: number;
-  messageId: string | null;
-  reason: QuarantineReason;
-  detail: string;
-  /** Failed deliveries, for a message quarantined after MAX_ATTEMPTS. */
-  attempts?: number;
-}
-
-/** What delivering a batch did, not yet applied to the checkpoint. */
-export interface Delivery {
-  uids: number[];
+/** A delivered batch: what decide.ts needs, plus what recovery needs to recognise copies without a Message-ID. */
+export interface DeliveredBatch extends Delivery {
   byUid: Map<number, Meta>;
-  /** In the sink, or dropped by a route. */
-  delivered: number[];
-  /** Delivered before the mailbox was recreated (ledger): only flagged \Seen. */
-  duplicates: number[];
-  quarantine: QuarantineDecision[];
-  failed: Map<number, { error: string; sinkDown: boolean; messageId: string | null }>;
-  messageIds: Record<string, string | null>;
   /** Content hashes by UID (how recovery recognises copies of messages without a Message-ID). */
   hashOf: Map<number, string>;
-  ledgerEntries: { messageId: string | null; hash: string }[];
 }
 
 export const uidSet = (uids: readonly number[]): string => uids.join(',');
@@ -122,12 +103,14 @@ export function keyOf(spec: ImapServerSpec, uidValidity: string, uid: number): s
 }
 
 /** Routes a fetched batch and delivers it to the sink; changes neither the checkpoint nor the server. */
-export async function deliverBatch(ctx: BatchContext, batch: FetchedBatch): Promise<Delivery> {
+export async function deliverBatch(ctx: BatchContext, batch: FetchedBatch): Promise<DeliveredBatch> {
   const { client, spec, flow, sink, cp, uidValidity } = ctx;
   const { uids, metas } = batch;
-  const out: Delivery = {
+  const byUid = new Map(metas.map((m) => [m.uid, m]));
+  const out: DeliveredBatch = {
     uids,
-    byUid: new Map(metas.map((m) => [m.uid, m])),
+    byUid,
+    present: new Set(byUid.keys()),
     delivered: [],
     duplicates: [],
     quarantine: [],
@@ -158,7 +141,11 @@ export async function deliverBatch(ctx: BatchContext, batch: FetchedBatch): Prom
       const facts = messageFacts(source);
       const hash = contentHash(source);
       out.hashOf.set(m.uid, hash);
-      if (cp.recheckBelow !== undefined && m.uid < cp.recheckBelow && (await ctx.ledger.has(facts.messageId, hash))) {
+      if (
+        cp.recheckBelow !== undefined &&
+        m.uid < cp.recheckBelow &&
+        (await ctx.store.wasDelivered(ctx.mailbox, { messageId: facts.messageId, hash }))
+      ) {
         out.duplicates.push(m.uid);
         continue;
       }

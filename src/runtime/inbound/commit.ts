@@ -1,38 +1,22 @@
 /**
- * The server side of a delivered batch (batch.ts delivers it): classify failures (the message's own: retry with
- * backoff, quarantine after MAX_ATTEMPTS or when permanent; the sink's: no attempt counted) → record the intent (one
- * checkpoint write, the ledger alongside) → one UID COPY (delivered + newly quarantined, never a message already in the
- * storage folder) → UID STORE +FLAGS.SILENT \Seen (and \Seen \Flagged for quarantined). The checkpoint holds one
- * intent at a time: a batch is recorded only once the previous one was carried out, and the completion of a batch is
- * persisted by the next checkpoint write (the next batch's intent, or the end of the poll); a crash before it resumes
- * the intent in recoverCopy, which finds the copies already made (storage-lookup.ts).
+ * The server side of a delivered batch (batch.ts delivers it, decide.ts decides what it means): record the decision
+ * (one store commit: the checkpoint with the copy intent, the ledger entries alongside) → one UID COPY (delivered +
+ * newly quarantined, never a message already in the storage folder) → UID STORE +FLAGS.SILENT \Seen (and \Seen
+ * \Flagged for quarantined). The checkpoint holds one intent at a time: a batch is recorded only once the previous one
+ * was carried out, and the completion of a batch is persisted by the next commit (the next batch's intent, or the end
+ * of the poll); a crash before it resumes the intent in recoverCopy, which finds the copies already made
+ * (storage-lookup.ts).
  */
 import type { ImapFlow } from 'imapflow';
 import type { Logger } from 'pino';
 import { MailError } from '../../adapters/connection.js';
 import type { ImapServerSpec } from '../../config/model.js';
-import { keyOf, uidSet, type BatchContext, type Delivery, type Meta, type QuarantineDecision } from './batch.js';
-import { retryDelayMs, saveCheckpoint, type Checkpoint } from './checkpoint.js';
-import { MAX_ATTEMPTS, recordQuarantine } from './quarantine.js';
-import { fingerprintsIn, messageIdsIn, type Fingerprint } from './storage-lookup.js';
+import type { Checkpoint, CopyIntent, Fingerprint, InboundStore, MailboxRef } from '../../store/ports.js';
+import { keyOf, uidSet, type BatchContext, type DeliveredBatch } from './batch.js';
+import { decideBatch, settle, type BatchOutcome, type DecisionNote } from './decide.js';
+import { fingerprintsIn, messageIdsIn } from './storage-lookup.js';
 
-export interface BatchOutcome {
-  delivered: number;
-  quarantined: number;
-  duplicates: number;
-  failed: number;
-  /** Set when every message failed because of the sink (nothing counted against them). */
-  sinkDown: string | null;
-}
-
-type Intent = NonNullable<Checkpoint['copyIntent']>;
-
-/** The intent's outcome in the checkpoint, in memory: retries settled, watermark advanced, nothing in flight. */
-function settle(cp: Checkpoint, intent: Pick<Intent, 'advanceTo' | 'seen' | 'flag' | 'uids'>): void {
-  for (const uid of [...(intent.seen ?? intent.uids), ...(intent.flag ?? [])]) delete cp.pending[uid];
-  cp.lastUid = Math.max(cp.lastUid, intent.advanceTo ?? cp.lastUid); // older intents may lack advanceTo
-  cp.copyIntent = null;
-}
+export type { BatchOutcome } from './decide.js';
 
 /**
  * Carries out the recorded intent: COPY `copy`, STORE +FLAGS.SILENT \Seen on its `seen` and \Seen \Flagged on its
@@ -64,7 +48,7 @@ export async function recoverCopy(
   client: ImapFlow,
   spec: ImapServerSpec,
   cp: Checkpoint,
-  file: string,
+  store: { inbound: InboundStore; mailbox: MailboxRef },
   log: Logger | undefined,
 ): Promise<void> {
   const intent = cp.copyIntent!;
@@ -88,7 +72,7 @@ export async function recoverCopy(
     'resuming an interrupted copy to the storage folder',
   );
   await carryOut(client, spec, cp, missing);
-  await saveCheckpoint(file, cp);
+  await store.inbound.commit(store.mailbox, { checkpoint: cp });
 }
 
 /**
@@ -98,12 +82,10 @@ export async function recoverCopy(
 async function anonymousFingerprints(
   client: ImapFlow,
   spec: ImapServerSpec,
-  copy: number[],
-  messageIds: Record<string, string | null>,
-  byUid: Map<number, Meta>,
-  hashOf: Map<number, string>,
-): Promise<Pick<Intent, 'withoutMessageId' | 'storageUidNext'>> {
-  const anonymous = copy.filter((uid) => !messageIds[uid]);
+  intent: CopyIntent,
+  { byUid, hashOf }: Pick<DeliveredBatch, 'byUid' | 'hashOf'>,
+): Promise<Pick<CopyIntent, 'withoutMessageId' | 'storageUidNext'>> {
+  const anonymous = intent.uids.filter((uid) => !intent.messageIds[uid]);
   if (!anonymous.length) return {};
   const status = await client.status(spec.storageFolder, { uidNext: true }).catch(() => false as const);
   if (!status || status.uidNext === undefined) return {}; // recovery copies them again (at least once)
@@ -116,114 +98,48 @@ async function anonymousFingerprints(
   return { withoutMessageId, storageUidNext: status.uidNext };
 }
 
-/**
- * Nothing got through and nothing was answered: the sink is down when it said so, was already down, or more than one
- * message failed. Then no attempt is counted against the messages; the caller pauses the loop.
- */
-function sinkDownError(ctx: BatchContext, d: Delivery): string | null {
-  const failures = [...d.failed.values()];
-  const permanent = d.quarantine.some((q) => q.reason === 'rejected');
-  const down =
-    failures.length > 0 &&
-    d.delivered.length === 0 &&
-    !permanent &&
-    (ctx.sinkWasDown || failures.length > 1 || failures.some((f) => f.sinkDown));
-  return down ? failures[0]!.error : null;
-}
-
-/** Puts the batch's failures into the retry set, or into quarantine after MAX_ATTEMPTS; returns those quarantined. */
-function scheduleRetries(ctx: BatchContext, d: Delivery, sinkDown: string | null): QuarantineDecision[] {
-  const { cp, log } = ctx;
-  const now = ctx.now();
-  const exhausted: QuarantineDecision[] = [];
-  for (const [uid, { error, messageId }] of d.failed) {
-    const before = cp.pending[uid];
-    if (sinkDown) {
-      cp.pending[uid] = { ...before, attempts: before?.attempts ?? 0, nextAttemptAt: 0, lastError: error };
-      continue;
-    }
-    const attempts = (before?.attempts ?? 0) + 1;
-    if (attempts >= MAX_ATTEMPTS) {
-      exhausted.push({
-        uid,
-        messageId,
-        reason: 'failed',
-        detail: `failed ${attempts} times; last error: ${error}`,
-        attempts,
-      });
-      continue;
-    }
-    cp.pending[uid] = { ...before, attempts, nextAttemptAt: now + retryDelayMs(attempts), lastError: error };
-    log?.warn({ uid, attempts, err: error }, 'delivery failed; the message stays unseen and is retried');
-  }
-  return exhausted;
-}
-
-/**
- * Applies a delivered batch to the checkpoint and records its copy intent durably (with the ledger entries), or settles
- * it when there is nothing to do on the server. The previous batch's intent must be carried out already. The caller
- * then carries the recorded intent out (carryOut with `cp.copyIntent.uids`).
- */
-export async function recordBatch(ctx: BatchContext, d: Delivery, maxFresh: number): Promise<BatchOutcome> {
-  const { client, spec, cp, log, uidValidity } = ctx;
-  if (cp.copyIntent) throw new Error('recordBatch: the previous copy intent is still in flight');
-  // released from quarantine: already in the storage folder, never copied again
-  const wasCopied = new Set(d.uids.filter((u) => cp.pending[u]?.copied === true));
-  // UIDs at or below this are settled after the batch (done, pending retry, or quarantined)
-  const advanceTo = Math.max(cp.lastUid, Math.min(maxFresh, Math.max(...d.uids)));
-  for (const uid of d.uids) {
-    if (!d.byUid.has(uid) && cp.pending[uid]) {
-      log?.info({ uid }, 'pending message no longer in the folder (expunged by another client)');
-      delete cp.pending[uid];
-    }
-  }
-  const sinkDown = sinkDownError(ctx, d);
-  const messageIds = { ...d.messageIds };
-  const at = new Date(ctx.now()).toISOString();
-  const quarantined: number[] = [];
-  for (const q of [...d.quarantine, ...scheduleRetries(ctx, d, sinkDown)]) {
-    const key = keyOf(spec, uidValidity, q.uid);
-    recordQuarantine(cp, q.uid, {
-      key,
-      reason: q.reason,
-      detail: q.detail,
-      at,
-      messageId: q.messageId,
-      ...(q.attempts !== undefined && { attempts: q.attempts }),
-    });
-    messageIds[q.uid] = q.messageId;
-    quarantined.push(q.uid);
-    log?.warn({ uid: q.uid, key, reason: q.reason }, `message quarantined: ${q.detail}`);
-  }
-
-  const seen = [...d.delivered, ...d.duplicates].sort((a, b) => a - b);
-  const copy = [...d.delivered, ...quarantined].filter((u) => !wasCopied.has(u)).sort((a, b) => a - b);
-  quarantined.sort((a, b) => a - b);
-  if (d.duplicates.length)
-    log?.info(
-      { uids: d.duplicates.length },
+function logNote(log: Logger | undefined, note: DecisionNote): void {
+  if (!log) return;
+  if (note.kind === 'expunged')
+    log.info({ uid: note.uid }, 'pending message no longer in the folder (expunged by another client)');
+  else if (note.kind === 'retry')
+    log.warn(
+      { uid: note.uid, attempts: note.attempts, err: note.error },
+      'delivery failed; the message stays unseen and is retried',
+    );
+  else if (note.kind === 'quarantined')
+    log.warn({ uid: note.uid, key: note.key, reason: note.reason }, `message quarantined: ${note.detail}`);
+  else
+    log.info(
+      { uids: note.count },
       'already delivered before the mailbox was recreated (same Message-ID and content): not delivered or copied again',
     );
-  const intent: Intent = {
+}
+
+/**
+ * Decides what a delivered batch means (decide.ts) and records it durably: the checkpoint with its copy intent (or the
+ * batch settled, when there is nothing to do on the server), with the ledger entries in the same commit. The previous
+ * batch's intent must be carried out already. The caller then carries the recorded intent out (carryOut with
+ * `cp.copyIntent.uids`). `ctx.cp` becomes the recorded checkpoint.
+ */
+export async function recordBatch(ctx: BatchContext, d: DeliveredBatch, maxFresh: number): Promise<BatchOutcome> {
+  const { client, spec, uidValidity } = ctx;
+  const decision = decideBatch({
+    checkpoint: ctx.cp,
+    delivery: d,
     storageFolder: spec.storageFolder,
-    uids: copy,
-    messageIds,
-    advanceTo,
-    seen,
-    flag: quarantined,
-  };
-  const onServer = copy.length > 0 || seen.length > 0 || quarantined.length > 0;
+    maxFresh,
+    sinkWasDown: ctx.sinkWasDown,
+    now: ctx.now(),
+    keyOf: (uid) => keyOf(spec, uidValidity, uid),
+  });
+  decision.notes.forEach((note) => logNote(ctx.log, note));
+  const cp = decision.checkpoint;
   // the intent is durable before COPY: a crash from here on resumes in recoverCopy instead of copying twice. The
   // ledger entries are written alongside (after the sink, so never for a message that is not delivered).
-  if (onServer)
-    cp.copyIntent = { ...intent, ...(await anonymousFingerprints(client, spec, copy, messageIds, d.byUid, d.hashOf)) };
-  else settle(cp, intent);
-  await Promise.all([saveCheckpoint(ctx.file, cp), ctx.ledger.add(d.ledgerEntries)]);
-  return {
-    delivered: d.delivered.length,
-    quarantined: quarantined.length,
-    duplicates: d.duplicates.length,
-    failed: d.failed.size,
-    sinkDown,
-  };
+  if (decision.intent)
+    cp.copyIntent = { ...decision.intent, ...(await anonymousFingerprints(client, spec, decision.intent, d)) };
+  await ctx.store.commit(ctx.mailbox, { checkpoint: cp, delivered: d.ledgerEntries });
+  ctx.cp = cp;
+  return decision.outcome;
 }

@@ -4,9 +4,13 @@
  * opened once, for its source, instead of once more for an ENVELOPE. Broken headers never throw: an unparsable field
  * is left empty.
  */
+import { createHash } from 'node:crypto';
 import libmime from 'libmime';
 import addressparser from 'nodemailer/lib/addressparser';
 import { parseHeaders } from './route.js';
+
+/** sha256 of the exact source: with the Message-ID, how a message is recognised after its mailbox was recreated. */
+export const contentHash = (source: Uint8Array): string => createHash('sha256').update(source).digest('hex');
 
 export interface MessageFacts {
   from: string[];

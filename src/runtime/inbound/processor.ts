@@ -8,9 +8,9 @@
  * the messages after it; after MAX_ATTEMPTS failures, or a permanent one, it is quarantined. While the sink itself is
  * down the server's processing pauses with backoff (SinkUnavailableError) and then probes the sink with one message.
  * A UIDVALIDITY change restarts the folder from UID 1, skipping what the delivered ledger already has.
- * Polls and quarantine releases of one checkpoint never run at the same time (one lock per checkpoint file).
+ * Everything the stage keeps goes through the store (store/ports.ts). Polls and quarantine releases of one mailbox
+ * never run at the same time (one lock per server).
  */
-import path from 'node:path';
 import type { ImapFlow } from 'imapflow';
 import type { Logger } from 'pino';
 import { MailError } from '../../adapters/connection.js';
@@ -19,20 +19,11 @@ import type { FlowSpec, ImapServerSpec } from '../../config/model.js';
 import type { ServerConfig } from '../../plan/model.js';
 import { backoffDelay } from '../loops/backoff.js';
 import type { InboundProcessor, PollStats } from '../loops/imap-loop.js';
-import { deliverBatch, fetchBatch, type FetchedBatch } from './batch.js';
+import { deliverBatch, fetchBatch, type BatchContext, type FetchedBatch } from './batch.js';
 import { carryOut, recordBatch, recoverCopy } from './commit.js';
-import {
-  checkpointFile,
-  CHECKPOINT_FORMAT_VERSION,
-  listCheckpoints,
-  loadCheckpoint,
-  removeStaleTemps,
-  saveCheckpoint,
-  type Checkpoint,
-} from './checkpoint.js';
-import { DeliveredLedger, ledgerFile } from './ledger.js';
-import { quarantineListing, releaseInCheckpoint, type QuarantineListing } from './quarantine.js';
-import { DirectorySink, identityHash, type InboundSink } from './sinks/directory.js';
+import type { QuarantineListing } from '../../api/quarantine.js';
+import { CHECKPOINT_FORMAT_VERSION, type Checkpoint, type InboundStore, type MailboxRef } from '../../store/ports.js';
+import { DirectorySink, identityHash, sinkDirOf, type InboundSink } from './sinks/directory.js';
 import { WebhookSink } from './sinks/webhook.js';
 
 /** UIDs per batch (one metadata FETCH, one source FETCH, one COPY, one STORE, one checkpoint write). */
@@ -48,6 +39,9 @@ export const batchSizeAt = (index: number, max: number): number =>
   Math.min(max, FIRST_BATCH_SIZE * 2 ** Math.min(index, 16));
 
 export interface InboundMailProcessorOptions {
+  /** Where the inbound stage keeps checkpoints, ledger and quarantine. */
+  store: InboundStore;
+  /** The folder `deliver.directory` is relative to (the daemon's state folder). */
   stateDir: string;
   log?: Logger;
   /** Resolves the webhook secret (confined like every secret); without it a webhook flow is a config error. */
@@ -81,25 +75,15 @@ async function alongside<T>(other: Promise<unknown>, work: Promise<T>): Promise<
 
 export class InboundMailProcessor implements InboundProcessor {
   private readonly directories = new Map<string, DirectorySink>();
-  private readonly ledgers = new Map<string, DeliveredLedger>();
   /** Per server: consecutive sink-down rounds and when the next try is due. */
   private readonly down = new Map<string, { rounds: number; until: number; error: string }>();
   private readonly locks = new Map<string, Promise<unknown>>();
-  /** Checkpoint files whose crash leftovers were removed by this process. */
-  private readonly swept = new Set<string>();
   private readonly now: () => number;
   private readonly batchSize: number;
 
   constructor(private readonly options: InboundMailProcessorOptions) {
     this.now = options.now ?? Date.now;
     this.batchSize = options.batchSize ?? BATCH_SIZE;
-  }
-
-  /** `deliver.directory`, absolute or relative to the daemon's state folder. */
-  sinkDir(flow: FlowSpec): string {
-    const dir = flow.deliver.directory;
-    if (!dir) throw new MailError('config', `email flow "${flow.name}" has no directory sink`);
-    return path.resolve(this.options.stateDir, dir);
   }
 
   private async sink(flow: FlowSpec): Promise<InboundSink> {
@@ -110,26 +94,19 @@ export class InboundMailProcessor implements InboundProcessor {
       // resolved on every poll: a rotated secret is used from the next poll on; never kept beyond the sink object
       return new WebhookSink(webhook.url, await this.options.resolver.resolve(webhook.secret));
     }
-    const dir = this.sinkDir(flow);
+    const dir = sinkDirOf(this.options.stateDir, flow);
     let sink = this.directories.get(dir);
     if (!sink) this.directories.set(dir, (sink = new DirectorySink(dir)));
     return sink;
   }
 
-  private ledger(spec: Spec): DeliveredLedger {
-    const file = ledgerFile(this.options.stateDir, spec.type, spec.shortName);
-    let ledger = this.ledgers.get(file);
-    if (!ledger) this.ledgers.set(file, (ledger = new DeliveredLedger(file)));
-    return ledger;
-  }
-
-  /** Runs `fn` after every earlier holder of `file`'s lock. */
-  private withLock<T>(file: string, fn: () => Promise<T>): Promise<T> {
-    const previous = this.locks.get(file) ?? Promise.resolve();
+  /** Runs `fn` after every earlier holder of `server`'s lock. */
+  private withLock<T>(server: string, fn: () => Promise<T>): Promise<T> {
+    const previous = this.locks.get(server) ?? Promise.resolve();
     const run = previous.then(fn, fn);
     const settled = run.catch(() => undefined);
-    this.locks.set(file, settled);
-    void settled.then(() => this.locks.get(file) === settled && this.locks.delete(file));
+    this.locks.set(server, settled);
+    void settled.then(() => this.locks.get(server) === settled && this.locks.delete(server));
     return run;
   }
 
@@ -143,15 +120,15 @@ export class InboundMailProcessor implements InboundProcessor {
       await client.status(spec.folder, { messages: true, unseen: true });
       return;
     }
-    const file = checkpointFile(this.options.stateDir, spec.type, spec.shortName);
-    return this.withLock(file, () => this.pollLocked(client, spec, flow, file, signal));
+    const mailbox = mailboxOf(spec);
+    return this.withLock(mailbox.server, () => this.pollLocked(client, spec, flow, mailbox, signal));
   }
 
   private async pollLocked(
     client: ImapFlow,
     spec: Spec,
     flow: FlowSpec,
-    file: string,
+    mailbox: MailboxRef,
     signal: AbortSignal,
   ): Promise<PollStats> {
     const stats: PollStats = { delivered: 0, quarantined: 0, duplicates: 0 };
@@ -162,28 +139,18 @@ export class InboundMailProcessor implements InboundProcessor {
     const sink = await this.sink(flow);
     const box = await this.selected(client, spec.folder);
     const uidValidity = String(box.uidValidity);
-    const identity = identityHash({ host: spec.host, user: spec.auth.user, folder: spec.folder });
-
-    if (!this.swept.has(file)) {
-      // First poll of this file in this process, under its lock: no atomic write of the checkpoint or the ledger can
-      // be in flight, so temp files next to them are leftovers of a crash (found by test/integration/inbound-crash).
-      this.swept.add(file);
-      const removed =
-        (await removeStaleTemps(file)) +
-        (await removeStaleTemps(ledgerFile(this.options.stateDir, spec.type, spec.shortName)));
-      if (removed) log?.info({ removed }, 'removed temp files an earlier crash left in the state folder');
-    }
-    let cp = await loadCheckpoint(file, identity, spec.folder);
-    if (!cp) {
-      cp = await this.firstRun(client, spec, identity, uidValidity, box.uidNext);
-      await saveCheckpoint(file, cp);
+    const { store } = this.options;
+    const loaded = await store.load(mailbox);
+    let cp: Checkpoint = loaded ?? (await this.firstRun(client, spec, mailbox.identity, uidValidity, box.uidNext));
+    if (!loaded) {
+      await store.commit(mailbox, { checkpoint: cp });
       log?.info(
         { backfill: spec.backfill, pending: Object.keys(cp.pending).length, lastUid: cp.lastUid },
         'inbound checkpoint created',
       );
     }
-    if (cp.uidValidity !== uidValidity) cp = await this.newEpoch(cp, uidValidity, box.uidNext, file, log);
-    if (cp.copyIntent) await recoverCopy(client, spec, cp, file, log);
+    if (cp.uidValidity !== uidValidity) cp = await this.newEpoch(cp, uidValidity, box.uidNext, mailbox, log);
+    if (cp.copyIntent) await recoverCopy(client, spec, cp, { inbound: store, mailbox }, log);
 
     const now = this.now();
     const checkpoint = cp;
@@ -195,7 +162,6 @@ export class InboundMailProcessor implements InboundProcessor {
     const all = [...new Set([...due, ...fresh])].sort((a, b) => a - b);
     const maxFresh = fresh.reduce((a, b) => Math.max(a, b), cp.lastUid);
     log?.debug({ lastUid: cp.lastUid, fresh: fresh.length, due: due.length }, 'inbound poll');
-    const ledger = this.ledger(spec);
     const probing = () => this.down.has(serverId);
     let i = 0;
     let batches = 0;
@@ -214,10 +180,23 @@ export class InboundMailProcessor implements InboundProcessor {
         const sinkWasDown = probing();
         // the next batch is read from the server while this one is written to disk; after a probe, once it succeeded
         next = sinkWasDown ? null : fetchNext();
-        const ctx = { client, spec, flow, sink, cp, file, uidValidity, ledger, now: this.now, log, sinkWasDown };
+        const ctx: BatchContext = {
+          client,
+          spec,
+          flow,
+          sink,
+          cp,
+          store,
+          mailbox,
+          uidValidity,
+          now: this.now,
+          log,
+          sinkWasDown,
+        };
         const delivery = await alongside(carrying, deliverBatch(ctx, batch));
         // a probe must not move the watermark past the messages still waiting behind it
         const outcome = await recordBatch(ctx, delivery, sinkWasDown ? Math.min(maxFresh, batch.uids[0]!) : maxFresh);
+        cp = ctx.cp;
         carrying = ahead(cp.copyIntent ? carryOut(client, spec, cp, cp.copyIntent.uids) : Promise.resolve());
         stats.delivered += outcome.delivered;
         stats.quarantined += outcome.quarantined;
@@ -241,8 +220,7 @@ export class InboundMailProcessor implements InboundProcessor {
       await carrying.catch(() => undefined); // a failed read must not leave a COPY running after the poll's lock is released
     }
     // the last batch's completion (each batch's is persisted with the next one's intent)
-    if (i > 0) await saveCheckpoint(file, cp);
-    if (cp.recheckBelow !== undefined && cp.lastUid >= cp.recheckBelow - 1) ledger.forget();
+    if (i > 0) await store.commit(mailbox, { checkpoint: cp });
     const nextRetry = Math.min(...Object.values(cp.pending).map((p) => p.nextAttemptAt));
     // never sooner than a second: a retry that could not run is not hot-looped
     if (Number.isFinite(nextRetry)) stats.nextPollInMs = Math.max(1000, nextRetry - this.now());
@@ -254,7 +232,7 @@ export class InboundMailProcessor implements InboundProcessor {
     old: Checkpoint,
     uidValidity: string,
     uidNext: number,
-    file: string,
+    mailbox: MailboxRef,
     log: Logger | undefined,
   ): Promise<Checkpoint> {
     const dropped = Object.keys(old.quarantined).length;
@@ -278,7 +256,7 @@ export class InboundMailProcessor implements InboundProcessor {
       quarantined: {},
       recheckBelow: uidNext,
     };
-    await saveCheckpoint(file, cp);
+    await this.options.store.commit(mailbox, { checkpoint: cp });
     return cp;
   }
 
@@ -316,25 +294,27 @@ export class InboundMailProcessor implements InboundProcessor {
   }
 
   /** Every quarantined message of every server (optionally one server, e.g. `imap/support`). */
-  async listQuarantine(server?: string): Promise<QuarantineListing[]> {
-    const all = (await listCheckpoints(this.options.stateDir)).flatMap(({ checkpoint }) =>
-      quarantineListing(checkpoint),
-    );
-    return server ? all.filter((q) => q.server === server) : all;
+  listQuarantine(server?: string): Promise<QuarantineListing[]> {
+    return this.options.store.listQuarantine(server);
   }
 
   /** Puts a quarantined message back into its server's retry set; the server id, or null when the key is unknown. */
   async release(key: string): Promise<string | null> {
-    for (const { file, checkpoint } of await listCheckpoints(this.options.stateDir)) {
-      if (!quarantineListing(checkpoint).some((q) => q.key === key)) continue;
-      return this.withLock(file, async () => {
-        const cp = await loadCheckpoint(file, checkpoint.identity, checkpoint.folder); // fresh, under the lock
-        if (!cp || !releaseInCheckpoint(cp, key)) return null;
-        await saveCheckpoint(file, cp);
-        this.options.log?.info({ server: cp.server, key }, 'released from quarantine; retried on the next poll');
-        return cp.server;
-      });
-    }
-    return null;
+    const found = (await this.options.store.listQuarantine()).find((q) => q.key === key);
+    if (!found) return null;
+    const server = await this.withLock(found.server, () => this.options.store.release(key));
+    if (server) this.options.log?.info({ server, key }, 'released from quarantine; retried on the next poll');
+    return server;
   }
+}
+
+/** The mailbox a server's inbound stage works, as the store knows it. */
+export function mailboxOf(spec: ImapServerSpec): MailboxRef {
+  return {
+    server: `imap/${spec.shortName}`,
+    type: spec.type,
+    shortName: spec.shortName,
+    identity: identityHash({ host: spec.host, user: spec.auth.user, folder: spec.folder }),
+    folder: spec.folder,
+  };
 }

@@ -7,7 +7,8 @@
  */
 import type { ImapFlow } from 'imapflow';
 import { messageIdOf } from './facts.js';
-import { contentHash } from './ledger.js';
+import type { Fingerprint } from '../../store/ports.js';
+import { contentHash } from './facts.js';
 import { parseHeaders } from './route.js';
 
 /** The Message-IDs of `uids` in the selected folder (their Message-ID header alone is fetched), by UID. */
@@ -17,12 +18,6 @@ export async function fetchMessageIds(client: ImapFlow, uids: readonly number[])
   for (const m of await client.fetchAll(uids.join(','), { uid: true, headers: ['message-id'] }, { uid: true }))
     ids.set(m.uid, messageIdOf(parseHeaders(m.headers)));
   return ids;
-}
-
-/** How a message without a Message-ID is recognised; `sha256` is null when its body was never downloaded (oversize). */
-export interface Fingerprint {
-  size: number;
-  sha256: string | null;
 }
 
 /** Which of `ids` are in the selected folder: one SEARCH (an OR of HEADER Message-ID) and one FETCH of the hits' Message-ID headers. */

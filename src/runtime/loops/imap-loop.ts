@@ -9,7 +9,7 @@ import type { ServerConfig } from '../../plan/model.js';
 import type { ConnectGate } from './connect-gate.js';
 import type { PollClock } from './poll-clock.js';
 import { SupervisedLoop } from './loop.js';
-import { metrics } from '../daemon/metrics.js';
+import type { LoopRecorder } from './recorder.js';
 
 /** How soon imapflow starts IDLE after a command: low, so new mail is noticed within about a second. */
 export const AUTO_IDLE_DELAY_MS = 500;
@@ -97,6 +97,7 @@ export class ImapLoop extends SupervisedLoop {
       processor: InboundProcessor;
       connectGate: ConnectGate;
       pollClock: PollClock;
+      recorder: LoopRecorder;
       imapLogger?: ImapLogger | false;
     },
     /** The connection apply's verification opened for this loop: its first session uses it instead of logging in again. */
@@ -155,8 +156,8 @@ export class ImapLoop extends SupervisedLoop {
       if (nextPollInMs !== undefined) this.wakeIn(nextPollInMs);
       this.count('polls_ok');
       ok = true;
-      metrics.messagesDelivered(this.id, stats ? stats.delivered : 0);
-      metrics.messagesQuarantined(this.id, stats ? stats.quarantined : 0);
+      this.deps.recorder.messagesDelivered(this.id, stats ? stats.delivered : 0);
+      this.deps.recorder.messagesQuarantined(this.id, stats ? stats.quarantined : 0);
       this.markSuccess();
     } catch (err) {
       this.count('polls_failed');
@@ -170,7 +171,7 @@ export class ImapLoop extends SupervisedLoop {
       }
     } finally {
       this.count('poll_ms', Date.now() - started);
-      metrics.pollFinished(this.id, ok, (Date.now() - started) / 1000);
+      this.deps.recorder.pollFinished(this.id, ok, (Date.now() - started) / 1000);
     }
   }
 

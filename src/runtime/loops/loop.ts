@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
-import { MailError, type FailureClass } from '../../adapters/connection.js';
+import { MailError } from '../../adapters/connection.js';
+import type { FailureClass, LastError } from '../../api/status.js';
 import { classifyMailError } from '../../adapters/classify.js';
 import type { ServerConfig } from '../../plan/model.js';
 import { backoffDelay, sleep } from './backoff.js';
@@ -10,7 +11,7 @@ export interface LoopStatus {
   state: LoopState;
   since: string;
   lastSuccess: string | null;
-  lastError: { class: FailureClass; message: string; at: string } | null;
+  lastError: LastError | null;
   attempts: number;
   counters: Record<string, number>;
 }

@@ -1,23 +1,26 @@
-import type { Transporter } from 'nodemailer';
 import type { Logger } from 'pino';
-import { createSmtpTransport } from '../../adapters/smtp.js';
+import { createSmtpTransport, type SmtpTransport } from '../../adapters/smtp.js';
 import { classifyMailError, errorContext } from '../../adapters/classify.js';
 import { resolveConnection } from '../../connect/connection.js';
 import type { SecretResolver } from '../../connect/secrets.js';
 import type { ServerConfig } from '../../plan/model.js';
 import { SupervisedLoop } from './loop.js';
-import { metrics } from '../daemon/metrics.js';
+import type { LoopRecorder } from './recorder.js';
 import type { OutboundConsumer, SendOutcome } from '../outbound/sender.js';
 
 /** Holds a pooled nodemailer transport for one SMTP server; the outbound stage sends through `transport`. */
 export class SmtpLoop extends SupervisedLoop {
-  transport: Transporter | null = null;
+  transport: SmtpTransport | null = null;
 
   constructor(
     id: string,
     config: ServerConfig,
     log: Logger,
-    private readonly deps: { resolver: SecretResolver; outbound?: OutboundConsumer | undefined },
+    private readonly deps: {
+      resolver: SecretResolver;
+      recorder: LoopRecorder;
+      outbound?: OutboundConsumer | undefined;
+    },
   ) {
     super(id, config, log);
   }
@@ -51,6 +54,6 @@ export class SmtpLoop extends SupervisedLoop {
   /** Counts one message's outcome in the loop's counters (`status`) and in /metrics. */
   private reportSend(outcome: SendOutcome): void {
     this.count(`messages_${outcome}`);
-    metrics.outboundMessage(this.id, outcome);
+    this.deps.recorder.outboundMessage(this.id, outcome);
   }
 }

@@ -4,7 +4,8 @@ import type { ImapServerSpec } from '../../config/model.js';
 import type { ServerConfig } from '../../plan/model.js';
 import { CONNECT_CONCURRENCY, ConnectGate } from './connect-gate.js';
 import type { LoopStatus, SupervisedLoop } from './loop.js';
-import { imapLogger } from '../daemon/logging.js';
+import { imapLogger } from '../../adapters/imap-log.js';
+import type { LoopRecorder } from './recorder.js';
 import { BurstGarbageRelease } from './memory.js';
 import { ImapLoop, openImap, statusOnlyProcessor, type InboundProcessor, type OpenedImap } from './imap-loop.js';
 import { PollClock } from './poll-clock.js';
@@ -23,6 +24,8 @@ export interface SupervisorDeps {
   processor?: InboundProcessor;
   /** The outbound stage: each SMTP loop consumes its outbox queue through it. */
   outbound?: OutboundConsumer;
+  /** Where loops report polls and sends (the daemon's metrics). */
+  recorder: LoopRecorder;
 }
 
 /** Owns the running loops: one per enabled server, started, updated in place, restarted or stopped by the reconciler. */
@@ -60,11 +63,16 @@ export class Supervisor {
             processor: this.deps.processor ?? statusOnlyProcessor,
             connectGate: this.connectGate,
             pollClock: this.pollClock,
+            recorder: this.deps.recorder,
             imapLogger: imapLogger(log),
           },
           opened,
         )
-      : new SmtpLoop(id, config, log, { resolver: this.deps.resolver, outbound: this.deps.outbound });
+      : new SmtpLoop(id, config, log, {
+          resolver: this.deps.resolver,
+          recorder: this.deps.recorder,
+          outbound: this.deps.outbound,
+        });
   }
 
   has(id: string): boolean {
@@ -95,6 +103,12 @@ export class Supervisor {
     const loop = this.create(id, config, opened);
     this.loops.set(id, { loop, secretDigest });
     loop.start();
+  }
+
+  /** Asks an IMAP server's loop to poll now (after a quarantine release); nothing for other loops. */
+  pollNow(id: string): void {
+    const loop = this.loops.get(id)?.loop;
+    if (loop instanceof ImapLoop) void loop.requestPoll();
   }
 
   update(id: string, config: ServerConfig): void {

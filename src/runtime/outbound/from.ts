@@ -5,7 +5,8 @@
  */
 import type { LoadedServer, SmtpServerSpec } from '../../config/model.js';
 import type { ObservedState } from '../../plan/model.js';
-import { INBOUND_KEY, RequestError, type OutboundRequest } from './message.js';
+import { HttpError } from '../daemon/http.js';
+import { INBOUND_KEY, type OutboundRequest } from './message.js';
 
 /** Supervisor id of the `--system-smtp` send loop (never an applied server id). */
 export const systemLoopId = (system: LoadedServer): string => `system:${system.id}`;
@@ -47,7 +48,7 @@ export function chooseSender(
     const hit = candidates.find(([, spec]) => addressesOf(spec).some((a) => lower(a) === wanted));
     if (hit) return { server: hit[0], from: request.from };
     const configured = [...new Set(candidates.flatMap(([, spec]) => addressesOf(spec)))];
-    throw new RequestError(
+    throw new HttpError(
       422,
       `no enabled SMTP server may send as ${request.from}; the configured From addresses are: ${configured.length ? configured.join(', ') : '(none: no SMTP server is enabled)'}`,
     );
@@ -56,14 +57,14 @@ export function chooseSender(
     const shortName = shortNameOfKey(request.inReplyTo)!;
     const imap = state.servers[`imap/${shortName}`];
     if (!imap)
-      throw new RequestError(
+      throw new HttpError(
         422,
         `cannot reply to ${request.inReplyTo}: no IMAP server has the short name "${shortName}"; give "from"`,
       );
     const user = imap.config.spec.auth.user;
     const hit = servers.find(([, spec]) => lower(spec.auth.user) === lower(user));
     if (!hit)
-      throw new RequestError(
+      throw new HttpError(
         422,
         `cannot reply to ${request.inReplyTo}: it was sent to ${user}, and no enabled SMTP server logs in as ${user}; give "from"`,
       );
@@ -73,12 +74,12 @@ export function chooseSender(
     const template = servers.find(([, spec]) => spec.role === 'template');
     if (template) return { server: template[0], from: template[1].auth.user };
     if (system?.spec.type === 'smtp') return { server: systemLoopId(system), from: system.spec.auth.user };
-    throw new RequestError(
+    throw new HttpError(
       422,
       'no enabled SMTP server has role: template and the daemon runs without --system-smtp; give "from"',
     );
   }
-  throw new RequestError(
+  throw new HttpError(
     422,
     'an agent message needs "from" (an address of an enabled SMTP server) or "inReplyTo" (the inbound key it answers)',
   );

@@ -1,22 +1,23 @@
-/** Wires the outbound stage: the outbox, the send stage the SMTP loops run, the sent copies and the API routes. */
+/** The outbound stage: the outbox, the send stage the SMTP loops run, and the sent copies. */
 import type { Logger } from 'pino';
-import type { SecretResolver } from '../../connect/secrets.js';
+import type { OutboxSummary } from '../../api/status.js';
 import type { LoadedServer } from '../../config/model.js';
+import type { SecretResolver } from '../../connect/secrets.js';
 import type { ObservedState } from '../../plan/model.js';
-import type { Route } from '../daemon/http.js';
-import type { OutboxSummary } from '../daemon/status.js';
+import type { OutboxStore } from '../../store/ports.js';
 import type { Supervisor } from '../loops/supervisor.js';
 import { systemLoopId } from './from.js';
 import { ImapPool } from './imap-pool.js';
 import { Outbox } from './outbox.js';
-import { outboundRoutes } from '../daemon/routes/outbound.js';
 import { OutboundSender, type OutboundConsumer } from './sender.js';
 
 export type { OutboundConsumer } from './sender.js';
 
 export interface Outbound {
+  outbox: Outbox;
+  /** Connections to the IMAP servers that keep sent copies (also used to read stored mail). */
+  pool: ImapPool;
   consumer: OutboundConsumer;
-  routes: Route[];
   /** Supervisor id of the `--system-smtp` send loop, or null. */
   systemLoopId: string | null;
   outboxSummary(): OutboxSummary;
@@ -26,14 +27,14 @@ export interface Outbound {
 }
 
 export async function createOutbound(deps: {
-  stateDir: string;
+  store: OutboxStore;
   resolver: SecretResolver;
   log: Logger;
   state: () => ObservedState;
   systemSmtp: LoadedServer | null;
 }): Promise<Outbound> {
   const log = deps.log.child({ stage: 'outbound' });
-  const outbox = new Outbox(deps.stateDir, log);
+  const outbox = new Outbox(deps.store, log);
   await outbox.load();
   const pool = new ImapPool(deps.resolver);
   const system = deps.systemSmtp;
@@ -44,10 +45,11 @@ export async function createOutbound(deps: {
   const consumer = new OutboundSender({ outbox, pool, state: deps.state, smtpUser, log });
   if (outbox.size()) log.info({ queued: outbox.size(), quarantined: outbox.quarantined }, 'outbox loaded');
   return {
+    outbox,
+    pool,
     consumer,
     systemLoopId: system ? systemLoopId(system) : null,
     outboxSummary: () => outbox.summary(),
-    routes: outboundRoutes({ outbox, pool, stateDir: deps.stateDir, state: deps.state, systemSmtp: system }),
     async start(supervisor) {
       if (system?.spec.type === 'smtp') await supervisor.start(systemLoopId(system), { spec: system.spec });
     },

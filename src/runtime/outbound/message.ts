@@ -4,49 +4,14 @@
  * the structured fields.
  */
 import MailComposer from 'nodemailer/lib/mail-composer';
+import type { OutboundAttachment, OutboundRequest } from '../../api/outbound.js';
+import type { StoredOutboundMessage } from '../../store/ports.js';
+import { HttpError } from '../daemon/http.js';
 
-export interface OutboundAttachment {
-  name: string;
-  contentType: string;
-  /** base64 */
-  content: string;
-}
-
-export interface OutboundRequest {
-  from?: string;
-  to: string[];
-  cc: string[];
-  bcc: string[];
-  subject: string;
-  text?: string;
-  html?: string;
-  /** An inbound key: `<shortName>.<uidValidity>.<uid>.<hash8>`. */
-  inReplyTo?: string;
-  kind: 'agent' | 'template';
-  attachments: OutboundAttachment[];
-}
+export type { OutboundRequest } from '../../api/outbound.js';
 
 /** What the outbox stores: the request plus what was decided when it was accepted. */
-export interface OutboundMessage extends OutboundRequest {
-  id: string;
-  /** Assigned before the first try and never changed: a resend after a crash carries the same one. */
-  messageId: string;
-  /** Supervisor id of the SMTP loop that sends it. */
-  server: string;
-  from: string;
-  /** Message-ID of the message replied to, when the inbound key was found. */
-  inReplyToMessageId?: string;
-  createdAt: string;
-}
-
-export class RequestError extends Error {
-  constructor(
-    readonly status: 400 | 404 | 409 | 422,
-    message: string,
-  ) {
-    super(message);
-  }
-}
+export type OutboundMessage = StoredOutboundMessage;
 
 const FIELDS = new Set(['from', 'to', 'cc', 'bcc', 'subject', 'text', 'html', 'inReplyTo', 'kind', 'attachments']);
 /** CR, LF, NUL, other C0 controls (tab allowed), DEL, and the Unicode line/paragraph separators. */
@@ -58,7 +23,7 @@ export const OUTBOUND_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-
 const BASE64 = /^[A-Za-z0-9+/\r\n]*={0,2}[\r\n]*$/;
 const CONTENT_TYPE = /^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*\/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*$/;
 
-const bad = (message: string) => new RequestError(400, message);
+const bad = (message: string) => new HttpError(400, message);
 
 function headerText(field: string, value: unknown, { optional = false } = {}): string | undefined {
   if (value === undefined && optional) return undefined;
@@ -104,7 +69,7 @@ function attachmentsOf(value: unknown): OutboundAttachment[] {
   });
 }
 
-/** Validates a `POST /v1/outbound` body. Throws RequestError(400). */
+/** Validates a `POST /v1/outbound` body. Throws HttpError(400). */
 export function parseOutboundRequest(body: unknown): OutboundRequest {
   if (typeof body !== 'object' || body === null || Array.isArray(body)) throw bad('the body must be a JSON object');
   const raw = body as Record<string, unknown>;

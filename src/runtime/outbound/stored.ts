@@ -2,35 +2,28 @@
  * Stored mail: the Message-ID recorded for an inbound key (the directory sink's `.json`) or an outbound id (the
  * outbox), and the message itself from the storage folder of the IMAP server that owns the short name now.
  */
-import { readdir, readFile } from 'node:fs/promises';
-import path from 'node:path';
 import type { ImapServerSpec } from '../../config/model.js';
 import type { ObservedState } from '../../plan/model.js';
-import { InboundMailProcessor } from '../inbound/processor.js';
+import type { InboundStore } from '../../store/ports.js';
+import { messageIdInDirectories, sinkDirOf } from '../inbound/sinks/directory.js';
 import type { ImapPool } from './imap-pool.js';
 import { findByMessageId } from './sent-copy.js';
 
-/** Every sink folder the applied flows deliver to. */
-function sinkDirs(stateDir: string, state: ObservedState): string[] {
-  const paths = new InboundMailProcessor({ stateDir });
+/**
+ * The Message-ID recorded for an inbound key: the store knows the keys of queue rows it holds; the directory sinks'
+ * `.json` files hold the rest. The key must be validated by the caller.
+ */
+export async function inboundMessageId(
+  key: string,
+  where: { inbound: InboundStore; stateDir: string; state: ObservedState },
+): Promise<string | null> {
+  const known = await where.inbound.messageIdOf(key);
+  if (known) return known;
   const dirs = new Set<string>();
-  for (const s of Object.values(state.servers)) {
-    if (s.config.flow?.deliver.directory) dirs.add(paths.sinkDir(s.config.flow));
+  for (const s of Object.values(where.state.servers)) {
+    if (s.config.flow?.deliver.directory) dirs.add(sinkDirOf(where.stateDir, s.config.flow));
   }
-  return [...dirs];
-}
-
-/** The Message-ID the directory sink recorded for an inbound key (the key must be validated by the caller). */
-export async function inboundMessageId(stateDir: string, state: ObservedState, key: string): Promise<string | null> {
-  for (const dir of sinkDirs(stateDir, state)) {
-    const queues = await readdir(dir, { withFileTypes: true }).catch(() => []);
-    for (const q of queues) {
-      if (!q.isDirectory()) continue;
-      const text = await readFile(path.join(dir, q.name, `${key}.json`), 'utf8').catch(() => null);
-      if (text !== null) return (JSON.parse(text) as { messageId?: string | null }).messageId ?? null;
-    }
-  }
-  return null;
+  return messageIdInDirectories([...dirs], key);
 }
 
 export interface StoredMessage {

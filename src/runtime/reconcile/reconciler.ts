@@ -1,78 +1,43 @@
+/**
+ * The reconciler: makes the running loops converge on the folder. It carries out what plan/ decides (the plan, and
+ * plan/policy.ts for what follows from it) and has the side effects only: verifying against real servers, storing the
+ * applied state, starting and stopping loops. Level-based: every reconcile recomputes the whole difference.
+ */
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import type { Logger } from 'pino';
+import type { ApplyOutcome, ApplyRequest, ApplyResult, ReconcileSummary } from '../../api/index.js';
 import { secretDigest, type SecretResolver } from '../../connect/secrets.js';
-import { imapVerified, verificationFailed, verifyAll, verifyServer, type Verification } from '../../connect/verify.js';
+import {
+  imapVerified,
+  publicVerification,
+  verificationFailed,
+  verifyAll,
+  verifyServer,
+  type CheckedServer,
+} from '../../connect/verify.js';
 import type { ImapServerSpec, ServerSpec } from '../../config/model.js';
 import type { Diagnostic } from '../../config/diagnostics.js';
 import { folderDigest, readConfigFolder } from '../../config/files.js';
 import { loadSources } from '../../config/load.js';
-import { computePlan, desiredDigest, nextBindings, stateDigest } from '../../plan/compute.js';
+import { computePlan, desiredDigest, stateDigest } from '../../plan/compute.js';
 import { desiredState, EMPTY_STATE } from '../../plan/desired.js';
-import type {
-  DesiredState,
-  ObservedServer,
-  ObservedState,
-  Plan,
-  ServerChange,
-  ServerConfig,
+import {
+  effectiveAction,
+  type DesiredState,
+  type ObservedState,
+  type Plan,
+  type ServerConfig,
 } from '../../plan/model.js';
+import { nextState, refuseDeletes, startsLoop, stepOf } from '../../plan/policy.js';
+import type { AppliedStore } from '../../store/ports.js';
 import { discardOpened, type OpenedImap } from '../loops/imap-loop.js';
-import { metrics } from '../daemon/metrics.js';
-import type { StateStore } from '../state-store.js';
 import type { Supervisor } from '../loops/supervisor.js';
 
-export type Outcome =
-  | 'applied'
-  | 'partly-applied'
-  | 'no-changes'
-  | 'dry-run'
-  | 'invalid'
-  | 'verification-failed'
-  | 'needs-approval'
-  | 'folder-mismatch'
-  | 'stale-plan'
-  | 'refused-deletes';
-
-const EXIT_CODE: Record<Outcome, number> = {
-  applied: 0,
-  'no-changes': 0,
-  'dry-run': 0,
-  'partly-applied': 4,
-  'needs-approval': 3,
-  invalid: 1,
-  'verification-failed': 1,
-  'folder-mismatch': 1,
-  'stale-plan': 1,
-  'refused-deletes': 1,
-};
-
-export interface ReconcileRequest {
-  /** Who or what asked: `cli`, `watch`, `start`, `sighup`. Recorded in the apply log. */
-  trigger: string;
-  /** Digest of the caller's folder files (`folderDigest`); a different folder is refused (`folder-mismatch`). */
-  expectedFolderDigest?: string;
-  /** Digests of a saved plan: refused as stale when the folder or the running state moved on. */
-  savedPlan?: { desiredDigest: string; stateDigest: string };
-  approvals?: string[];
-  dryRun?: boolean;
-  saveFailedAsDisabled?: boolean;
+/** What a reconcile reports beyond its result (the metrics recorder). */
+export interface ReconcileRecorder {
+  reconciled(outcome: ApplyOutcome): void;
 }
-
-export interface ReconcileResult {
-  outcome: Outcome;
-  exitCode: number;
-  message: string;
-  plan: Plan | null;
-  diagnostics: Diagnostic[];
-  verifications: Verification[];
-  /** Servers saved as disabled because their verification failed. */
-  savedAsDisabled: string[];
-  at: string;
-}
-
-/** What `status` shows of the last reconcile; the plan and the verifications are not kept once it is answered. */
-export type ReconcileSummary = Pick<ReconcileResult, 'at' | 'outcome' | 'message' | 'diagnostics'>;
 
 /** What a reconcile needs of the folder: kept between reconciles instead of the parsed YAML documents (far larger). */
 interface LoadedFolder {
@@ -101,11 +66,6 @@ async function gitRevision(dir: string): Promise<string | null> {
   }
 }
 
-const startsLoop = (change: ServerChange): boolean => {
-  const action = change.action === 'rebind' ? change.thenAction : change.action;
-  return Boolean(change.after?.spec.enabled) && (action === 'create' || action === 'start' || action === 'restart');
-};
-
 /**
  * Makes the running loops converge on the folder: load → plan → guards → verify → persist → execute. One at a time;
  * every step before "persist" changes nothing, so a refused or failed reconcile leaves the last good configuration
@@ -121,10 +81,11 @@ export class Reconciler {
 
   constructor(
     private readonly options: ReconcilerOptions,
-    private readonly store: StateStore,
+    private readonly store: AppliedStore,
     private readonly supervisor: Supervisor,
     private readonly resolver: SecretResolver,
     private readonly log: Logger,
+    private readonly recorder: ReconcileRecorder,
   ) {}
 
   get state(): ObservedState {
@@ -133,7 +94,7 @@ export class Reconciler {
 
   /** Restores the last applied configuration and starts its loops (no verification: it ran before). */
   async resume(): Promise<number> {
-    const saved = await this.store.readApplied();
+    const saved = await this.store.read();
     if (!saved) return 0;
     this.applied = saved.state;
     const active = Object.entries(saved.state.servers).filter(([, s]) => s.status === 'active');
@@ -161,7 +122,7 @@ export class Reconciler {
     return this.loaded;
   }
 
-  reconcile(request: ReconcileRequest): Promise<ReconcileResult> {
+  reconcile(request: ApplyRequest): Promise<ApplyResult> {
     const next = this.queue.then(() => this.reconcileNow(request));
     // settles with nothing: the queue must not keep the last result (its plan and verifications) alive
     this.queue = next.then(
@@ -171,25 +132,28 @@ export class Reconciler {
     return next;
   }
 
-  private finish(outcome: Outcome, message: string, rest: Partial<ReconcileResult> = {}): ReconcileResult {
-    const result: ReconcileResult = {
+  private finish(
+    outcome: ApplyOutcome,
+    message: string,
+    rest: Partial<Omit<ApplyResult, 'verifications'>> & { verifications?: CheckedServer[] } = {},
+  ): ApplyResult {
+    const result: ApplyResult = {
       outcome,
-      exitCode: EXIT_CODE[outcome],
       message,
       plan: null,
       diagnostics: [],
-      verifications: [],
       savedAsDisabled: [],
       at: new Date().toISOString(),
       ...rest,
+      verifications: (rest.verifications ?? []).map(publicVerification),
     };
     if (outcome !== 'dry-run') this.last = { at: result.at, outcome, message, diagnostics: result.diagnostics };
-    metrics.reconciled(outcome);
+    this.recorder.reconciled(outcome);
     this.log.info({ trigger: 'reconcile', outcome }, message);
     return result;
   }
 
-  private async reconcileNow(request: ReconcileRequest): Promise<ReconcileResult> {
+  private async reconcileNow(request: ApplyRequest): Promise<ApplyResult> {
     const config = await this.loadFolder();
     const diagnostics = config.diagnostics;
     if (!config.valid) {
@@ -240,7 +204,7 @@ export class Reconciler {
         { plan, diagnostics },
       );
     }
-    const guarded = request.trigger !== 'cli' && this.refuseDeletes(plan);
+    const guarded = request.trigger !== 'cli' && refuseDeletes(plan, this.applied, this.options);
     if (guarded) return this.finish('refused-deletes', guarded, { plan, diagnostics });
 
     const unapproved = plan.changes.filter((c) => c.action === 'rebind' && !c.approved);
@@ -275,7 +239,7 @@ export class Reconciler {
   private async verifyByOpening(
     item: { id: string; spec: ServerSpec; config: ServerConfig },
     opened: Map<string, OpenedImap>,
-  ): Promise<Verification> {
+  ): Promise<CheckedServer> {
     if (item.spec.type !== 'imap') return verifyServer(item.id, item.spec, this.resolver);
     try {
       const connection = await this.supervisor.openFor(
@@ -291,14 +255,14 @@ export class Reconciler {
   }
 
   private async applyVerified(
-    request: ReconcileRequest,
+    request: ApplyRequest,
     plan: Plan,
     diagnostics: Diagnostic[],
     digest: string,
-    verifications: Verification[],
+    verifications: CheckedServer[],
     opened: Map<string, OpenedImap>,
     revisionLookup: Promise<string | null>,
-  ): Promise<ReconcileResult> {
+  ): Promise<ApplyResult> {
     const failed = new Map(verifications.filter((v) => !v.ok).map((v) => [v.id, v]));
     const saveFailed = request.saveFailedAsDisabled ?? this.options.saveFailedAsDisabled;
     if (request.dryRun) {
@@ -307,12 +271,7 @@ export class Reconciler {
         failed.size
           ? `${failed.size} server(s) failed verification (dry run: nothing changed)`
           : 'every change verified (dry run: nothing changed)',
-        {
-          plan,
-          diagnostics,
-          verifications,
-          exitCode: failed.size ? 1 : 0,
-        },
+        { plan, diagnostics, verifications },
       );
     }
     if (failed.size && !saveFailed) {
@@ -324,17 +283,12 @@ export class Reconciler {
     }
 
     const revision = await revisionLookup;
-    const nextState = this.nextState(plan, failed, revision);
-    await this.store.writeApplied({
-      appliedAt: new Date().toISOString(),
-      revision,
-      desiredDigest: digest,
-      state: nextState,
-    });
-    this.applied = nextState;
+    const next = nextState(this.applied, plan, failed, revision);
+    await this.store.write({ appliedAt: new Date().toISOString(), revision, desiredDigest: digest, state: next });
+    this.applied = next;
     this.pendingApproval.clear();
     const perServer = await this.execute(plan, failed, verifications, opened);
-    await this.store.appendApplyLog({
+    await this.store.appendLog({
       time: new Date().toISOString(),
       trigger: request.trigger,
       revision,
@@ -352,71 +306,24 @@ export class Reconciler {
       : this.finish('applied', `applied ${plan.changes.length} change(s)`, { plan, diagnostics, verifications });
   }
 
-  /** Argo CD's allowEmpty idea: a folder that empties, or loses over half its servers at once, stops nothing. */
-  private refuseDeletes(plan: Plan): string | null {
-    const running = Object.keys(this.applied.servers).length;
-    const removed = plan.changes.filter((c) => c.action === 'delete').length;
-    if (running > 0 && removed === running && !this.options.allowEmpty) {
-      return `the folder no longer holds any of the ${running} running server(s); nothing was stopped (start the daemon with --allow-empty to allow this)`;
-    }
-    if (running > 0 && removed > running / 2 && !this.options.allowMassDelete) {
-      return `${removed} of ${running} servers would be deleted in one change; nothing was stopped (start the daemon with --allow-mass-delete to allow this)`;
-    }
-    return null;
-  }
-
-  private nextState(plan: Plan, failed: ReadonlyMap<string, Verification>, revision: string | null): ObservedState {
-    const servers: Record<string, ObservedServer> = { ...this.applied.servers };
-    const appliedNow = new Set<string>();
-    for (const change of plan.changes) {
-      if (!change.after) {
-        delete servers[change.id];
-        continue;
-      }
-      const failure = failed.get(change.id);
-      servers[change.id] = failure
-        ? {
-            config: change.after,
-            status: 'disabled',
-            disabledReason: `verification failed: ${failure.failureClass}: ${failure.reason}`,
-            revision,
-          }
-        : {
-            config: change.after,
-            status: change.after.spec.enabled ? 'active' : 'disabled',
-            ...(!change.after.spec.enabled && { disabledReason: 'enabled: false' }),
-            revision,
-          };
-      if (!failure && change.after.spec.enabled) appliedNow.add(change.id);
-    }
-    return { servers, bindings: nextBindings(this.applied.bindings, servers, appliedNow), revision };
-  }
-
+  /** Carries out each change of a verified plan, in plan order; returns what happened per server (apply log). */
   private async execute(
     plan: Plan,
-    failed: ReadonlyMap<string, Verification>,
-    verifications: readonly Verification[],
+    failed: ReadonlyMap<string, CheckedServer>,
+    verifications: readonly CheckedServer[],
     opened: Map<string, OpenedImap>,
   ): Promise<Record<string, string>> {
     const digests = new Map(verifications.map((v) => [v.id, v.secretDigest]));
     const results: Record<string, string> = {};
     for (const change of plan.changes) {
-      const action = change.action === 'rebind' ? change.thenAction! : change.action;
-      if (failed.has(change.id)) {
-        await this.supervisor.stop(change.id);
-        results[change.id] = 'saved-as-disabled';
-      } else if (startsLoop(change)) {
+      const step = stepOf(change, failed.has(change.id));
+      if (step === 'start') {
         const connection = opened.get(change.id);
         opened.delete(change.id);
         await this.supervisor.start(change.id, change.after!, digests.get(change.id), connection);
-        results[change.id] = action;
-      } else if (action === 'update') {
-        this.supervisor.update(change.id, change.after!);
-        results[change.id] = 'update';
-      } else {
-        await this.supervisor.stop(change.id);
-        results[change.id] = action;
-      }
+      } else if (step === 'update') this.supervisor.update(change.id, change.after!);
+      else await this.supervisor.stop(change.id);
+      results[change.id] = step === 'keep-disabled' ? 'saved-as-disabled' : effectiveAction(change);
     }
     return results;
   }

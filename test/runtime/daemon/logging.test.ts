@@ -5,7 +5,8 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { createLogging, imapLogger, prettyLine } from '../../../src/runtime/daemon/logging.js';
+import { createLogging, prettyLine } from '../../../src/runtime/daemon/logging.js';
+import { imapLogger } from '../../../src/adapters/imap-log.js';
 import { base64Cores, REDACTED, SecretScrubber } from '../../../src/runtime/daemon/scrubber.js';
 
 const CANARY = 'CANARY-pass/w+rd "7f3a9d"';

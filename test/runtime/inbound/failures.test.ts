@@ -8,9 +8,10 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { CHECKPOINT_FORMAT_VERSION, type Checkpoint } from '../../../src/runtime/inbound/checkpoint.js';
-import { contentHash, DeliveredLedger } from '../../../src/runtime/inbound/ledger.js';
-import { quarantineListing, recordQuarantine, releaseInCheckpoint } from '../../../src/runtime/inbound/quarantine.js';
+import { CHECKPOINT_FORMAT_VERSION, type Checkpoint } from '../../../src/store/file/checkpoint.js';
+import { DeliveredLedger } from '../../../src/store/file/ledger.js';
+import { contentHash } from '../../../src/runtime/inbound/facts.js';
+import { quarantineListing, recordQuarantine, releaseInCheckpoint } from '../../../src/store/quarantine.js';
 import type { SinkItem } from '../../../src/runtime/inbound/sinks/directory.js';
 import { displayUrl, signBody, webhookBody, WebhookSink } from '../../../src/runtime/inbound/sinks/webhook.js';
 

@@ -6,6 +6,7 @@ import { pino } from 'pino';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Outbox } from '../../../src/runtime/outbound/outbox.js';
+import { FileOutboxStore } from '../../../src/store/file/outbox.js';
 
 const silent = pino({ level: 'silent' });
 const request = (subject: string) => ({
@@ -30,7 +31,7 @@ async function withStateDir(fn: (dir: string) => Promise<void>): Promise<void> {
 }
 
 async function reopened(dir: string): Promise<Outbox> {
-  const outbox = new Outbox(dir, silent);
+  const outbox = new Outbox(new FileOutboxStore(dir), silent);
   await outbox.load();
   return outbox;
 }
@@ -91,7 +92,7 @@ test('deferred, then sent, then done: finished after a restart, never queued aga
       [[message.id, 'done']],
     );
     // and a finished record is dropped once it is older than a week
-    const weekLater = new Outbox(dir, silent);
+    const weekLater = new Outbox(new FileOutboxStore(dir), silent);
     await weekLater.load(Date.now() + 8 * 24 * 3600_000);
     await weekLater.close();
     assert.equal(await journal(), []);

@@ -1,33 +1,24 @@
 /** The outbound and stored-mail API: `/v1/outbound[...]` and `/v1/stored/<shortName>/<key>` (all need the token). */
 import type { LoadedServer } from '../../../config/model.js';
 import type { ObservedState } from '../../../plan/model.js';
-import type { Answer, Route } from '../http.js';
+import { HttpError, type Answer, type Route } from '../http.js';
 import { chooseSender, shortNameOfKey } from '../../outbound/from.js';
 import type { ImapPool } from '../../outbound/imap-pool.js';
-import { INBOUND_KEY, OUTBOUND_ID, parseOutboundRequest, RequestError } from '../../outbound/message.js';
+import { INBOUND_KEY, OUTBOUND_ID, parseOutboundRequest } from '../../outbound/message.js';
 import type { Outbox } from '../../outbound/outbox.js';
-import { fetchStored, inboundMessageId } from '../../outbound/stored.js';
+import { fetchStored } from '../../outbound/stored.js';
 import type { ImapServerSpec } from '../../../config/model.js';
 
 export interface OutboundRouteDeps {
   outbox: Outbox;
   pool: ImapPool;
-  stateDir: string;
+  /** The Message-ID recorded for an inbound key (store, then the directory sinks), or null. */
+  inboundMessageId: (key: string) => Promise<string | null>;
   state: () => ObservedState;
   systemSmtp: LoadedServer | null;
 }
 
 const answer = (status: number, body: unknown): Answer => ({ status, body });
-
-/** RequestError → its status and message; anything else propagates (500). */
-async function guarded(run: () => Answer | Promise<Answer>): Promise<Answer> {
-  try {
-    return await run();
-  } catch (err) {
-    if (err instanceof RequestError) return answer(err.status, { error: err.message });
-    throw err;
-  }
-}
 
 const idFrom = (url: URL, at: number): string => decodeURIComponent(url.pathname.split('/')[at] ?? '');
 
@@ -37,48 +28,45 @@ export function outboundRoutes(deps: OutboundRouteDeps): Route[] {
     {
       method: 'POST',
       path: '/v1/outbound',
-      handler: (_req, body) =>
-        guarded(async () => {
-          const request = parseOutboundRequest(body);
-          const state = deps.state();
-          const choice = chooseSender(request, state, deps.systemSmtp);
-          const inReplyToMessageId = request.inReplyTo
-            ? await inboundMessageId(deps.stateDir, state, request.inReplyTo)
-            : null;
-          const message = await outbox.accept({
-            ...request,
-            ...choice,
-            ...(inReplyToMessageId && { inReplyToMessageId }),
-          });
-          return answer(202, {
-            id: message.id,
-            messageId: message.messageId,
-            server: message.server,
-            from: message.from,
-            state: 'queued',
-          });
-        }),
+      handler: async (_req, body) => {
+        const request = parseOutboundRequest(body);
+        const state = deps.state();
+        const choice = chooseSender(request, state, deps.systemSmtp);
+        const inReplyToMessageId = request.inReplyTo ? await deps.inboundMessageId(request.inReplyTo) : null;
+        const message = await outbox.accept({
+          ...request,
+          ...choice,
+          ...(inReplyToMessageId && { inReplyToMessageId }),
+        });
+        return answer(202, {
+          id: message.id,
+          messageId: message.messageId,
+          server: message.server,
+          from: message.from,
+          state: 'queued',
+        });
+      },
     },
     {
       method: 'GET',
       path: '/v1/outbound',
       // `?limit=N` lists the first N only (`limit=0`: just the count in `size`, cheap enough to poll)
-      handler: (_req, _body, url) =>
-        guarded(() => {
-          const raw = url.searchParams.get('limit');
-          const limit = raw === null ? Infinity : Number(raw);
-          if (!Number.isInteger(limit) && limit !== Infinity)
-            throw new RequestError(400, `"limit" must be a whole number, not ${JSON.stringify(raw)}`);
-          if (limit < 0) throw new RequestError(400, '"limit" must not be negative');
-          return answer(200, { outbox: outbox.list(limit), size: outbox.size(), quarantined: outbox.quarantined });
-        }),
+      handler: (_req, _body, url) => {
+        const raw = url.searchParams.get('limit');
+        const limit = raw === null ? Infinity : Number(raw);
+        if (!Number.isInteger(limit) && limit !== Infinity)
+          throw new HttpError(400, `"limit" must be a whole number, not ${JSON.stringify(raw)}`);
+        if (limit < 0) throw new HttpError(400, '"limit" must not be negative');
+        return answer(200, { outbox: outbox.list(limit), size: outbox.size(), quarantined: outbox.quarantined });
+      },
     },
     {
       method: 'GET',
       path: /^\/v1\/outbound\/[^/]+$/,
       handler: (_req, _body, url) => {
         const view = outbox.view(idFrom(url, 3));
-        return view ? answer(200, view) : answer(404, { error: `no outbound message ${idFrom(url, 3)}` });
+        if (!view) throw new HttpError(404, `no outbound message ${idFrom(url, 3)}`);
+        return answer(200, view);
       },
     },
     {
@@ -89,12 +77,11 @@ export function outboundRoutes(deps: OutboundRouteDeps): Route[] {
         const entry = outbox.get(id);
         if (!entry) {
           const view = outbox.view(id);
-          return view
-            ? answer(409, { error: `${id} is already ${view.state}; nothing to cancel`, state: view.state })
-            : answer(404, { error: `no outbound message ${id}` });
+          if (!view) throw new HttpError(404, `no outbound message ${id}`);
+          throw new HttpError(409, `${id} is already ${view.state}; nothing to cancel`, { state: view.state });
         }
         if (entry.state !== 'queued')
-          return answer(409, { error: `${id} is ${entry.state}; it can no longer be cancelled`, state: entry.state });
+          throw new HttpError(409, `${id} is ${entry.state}; it can no longer be cancelled`, { state: entry.state });
         await outbox.finish(entry, 'cancelled');
         return answer(200, outbox.view(id));
       },
@@ -102,34 +89,33 @@ export function outboundRoutes(deps: OutboundRouteDeps): Route[] {
     {
       method: 'GET',
       path: /^\/v1\/stored\/[^/]+\/[^/]+$/,
-      handler: (_req, _body, url) =>
-        guarded(async () => {
-          const shortName = idFrom(url, 3);
-          const key = idFrom(url, 4);
-          const state = deps.state();
-          const server = state.servers[`imap/${shortName}`];
-          if (!server) throw new RequestError(404, `no IMAP server has the short name "${shortName}"`);
-          let messageId: string | null;
-          if (OUTBOUND_ID.test(key)) messageId = outbox.messageIdOf(key);
-          else if (INBOUND_KEY.test(key)) {
-            if (shortNameOfKey(key) !== shortName)
-              throw new RequestError(
-                400,
-                `the key ${key} belongs to the short name "${shortNameOfKey(key)}", not "${shortName}"`,
-              );
-            messageId = await inboundMessageId(deps.stateDir, state, key);
-          } else throw new RequestError(400, `"${key}" is neither an inbound key nor an outbound id`);
-          if (!messageId) throw new RequestError(404, `no Message-ID is recorded for ${key}`);
-          const stored = await fetchStored(
-            deps.pool,
-            `imap/${shortName}`,
-            server.config.spec as ImapServerSpec,
-            messageId,
-          );
-          if (!stored)
-            throw new RequestError(404, `${key} (${messageId}) is not in the storage folder of imap/${shortName}`);
-          return answer(200, { shortName, key, ...stored });
-        }),
+      handler: async (_req, _body, url) => {
+        const shortName = idFrom(url, 3);
+        const key = idFrom(url, 4);
+        const state = deps.state();
+        const server = state.servers[`imap/${shortName}`];
+        if (!server) throw new HttpError(404, `no IMAP server has the short name "${shortName}"`);
+        let messageId: string | null;
+        if (OUTBOUND_ID.test(key)) messageId = outbox.messageIdOf(key);
+        else if (INBOUND_KEY.test(key)) {
+          if (shortNameOfKey(key) !== shortName)
+            throw new HttpError(
+              400,
+              `the key ${key} belongs to the short name "${shortNameOfKey(key)}", not "${shortName}"`,
+            );
+          messageId = await deps.inboundMessageId(key);
+        } else throw new HttpError(400, `"${key}" is neither an inbound key nor an outbound id`);
+        if (!messageId) throw new HttpError(404, `no Message-ID is recorded for ${key}`);
+        const stored = await fetchStored(
+          deps.pool,
+          `imap/${shortName}`,
+          server.config.spec as ImapServerSpec,
+          messageId,
+        );
+        if (!stored)
+          throw new HttpError(404, `${key} (${messageId}) is not in the storage folder of imap/${shortName}`);
+        return answer(200, { shortName, key, ...stored });
+      },
     },
   ];
 }

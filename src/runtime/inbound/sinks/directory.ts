@@ -5,9 +5,11 @@
  * per batch: every file is fsynced, each queue folder once after the `.eml` renames and once after the `.json` ones.
  */
 import { createHash } from 'node:crypto';
-import { mkdir, rename, rm } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { fsyncDir, writeFileDurably } from '../../../adapters/durable-files.js';
+import { MailError } from '../../../adapters/connection.js';
+import type { FlowSpec } from '../../../config/model.js';
 
 export interface InboundMetadata {
   server: string;
@@ -137,4 +139,24 @@ export class DirectorySink implements InboundSink {
         : { key: s.item.key, ok: true },
     );
   }
+}
+
+/** `deliver.directory` of a flow, absolute or relative to the daemon's state folder. */
+export function sinkDirOf(stateDir: string, flow: FlowSpec): string {
+  const dir = flow.deliver.directory;
+  if (!dir) throw new MailError('config', `email flow "${flow.name}" has no directory sink`);
+  return path.resolve(stateDir, dir);
+}
+
+/** The Message-ID in the `.json` of `key` in any queue of these sink folders, or null. */
+export async function messageIdInDirectories(dirs: readonly string[], key: string): Promise<string | null> {
+  for (const dir of dirs) {
+    const queues = await readdir(dir, { withFileTypes: true }).catch(() => []);
+    for (const q of queues) {
+      if (!q.isDirectory()) continue;
+      const text = await readFile(path.join(dir, q.name, `${key}.json`), 'utf8').catch(() => null);
+      if (text !== null) return (JSON.parse(text) as { messageId?: string | null }).messageId ?? null;
+    }
+  }
+  return null;
 }

@@ -4,14 +4,11 @@
  * fsynced per batch). Bounded: when it holds twice `max` lines it is rewritten with the last `max`. Only read after a
  * UIDVALIDITY change, to recognise mail that was already delivered before the mailbox was recreated.
  */
-import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { appendLineDurably, ensurePrivateDir, writeFileAtomic } from '../../adapters/durable-files.js';
 
 export const LEDGER_MAX_ENTRIES = 20_000;
-
-export const contentHash = (source: Uint8Array): string => createHash('sha256').update(source).digest('hex');
 
 export function ledgerFile(stateDir: string, type: string, shortName: string): string {
   return path.join(stateDir, 'inbound', `${type}_${shortName}.delivered`);

@@ -4,67 +4,12 @@
  * backfill set, stored as UID ranges in `backlog` while untried). `copyIntent` is written before COPY so a crash between
  * COPY and the checkpoint never copies twice.
  */
-import type { Fingerprint } from './storage-lookup.js';
 import { readdir, readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { ensurePrivateDir, writeFileAtomic } from '../../adapters/durable-files.js';
+import { CHECKPOINT_FORMAT_VERSION, type Checkpoint, type PendingEntry } from '../ports.js';
 
-export const CHECKPOINT_FORMAT_VERSION = 1;
-
-export interface PendingEntry {
-  attempts: number;
-  /** epoch ms before which the message is not retried */
-  nextAttemptAt: number;
-  lastError?: string;
-  /** Already in the storage folder (it was quarantined, then released): never copied again. */
-  copied?: boolean;
-}
-
-export type QuarantineReason = 'oversize' | 'unrouted' | 'failed' | 'rejected';
-
-export interface QuarantineEntry {
-  /** The message key (as in the sinks): what `mailctl quarantine release KEY` takes. */
-  key?: string;
-  reason: QuarantineReason;
-  detail: string;
-  at: string;
-  messageId: string | null;
-  attempts?: number;
-}
-
-export interface Checkpoint {
-  formatVersion: typeof CHECKPOINT_FORMAT_VERSION;
-  server: string;
-  /** sha256(host \0 user \0 folder): the identity the checkpoint belongs to. */
-  identity: string;
-  folder: string;
-  uidValidity: string;
-  lastUid: number;
-  pending: Record<string, PendingEntry>;
-  /**
-   * UIDs about to be COPYed to the storage folder, with their Message-IDs (for crash recovery); then `seen` (default:
-   * `uids`) get +FLAGS \Seen and `flag` (quarantined) +FLAGS \Seen \Flagged.
-   */
-  copyIntent: {
-    storageFolder: string;
-    uids: number[];
-    messageIds: Record<string, string | null>;
-    advanceTo: number;
-    seen?: number[];
-    flag?: number[];
-    /** Messages to copy that have no Message-ID, by UID, and the storage folder's UIDNEXT before the COPY. */
-    withoutMessageId?: Record<string, Fingerprint>;
-    storageUidNext?: number;
-  } | null;
-  /** Quarantined messages of this UIDVALIDITY (copied, \Seen \Flagged), by UID, until released. */
-  quarantined: Record<string, QuarantineEntry>;
-  /**
-   * Set after a UIDVALIDITY change: UIDs below it existed when the mailbox was recreated and are compared with the
-   * delivered-messages ledger (Message-ID + content hash) instead of being delivered again.
-   */
-  recheckBelow?: number;
-  updatedAt: string;
-}
+export { CHECKPOINT_FORMAT_VERSION, type Checkpoint } from '../ports.js';
 
 export function checkpointFile(stateDir: string, type: string, shortName: string): string {
   return path.join(stateDir, 'inbound', `${type}_${shortName}.json`);

@@ -1,21 +1,11 @@
 /**
- * Quarantine bookkeeping on a checkpoint (pure). A quarantined message is copied to the storage folder and marked
- * \Seen \Flagged by the batch that decided it (see batch.ts); its record stays in the checkpoint, keyed by UID, until
+ * Quarantine bookkeeping on a checkpoint (pure, shared by every store). A quarantined message is copied to the storage
+ * folder and marked \Seen \Flagged by the batch that decided it (runtime/inbound/decide.ts); its record stays in the checkpoint, keyed by UID, until
  * `release` removes it and puts the UID back into the retry set: the next poll fetches it again by UID (its \Seen flag
  * does not matter) and, since it is already in the storage folder, does not copy it a second time.
  */
-import type { Checkpoint, QuarantineEntry, QuarantineReason } from './checkpoint.js';
-
-/** Failures of one message (not of the sink) before it is quarantined. */
-export const MAX_ATTEMPTS = 5;
-
-export interface QuarantineListing extends QuarantineEntry {
-  key: string;
-  server: string;
-  folder: string;
-  uidValidity: string;
-  uid: number;
-}
+import type { QuarantineListing, QuarantineReason } from '../api/quarantine.js';
+import type { Checkpoint } from './ports.js';
 
 export function recordQuarantine(
   cp: Checkpoint,

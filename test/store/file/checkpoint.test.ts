@@ -12,7 +12,7 @@ import {
   saveCheckpoint,
   uidRanges,
   type Checkpoint,
-} from '../../../src/runtime/inbound/checkpoint.js';
+} from '../../../src/store/file/checkpoint.js';
 
 test('UID ranges: runs collapse, single UIDs stay, and expand back', () => {
   assert.is(uidRanges([1, 2, 3, 7, 9, 10]), '1:3,7,9:10');

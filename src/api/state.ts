@@ -1,0 +1,9 @@
+/** `GET /v1/state` (`mailctl state pull`): the running state a pull request's plan is computed against. */
+import type { ObservedState } from '../plan/model.js';
+
+export interface StatePull {
+  formatVersion: string;
+  kind: 'mailctl-state';
+  stateDigest: string;
+  state: ObservedState;
+}

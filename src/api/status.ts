@@ -1,0 +1,77 @@
+/** `GET /v1/status` and `/status.json`: every server's state, the system send loop and the outbox. */
+import type { Diagnostic } from '../config/diagnostics.js';
+
+/**
+ * Why a connection or an operation failed, coarse enough to decide what to do next:
+ *  - network:        host unreachable / refused / DNS / timeout / dropped → retry with back-off
+ *  - tls:            certificate not trusted, name mismatch, STARTTLS missing, TLS/plaintext port mix-up → fix config
+ *  - auth:           credentials (password, token, refresh token) rejected → fix credentials
+ *  - folder-missing: a configured mailbox does not exist → create it / fix config
+ *  - throttled:      the server asks us to slow down
+ *  - config:         anything else that is wrong on our side (missing extension, bad option, permanent 5xx)
+ */
+export type FailureClass = 'network' | 'tls' | 'auth' | 'folder-missing' | 'throttled' | 'config';
+
+export type ServerState = 'running' | 'starting' | 'backoff' | 'failed' | 'stopped' | 'disabled' | 'pending-approval';
+
+export interface LastError {
+  class: FailureClass;
+  message: string;
+  at: string;
+}
+
+export interface ServerStatus {
+  id: string;
+  name: string;
+  type: 'imap' | 'smtp';
+  enabled: boolean;
+  state: ServerState;
+  since: string | null;
+  lastSuccess: string | null;
+  lastError: LastError | null;
+  disabledReason: string | null;
+  revision: string | null;
+  counters: Record<string, number>;
+  /** An enabled IMAP server with no successful poll for 3× its poll interval. */
+  stale: boolean;
+}
+
+/** Messages in the outbox by state, and damaged outbox files set aside (never sent). */
+export interface OutboxSummary {
+  queued: number;
+  sending: number;
+  /** Sent; the sent copy to the storage folder is pending. */
+  copying: number;
+  damagedFiles: number;
+}
+
+/** The send loop of the `--system-smtp` server (not an applied server, so not in `servers`). */
+export interface SystemSendLoopStatus {
+  id: string;
+  state: ServerState;
+  since: string | null;
+  lastSuccess: string | null;
+  lastError: LastError | null;
+  counters: Record<string, number>;
+}
+
+/** What `status` shows of the last reconcile. */
+export interface ReconcileSummary {
+  at: string;
+  outcome: string;
+  message: string;
+  diagnostics: Diagnostic[];
+}
+
+export interface DaemonStatus {
+  dir: string;
+  /** Identity of the `--system-smtp` server, if one is configured. */
+  systemSmtp: string | null;
+  systemSendLoop: SystemSendLoopStatus | null;
+  outbox: OutboxSummary | null;
+  ready: boolean;
+  draining: boolean;
+  revision: string | null;
+  lastReconcile: ReconcileSummary | null;
+  servers: ServerStatus[];
+}

@@ -1,0 +1,89 @@
+/**
+ * The decisions a reconcile takes from a plan, as pure functions: which changes start a loop, when a plan deletes too
+ * much to run unattended, and the running state an apply leaves behind. The reconciler carries them out; it decides
+ * nothing itself. No file system, no network, no clock (times and revisions come in as arguments).
+ */
+import { nextBindings } from './compute.js';
+import { effectiveAction, type ObservedServer, type ObservedState, type Plan, type ServerChange } from './model.js';
+
+/** A change whose server ends up enabled and (re)connecting: it is verified first, then its loop starts. */
+export const startsLoop = (change: ServerChange): boolean => {
+  const action = effectiveAction(change);
+  return Boolean(change.after?.spec.enabled) && (action === 'create' || action === 'start' || action === 'restart');
+};
+
+export interface DeleteGuards {
+  /** `--allow-empty`: a folder that no longer holds any running server may stop them all. */
+  allowEmpty: boolean;
+  /** `--allow-mass-delete`: more than half the running servers may go in one change. */
+  allowMassDelete: boolean;
+}
+
+/**
+ * Argo CD's allowEmpty idea: a folder that empties, or loses over half its servers at once, stops nothing unless the
+ * daemon was started to allow it. Returns why the plan is refused, or null.
+ */
+export function refuseDeletes(plan: Plan, applied: ObservedState, guards: DeleteGuards): string | null {
+  const running = Object.keys(applied.servers).length;
+  const removed = plan.changes.filter((c) => c.action === 'delete').length;
+  if (running > 0 && removed === running && !guards.allowEmpty) {
+    return `the folder no longer holds any of the ${running} running server(s); nothing was stopped (start the daemon with --allow-empty to allow this)`;
+  }
+  if (running > 0 && removed > running / 2 && !guards.allowMassDelete) {
+    return `${removed} of ${running} servers would be deleted in one change; nothing was stopped (start the daemon with --allow-mass-delete to allow this)`;
+  }
+  return null;
+}
+
+/** Why a server failed verification, as recorded on a server saved as disabled. */
+export interface FailedVerification {
+  failureClass?: string;
+  reason?: string;
+}
+
+/**
+ * The running state after applying `plan` to `applied`: changed servers take their new configuration (those that
+ * failed verification are saved as disabled with the reason), deleted ones go, and the credential bindings grow by the
+ * targets of the servers applied now.
+ */
+export function nextState(
+  applied: ObservedState,
+  plan: Plan,
+  failed: ReadonlyMap<string, FailedVerification>,
+  revision: string | null,
+): ObservedState {
+  const servers: Record<string, ObservedServer> = { ...applied.servers };
+  const appliedNow = new Set<string>();
+  for (const change of plan.changes) {
+    if (!change.after) {
+      delete servers[change.id];
+      continue;
+    }
+    const failure = failed.get(change.id);
+    const enabled = change.after.spec.enabled;
+    servers[change.id] = failure
+      ? {
+          config: change.after,
+          status: 'disabled',
+          disabledReason: `verification failed: ${failure.failureClass}: ${failure.reason}`,
+          revision,
+        }
+      : {
+          config: change.after,
+          status: enabled ? 'active' : 'disabled',
+          ...(!enabled && { disabledReason: 'enabled: false' }),
+          revision,
+        };
+    if (!failure && enabled) appliedNow.add(change.id);
+  }
+  return { servers, bindings: nextBindings(applied.bindings, servers, appliedNow), revision };
+}
+
+/** What the reconciler does with each change once the plan is verified (in plan order). */
+export type Step = 'keep-disabled' | 'start' | 'update' | 'stop';
+
+export function stepOf(change: ServerChange, failedVerification: boolean): Step {
+  if (failedVerification) return 'keep-disabled';
+  if (startsLoop(change)) return 'start';
+  return effectiveAction(change) === 'update' ? 'update' : 'stop';
+}

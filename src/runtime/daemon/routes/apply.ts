@@ -1,0 +1,65 @@
+/** `POST /v1/apply` (reconcile now), `GET /v1/status` and `GET /v1/state` (the running state, for `plan --state`). */
+import { API_FORMAT_VERSION, type ApplyRequest, type ApplyResult, type DaemonStatus } from '../../../api/index.js';
+import { stateDigest } from '../../../plan/compute.js';
+import type { ObservedState } from '../../../plan/model.js';
+import { HttpError, type Route } from '../http.js';
+
+export interface ApplyDeps {
+  reconcile: (request: ApplyRequest) => Promise<ApplyResult>;
+  state: () => ObservedState;
+  status: () => DaemonStatus;
+  draining: () => boolean;
+}
+
+const strings = (value: unknown): string[] =>
+  Array.isArray(value) ? value.filter((a): a is string => typeof a === 'string') : [];
+
+/** The body of `POST /v1/apply` as the CLI sends it, read defensively (unknown fields are ignored). */
+function applyRequestOf(raw: unknown): ApplyRequest {
+  const body = (raw ?? {}) as Record<string, unknown>;
+  const saved = body.savedPlan as { desiredDigest?: unknown; stateDigest?: unknown } | undefined;
+  return {
+    trigger: typeof body.trigger === 'string' ? body.trigger : 'cli',
+    approvals: strings(body.approvals),
+    dryRun: body.dryRun === true,
+    ...(body.saveFailedAsDisabled === true && { saveFailedAsDisabled: true }),
+    ...(typeof body.folderDigest === 'string' && { expectedFolderDigest: body.folderDigest }),
+    ...(typeof saved?.desiredDigest === 'string' &&
+      typeof saved.stateDigest === 'string' && {
+        savedPlan: { desiredDigest: saved.desiredDigest, stateDigest: saved.stateDigest },
+      }),
+  };
+}
+
+export function applyRoutes(deps: ApplyDeps): Route[] {
+  return [
+    {
+      method: 'GET',
+      path: '/v1/status',
+      handler: () => ({ status: 200, body: { formatVersion: API_FORMAT_VERSION, ...deps.status() } }),
+    },
+    {
+      method: 'GET',
+      path: '/v1/state',
+      handler: () => {
+        const state = deps.state();
+        const body = {
+          formatVersion: API_FORMAT_VERSION,
+          kind: 'mailctl-state',
+          stateDigest: stateDigest(state),
+          state,
+        };
+        return { status: 200, body };
+      },
+    },
+    {
+      method: 'POST',
+      path: '/v1/apply',
+      handler: async (_r, raw) => {
+        if (deps.draining()) throw new HttpError(503, 'the daemon is shutting down');
+        const result = await deps.reconcile(applyRequestOf(raw));
+        return { status: 200, body: { formatVersion: API_FORMAT_VERSION, ...result } };
+      },
+    },
+  ];
+}

@@ -1,0 +1,69 @@
+/**
+ * What probes, scrapers and people read without a token: `/livez` (and `/healthz`, its alias), `/readyz` (`?verbose`
+ * lists the checks), `/metrics`, the status page `/` and its data `/status.json` (no secrets: scrubbed).
+ */
+import type { DaemonStatus } from '../../../api/status.js';
+import type { Route } from '../http.js';
+import type { DaemonMetrics } from '../metrics.js';
+import type { SecretScrubber } from '../scrubber.js';
+import { publicStatus, STATUS_PAGE_HTML } from '../status-page.js';
+
+export interface HealthDeps {
+  metrics: DaemonMetrics;
+  scrubber: SecretScrubber;
+  status: () => DaemonStatus;
+  /** Named checks; the daemon is ready when all pass. */
+  readiness: () => Record<string, boolean>;
+}
+
+export function healthRoutes(deps: HealthDeps): Route[] {
+  const livez: Route['handler'] = (_r, _b, url) => ({
+    status: 200,
+    body: url.searchParams.has('verbose') ? '[+]ping ok\nlivez check passed\n' : 'ok\n',
+  });
+  return [
+    { method: 'GET', path: '/livez', public: true, handler: livez },
+    // deprecated in Kubernetes since 1.16; kept as an alias of /livez, so a probe that still uses it never kills a draining daemon
+    { method: 'GET', path: '/healthz', public: true, handler: livez },
+    {
+      method: 'GET',
+      path: '/readyz',
+      public: true,
+      handler: (_r, _b, url) => {
+        const results = deps.readiness();
+        const ok = Object.values(results).every(Boolean);
+        const verbose = Object.entries(results)
+          .map(([name, passed]) => `[${passed ? '+' : '-'}]${name} ${passed ? 'ok' : 'failed'}`)
+          .join('\n');
+        const short = ok ? 'ok\n' : 'not ready\n';
+        const body = url.searchParams.has('verbose') ? `${verbose}\nreadyz check ${ok ? 'passed' : 'failed'}\n` : short;
+        return { status: ok ? 200 : 503, body };
+      },
+    },
+    {
+      method: 'GET',
+      path: '/metrics',
+      public: true,
+      handler: async () => {
+        const { contentType, body } = await deps.metrics.text();
+        return { status: 200, body, type: contentType };
+      },
+    },
+    {
+      method: 'GET',
+      path: '/',
+      public: true,
+      handler: () => ({ status: 200, body: STATUS_PAGE_HTML, type: 'text/html; charset=utf-8' }),
+    },
+    {
+      method: 'GET',
+      path: '/status.json',
+      public: true,
+      handler: () => ({
+        status: 200,
+        body: deps.scrubber.scrub(JSON.stringify(publicStatus(deps.status()))),
+        type: 'application/json',
+      }),
+    },
+  ];
+}

@@ -1,0 +1,40 @@
+/** `applied.json` (the running configuration, atomic writes) and `apply-log.jsonl` (append-only) in the state folder. */
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { appendLineDurably, writeFileAtomic } from '../../adapters/durable-files.js';
+import type { AppliedRecord, AppliedStore, ApplyLogEntry } from '../ports.js';
+
+export const STATE_FORMAT_VERSION = '1';
+export const APPLIED_FILE = 'applied.json';
+export const APPLY_LOG_FILE = 'apply-log.jsonl';
+
+export class FileAppliedStore implements AppliedStore {
+  constructor(private readonly stateDir: string) {}
+
+  private file(name: string): string {
+    return path.join(this.stateDir, name);
+  }
+
+  async read(): Promise<AppliedRecord | null> {
+    const text = await readFile(this.file(APPLIED_FILE), 'utf8').catch(() => null);
+    if (text === null) return null;
+    const { formatVersion, ...record } = JSON.parse(text) as AppliedRecord & { formatVersion: unknown };
+    if (formatVersion !== STATE_FORMAT_VERSION) {
+      const found = JSON.stringify(formatVersion) ?? 'none';
+      throw new Error(`${APPLIED_FILE} has formatVersion ${found}; this mailctl reads ${STATE_FORMAT_VERSION}`);
+    }
+    return record;
+  }
+
+  async write(record: AppliedRecord): Promise<void> {
+    const text = JSON.stringify({ formatVersion: STATE_FORMAT_VERSION, ...record }, null, 2);
+    await writeFileAtomic(this.file(APPLIED_FILE), text);
+  }
+
+  async appendLog(entry: ApplyLogEntry): Promise<void> {
+    await appendLineDurably(
+      this.file(APPLY_LOG_FILE),
+      JSON.stringify({ formatVersion: STATE_FORMAT_VERSION, ...entry }),
+    );
+  }
+}

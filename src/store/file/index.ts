@@ -1,0 +1,38 @@
+/**
+ * The file store: the daemon's state in its state folder (0700, files 0600, atomic writes, `formatVersion` in every
+ * file) — the embedded default, for one daemon per folder.
+ */
+import { LocalState } from '../local.js';
+import type { Store, TokenStore } from '../ports.js';
+import { FileAppliedStore } from './applied.js';
+import { FileCredentialStore } from './credentials.js';
+import { FileInboundStore } from './inbound.js';
+import { FileOutboxStore } from './outbox.js';
+
+/** The API token lives in `api-token`, where clients on this machine find it. */
+class FileTokenStore implements TokenStore {
+  constructor(private readonly local: LocalState) {}
+
+  async establish(given: string | undefined): Promise<string> {
+    const token = given ?? (await this.local.readToken()) ?? LocalState.newToken();
+    await this.local.writeToken(token);
+    return token;
+  }
+}
+
+/** The store in `local`'s folder (the daemon's state folder); its lock is the folder's `daemon.lock`. */
+export async function openFileStore(local: LocalState): Promise<Store> {
+  await local.init();
+  const stateDir = local.dir;
+  return {
+    kind: 'file',
+    location: stateDir,
+    applied: new FileAppliedStore(stateDir),
+    inbound: new FileInboundStore(stateDir),
+    outbox: new FileOutboxStore(stateDir),
+    credentials: new FileCredentialStore(stateDir),
+    token: new FileTokenStore(local),
+    lock: () => local.lock(),
+    close: () => Promise.resolve(),
+  };
+}
