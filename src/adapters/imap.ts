@@ -14,6 +14,10 @@ import { createSecureContext, type SecureContext } from 'node:tls';
 import { ImapFlow, type ImapFlowOptions, type Logger } from 'imapflow';
 import { classifyMailError, errorContext } from './classify.js';
 import { MailError, type ConnectionSettings } from './connection.js';
+import { Mailbox } from './mailbox.js';
+
+export { Mailbox } from './mailbox.js';
+export type { AppendItem, FolderStatus, MessageSize, SearchCriteria, SelectedFolder, UidSet } from './mailbox.js';
 
 export type { Logger as ImapLogger } from 'imapflow';
 
@@ -193,5 +197,28 @@ export async function verifyImap(
     return await checkImapFolders(client, settings, opts);
   } finally {
     await client.logout().catch(() => client.close());
+  }
+}
+
+/** Connects and logs in (connectImap) for the rest of mailctl, which sees the connection as a Mailbox. */
+export async function connectMailbox(settings: ConnectionSettings, opts: ImapConnectOptions = {}): Promise<Mailbox> {
+  return new Mailbox(await connectImap(settings, opts));
+}
+
+/**
+ * Connects, checks the watched folder (and the storage folder) and selects the watched one: a loop's connection.
+ * Throws MailError; a failed check closes the connection.
+ */
+export async function openMailbox(
+  settings: ConnectionSettings,
+  opts: ImapConnectOptions & { folder: string; storageFolder: string },
+): Promise<{ mailbox: Mailbox; found: VerifyImapResult }> {
+  const client = await connectImap(settings, opts);
+  try {
+    const found = await checkImapFolders(client, settings, { ...opts, select: true });
+    return { mailbox: new Mailbox(client), found };
+  } catch (err) {
+    await client.logout().catch(() => client.close());
+    throw err;
   }
 }

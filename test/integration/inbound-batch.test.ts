@@ -14,6 +14,7 @@ import * as assert from 'uvu/assert';
 import type { FlowSpec, ImapServerSpec } from '../../src/config/model.js';
 import { checkpointFile, loadCheckpoint, saveCheckpoint } from '../../src/store/file/checkpoint.js';
 import { InboundMailProcessor } from '../../src/runtime/inbound/processor.js';
+import { Mailbox } from '../../src/adapters/imap.js';
 import { FileInboundStore } from '../../src/store/file/inbound.js';
 import { identityHash } from '../../src/runtime/inbound/sinks/directory.js';
 import { startDovecot, type Dovecot } from '../harness/dovecot.js';
@@ -67,7 +68,7 @@ function mail(withId = true): { raw: string; id: string } {
 }
 
 const poll = (processor: InboundMailProcessor) =>
-  processor.poll(client, { spec: spec(), flow }, new AbortController().signal);
+  processor.poll(new Mailbox(client), { spec: spec(), flow }, new AbortController().signal);
 const called = (name: string) => calls.filter((c) => c.name === name);
 const storageIds = async () => (await dovecot.listMessages(USER, STORAGE)).map((m) => m.messageId);
 

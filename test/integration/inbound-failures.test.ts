@@ -11,7 +11,7 @@ import path from 'node:path';
 import { ImapFlow } from 'imapflow';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { connectImap } from '../../src/adapters/imap.js';
+import { connectImap, Mailbox } from '../../src/adapters/imap.js';
 import type { FlowSpec, ImapServerSpec } from '../../src/config/model.js';
 import { checkpointFile } from '../../src/store/file/checkpoint.js';
 import { InboundMailProcessor, SinkUnavailableError } from '../../src/runtime/inbound/processor.js';
@@ -451,7 +451,7 @@ test(`a message that fails ${MAX_ATTEMPTS} times for its own sake is quarantined
   try {
     const signal = new AbortController().signal;
     client.stats(true);
-    const first = await processor.poll(client, config, signal);
+    const first = await processor.poll(new Mailbox(client), config, signal);
     assert.ok(
       client.stats().received < 100_000,
       `the oversize body was not downloaded (${client.stats().received} bytes read)`,
@@ -459,10 +459,10 @@ test(`a message that fails ${MAX_ATTEMPTS} times for its own sake is quarantined
     assert.equal(counts(first), { delivered: 1, quarantined: 1, duplicates: 0 });
     const cpFile = checkpointFile(stateDir, 'imap', 'poison');
     for (let attempt = 2; attempt <= MAX_ATTEMPTS; attempt++) {
-      const early = await processor.poll(client, config, signal);
+      const early = await processor.poll(new Mailbox(client), config, signal);
       assert.equal(counts(early), { delivered: 0, quarantined: 0, duplicates: 0 }, 'not retried before its backoff');
       clock += 5 * 60_000;
-      await processor.poll(client, config, signal);
+      await processor.poll(new Mailbox(client), config, signal);
       const cp = JSON.parse(await readFile(cpFile, 'utf8'));
       if (attempt < MAX_ATTEMPTS)
         assert.is(Object.values(cp.pending as Record<string, { attempts: number }>)[0]!.attempts, attempt);
@@ -515,13 +515,13 @@ test('webhook answering 5xx for everything: one batch, then one probe per backof
     let pauses = 0;
     for (let round = 0; round < 8; round++) {
       try {
-        await processor.poll(client, config, signal);
+        await processor.poll(new Mailbox(client), config, signal);
       } catch (err) {
         assert.instance(err, SinkUnavailableError);
         pauses++;
       }
       const during = down.received.length;
-      await processor.poll(client, config, signal).catch(() => undefined); // still paused: nothing sent
+      await processor.poll(new Mailbox(client), config, signal).catch(() => undefined); // still paused: nothing sent
       assert.is(down.received.length, during, 'no request while paused');
       clock += 10 * 60_000;
     }
@@ -531,7 +531,7 @@ test('webhook answering 5xx for everything: one batch, then one probe per backof
     for (const p of Object.values(cp.pending as Record<string, { attempts: number }>)) assert.is(p.attempts, 0);
     assert.equal(cp.quarantined, {}, `more than ${MAX_ATTEMPTS} rounds, nothing quarantined`);
     down.answer = () => 200;
-    const stats = await processor.poll(client, config, signal);
+    const stats = await processor.poll(new Mailbox(client), config, signal);
     assert.equal(counts(stats), { delivered: 4, quarantined: 0, duplicates: 0 });
     for (const m of msgs) assert.ok((await flagsOf(DOWN, m.id)).includes('\\Seen'));
     assert.is(down.received.filter((r) => r.status === 200).length, msgs.length, 'each acknowledged once');

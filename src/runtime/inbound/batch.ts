@@ -7,7 +7,7 @@
  * server, so the processor runs it for the next batch while this one is being written to disk, and deliverBatch runs
  * while the previous batch is copied and flagged.
  */
-import type { FetchMessageObject, ImapFlow } from 'imapflow';
+import type { Mailbox, MessageSize } from '../../adapters/imap.js';
 import type { Logger } from 'pino';
 import type { FlowSpec, ImapServerSpec } from '../../config/model.js';
 import type { Checkpoint, InboundStore, MailboxRef } from '../../store/ports.js';
@@ -21,7 +21,7 @@ import { fetchMessageIds } from './storage-lookup.js';
 export const SOURCE_BYTES_PER_FETCH = 32 * 1024 * 1024;
 
 export interface BatchContext {
-  client: ImapFlow;
+  client: Mailbox;
   spec: ImapServerSpec;
   flow: FlowSpec;
   sink: InboundSink;
@@ -36,7 +36,7 @@ export interface BatchContext {
   sinkWasDown: boolean;
 }
 
-export type Meta = FetchMessageObject;
+export type Meta = MessageSize;
 
 /** A delivered batch: what decide.ts needs, plus what recovery needs to recognise copies without a Message-ID. */
 export interface DeliveredBatch extends Delivery {
@@ -44,8 +44,6 @@ export interface DeliveredBatch extends Delivery {
   /** Content hashes by UID (how recovery recognises copies of messages without a Message-ID). */
   hashOf: Map<number, string>;
 }
-
-export const uidSet = (uids: readonly number[]): string => uids.join(',');
 
 /** A batch's metadata and the sources of its first group, fetched ahead of its turn. */
 export interface FetchedBatch {
@@ -58,36 +56,31 @@ export interface FetchedBatch {
   oversizeIds: Map<number, string | null>;
 }
 
-export const oversize = (spec: ImapServerSpec, m: Meta): boolean => (m.size ?? 0) > spec.maxMessageSize;
+export const oversize = (spec: ImapServerSpec, m: Meta): boolean => m.size > spec.maxMessageSize;
 
 function sourceGroups(metas: readonly Meta[]): Meta[][] {
   const groups: Meta[][] = [];
   let bytes = 0;
   for (const m of metas) {
     const last = groups.at(-1);
-    if (!last || bytes + (m.size ?? 0) > SOURCE_BYTES_PER_FETCH) {
+    if (!last || bytes + m.size > SOURCE_BYTES_PER_FETCH) {
       groups.push([m]);
-      bytes = m.size ?? 0;
+      bytes = m.size;
     } else {
       last.push(m);
-      bytes += m.size ?? 0;
+      bytes += m.size;
     }
   }
   return groups;
 }
 
-export async function fetchSources(client: ImapFlow, group: readonly Meta[]): Promise<Map<number, Buffer>> {
-  const sources = new Map<number, Buffer>();
-  if (!group.length) return sources;
-  for (const m of await client.fetchAll(uidSet(group.map((m) => m.uid)), { uid: true, source: true }, { uid: true }))
-    if (m.source) sources.set(m.uid, m.source);
-  return sources;
-}
+export const fetchSources = (client: Mailbox, group: readonly Meta[]): Promise<Map<number, Buffer>> =>
+  client.fetchSources(group.map((m) => m.uid));
 
 /** The IMAP reads of a batch (no side effect on the server): metadata, then the first group's sources. */
-export async function fetchBatch(client: ImapFlow, spec: ImapServerSpec, uids: number[]): Promise<FetchedBatch> {
+export async function fetchBatch(client: Mailbox, spec: ImapServerSpec, uids: number[]): Promise<FetchedBatch> {
   const wanted = new Set(uids);
-  const all = await client.fetchAll(uidSet(uids), { uid: true, size: true }, { uid: true });
+  const all = await client.fetchSizes(uids);
   const metas = all.filter((m) => wanted.has(m.uid)); // `N:*` semantics can return a lower UID
   const groups = sourceGroups(metas.filter((m) => !oversize(spec, m)));
   const oversizeIds = await fetchMessageIds(

@@ -7,12 +7,11 @@
  * of the poll); a crash before it resumes the intent in recoverCopy, which finds the copies already made
  * (storage-lookup.ts).
  */
-import type { ImapFlow } from 'imapflow';
+import type { Mailbox } from '../../adapters/imap.js';
 import type { Logger } from 'pino';
-import { MailError } from '../../adapters/connection.js';
 import type { ImapServerSpec } from '../../config/model.js';
 import type { Checkpoint, CopyIntent, Fingerprint, InboundStore, MailboxRef } from '../../store/ports.js';
-import { keyOf, uidSet, type BatchContext, type DeliveredBatch } from './batch.js';
+import { keyOf, type BatchContext, type DeliveredBatch } from './batch.js';
 import { decideBatch, settle, type BatchOutcome, type DecisionNote } from './decide.js';
 import { fingerprintsIn, messageIdsIn } from './storage-lookup.js';
 
@@ -22,21 +21,13 @@ export type { BatchOutcome } from './decide.js';
  * Carries out the recorded intent: COPY `copy`, STORE +FLAGS.SILENT \Seen on its `seen` and \Seen \Flagged on its
  * `flag`, then settles it in memory (the caller persists it).
  */
-export async function carryOut(client: ImapFlow, spec: ImapServerSpec, cp: Checkpoint, copy: number[]): Promise<void> {
+export async function carryOut(client: Mailbox, spec: ImapServerSpec, cp: Checkpoint, copy: number[]): Promise<void> {
   const intent = cp.copyIntent!;
   const flag = intent.flag ?? [];
   const seen = (intent.seen ?? intent.uids).filter((u) => !flag.includes(u));
-  if (copy.length) {
-    const res = await client.messageCopy(uidSet(copy), spec.storageFolder, { uid: true });
-    if (res === false)
-      throw new MailError(
-        'folder-missing',
-        `storage folder "${spec.storageFolder}" does not exist on ${spec.host}; create it first`,
-        { code: 'NotFound' },
-      );
-  }
-  if (seen.length) await client.messageFlagsAdd(uidSet(seen), ['\\Seen'], { uid: true, silent: true });
-  if (flag.length) await client.messageFlagsAdd(uidSet(flag), ['\\Seen', '\\Flagged'], { uid: true, silent: true });
+  if (copy.length) await client.copy(copy, spec.storageFolder);
+  await client.addFlags(seen, ['\\Seen']);
+  await client.addFlags(flag, ['\\Seen', '\\Flagged']);
   settle(cp, intent);
 }
 
@@ -45,7 +36,7 @@ export async function carryOut(client: ImapFlow, spec: ImapServerSpec, cp: Check
  * storage folder yet, then finish the batch (flags, checkpoint).
  */
 export async function recoverCopy(
-  client: ImapFlow,
+  client: Mailbox,
   spec: ImapServerSpec,
   cp: Checkpoint,
   store: { inbound: InboundStore; mailbox: MailboxRef },
@@ -54,14 +45,14 @@ export async function recoverCopy(
   const intent = cp.copyIntent!;
   const ids = intent.uids.map((uid) => intent.messageIds[uid]).filter((id): id is string => !!id);
   const anonymous = intent.storageUidNext !== undefined ? (intent.withoutMessageId ?? {}) : {};
-  await client.mailboxOpen(intent.storageFolder, { readOnly: true });
+  await client.select(intent.storageFolder, { readOnly: true });
   let stored: Set<string>;
   let storedAnonymous: Set<string>;
   try {
     stored = await messageIdsIn(client, ids);
     storedAnonymous = await fingerprintsIn(client, anonymous, intent.storageUidNext ?? 0);
   } finally {
-    await client.mailboxOpen(spec.folder);
+    await client.select(spec.folder);
   }
   // a message without a Message-ID and without a fingerprint (an intent of an older version) is copied again
   const missing = intent.uids.filter(
@@ -80,7 +71,7 @@ export async function recoverCopy(
  * and the storage folder's UIDNEXT, above which they will land. One STATUS, only when there are such messages.
  */
 async function anonymousFingerprints(
-  client: ImapFlow,
+  client: Mailbox,
   spec: ImapServerSpec,
   intent: CopyIntent,
   { byUid, hashOf }: Pick<DeliveredBatch, 'byUid' | 'hashOf'>,

@@ -5,8 +5,7 @@
  * is left empty.
  */
 import { createHash } from 'node:crypto';
-import libmime from 'libmime';
-import addressparser from 'nodemailer/lib/addressparser';
+import { decodeEncodedWords, parseAddressList } from '../../adapters/mime.js';
 import { parseHeaders } from './route.js';
 
 /** sha256 of the exact source: with the Message-ID, how a message is recognised after its mailbox was recreated. */
@@ -32,8 +31,8 @@ const ADDRESS = /^[^\s@]+@[^\s@]+$/;
 function addresses(values: readonly string[] | undefined): string[] {
   if (!values?.length) return [];
   try {
-    return addressparser(utf8(values.join(', ')), { flatten: true })
-      .map((a) => a.address.trim())
+    return parseAddressList(utf8(values.join(', ')))
+      .map((a) => a.trim())
       .filter((a) => ADDRESS.test(a));
   } catch {
     return [];
@@ -43,7 +42,7 @@ function addresses(values: readonly string[] | undefined): string[] {
 function decoded(value: string | undefined): string {
   if (value === undefined) return '';
   try {
-    return libmime.decodeWords(utf8(value));
+    return decodeEncodedWords(utf8(value));
   } catch {
     return utf8(value);
   }

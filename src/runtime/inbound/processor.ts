@@ -11,7 +11,7 @@
  * Everything the stage keeps goes through the store (store/ports.ts). Polls and quarantine releases of one mailbox
  * never run at the same time (one lock per server).
  */
-import type { ImapFlow } from 'imapflow';
+import type { Mailbox } from '../../adapters/imap.js';
 import type { Logger } from 'pino';
 import { MailError } from '../../adapters/connection.js';
 import type { SecretResolver } from '../../connect/secrets.js';
@@ -111,7 +111,7 @@ export class InboundMailProcessor implements InboundProcessor {
   }
 
   async poll(
-    client: ImapFlow,
+    client: Mailbox,
     config: ServerConfig & { spec: ImapServerSpec },
     signal: AbortSignal,
   ): Promise<PollStats | void> {
@@ -125,7 +125,7 @@ export class InboundMailProcessor implements InboundProcessor {
   }
 
   private async pollLocked(
-    client: ImapFlow,
+    client: Mailbox,
     spec: Spec,
     flow: FlowSpec,
     mailbox: MailboxRef,
@@ -154,7 +154,7 @@ export class InboundMailProcessor implements InboundProcessor {
 
     const now = this.now();
     const checkpoint = cp;
-    const searched = (await client.search({ uid: `${cp.lastUid + 1}:*` }, { uid: true })) || [];
+    const searched = await client.search({ uidFrom: cp.lastUid + 1 });
     const fresh = searched.filter((u) => u > checkpoint.lastUid);
     const due = Object.entries(cp.pending)
       .filter(([, p]) => p.nextAttemptAt <= now)
@@ -260,22 +260,22 @@ export class InboundMailProcessor implements InboundProcessor {
     return cp;
   }
 
-  private async selected(client: ImapFlow, folder: string) {
-    const box = client.mailbox;
+  private async selected(client: Mailbox, folder: string) {
+    const box = client.selected;
     if (box && box.path === folder) return box;
-    return client.mailboxOpen(folder);
+    return client.select(folder);
   }
 
   private async firstRun(
-    client: ImapFlow,
+    client: Mailbox,
     spec: Spec,
     identity: string,
     uidValidity: string,
     uidNext: number,
   ): Promise<Checkpoint> {
     let backlog: number[] = [];
-    if (spec.backfill === 'unseen') backlog = (await client.search({ seen: false }, { uid: true })) || [];
-    else if (spec.backfill === 'all') backlog = (await client.search({ all: true }, { uid: true })) || [];
+    if (spec.backfill === 'unseen') backlog = await client.search({ unseen: true });
+    else if (spec.backfill === 'all') backlog = await client.search({ all: true });
     const top = uidNext - 1;
     const pending: Checkpoint['pending'] = {};
     for (const uid of backlog) if (uid <= top) pending[uid] = { attempts: 0, nextAttemptAt: 0 };

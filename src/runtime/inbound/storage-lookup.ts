@@ -5,25 +5,23 @@
  * recorded (UID ≥ the folder's UIDNEXT then): a COPY keeps the exact bytes. Message-IDs are read from the Message-ID
  * header alone (fetchMessageIds, also how an oversize message's is found without downloading it).
  */
-import type { ImapFlow } from 'imapflow';
-import { messageIdOf } from './facts.js';
+import type { Mailbox } from '../../adapters/imap.js';
 import type { Fingerprint } from '../../store/ports.js';
-import { contentHash } from './facts.js';
+import { contentHash, messageIdOf } from './facts.js';
 import { parseHeaders } from './route.js';
 
 /** The Message-IDs of `uids` in the selected folder (their Message-ID header alone is fetched), by UID. */
-export async function fetchMessageIds(client: ImapFlow, uids: readonly number[]): Promise<Map<number, string | null>> {
+export async function fetchMessageIds(client: Mailbox, uids: readonly number[]): Promise<Map<number, string | null>> {
   const ids = new Map<number, string | null>();
-  if (!uids.length) return ids;
-  for (const m of await client.fetchAll(uids.join(','), { uid: true, headers: ['message-id'] }, { uid: true }))
-    ids.set(m.uid, messageIdOf(parseHeaders(m.headers)));
+  for (const [uid, headers] of await client.fetchHeaderFields(uids, ['message-id']))
+    ids.set(uid, messageIdOf(parseHeaders(headers)));
   return ids;
 }
 
 /** Which of `ids` are in the selected folder: one SEARCH (an OR of HEADER Message-ID) and one FETCH of the hits' Message-ID headers. */
-export async function messageIdsIn(client: ImapFlow, ids: string[]): Promise<Set<string>> {
+export async function messageIdsIn(client: Mailbox, ids: string[]): Promise<Set<string>> {
   if (!ids.length) return new Set();
-  const uids = (await client.search({ or: ids.map((id) => ({ header: { 'message-id': id } })) }, { uid: true })) || [];
+  const uids = await client.search({ messageIds: ids });
   if (!uids.length) return new Set();
   // HEADER matches substrings: only an exact Message-ID counts as the copy
   return new Set([...(await fetchMessageIds(client, uids)).values()].filter((id): id is string => id !== null));
@@ -35,7 +33,7 @@ export async function messageIdsIn(client: ImapFlow, ids: string[]): Promise<Set
  * stored messages whose size matches one that is wanted.
  */
 export async function fingerprintsIn(
-  client: ImapFlow,
+  client: Mailbox,
   wanted: Record<string, Fingerprint>,
   sinceUid: number,
 ): Promise<Set<string>> {
@@ -43,18 +41,12 @@ export async function fingerprintsIn(
   if (!keys.length) return new Set();
   const sizes = new Set(keys.map((k) => wanted[k]!.size));
   // `N:*` also returns the highest UID when it is below N
-  const arrived = (await client.fetchAll(`${sinceUid}:*`, { uid: true, size: true }, { uid: true })).filter(
-    (m) => m.uid >= sinceUid && sizes.has(m.size ?? -1),
-  );
+  const arrived = (await client.fetchSizes({ from: sinceUid })).filter((m) => m.uid >= sinceUid && sizes.has(m.size));
   const needHash = keys.some((k) => wanted[k]!.sha256 !== null);
   const hashes = new Map<number, string>();
   if (needHash && arrived.length) {
-    for (const m of await client.fetchAll(
-      arrived.map((m) => m.uid).join(','),
-      { uid: true, source: true },
-      { uid: true },
-    ))
-      if (m.source) hashes.set(m.uid, contentHash(m.source));
+    for (const [uid, source] of await client.fetchSources(arrived.map((m) => m.uid)))
+      hashes.set(uid, contentHash(source));
   }
   const found = new Set<string>();
   const unused = [...arrived];

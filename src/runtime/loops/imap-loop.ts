@@ -1,7 +1,6 @@
-import type { ImapFlow } from 'imapflow';
 import type { Logger } from 'pino';
 import { classifyMailError, errorContext, type ClassifyContext } from '../../adapters/classify.js';
-import { checkImapFolders, connectImap, type ImapLogger, type VerifyImapResult } from '../../adapters/imap.js';
+import { openMailbox, type ImapLogger, type Mailbox, type VerifyImapResult } from '../../adapters/imap.js';
 import { resolveConnection } from '../../connect/connection.js';
 import type { SecretResolver } from '../../connect/secrets.js';
 import type { ImapServerSpec } from '../../config/model.js';
@@ -26,7 +25,7 @@ export interface PollStats {
 /** What a poll does with the selected folder. The inbound-mail stage plugs in here. */
 export interface InboundProcessor {
   poll(
-    client: ImapFlow,
+    client: Mailbox,
     config: ServerConfig & { spec: ImapServerSpec },
     signal: AbortSignal,
   ): Promise<PollStats | void>;
@@ -41,7 +40,7 @@ export const statusOnlyProcessor: InboundProcessor = {
 
 /** An IMAP connection opened as a loop opens it: logged in, folders checked, the inbox folder selected. */
 export interface OpenedImap {
-  client: ImapFlow;
+  client: Mailbox;
   /** Settles when the connection ends. */
   closed: Promise<void>;
   found: VerifyImapResult;
@@ -56,23 +55,17 @@ export async function openImap(
   logger: ImapLogger | false | undefined,
 ): Promise<OpenedImap> {
   const { settings, secretDigest } = await resolveConnection(spec, resolver);
-  const client = await connectImap(settings, { autoIdleDelay: AUTO_IDLE_DELAY_MS, logger });
-  const closed = new Promise<void>((resolve) => client.once('close', () => resolve()));
-  try {
-    const found = await checkImapFolders(client, settings, {
-      folder: spec.folder,
-      storageFolder: spec.storageFolder,
-      select: true,
-    });
-    return { client, closed, found, secretDigest, errorCtx: errorContext(settings) };
-  } catch (err) {
-    await disconnect(client);
-    throw err;
-  }
+  const { mailbox, found } = await openMailbox(settings, {
+    autoIdleDelay: AUTO_IDLE_DELAY_MS,
+    logger,
+    folder: spec.folder,
+    storageFolder: spec.storageFolder,
+  });
+  return { client: mailbox, closed: mailbox.closed(), found, secretDigest, errorCtx: errorContext(settings) };
 }
 
 /** Closes a connection opened for a loop that will not use it (an apply that was not carried out). */
-export const discardOpened = (opened: OpenedImap): Promise<void> => disconnect(opened.client);
+export const discardOpened = (opened: OpenedImap): Promise<void> => opened.client.disconnect();
 
 /**
  * Holds one IMAP connection: selects the inbox folder, polls on `pollSchedule` (never two polls at once) and as soon
@@ -81,7 +74,7 @@ export const discardOpened = (opened: OpenedImap): Promise<void> => disconnect(o
 export class ImapLoop extends SupervisedLoop {
   /** Ends this loop's subscription to its poll schedule. */
   private unschedule: (() => void) | null = null;
-  private client: ImapFlow | null = null;
+  private client: Mailbox | null = null;
   /** How to word (and scrub) errors of the current connection. */
   private errorCtx: ClassifyContext = {};
   private polling: Promise<void> | null = null;
@@ -197,7 +190,7 @@ export class ImapLoop extends SupervisedLoop {
     this.errorCtx = errorCtx;
     try {
       this.client = client;
-      client.on('exists', () => void this.requestPoll());
+      client.onNewMail(() => void this.requestPoll());
       this.markSuccess();
       this.schedulePolls();
       await this.requestPoll();
@@ -212,13 +205,7 @@ export class ImapLoop extends SupervisedLoop {
       this.wake = null;
       await this.polling;
       this.client = null;
-      await disconnect(client);
+      await client.disconnect();
     }
   }
-}
-
-/** Logs out of a usable connection, else just closes it. */
-async function disconnect(client: ImapFlow): Promise<void> {
-  if (client.usable) await client.logout().catch(() => client.close());
-  else client.close();
 }

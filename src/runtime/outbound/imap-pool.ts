@@ -2,15 +2,14 @@
  * IMAP connections for sent copies and stored-mail lookups, separate from the polling loops (whose connection IDLEs
  * on the inbox): at most `max` per server, opened on demand, reused, each used by one caller at a time.
  */
-import type { ImapFlow } from 'imapflow';
-import { connectImap } from '../../adapters/imap.js';
+import { connectMailbox, type Mailbox } from '../../adapters/imap.js';
 import { resolveConnection } from '../../connect/connection.js';
 import type { SecretResolver } from '../../connect/secrets.js';
 import type { ImapServerSpec } from '../../config/model.js';
 
 interface Pool {
   key: string;
-  idle: ImapFlow[];
+  idle: Mailbox[];
   open: number;
   waiters: (() => void)[];
 }
@@ -29,7 +28,7 @@ export class ImapPool {
     let pool = this.pools.get(id);
     if (pool && pool.key !== key) {
       // the server changed: new connections from now on; idle old ones are closed
-      for (const c of pool.idle) void c.logout().catch(() => c.close());
+      for (const c of pool.idle) void c.disconnect();
       pool = undefined;
     }
     if (!pool) this.pools.set(id, (pool = { key, idle: [], open: 0, waiters: [] }));
@@ -37,7 +36,7 @@ export class ImapPool {
   }
 
   /** Runs `fn` with a logged-in connection of server `id` that nobody else uses meanwhile. */
-  async with<T>(id: string, spec: ImapServerSpec, fn: (client: ImapFlow) => Promise<T>): Promise<T> {
+  async with<T>(id: string, spec: ImapServerSpec, fn: (client: Mailbox) => Promise<T>): Promise<T> {
     if (this.closed) throw new Error('the daemon is shutting down');
     const pool = this.poolOf(id, spec);
     const client = await this.acquire(pool, spec);
@@ -48,20 +47,20 @@ export class ImapPool {
     }
   }
 
-  private async acquire(pool: Pool, spec: ImapServerSpec): Promise<ImapFlow> {
+  private async acquire(pool: Pool, spec: ImapServerSpec): Promise<Mailbox> {
     for (;;) {
       const idle = pool.idle.pop();
       if (idle) {
         if (idle.usable) return idle;
         pool.open -= 1;
-        idle.close();
+        void idle.disconnect();
         continue;
       }
       if (pool.open < this.max) {
         pool.open += 1;
         try {
           const { settings } = await resolveConnection(spec, this.resolver);
-          return await connectImap(settings, { disableAutoIdle: true });
+          return await connectMailbox(settings, { disableAutoIdle: true });
         } catch (err) {
           pool.open -= 1;
           pool.waiters.shift()?.();
@@ -72,12 +71,11 @@ export class ImapPool {
     }
   }
 
-  private release(id: string, pool: Pool, client: ImapFlow): void {
+  private release(id: string, pool: Pool, client: Mailbox): void {
     if (client.usable && !this.closed && this.pools.get(id) === pool) pool.idle.push(client);
     else {
       pool.open -= 1;
-      if (client.usable) void client.logout().catch(() => client.close());
-      else client.close();
+      void client.disconnect();
     }
     pool.waiters.shift()?.();
   }
@@ -85,6 +83,6 @@ export class ImapPool {
   async closeAll(): Promise<void> {
     this.closed = true;
     const all = [...this.pools.values()].flatMap((p) => p.idle.splice(0));
-    await Promise.all(all.map((c) => c.logout().catch(() => c.close())));
+    await Promise.all(all.map((c) => c.disconnect()));
   }
 }

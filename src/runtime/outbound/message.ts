@@ -3,7 +3,7 @@
  * character in a header field are refused, so no header can be injected), and the MIME source nodemailer builds from
  * the structured fields.
  */
-import MailComposer from 'nodemailer/lib/mail-composer';
+import { composeMime } from '../../adapters/mime.js';
 import type { OutboundAttachment, OutboundRequest } from '../../api/outbound.js';
 import type { StoredOutboundMessage } from '../../store/ports.js';
 import { HttpError } from '../daemon/http.js';
@@ -128,5 +128,5 @@ export function mailFieldsOf(m: OutboundMessage) {
 
 /** Builds the MIME source from the structured fields (for a sent copy whose send happened before a restart). */
 export function composeMessage(m: OutboundMessage): Promise<Buffer> {
-  return new MailComposer(mailFieldsOf(m)).compile().build();
+  return composeMime(mailFieldsOf(m));
 }

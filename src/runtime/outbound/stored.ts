@@ -47,8 +47,8 @@ export async function fetchStored(
     const uids = await findByMessageId(client, folder, messageId);
     const uid = uids.at(-1);
     if (uid === undefined) return null;
-    const message = await client.fetchOne(String(uid), { uid: true, source: true }, { uid: true });
-    if (!message || !message.source) return null;
-    return { server: id, folder, uid, messageId, source: message.source.toString('base64') };
+    const source = (await client.fetchSources([uid])).get(uid);
+    if (!source) return null;
+    return { server: id, folder, uid, messageId, source: source.toString('base64') };
   });
 }
