@@ -35,6 +35,8 @@ export interface AppliedStore {
   /** Replaces the applied record as a whole. */
   write(record: AppliedRecord): Promise<void>;
   appendLog(entry: ApplyLogEntry): Promise<void>;
+  /** The last `limit` entries of the apply log, oldest first. */
+  recentLog(limit: number): Promise<ApplyLogEntry[]>;
 }
 
 /** One mailbox the inbound stage works: a server, and the identity (host, user, folder) its checkpoint belongs to. */

@@ -37,4 +37,18 @@ export class FileAppliedStore implements AppliedStore {
       JSON.stringify({ formatVersion: STATE_FORMAT_VERSION, ...entry }),
     );
   }
+
+  async recentLog(limit: number): Promise<ApplyLogEntry[]> {
+    const text = await readFile(this.file(APPLY_LOG_FILE), 'utf8').catch(() => '');
+    const entries: ApplyLogEntry[] = [];
+    for (const line of text.split('\n').filter(Boolean).slice(-limit)) {
+      try {
+        const { formatVersion: _version, ...entry } = JSON.parse(line) as ApplyLogEntry & { formatVersion: string };
+        entries.push(entry);
+      } catch {
+        /* a line torn by a crash in the middle of an append */
+      }
+    }
+    return entries;
+  }
 }
