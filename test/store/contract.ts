@@ -271,12 +271,12 @@ export function contractTests(name: string, harness: StoreHarness): void {
       const store = await open();
       await store.outbox.load(Date.now());
       const [m1, m2, m3] = [message(), message(), message('smtp/other')];
-      await store.outbox.accept([m1!, m2!]);
-      await store.outbox.accept([m3!]);
+      await store.outbox.accept([m1, m2]);
+      await store.outbox.accept([m3]);
       await store.outbox.record([
-        event(m1!, 'deferred', { attempts: 2, nextAttemptAt: '2030-01-01T00:00:00.000Z', reason: '451 later' }),
+        event(m1, 'deferred', { attempts: 2, nextAttemptAt: '2030-01-01T00:00:00.000Z', reason: '451 later' }),
       ]);
-      await store.outbox.record([event(m2!, 'sent', { reply: '250 ok' })]);
+      await store.outbox.record([event(m2, 'sent', { reply: '250 ok' })]);
       await store.outbox.close();
       const again = await open();
       const snapshot = await again.outbox.load(Date.now());
@@ -305,24 +305,24 @@ export function contractTests(name: string, harness: StoreHarness): void {
       const store = await open();
       await store.outbox.load(Date.now());
       const [done, failed, cancelled, open1] = [message(), message(), message(), message()];
-      await store.outbox.accept([done!, failed!, cancelled!, open1!]);
+      await store.outbox.accept([done, failed, cancelled, open1]);
       await store.outbox.record([
-        event(done!, 'done', { reply: '250 ok', storedIn: { server: 'imap/agent', folder: 'Sent' } }),
-        event(failed!, 'failed', { reason: '550 no such user' }),
-        event(cancelled!, 'cancelled'),
+        event(done, 'done', { reply: '250 ok', storedIn: { server: 'imap/agent', folder: 'Sent' } }),
+        event(failed, 'failed', { reason: '550 no such user' }),
+        event(cancelled, 'cancelled'),
       ]);
-      await store.outbox.record([event(done!, 'sent', { reply: '250 ok' })]);
+      await store.outbox.record([event(done, 'sent', { reply: '250 ok' })]);
       await store.outbox.close();
       const snapshot = await (await open()).outbox.load(Date.now());
       assert.equal(
         snapshot.open.map((o) => o.message.id),
-        [open1!.id],
+        [open1.id],
       );
       const finished = new Map(snapshot.finished.map((f) => [f.id, f]));
-      assert.is(finished.get(done!.id)?.event, 'done');
-      assert.equal(finished.get(done!.id)?.storedIn, { server: 'imap/agent', folder: 'Sent' });
-      assert.is(finished.get(failed!.id)?.reason, '550 no such user');
-      assert.is(finished.get(cancelled!.id)?.event, 'cancelled');
+      assert.is(finished.get(done.id)?.event, 'done');
+      assert.equal(finished.get(done.id)?.storedIn, { server: 'imap/agent', folder: 'Sent' });
+      assert.is(finished.get(failed.id)?.reason, '550 no such user');
+      assert.is(finished.get(cancelled.id)?.event, 'cancelled');
     }),
   );
 
@@ -331,16 +331,16 @@ export function contractTests(name: string, harness: StoreHarness): void {
       const store = await open();
       await store.outbox.load(Date.now());
       const [old, waiting] = [message(), message()];
-      await store.outbox.accept([old!]);
-      await store.outbox.accept([waiting!]);
-      await store.outbox.record([event(old!, 'done', { at: '2026-01-01T00:00:00.000Z' })]);
-      await store.outbox.record([event(waiting!, 'deferred', { at: '2026-01-01T00:00:00.000Z', attempts: 1 })]);
+      await store.outbox.accept([old]);
+      await store.outbox.accept([waiting]);
+      await store.outbox.record([event(old, 'done', { at: '2026-01-01T00:00:00.000Z' })]);
+      await store.outbox.record([event(waiting, 'deferred', { at: '2026-01-01T00:00:00.000Z', attempts: 1 })]);
       await store.outbox.close();
       const snapshot = await (await open()).outbox.load(Date.parse('2026-03-01T00:00:00Z'));
       assert.equal(snapshot.finished, []);
       assert.equal(
         snapshot.open.map((o) => o.message.id),
-        [waiting!.id],
+        [waiting.id],
       );
     }),
   );
