@@ -18,7 +18,7 @@ import {
 
 export interface StoreHarness {
   /** A fresh, empty location; returns how to open a store on it (again and again). */
-  fresh(): Promise<{ open(): Promise<Store>; location: string }>;
+  fresh(): Promise<{ open: () => Promise<Store>; location: string }>;
   /** Whether the store holds queue rows (the PostgreSQL sink). */
   holdsQueueRows: boolean;
   /** The command line of a process that opens this location's store and takes its lock (see lock-child.ts). */
