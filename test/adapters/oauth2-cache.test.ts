@@ -90,15 +90,15 @@ test('20 concurrent callers share one token request; later calls reuse the token
 });
 
 test('reused until shortly before expiry, then exactly one refresh with the rotated refresh token', async () => {
-  stack.op.ttl.accessToken = 3;
+  stack.op.ttl.accessToken = 6;
   try {
     cache.invalidate(ID);
-    const first = await cache.get(ID, source); // 3 s token: refreshed 0.6 s before it expires
+    const first = await cache.get(ID, source); // 6 s token: refreshed 1.2 s before it expires
     const before = requests();
-    await new Promise((r) => setTimeout(r, 1500));
+    await new Promise((r) => setTimeout(r, 1000));
     assert.is((await cache.get(ID, source)).accessToken, first.accessToken);
     assert.is(requests(), before);
-    await new Promise((r) => setTimeout(r, 1000)); // 2.5 s: inside the margin
+    await new Promise((r) => setTimeout(r, 4200)); // 5.2 s: inside the margin
     const got = await Promise.all(Array.from({ length: 20 }, () => cache.get(ID, source)));
     assert.is(requests() - before, 1);
     assert.is.not(got[0]!.accessToken, first.accessToken);

@@ -139,6 +139,17 @@ test("Microsoft's AADSTS code is kept as providerCode; the trace lines are not i
   assert.not.match(e.message, 'Trace ID');
 });
 
+test('a provider that echoes the request in its error: the refresh token and client secret are not repeated', async () => {
+  const rt = keep('Canary-Refresh-9f8e7d6c');
+  const { clientSecret } = confidential();
+  stack.op.tokenFault({
+    status: 400,
+    body: { error: 'invalid_request', error_description: `refresh_token=${rt}&client_secret=${clientSecret}` },
+  });
+  const e = await fails(refresh(confidential(), rt), 'config', 'oauth2-invalid-request');
+  assert.match(e.message, 'refresh_token=***&client_secret=***');
+});
+
 test('client_credentials with a secret (body and Basic): an app-only token for the app mailbox', async () => {
   const { clientId, clientSecret } = stack.op.clients.app;
   for (const clientSecretIn of ['body', 'basic'] as const) {
@@ -246,13 +257,13 @@ test('a slow token endpoint: the request times out as network ETIMEDOUT', async 
 });
 
 test('an expired access token no longer logs in (IMAP and SMTP)', async () => {
-  stack.op.ttl.accessToken = 2;
+  stack.op.ttl.accessToken = 3;
   try {
     const t = await clientCredentialsToken({ tokenUrl: stack.op.tokenUrl, ...stack.op.clients.app });
     keep(t.accessToken);
-    assert.ok(t.expiresAt <= Date.now() + 2000);
+    assert.ok(t.expiresAt <= Date.now() + 3000);
     await stack.imapLogin(USER, t.accessToken);
-    await new Promise((r) => setTimeout(r, 2500));
+    await new Promise((r) => setTimeout(r, 3500));
     await fails(stack.imapLogin(USER, t.accessToken), 'auth');
     await fails(stack.smtpLogin(USER, t.accessToken), 'auth');
   } finally {

@@ -183,7 +183,7 @@ class Store {
   }
 }
 
-/** `name="…" value="…"` pairs of the first form in `html` whose id or action matches, plus its action. */
+/** The action and the `name="…" value="…"` inputs of the first form in `html`. */
 function formOf(html: string, base: string): { action: string; fields: URLSearchParams } {
   const form = /<form\b[^>]*>[\s\S]*?<\/form>/i.exec(html)?.[0];
   if (!form) throw new Error(`no form on the page: ${html.slice(0, 300)}`);
