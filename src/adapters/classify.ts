@@ -3,7 +3,13 @@
  * Messages are built from known fields; any server text that is quoted is passed through `redact()`,
  * so a password or token given in `ctx.secrets` never ends up in a message.
  */
-import { MailError, secretOf, type ConnectionSettings, type FailureClass } from './connection.js';
+import {
+  MailError,
+  secretOf,
+  type ConnectionSettings,
+  type FailureClass,
+  type MailErrorOptions,
+} from './connection.js';
 
 export interface ClassifyContext {
   /** Where we were connecting to, for the message ("connection refused by host:port"). */
@@ -162,14 +168,15 @@ function tlsCertMessage(code: string, reason: string, at: string): string | null
 
 export function classifyMailError(err: unknown, ctx: ClassifyContext = {}): MailError {
   const secrets = ctx.secrets ?? [];
-  const mk = (
-    cls: FailureClass,
-    message: string,
-    extra: { code?: string | undefined; retryAfterMs?: number; responseCode?: number } = {},
-  ) => new MailError(cls, redact(message, secrets), extra);
+  const mk = (cls: FailureClass, message: string, extra: MailErrorOptions = {}) =>
+    new MailError(cls, redact(message, secrets), extra);
 
   if (err instanceof MailError) {
-    const copy = mk(err.failureClass, err.message, { code: err.code, responseCode: err.responseCode });
+    const copy = mk(err.failureClass, err.message, {
+      code: err.code,
+      responseCode: err.responseCode,
+      providerCode: err.providerCode,
+    });
     if (err.retryAfterMs !== undefined) copy.retryAfterMs = err.retryAfterMs;
     return copy;
   }

@@ -19,6 +19,8 @@ export interface MailErrorOptions {
   retryAfterMs?: number | undefined;
   /** SMTP reply code (e.g. 550) when the failure came from an SMTP reply. */
   responseCode?: number | undefined;
+  /** The remote service's own error code, e.g. an OAuth2 provider's `AADSTS700082` (else its `invalid_grant`). */
+  providerCode?: string | undefined;
 }
 
 /**
@@ -31,6 +33,7 @@ export class MailError extends Error {
   retryAfterMs?: number;
   code?: string;
   responseCode?: number;
+  providerCode?: string;
 
   constructor(failureClass: FailureClass, message: string, opts: MailErrorOptions = {}) {
     super(message);
@@ -38,6 +41,7 @@ export class MailError extends Error {
     if (opts.code !== undefined) this.code = opts.code;
     if (opts.retryAfterMs !== undefined) this.retryAfterMs = opts.retryAfterMs;
     if (opts.responseCode !== undefined) this.responseCode = opts.responseCode;
+    if (opts.providerCode !== undefined) this.providerCode = opts.providerCode;
   }
 }
 

@@ -65,13 +65,18 @@ test('refresh-token exchange, then IMAP login with the access token', async () =
   assert.ok(dv.oauth.stats.introspections >= 1);
 });
 
-test('unknown refresh token → auth (invalid_grant)', async () => {
-  const e = await expectFailure(fetchAccessToken(req({ refreshToken: `${REFRESH}-revoked` })), 'auth', 'invalid_grant');
-  assert.match(e.message, 'refresh token was rejected');
+test('unknown refresh token → auth oauth2-needs-login (invalid_grant)', async () => {
+  const e = await expectFailure(
+    fetchAccessToken(req({ refreshToken: `${REFRESH}-revoked` })),
+    'auth',
+    'oauth2-needs-login',
+  );
+  assert.match(e.message, 'sign-in needed');
+  assert.is(e.providerCode, 'invalid_grant');
 });
 
-test('wrong client secret → auth (invalid_client)', async () => {
-  await expectFailure(fetchAccessToken(req({ clientSecret: `${SECRET}-wrong` })), 'auth', 'invalid_client');
+test('wrong client secret → auth oauth2-client-rejected (invalid_client)', async () => {
+  await expectFailure(fetchAccessToken(req({ clientSecret: `${SECRET}-wrong` })), 'auth', 'oauth2-client-rejected');
 });
 
 test('server errors: 500 → network, 429 → throttled with Retry-After, HTML 200 → config', async () => {
@@ -81,7 +86,7 @@ test('server errors: 500 → network, 429 → throttled with Retry-After, HTML 2
   const e = await expectFailure(fetchAccessToken(req()), 'throttled');
   assert.is(e.retryAfterMs, 7000);
   dv.oauth.failNextToken(1, 200, '<html>login page</html>');
-  await expectFailure(fetchAccessToken(req()), 'config', 'NO_ACCESS_TOKEN');
+  await expectFailure(fetchAccessToken(req()), 'config', 'oauth2-bad-response');
 });
 
 test('network failures: refused, unknown host, timeout', async () => {

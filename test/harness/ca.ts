@@ -149,3 +149,30 @@ export async function createSelfSignedCert(dir: string, name = 'selfsigned', san
   );
   return readPair(dir, name);
 }
+
+/**
+ * An RSA key and a self-signed certificate for signing OAuth2 client assertions (RS256 needs RSA), as uploaded to an
+ * app registration. `<name>.crt/.key` in `dir`.
+ */
+export async function createSigningCert(dir: string, name: string, cn = name): Promise<CertFiles> {
+  await mkdir(dir, { recursive: true });
+  await openssl(
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'rsa:2048',
+      '-nodes',
+      '-keyout',
+      `${name}.key`,
+      '-out',
+      `${name}.crt`,
+      '-days',
+      '2',
+      '-subj',
+      `/CN=${cn}`,
+    ],
+    dir,
+  );
+  return readPair(dir, name);
+}

@@ -32,6 +32,12 @@ export interface DovecotOptions {
   cert?: 'ca' | 'self-signed';
   /** mail_max_userip_connections (default 1000). */
   maxUserIpConnections?: number;
+  /**
+   * Validate OAuth2 bearer tokens (XOAUTH2 / OAUTHBEARER) by introspection at this endpoint with these client
+   * credentials (e.g. `op.introspection` of test/harness/oidc.ts) instead of the built-in token server, whose
+   * setAccessToken()/setRefreshToken() then no longer log anyone in.
+   */
+  introspection?: { url: string; clientId: string; clientSecret: string };
   /** Extra raw lines appended to dovecot.conf. */
   extraConfig?: string;
   /** Keep the temp dir after stop() (also when env MAILCTL_KEEP_DOVECOT=1). */
@@ -124,6 +130,18 @@ async function ensureDovecot(): Promise<{ dovecot: string; doveadm: string }> {
   );
 }
 
+/**
+ * passdb oauth2 settings for introspection. Dovecot 2.3 POSTs `token=…&client_id=…&client_secret=…` (empty when the
+ * settings are unset), i.e. client_secret_post, the client authentication RFC 7662 servers such as oidc-provider
+ * require. (Credentials in the URL, `http://id:secret@host/…`, also work: its HTTP client sends them as Basic.)
+ */
+function introspectionSettings(url: string, client?: { clientId: string; clientSecret: string }): string {
+  const lines = [`introspection_mode = post`, `introspection_url = ${url}`, `force_introspection = yes`];
+  if (client) lines.push(`client_id = ${client.clientId}`, `client_secret = ${client.clientSecret}`);
+  lines.push(`username_attribute = username`, `active_attribute = active`, `active_value = true`);
+  return `${lines.join('\n')}\n`;
+}
+
 /** Wait until the wall-clock second changes (+ a little), see writeUser. */
 async function waitNextSecond(): Promise<void> {
   await new Promise((r) => setTimeout(r, 1000 - (Date.now() % 1000) + 20));
@@ -203,8 +221,7 @@ export async function startDovecot(opts: DovecotOptions = {}): Promise<Dovecot> 
   const oauth = await startOAuthServer();
   await writeFile(
     path.join(dir, 'etc', 'dovecot-oauth2.conf.ext'),
-    `introspection_mode = post\nintrospection_url = ${oauth.introspectionUrl}\nforce_introspection = yes\n` +
-      `username_attribute = username\nactive_attribute = active\nactive_value = true\n`,
+    introspectionSettings(opts.introspection?.url ?? oauth.introspectionUrl, opts.introspection),
     { mode: 0o644 },
   );
 

@@ -15,6 +15,11 @@ export interface SmtpServerOptions {
   users?: Record<string, string>;
   /** XOAUTH2 access tokens: { token: user }. */
   tokens?: Record<string, string>;
+  /**
+   * Also accept XOAUTH2 tokens that this RFC 7662 endpoint says are active for the user (`username`, else `sub`),
+   * asking with these client credentials (client_secret_post), e.g. `op.introspection` of test/harness/oidc.ts.
+   */
+  introspection?: { url: string; clientId: string; clientSecret: string };
   /** Test CA for the server certificate (default: a fresh one). */
   ca?: TestCa;
   /** Let clients send mail without AUTH. Default false. */
@@ -62,6 +67,24 @@ function messageIdOf(raw: Buffer): string | null {
   return m?.[1]?.replace(/\r?\n[ \t]*/g, ' ').trim() || null;
 }
 
+/** The user an introspection endpoint says `token` is active for, or undefined. */
+async function introspect(
+  client: { url: string; clientId: string; clientSecret: string },
+  token: string,
+): Promise<string | undefined> {
+  const res = await fetch(client.url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' },
+    body: new URLSearchParams({ token, client_id: client.clientId, client_secret: client.clientSecret }),
+    signal: AbortSignal.timeout(5000),
+  });
+  if (!res.ok) throw new Error(`introspection answered HTTP ${res.status}`);
+  const info = (await res.json()) as { active?: unknown; username?: unknown; sub?: unknown };
+  if (info.active !== true) return undefined;
+  const user = info.username ?? info.sub;
+  return typeof user === 'string' ? user : undefined;
+}
+
 export async function startSmtpServer(opts: SmtpServerOptions = {}): Promise<SmtpTestServer> {
   const ca = opts.ca ?? (await createTestCa());
   const cert = await ca.issue('smtp');
@@ -96,13 +119,21 @@ export async function startSmtpServer(opts: SmtpServerOptions = {}): Promise<Smt
     size: 25 * 1024 * 1024,
     onAuth(auth, _session, cb) {
       if (auth.method === 'XOAUTH2') {
-        const user = tokens.get(auth.accessToken ?? '');
-        if (user && user === auth.username) {
-          authAttempts.ok++;
-          return cb(null, { user });
-        }
-        authAttempts.failed++;
-        return cb(null, { data: { status: '401', schemes: 'bearer', scope: 'https://mail.example.com/' } });
+        const accept = (user: string | undefined) => {
+          if (user && user === auth.username) {
+            authAttempts.ok++;
+            return cb(null, { user });
+          }
+          authAttempts.failed++;
+          cb(null, { data: { status: '401', schemes: 'bearer', scope: 'https://mail.example.com/' } });
+        };
+        const known = tokens.get(auth.accessToken ?? '');
+        if (known || !opts.introspection) return accept(known);
+        introspect(opts.introspection, auth.accessToken ?? '').then(accept, (err: Error) => {
+          errors.push(err);
+          cb(smtpError(454, '4.7.0 Temporary authentication failure'));
+        });
+        return;
       }
       const pass = users.get(auth.username ?? '');
       if (pass !== undefined && pass === auth.password) {
