@@ -9,20 +9,15 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { startDovecot, type Dovecot } from '../harness/dovecot.js';
 import { flowYaml, imapYaml, smtpYaml } from '../harness/fixtures.js';
-import {
-  cli,
-  createWorkspace,
-  eventually,
-  startDaemon,
-  type DaemonProcess,
-  type Workspace,
-} from '../harness/mailctl.js';
+import { cli, createWorkspace, eventually, type DaemonProcess, type Workspace } from '../harness/mailctl.js';
 import { refusedPort } from '../harness/ports.js';
-import { startSmtpServer, type SmtpTestServer } from '../harness/smtp.js';
+import type { SmtpTestServer } from '../harness/smtp.js';
+import { startMailStack, type MailStack } from '../harness/stack.js';
 
 const CANARY = 'CANARY-secret-7f3a9d';
 const USER = 'support@example.com';
 
+let stack: MailStack;
 let dovecot: Dovecot;
 let smtp: SmtpTestServer;
 let ws: Workspace;
@@ -30,11 +25,13 @@ let daemon: DaemonProcess;
 let passwordRef: string;
 
 test.before(async () => {
-  dovecot = await startDovecot({ users: { [USER]: CANARY, 'sales@example.com': 'sales-pass' } });
-  await dovecot.createFolder(USER, 'ContactStorage');
-  smtp = await startSmtpServer({ ca: dovecot.ca, users: { [USER]: CANARY } });
-  ws = await createWorkspace();
-  passwordRef = `\${file:${await ws.writeSecret('support-password', CANARY)}}`;
+  stack = await startMailStack({
+    users: { [USER]: CANARY, 'sales@example.com': 'sales-pass' },
+    folders: { [USER]: ['ContactStorage'] },
+    smtp: { users: { [USER]: CANARY } },
+  });
+  ({ dovecot, smtp, ws } = stack);
+  passwordRef = await stack.ref(USER);
   await ws.writeServer('flow.yaml', flowYaml());
   await ws.writeServer(
     'smtp-support.yaml',
@@ -50,14 +47,12 @@ test.before(async () => {
       password: passwordRef,
     }),
   );
-  daemon = await startDaemon(ws, ['--no-watch']);
+  daemon = await stack.startDaemon(['--no-watch']);
 });
 
 test.after(async () => {
   await daemon?.kill().catch(() => undefined);
-  await smtp?.stop();
-  await dovecot?.stop();
-  await ws?.cleanup();
+  await stack?.stop();
 });
 
 const apply = (...args: string[]) => cli(['apply', '--dir', ws.dir, ...args], ws.env);
@@ -399,7 +394,7 @@ test('a restarted daemon resumes the applied configuration; SIGTERM drains withi
   const stopped = await daemon.stop('SIGTERM');
   assert.is(stopped.code, 0);
   assert.ok(stopped.ms < 30_000);
-  daemon = await startDaemon(ws, ['--no-watch']);
+  daemon = await stack.startDaemon(['--no-watch']);
   await eventually(async () => (await serverState('imap/support'))?.state === 'running', 20_000, 'resumed imap loop');
   await eventually(async () => (await serverState('smtp/support'))?.state === 'running', 20_000, 'resumed smtp loop');
 });

@@ -14,16 +14,10 @@ import { readdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { startDovecot, type Dovecot } from '../harness/dovecot.js';
+import { type Dovecot } from '../harness/dovecot.js';
 import { flowYaml, imapYaml } from '../harness/fixtures.js';
-import {
-  cli,
-  createWorkspace,
-  eventually,
-  startDaemon,
-  type DaemonProcess,
-  type Workspace,
-} from '../harness/mailctl.js';
+import { cli, eventually, type DaemonProcess, type Workspace } from '../harness/mailctl.js';
+import { startMailStack, type MailStack } from '../harness/stack.js';
 
 const SUPPORT = 'support@example.com';
 const STORAGE = 'ContactStorage';
@@ -40,6 +34,7 @@ const PLANTED = '.imap_support.json.0123456789ab.tmp';
 /** The safety-net poll the product relies on besides IDLE (as in inbound.test.ts). */
 const POLL_EVERY_10_S = '*/10 * * * * *';
 
+let stack: MailStack;
 let dovecot: Dovecot;
 let ws: Workspace;
 let daemon: DaemonProcess;
@@ -150,12 +145,11 @@ async function folder(
 }
 
 test.before(async () => {
-  dovecot = await startDovecot({ users: { [SUPPORT]: 'support-pass' } });
-  await dovecot.createFolder(SUPPORT, STORAGE);
-  ws = await createWorkspace();
+  stack = await startMailStack({ users: { [SUPPORT]: 'support-pass' }, folders: { [SUPPORT]: [STORAGE] } });
+  ({ dovecot, ws } = stack);
   queues = path.join(ws.stateDir, 'queues');
   cpFile = path.join(ws.stateDir, 'inbound', 'imap_support.json');
-  const ref = `\${file:${await ws.writeSecret('support-password', 'support-pass')}}`;
+  const ref = await stack.ref(SUPPORT);
   await ws.writeServer('flow.yaml', flowYaml('main', 'queues'));
   await ws.writeServer(
     'imap-support.yaml',
@@ -169,15 +163,13 @@ test.before(async () => {
       pollSchedule: POLL_EVERY_10_S,
     }),
   );
-  daemon = await startDaemon(ws, ['--no-watch']);
+  daemon = await stack.startDaemon(['--no-watch']);
   const r = await cli(['apply', '--dir', ws.dir], ws.env);
   assert.is(r.code, 0, r.stdout + r.stderr);
 });
 
 test.after(async () => {
-  await daemon?.kill().catch(() => undefined);
-  await dovecot?.stop();
-  if (process.env.MAILCTL_KEEP_WS !== '1') await ws?.cleanup();
+  await stack?.stop();
 });
 
 test(`SIGKILL the daemon ≥ ${MIN_KILLS} times while ${COUNT} messages arrive: each once in its queue, once in storage, all \\Seen`, async () => {
@@ -244,7 +236,7 @@ test(`SIGKILL the daemon ≥ ${MIN_KILLS} times while ${COUNT} messages arrive: 
         .map((m) => `kill ${kills}: ${m.messageId} in storage without its .json`),
     );
     const restarted = Date.now();
-    daemon = await startDaemon(ws, ['--no-watch']);
+    daemon = await stack.startDaemon(['--no-watch']);
     slowestStartMs = Math.max(slowestStartMs, Date.now() - restarted);
   };
   while ((randomKills < MIN_KILLS || !deliveryDone) && kills < MAX_KILLS) {

@@ -18,18 +18,12 @@ import { InboundMailProcessor, SinkUnavailableError } from '../../src/runtime/in
 import { FileInboundStore } from '../../src/store/file/inbound.js';
 import type { PollStats } from '../../src/runtime/loops/imap-loop.js';
 import { MAX_ATTEMPTS } from '../../src/runtime/inbound/decide.js';
-import { startDovecot, type Dovecot } from '../harness/dovecot.js';
+import { type Dovecot } from '../harness/dovecot.js';
 import { loudHook } from '../harness/expect.js';
 import { WebhookReceiver as Receiver } from '../harness/webhook.js';
 import { imapYaml } from '../harness/fixtures.js';
-import {
-  cli,
-  createWorkspace,
-  eventually,
-  startDaemon,
-  type DaemonProcess,
-  type Workspace,
-} from '../harness/mailctl.js';
+import { cli, eventually, type DaemonProcess, type Workspace } from '../harness/mailctl.js';
+import { startMailStack, type MailStack } from '../harness/stack.js';
 
 const HOOK = 'hook@example.com';
 const DIR = 'dir@example.com';
@@ -39,6 +33,7 @@ const STORAGE = 'ContactStorage';
 const SECRET = 'webhook-signing-secret-4f1c9a';
 const POLL_EVERY_10_S = '*/10 * * * * *';
 
+let stack: MailStack;
 let dovecot: Dovecot;
 let ws: Workspace;
 let daemon: DaemonProcess;
@@ -113,13 +108,12 @@ async function assertQuarantined(user: string, id: string, reason: string): Prom
 
 test.before(
   loudHook(async () => {
-    dovecot = await startDovecot({
+    stack = await startMailStack({
       users: { [HOOK]: 'hook-pass', [DIR]: 'dir-pass', [POISON]: 'poison-pass', [DOWN]: 'down-pass' },
     });
-    for (const u of [HOOK, DIR, POISON, DOWN]) await dovecot.createFolder(u, STORAGE);
+    ({ dovecot, ws } = stack);
     hook = new Receiver();
     await hook.start();
-    ws = await createWorkspace();
     queues = path.join(ws.stateDir, 'queues');
     const secretRef = `\${file:${await ws.writeSecret('webhook-secret', SECRET)}}`;
     await ws.writeServer(
@@ -143,7 +137,6 @@ test.before(
         '',
       ].join('\n'),
     );
-    const ref = async (user: string, pass: string) => `\${file:${await ws.writeSecret(`${user}-password`, pass)}}`;
     await ws.writeServer(
       'imap-hook.yaml',
       imapYaml({
@@ -151,7 +144,7 @@ test.before(
         user: HOOK,
         port: dovecot.ports.imap,
         caFile: dovecot.caFile,
-        password: await ref(HOOK, 'hook-pass'),
+        password: await stack.ref(HOOK),
         storageFolder: STORAGE,
         flow: 'hooks',
         pollSchedule: POLL_EVERY_10_S,
@@ -164,14 +157,14 @@ test.before(
         user: DIR,
         port: dovecot.ports.imap,
         caFile: dovecot.caFile,
-        password: await ref(DIR, 'dir-pass'),
+        password: await stack.ref(DIR),
         storageFolder: STORAGE,
         flow: 'main',
         pollSchedule: POLL_EVERY_10_S,
         extra: 'maxMessageSize: 100000',
       }),
     );
-    daemon = await startDaemon(ws, ['--no-watch']);
+    daemon = await stack.startDaemon(['--no-watch']);
     const r = await cli(['apply', '--dir', ws.dir], ws.env);
     if (r.code !== 0) throw new Error(`apply failed: ${r.stdout}${r.stderr}`);
   }),
@@ -179,10 +172,8 @@ test.before(
 
 test.after(async () => {
   if (process.env.MAILCTL_SHOW_LOG === '1') console.log(daemon?.output());
-  await daemon?.kill().catch(() => undefined);
   await hook?.stop();
-  await dovecot?.stop();
-  if (process.env.MAILCTL_KEEP_WS !== '1') await ws?.cleanup();
+  await stack?.stop();
 });
 
 test('webhook: signed JSON with the metadata, the source in base64 and an Idempotency-Key; then copied and \\Seen', async () => {

@@ -7,22 +7,17 @@ import { readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { startDovecot, type Dovecot } from '../harness/dovecot.js';
+import { type Dovecot } from '../harness/dovecot.js';
 import { flowYaml, imapYaml } from '../harness/fixtures.js';
-import {
-  cli,
-  createWorkspace,
-  eventually,
-  startDaemon,
-  type DaemonProcess,
-  type Workspace,
-} from '../harness/mailctl.js';
+import { cli, eventually, type DaemonProcess, type Workspace } from '../harness/mailctl.js';
+import { startMailStack, type MailStack } from '../harness/stack.js';
 
 const SUPPORT = 'support@example.com';
 const SALES = 'sales@example.com';
 const ARCHIVE = 'archive@example.com';
 const STORAGE = 'ContactStorage';
 
+let stack: MailStack;
 let dovecot: Dovecot;
 let ws: Workspace;
 let daemon: DaemonProcess;
@@ -132,15 +127,14 @@ const archiveUnread = mail({ subject: 'Archive old unread', to: ARCHIVE });
 const archiveRead = mail({ subject: 'Archive old read', to: ARCHIVE });
 
 test.before(async () => {
-  dovecot = await startDovecot({
+  stack = await startMailStack({
     users: { [SUPPORT]: 'support-pass', [SALES]: 'sales-pass', [ARCHIVE]: 'archive-pass' },
   });
-  for (const user of [SUPPORT, SALES, ARCHIVE]) await dovecot.createFolder(user, STORAGE);
-  ws = await createWorkspace();
+  ({ dovecot, ws } = stack);
   queues = path.join(ws.stateDir, 'queues');
-  const supportRef = `\${file:${await ws.writeSecret('support-password', 'support-pass')}}`;
-  const salesRef = `\${file:${await ws.writeSecret('sales-password', 'sales-pass')}}`;
-  const archiveRef = `\${file:${await ws.writeSecret('archive-password', 'archive-pass')}}`;
+  const supportRef = await stack.ref(SUPPORT);
+  const salesRef = await stack.ref(SALES);
+  const archiveRef = await stack.ref(ARCHIVE);
   await ws.writeServer(
     'flow.yaml',
     `${flowYaml().replace('routes:\n', 'routes:\n  - queue: blocked\n    when:\n      subject: "*blocked*"\n')}autoReplies:\n  queue: auto\n`,
@@ -195,13 +189,11 @@ test.before(async () => {
     const [read] = await inFolder(user, 'INBOX', id);
     await dovecot.doveadm(['flags', 'add', '-u', user, '\\Seen', 'mailbox', 'INBOX', 'uid', String(read!.uid)]);
   }
-  daemon = await startDaemon(ws, ['--no-watch']);
+  daemon = await stack.startDaemon(['--no-watch']);
 });
 
 test.after(async () => {
-  await daemon?.kill().catch(() => undefined);
-  await dovecot?.stop();
-  if (process.env.MAILCTL_KEEP_WS !== '1') await ws?.cleanup();
+  await stack?.stop();
 });
 
 test('apply starts the loops; backfill unseen delivers the unread mail present at first apply, not the read mail', async () => {
@@ -355,7 +347,7 @@ test('a message marked \\Seen by another client before the poll is still process
   await dovecot.deliver(SUPPORT, readFirst.raw);
   const [m] = await inFolder(SUPPORT, 'INBOX', readFirst.id);
   await dovecot.doveadm(['flags', 'add', '-u', SUPPORT, '\\Seen', 'mailbox', 'INBOX', 'uid', String(m!.uid)]);
-  daemon = await startDaemon(ws, ['--no-watch']);
+  daemon = await stack.startDaemon(['--no-watch']);
   await assertSettled(SUPPORT, readFirst.id, 'general');
   const [, newKey] = (await pairsOf(readFirst.id))[0]!;
   await new Promise((res) => setTimeout(res, 1500));
@@ -380,7 +372,7 @@ test('other flags are kept: \\Seen is added, never replacing', async () => {
   await dovecot.deliver(SUPPORT, flagged.raw);
   const [m] = await inFolder(SUPPORT, 'INBOX', flagged.id);
   await dovecot.doveadm(['flags', 'add', '-u', SUPPORT, '\\Flagged', 'mailbox', 'INBOX', 'uid', String(m!.uid)]);
-  daemon = await startDaemon(ws, ['--no-watch']);
+  daemon = await stack.startDaemon(['--no-watch']);
   await assertSettled(SUPPORT, flagged.id, 'general');
   const flags = (await inFolder(SUPPORT, 'INBOX', flagged.id))[0]!.flags;
   assert.ok(flags.includes('\\Flagged') && flags.includes('\\Seen'), flags.join(' '));

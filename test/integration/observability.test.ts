@@ -6,21 +6,16 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { startDovecot, type Dovecot } from '../harness/dovecot.js';
 import { flowYaml, imapYaml, smtpYaml } from '../harness/fixtures.js';
-import {
-  cli,
-  createWorkspace,
-  eventually,
-  startDaemon,
-  type DaemonProcess,
-  type Workspace,
-} from '../harness/mailctl.js';
-import { startSmtpServer, type SmtpTestServer } from '../harness/smtp.js';
+import { cli, eventually, type DaemonProcess, type Workspace } from '../harness/mailctl.js';
+import { type SmtpTestServer } from '../harness/smtp.js';
 import { base64Cores } from '../../src/runtime/daemon/scrubber.js';
+import { startMailStack, type MailStack } from '../harness/stack.js';
 
 const CANARY = 'CANARY-obs-secret-91c4e2';
 const USER = 'support@example.com';
 const OTHER = 'sales@example.com';
 
+let stack: MailStack;
 let dovecot: Dovecot;
 let doomed: Dovecot;
 let smtp: SmtpTestServer;
@@ -28,15 +23,13 @@ let ws: Workspace;
 let daemon: DaemonProcess;
 
 test.before(async () => {
-  [dovecot, doomed] = await Promise.all([
-    startDovecot({ users: { [USER]: CANARY } }),
+  [stack, doomed] = await Promise.all([
+    startMailStack({ users: { [USER]: CANARY }, smtp: true }),
     startDovecot({ users: { [OTHER]: CANARY } }),
   ]);
-  await dovecot.createFolder(USER, 'ContactStorage');
+  ({ dovecot, smtp, ws } = stack);
   await doomed.createFolder(OTHER, 'ContactStorage');
-  smtp = await startSmtpServer({ ca: dovecot.ca, users: { [USER]: CANARY } });
-  ws = await createWorkspace();
-  const ref = `\${file:${await ws.writeSecret('password', CANARY)}}`;
+  const ref = await stack.ref(USER);
   await ws.writeServer('flow.yaml', flowYaml());
   await ws.writeServer(
     'imap-support.yaml',
@@ -64,14 +57,11 @@ test.before(async () => {
     'smtp-support.yaml',
     smtpYaml({ shortName: 'support', user: USER, port: smtp.port, caFile: smtp.caFile, password: ref }),
   );
-  daemon = await startDaemon(ws, ['--no-watch', '--log-level', 'trace']);
+  daemon = await stack.startDaemon(['--no-watch', '--log-level', 'trace']);
 });
 
 test.after(async () => {
-  await daemon?.kill().catch(() => undefined);
-  await smtp?.stop();
-  await Promise.all([dovecot?.stop(), doomed?.stop()]);
-  await ws?.cleanup();
+  await Promise.all([stack?.stop(), doomed?.stop()]);
 });
 
 const scrape = async () => {

@@ -7,34 +7,27 @@ import { readdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { startDovecot, type Dovecot } from '../harness/dovecot.js';
+import { type Dovecot } from '../harness/dovecot.js';
 import { flowYaml, imapYaml, smtpYaml } from '../harness/fixtures.js';
-import {
-  cli,
-  createWorkspace,
-  eventually,
-  startDaemon,
-  type DaemonProcess,
-  type Workspace,
-} from '../harness/mailctl.js';
-import { startSmtpServer, type SmtpTestServer } from '../harness/smtp.js';
+import { cli, eventually, type DaemonProcess, type Workspace } from '../harness/mailctl.js';
+import { type SmtpTestServer } from '../harness/smtp.js';
+import { startMailStack, type MailStack } from '../harness/stack.js';
 
 const AGENT = 'agent@example.com';
 const STORAGE = 'ContactStorage';
 const COUNT = 500;
 const KILLS = 5;
 
+let stack: MailStack;
 let dovecot: Dovecot;
 let smtp: SmtpTestServer;
 let ws: Workspace;
 let daemon: DaemonProcess;
 
 test.before(async () => {
-  dovecot = await startDovecot({ users: { [AGENT]: 'agent-pass' } });
-  await dovecot.createFolder(AGENT, STORAGE);
-  smtp = await startSmtpServer({ ca: dovecot.ca, users: { [AGENT]: 'agent-pass' } });
-  ws = await createWorkspace();
-  const ref = `\${file:${await ws.writeSecret('agent', 'agent-pass')}}`;
+  stack = await startMailStack({ users: { [AGENT]: 'agent-pass' }, folders: { [AGENT]: [STORAGE] }, smtp: true });
+  ({ dovecot, smtp, ws } = stack);
+  const ref = await stack.ref(AGENT);
   await ws.writeServer('flow.yaml', flowYaml());
   await ws.writeServer(
     'imap.yaml',
@@ -51,16 +44,13 @@ test.before(async () => {
     'smtp.yaml',
     smtpYaml({ shortName: 'agent', user: AGENT, port: smtp.port, caFile: smtp.caFile, password: ref }),
   );
-  daemon = await startDaemon(ws, ['--no-watch']);
+  daemon = await stack.startDaemon(['--no-watch']);
   const r = await cli(['apply', '--dir', ws.dir], ws.env);
   assert.is(r.code, 0, r.stdout + r.stderr);
 });
 
 test.after(async () => {
-  await daemon?.kill().catch(() => undefined);
-  await smtp?.stop();
-  await dovecot?.stop();
-  if (process.env.MAILCTL_KEEP_WS !== '1') await ws?.cleanup();
+  await stack?.stop();
 });
 
 test(`SIGKILL ${KILLS} times while ${COUNT} messages are queued: none lost, duplicates share the Message-ID, one sent copy each`, async () => {
@@ -100,7 +90,7 @@ test(`SIGKILL ${KILLS} times while ${COUNT} messages are queued: none lost, dupl
         'MAILCTL-OUTBOX 1 5000\n{"formatVersion":1,"message":{"id":"1111',
         { mode: 0o600 },
       );
-    daemon = await startDaemon(ws, ['--no-watch']);
+    daemon = await stack.startDaemon(['--no-watch']);
   }
   assert.ok(midStream >= 3, `only ${midStream} of ${KILLS} kills came while messages were still being sent`);
   const settled = await eventually(

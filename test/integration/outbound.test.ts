@@ -7,17 +7,11 @@ import { readdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { startDovecot, type Dovecot } from '../harness/dovecot.js';
+import { type Dovecot } from '../harness/dovecot.js';
 import { flowYaml, imapYaml, smtpYaml } from '../harness/fixtures.js';
-import {
-  cli,
-  createWorkspace,
-  eventually,
-  startDaemon,
-  type DaemonProcess,
-  type Workspace,
-} from '../harness/mailctl.js';
-import { startSmtpServer, type SmtpTestServer } from '../harness/smtp.js';
+import { cli, eventually, type DaemonProcess, type Workspace } from '../harness/mailctl.js';
+import { type SmtpTestServer } from '../harness/smtp.js';
+import { startMailStack, type MailStack } from '../harness/stack.js';
 
 const AGENT = 'agent@example.com';
 const AGENT2 = 'agent2@example.com';
@@ -32,6 +26,7 @@ const PASS = {
   [SYSTEM]: 'system-CANARY-5eed',
 };
 
+let stack: MailStack;
 let dovecot: Dovecot;
 let smtp: SmtpTestServer;
 let ws: Workspace;
@@ -107,11 +102,12 @@ test.before(async () => {
 });
 
 async function setup(): Promise<void> {
-  dovecot = await startDovecot({ users: { [AGENT]: PASS[AGENT], [AGENT2]: PASS[AGENT2] } });
-  await dovecot.createFolder(AGENT, STORAGE);
-  await dovecot.createFolder(AGENT2, STORAGE);
-  smtp = await startSmtpServer({ ca: dovecot.ca, users: PASS });
-  ws = await createWorkspace();
+  stack = await startMailStack({
+    users: { [AGENT]: PASS[AGENT], [AGENT2]: PASS[AGENT2] },
+    folders: { [AGENT]: [STORAGE], [AGENT2]: [STORAGE] },
+    smtp: { users: PASS },
+  });
+  ({ dovecot, smtp, ws } = stack);
   for (const [user, pass] of Object.entries(PASS)) refs[user] = `\${file:${await ws.writeSecret(user, pass)}}`;
   await writeServers();
   const systemFile = path.join(ws.root, 'system-smtp.yaml');
@@ -119,16 +115,13 @@ async function setup(): Promise<void> {
     systemFile,
     smtpYaml({ shortName: 'system', user: SYSTEM, port: smtp.port, caFile: smtp.caFile, password: refs[SYSTEM]! }),
   );
-  daemon = await startDaemon(ws, ['--no-watch', '--system-smtp', systemFile]);
+  daemon = await stack.startDaemon(['--no-watch', '--system-smtp', systemFile]);
   const r = await apply();
   assert.is(r.code, 0, r.stdout + r.stderr);
 }
 
 test.after(async () => {
-  await daemon?.kill().catch(() => undefined);
-  await smtp?.stop();
-  await dovecot?.stop();
-  if (process.env.MAILCTL_KEEP_WS !== '1') await ws?.cleanup();
+  await stack?.stop();
 });
 
 test('From selection: the user, an additional address in any case; an unknown address is 422 naming the configured ones', async () => {

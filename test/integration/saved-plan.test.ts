@@ -6,23 +6,18 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { startDovecot, type Dovecot } from '../harness/dovecot.js';
+import { type Dovecot } from '../harness/dovecot.js';
 import { flowYaml, imapYaml, smtpYaml } from '../harness/fixtures.js';
-import {
-  cli,
-  createWorkspace,
-  eventually,
-  startDaemon,
-  type DaemonProcess,
-  type Workspace,
-} from '../harness/mailctl.js';
-import { startSmtpServer, type SmtpTestServer } from '../harness/smtp.js';
+import { cli, eventually, type DaemonProcess, type Workspace } from '../harness/mailctl.js';
+import { type SmtpTestServer } from '../harness/smtp.js';
+import { startMailStack, type MailStack } from '../harness/stack.js';
 
 const A = 'alice@example.com';
 const B = 'bob@example.com';
 const PW_A = 'Qz7-first-secret';
 const PW_B = 'Kx4-second-secret';
 
+let stack: MailStack;
 let dovecot: Dovecot;
 let smtp: SmtpTestServer;
 let ws: Workspace;
@@ -44,26 +39,21 @@ const serverState = async (id: string) =>
   (await daemon.api('GET', '/v1/status')).body.servers.find((s: { id: string }) => s.id === id);
 
 test.before(async () => {
-  dovecot = await startDovecot({ users: { [A]: PW_A } });
-  await dovecot.createFolder(A, 'ContactStorage');
-  smtp = await startSmtpServer({ ca: dovecot.ca, users: { [A]: PW_A, [B]: PW_B } });
-  ws = await createWorkspace();
+  stack = await startMailStack({ users: { [A]: PW_A }, smtp: { users: { [A]: PW_A, [B]: PW_B } } });
+  ({ dovecot, smtp, ws } = stack);
   refA = `\${file:${await ws.writeSecret('alice-password', PW_A)}}`;
   refB = `\${file:${await ws.writeSecret('bob-password', PW_B)}}`;
   await ws.writeServer('flow.yaml', flowYaml());
   await ws.writeServer('imap-a.yaml', imapA());
   await ws.writeServer('smtp-a.yaml', smtpA());
-  daemon = await startDaemon(ws, ['--no-watch']);
+  daemon = await stack.startDaemon(['--no-watch']);
   const r = await apply('--dir', ws.dir);
   assert.is(r.code, 0, r.stdout + r.stderr);
   await eventually(async () => (await serverState('imap/a'))?.state === 'running', 20_000, 'imap/a running');
 });
 
 test.after(async () => {
-  await daemon?.kill().catch(() => undefined);
-  await smtp?.stop();
-  await dovecot?.stop();
-  await ws?.cleanup();
+  await stack?.stop();
 });
 
 test('plan against the daemon (found through MAILCTL_STATE_DIR): no changes → --detailed-exitcode 0', async () => {

@@ -1,0 +1,73 @@
+/**
+ * The start-up every integration test shares: a private Dovecot with its users (and each user's storage folder), an
+ * SMTP server trusting the same CA when asked, a scratch workspace with each user's password as a secret file, and the
+ * daemons the test starts — all stopped and removed by `stop()` (the workspace kept with MAILCTL_KEEP_WS=1).
+ *
+ *   const stack = await startMailStack({ users: { 'a@example.com': 'pw' }, smtp: true });
+ *   await stack.ws.writeServer('a.yaml', imapYaml({ ..., password: stack.ref('a@example.com') }));
+ *   const daemon = await stack.startDaemon(['--no-watch']);
+ *   ...
+ *   await stack.stop();
+ */
+import { startDovecot, type Dovecot, type DovecotOptions } from './dovecot.js';
+import { createWorkspace, startDaemon, type DaemonProcess, type Workspace } from './mailctl.js';
+import { startSmtpServer, type SmtpServerOptions, type SmtpTestServer } from './smtp.js';
+
+export interface MailStackOptions {
+  /** Mailbox users and their passwords (Dovecot's; also the SMTP server's unless `smtp.users` says otherwise). */
+  users: Record<string, string>;
+  /** Folders created before any daemon starts (a storage folder must exist); default: `ContactStorage` for each user. */
+  folders?: Record<string, string[]>;
+  /** An SMTP server that trusts the same CA: `true` for the same users, or its own options. */
+  smtp?: boolean | Omit<SmtpServerOptions, 'ca'>;
+  dovecot?: Omit<DovecotOptions, 'users'>;
+}
+
+export interface MailStack {
+  dovecot: Dovecot;
+  /** The SMTP server, or null when none was asked for (reading it then is a test's mistake and throws). */
+  smtp: SmtpTestServer;
+  ws: Workspace;
+  /** `${file:…}` of the user's password, written to the workspace's secrets folder on first use. */
+  ref(user: string): Promise<string>;
+  /** Starts a daemon on the workspace; stopped by `stop()` if the test has not. */
+  startDaemon(args?: string[], env?: NodeJS.ProcessEnv): Promise<DaemonProcess>;
+  stop(): Promise<void>;
+}
+
+export async function startMailStack(options: MailStackOptions): Promise<MailStack> {
+  const dovecot = await startDovecot({ ...options.dovecot, users: options.users });
+  const folders = options.folders ?? Object.fromEntries(Object.keys(options.users).map((u) => [u, ['ContactStorage']]));
+  for (const [user, names] of Object.entries(folders)) for (const name of names) await dovecot.createFolder(user, name);
+  const smtpOptions = options.smtp === true ? { users: options.users } : options.smtp || null;
+  const smtp = smtpOptions ? await startSmtpServer({ ...smtpOptions, ca: dovecot.ca }) : null;
+  const ws = await createWorkspace();
+  const refs = new Map<string, string>();
+  const daemons: DaemonProcess[] = [];
+  return {
+    dovecot,
+    get smtp(): SmtpTestServer {
+      if (!smtp) throw new Error('this stack has no SMTP server (startMailStack({ smtp: true }))');
+      return smtp;
+    },
+    ws,
+    async ref(user) {
+      const password = options.users[user];
+      if (password === undefined) throw new Error(`${user} is not a user of this stack`);
+      let ref = refs.get(user);
+      if (!ref) refs.set(user, (ref = `\${file:${await ws.writeSecret(`${user}.password`, password)}}`));
+      return ref;
+    },
+    async startDaemon(args = ['--no-watch'], env = {}) {
+      const daemon = await startDaemon(ws, args, env);
+      daemons.push(daemon);
+      return daemon;
+    },
+    async stop() {
+      await Promise.all(daemons.map((d) => d.kill().catch(() => undefined)));
+      await smtp?.stop();
+      await dovecot.stop();
+      if (process.env.MAILCTL_KEEP_WS !== '1') await ws.cleanup();
+    },
+  };
+}
