@@ -3,6 +3,7 @@ import { MailError, type FailureClass } from '../adapters/connection.js';
 import { classifyMailError } from '../adapters/classify.js';
 import type { ServerConfig } from '../plan/model.js';
 import { backoffDelay, sleep } from './backoff.js';
+import { metrics } from './metrics.js';
 
 export type LoopState = 'starting' | 'running' | 'backoff' | 'failed' | 'stopped';
 
@@ -112,6 +113,7 @@ export abstract class SupervisedLoop {
         const error = err instanceof MailError ? err : classifyMailError(err);
         this.recordError(error);
         this.current.attempts += 1;
+        metrics.loopRestarted(this.id);
         const delay = backoffDelay(this.current.attempts, error.retryAfterMs);
         this.setState(NEEDS_ATTENTION.has(error.failureClass) ? 'failed' : 'backoff');
         this.log.warn(

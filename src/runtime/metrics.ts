@@ -62,6 +62,12 @@ export class DaemonMetrics {
     labelNames: ['server', 'kind'],
     registers: [this.registry],
   });
+  private readonly loopRestarts = new Counter({
+    name: `${PREFIX}loop_restarts_total`,
+    help: 'Sessions of a supervised loop that ended with a failure and are retried after a backoff',
+    labelNames: ['server'],
+    registers: [this.registry],
+  });
   private readonly reconciles = new Counter({
     name: `${PREFIX}reconciles_total`,
     help: 'Reconciles by outcome',
@@ -141,6 +147,10 @@ export class DaemonMetrics {
   outboundMessage(server: string, outcome: 'sent' | 'deferred' | 'failed'): void {
     if (outcome === 'sent') this.sent.inc({ server });
     else this.sendFailed.inc({ server, kind: outcome === 'deferred' ? 'temporary' : 'permanent' });
+  }
+
+  loopRestarted(server: string): void {
+    this.loopRestarts.inc({ server });
   }
 
   reconciled(outcome: string, at: Date = new Date()): void {
