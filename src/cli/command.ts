@@ -17,6 +17,8 @@ export interface Command {
   summary: string;
   usage: string;
   options: OptionSpecs;
+  /** Words that may come first among the positionals (`quarantine list`), for shell completion. */
+  subcommands?: readonly string[];
   /** Positional arguments allowed (at most this many). */
   positionals?: number;
   run(context: { values: Values; positionals: string[]; output: Output; io: IO }): Promise<number>;

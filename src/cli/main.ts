@@ -19,6 +19,7 @@ const COMMAND_MODULES: Record<string, () => Promise<Command>> = {
   state: () => import('./commands/state.js').then((m) => m.stateCommand),
   schema: () => import('./commands/schema.js').then((m) => m.schemaCommand),
   init: () => import('./commands/init.js').then((m) => m.initCommand),
+  completion: () => import('./commands/completion.js').then((m) => m.completionCommand),
 };
 
 /** Every command, loaded (for help text and for tests that check examples against the real flags). */

@@ -10,6 +10,7 @@ export const outboxCommand: Command = {
   summary: "List the messages waiting in the daemon's outbox, or cancel one",
   usage: 'mailctl outbox list | cancel ID [--server URL] [--state-dir DIR] [--token-file FILE] [--format text|json]',
   options: { ...DAEMON_OPTIONS },
+  subcommands: ['list', 'cancel'],
   positionals: 2,
   async run({ values, positionals, output, io }) {
     const [action, id] = positionals;

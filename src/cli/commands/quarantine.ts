@@ -24,6 +24,7 @@ export const quarantineCommand: Command = {
     'token-file': { type: 'string' },
     for: { type: 'string' },
   },
+  subcommands: ['list', 'release'],
   positionals: 2,
   async run({ values, positionals, output, io }) {
     const [sub, key] = positionals;

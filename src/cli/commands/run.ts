@@ -8,6 +8,7 @@ import { stringOption, type Command } from '../command.js';
 import { EXIT, UserError } from '../errors.js';
 
 export const DEFAULT_LISTEN = '127.0.0.1:8425';
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
 export function parseListen(text: string, allowRemote: boolean): { host: string; port: number } {
   const match = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(text);
@@ -45,8 +46,8 @@ export const runCommand: Command = {
   async run({ values, output, io }) {
     const listen = parseListen(stringOption(values, 'listen') ?? DEFAULT_LISTEN, values['allow-remote'] === true);
     const logLevel = stringOption(values, 'log-level') ?? 'info';
-    if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(logLevel))
-      throw new UserError(`--log-level must be one of fatal, error, warn, info, debug, trace, silent`);
+    if (!(LOG_LEVELS as readonly string[]).includes(logLevel))
+      throw new UserError(`--log-level must be one of ${LOG_LEVELS.join(', ')}`);
     const systemSmtpFile = stringOption(values, 'system-smtp');
     let systemSmtp = null;
     if (systemSmtpFile) {

@@ -48,6 +48,7 @@ export const stateCommand: Command = {
   summary: 'state pull: print the running state of the daemon as a state file (for plan --state FILE)',
   usage: 'mailctl state pull [--server URL] [--state-dir DIR] [--token-file FILE] > FILE',
   options: { server: { type: 'string' }, 'state-dir': { type: 'string' }, 'token-file': { type: 'string' } },
+  subcommands: ['pull'],
   positionals: 1,
   async run({ values, positionals, output, io }) {
     const [sub] = positionals;
