@@ -37,6 +37,7 @@ export abstract class SupervisedLoop {
     private readonly now: () => Date = () => new Date(),
   ) {
     this.config = config;
+    metrics.loopCreated(id, config.spec.type);
     this.current = {
       state: 'starting',
       since: this.now().toISOString(),

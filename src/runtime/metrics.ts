@@ -149,8 +149,29 @@ export class DaemonMetrics {
     else this.sendFailed.inc({ server, kind: outcome === 'deferred' ? 'temporary' : 'permanent' });
   }
 
+  /**
+   * A loop for `server` exists: its counters are exported at 0 from now on. A series that first appears at 1 has no
+   * increase for rate() and increase() to see, so a server's first quarantine or send failure would raise no alert.
+   */
+  loopCreated(server: string, type: 'imap' | 'smtp'): void {
+    this.loopRestarts.inc({ server }, 0);
+    if (type === 'imap') {
+      for (const result of ['ok', 'failed']) this.polls.inc({ server, result }, 0);
+      this.delivered.inc({ server }, 0);
+      this.quarantined.inc({ server }, 0);
+    } else {
+      this.sent.inc({ server }, 0);
+      for (const kind of ['temporary', 'permanent']) this.sendFailed.inc({ server, kind }, 0);
+    }
+  }
+
   loopRestarted(server: string): void {
     this.loopRestarts.inc({ server });
+  }
+
+  /** Every outcome a reconcile can have, exported at 0 (see loopCreated). */
+  reconcileOutcomes(outcomes: readonly string[]): void {
+    for (const result of outcomes) this.reconciles.inc({ result }, 0);
   }
 
   reconciled(outcome: string, at: Date = new Date()): void {

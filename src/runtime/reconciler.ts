@@ -118,7 +118,9 @@ export class Reconciler {
     private readonly supervisor: Supervisor,
     private readonly resolver: SecretResolver,
     private readonly log: Logger,
-  ) {}
+  ) {
+    metrics.reconcileOutcomes(Object.keys(EXIT_CODE));
+  }
 
   get state(): ObservedState {
     return this.applied;
