@@ -4,6 +4,7 @@
  */
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 
 const run = promisify(execFile);
@@ -12,7 +13,8 @@ export const canAptInstall = (): boolean => process.getuid?.() === 0 && existsSy
 
 /**
  * `apt-get update && apt-get install -y PACKAGES`. Test files run two at a time and may both install something: each
- * waits up to 5 minutes for the other's dpkg lock instead of failing at once.
+ * waits up to 5 minutes for the other's lock instead of failing at once (dpkg's through apt's own timeout; the lists
+ * lock of `apt-get update`, which that timeout does not cover, by trying again).
  */
 export async function aptInstall(
   packages: string[],
@@ -24,8 +26,14 @@ export async function aptInstall(
   const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
   const lock = ['-o', 'DPkg::Lock::Timeout=300'];
   for (const args of [['update'], install]) {
-    await run('apt-get', [...lock, ...args], { env, maxBuffer: 64 << 20 }).catch((err: { stderr?: string }) => {
-      throw new Error(`apt-get ${args.join(' ')} failed: ${err.stderr?.trim().split('\n').slice(-5).join('\n')}`);
-    });
+    for (let attempt = 1; ; attempt++) {
+      const failure = await run('apt-get', [...lock, ...args], { env, maxBuffer: 64 << 20 }).then(
+        () => null,
+        (err: { stderr?: string }) => err.stderr?.trim() ?? '',
+      );
+      if (failure === null) break;
+      if (/Could not get lock/.test(failure) && attempt < 60) await sleep(5000);
+      else throw new Error(`apt-get ${args.join(' ')} failed: ${failure.split('\n').slice(-5).join('\n')}`);
+    }
   }
 }
