@@ -138,14 +138,16 @@ export async function idleRss(
   return { early, idle };
 }
 
+/** `ids`: run as that user and group (the bench's peers, when it runs as root). */
 export function spawnJson(
   cmd: string,
   args: string[],
   env: NodeJS.ProcessEnv,
   timeoutMs: number,
+  ids?: { uid: number; gid: number },
 ): Promise<{ code: number | null; lines: any[]; stderr: string; stdout: string }> {
   return new Promise((resolve) => {
-    const child = spawn(cmd, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(cmd, args, { env, stdio: ['ignore', 'pipe', 'pipe'], ...ids });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d) => (stdout += d));

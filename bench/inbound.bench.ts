@@ -2,15 +2,17 @@
  * Inbound benchmark (`npm run bench:inbound`), against a private Dovecot (test/harness/dovecot.ts) and the real daemon:
  *   - throughput: N (5,000) messages of ~4 KB already in the inbox (filled by LMTP beforehand, not timed), until all are
  *     in the directory sink (.json), copied to the storage folder and \Seen. Same-run baselines on identical fresh
- *     mailboxes (Maildir files written directly, then synced by doveadm): a bare imapflow script (bench/inbound-bare.ts) and
- *     fetchmail (`--keep`, an MDA writing .eml and .json with and without fsync; no COPY: fetchmail cannot copy). Completion is observed from
- *     outside in the same way for all three (sink .json count, then `doveadm mailbox status`). Order: a warm-up run of
- *     the bare script (not counted), mailctl, bare, bare, mailctl (each figure over its two runs), fetchmail.
+ *     mailboxes (Maildir files written directly, then synced by doveadm): a bare imapflow script (bench/inbound-bare.ts),
+ *     and the peers fetchmail (`--keep`, an MDA writing .eml and .json with and without fsync) and getmail6 (the fsync
+ *     MDA), neither of which can COPY; the peers are installed with apt-get when missing (bench/peers.ts) and run as an
+ *     unprivileged user. Completion is observed from outside in the same way for every contender (sink .json count,
+ *     then `doveadm mailbox status`). Order: a warm-up run of the bare script (not counted), mailctl, bare, bare,
+ *     mailctl (each figure over its two runs), fetchmail, getmail6.
  *   - latency: 100 messages delivered one by one by LMTP to an idle loop; time from the LMTP acknowledgement to the
  *     message's .json file.
  *   - memory: RSS of a daemon with 1,000 idle IMAP loops (one user each) minus its RSS before `apply`, per loop (10 s after the loops are up and idle for 60 s),
  *     against 1,000 bare imapflow connections (STARTTLS, INBOX selected, IDLE) in one process (bench/inbound-idle.ts).
- * Prints the figures and appends a `## inbound` section to BENCHMARKS.md. Bounded: a watchdog ends the run after 20 min.
+ * Prints the figures and appends a `## inbound` section to BENCHMARKS.md. Bounded: a watchdog ends the run after 30 min.
  * Sizes: MAILCTL_BENCH_MESSAGES (5000), MAILCTL_BENCH_LATENCY (100), MAILCTL_BENCH_LOOPS (1000); MAILCTL_BENCH_NO_APPEND=1
  * prints the section without appending it (smoke runs).
  */
@@ -30,6 +32,7 @@ import {
   type DaemonProcess,
   type Workspace,
 } from '../test/harness/mailctl.js';
+import { findPeers, PEER_IDS, versionOf, type Peers } from './peers.js';
 import { appendToBenchmarks, formatMs, giveUpAfter, inBatches, kib, mib, percentile, rssOf, sleep } from './common.js';
 import {
   boxStatus,
@@ -63,7 +66,7 @@ const SCRATCH = '/tmp/h-bench-in';
 const BENCH_DIR = path.dirname(fileURLToPath(import.meta.url));
 const run = promisify(execFile);
 
-giveUpAfter('bench:inbound', 20);
+giveUpAfter('bench:inbound', 30);
 
 const now = () => performance.now();
 const r0 = (x: number | null) => (x ? `${x.toFixed(0)} msg/s` : 'n/a');
@@ -83,6 +86,7 @@ const users: Record<string, string> = {
   'tp-bare2@example.com': 'pw-tp-bare2',
   'tp-fetchmail@example.com': 'pw-tp-fetchmail',
   'tp-fetchmail2@example.com': 'pw-tp-fetchmail2',
+  'tp-getmail@example.com': 'pw-tp-getmail',
   'lat@example.com': 'pw-lat',
 };
 const memUser = (i: number) => `m${i}@example.com`;
@@ -115,6 +119,7 @@ try {
       bare2: 'tp-bare2@example.com',
       fetchmail: 'tp-fetchmail@example.com',
       fetchmailNoFsync: 'tp-fetchmail2@example.com',
+      getmail: 'tp-getmail@example.com',
     };
     for (const u of Object.values(TP)) await dv.createFolder(u, STORAGE);
     const fill0 = now();
@@ -267,105 +272,157 @@ try {
     tp.mailctl = overBoth(tp.mailctl1!, tp.mailctl2!);
     tp.bare = overBoth(tp.bare1!, tp.bare2!);
 
-    // fetchmail (peer): --keep --fetchall over STARTTLS, one MDA process per message writing .eml then .json; no COPY
-    // (fetchmail cannot copy to another folder). Twice: an MDA that fsyncs each file (dd conv=fsync, as durable as
-    // mailctl's sink) and, as the peer's upper bound, one that does not.
-    const fetchmail =
+    // Peers, each running one MDA process per message that writes .eml then .json, no COPY (neither can copy to another
+    // folder), each leaving the messages on the server marked \Seen: fetchmail (--keep --fetchall, STARTTLS) twice, with
+    // an MDA that fsyncs each file (dd conv=fsync, as durable as mailctl's sink) and, as the peer's upper bound, one that
+    // does not; getmail6 (read_all) with the fsync MDA, over implicit TLS (its IMAP retrievers have no STARTTLS).
+    // Installed when missing (bench/peers.ts); run as an unprivileged user.
+    const peers: Peers =
       process.env.MAILCTL_BENCH_SKIP_PEER === '1'
-        ? ''
-        : await run('sh', ['-c', 'command -v fetchmail']).then(
-            (r) => r.stdout.trim(),
-            () => '',
-          );
-    const fetchmailVersion = fetchmail
-      ? ((
-          await run(fetchmail, ['--version']).then(
-            (x) => x.stdout,
-            () => '',
-          )
-        ).match(/release ([\d.]+)/)?.[1] ?? '')
-      : '';
-    const runFetchmail = async (
-      label: 'fetchmail' | 'fetchmailNoFsync',
+        ? { fetchmail: null, getmail: null, missing: 'skipped (MAILCTL_BENCH_SKIP_PEER=1)' }
+        : await findPeers();
+    const fetchmailVersion = peers.fetchmail ? await versionOf(peers.fetchmail, /release ([\d.]+)/) : '';
+    const getmailVersion = peers.getmail ? await versionOf(peers.getmail, /getmail ([\d.]+)/) : '';
+    const peerCa = path.join(SCRATCH, 'peer-ca.pem'); // Dovecot's own folder is not readable by the peers' user
+    await writeFile(peerCa, caPem, { mode: 0o644 });
+    const localUser = PEER_IDS ? 'nobody' : os.userInfo().username;
+    /** One peer run in its own folder (sink, MDA, the files `configure` writes), owned by the peers' user. */
+    const runPeer = async (
+      label: 'fetchmail' | 'fetchmailNoFsync' | 'getmail',
+      name: string,
+      executable: string | null,
       user: string,
       fsync: boolean,
+      how: string,
+      configure: (dir: string, mda: string) => Promise<string[]>,
     ): Promise<void> => {
-      const name = `fetchmail ${fetchmailVersion}${fsync ? '' : ', MDA without fsync'}`;
-      if (!fetchmail) {
-        tp[label] = {
-          name,
-          wallMs: NaN,
-          rate: null,
-          rateFromFirst: null,
-          note: 'n/a: fetchmail is not installed (apt-get install fetchmail)',
-        };
-        console.log(`${name}: n/a (not installed)`);
+      if (!executable) {
+        tp[label] = { name, wallMs: NaN, rate: null, rateFromFirst: null, note: `n/a: ${peers.missing}` };
+        console.log(`${name}: n/a (${peers.missing})`);
         return;
       }
-      const sink = path.join(SCRATCH, `${label}-sink`);
+      const dir = path.join(SCRATCH, label);
+      const sink = path.join(dir, 'sink');
       await mkdir(path.join(sink, 'general'), { recursive: true });
-      const mda = path.join(SCRATCH, `${label}-mda.sh`);
+      const mda = path.join(dir, 'mda.sh');
       const write = (file: string) => (fsync ? `dd of="${file}" conv=fsync status=none` : `cat > "${file}"`);
       await writeFile(
         mda,
-        `#!/bin/bash\nk="fm.$$.\${EPOCHREALTIME/./}"\nd="${path.join(sink, 'general')}"\n` +
-          `${write('$d/$k.eml')} || exit 75\nprintf '{"mda":"fetchmail"}\\n' | ${write('$d/$k.json')} || exit 75\n`,
+        `#!/bin/bash\nk="${label}.$$.\${EPOCHREALTIME/./}"\nd="${path.join(sink, 'general')}"\n` +
+          `${write('$d/$k.eml')} || exit 75\nprintf '{"mda":"${label}"}\\n' | ${write('$d/$k.json')} || exit 75\n`,
       );
       await chmod(mda, 0o755);
-      const rc = path.join(SCRATCH, `${label}.rc`);
-      await writeFile(
-        rc,
-        `set no syslog\npoll localhost port ${dv.ports.imap} protocol IMAP timeout 120\n  user "${user}" there with password "${users[user]}" is root here\n` +
-          `  sslproto "tls1.2+" sslcertck sslcertfile "${dv.caFile}"\n  keep fetchall\n  mda "${mda}"\n`,
-        { mode: 0o600 },
-      );
+      const args = await configure(dir, mda);
+      if (PEER_IDS) await run('chown', ['-R', `${PEER_IDS.uid}:${PEER_IDS.gid}`, dir]);
       await settle();
       const t0 = Date.now();
       let exited = false;
-      const child = spawnJson(
-        fetchmail,
-        ['-f', rc, '-i', path.join(SCRATCH, `${label}.ids`), '--pidfile', path.join(SCRATCH, `${label}.pid`), '-s'],
-        { ...process.env, HOME: SCRATCH },
-        330_000,
-      ).finally(() => (exited = true));
+      const child = spawnJson(executable, args, { ...process.env, HOME: dir }, 330_000, PEER_IDS ?? undefined).finally(
+        () => (exited = true),
+      );
       const done = await waitDone(dv, user, sink, N, false, 320_000, () => !exited);
       const r = await child;
       const first = await firstFileAt(sink);
       const wall = done.doneAt - t0;
       const ok = done.complete;
-      // incomplete (time limit): the rate of what it did deliver, marked as such
+      // incomplete (time limit or an early exit): the rate of what it did deliver, marked as such
       tp[label] = {
         name,
         wallMs: wall,
         rate: ok ? N / (wall / 1000) : done.json / (wall / 1000),
         rateFromFirst: ok ? N / ((done.doneAt - first) / 1000) : null,
         note:
-          `${ok ? '' : `INCOMPLETE at the time limit (exit ${r.code}): ${done.json} .json, ${done.unseen} unseen, rate of what it did; ${r.stderr.slice(-300).replace(/\s+/g, ' ')}; `}` +
-          `--keep --fetchall, STARTTLS, one MDA process per message${fsync ? ' (dd conv=fsync for .eml and .json)' : ' (cat, no fsync)'}; no COPY`,
+          `${ok ? '' : `INCOMPLETE (exit ${r.code}): ${done.json} .json, ${done.unseen} unseen, rate of what it did; ${(r.stderr + r.stdout).slice(-300).replace(/\s+/g, ' ')}; `}` +
+          `${how}, one MDA process per message${fsync ? ' (dd conv=fsync for .eml and .json)' : ' (cat, no fsync)'}; no COPY; as ${localUser}`,
       };
       console.log(
         `${name}: ${ok ? 'all done' : 'NOT done'} in ${formatMs(wall)} → ${tp[label].rate?.toFixed(0) ?? 'n/a'} msg/s (from the first .eml: ${tp[label].rateFromFirst?.toFixed(0) ?? 'n/a'} msg/s); ${tp[label].note}`,
       );
     };
-    await runFetchmail('fetchmail', TP.fetchmail, true);
-    await runFetchmail('fetchmailNoFsync', TP.fetchmailNoFsync, false);
+    const fetchmailRc = (user: string) => async (dir: string, mda: string) => {
+      const rc = path.join(dir, 'fetchmailrc');
+      await writeFile(
+        rc,
+        `set no syslog\npoll localhost port ${dv.ports.imap} protocol IMAP timeout 120\n  user "${user}" there with password "${users[user]}" is "${localUser}" here\n` +
+          `  sslproto "tls1.2+" sslcertck sslcertfile "${peerCa}"\n  keep fetchall\n  mda "${mda}"\n`,
+        { mode: 0o600 },
+      );
+      return ['-f', rc, '-i', path.join(dir, 'ids'), '--pidfile', path.join(dir, 'pid'), '-s'];
+    };
+    const getmailRc = (user: string) => async (dir: string, mda: string) => {
+      await writeFile(
+        path.join(dir, 'getmailrc'),
+        [
+          '[retriever]',
+          'type = SimpleIMAPSSLRetriever',
+          'server = localhost',
+          `port = ${dv.ports.imaps}`,
+          `username = ${user}`,
+          `password = ${users[user]}`,
+          `ca_certs = ${peerCa}`,
+          'mailboxes = ("INBOX",)',
+          // "deleting" only sets \Seen: getmail6's way to keep messages on the server marked read (read_all and no
+          // delete opens the mailbox read-only, so nothing could be marked)
+          'imap_on_delete = (\\Seen)',
+          'timeout = 120',
+          '[destination]',
+          'type = MDA_external',
+          `path = ${mda}`,
+          '[options]',
+          'read_all = true',
+          'delete = true',
+          'delivered_to = false',
+          'received = false',
+          '',
+        ].join('\n'),
+        { mode: 0o600 },
+      );
+      return ['--getmaildir', dir, '--rcfile', 'getmailrc', '--quiet'];
+    };
+    const fetchmailHow = '--keep --fetchall, STARTTLS';
+    await runPeer(
+      'fetchmail',
+      `fetchmail ${fetchmailVersion}`,
+      peers.fetchmail,
+      TP.fetchmail,
+      true,
+      fetchmailHow,
+      fetchmailRc(TP.fetchmail),
+    );
+    await runPeer(
+      'fetchmailNoFsync',
+      `fetchmail ${fetchmailVersion}, MDA without fsync`,
+      peers.fetchmail,
+      TP.fetchmailNoFsync,
+      false,
+      fetchmailHow,
+      fetchmailRc(TP.fetchmailNoFsync),
+    );
+    await runPeer(
+      'getmail',
+      `getmail6 ${getmailVersion}`,
+      peers.getmail,
+      TP.getmail,
+      true,
+      'read_all, \\Seen set by imap_on_delete, implicit TLS',
+      getmailRc(TP.getmail),
+    );
     const ratio = (a: number | null, b: number | null) => (a && b ? `${(a / b).toFixed(2)}×` : 'n/a');
+    const goal = (a: number | null, b: number | null, atLeast: number) =>
+      a && b ? (a / b >= atLeast ? '✔' : '✘') : '?';
     const vsBare = ratio(tp.mailctl.rate, tp.bare.rate);
     const vsBareFirst = ratio(tp.mailctl.rateFromFirst, tp.bare.rateFromFirst);
-    const vsPeer = ratio(tp.mailctl.rate, tp.fetchmail!.rate);
-    const vsPeer2 = ratio(tp.mailctl.rate, tp.fetchmailNoFsync!.rate);
-    const goalBare = tp.mailctl.rate && tp.bare.rate ? (tp.mailctl.rate / tp.bare.rate >= 0.7 ? '✔' : '✘') : '?';
-    const goalPeer =
-      tp.mailctl.rate && tp.fetchmail!.rate ? (tp.mailctl.rate / tp.fetchmail!.rate >= 10 ? '✔' : '✘') : '?';
-    const goalPeer2 =
-      tp.mailctl.rate && tp.fetchmailNoFsync!.rate
-        ? tp.mailctl.rate / tp.fetchmailNoFsync!.rate >= 10
-          ? '✔'
-          : '✘'
-        : '?';
+    const vsFetchmail = ratio(tp.mailctl.rate, tp.fetchmail!.rate);
+    const vsFetchmail2 = ratio(tp.mailctl.rate, tp.fetchmailNoFsync!.rate);
+    const vsGetmail = ratio(tp.mailctl.rate, tp.getmail!.rate);
+    const goalBare = goal(tp.mailctl.rate, tp.bare.rate, 0.7);
+    const goalFetchmail = goal(tp.mailctl.rate, tp.fetchmail!.rate, 10);
+    const goalFetchmail2 = goal(tp.mailctl.rate, tp.fetchmailNoFsync!.rate, 10);
+    const goalGetmail = goal(tp.mailctl.rate, tp.getmail!.rate, 10);
     console.log(
       `throughput ratios: mailctl / bare imapflow = ${vsBare} (from first file: ${vsBareFirst}; goal ≥ 0.7× ${goalBare}); ` +
-        `mailctl / fetchmail = ${vsPeer} (goal ≥ 10× ${goalPeer}); mailctl / fetchmail without fsync = ${vsPeer2} (${goalPeer2})`,
+        `mailctl / fetchmail = ${vsFetchmail} (goal ≥ 10× ${goalFetchmail}); mailctl / fetchmail without fsync = ${vsFetchmail2} (${goalFetchmail2}); ` +
+        `mailctl / getmail6 = ${vsGetmail} (goal ≥ 10× ${goalGetmail})`,
     );
     const wallOf = (t: Tp) => (Number.isFinite(t.wallMs) ? ` (${formatMs(t.wallMs)})` : '');
     rows.push(
@@ -374,10 +431,12 @@ try {
       `| — baseline: bare imapflow script (clock from before connect; over 2 runs) | ${r0(tp.bare.rate)}${wallOf(tp.bare)}; from first .eml ${r0(tp.bare.rateFromFirst)} | |`,
       `| — peer: ${tp.fetchmail!.name} (--keep, MDA per message with fsync, no COPY) | ${r0(tp.fetchmail!.rate)}${wallOf(tp.fetchmail!)} | |`,
       `| — peer: ${tp.fetchmailNoFsync!.name} (no COPY) | ${r0(tp.fetchmailNoFsync!.rate)}${wallOf(tp.fetchmailNoFsync!)} | |`,
+      `| — peer: ${tp.getmail!.name} (read_all, MDA per message with fsync, no COPY; implicit TLS) | ${r0(tp.getmail!.rate)}${wallOf(tp.getmail!)} | |`,
       `| — mailctl / bare imapflow | ${vsBare} (from first file ${vsBareFirst}) | ≥ 0.7× ${goalBare} |`,
-      `| — mailctl / fetchmail (fsync MDA; without fsync) | ${vsPeer}; ${vsPeer2} | ≥ 10× ${goalPeer}; ${goalPeer2} |`,
+      `| — mailctl / fetchmail (fsync MDA; without fsync) | ${vsFetchmail}; ${vsFetchmail2} | ≥ 10× ${goalFetchmail}; ${goalFetchmail2} |`,
+      `| — mailctl / getmail6 (fsync MDA) | ${vsGetmail} | ≥ 10× ${goalGetmail} |`,
     );
-    results.tpNotes = `mailctl: ${tp.mailctl.note}. bare: ${tp.bare.note}. fetchmail: ${tp.fetchmail!.note}. fetchmail without fsync: ${tp.fetchmailNoFsync!.note}.`;
+    results.tpNotes = `mailctl: ${tp.mailctl.note}. bare: ${tp.bare.note}. fetchmail: ${tp.fetchmail!.note}. fetchmail without fsync: ${tp.fetchmailNoFsync!.note}. getmail6: ${tp.getmail!.note}.`;
   }
 
   // ---------------------------------------------------------------- latency
@@ -630,7 +689,7 @@ try {
         .map((x) => x.toFixed(1))
         .join(' / ')} at the end (1/5/15 min; other work on the machine skews every figure). ` +
       'Completion is observed from outside the same way for every contender (count of `.json` files in the sink, then `doveadm mailbox status` for \\Seen and the storage folder); ' +
-      'each throughput run starts after `sync` (dirty page cache flushed), in the order mailctl, bare script, fetchmail.',
+      'each throughput run starts after `sync` (dirty page cache flushed), in the order mailctl, bare script, fetchmail, getmail6.',
     '',
     '| measure | figure | goal |',
     '| --- | --- | --- |',

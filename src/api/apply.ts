@@ -15,17 +15,21 @@ export interface ApplyRequest {
   saveFailedAsDisabled?: boolean;
 }
 
-export type ApplyOutcome =
-  | 'applied'
-  | 'partly-applied'
-  | 'no-changes'
-  | 'dry-run'
-  | 'invalid'
-  | 'verification-failed'
-  | 'needs-approval'
-  | 'folder-mismatch'
-  | 'stale-plan'
-  | 'refused-deletes';
+/** Every outcome a reconcile can have (also the values of `mailctl_reconciles_total{result}`). */
+export const APPLY_OUTCOMES = [
+  'applied',
+  'partly-applied',
+  'no-changes',
+  'dry-run',
+  'invalid',
+  'verification-failed',
+  'needs-approval',
+  'folder-mismatch',
+  'stale-plan',
+  'refused-deletes',
+] as const;
+
+export type ApplyOutcome = (typeof APPLY_OUTCOMES)[number];
 
 /** One server checked against its real mail server. Carries no secret and no digest of one. */
 export interface Verification {

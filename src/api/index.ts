@@ -4,7 +4,7 @@
  */
 export const API_FORMAT_VERSION = '1';
 
-export type * from './apply.js';
+export * from './apply.js';
 export type * from './outbound.js';
 export type * from './quarantine.js';
 export type * from './state.js';

@@ -17,10 +17,22 @@ export interface Command {
   summary: string;
   usage: string;
   options: OptionSpecs;
+  /** Words that may come first among the positionals (`quarantine list`), for shell completion. */
+  subcommands?: readonly string[];
   /** Positional arguments allowed (at most this many). */
   positionals?: number;
-  run(context: { values: Values; positionals: string[]; output: Output; io: IO }): Promise<number>;
+  run(context: {
+    values: Values;
+    positionals: string[];
+    output: Output;
+    io: IO;
+    /** Every command (for help and completion), loaded on demand. */
+    commands: () => Promise<Command[]>;
+  }): Promise<number>;
 }
+
+/** `run --log-level` values (pino's levels). */
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
 /** Options every command takes. */
 export const COMMON_OPTIONS: OptionSpecs = {

@@ -1,13 +1,39 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { DISCOVERY_FILE, stateDirFrom, TOKEN_FILE } from '../api/discovery.js';
-import { UserError } from './errors.js';
+import type { ObservedState } from '../plan/model.js';
+import { checkObservedState } from '../plan/planfile.js';
+import { stringOption, type Values } from './command.js';
+import { EXIT, UserError } from './errors.js';
 
 export interface DaemonLocation {
   server?: string;
   stateDir?: string;
   tokenFile?: string;
 }
+
+/** How every command that talks to the daemon finds it (declared once; `mailctl <command> --help` lists them). */
+export const DAEMON_OPTIONS = {
+  server: { type: 'string' },
+  'state-dir': { type: 'string' },
+  'token-file': { type: 'string' },
+} as const;
+
+/** The daemon named by a command's `--server`, `--state-dir` and `--token-file`. */
+export const daemonLocation = (values: Values): DaemonLocation => {
+  const server = stringOption(values, 'server');
+  const stateDir = stringOption(values, 'state-dir');
+  const tokenFile = stringOption(values, 'token-file');
+  return {
+    ...(server !== undefined && { server }),
+    ...(stateDir !== undefined && { stateDir }),
+    ...(tokenFile !== undefined && { tokenFile }),
+  };
+};
+
+/** The daemon a command's options point at, ready for requests. */
+export const daemonFor = (values: Values, env: NodeJS.ProcessEnv): Promise<DaemonClient> =>
+  locateDaemon(daemonLocation(values), env);
 
 /** A connection to the daemon's API (`/v1/*`, bearer token). */
 export interface DaemonClient {
@@ -126,4 +152,32 @@ async function send(
 
 function failToken(message: string): never {
   throw new UserError(message);
+}
+
+/** Asks the daemon for its running state (`GET /v1/state`) and checks the answer before anyone plans against it. */
+export async function fetchObservedState(client: DaemonClient): Promise<ObservedState> {
+  const { status, body } = await client.request<unknown>('GET', '/v1/state', undefined, 30_000);
+  if (status !== 200) {
+    const error = (body as { error?: unknown } | null)?.error;
+    const message = typeof error === 'string' ? error : (error as { message?: unknown } | undefined)?.message;
+    const detail =
+      typeof message === 'string' ? message : typeof body === 'string' && body ? body.slice(0, 200) : `HTTP ${status}`;
+    throw new UserError(`the daemon at ${client.url} did not return its state: ${detail}`, EXIT.error, 'daemon-error');
+  }
+  const answer = body as { formatVersion?: unknown; state?: unknown } | null;
+  if (typeof answer !== 'object' || answer === null || answer.formatVersion !== '1') {
+    throw new UserError(
+      `the daemon at ${client.url} answered GET /v1/state with an unsupported format (expected formatVersion "1"); are mailctl and the daemon the same version?`,
+      EXIT.error,
+      'daemon-error',
+    );
+  }
+  const problem = checkObservedState(answer.state);
+  if (problem)
+    throw new UserError(
+      `the daemon at ${client.url} returned a malformed state: ${problem}`,
+      EXIT.error,
+      'daemon-error',
+    );
+  return answer.state as ObservedState;
 }

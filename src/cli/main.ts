@@ -19,6 +19,7 @@ const COMMAND_MODULES: Record<string, () => Promise<Command>> = {
   state: () => import('./commands/state.js').then((m) => m.stateCommand),
   schema: () => import('./commands/schema.js').then((m) => m.schemaCommand),
   init: () => import('./commands/init.js').then((m) => m.initCommand),
+  completion: () => import('./commands/completion.js').then((m) => m.completionCommand),
 };
 
 /** Every command, loaded (for help text and for tests that check examples against the real flags). */
@@ -67,7 +68,7 @@ export async function main(
       output.out(`${command.summary}\n\nusage: ${command.usage}`);
       return EXIT.ok;
     }
-    return await command.run({ values, positionals, output, io });
+    return await command.run({ values, positionals, output, io, commands: loadCommands });
   } catch (err) {
     if (err instanceof UserError) {
       if (output.format === 'json') printJson(output, { error: { code: err.code, message: err.message } });

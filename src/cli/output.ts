@@ -46,6 +46,20 @@ export function createOutput(
 export const printJson = (output: Output, value: Record<string, unknown>): void =>
   output.out(JSON.stringify({ formatVersion: FORMAT_VERSION, ...value }, null, 2));
 
+/**
+ * Prints a command's result in the chosen format, one helper for all: `json` as it is (with `formatVersion`), text
+ * through `text`, GitHub through `github` (annotations) or else the text view.
+ */
+export function show(
+  output: Output,
+  json: Record<string, unknown>,
+  views: { text: () => void; github?: () => void },
+): void {
+  if (output.format === 'json') printJson(output, json);
+  else if (output.format === 'github' && views.github) views.github();
+  else views.text();
+}
+
 const CODES = {
   red: [31, 39],
   yellow: [33, 39],

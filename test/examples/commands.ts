@@ -1,6 +1,6 @@
 /**
  * Finds the `mailctl …` command lines in the shipped examples (workflow `run:` scripts, systemd `ExecStart=`,
- * Kubernetes `command` + `args`) and checks them against the real commands' options.
+ * Kubernetes `command` + `args`, the Dockerfile's ENTRYPOINT + CMD) and checks them against the real commands' options.
  */
 import { readFile } from 'node:fs/promises';
 import { parse, parseAllDocuments } from 'yaml';
@@ -31,8 +31,8 @@ export function shellWords(line: string): string[] {
 export function mailctlIn(tokens: string[], source: string): MailctlLine[] {
   const found: MailctlLine[] = [];
   tokens.forEach((token, i) => {
-    const commandPosition =
-      i === 0 || OPERATORS.has(tokens[i - 1]!) || tokens[i - 1] === 'npx' || tokens[i - 1] === 'exec';
+    // after `--` too: `tini -- mailctl run`, `kubectl exec POD -- mailctl status`
+    const commandPosition = i === 0 || OPERATORS.has(tokens[i - 1]!) || ['npx', 'exec', '--'].includes(tokens[i - 1]!);
     if (!commandPosition || !isMailctl(token) || tokens[i + 1] === undefined || OPERATORS.has(tokens[i + 1]!)) return;
     const rest = tokens.slice(i + 2);
     const end = rest.findIndex((t) => OPERATORS.has(t));
@@ -104,4 +104,45 @@ export async function problemsOf(line: MailctlLine): Promise<string[]> {
     problems.push(`${where}: ${(err as Error).message}`);
   }
   return problems;
+}
+
+export interface DockerInstruction {
+  keyword: string;
+  /** The text after the keyword, continuation lines joined. */
+  text: string;
+  /** The exec form's words (`["a", "b"]`), or null for the shell form. */
+  exec: string[] | null;
+}
+
+export interface DockerStage {
+  name: string | null;
+  from: string;
+  instructions: DockerInstruction[];
+}
+
+/** The repository's Dockerfile by stage: comments dropped, continuation lines joined, exec forms parsed. */
+export async function dockerfileStages(): Promise<DockerStage[]> {
+  const text = await readFile(new URL('../../Dockerfile', import.meta.url), 'utf8');
+  const lines = text.split('\n').filter((l) => !/^\s*#/.test(l));
+  const stages: DockerStage[] = [];
+  for (const logical of lines.join('\n').replace(/\\\n/g, ' ').split('\n')) {
+    const m = /^\s*([A-Za-z]+)\s+(.*?)\s*$/.exec(logical);
+    if (!m) continue;
+    const keyword = m[1]!.toUpperCase();
+    const rest = m[2]!;
+    if (keyword === 'FROM') {
+      const from = /^(\S+)(?:\s+AS\s+(\S+))?$/i.exec(rest);
+      stages.push({ from: from?.[1] ?? rest, name: from?.[2] ?? null, instructions: [] });
+      continue;
+    }
+    const json = /(\[.*\])$/.exec(rest)?.[1];
+    let exec: string[] | null = null;
+    try {
+      if (json) exec = JSON.parse(json) as string[];
+    } catch {
+      /* the shell form, e.g. a RUN whose command ends in brackets */
+    }
+    stages.at(-1)?.instructions.push({ keyword, text: rest, exec });
+  }
+  return stages;
 }

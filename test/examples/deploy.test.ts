@@ -12,6 +12,7 @@ import * as assert from 'uvu/assert';
 import { parseListen } from '../../src/cli/commands/run.js';
 import { BIN, cli, createWorkspace, eventually, startDaemon } from '../harness/mailctl.js';
 import {
+  dockerfileStages,
   kubernetesDocs,
   mailctlIn,
   problemsOf,
@@ -27,7 +28,9 @@ const [configMap] = await kubernetesDocs('configmap-servers.yaml');
 const [secret] = await kubernetesDocs('secret.yaml');
 const pod = statefulSet.spec.template.spec;
 const container = pod.containers.find((c: { name: string }) => c.name === 'mailctl');
-const k8sRun = mailctlIn([...container.command, ...container.args], 'statefulset.yaml')[0]!;
+// the container runs the image's entry point (the Dockerfile's ENTRYPOINT) unless it names a command of its own
+const entrypoint = (await dockerfileStages()).at(-1)!.instructions.find((i) => i.keyword === 'ENTRYPOINT')!.exec!;
+const k8sRun = mailctlIn([...(container.command ?? entrypoint), ...container.args], 'statefulset.yaml')[0]!;
 const unit = await systemdUnit();
 const systemdRun = mailctlIn(shellWords(unit.get('[Service] ExecStart')![0]!), 'mailctl.service')[0]!;
 

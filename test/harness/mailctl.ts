@@ -54,11 +54,12 @@ export async function createWorkspace(): Promise<Workspace> {
   };
 }
 
-export function cli(args: string[], env: NodeJS.ProcessEnv, cwd?: string): Promise<CliResult> {
+/** `bin`: another mailctl than this checkout's, e.g. one installed from the packed tarball. */
+export function cli(args: string[], env: NodeJS.ProcessEnv, cwd?: string, bin = BIN): Promise<CliResult> {
   return new Promise((resolve) => {
     // MAILCTL_CLI_NODE_FLAGS: extra node flags for CLI processes, for profiling a benchmark (e.g. `--cpu-prof`)
     const nodeFlags = process.env.MAILCTL_CLI_NODE_FLAGS?.split(' ').filter(Boolean) ?? [];
-    const child = spawn(process.execPath, [...nodeFlags, BIN, ...args], {
+    const child = spawn(process.execPath, [...nodeFlags, bin, ...args], {
       env,
       cwd,
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -100,6 +101,7 @@ export async function startDaemon(
   ws: Workspace,
   extraArgs: string[] = [],
   env: NodeJS.ProcessEnv = {},
+  bin = BIN,
 ): Promise<DaemonProcess> {
   const args = [
     'run',
@@ -116,7 +118,7 @@ export async function startDaemon(
   // MAILCTL_DAEMON_NODE_FLAGS: extra node flags for the daemon only, for profiling a benchmark (e.g. `--cpu-prof`)
   const nodeFlags = process.env.MAILCTL_DAEMON_NODE_FLAGS?.split(' ').filter(Boolean) ?? [];
   const reportDir = path.join(ws.root, 'reports');
-  const child = spawn(process.execPath, [...reportFlags(reportDir), ...nodeFlags, BIN, ...args], {
+  const child = spawn(process.execPath, [...reportFlags(reportDir), ...nodeFlags, bin, ...args], {
     env: { ...ws.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

@@ -2,11 +2,11 @@
  * The status page at `/`, opened in headless Chromium (Debian `chromium`, driven by playwright-core) against a real
  * daemon with one healthy and one failing IMAP server: what a person sees, on a desktop and on a phone.
  */
-import { existsSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { ensureChromium } from '../harness/chromium.js';
 import { startDovecot, type Dovecot } from '../harness/dovecot.js';
 import { flowYaml, imapYaml } from '../harness/fixtures.js';
 import {
@@ -18,8 +18,6 @@ import {
   type Workspace,
 } from '../harness/mailctl.js';
 
-/** Debian's `chromium`, which .ci/run installs; MAILCTL_CHROMIUM points elsewhere. */
-const CHROMIUM = process.env.MAILCTL_CHROMIUM ?? '/usr/bin/chromium';
 const CANARY = 'CANARY-page-secret-5e81aa';
 const USER = 'support@example.com';
 const OTHER = 'sales@example.com';
@@ -32,12 +30,12 @@ let browser: Browser;
 const requested: string[] = [];
 
 test.before(async () => {
-  if (!existsSync(CHROMIUM)) {
+  // Debian's `chromium` (installed by the harness as root) or MAILCTL_CHROMIUM
+  const executablePath = await ensureChromium().catch((err: Error) => {
     // uvu does not print an error thrown by a hook (it only counts the tests as not passed): say it here
-    const message = `Chromium is not installed at ${CHROMIUM}: run "apt-get install -y chromium" (.ci/run installs it when it runs as root)`;
-    console.error(`✘ status-page: ${message}`);
-    throw new Error(message);
-  }
+    console.error(`✘ status-page: ${err.message}`);
+    throw err;
+  });
   [healthy, doomed] = await Promise.all([
     startDovecot({ users: { [USER]: CANARY } }),
     startDovecot({ users: { [OTHER]: CANARY }, keepDir: true }),
@@ -73,7 +71,7 @@ test.before(async () => {
   const r = await cli(['apply', '--dir', ws.dir], ws.env);
   assert.is(r.code, 0, r.stdout + r.stderr);
   browser = await chromium.launch({
-    executablePath: CHROMIUM,
+    executablePath,
     args: [
       '--headless',
       '--no-sandbox',

@@ -3,10 +3,10 @@ import { DEFAULT_DIR, folderDigest, readConfigFolder } from '../../config/files.
 import { parsePlanFile } from '../../plan/planfile.js';
 import { ACTION_SYMBOL } from '../../plan/model.js';
 import type { ApplyResult } from '../../api/index.js';
-import { locateDaemon } from '../daemon-client.js';
+import { DAEMON_OPTIONS, daemonFor } from '../daemon-client.js';
 import { listOption, stringOption, type Command } from '../command.js';
 import { EXIT, exitCodeOf, UserError } from '../errors.js';
-import { painter, printJson, type Output } from '../output.js';
+import { painter, show, type Output } from '../output.js';
 import { renderDiagnosticsGithub, renderDiagnosticsText } from '../render/diagnostics.js';
 
 export const applyCommand: Command = {
@@ -17,9 +17,7 @@ export const applyCommand: Command = {
   positionals: 1,
   options: {
     dir: { type: 'string' },
-    server: { type: 'string' },
-    'state-dir': { type: 'string' },
-    'token-file': { type: 'string' },
+    ...DAEMON_OPTIONS,
     'dry-run': { type: 'boolean' },
     'save-failed-as-disabled': { type: 'boolean' },
     'approve-rebind': { type: 'string', multiple: true },
@@ -44,14 +42,7 @@ export const applyCommand: Command = {
       if (unreadable.length) throw new UserError(unreadable[0]!.message);
       request = { folderDigest: folderDigest(folder.files) };
     }
-    const daemon = await locateDaemon(
-      {
-        server: stringOption(values, 'server'),
-        stateDir: stringOption(values, 'state-dir'),
-        tokenFile: stringOption(values, 'token-file'),
-      },
-      io.env,
-    );
+    const daemon = await daemonFor(values, io.env);
     const { status, body } = await daemon.request<ApplyResult & { error?: string }>('POST', '/v1/apply', {
       ...request,
       trigger: 'cli',
@@ -67,24 +58,26 @@ export const applyCommand: Command = {
 };
 
 export function renderApplyResult(output: Output, result: ApplyResult, exitCode: number): void {
-  if (output.format === 'json') {
-    printJson(output, { ...result, exitCode });
-    return;
-  }
   const paint = painter(output.color);
-  if (result.diagnostics.length)
-    (output.format === 'github' ? renderDiagnosticsGithub : renderDiagnosticsText)(
-      output,
-      result.diagnostics.filter((d) => result.outcome === 'invalid' || d.severity === 'error'),
-    );
-  for (const change of result.plan?.changes ?? []) {
-    output.out(`${ACTION_SYMBOL[change.action]} ${change.id}: ${change.reasons[0] ?? change.action}`);
-  }
-  for (const v of result.verifications) output.out(v.ok ? v.line : paint('red', v.line));
   const good = exitCode === EXIT.ok;
-  output.out(
-    paint(good ? 'green' : exitCode === EXIT.partlyApplied ? 'yellow' : 'red', `${result.outcome}: ${result.message}`),
+  const shown = result.diagnostics.filter((d) => result.outcome === 'invalid' || d.severity === 'error');
+  const body = () => {
+    for (const change of result.plan?.changes ?? [])
+      output.out(`${ACTION_SYMBOL[change.action]} ${change.id}: ${change.reasons[0] ?? change.action}`);
+    for (const v of result.verifications) output.out(v.ok ? v.line : paint('red', v.line));
+    const color = good ? 'green' : exitCode === EXIT.partlyApplied ? 'yellow' : 'red';
+    output.out(paint(color, `${result.outcome}: ${result.message}`));
+  };
+  show(
+    output,
+    { ...result, exitCode },
+    {
+      text: () => (renderDiagnosticsText(output, shown), body()),
+      github: () => {
+        renderDiagnosticsGithub(output, shown);
+        body();
+        if (!good) output.out(`::error title=mailctl apply ${result.outcome}::${result.message}`);
+      },
+    },
   );
-  if (output.format === 'github' && !good)
-    output.out(`::error title=mailctl apply ${result.outcome}::${result.message}`);
 }

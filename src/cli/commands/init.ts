@@ -4,7 +4,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Command } from '../command.js';
 import { EXIT, UserError } from '../errors.js';
-import { printJson } from '../output.js';
+import { show } from '../output.js';
 import { starterFiles } from './init-files.js';
 
 /** The schema shipped with this mailctl (same depth from src/cli/commands and dist/cli/commands). */
@@ -58,12 +58,16 @@ export const initCommand: Command = {
         code === 'EEXIST' ? 'file-exists' : 'write-failed',
       );
     }
-    if (output.format === 'json') {
-      printJson(output, { dir, files: files.map((f) => f.target), schema: schemaRefFrom(dir) });
-    } else {
-      for (const f of files) output.out(`wrote ${f.target}`);
-      output.out(`\nNext: edit the hosts and addresses, then check the folder with: mailctl validate --dir ${dir}`);
-    }
+    show(
+      output,
+      { dir, files: files.map((f) => f.target), schema: schemaRefFrom(dir) },
+      {
+        text: () => {
+          for (const f of files) output.out(`wrote ${f.target}`);
+          output.out(`\nNext: edit the hosts and addresses, then check the folder with: mailctl validate --dir ${dir}`);
+        },
+      },
+    );
     return EXIT.ok;
   },
 };

@@ -7,13 +7,12 @@ import { desiredState, EMPTY_STATE } from '../../plan/desired.js';
 import { ACTION_SYMBOL, type ObservedState, type Plan, type ServerChange } from '../../plan/model.js';
 import { parseStateFile, serializePlanFile } from '../../plan/planfile.js';
 import { listOption, stringOption, type Command, type Values } from '../command.js';
-import { locateDaemon } from '../daemon-client.js';
+import { daemonFor, DAEMON_OPTIONS, fetchObservedState } from '../daemon-client.js';
 import { EXIT, UserError } from '../errors.js';
-import { painter, printJson, type Output } from '../output.js';
+import { painter, show, type Output } from '../output.js';
 import { renderDiagnosticsGithub, renderDiagnosticsText, summarizeCounts } from '../render/diagnostics.js';
 import { renderPlanMarkdown } from '../render/plan-markdown.js';
 import { describeAction, planAnnotations, renderPlanText, type SourceLocation } from '../render/plan-text.js';
-import { daemonLocation, fetchObservedState } from './state.js';
 
 const USAGE =
   'mailctl plan [--dir DIR] [--server URL | --state FILE | --state empty] [--state-dir DIR] [--token-file FILE] ' +
@@ -47,7 +46,7 @@ async function observedState(
 ): Promise<{ state: ObservedState; source: StateSource }> {
   const stateFlag = stringOption(values, 'state');
   if (stateFlag !== undefined) {
-    const daemonFlags = ['server', 'state-dir', 'token-file'].filter((f) => values[f] !== undefined);
+    const daemonFlags = Object.keys(DAEMON_OPTIONS).filter((f) => values[f] !== undefined);
     if (daemonFlags.length) {
       throw new UserError(
         `--state ${stateFlag} replaces the daemon: drop ${daemonFlags.map((f) => `--${f}`).join(', ')}\nusage: ${USAGE}`,
@@ -68,7 +67,7 @@ async function observedState(
     return { state: parsed.value.state, source: { kind: 'file', path: stateFlag } };
   }
   try {
-    const client = await locateDaemon(daemonLocation(values), env);
+    const client = await daemonFor(values, env);
     return { state: await fetchObservedState(client), source: { kind: 'daemon', url: withoutCredentials(client.url) } };
   } catch (err) {
     if (err instanceof UserError && err.code === 'daemon-unreachable') {
@@ -110,13 +109,14 @@ function locator(config: LoadedConfig): (change: ServerChange) => SourceLocation
 
 function reportInvalid(output: Output, dir: string, config: LoadedConfig): number {
   const message = `${dir}: invalid (${summarizeCounts(config.diagnostics)}); no plan was computed`;
-  if (output.format === 'json') {
-    printJson(output, { valid: false, diagnostics: config.diagnostics, error: { code: 'invalid-config', message } });
-  } else {
-    if (output.format === 'github') renderDiagnosticsGithub(output, config.diagnostics);
-    else renderDiagnosticsText(output, config.diagnostics);
-    output.out(message);
-  }
+  show(
+    output,
+    { valid: false, diagnostics: config.diagnostics, error: { code: 'invalid-config', message } },
+    {
+      text: () => (renderDiagnosticsText(output, config.diagnostics), output.out(message)),
+      github: () => (renderDiagnosticsGithub(output, config.diagnostics), output.out(message)),
+    },
+  );
   return EXIT.error;
 }
 
@@ -126,10 +126,8 @@ export const planCommand: Command = {
   usage: USAGE,
   options: {
     dir: { type: 'string' },
-    server: { type: 'string' },
+    ...DAEMON_OPTIONS,
     state: { type: 'string' },
-    'state-dir': { type: 'string' },
-    'token-file': { type: 'string' },
     out: { type: 'string' },
     'approve-rebind': { type: 'string', multiple: true },
     'detailed-exitcode': { type: 'boolean' },
@@ -160,30 +158,31 @@ export const planCommand: Command = {
     }
 
     const warnings = config.diagnostics; // valid: only warnings are left
-    if (output.format === 'json') {
-      printJson(output, {
-        ...planJson(plan),
-        dir,
-        stateSource: source,
-        ...(out !== undefined && { planFile: out }),
-        diagnostics: warnings,
-      });
-    } else {
-      const paint = painter(output.color);
-      if (output.format === 'github') renderDiagnosticsGithub(output, warnings);
-      else renderDiagnosticsText(output, warnings);
-      output.out(
-        paint(
-          'dim',
-          `Comparing ${dir} (${config.servers.length} server${config.servers.length === 1 ? '' : 's'}) with ${describeSource(source)}.`,
-        ),
-      );
+    const paint = painter(output.color);
+    const servers = `${config.servers.length} server${config.servers.length === 1 ? '' : 's'}`;
+    const planText = () => {
+      output.out(paint('dim', `Comparing ${dir} (${servers}) with ${describeSource(source)}.`));
       output.out('');
       output.out(renderPlanText(plan, { color: output.color }));
-      if (output.format === 'github') for (const line of planAnnotations(plan, locator(config))) output.out(line);
-      if (out !== undefined)
-        output.out(`\nSaved the plan to ${out}. Apply exactly this plan with: mailctl apply ${out}`);
-    }
+    };
+    const saved = () =>
+      out !== undefined && output.out(`\nSaved the plan to ${out}. Apply exactly this plan with: mailctl apply ${out}`);
+    const json = {
+      ...planJson(plan),
+      dir,
+      stateSource: source,
+      ...(out !== undefined && { planFile: out }),
+      diagnostics: warnings,
+    };
+    show(output, json, {
+      text: () => (renderDiagnosticsText(output, warnings), planText(), saved()),
+      github: () => {
+        renderDiagnosticsGithub(output, warnings);
+        planText();
+        for (const line of planAnnotations(plan, locator(config))) output.out(line);
+        saved();
+      },
+    });
 
     const summaryFile = io.env.GITHUB_STEP_SUMMARY;
     if (summaryFile) {

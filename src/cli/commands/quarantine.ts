@@ -1,9 +1,8 @@
 import type { QuarantineListing } from '../../api/index.js';
 import { stringOption, type Command } from '../command.js';
-import { locateDaemon } from '../daemon-client.js';
+import { DAEMON_OPTIONS, daemonFor } from '../daemon-client.js';
 import { EXIT, UserError } from '../errors.js';
-import { printJson } from '../output.js';
-import { daemonLocation } from './state.js';
+import { show } from '../output.js';
 
 const USAGE =
   'mailctl quarantine list [--for imap/SHORTNAME] | release KEY  [--server URL] [--state-dir DIR] [--token-file FILE] [--format text|json|github]';
@@ -19,11 +18,10 @@ export const quarantineCommand: Command = {
   summary: 'List quarantined inbound messages, or release one to be processed again',
   usage: USAGE,
   options: {
-    server: { type: 'string' },
-    'state-dir': { type: 'string' },
-    'token-file': { type: 'string' },
+    ...DAEMON_OPTIONS,
     for: { type: 'string' },
   },
+  subcommands: ['list', 'release'],
   positionals: 2,
   async run({ values, positionals, output, io }) {
     const [sub, key] = positionals;
@@ -36,7 +34,7 @@ export const quarantineCommand: Command = {
       throw new UserError(
         `release needs the KEY of a quarantined message (see: mailctl quarantine list)\nusage: ${USAGE}`,
       );
-    const client = await locateDaemon(daemonLocation(values), io.env);
+    const client = await daemonFor(values, io.env);
     if (sub === 'list') {
       const server = stringOption(values, 'for');
       const { status, body } = await client.request<{ quarantined?: QuarantineListing[] }>(
@@ -50,13 +48,19 @@ export const quarantineCommand: Command = {
           'daemon-error',
         );
       const list = body.quarantined;
-      if (output.format === 'json') printJson(output, { quarantined: list });
-      else if (!list.length) output.out('no quarantined messages');
-      else
-        for (const q of list)
-          output.out(
-            `${q.key}  ${q.server}  ${q.reason}  ${q.at}  ${q.messageId ?? '(no Message-ID)'}\n    ${q.detail}`,
-          );
+      show(
+        output,
+        { quarantined: list },
+        {
+          text: () => {
+            if (!list.length) output.out('no quarantined messages');
+            for (const q of list)
+              output.out(
+                `${q.key}  ${q.server}  ${q.reason}  ${q.at}  ${q.messageId ?? '(no Message-ID)'}\n    ${q.detail}`,
+              );
+          },
+        },
+      );
       return EXIT.ok;
     }
     const { status, body } = await client.request<{ released?: string; server?: string }>(
@@ -71,8 +75,13 @@ export const quarantineCommand: Command = {
         EXIT.error,
         'daemon-error',
       );
-    if (output.format === 'json') printJson(output, { released: key, server: body.server ?? null });
-    else output.out(`released ${key} (${body.server}): it is processed again on the next poll`);
+    show(
+      output,
+      { released: key, server: body.server ?? null },
+      {
+        text: () => output.out(`released ${key} (${body.server}): it is processed again on the next poll`),
+      },
+    );
     return EXIT.ok;
   },
 };

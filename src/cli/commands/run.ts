@@ -4,7 +4,7 @@ import { loadSystemSmtp } from '../../config/load.js';
 import { renderDiagnosticsText } from '../render/diagnostics.js';
 import { isLoopback, stateDirFrom } from '../../api/discovery.js';
 import { LockHeldError } from '../../store/ports.js';
-import { stringOption, type Command } from '../command.js';
+import { LOG_LEVELS, stringOption, type Command } from '../command.js';
 import { EXIT, UserError } from '../errors.js';
 
 export const DEFAULT_LISTEN = '127.0.0.1:8425';
@@ -45,8 +45,8 @@ export const runCommand: Command = {
   async run({ values, output, io }) {
     const listen = parseListen(stringOption(values, 'listen') ?? DEFAULT_LISTEN, values['allow-remote'] === true);
     const logLevel = stringOption(values, 'log-level') ?? 'info';
-    if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(logLevel))
-      throw new UserError(`--log-level must be one of fatal, error, warn, info, debug, trace, silent`);
+    if (!(LOG_LEVELS as readonly string[]).includes(logLevel))
+      throw new UserError(`--log-level must be one of ${LOG_LEVELS.join(', ')}`);
     const systemSmtpFile = stringOption(values, 'system-smtp');
     let systemSmtp = null;
     if (systemSmtpFile) {

@@ -1,19 +1,7 @@
-import { locateDaemon } from '../daemon-client.js';
+import { DAEMON_OPTIONS, daemonFor } from '../daemon-client.js';
 import { listOption, stringOption, type Command } from '../command.js';
 import { EXIT, UserError } from '../errors.js';
-import { printJson } from '../output.js';
-
-export const DAEMON_OPTIONS = {
-  server: { type: 'string' },
-  'state-dir': { type: 'string' },
-  'token-file': { type: 'string' },
-} as const;
-
-export const daemonLocation = (values: Parameters<typeof stringOption>[0]) => ({
-  server: stringOption(values, 'server'),
-  stateDir: stringOption(values, 'state-dir'),
-  tokenFile: stringOption(values, 'token-file'),
-});
+import { show } from '../output.js';
 
 export const sendCommand: Command = {
   name: 'send',
@@ -50,7 +38,7 @@ export const sendCommand: Command = {
       ...(stringOption(values, 'in-reply-to') !== undefined && { inReplyTo: stringOption(values, 'in-reply-to') }),
       kind: values.template === true ? 'template' : 'agent',
     };
-    const daemon = await locateDaemon(daemonLocation(values), io.env);
+    const daemon = await daemonFor(values, io.env);
     const { status, body: answer } = await daemon.request<{
       id?: string;
       messageId?: string;
@@ -60,8 +48,10 @@ export const sendCommand: Command = {
     }>('POST', '/v1/outbound', body);
     if (status !== 202)
       throw new UserError(`the daemon refused the message (${status}): ${answer.error ?? JSON.stringify(answer)}`);
-    if (output.format === 'json') printJson(output, answer);
-    else output.out(`queued ${answer.id} from ${answer.from} via ${answer.server} (Message-ID ${answer.messageId})`);
+    show(output, answer, {
+      text: () =>
+        output.out(`queued ${answer.id} from ${answer.from} via ${answer.server} (Message-ID ${answer.messageId})`),
+    });
     return EXIT.ok;
   },
 };

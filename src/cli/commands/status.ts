@@ -1,8 +1,8 @@
 import type { DaemonStatus, ServerStatus } from '../../api/index.js';
-import { locateDaemon } from '../daemon-client.js';
-import { stringOption, type Command } from '../command.js';
+import { DAEMON_OPTIONS, daemonFor } from '../daemon-client.js';
+import type { Command } from '../command.js';
 import { EXIT, UserError } from '../errors.js';
-import { painter, printJson } from '../output.js';
+import { painter, show } from '../output.js';
 import { renderDiagnosticsText } from '../render/diagnostics.js';
 
 /** An enabled server in any of these states, or stale, is not doing its job (`status --check` fails). */
@@ -13,20 +13,11 @@ export const statusCommand: Command = {
   summary: 'Show every server and its loop as the daemon sees it',
   usage: 'mailctl status [--server URL] [--state-dir DIR] [--token-file FILE] [--check] [--format text|json|github]',
   options: {
-    server: { type: 'string' },
-    'state-dir': { type: 'string' },
-    'token-file': { type: 'string' },
+    ...DAEMON_OPTIONS,
     check: { type: 'boolean' },
   },
   async run({ values, output, io }) {
-    const daemon = await locateDaemon(
-      {
-        server: stringOption(values, 'server'),
-        stateDir: stringOption(values, 'state-dir'),
-        tokenFile: stringOption(values, 'token-file'),
-      },
-      io.env,
-    );
+    const daemon = await daemonFor(values, io.env);
     const { status, body } = await daemon.request<DaemonStatus>('GET', '/v1/status');
     if (status !== 200) throw new UserError(`the daemon answered ${status}`);
     const unhealthy: Pick<ServerStatus, 'id' | 'state' | 'stale'>[] = body.servers.filter(
@@ -35,15 +26,14 @@ export const statusCommand: Command = {
     // without its send loop the daemon cannot send template mail
     if (body.systemSendLoop && UNHEALTHY.has(body.systemSendLoop.state))
       unhealthy.push({ ...body.systemSendLoop, stale: false });
-    if (output.format === 'json') printJson(output, { ...body });
-    else renderStatusText(output, body);
-    if (values.check === true && unhealthy.length) {
-      if (output.format !== 'json')
-        output.err(
-          `not healthy: ${unhealthy.map((s) => `${s.id} (${s.stale ? `${s.state}, stale` : s.state})`).join(', ')}`,
-        );
-      return EXIT.error;
-    }
+    const check = values.check === true && unhealthy.length > 0;
+    const verdict = () =>
+      check &&
+      output.err(
+        `not healthy: ${unhealthy.map((s) => `${s.id} (${s.stale ? `${s.state}, stale` : s.state})`).join(', ')}`,
+      );
+    show(output, { ...body }, { text: () => (renderStatusText(output, body), verdict()) });
+    if (check) return EXIT.error;
     return EXIT.ok;
   },
 };

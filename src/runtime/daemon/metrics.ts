@@ -6,6 +6,7 @@
  */
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import packageJson from '../../../package.json' with { type: 'json' };
+import { APPLY_OUTCOMES } from '../../api/apply.js';
 import type { DaemonStatus, ServerState } from '../../api/status.js';
 
 const PREFIX = 'mailctl_';
@@ -62,6 +63,12 @@ export class DaemonMetrics {
     labelNames: ['server', 'kind'],
     registers: [this.registry],
   });
+  private readonly loopRestarts = new Counter({
+    name: `${PREFIX}loop_restarts_total`,
+    help: 'Sessions of a supervised loop that ended with a failure and are retried after a backoff',
+    labelNames: ['server'],
+    registers: [this.registry],
+  });
   private readonly reconciles = new Counter({
     name: `${PREFIX}reconciles_total`,
     help: 'Reconciles by outcome',
@@ -75,6 +82,8 @@ export class DaemonMetrics {
   });
 
   constructor() {
+    // every result from the start: a series that first appears at 1 is invisible to increase()
+    for (const result of APPLY_OUTCOMES) this.reconciles.inc({ result }, 0);
     const statusNow = (): DaemonStatus | undefined => this.status?.();
     new Gauge({
       name: `${PREFIX}build_info`,
@@ -141,6 +150,26 @@ export class DaemonMetrics {
   outboundMessage(server: string, outcome: 'sent' | 'deferred' | 'failed'): void {
     if (outcome === 'sent') this.sent.inc({ server });
     else this.sendFailed.inc({ server, kind: outcome === 'deferred' ? 'temporary' : 'permanent' });
+  }
+
+  /**
+   * A loop for `server` exists: its counters are exported at 0 from now on. A series that first appears at 1 has no
+   * increase for rate() and increase() to see, so a server's first quarantine or send failure would raise no alert.
+   */
+  loopCreated(server: string, type: 'imap' | 'smtp'): void {
+    this.loopRestarts.inc({ server }, 0);
+    if (type === 'imap') {
+      for (const result of ['ok', 'failed']) this.polls.inc({ server, result }, 0);
+      this.delivered.inc({ server }, 0);
+      this.quarantined.inc({ server }, 0);
+    } else {
+      this.sent.inc({ server }, 0);
+      for (const kind of ['temporary', 'permanent']) this.sendFailed.inc({ server, kind }, 0);
+    }
+  }
+
+  loopRestarted(server: string): void {
+    this.loopRestarts.inc({ server });
   }
 
   reconciled(outcome: string, at: Date = new Date()): void {

@@ -96,7 +96,7 @@ export class ImapLoop extends SupervisedLoop {
     /** The connection apply's verification opened for this loop: its first session uses it instead of logging in again. */
     private handedOver: OpenedImap | null = null,
   ) {
-    super(id, config, log);
+    super(id, config, log, deps.recorder);
   }
 
   private get spec(): ImapServerSpec {
@@ -149,8 +149,8 @@ export class ImapLoop extends SupervisedLoop {
       if (nextPollInMs !== undefined) this.wakeIn(nextPollInMs);
       this.count('polls_ok');
       ok = true;
-      this.deps.recorder.messagesDelivered(this.id, stats ? stats.delivered : 0);
-      this.deps.recorder.messagesQuarantined(this.id, stats ? stats.quarantined : 0);
+      this.recorder.messagesDelivered(this.id, stats ? stats.delivered : 0);
+      this.recorder.messagesQuarantined(this.id, stats ? stats.quarantined : 0);
       this.markSuccess();
     } catch (err) {
       this.count('polls_failed');
@@ -164,7 +164,7 @@ export class ImapLoop extends SupervisedLoop {
       }
     } finally {
       this.count('poll_ms', Date.now() - started);
-      this.deps.recorder.pollFinished(this.id, ok, (Date.now() - started) / 1000);
+      this.recorder.pollFinished(this.id, ok, (Date.now() - started) / 1000);
     }
   }
 

@@ -4,6 +4,7 @@ import type { FailureClass, LastError } from '../../api/status.js';
 import { classifyMailError } from '../../adapters/classify.js';
 import type { ServerConfig } from '../../plan/model.js';
 import { backoffDelay, sleep } from './backoff.js';
+import type { LoopRecorder } from './recorder.js';
 
 export type LoopState = 'starting' | 'running' | 'backoff' | 'failed' | 'stopped';
 
@@ -34,9 +35,11 @@ export abstract class SupervisedLoop {
     readonly id: string,
     config: ServerConfig,
     protected readonly log: Logger,
+    protected readonly recorder: LoopRecorder,
     private readonly now: () => Date = () => new Date(),
   ) {
     this.config = config;
+    recorder.loopCreated(id, config.spec.type);
     this.current = {
       state: 'starting',
       since: this.now().toISOString(),
@@ -113,6 +116,7 @@ export abstract class SupervisedLoop {
         const error = err instanceof MailError ? err : classifyMailError(err);
         this.recordError(error);
         this.current.attempts += 1;
+        this.recorder.loopRestarted(this.id);
         const delay = backoffDelay(this.current.attempts, error.retryAfterMs);
         this.setState(NEEDS_ATTENTION.has(error.failureClass) ? 'failed' : 'backoff');
         this.log.warn(

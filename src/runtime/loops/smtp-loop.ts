@@ -22,7 +22,7 @@ export class SmtpLoop extends SupervisedLoop {
       outbound?: OutboundConsumer | undefined;
     },
   ) {
-    super(id, config, log);
+    super(id, config, log, deps.recorder);
   }
 
   protected async session(signal: AbortSignal): Promise<void> {
@@ -54,6 +54,6 @@ export class SmtpLoop extends SupervisedLoop {
   /** Counts one message's outcome in the loop's counters (`status`) and in /metrics. */
   private reportSend(outcome: SendOutcome): void {
     this.count(`messages_${outcome}`);
-    this.deps.recorder.outboundMessage(this.id, outcome);
+    this.recorder.outboundMessage(this.id, outcome);
   }
 }
