@@ -7,7 +7,9 @@
  *  - each write that must happen together is one call and happens all or not at all — a batch's checkpoint, copy
  *    intent, delivered-ledger entries and queue rows (`InboundStore.commit`); a set of outbox messages accepted
  *    together (`OutboxStore.accept`); a set of outbox state changes (`OutboxStore.record`);
- *  - nothing stored holds a secret: references (`${file:…}`), digests and HMACs only.
+ *  - nothing stored holds a secret: references (`${file:…}`), digests and HMACs only;
+ *  - a call that fails because the store cannot be reached throws StoreUnavailableError and wrote nothing it reports
+ *    as done (a commit whose answer was lost may have happened: callers recover from the stored state, never from it).
  */
 import type { QuarantineListing, QuarantineReason } from '../api/quarantine.js';
 import type { ObservedState } from '../plan/model.js';
@@ -117,6 +119,9 @@ export interface Checkpoint {
   updatedAt: string;
 }
 
+/** How many delivered messages per mailbox the ledger remembers at least (it may hold up to twice as many). */
+export const LEDGER_MAX_ENTRIES = 20_000;
+
 /** A delivered message as the ledger remembers it (what recognises it after the mailbox was recreated). */
 export interface LedgerEntry {
   messageId: string | null;
@@ -156,15 +161,20 @@ export interface BatchCommit {
   rows?: readonly QueueRow[];
 }
 
-/** Per-mailbox inbound state: checkpoint with copy intent and quarantine, and the delivered ledger. */
+/** Per-mailbox inbound state: checkpoint with copy intent and quarantine, the delivered ledger, and queue rows. */
 export interface InboundStore {
+  /**
+   * Makes the queue table `table` ready for rows (at apply, before a flow delivering into it runs). A store that keeps
+   * no queue rows refuses.
+   */
+  prepareQueue(table: string): Promise<void>;
   /** The mailbox's checkpoint; null when there is none or it belongs to another identity or folder. */
   load(mailbox: MailboxRef): Promise<Checkpoint | null>;
   /** Writes the checkpoint (as a whole) together with the batch's ledger entries and queue rows. */
   commit(mailbox: MailboxRef, batch: BatchCommit): Promise<void>;
   /** Was a message with this Message-ID and content delivered for this mailbox (within the ledger's bound)? */
   wasDelivered(mailbox: MailboxRef, entry: LedgerEntry): Promise<boolean>;
-  /** The Message-ID recorded for an inbound key, or null when the store does not know the key. */
+  /** The Message-ID recorded for an inbound key (a queue row's), or null when the store does not know the key. */
   messageIdOf(key: string): Promise<string | null>;
   /** Every quarantined message (optionally of one server, e.g. `imap/support`). */
   listQuarantine(server?: string): Promise<QuarantineListing[]>;
@@ -262,7 +272,8 @@ export interface CredentialStore {
 export interface TokenStore {
   /**
    * The token this daemon serves with: `given` (from `--token-file`) when set, else the store's own (created once).
-   * A store shared by several daemons keeps only a hash and refuses a `given` token that differs from it.
+   * A store that several daemons can share keeps only the token's hash (set by the daemon that holds the store) and
+   * needs `given`: without it, it refuses.
    */
   establish(given: string | undefined): Promise<string>;
 }
@@ -286,17 +297,58 @@ export class LockHeldError extends Error {
   }
 }
 
+/** A store that cannot be used as it is (its URL, its schema's version, a folder imported elsewhere); `code` is stable. */
+export class StoreError extends Error {
+  constructor(
+    readonly code: string,
+    message: string,
+    options?: ErrorOptions,
+  ) {
+    super(message, options);
+  }
+}
+
+/** The store cannot be reached or refused the connection (a database restarting, a partition, a wrong password). */
+export class StoreUnavailableError extends StoreError {
+  constructor(message: string, options?: ErrorOptions) {
+    super('store-unavailable', message, options);
+  }
+}
+
+/** Another daemon took the store over: this one must not write anything more. */
+export class LeaseLostError extends StoreError {
+  constructor(message: string) {
+    super('lock-lost', message);
+  }
+}
+
+/** Whether the store answers now. A state folder always does; a database can be away for a while. */
+export interface StoreHealth {
+  /** null while the store answers; otherwise why not and since when (for `/readyz` and `status`). */
+  problem(): { reason: string; since: string } | null;
+  /** Resolves once the store answers again (at once when it does now), or when `signal` aborts. */
+  whenAvailable(signal?: AbortSignal): Promise<void>;
+}
+
+/** This daemon's hold on its store. */
+export interface StoreLock {
+  release(): Promise<void>;
+  /** `listener` runs once if another daemon takes the store over (LeaseLostError): this one must stop at once. */
+  onLost(listener: (err: LeaseLostError) => void): void;
+}
+
 /** The daemon's state. */
 export interface Store {
   readonly kind: 'file' | 'postgres';
-  /** Where the state is, for messages (a folder, or `host:port/db schema`), never with a password. */
+  /** Where the state is, for messages (a folder, or `postgres://user@host:port/db (schema s)`), never with a password. */
   readonly location: string;
   readonly applied: AppliedStore;
   readonly inbound: InboundStore;
   readonly outbox: OutboxStore;
   readonly credentials: CredentialStore;
   readonly token: TokenStore;
+  readonly health: StoreHealth;
   /** Makes this process the store's only daemon until `release`; throws LockHeldError naming the holder. */
-  lock(): Promise<{ release(): Promise<void> }>;
+  lock(): Promise<StoreLock>;
   close(): Promise<void>;
 }

@@ -1,15 +1,19 @@
 /**
- * A second process for the store contract's lock test: opens the store at argv[3] (kind argv[2]) and takes its lock.
- * Exit 0: taken (and released); 3: refused with LockHeldError (its message on stderr); anything else: a failure.
+ * A second process for the store contract's lock test: opens a store and takes its lock. Arguments: `file STATE_DIR`,
+ * or `postgres URL SCHEMA STATE_DIR` (the password in PGPASSWORD). Exit 0: taken (and released); 3: refused with
+ * LockHeldError (its message on stderr); anything else: a failure.
  */
 import { openFileStore } from '../../src/store/file/index.js';
 import { LocalState } from '../../src/store/local.js';
 import { LockHeldError, type Store } from '../../src/store/ports.js';
+import { openPostgresStore } from '../../src/store/postgres/index.js';
 
-const [kind, location] = process.argv.slice(2);
+const [kind, ...args] = process.argv.slice(2);
 
 async function open(): Promise<Store> {
-  if (kind === 'file') return openFileStore(new LocalState(location!));
+  if (kind === 'file') return openFileStore(new LocalState(args[0]!));
+  if (kind === 'postgres')
+    return openPostgresStore({ url: args[0]!, schema: args[1]!, local: new LocalState(args[2]!), env: process.env });
   throw new Error(`unknown store kind ${kind}`);
 }
 

@@ -7,8 +7,7 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { appendLineDurably, ensurePrivateDir, writeFileAtomic } from '../../adapters/durable-files.js';
-
-export const LEDGER_MAX_ENTRIES = 20_000;
+import { LEDGER_MAX_ENTRIES } from '../ports.js';
 
 export function ledgerFile(stateDir: string, type: string, shortName: string): string {
   return path.join(stateDir, 'inbound', `${type}_${shortName}.delivered`);

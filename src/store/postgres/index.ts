@@ -1,0 +1,116 @@
+/**
+ * The PostgreSQL store: the daemon's state in its own schema of a database (`--store postgres://…`,
+ * `--store-schema`), with the same promises as the state folder (store/ports.ts). Opening it connects, checks the
+ * schema's version and runs the migrations it lacks (migrations.ts); `lock` takes the machine's own lock of the local
+ * state folder, then the store-wide lease (lease.ts). The database keeps only the API token's hash.
+ */
+import { createHash } from 'node:crypto';
+import { hostname } from 'node:os';
+import type { Logger } from 'pino';
+import type { LocalState } from '../local.js';
+import { StoreError, StoreUnavailableError, type Store, type StoreLock, type TokenStore } from '../ports.js';
+import { PgAppliedStore } from './applied.js';
+import { PgContext } from './context.js';
+import { PgCredentialStore } from './credentials.js';
+import { Db, describeFailure } from './db.js';
+import { PgInboundStore } from './inbound.js';
+import { StoreLease } from './lease.js';
+import { IDENTIFIER, migrate } from './migrations.js';
+import { PgOutboxStore } from './outbox.js';
+import { describeStoreUrl, parseStoreUrl } from './url.js';
+
+export { INBOUND_CHANNEL } from './inbound.js';
+export { LATEST_VERSION } from './migrations.js';
+
+export const DEFAULT_SCHEMA = 'mailctl';
+
+export interface PostgresStoreOptions {
+  /** `postgres://USER@HOST:PORT/DB?sslmode=…` (no password: it comes from PGPASSWORD or the passfile). */
+  url: string;
+  schema: string;
+  /** The machine's state folder: its lock, and the instance id the lease is held under. */
+  local: LocalState;
+  env: NodeJS.ProcessEnv;
+  log?: Logger | undefined;
+}
+
+/** The token's hash only: what a request's token is checked against by every daemon on the store. */
+class PgTokenStore implements TokenStore {
+  constructor(private readonly ctx: PgContext) {}
+
+  async establish(given: string | undefined): Promise<string> {
+    if (!given)
+      throw new StoreError(
+        'token-required',
+        "a PostgreSQL store keeps only the API token's hash, so the daemon must be given the token: --token-file FILE (the same file for every daemon on the store)",
+      );
+    const sha256 = createHash('sha256').update(given).digest('hex');
+    await this.ctx.write((c) =>
+      c.query(
+        `INSERT INTO ${this.ctx.s}.settings (name, value) VALUES ('api-token', $1)
+         ON CONFLICT (name) DO UPDATE SET value = excluded.value, updated_at = now()`,
+        [JSON.stringify({ sha256 })],
+      ),
+    );
+    return given;
+  }
+}
+
+/** A store URL and schema, checked, as messages name them. */
+export function storeLocation(url: string, schema: string): string {
+  if (!IDENTIFIER.test(schema))
+    throw new StoreError('store-schema', `--store-schema must be a lower-case PostgreSQL name (${IDENTIFIER.source})`);
+  return `${describeStoreUrl(parseStoreUrl(url))} (schema ${schema})`;
+}
+
+/** Connects, migrates, and returns the store; a database that cannot be used is a StoreError saying why. */
+export async function openPostgresStore(options: PostgresStoreOptions): Promise<Store> {
+  const location = storeLocation(options.url, options.schema);
+  await options.local.init();
+  const db = new Db({ url: parseStoreUrl(options.url), location, env: options.env, log: options.log });
+  const ctx = new PgContext(db, options.schema);
+  try {
+    await db.transaction((c) => migrate(c, options.schema, location));
+  } catch (err) {
+    await db.close();
+    if (err instanceof StoreUnavailableError)
+      throw new StoreUnavailableError(`cannot use the store ${location}: ${describeFailure(err.cause)}`);
+    throw err;
+  }
+  const local = options.local;
+  return {
+    kind: 'postgres',
+    location,
+    applied: new PgAppliedStore(ctx),
+    inbound: new PgInboundStore(ctx),
+    outbox: new PgOutboxStore(ctx),
+    credentials: new PgCredentialStore(ctx),
+    token: new PgTokenStore(ctx),
+    health: db,
+    async lock(): Promise<StoreLock> {
+      const machine = await local.lock();
+      try {
+        const lease = await StoreLease.acquire(db, options.schema, {
+          id: await local.instanceId(),
+          pid: process.pid,
+          host: hostname(),
+        });
+        ctx.lease = lease;
+        return {
+          onLost: (listener) => lease.onLost(listener),
+          async release() {
+            await lease.release().catch(() => undefined); // unreachable: the lease expires by itself
+            await machine.release();
+          },
+        };
+      } catch (err) {
+        await machine.release();
+        throw err;
+      }
+    },
+    async close() {
+      ctx.lease?.stop();
+      await db.close();
+    },
+  };
+}
