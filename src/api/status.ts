@@ -9,8 +9,9 @@ import type { Diagnostic } from '../config/diagnostics.js';
  *  - folder-missing: a configured mailbox does not exist → create it / fix config
  *  - throttled:      the server asks us to slow down
  *  - config:         anything else that is wrong on our side (missing extension, bad option, permanent 5xx)
+ *  - store:          the daemon's own store (a database) cannot be reached: nothing changes until it answers again
  */
-export type FailureClass = 'network' | 'tls' | 'auth' | 'folder-missing' | 'throttled' | 'config';
+export type FailureClass = 'network' | 'tls' | 'auth' | 'folder-missing' | 'throttled' | 'config' | 'store';
 
 export type ServerState = 'running' | 'starting' | 'backoff' | 'failed' | 'stopped' | 'disabled' | 'pending-approval';
 
@@ -63,8 +64,19 @@ export interface ReconcileSummary {
   diagnostics: Diagnostic[];
 }
 
+/** Where the daemon keeps its state, and whether it answers now. */
+export interface StoreStatus {
+  kind: 'file' | 'postgres';
+  /** The state folder, or `postgres://user@host:port/db (schema s)`: never a password. */
+  location: string;
+  available: boolean;
+  /** While unavailable: why, and since when. */
+  problem: { reason: string; since: string } | null;
+}
+
 export interface DaemonStatus {
   dir: string;
+  store: StoreStatus;
   /** Identity of the `--system-smtp` server, if one is configured. */
   systemSmtp: string | null;
   systemSendLoop: SystemSendLoopStatus | null;

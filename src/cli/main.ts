@@ -17,6 +17,7 @@ const COMMAND_MODULES: Record<string, () => Promise<Command>> = {
   outbox: () => import('./commands/outbox.js').then((m) => m.outboxCommand),
   quarantine: () => import('./commands/quarantine.js').then((m) => m.quarantineCommand),
   state: () => import('./commands/state.js').then((m) => m.stateCommand),
+  store: () => import('./commands/store.js').then((m) => m.storeCommand),
   schema: () => import('./commands/schema.js').then((m) => m.schemaCommand),
   init: () => import('./commands/init.js').then((m) => m.initCommand),
   completion: () => import('./commands/completion.js').then((m) => m.completionCommand),

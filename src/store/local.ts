@@ -113,6 +113,10 @@ export class LocalState {
     );
   }
 
+  async clearImportMark(): Promise<void> {
+    await rm(this.file(IMPORTED_FILE), { force: true });
+  }
+
   async writeDiscovery(info: DaemonDiscovery): Promise<void> {
     const text = JSON.stringify({ formatVersion: FORMAT_VERSION, ...info }, null, 2);
     await writeFileAtomic(this.file(DISCOVERY_FILE), text);

@@ -9,8 +9,9 @@ import { isLoopback } from '../../api/discovery.js';
 import { SecretResolver } from '../../connect/secrets.js';
 import { warmValidators } from '../../config/schema.js';
 import type { LoadedServer } from '../../config/model.js';
-import { openFileStore } from '../../store/file/index.js';
 import { LocalState } from '../../store/local.js';
+import { openStore, type StoreSpec } from '../../store/open.js';
+import type { LeaseLostError, Store, StoreLock } from '../../store/ports.js';
 import { InboundMailProcessor } from '../inbound/processor.js';
 import { StalenessWatchdog, watchedServers } from '../loops/staleness.js';
 import { Supervisor } from '../loops/supervisor.js';
@@ -30,6 +31,10 @@ import { buildStatus } from './status.js';
 export interface DaemonOptions {
   dir: string;
   stateDir: string;
+  /** Where the state is kept (`--store`): the state folder, or a PostgreSQL store. */
+  store: StoreSpec;
+  /** The API token from `--token-file` (required with a PostgreSQL store), else the store's own. */
+  token?: string;
   listen: { host: string; port: number };
   watch: boolean;
   saveFailedAsDisabled: boolean;
@@ -50,6 +55,8 @@ export interface RunningDaemon {
   url: string;
   stop(): Promise<void>;
   reconcile(request: ApplyRequest): Promise<ApplyResult>;
+  /** Settles if another daemon takes the store over: this one has stopped writing and must exit. */
+  lost: Promise<LeaseLostError>;
 }
 
 /** Builds the daemon and connects its parts; resolves once the API listens and the first reconcile ran. */
@@ -57,11 +64,32 @@ export async function startDaemon(
   options: DaemonOptions,
   logging: Logging = createLogging({ level: options.logLevel }),
 ): Promise<RunningDaemon> {
-  const { log, scrubber } = logging;
   const local = new LocalState(options.stateDir);
-  const store = await openFileStore(local);
-  const lock = await store.lock();
-  const token = await store.token.establish(undefined);
+  const store = await openStore(options.store, { local, env: options.env, log: logging.log });
+  let lock: StoreLock | null = null;
+  try {
+    lock = await store.lock();
+    return await startOnStore(options, logging, local, store, lock);
+  } catch (err) {
+    // a daemon that did not start holds nothing, and leaves nothing (a pool, a timer) keeping the process alive
+    await lock?.release().catch(() => undefined);
+    await store.close().catch(() => undefined);
+    throw err;
+  }
+}
+
+async function startOnStore(
+  options: DaemonOptions,
+  { log, scrubber }: Logging,
+  local: LocalState,
+  store: Store,
+  lock: StoreLock,
+): Promise<RunningDaemon> {
+  const lost = new Promise<LeaseLostError>((resolve) => lock.onLost(resolve));
+  void lost.then((err) => log.fatal({ store: store.location }, err.message));
+  const token = await store.token.establish(options.token);
+  // clients on this machine find the token next to daemon.json, whatever the store keeps
+  if (store.kind !== 'file') await local.writeToken(token);
   const dir = path.resolve(options.dir);
   const metrics = new DaemonMetrics();
   const resolver = new SecretResolver({
@@ -70,10 +98,17 @@ export async function startDaemon(
     env: options.env,
     onResolved: (value, user) => scrubber.add(value, user),
   });
-  const inbound = new InboundMailProcessor({ store: store.inbound, stateDir: options.stateDir, log, resolver });
+  const inbound = new InboundMailProcessor({
+    store: store.inbound,
+    health: store.health,
+    stateDir: options.stateDir,
+    log,
+    resolver,
+  });
   const state = () => reconciler.state;
   const outbound = await createOutbound({
     store: store.outbox,
+    health: store.health,
     resolver,
     log,
     state,
@@ -92,6 +127,7 @@ export async function startDaemon(
       saveFailedAsDisabled: options.saveFailedAsDisabled,
       allowEmpty: options.allowEmpty,
       allowMassDelete: options.allowMassDelete,
+      sinks: { store: store.kind, prepareQueue: (table) => store.inbound.prepareQueue(table) },
     },
     store.applied,
     supervisor,
@@ -107,8 +143,13 @@ export async function startDaemon(
     1000,
   ).unref();
 
+  const storeStatus = () => {
+    const problem = store.health.problem();
+    return { kind: store.kind, location: store.location, available: problem === null, problem };
+  };
   const status = () =>
     buildStatus({
+      store: storeStatus(),
       systemSmtp: options.systemSmtp?.id ?? null,
       systemLoopId: outbound.systemLoopId,
       outbox: outbound.outboxSummary(),
@@ -126,11 +167,18 @@ export async function startDaemon(
     'config-loaded': ready || reconciler.last !== null,
     'first-reconcile': ready,
     'not-draining': !draining,
+    store: store.health.problem() === null,
   });
 
   const routes = [
     ...healthRoutes({ metrics, scrubber, status, readiness }),
-    ...applyRoutes({ reconcile: (r) => reconciler.reconcile(r), state, status, draining: () => draining }),
+    ...applyRoutes({
+      reconcile: (r) => reconciler.reconcile(r),
+      state,
+      storeKind: store.kind,
+      status,
+      draining: () => draining,
+    }),
     ...quarantineRoutes(inbound, (server) => supervisor.pollNow(server)),
     ...outboundRoutes({
       outbox: outbound.outbox,
@@ -156,7 +204,7 @@ export async function startDaemon(
 
   const resumed = await reconciler.resume();
   await outbound.start(supervisor);
-  log.info({ url, dir, stateDir: options.stateDir, resumed }, 'mailctl daemon started');
+  log.info({ url, dir, stateDir: options.stateDir, store: store.location, resumed }, 'mailctl daemon started');
   let watcher: { close(): Promise<void> } | null = null;
   if (options.watch) {
     await reconciler.reconcile({ trigger: 'start' });
@@ -171,6 +219,7 @@ export async function startDaemon(
   let stopping: Promise<void> | null = null;
   return {
     url,
+    lost,
     reconcile: (request) => reconciler.reconcile(request),
     stop() {
       stopping ??= (async () => {

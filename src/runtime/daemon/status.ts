@@ -4,6 +4,7 @@ import type {
   ReconcileSummary,
   ServerState,
   ServerStatus,
+  StoreStatus,
   SystemSendLoopStatus,
 } from '../../api/status.js';
 import type { ObservedState } from '../../plan/model.js';
@@ -11,6 +12,7 @@ import type { LoopStatus } from '../loops/loop.js';
 
 /** Joins what was applied with what the loops report now. */
 export function buildStatus(input: {
+  store: StoreStatus;
   systemSmtp: string | null;
   /** Supervisor id of the system send loop, when there is one. */
   systemLoopId?: string | null;
@@ -85,6 +87,7 @@ export function buildStatus(input: {
     : null;
   return {
     dir: input.dir,
+    store: input.store,
     systemSmtp: input.systemSmtp,
     systemSendLoop,
     outbox: input.outbox ?? null,

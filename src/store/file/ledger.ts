@@ -39,6 +39,14 @@ export class DeliveredLedger {
     return this.known.has(entryKey(messageId, hash));
   }
 
+  /** Every entry, oldest first (to copy the ledger into another store). */
+  async entries(): Promise<{ messageId: string | null; hash: string }[]> {
+    return (await this.read()).map((line) => {
+      const [hash = '', messageId = ''] = line.split(' ');
+      return { hash, messageId: messageId || null };
+    });
+  }
+
   /** Drops the in-memory set (after the re-check of a recreated mailbox is over). */
   forget(): void {
     this.known = null;

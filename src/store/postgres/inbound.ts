@@ -22,7 +22,7 @@ import {
 } from '../ports.js';
 import { quarantineListing, releaseInCheckpoint } from '../quarantine.js';
 import type { PgContext } from './context.js';
-import { IDENTIFIER } from './migrations.js';
+import { IDENTIFIER } from './url.js';
 
 /** The channel consumers LISTEN on; the payload is `{"schema":…,"table":…,"queue":…}`. */
 export const INBOUND_CHANNEL = 'mailctl_inbound';
@@ -53,7 +53,7 @@ const ROWS_PER_INSERT = 100;
 const BYTES_PER_INSERT = 16 * 1024 * 1024;
 
 /** As the file ledger normalises it: a Message-ID is one token (and text holds no NUL). */
-const ledgerId = (messageId: string | null): string => (messageId ?? '').replace(/[\s\0]+/g, '');
+export const ledgerId = (messageId: string | null): string => (messageId ?? '').replace(/[\s\0]+/g, '');
 
 const rowValues = (r: QueueRow): unknown[] => [
   r.key,

@@ -13,16 +13,16 @@ import { PgAppliedStore } from './applied.js';
 import { PgContext } from './context.js';
 import { PgCredentialStore } from './credentials.js';
 import { Db, describeFailure } from './db.js';
+import { importSnapshot, type StoreSnapshot } from './import.js';
 import { PgInboundStore } from './inbound.js';
 import { StoreLease } from './lease.js';
-import { IDENTIFIER, migrate } from './migrations.js';
+import { migrate } from './migrations.js';
 import { PgOutboxStore } from './outbox.js';
-import { describeStoreUrl, parseStoreUrl } from './url.js';
+import { parseStoreUrl, storeLocation } from './url.js';
 
+export type { StoreSnapshot } from './import.js';
 export { INBOUND_CHANNEL } from './inbound.js';
 export { LATEST_VERSION } from './migrations.js';
-
-export const DEFAULT_SCHEMA = 'mailctl';
 
 export interface PostgresStoreOptions {
   /** `postgres://USER@HOST:PORT/DB?sslmode=…` (no password: it comes from PGPASSWORD or the passfile). */
@@ -56,29 +56,46 @@ class PgTokenStore implements TokenStore {
   }
 }
 
-/** A store URL and schema, checked, as messages name them. */
-export function storeLocation(url: string, schema: string): string {
-  if (!IDENTIFIER.test(schema))
-    throw new StoreError('store-schema', `--store-schema must be a lower-case PostgreSQL name (${IDENTIFIER.source})`);
-  return `${describeStoreUrl(parseStoreUrl(url))} (schema ${schema})`;
+/** The PostgreSQL store, and what only it does: take a whole state in (`mailctl store import`). */
+export interface PostgresStore extends Store {
+  /** Copies `snapshot` into this store, which must be empty and locked by this process. */
+  importSnapshot(snapshot: StoreSnapshot): Promise<void>;
 }
 
-/** Connects, migrates, and returns the store; a database that cannot be used is a StoreError saying why. */
-export async function openPostgresStore(options: PostgresStoreOptions): Promise<Store> {
+/** Connects and brings the schema up to date; a database that cannot be used is a StoreError saying why. */
+async function connect(
+  options: Omit<PostgresStoreOptions, 'local'>,
+): Promise<{ db: Db; location: string; versions: { from: number; to: number } }> {
   const location = storeLocation(options.url, options.schema);
-  await options.local.init();
   const db = new Db({ url: parseStoreUrl(options.url), location, env: options.env, log: options.log });
-  const ctx = new PgContext(db, options.schema);
   try {
-    await db.transaction((c) => migrate(c, options.schema, location));
+    const versions = await db.transaction((c) => migrate(c, options.schema, location));
+    return { db, location, versions };
   } catch (err) {
     await db.close();
     if (err instanceof StoreUnavailableError)
       throw new StoreUnavailableError(`cannot use the store ${location}: ${describeFailure(err.cause)}`);
     throw err;
   }
+}
+
+/** `mailctl store migrate`: the schema's version before and after. */
+export async function migrateStore(
+  options: Omit<PostgresStoreOptions, 'local'>,
+): Promise<{ location: string; from: number; to: number }> {
+  const { db, location, versions } = await connect(options);
+  await db.close();
+  return { location, ...versions };
+}
+
+/** Connects, migrates, and returns the store. */
+export async function openPostgresStore(options: PostgresStoreOptions): Promise<PostgresStore> {
+  await options.local.init();
+  const { db, location } = await connect(options);
+  const ctx = new PgContext(db, options.schema);
   const local = options.local;
   return {
+    importSnapshot: (snapshot) => importSnapshot(ctx, location, snapshot),
     kind: 'postgres',
     location,
     applied: new PgAppliedStore(ctx),

@@ -86,9 +86,6 @@ export const MIGRATIONS: readonly Migration[] = [
 
 export const LATEST_VERSION = MIGRATIONS.at(-1)!.version;
 
-/** The store's schema names: what `--store-schema` and queue tables may be called. */
-export const IDENTIFIER = /^[a-z_][a-z0-9_]{0,62}$/;
-
 /** A key for `pg_advisory_xact_lock` that only migrations of this schema take. */
 const lockKey = (schema: string) => `mailctl-migrate:${schema}`;
 

@@ -33,6 +33,9 @@ export interface StoreUrl {
 const PARAMS = new Set(['sslmode', 'sslrootcert', 'connect_timeout', 'application_name', 'host']);
 const MODES: readonly string[] = ['disable', 'require', 'verify-ca', 'verify-full'];
 
+/** What `--store-schema` and queue tables may be called: a PostgreSQL name that needs no quoting. */
+export const IDENTIFIER = /^[a-z_][a-z0-9_]{0,62}$/;
+
 export const isStoreUrl = (text: string): boolean => /^postgres(ql)?:\/\//i.test(text);
 
 const isSocket = (host: string): boolean => host.startsWith('/');
@@ -66,7 +69,7 @@ export function parseStoreUrl(text: string): StoreUrl {
         'store-url',
         `the store URL parameter "${name}" is not supported (supported: ${[...PARAMS].join(', ')})`,
       );
-  const hp = /^(?:\[([^\]]+)\]|([^:]*))(?::(\d{1,5}))?$/.exec(hostport);
+  const hp = /^(?:\[([^\]]+)\]|([^:,]*))(?::(\d{1,5}))?$/.exec(hostport);
   if (!hp) throw new StoreError('store-url', 'the store URL has a malformed host (one host, optionally :PORT)');
   const host = params.get('host') ?? decode(hp[1] ?? hp[2] ?? '', 'host');
   if (!host) throw new StoreError('store-url', 'the store URL names no host (HOST, or ?host=/socket/folder)');
@@ -111,6 +114,13 @@ export function describeStoreUrl(url: StoreUrl): string {
   const host = isSocket(url.host) ? '' : url.host.includes(':') ? `[${url.host}]` : url.host;
   const socket = isSocket(url.host) ? `?host=${url.host}` : '';
   return `postgres://${encodeURIComponent(url.user)}@${host}:${url.port}/${encodeURIComponent(url.database)}${socket}`;
+}
+
+/** A store URL and schema, checked, as messages name them: `postgres://user@host:port/db (schema s)`. */
+export function storeLocation(url: string, schema: string): string {
+  if (!IDENTIFIER.test(schema))
+    throw new StoreError('store-schema', `--store-schema must be a lower-case PostgreSQL name (${IDENTIFIER.source})`);
+  return `${describeStoreUrl(parseStoreUrl(url))} (schema ${schema})`;
 }
 
 function readPem(file: string): string {

@@ -1,5 +1,11 @@
 /** `POST /v1/apply` (reconcile now), `GET /v1/status` and `GET /v1/state` (the running state, for `plan --state`). */
-import { API_FORMAT_VERSION, type ApplyRequest, type ApplyResult, type DaemonStatus } from '../../../api/index.js';
+import {
+  API_FORMAT_VERSION,
+  type ApplyRequest,
+  type ApplyResult,
+  type DaemonStatus,
+  type StatePull,
+} from '../../../api/index.js';
 import { stateDigest } from '../../../plan/compute.js';
 import type { ObservedState } from '../../../plan/model.js';
 import { HttpError, type Route } from '../http.js';
@@ -7,6 +13,7 @@ import { HttpError, type Route } from '../http.js';
 export interface ApplyDeps {
   reconcile: (request: ApplyRequest) => Promise<ApplyResult>;
   state: () => ObservedState;
+  storeKind: StatePull['store']['kind'];
   status: () => DaemonStatus;
   draining: () => boolean;
 }
@@ -43,11 +50,12 @@ export function applyRoutes(deps: ApplyDeps): Route[] {
       path: '/v1/state',
       handler: () => {
         const state = deps.state();
-        const body = {
+        const body: StatePull = {
           formatVersion: API_FORMAT_VERSION,
           kind: 'mailctl-state',
           stateDigest: stateDigest(state),
           state,
+          store: { kind: deps.storeKind },
         };
         return { status: 200, body };
       },

@@ -10,6 +10,7 @@ import path from 'node:path';
 import { fsyncDir, writeFileDurably } from '../../../adapters/durable-files.js';
 import { MailError } from '../../../adapters/connection.js';
 import type { FlowSpec } from '../../../config/model.js';
+import type { QueueRow } from '../../../store/ports.js';
 
 export interface InboundMetadata {
   server: string;
@@ -35,11 +36,13 @@ export interface SinkItem {
 }
 
 /**
- * A failed delivery: `permanent` (the sink refused this message: never retried, quarantined) or transient (retried);
- * `sinkDown` says the failure is the sink's, not the message's (connection refused, disk full...).
+ * A delivery: done (or, for a sink in the store, `row` to write with the batch's commit), or failed: `permanent` (the
+ * sink refused this message: never retried, quarantined) or transient (retried); `sinkDown` says the failure is the
+ * sink's, not the message's (connection refused, disk full...).
  */
 export type SinkResult =
-  { key: string; ok: true } | { key: string; ok: false; error: Error; permanent?: boolean; sinkDown?: boolean };
+  | { key: string; ok: true; row?: QueueRow }
+  | { key: string; ok: false; error: Error; permanent?: boolean; sinkDown?: boolean };
 
 /** Where a flow delivers: the directory sink or the webhook sink. */
 export interface InboundSink {
