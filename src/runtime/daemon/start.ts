@@ -132,7 +132,7 @@ export async function startDaemon(
 
   const routes = [
     ...healthRoutes({ metrics, scrubber, status, readiness, lastHour: (server) => activity.lastHour(server) }),
-    ...applyRoutes({ reconcile: (r) => reconciler.reconcile(r), state, status, draining: () => draining }),
+    ...applyRoutes({ reconcile: (r, p) => reconciler.reconcile(r, p), state, status, draining: () => draining }),
     ...quarantineRoutes(inbound, (server) => supervisor.pollNow(server)),
     ...outboundRoutes({
       outbox: outbound.outbox,
