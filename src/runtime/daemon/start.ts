@@ -21,6 +21,7 @@ import { Reconciler } from '../reconcile/reconciler.js';
 import { watchFolders } from '../reconcile/watcher.js';
 import { createApiServer } from './http.js';
 import { createLogging, type Logging } from './logging.js';
+import { ActivityHistory, recordingActivity } from './activity.js';
 import { DaemonMetrics } from './metrics.js';
 import { applyRoutes } from './routes/apply.js';
 import { healthRoutes } from './routes/health.js';
@@ -92,6 +93,7 @@ async function startOnStore(
   if (store.kind !== 'file') await local.writeToken(token);
   const dir = path.resolve(options.dir);
   const metrics = new DaemonMetrics();
+  const activity = new ActivityHistory();
   const resolver = new SecretResolver({
     secretsDir: options.secretsDir,
     envPrefix: options.secretEnvPrefix,
@@ -119,7 +121,7 @@ async function startOnStore(
     resolver,
     processor: inbound,
     outbound: outbound.consumer,
-    recorder: metrics,
+    recorder: recordingActivity(metrics, activity),
   });
   const reconciler = new Reconciler(
     {
@@ -171,9 +173,9 @@ async function startOnStore(
   });
 
   const routes = [
-    ...healthRoutes({ metrics, scrubber, status, readiness }),
+    ...healthRoutes({ metrics, scrubber, status, readiness, lastHour: (server) => activity.lastHour(server) }),
     ...applyRoutes({
-      reconcile: (r) => reconciler.reconcile(r),
+      reconcile: (r, p) => reconciler.reconcile(r, p),
       state,
       storeKind: store.kind,
       status,
