@@ -213,6 +213,43 @@ t('the lease: a daemon whose lease was taken over is fenced off; its writes fail
   await lock.release();
 });
 
+t('the lease fences the outbox too: a message accepted after a takeover is refused and not stored', async () => {
+  const store = await track(open('fenced_outbox'));
+  const lock = await store.lock();
+  await store.outbox.load(Date.now());
+  const message = (id: string) => ({
+    id,
+    messageId: `<${id}@example.com>`,
+    server: 'smtp/a',
+    from: 'a@example.com',
+    to: ['c@example.org'],
+    cc: [],
+    bcc: [],
+    subject: 's',
+    text: 't',
+    kind: 'agent' as const,
+    attachments: [],
+    createdAt: new Date().toISOString(),
+  });
+  await store.outbox.accept([message('00000000-0000-4000-8000-000000000001')]);
+  await db.admin(`UPDATE fenced_outbox.leases SET holder = 'another', epoch = epoch + 1`, db.database);
+  assert.instance(
+    await failure(store.outbox.accept([message('00000000-0000-4000-8000-000000000002')])),
+    LeaseLostError,
+  );
+  const record = {
+    id: '00000000-0000-4000-8000-000000000001',
+    event: 'done' as const,
+    at: new Date().toISOString(),
+    messageId: '<x>',
+    server: 'smtp/a',
+  };
+  assert.instance(await failure(store.outbox.record([record])), LeaseLostError);
+  const rows = await db.admin(`SELECT id, finished_at FROM fenced_outbox.outbox`, db.database);
+  assert.equal(rows, [{ id: '00000000-0000-4000-8000-000000000001', finished_at: null }]);
+  await lock.release();
+});
+
 t('a commit with rows notifies each queue once, after it commits', async () => {
   const store = await track(open('notify'));
   await store.inbound.prepareQueue('inbound_messages');

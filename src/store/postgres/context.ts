@@ -23,4 +23,24 @@ export class PgContext {
       return fn(client);
     });
   }
+
+  /**
+   * One data-modifying statement (an INSERT … SELECT or an UPDATE with a WHERE, no RETURNING) that writes only while
+   * this daemon holds the store, fenced in the statement itself: `statement(held)` puts the condition `held` into its
+   * WHERE. One round trip instead of a transaction's four, for the writes that come by the hundred (the outbox).
+   */
+  async writeOne(statement: (held: string) => string, values: unknown[]): Promise<void> {
+    const lease = this.lease;
+    if (!lease) {
+      await this.db.query(statement('true'), values);
+      return;
+    }
+    const n = values.length;
+    const { rows } = await this.db.query<{ held: boolean }>(
+      `WITH fence AS (${lease.fenceQuery(n + 1)}), done AS (${statement('EXISTS (SELECT 1 FROM fence)')})
+       SELECT EXISTS (SELECT 1 FROM fence) AS held`,
+      [...values, ...lease.fenceValues()],
+    );
+    if (!rows[0]?.held) throw lease.lostNow();
+  }
 }

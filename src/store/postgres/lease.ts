@@ -102,13 +102,24 @@ export class StoreLease implements StoreLock {
     }
   }
 
+  /** The fence's query, with its three parameters numbered from `first`: a row while this daemon holds the lease. */
+  fenceQuery(first: number): string {
+    return `SELECT 1 FROM ${this.table} WHERE name = $${first} AND holder = $${first + 1} AND epoch = $${first + 2} FOR SHARE`;
+  }
+
+  fenceValues(): unknown[] {
+    return [STORE_LEASE, this.holder.id, this.epoch];
+  }
+
+  /** The lease is gone (a fence found no row): LeaseLostError, told to the listeners once. */
+  lostNow(): LeaseLostError {
+    return this.lose();
+  }
+
   /** Inside a write's transaction: fails (LeaseLostError) unless this daemon still holds the lease. */
   async fence(client: PoolClient): Promise<void> {
     if (this.lost) throw this.lost;
-    const { rowCount } = await client.query(
-      `SELECT 1 FROM ${this.table} WHERE name = $1 AND holder = $2 AND epoch = $3 FOR SHARE`,
-      [STORE_LEASE, this.holder.id, this.epoch],
-    );
+    const { rowCount } = await client.query(this.fenceQuery(1), this.fenceValues());
     if (rowCount === 0) throw this.lose();
   }
 

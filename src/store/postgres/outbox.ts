@@ -34,12 +34,12 @@ export class PgOutboxStore implements OutboxStore {
 
   async accept(messages: readonly StoredOutboundMessage[]): Promise<void> {
     if (!messages.length) return;
-    await this.ctx.write((c) =>
-      c.query(
+    await this.ctx.writeOne(
+      (held) =>
         `INSERT INTO ${this.ctx.s}.outbox (id, server, message)
-         SELECT id, server, message::json FROM unnest($1::text[], $2::text[], $3::text[]) AS m(id, server, message)`,
-        [messages.map((m) => m.id), messages.map((m) => m.server), messages.map((m) => JSON.stringify(m))],
-      ),
+         SELECT id, server, message::json FROM unnest($1::text[], $2::text[], $3::text[]) AS m(id, server, message)
+         WHERE ${held}`,
+      [messages.map((m) => m.id), messages.map((m) => m.server), messages.map((m) => JSON.stringify(m))],
     );
   }
 
@@ -53,21 +53,20 @@ export class PgOutboxStore implements OutboxStore {
     }
     if (!standing.size) return;
     const list = [...standing.values()];
-    await this.ctx.write((c) =>
-      c.query(
+    await this.ctx.writeOne(
+      (held) =>
         `UPDATE ${this.ctx.s}.outbox o
          SET last_event = e.event::json,
              finished_at = CASE WHEN e.final THEN e.at ELSE NULL END,
              message = CASE WHEN e.final THEN NULL ELSE o.message END
          FROM unnest($1::text[], $2::text[], $3::boolean[], $4::timestamptz[]) AS e(id, event, final, at)
-         WHERE o.id = e.id AND (o.finished_at IS NULL OR e.final)`,
-        [
-          list.map((e) => e.id),
-          list.map((e) => JSON.stringify(e)),
-          list.map((e) => FINAL.has(e.event)),
-          list.map((e) => e.at),
-        ],
-      ),
+         WHERE o.id = e.id AND (o.finished_at IS NULL OR e.final) AND ${held}`,
+      [
+        list.map((e) => e.id),
+        list.map((e) => JSON.stringify(e)),
+        list.map((e) => FINAL.has(e.event)),
+        list.map((e) => e.at),
+      ],
     );
   }
 
