@@ -215,6 +215,8 @@ test('a partition from the database: not ready, status says why, nothing about m
     const ready = await fetch(`${daemon.url}/readyz?verbose`);
     assert.is(ready.status, 503);
     assert.match(await ready.text(), '[-]store failed');
+    const page = (await (await fetch(`${daemon.url}/status.json`)).json()) as { store: unknown };
+    assert.equal(page.store, { kind: 'postgres', available: false }, 'the status page says it too');
     const text = await cli(['status'], stack.ws.env);
     assert.match(text.stdout, 'unavailable');
     assert.match(text.stdout, 'no mail is fetched, copied, flagged or sent until it answers again');
