@@ -5,6 +5,7 @@
  * daemon stopped; a second daemon on the same store refuses to start, naming the holder; start-up errors that name the
  * store without a stack trace; `store migrate` and the refusal of a schema newer than this mailctl.
  */
+import { spawn } from 'node:child_process';
 import { readdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { test } from 'uvu';
@@ -12,8 +13,10 @@ import * as assert from 'uvu/assert';
 import { LATEST_VERSION } from '../../src/store/postgres/index.js';
 import { flowYaml, imapYaml, postgresFlowYaml, smtpYaml } from '../harness/fixtures.js';
 import {
+  BIN,
   cli,
   createWorkspace,
+  type CliResult,
   eventually,
   startDaemon,
   type DaemonProcess,
@@ -53,12 +56,35 @@ async function queueIds(): Promise<string[]> {
   return ids;
 }
 
-/** `mailctl run` that is expected to refuse to start: its exit code and what it printed. */
-const runRefused = (args: string[], extraEnv: NodeJS.ProcessEnv = {}) =>
-  cli(['run', '--dir', ws.dir, '--secrets-dir', ws.secretsDir, '--listen', '127.0.0.1:0', '--no-watch', ...args], {
-    ...env,
-    ...extraEnv,
+/** `mailctl run` that is expected to refuse to start: its exit code and what it printed (one that starts is stopped). */
+function runRefused(args: string[], extraEnv: NodeJS.ProcessEnv = {}): Promise<CliResult> {
+  const argv = [
+    'run',
+    '--dir',
+    ws.dir,
+    '--secrets-dir',
+    ws.secretsDir,
+    '--listen',
+    '127.0.0.1:0',
+    '--no-watch',
+    ...args,
+  ];
+  const child = spawn(process.execPath, [BIN, ...argv], {
+    env: { ...env, ...extraEnv },
+    stdio: ['ignore', 'pipe', 'pipe'],
   });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (d) => (stdout += d));
+  child.stderr.on('data', (d) => (stderr += d));
+  const started = setTimeout(() => child.kill('SIGTERM'), 20_000);
+  return new Promise((resolve) =>
+    child.on('close', (code) => {
+      clearTimeout(started);
+      resolve({ code: code ?? -1, stdout, stderr: stderr.includes('listening on') ? `it started: ${stderr}` : stderr });
+    }),
+  );
+}
 
 test.before(async () => {
   stack = await startMailStack({ users: { [AGENT]: 'agent-pass' }, smtp: true, store: 'postgres' });
@@ -200,7 +226,12 @@ test('a daemon on the database resumes where the file daemon stopped; a second d
     error.message,
     `another mailctl daemon (pid ${daemon.child.pid}) already uses the store ${url} (schema mailctl)`,
   );
-  await daemon.stop();
+
+  // what a daemon that took the store over once this one's lease expired leaves in the row: this one stops, exit 1
+  await stack.pg.admin(`UPDATE mailctl.leases SET holder = 'another', epoch = epoch + 1`, stack.pg.database);
+  const code = await new Promise<number | null>((resolve) => daemon.child.once('exit', resolve));
+  assert.is(code, 1);
+  assert.match(daemon.output(), 'another daemon took over the store');
 });
 
 test('start-up errors name the store and the reason, without a stack trace', async () => {
@@ -224,7 +255,7 @@ test('start-up errors name the store and the reason, without a stack trace', asy
       'must not contain a password',
     ],
     [['--store', url], {}, 'give the token with --token-file FILE'],
-    [['--store', 'mysql://x@y/z', '--token-file', tokenFile], {}, '--store must be "file" or a URL postgres://'],
+    [['--token-file', tokenFile], { MAILCTL_STORE: 'mysql://x@y/z' }, '--store must be "file" or a URL postgres://'],
   ];
   for (const [args, extra, expected] of cases) {
     const r = await runRefused(['--state-dir', path.join(ws.root, 'errors-state'), ...args], extra);
