@@ -47,6 +47,9 @@ export const runCommand: Command = {
     const logLevel = stringOption(values, 'log-level') ?? 'info';
     if (!(LOG_LEVELS as readonly string[]).includes(logLevel))
       throw new UserError(`--log-level must be one of ${LOG_LEVELS.join(', ')}`);
+    const secretEnvPrefix = stringOption(values, 'secret-env-prefix') ?? 'MAILCTL_SECRET_';
+    // an empty prefix would let a reference name any variable of the daemon's environment
+    if (secretEnvPrefix === '') throw new UserError('--secret-env-prefix must not be empty');
     const systemSmtpFile = stringOption(values, 'system-smtp');
     let systemSmtp = null;
     if (systemSmtpFile) {
@@ -70,7 +73,7 @@ export const runCommand: Command = {
         allowEmpty: values['allow-empty'] === true,
         allowMassDelete: values['allow-mass-delete'] === true,
         secretsDir: path.resolve(stringOption(values, 'secrets-dir') ?? '/run/secrets'),
-        secretEnvPrefix: stringOption(values, 'secret-env-prefix') ?? 'MAILCTL_SECRET_',
+        secretEnvPrefix,
         logLevel,
         env: io.env,
         systemSmtp,

@@ -69,6 +69,7 @@ export async function startDaemon(
     envPrefix: options.secretEnvPrefix,
     env: options.env,
     onResolved: (value, user) => scrubber.add(value, user),
+    onWarning: (message) => log.warn(message),
   });
   const inbound = new InboundMailProcessor({ store: store.inbound, stateDir: options.stateDir, log, resolver });
   const state = () => reconciler.state;
