@@ -1,11 +1,11 @@
 import { createHash } from 'node:crypto';
 import { constants } from 'node:fs';
-import { open, realpath } from 'node:fs/promises';
+import { open, readFile, realpath } from 'node:fs/promises';
 import path from 'node:path';
 import type { ServerSpec } from '../config/model.js';
 import { notNormalBecause, parseSecretRef } from '../config/secret-ref.js';
 import { MailError } from '../adapters/connection.js';
-import { isBelow, realPathOf } from './confine.js';
+import { isBelow, leadsInto, realPathOf } from './confine.js';
 
 /** Longest secret value the product accepts (the UI's password field). */
 export const MAX_SECRET_LENGTH = 255;
@@ -17,6 +17,8 @@ export interface SecretPolicy {
   secretsDir: string;
   /** `${env:}` references must name variables with this prefix. */
   envPrefix: string;
+  /** `tlsCaFile` must lead below one of these folders (`--ca-dir`). */
+  caDirs: readonly string[];
   env: NodeJS.ProcessEnv;
   /** Called with every value resolved (and the login it belongs to, when known), e.g. to scrub it from logs. */
   onResolved?: (value: string, user?: string) => void;
@@ -118,6 +120,24 @@ export class SecretResolver {
     if (/[\r\n\0]/.test(value)) throw new SecretError(`${reference} contains a line break or NUL character`);
     this.sensitive(value);
     return value;
+  }
+
+  /**
+   * Why `tlsCaFile` may not be used, or null. Judged on where it leads: Node trusts a PEM block inside any file, so a
+   * CA file must come from a folder the operator chose, not from one mail or a sink writes to.
+   */
+  async caFileRefusal(file: string): Promise<string | null> {
+    if (await leadsInto(file, this.policy.caDirs)) return null;
+    return `tlsCaFile ${file} is not inside a folder allowed by --ca-dir (${this.policy.caDirs.join(', ')})`;
+  }
+
+  /** The PEM text of `tlsCaFile`, once it is allowed (see caFileRefusal). */
+  async readCaFile(file: string): Promise<string> {
+    const refusal = await this.caFileRefusal(file);
+    if (refusal) throw new MailError('config', refusal, { code: 'tls-ca-file' });
+    return readFile(file, 'utf8').catch(() => {
+      throw new MailError('config', `tlsCaFile ${file} cannot be read`, { code: 'tls-ca-file' });
+    });
   }
 
   private warnOnce(file: string, message: string): void {

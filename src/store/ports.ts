@@ -10,7 +10,18 @@
  *  - nothing stored holds a secret: references (`${file:…}`), digests and HMACs only.
  */
 import type { QuarantineListing, QuarantineReason } from '../api/quarantine.js';
-import type { ObservedState } from '../plan/model.js';
+import type { CredentialBinding, ObservedState } from '../plan/model.js';
+
+/**
+ * The credential bindings kept by the secret's identity (HMAC-SHA256 of its value under the daemon's credentials key),
+ * next to `state.bindings` (kept by reference). The daemon's alone: never in `GET /v1/state`, which pull requests read.
+ */
+export interface IdentityBindings {
+  /** The credentials key the identities were made with (`CredentialsKey.id`): under another key they mean nothing. */
+  keyId: string;
+  /** Per identity, every target it is bound to. */
+  bindings: Record<string, CredentialBinding[]>;
+}
 
 /** The running configuration a daemon resumes after a restart. Holds references, never secrets. */
 export interface AppliedRecord {
@@ -18,6 +29,11 @@ export interface AppliedRecord {
   revision: string | null;
   desiredDigest: string;
   state: ObservedState;
+  /**
+   * Absent only in a record written before bindings were kept by identity (`applied.json` formatVersion 1): the daemon
+   * then makes them from `state.bindings` on start and writes the record back.
+   */
+  identities?: IdentityBindings;
 }
 
 export interface ApplyLogEntry {
@@ -296,6 +312,11 @@ export interface Store {
   readonly outbox: OutboxStore;
   readonly credentials: CredentialStore;
   readonly token: TokenStore;
+  /**
+   * Where the daemon keeps its credentials key when `--credentials-key-file` is not given (created on first start,
+   * 0600), or null when the store has no such place (a store shared by several daemons: each is given the same file).
+   */
+  readonly ownCredentialsKeyFile: string | null;
   /** Makes this process the store's only daemon until `release`; throws LockHeldError naming the holder. */
   lock(): Promise<{ release(): Promise<void> }>;
   close(): Promise<void>;

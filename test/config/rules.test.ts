@@ -526,7 +526,7 @@ test('invalid-secret-reference: malformed ${...} references', () => {
 });
 
 test('secret-ref-not-normal: another spelling of a secret file (., .., //, trailing /) is refused', () => {
-  for (const [path, why] of [
+  for (const [path, why] of <[string, string][]>[
     ['/run/secrets/./pw', '"." or ".."'],
     ['/run/secrets/x/../pw', '"." or ".."'],
     ['/run/secrets//pw', '"//"'],

@@ -29,6 +29,7 @@ test.before(async () => {
   resolver = new SecretResolver({
     secretsDir: secrets,
     envPrefix: 'MAILCTL_SECRET_',
+    caDirs: [],
     env: {},
     onWarning: (message) => warnings.push(message),
   });

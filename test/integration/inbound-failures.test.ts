@@ -489,7 +489,7 @@ test('webhook answering 5xx for everything: one batch, then one probe per backof
     store: new FileInboundStore(stateDir),
     stateDir,
     now: () => clock,
-    resolver: new SecretResolver({ secretsDir: ws.secretsDir, envPrefix: 'MAILCTL_', env: {} }),
+    resolver: new SecretResolver({ secretsDir: ws.secretsDir, envPrefix: 'MAILCTL_', caDirs: [], env: {} }),
   });
   const down = new Receiver();
   await down.start();

@@ -4,10 +4,13 @@ import { loadSystemSmtp } from '../../config/load.js';
 import { renderDiagnosticsText } from '../render/diagnostics.js';
 import { isLoopback, stateDirFrom } from '../../api/discovery.js';
 import { LockHeldError } from '../../store/ports.js';
-import { LOG_LEVELS, stringOption, type Command } from '../command.js';
+import { listOption, LOG_LEVELS, stringOption, type Command } from '../command.js';
 import { EXIT, UserError } from '../errors.js';
 
 export const DEFAULT_LISTEN = '127.0.0.1:8425';
+export const DEFAULT_SECRETS_DIR = '/run/secrets';
+/** Where a tlsCaFile may lie without --ca-dir, besides the secrets folder. */
+export const SYSTEM_CA_DIR = '/etc/ssl/certs';
 
 export function parseListen(text: string, allowRemote: boolean): { host: string; port: number } {
   const match = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(text);
@@ -27,7 +30,7 @@ export const runCommand: Command = {
   name: 'run',
   summary: 'Run the daemon: own the running loops and apply the folder',
   usage:
-    'mailctl run --dir DIR [--state-dir DIR] [--listen HOST:PORT [--allow-remote]] [--no-watch] [--save-failed-as-disabled] [--system-smtp FILE] [--secrets-dir DIR] [--secret-env-prefix PREFIX] [--allow-empty] [--allow-mass-delete] [--log-level LEVEL]',
+    'mailctl run --dir DIR [--state-dir DIR] [--listen HOST:PORT [--allow-remote]] [--no-watch] [--save-failed-as-disabled] [--system-smtp FILE] [--secrets-dir DIR] [--secret-env-prefix PREFIX] [--ca-dir DIR]... [--credentials-key-file FILE] [--allow-empty] [--allow-mass-delete] [--log-level LEVEL]',
   options: {
     dir: { type: 'string' },
     'state-dir': { type: 'string' },
@@ -38,6 +41,8 @@ export const runCommand: Command = {
     'system-smtp': { type: 'string' },
     'secrets-dir': { type: 'string' },
     'secret-env-prefix': { type: 'string' },
+    'ca-dir': { type: 'string', multiple: true },
+    'credentials-key-file': { type: 'string' },
     'allow-empty': { type: 'boolean' },
     'allow-mass-delete': { type: 'boolean' },
     'log-level': { type: 'string' },
@@ -50,6 +55,9 @@ export const runCommand: Command = {
     const secretEnvPrefix = stringOption(values, 'secret-env-prefix') ?? 'MAILCTL_SECRET_';
     // an empty prefix would let a reference name any variable of the daemon's environment
     if (secretEnvPrefix === '') throw new UserError('--secret-env-prefix must not be empty');
+    const secretsDir = path.resolve(stringOption(values, 'secrets-dir') ?? DEFAULT_SECRETS_DIR);
+    const caDirs = listOption(values, 'ca-dir').map((d) => path.resolve(d));
+    const credentialsKeyFile = stringOption(values, 'credentials-key-file');
     const systemSmtpFile = stringOption(values, 'system-smtp');
     let systemSmtp = null;
     if (systemSmtpFile) {
@@ -72,14 +80,18 @@ export const runCommand: Command = {
         saveFailedAsDisabled: values['save-failed-as-disabled'] === true,
         allowEmpty: values['allow-empty'] === true,
         allowMassDelete: values['allow-mass-delete'] === true,
-        secretsDir: path.resolve(stringOption(values, 'secrets-dir') ?? '/run/secrets'),
+        secretsDir,
         secretEnvPrefix,
+        caDirs: caDirs.length ? caDirs : [secretsDir, SYSTEM_CA_DIR],
+        ...(credentialsKeyFile !== undefined && { credentialsKeyFile: path.resolve(credentialsKeyFile) }),
         logLevel,
         env: io.env,
         systemSmtp,
       });
     } catch (err) {
       if (err instanceof LockHeldError) throw new UserError(err.message, EXIT.error, 'lock-held');
+      if ((err as { code?: unknown }).code === 'credentials-key')
+        throw new UserError((err as Error).message, EXIT.error, 'credentials-key');
       if ((err as NodeJS.ErrnoException).code === 'EADDRINUSE')
         throw new UserError(`cannot listen on ${listen.host}:${listen.port}: the address is in use`);
       throw err;

@@ -6,6 +6,7 @@ import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import type { ApplyRequest, ApplyResult } from '../../api/apply.js';
 import { isLoopback } from '../../api/discovery.js';
+import { loadCredentialsKey } from '../../connect/credentials-key.js';
 import { SecretResolver } from '../../connect/secrets.js';
 import { warmValidators } from '../../config/schema.js';
 import type { LoadedServer } from '../../config/model.js';
@@ -37,6 +38,10 @@ export interface DaemonOptions {
   allowMassDelete: boolean;
   secretsDir: string;
   secretEnvPrefix: string;
+  /** `--ca-dir`: the folders a server's tlsCaFile must lead into. */
+  caDirs: readonly string[];
+  /** `--credentials-key-file`; without it the store's own key file (created on first start). */
+  credentialsKeyFile?: string;
   logLevel: string;
   env: NodeJS.ProcessEnv;
   /** `--system-smtp`: the SMTP server for template emails when no server has `role: template`. */
@@ -64,9 +69,23 @@ export async function startDaemon(
   const token = await store.token.establish(undefined);
   const dir = path.resolve(options.dir);
   const metrics = new DaemonMetrics();
+  const keyFile = options.credentialsKeyFile ?? store.ownCredentialsKeyFile;
+  if (keyFile === null)
+    throw Object.assign(
+      new Error(`the ${store.kind} store needs --credentials-key-file (the same file for every daemon on it)`),
+      { code: 'credentials-key' },
+    );
+  const credentialsKey = await loadCredentialsKey(keyFile, {
+    create: options.credentialsKeyFile === undefined,
+    what:
+      options.credentialsKeyFile === undefined ? `the credentials key ${keyFile}` : `--credentials-key-file ${keyFile}`,
+    warn: (message) => log.warn(message),
+    onRead: (text) => scrubber.add(text),
+  });
   const resolver = new SecretResolver({
     secretsDir: options.secretsDir,
     envPrefix: options.secretEnvPrefix,
+    caDirs: options.caDirs,
     env: options.env,
     onResolved: (value, user) => scrubber.add(value, user),
     onWarning: (message) => log.warn(message),
@@ -93,6 +112,16 @@ export async function startDaemon(
       saveFailedAsDisabled: options.saveFailedAsDisabled,
       allowEmpty: options.allowEmpty,
       allowMassDelete: options.allowMassDelete,
+      credentialsKey,
+      refusals: async (desired) => {
+        const found: string[] = [];
+        for (const [id, { spec }] of Object.entries(desired.servers)) {
+          const refusal =
+            spec.enabled && spec.tlsCaFile !== undefined && (await resolver.caFileRefusal(spec.tlsCaFile));
+          if (refusal) found.push(`${id}: ${refusal}`);
+        }
+        return found;
+      },
     },
     store.applied,
     supervisor,

@@ -5,6 +5,9 @@ import { appendLineDurably, writeFileAtomic } from '../../adapters/durable-files
 import type { AppliedRecord, AppliedStore, ApplyLogEntry } from '../ports.js';
 
 export const STATE_FORMAT_VERSION = '1';
+/** 2: bindings are also kept by the secret's identity (`identities`); a version 1 file is read and migrated. */
+export const APPLIED_FORMAT_VERSION = '2';
+const READABLE_APPLIED_VERSIONS: readonly unknown[] = ['1', APPLIED_FORMAT_VERSION];
 export const APPLIED_FILE = 'applied.json';
 export const APPLY_LOG_FILE = 'apply-log.jsonl';
 
@@ -19,15 +22,17 @@ export class FileAppliedStore implements AppliedStore {
     const text = await readFile(this.file(APPLIED_FILE), 'utf8').catch(() => null);
     if (text === null) return null;
     const { formatVersion, ...record } = JSON.parse(text) as AppliedRecord & { formatVersion: unknown };
-    if (formatVersion !== STATE_FORMAT_VERSION) {
+    if (!READABLE_APPLIED_VERSIONS.includes(formatVersion)) {
       const found = JSON.stringify(formatVersion) ?? 'none';
-      throw new Error(`${APPLIED_FILE} has formatVersion ${found}; this mailctl reads ${STATE_FORMAT_VERSION}`);
+      throw new Error(
+        `${APPLIED_FILE} has formatVersion ${found}; this mailctl reads ${READABLE_APPLIED_VERSIONS.join(' and ')}`,
+      );
     }
     return record;
   }
 
   async write(record: AppliedRecord): Promise<void> {
-    const text = JSON.stringify({ formatVersion: STATE_FORMAT_VERSION, ...record }, null, 2);
+    const text = JSON.stringify({ formatVersion: APPLIED_FORMAT_VERSION, ...record }, null, 2);
     await writeFileAtomic(this.file(APPLIED_FILE), text);
   }
 

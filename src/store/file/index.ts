@@ -2,6 +2,7 @@
  * The file store: the daemon's state in its state folder (0700, files 0600, atomic writes, `formatVersion` in every
  * file) — the embedded default, for one daemon per folder.
  */
+import path from 'node:path';
 import { LocalState } from '../local.js';
 import type { Store, TokenStore } from '../ports.js';
 import { FileAppliedStore } from './applied.js';
@@ -20,6 +21,9 @@ class FileTokenStore implements TokenStore {
   }
 }
 
+/** The credentials key the daemon creates in the state folder when it is not given one (`--credentials-key-file`). */
+export const CREDENTIALS_KEY_FILE = 'credentials-key';
+
 /** The store in `local`'s folder (the daemon's state folder); its lock is the folder's `daemon.lock`. */
 export async function openFileStore(local: LocalState): Promise<Store> {
   await local.init();
@@ -32,6 +36,7 @@ export async function openFileStore(local: LocalState): Promise<Store> {
     outbox: new FileOutboxStore(stateDir),
     credentials: new FileCredentialStore(stateDir),
     token: new FileTokenStore(local),
+    ownCredentialsKeyFile: path.join(stateDir, CREDENTIALS_KEY_FILE),
     lock: () => local.lock(),
     close: () => Promise.resolve(),
   };
