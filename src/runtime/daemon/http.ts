@@ -27,6 +27,11 @@ export interface Route {
   path: string | RegExp;
   /** `/livez`, `/readyz`, `/metrics` and the status page need no token; every `/v1/*` route does. */
   public?: boolean;
+  /**
+   * Answered as it is, not scrubbed: constant text (the status page) or numbers and server ids only (`/metrics`, where
+   * scrubbing a scrape of a thousand servers would take tens of milliseconds of the event loop).
+   */
+  verbatim?: boolean;
   handler: Handler;
 }
 
@@ -54,8 +59,8 @@ async function readBody(req: IncomingMessage): Promise<unknown> {
   }
 }
 
-function send(res: ServerResponse, status: number, body: unknown, type?: string): void {
-  const text = typeof body === 'string' ? body : JSON.stringify(body);
+function send(res: ServerResponse, status: number, body: unknown, type: string | undefined, scrub: Scrub): void {
+  const text = scrub(typeof body === 'string' ? body : JSON.stringify(body));
   res.writeHead(status, {
     'content-type': type ?? (typeof body === 'string' ? 'text/plain; charset=utf-8' : 'application/json'),
     'cache-control': 'no-store',
@@ -63,8 +68,15 @@ function send(res: ServerResponse, status: number, body: unknown, type?: string)
   res.end(text);
 }
 
-/** The daemon's small HTTP API. Routes are data; authentication is decided here once. */
-export function createApiServer(routes: readonly Route[], token: string, log: Logger): Server {
+/** Removes every known secret from a text (the logs' scrubber). */
+export type Scrub = (text: string) => string;
+const verbatim: Scrub = (text) => text;
+
+/**
+ * The daemon's small HTTP API. Routes are data; authentication is decided here once, and every answer (a verification
+ * failure quoting a server, a last error, an apply's result) passes `scrub` on its way out.
+ */
+export function createApiServer(routes: readonly Route[], token: string, log: Logger, scrub: Scrub): Server {
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const url = new URL(req.url ?? '/', 'http://localhost');
     const matching = routes.filter((r) =>
@@ -72,17 +84,29 @@ export function createApiServer(routes: readonly Route[], token: string, log: Lo
     );
     const route = matching.find((r) => r.method === req.method);
     if (!route)
-      return send(res, matching.length ? 405 : 404, { error: matching.length ? 'method not allowed' : 'not found' });
+      return send(
+        res,
+        matching.length ? 405 : 404,
+        { error: matching.length ? 'method not allowed' : 'not found' },
+        undefined,
+        scrub,
+      );
     if (!route.public && !tokenMatches(req.headers.authorization, token))
-      return send(res, 401, { error: 'a valid API token is required' });
+      return send(res, 401, { error: 'a valid API token is required' }, undefined, scrub);
     try {
       const body = req.method === 'POST' ? await readBody(req) : undefined;
       const answer = await route.handler(req, body, url);
-      send(res, answer.status, answer.body, answer.type);
+      send(res, answer.status, answer.body, answer.type, route.verbatim ? verbatim : scrub);
     } catch (err) {
       const status = err instanceof HttpError ? err.status : 500;
       if (status === 500) log.error({ err: (err as Error).message }, `API ${req.method} ${url.pathname} failed`);
-      send(res, status, { error: (err as Error).message, ...(err instanceof HttpError && err.details) });
+      send(
+        res,
+        status,
+        { error: (err as Error).message, ...(err instanceof HttpError && err.details) },
+        undefined,
+        scrub,
+      );
     }
   };
   return createServer((req, res) => void handle(req, res));

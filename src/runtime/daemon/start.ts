@@ -20,6 +20,7 @@ import { inboundMessageId } from '../outbound/stored.js';
 import { Reconciler } from '../reconcile/reconciler.js';
 import { watchFolders } from '../reconcile/watcher.js';
 import { createApiServer } from './http.js';
+import { scrubbingStore } from './scrubbed-store.js';
 import { createLogging, type Logging } from './logging.js';
 import { DaemonMetrics } from './metrics.js';
 import { applyRoutes } from './routes/apply.js';
@@ -64,7 +65,8 @@ export async function startDaemon(
 ): Promise<RunningDaemon> {
   const { log, scrubber } = logging;
   const local = new LocalState(options.stateDir);
-  const store = await openFileStore(local);
+  // every text the daemon stores passes the logs' scrubber (scrubbed-store.ts)
+  const store = scrubbingStore(await openFileStore(local), scrubber);
   const lock = await store.lock();
   const token = await store.token.establish(undefined);
   const dir = path.resolve(options.dir);
@@ -159,7 +161,7 @@ export async function startDaemon(
   });
 
   const routes = [
-    ...healthRoutes({ metrics, scrubber, status, readiness }),
+    ...healthRoutes({ metrics, status, readiness }),
     ...applyRoutes({ reconcile: (r) => reconciler.reconcile(r), state, status, draining: () => draining }),
     ...quarantineRoutes(inbound, (server) => supervisor.pollNow(server)),
     ...outboundRoutes({
@@ -174,7 +176,7 @@ export async function startDaemon(
 
   if (!isLoopback(options.listen.host))
     log.warn({ listen: options.listen.host }, 'the API listens beyond loopback (--allow-remote)');
-  const server = createApiServer(routes, token, log);
+  const server = createApiServer(routes, token, log, (text) => scrubber.scrub(text));
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(options.listen.port, options.listen.host, () => resolve());

@@ -139,15 +139,28 @@ export class Reconciler {
         this.log.warn({ reference }, `${(err as Error).message}: its binding is kept by the reference only`);
       }
     }
-    this.applied = { ...saved.state, bindings };
-    this.identities = { keyId: this.identities.keyId, bindings: identityBindingsOf(bindings, ofReference) };
-    await this.store.write({ ...saved, state: this.applied, identities: this.identities });
+    await this.persist({
+      ...saved,
+      state: { ...saved.state, bindings },
+      identities: { keyId: this.identities.keyId, bindings: identityBindingsOf(bindings, ofReference) },
+    });
     this.log.warn(
       { bindings: Object.keys(bindings).length },
       legacy
         ? 'applied state migrated: credential bindings are now also kept by the identity of each secret'
         : 'the credentials key is not the one the applied state was written with: credential bindings by identity made again from the references',
     );
+  }
+
+  /**
+   * Stores the record and goes on with what the store holds: its texts are scrubbed (a verification failure quoting a
+   * secret), and plans, saved plans and `state pull` must all digest that same state.
+   */
+  private async persist(record: AppliedRecord & { identities: IdentityBindings }): Promise<void> {
+    await this.store.write(record);
+    const stored = (await this.store.read()) ?? record;
+    this.applied = stored.state;
+    this.identities = stored.identities ?? record.identities;
   }
 
   /** The folder, parsed and checked; reused while its files are byte-for-byte the same (a no-op stays cheap). */
@@ -337,19 +350,13 @@ export class Reconciler {
 
     const revision = await revisionLookup;
     const next = nextState(this.applied, plan, failed, revision);
-    const nextIdentities = {
-      keyId: this.identities.keyId,
-      bindings: nextIdentityBindings(identities, next, plan, failed),
-    };
-    await this.store.write({
+    await this.persist({
       appliedAt: new Date().toISOString(),
       revision,
       desiredDigest: digest,
       state: next,
-      identities: nextIdentities,
+      identities: { keyId: this.identities.keyId, bindings: nextIdentityBindings(identities, next, plan, failed) },
     });
-    this.applied = next;
-    this.identities = nextIdentities;
     this.pendingApproval.clear();
     const perServer = await this.execute(plan, failed, verifications, opened);
     await this.store.appendLog({

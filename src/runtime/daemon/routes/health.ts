@@ -1,16 +1,14 @@
 /**
  * What probes, scrapers and people read without a token: `/livez` (and `/healthz`, its alias), `/readyz` (`?verbose`
- * lists the checks), `/metrics`, the status page `/` and its data `/status.json` (no secrets: scrubbed).
+ * lists the checks), `/metrics`, the status page `/` and its data `/status.json` (no secrets: scrubbed like every answer).
  */
 import type { DaemonStatus } from '../../../api/status.js';
 import type { Route } from '../http.js';
 import type { DaemonMetrics } from '../metrics.js';
-import type { SecretScrubber } from '../scrubber.js';
 import { publicStatus, STATUS_PAGE_HTML } from '../status-page.js';
 
 export interface HealthDeps {
   metrics: DaemonMetrics;
-  scrubber: SecretScrubber;
   status: () => DaemonStatus;
   /** Named checks; the daemon is ready when all pass. */
   readiness: () => Record<string, boolean>;
@@ -44,6 +42,7 @@ export function healthRoutes(deps: HealthDeps): Route[] {
       method: 'GET',
       path: '/metrics',
       public: true,
+      verbatim: true,
       handler: async () => {
         const { contentType, body } = await deps.metrics.text();
         return { status: 200, body, type: contentType };
@@ -53,17 +52,14 @@ export function healthRoutes(deps: HealthDeps): Route[] {
       method: 'GET',
       path: '/',
       public: true,
+      verbatim: true,
       handler: () => ({ status: 200, body: STATUS_PAGE_HTML, type: 'text/html; charset=utf-8' }),
     },
     {
       method: 'GET',
       path: '/status.json',
       public: true,
-      handler: () => ({
-        status: 200,
-        body: deps.scrubber.scrub(JSON.stringify(publicStatus(deps.status()))),
-        type: 'application/json',
-      }),
+      handler: () => ({ status: 200, body: publicStatus(deps.status()) }),
     },
   ];
 }
