@@ -30,12 +30,13 @@ export const runCommand: Command = {
   name: 'run',
   summary: 'Run the daemon: own the running loops and apply the folder',
   usage:
-    'mailctl run --dir DIR [--state-dir DIR] [--listen HOST:PORT [--allow-remote]] [--no-watch] [--save-failed-as-disabled] [--system-smtp FILE] [--secrets-dir DIR] [--secret-env-prefix PREFIX] [--ca-dir DIR]... [--credentials-key-file FILE] [--allow-empty] [--allow-mass-delete] [--log-level LEVEL]',
+    'mailctl run --dir DIR [--state-dir DIR] [--listen HOST:PORT [--allow-remote]] [--public-host NAME]... [--no-watch] [--save-failed-as-disabled] [--system-smtp FILE] [--secrets-dir DIR] [--secret-env-prefix PREFIX] [--ca-dir DIR]... [--credentials-key-file FILE] [--allow-empty] [--allow-mass-delete] [--log-level LEVEL]',
   options: {
     dir: { type: 'string' },
     'state-dir': { type: 'string' },
     listen: { type: 'string' },
     'allow-remote': { type: 'boolean' },
+    'public-host': { type: 'string', multiple: true },
     'no-watch': { type: 'boolean' },
     'save-failed-as-disabled': { type: 'boolean' },
     'system-smtp': { type: 'string' },
@@ -58,6 +59,12 @@ export const runCommand: Command = {
     const secretsDir = path.resolve(stringOption(values, 'secrets-dir') ?? DEFAULT_SECRETS_DIR);
     const caDirs = listOption(values, 'ca-dir').map((d) => path.resolve(d));
     const credentialsKeyFile = stringOption(values, 'credentials-key-file');
+    const publicHosts = listOption(values, 'public-host').map((name) => {
+      const host = name.toLowerCase().replace(/\.$/, '');
+      if (!/^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$/.test(host))
+        throw new UserError(`--public-host must be a host name (as clients write it in URLs), not "${name}"`);
+      return host;
+    });
     const systemSmtpFile = stringOption(values, 'system-smtp');
     let systemSmtp = null;
     if (systemSmtpFile) {
@@ -82,6 +89,7 @@ export const runCommand: Command = {
         allowMassDelete: values['allow-mass-delete'] === true,
         secretsDir,
         secretEnvPrefix,
+        publicHosts,
         caDirs: caDirs.length ? caDirs : [secretsDir, SYSTEM_CA_DIR],
         ...(credentialsKeyFile !== undefined && { credentialsKeyFile: path.resolve(credentialsKeyFile) }),
         logLevel,

@@ -1,11 +1,13 @@
 import { timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { isIP } from 'node:net';
 import type { Logger } from 'pino';
 
 export interface Answer {
   status: number;
   body: unknown;
   type?: string;
+  headers?: Record<string, string>;
 }
 
 /** A request the route refuses: answered with `status` and `{ error: message, ...details }` (never logged as a fault). */
@@ -32,6 +34,8 @@ export interface Route {
    * scrubbing a scrape of a thousand servers would take tens of milliseconds of the event loop).
    */
   verbatim?: boolean;
+  /** Answered whatever the Host header says: probes and scrapers, which address the daemon by pod IP or any name. */
+  anyHost?: boolean;
   handler: Handler;
 }
 
@@ -59,54 +63,71 @@ async function readBody(req: IncomingMessage): Promise<unknown> {
   }
 }
 
-function send(res: ServerResponse, status: number, body: unknown, type: string | undefined, scrub: Scrub): void {
+function send(res: ServerResponse, answer: Answer, scrub: Scrub): void {
+  const { status, body, type, headers } = answer;
   const text = scrub(typeof body === 'string' ? body : JSON.stringify(body));
   res.writeHead(status, {
     'content-type': type ?? (typeof body === 'string' ? 'text/plain; charset=utf-8' : 'application/json'),
     'cache-control': 'no-store',
+    'x-content-type-options': 'nosniff',
+    ...headers,
   });
   res.end(text);
+}
+
+/** The host name of a Host header (lower case, without port, brackets or a final dot), or null when there is none. */
+export function hostOf(header: string | undefined): string | null {
+  const match = /^(?:\[([^\]]+)\]|([^:[\]]+))(?::\d*)?$/.exec(header?.trim() ?? '');
+  const host = match?.[1] ?? match?.[2];
+  return host ? host.toLowerCase().replace(/\.$/, '') : null;
 }
 
 /** Removes every known secret from a text (the logs' scrubber). */
 export type Scrub = (text: string) => string;
 const verbatim: Scrub = (text) => text;
 
+export interface ApiOptions {
+  token: string;
+  log: Logger;
+  scrub: Scrub;
+  /** `--public-host`: names the daemon answers for besides IP addresses and `localhost` (lower case). */
+  publicHosts: readonly string[];
+}
+
 /**
  * The daemon's small HTTP API. Routes are data; authentication is decided here once, and every answer (a verification
- * failure quoting a server, a last error, an apply's result) passes `scrub` on its way out.
+ * failure quoting a server, a last error, an apply's result) passes `scrub` on its way out. A request naming another
+ * host than the daemon's (DNS rebinding: a web page whose name now resolves to the daemon) is refused with 421.
  */
-export function createApiServer(routes: readonly Route[], token: string, log: Logger, scrub: Scrub): Server {
+export function createApiServer(routes: readonly Route[], options: ApiOptions): Server {
+  const { token, log, scrub } = options;
+  const names = new Set(['localhost', ...options.publicHosts]);
+  const hostAllowed = (host: string | null) => host !== null && (isIP(host) !== 0 || names.has(host));
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const url = new URL(req.url ?? '/', 'http://localhost');
     const matching = routes.filter((r) =>
       typeof r.path === 'string' ? r.path === url.pathname : r.path.test(url.pathname),
     );
     const route = matching.find((r) => r.method === req.method);
-    if (!route)
-      return send(
-        res,
-        matching.length ? 405 : 404,
-        { error: matching.length ? 'method not allowed' : 'not found' },
-        undefined,
-        scrub,
-      );
+    const host = hostOf(req.headers.host);
+    if (!route?.anyHost && !hostAllowed(host)) {
+      const error = `this daemon answers for IP addresses, localhost and its --public-host names, not for ${JSON.stringify(host ?? '')}`;
+      return send(res, { status: 421, body: { error } }, scrub);
+    }
+    if (!route) {
+      const status = matching.length ? 405 : 404;
+      return send(res, { status, body: { error: matching.length ? 'method not allowed' : 'not found' } }, scrub);
+    }
     if (!route.public && !tokenMatches(req.headers.authorization, token))
-      return send(res, 401, { error: 'a valid API token is required' }, undefined, scrub);
+      return send(res, { status: 401, body: { error: 'a valid API token is required' } }, scrub);
     try {
       const body = req.method === 'POST' ? await readBody(req) : undefined;
-      const answer = await route.handler(req, body, url);
-      send(res, answer.status, answer.body, answer.type, route.verbatim ? verbatim : scrub);
+      send(res, await route.handler(req, body, url), route.verbatim ? verbatim : scrub);
     } catch (err) {
       const status = err instanceof HttpError ? err.status : 500;
       if (status === 500) log.error({ err: (err as Error).message }, `API ${req.method} ${url.pathname} failed`);
-      send(
-        res,
-        status,
-        { error: (err as Error).message, ...(err instanceof HttpError && err.details) },
-        undefined,
-        scrub,
-      );
+      const body = { error: (err as Error).message, ...(err instanceof HttpError && err.details) };
+      send(res, { status, body }, scrub);
     }
   };
   return createServer((req, res) => void handle(req, res));

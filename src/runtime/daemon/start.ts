@@ -43,6 +43,8 @@ export interface DaemonOptions {
   caDirs: readonly string[];
   /** `--credentials-key-file`; without it the store's own key file (created on first start). */
   credentialsKeyFile?: string;
+  /** `--public-host`: names the API answers for besides IP addresses and `localhost` (lower case). */
+  publicHosts: readonly string[];
   logLevel: string;
   env: NodeJS.ProcessEnv;
   /** `--system-smtp`: the SMTP server for template emails when no server has `role: template`. */
@@ -176,7 +178,12 @@ export async function startDaemon(
 
   if (!isLoopback(options.listen.host))
     log.warn({ listen: options.listen.host }, 'the API listens beyond loopback (--allow-remote)');
-  const server = createApiServer(routes, token, log, (text) => scrubber.scrub(text));
+  const server = createApiServer(routes, {
+    token,
+    log,
+    scrub: (text) => scrubber.scrub(text),
+    publicHosts: options.publicHosts,
+  });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(options.listen.port, options.listen.host, () => resolve());

@@ -138,12 +138,17 @@ refresh();
 
 const sha256 = (text: string) => `'sha256-${createHash('sha256').update(text).digest('base64')}'`;
 
+/** Only the page's own script and style, fetches to the daemon only. */
+const CSP = `default-src 'none'; script-src ${sha256(SCRIPT)}; style-src ${sha256(STYLE)}; connect-src 'self'; base-uri 'none'; form-action 'none'`;
+/** Sent as a header too, where it also keeps other sites from framing the page (a meta tag cannot). */
+export const STATUS_PAGE_CSP = `${CSP}; frame-ancestors 'none'`;
+
 export const STATUS_PAGE_HTML = `<!doctype html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width,initial-scale=1">
-<meta http-equiv="Content-Security-Policy" content="default-src 'none'; script-src ${sha256(SCRIPT)}; style-src ${sha256(STYLE)}; connect-src 'self'; base-uri 'none'; form-action 'none'">
+<meta http-equiv="Content-Security-Policy" content="${CSP}">
 <title>mailctl status</title>
 <style>${STYLE}</style>
 </head>

@@ -5,7 +5,7 @@
 import type { DaemonStatus } from '../../../api/status.js';
 import type { Route } from '../http.js';
 import type { DaemonMetrics } from '../metrics.js';
-import { publicStatus, STATUS_PAGE_HTML } from '../status-page.js';
+import { publicStatus, STATUS_PAGE_CSP, STATUS_PAGE_HTML } from '../status-page.js';
 
 export interface HealthDeps {
   metrics: DaemonMetrics;
@@ -20,13 +20,14 @@ export function healthRoutes(deps: HealthDeps): Route[] {
     body: url.searchParams.has('verbose') ? '[+]ping ok\nlivez check passed\n' : 'ok\n',
   });
   return [
-    { method: 'GET', path: '/livez', public: true, handler: livez },
+    { method: 'GET', path: '/livez', public: true, anyHost: true, handler: livez },
     // deprecated in Kubernetes since 1.16; kept as an alias of /livez, so a probe that still uses it never kills a draining daemon
-    { method: 'GET', path: '/healthz', public: true, handler: livez },
+    { method: 'GET', path: '/healthz', public: true, anyHost: true, handler: livez },
     {
       method: 'GET',
       path: '/readyz',
       public: true,
+      anyHost: true,
       handler: (_r, _b, url) => {
         const results = deps.readiness();
         const ok = Object.values(results).every(Boolean);
@@ -43,6 +44,7 @@ export function healthRoutes(deps: HealthDeps): Route[] {
       path: '/metrics',
       public: true,
       verbatim: true,
+      anyHost: true,
       handler: async () => {
         const { contentType, body } = await deps.metrics.text();
         return { status: 200, body, type: contentType };
@@ -53,7 +55,12 @@ export function healthRoutes(deps: HealthDeps): Route[] {
       path: '/',
       public: true,
       verbatim: true,
-      handler: () => ({ status: 200, body: STATUS_PAGE_HTML, type: 'text/html; charset=utf-8' }),
+      handler: () => ({
+        status: 200,
+        body: STATUS_PAGE_HTML,
+        type: 'text/html; charset=utf-8',
+        headers: { 'content-security-policy': STATUS_PAGE_CSP },
+      }),
     },
     {
       method: 'GET',
