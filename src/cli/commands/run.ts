@@ -11,6 +11,8 @@ export const DEFAULT_LISTEN = '127.0.0.1:8425';
 export const DEFAULT_SECRETS_DIR = '/run/secrets';
 /** Where a tlsCaFile may lie without --ca-dir, besides the secrets folder. */
 export const SYSTEM_CA_DIR = '/etc/ssl/certs';
+/** Where a flow may deliver without --sink-root, besides the state folder. */
+export const DEFAULT_SINK_ROOT = '/var/lib/mailctl';
 
 export function parseListen(text: string, allowRemote: boolean): { host: string; port: number } {
   const match = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(text);
@@ -30,7 +32,7 @@ export const runCommand: Command = {
   name: 'run',
   summary: 'Run the daemon: own the running loops and apply the folder',
   usage:
-    'mailctl run --dir DIR [--state-dir DIR] [--listen HOST:PORT [--allow-remote]] [--public-host NAME]... [--no-watch] [--save-failed-as-disabled] [--system-smtp FILE] [--secrets-dir DIR] [--secret-env-prefix PREFIX] [--ca-dir DIR]... [--credentials-key-file FILE] [--allow-empty] [--allow-mass-delete] [--log-level LEVEL]',
+    'mailctl run --dir DIR [--state-dir DIR] [--listen HOST:PORT [--allow-remote]] [--public-host NAME]... [--no-watch] [--save-failed-as-disabled] [--system-smtp FILE] [--secrets-dir DIR] [--secret-env-prefix PREFIX] [--ca-dir DIR]... [--sink-root DIR]... [--credentials-key-file FILE] [--allow-empty] [--allow-mass-delete] [--log-level LEVEL]',
   options: {
     dir: { type: 'string' },
     'state-dir': { type: 'string' },
@@ -43,6 +45,7 @@ export const runCommand: Command = {
     'secrets-dir': { type: 'string' },
     'secret-env-prefix': { type: 'string' },
     'ca-dir': { type: 'string', multiple: true },
+    'sink-root': { type: 'string', multiple: true },
     'credentials-key-file': { type: 'string' },
     'allow-empty': { type: 'boolean' },
     'allow-mass-delete': { type: 'boolean' },
@@ -58,6 +61,8 @@ export const runCommand: Command = {
     if (secretEnvPrefix === '') throw new UserError('--secret-env-prefix must not be empty');
     const secretsDir = path.resolve(stringOption(values, 'secrets-dir') ?? DEFAULT_SECRETS_DIR);
     const caDirs = listOption(values, 'ca-dir').map((d) => path.resolve(d));
+    const sinkRoots = listOption(values, 'sink-root').map((d) => path.resolve(d));
+    const stateDir = stateDirFrom(stringOption(values, 'state-dir'), io.env);
     const credentialsKeyFile = stringOption(values, 'credentials-key-file');
     const publicHosts = listOption(values, 'public-host').map((name) => {
       const host = name.toLowerCase().replace(/\.$/, '');
@@ -81,7 +86,7 @@ export const runCommand: Command = {
     try {
       daemon = await startDaemon({
         dir: stringOption(values, 'dir') ?? DEFAULT_DIR,
-        stateDir: stateDirFrom(stringOption(values, 'state-dir'), io.env),
+        stateDir,
         listen,
         watch: values['no-watch'] !== true,
         saveFailedAsDisabled: values['save-failed-as-disabled'] === true,
@@ -91,6 +96,7 @@ export const runCommand: Command = {
         secretEnvPrefix,
         publicHosts,
         caDirs: caDirs.length ? caDirs : [secretsDir, SYSTEM_CA_DIR],
+        sinkRoots: sinkRoots.length ? sinkRoots : [stateDir, DEFAULT_SINK_ROOT],
         ...(credentialsKeyFile !== undefined && { credentialsKeyFile: path.resolve(credentialsKeyFile) }),
         logLevel,
         env: io.env,

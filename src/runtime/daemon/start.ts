@@ -13,6 +13,7 @@ import type { LoadedServer } from '../../config/model.js';
 import { openFileStore } from '../../store/file/index.js';
 import { LocalState } from '../../store/local.js';
 import { InboundMailProcessor } from '../inbound/processor.js';
+import { sinkDirRefusal } from '../inbound/sinks/directory.js';
 import { StalenessWatchdog, watchedServers } from '../loops/staleness.js';
 import { Supervisor } from '../loops/supervisor.js';
 import { createOutbound } from '../outbound/index.js';
@@ -45,6 +46,8 @@ export interface DaemonOptions {
   credentialsKeyFile?: string;
   /** `--public-host`: names the API answers for besides IP addresses and `localhost` (lower case). */
   publicHosts: readonly string[];
+  /** `--sink-root`: the folders a flow's `deliver.directory` must lead into. */
+  sinkRoots: readonly string[];
   logLevel: string;
   env: NodeJS.ProcessEnv;
   /** `--system-smtp`: the SMTP server for template emails when no server has `role: template`. */
@@ -94,7 +97,13 @@ export async function startDaemon(
     onResolved: (value, user) => scrubber.add(value, user),
     onWarning: (message) => log.warn(message),
   });
-  const inbound = new InboundMailProcessor({ store: store.inbound, stateDir: options.stateDir, log, resolver });
+  const inbound = new InboundMailProcessor({
+    store: store.inbound,
+    stateDir: options.stateDir,
+    sinkRoots: options.sinkRoots,
+    log,
+    resolver,
+  });
   const state = () => reconciler.state;
   const outbound = await createOutbound({
     store: store.outbox,
@@ -118,13 +127,16 @@ export async function startDaemon(
       allowMassDelete: options.allowMassDelete,
       credentialsKey,
       refusals: async (desired) => {
-        const found: string[] = [];
-        for (const [id, { spec }] of Object.entries(desired.servers)) {
-          const refusal =
-            spec.enabled && spec.tlsCaFile !== undefined && (await resolver.caFileRefusal(spec.tlsCaFile));
-          if (refusal) found.push(`${id}: ${refusal}`);
+        const found = new Set<string>();
+        for (const [id, { spec, flow }] of Object.entries(desired.servers)) {
+          if (!spec.enabled) continue;
+          const ca = spec.tlsCaFile !== undefined && (await resolver.caFileRefusal(spec.tlsCaFile));
+          if (ca) found.add(`${id}: ${ca}`);
+          const sink =
+            flow?.deliver.directory !== undefined && (await sinkDirRefusal(options.stateDir, flow, options.sinkRoots));
+          if (sink) found.add(sink); // once per flow, however many servers use it
         }
-        return found;
+        return [...found];
       },
     },
     store.applied,

@@ -23,7 +23,7 @@ import { deliverBatch, fetchBatch, type BatchContext, type FetchedBatch } from '
 import { carryOut, recordBatch, recoverCopy } from './commit.js';
 import type { QuarantineListing } from '../../api/quarantine.js';
 import { CHECKPOINT_FORMAT_VERSION, type Checkpoint, type InboundStore, type MailboxRef } from '../../store/ports.js';
-import { DirectorySink, identityHash, sinkDirOf, type InboundSink } from './sinks/directory.js';
+import { DirectorySink, identityHash, sinkDirOf, sinkDirRefusal, type InboundSink } from './sinks/directory.js';
 import { WebhookSink } from './sinks/webhook.js';
 
 /** UIDs per batch (one metadata FETCH, one source FETCH, one COPY, one STORE, one checkpoint write). */
@@ -43,6 +43,8 @@ export interface InboundMailProcessorOptions {
   store: InboundStore;
   /** The folder `deliver.directory` is relative to (the daemon's state folder). */
   stateDir: string;
+  /** `--sink-root`: the folders a `deliver.directory` must lead into. */
+  sinkRoots: readonly string[];
   log?: Logger;
   /** Resolves the webhook secret (confined like every secret); without it a webhook flow is a config error. */
   resolver?: SecretResolver;
@@ -94,6 +96,9 @@ export class InboundMailProcessor implements InboundProcessor {
       // resolved on every poll: a rotated secret is used from the next poll on; never kept beyond the sink object
       return new WebhookSink(webhook.url, await this.options.resolver.resolve(webhook.secret));
     }
+    // on every poll: a link on the way may have been changed to lead elsewhere
+    const refusal = await sinkDirRefusal(this.options.stateDir, flow, this.options.sinkRoots);
+    if (refusal) throw new MailError('config', refusal);
     const dir = sinkDirOf(this.options.stateDir, flow);
     let sink = this.directories.get(dir);
     if (!sink) this.directories.set(dir, (sink = new DirectorySink(dir)));

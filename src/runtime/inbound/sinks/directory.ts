@@ -10,6 +10,7 @@ import path from 'node:path';
 import { fsyncDir, writeFileDurably } from '../../../adapters/durable-files.js';
 import { MailError } from '../../../adapters/connection.js';
 import type { FlowSpec } from '../../../config/model.js';
+import { leadsInto } from '../../../connect/confine.js';
 
 export interface InboundMetadata {
   server: string;
@@ -146,6 +147,20 @@ export function sinkDirOf(stateDir: string, flow: FlowSpec): string {
   const dir = flow.deliver.directory;
   if (!dir) throw new MailError('config', `email flow "${flow.name}" has no directory sink`);
   return path.resolve(stateDir, dir);
+}
+
+/**
+ * Why a flow may not deliver to its `deliver.directory`, or null: it must lead below a `--sink-root` (judged where it
+ * really leads, links followed), so a changed file cannot make the daemon write mail into any folder it can write to.
+ */
+export async function sinkDirRefusal(
+  stateDir: string,
+  flow: FlowSpec,
+  roots: readonly string[],
+): Promise<string | null> {
+  const dir = sinkDirOf(stateDir, flow);
+  if (await leadsInto(dir, roots)) return null;
+  return `email flow "${flow.name}": deliver.directory ${dir} is not inside a folder allowed by --sink-root (${roots.join(', ')})`;
 }
 
 /** The Message-ID in the `.json` of `key` in any queue of these sink folders, or null. */
