@@ -151,7 +151,7 @@ function findRebinds(
   });
 }
 
-function classify(
+function changeOf(
   id: string,
   before: ServerConfig | undefined,
   after: ServerConfig | undefined,
@@ -231,7 +231,7 @@ export function computePlan(inputs: PlanInputs): Plan {
       secrets && secrets.desired[id] && secrets.observed[id] && secrets.desired[id] !== secrets.observed[id],
     );
     const change: ServerChange = {
-      ...classify(id, observedServer?.config, after, observedServer?.status, secretChanged),
+      ...changeOf(id, observedServer?.config, after, observedServer?.status, secretChanged),
       rebinds: [],
     };
     const touchesCredentials =

@@ -8,6 +8,8 @@ export interface Answer {
   body: unknown;
   type?: string;
   headers?: Record<string, string>;
+  /** A streamed answer (NDJSON): `body` is ignored; each `write` sends one line as it happens. */
+  stream?: (write: (line: unknown) => void) => Promise<void>;
 }
 
 /** A request the route refuses: answered with `status` and `{ error: message, ...details }` (never logged as a fault). */
@@ -86,6 +88,26 @@ export function hostOf(header: string | undefined): string | null {
 export type Scrub = (text: string) => string;
 const verbatim: Scrub = (text) => text;
 
+/** An NDJSON answer: one line per event as it happens; a failure after the head is the last line, `type: error`. */
+async function streamLines(
+  res: ServerResponse,
+  status: number,
+  stream: NonNullable<Answer['stream']>,
+  scrub: Scrub,
+): Promise<void> {
+  res.writeHead(status, {
+    'content-type': 'application/x-ndjson',
+    'cache-control': 'no-store',
+    'x-content-type-options': 'nosniff',
+  });
+  try {
+    await stream((line) => res.write(`${scrub(JSON.stringify(line))}\n`));
+  } catch (err) {
+    res.write(`${scrub(JSON.stringify({ type: 'error', error: (err as Error).message }))}\n`);
+  }
+  res.end();
+}
+
 export interface ApiOptions {
   token: string;
   log: Logger;
@@ -96,8 +118,9 @@ export interface ApiOptions {
 
 /**
  * The daemon's small HTTP API. Routes are data; authentication is decided here once, and every answer (a verification
- * failure quoting a server, a last error, an apply's result) passes `scrub` on its way out. A request naming another
- * host than the daemon's (DNS rebinding: a web page whose name now resolves to the daemon) is refused with 421.
+ * failure quoting a server, a last error, an apply's result, each line of a stream) passes `scrub` on its way out. A
+ * request naming another host than the daemon's (DNS rebinding: a web page whose name now resolves to the daemon) is
+ * refused with 421.
  */
 export function createApiServer(routes: readonly Route[], options: ApiOptions): Server {
   const { token, log, scrub } = options;
@@ -122,7 +145,10 @@ export function createApiServer(routes: readonly Route[], options: ApiOptions): 
       return send(res, { status: 401, body: { error: 'a valid API token is required' } }, scrub);
     try {
       const body = req.method === 'POST' ? await readBody(req) : undefined;
-      send(res, await route.handler(req, body, url), route.verbatim ? verbatim : scrub);
+      const answer = await route.handler(req, body, url);
+      const answerScrub = route.verbatim ? verbatim : scrub;
+      if (answer.stream) await streamLines(res, answer.status, answer.stream, answerScrub);
+      else send(res, answer, answerScrub);
     } catch (err) {
       const status = err instanceof HttpError ? err.status : 500;
       if (status === 500) log.error({ err: (err as Error).message }, `API ${req.method} ${url.pathname} failed`);

@@ -23,6 +23,7 @@ import { watchFolders } from '../reconcile/watcher.js';
 import { createApiServer } from './http.js';
 import { scrubbingStore } from './scrubbed-store.js';
 import { createLogging, type Logging } from './logging.js';
+import { ActivityHistory, recordingActivity } from './activity.js';
 import { DaemonMetrics } from './metrics.js';
 import { applyRoutes } from './routes/apply.js';
 import { healthRoutes } from './routes/health.js';
@@ -89,6 +90,7 @@ export async function startDaemon(
     warn: (message) => log.warn(message),
     onRead: (text) => scrubber.add(text),
   });
+  const activity = new ActivityHistory();
   const resolver = new SecretResolver({
     secretsDir: options.secretsDir,
     envPrefix: options.secretEnvPrefix,
@@ -117,7 +119,7 @@ export async function startDaemon(
     resolver,
     processor: inbound,
     outbound: outbound.consumer,
-    recorder: metrics,
+    recorder: recordingActivity(metrics, activity),
   });
   const reconciler = new Reconciler(
     {
@@ -175,8 +177,8 @@ export async function startDaemon(
   });
 
   const routes = [
-    ...healthRoutes({ metrics, status, readiness }),
-    ...applyRoutes({ reconcile: (r) => reconciler.reconcile(r), state, status, draining: () => draining }),
+    ...healthRoutes({ metrics, status, readiness, lastHour: (server) => activity.lastHour(server) }),
+    ...applyRoutes({ reconcile: (r, p) => reconciler.reconcile(r, p), state, status, draining: () => draining }),
     ...quarantineRoutes(inbound, (server) => supervisor.pollNow(server)),
     ...outboundRoutes({
       outbox: outbound.outbox,

@@ -10,6 +10,8 @@ import { publicStatus, STATUS_PAGE_CSP, STATUS_PAGE_HTML } from '../status-page.
 export interface HealthDeps {
   metrics: DaemonMetrics;
   status: () => DaemonStatus;
+  /** Each server's deliveries or sends per minute over the last hour (the page's charts). */
+  lastHour: (server: string) => [number, number][];
   /** Named checks; the daemon is ready when all pass. */
   readiness: () => Record<string, boolean>;
 }
@@ -66,7 +68,7 @@ export function healthRoutes(deps: HealthDeps): Route[] {
       method: 'GET',
       path: '/status.json',
       public: true,
-      handler: () => ({ status: 200, body: publicStatus(deps.status()) }),
+      handler: () => ({ status: 200, body: publicStatus(deps.status(), deps.lastHour) }),
     },
   ];
 }
