@@ -32,8 +32,9 @@ export interface Route {
   /** `/livez`, `/readyz`, `/metrics` and the status page need no token; every `/v1/*` route does. */
   public?: boolean;
   /**
-   * Answered as it is, not scrubbed: constant text (the status page) or numbers and server ids only (`/metrics`, where
-   * scrubbing a scrape of a thousand servers would take tens of milliseconds of the event loop).
+   * Answered as it is, not scrubbed: constant text (the status page), numbers and server ids only (`/metrics`, where
+   * scrubbing a scrape of a thousand servers would take tens of milliseconds of the event loop), or a stored message's
+   * exact source.
    */
   verbatim?: boolean;
   /** Answered whatever the Host header says: probes and scrapers, which address the daemon by pod IP or any name. */
