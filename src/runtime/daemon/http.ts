@@ -66,9 +66,40 @@ async function readBody(req: IncomingMessage): Promise<unknown> {
   }
 }
 
+/**
+ * Keys whose values are configuration as written (specs, references, bindings): never a secret, since the schema
+ * allows references only, and compared by plans (`state pull`), so a password that happens to be part of a path or a
+ * user name must not change them. Every other string of an answer (messages, reasons, errors) is scrubbed.
+ */
+const AS_WRITTEN = new Set(['config', 'before', 'after', 'bindings', 'rebinds']);
+
+/** `body` with its strings scrubbed, configuration left as written; all strings go through `scrub` at once. */
+export function scrubAnswer(body: unknown, scrub: Scrub): unknown {
+  if (typeof body === 'string') return scrub(body);
+  if (body === undefined) return body;
+  const plain = JSON.parse(JSON.stringify(body)) as unknown; // what goes out: dates as text, no undefined
+  const texts: string[] = [];
+  const walk = (value: unknown, edit: (text: string) => string): unknown => {
+    if (typeof value === 'string') return edit(value);
+    if (Array.isArray(value)) return value.map((v: unknown) => walk(v, edit));
+    if (value === null || typeof value !== 'object') return value;
+    return Object.fromEntries(Object.entries(value).map(([key, v]) => [key, AS_WRITTEN.has(key) ? v : walk(v, edit)]));
+  };
+  walk(plain, (text) => (texts.push(text), text));
+  if (texts.some((text) => text.includes('\0'))) return walk(plain, scrub);
+  // NUL joins them: no secret form contains one (the resolver refuses NUL in a secret), so none spans two strings
+  const joined = texts.join('\0');
+  const clean = scrub(joined);
+  if (clean === joined) return plain;
+  const parts = clean.split('\0');
+  let next = 0;
+  return walk(plain, () => parts[next++]!);
+}
+
 function send(res: ServerResponse, answer: Answer, scrub: Scrub): void {
   const { status, body, type, headers } = answer;
-  const text = scrub(typeof body === 'string' ? body : JSON.stringify(body));
+  const clean = scrubAnswer(body, scrub);
+  const text = typeof clean === 'string' ? clean : JSON.stringify(clean);
   res.writeHead(status, {
     'content-type': type ?? (typeof body === 'string' ? 'text/plain; charset=utf-8' : 'application/json'),
     'cache-control': 'no-store',
@@ -102,9 +133,9 @@ async function streamLines(
     'x-content-type-options': 'nosniff',
   });
   try {
-    await stream((line) => res.write(`${scrub(JSON.stringify(line))}\n`));
+    await stream((line) => res.write(`${JSON.stringify(scrubAnswer(line, scrub))}\n`));
   } catch (err) {
-    res.write(`${scrub(JSON.stringify({ type: 'error', error: (err as Error).message }))}\n`);
+    res.write(`${JSON.stringify(scrubAnswer({ type: 'error', error: (err as Error).message }, scrub))}\n`);
   }
   res.end();
 }

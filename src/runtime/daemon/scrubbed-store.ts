@@ -1,34 +1,23 @@
 /**
- * The store as the daemon writes to it: every text it stores from outside (a server's reply in a verification
- * failure, a send error, a quarantine reason, an apply's trigger) passes the same scrubber as the logs first, so a
- * secret a server quoted back never lands in `applied.json`, the apply log, the outbox or a checkpoint. Message content
- * (outbox messages, queue rows, kept ciphertext) is stored as it is.
+ * The store as the daemon writes to it: every text it stores that may quote someone else (a server's reply in a
+ * verification failure, a send error, a retry's error and a quarantine reason, an apply's trigger) passes the same
+ * scrubber as the logs first, so a secret a server quoted back never lands in `applied.json`, the apply log, the outbox
+ * or a checkpoint. Configuration (specs, references, bindings), keys and message content are stored as they are: they
+ * hold no secret, and a password that happens to be part of a path or a name must not change what plans compare.
  */
-import type { Store } from '../../store/ports.js';
+import type { Checkpoint, Store } from '../../store/ports.js';
 import type { SecretScrubber } from './scrubber.js';
 
-/** `value` with every string scrubbed (a JSON value: records, events, checkpoints). */
-export function scrubValue<T>(value: T, scrubber: SecretScrubber): T {
-  const text = JSON.stringify(value);
-  const clean = scrubber.scrub(text);
-  if (clean === text) return value;
-  try {
-    return JSON.parse(clean) as T;
-  } catch {
-    // a secret that also reads as JSON punctuation: scrub string by string instead
-    return walk(value, (s) => scrubber.scrub(s));
-  }
-}
-
-function walk<T>(value: T, scrub: (text: string) => string): T {
-  if (typeof value === 'string') return scrub(value) as T;
-  if (Array.isArray(value)) return value.map((v: unknown) => walk(v, scrub)) as T;
-  if (value && typeof value === 'object')
-    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, walk(v, scrub)])) as T;
-  return value;
-}
+const mapValues = <T>(record: Record<string, T>, fn: (value: T) => T): Record<string, T> =>
+  Object.fromEntries(Object.entries(record).map(([key, value]) => [key, fn(value)]));
 
 export function scrubbingStore(store: Store, scrubber: SecretScrubber): Store {
+  const text = (value: string): string => scrubber.scrub(value);
+  const checkpoint = (c: Checkpoint): Checkpoint => ({
+    ...c,
+    pending: mapValues(c.pending, (p) => (p.lastError === undefined ? p : { ...p, lastError: text(p.lastError) })),
+    quarantined: mapValues(c.quarantined, (q) => ({ ...q, detail: text(q.detail) })),
+  });
   const { applied, inbound, outbox } = store;
   return {
     kind: store.kind,
@@ -41,8 +30,17 @@ export function scrubbingStore(store: Store, scrubber: SecretScrubber): Store {
     applied: {
       read: () => applied.read(),
       recentLog: (limit) => applied.recentLog(limit),
-      write: (record) => applied.write(scrubValue(record, scrubber)),
-      appendLog: (entry) => applied.appendLog(scrubValue(entry, scrubber)),
+      write: (record) =>
+        applied.write({
+          ...record,
+          state: {
+            ...record.state,
+            servers: mapValues(record.state.servers, (s) =>
+              s.disabledReason === undefined ? s : { ...s, disabledReason: text(s.disabledReason) },
+            ),
+          },
+        }),
+      appendLog: (entry) => applied.appendLog({ ...entry, trigger: text(entry.trigger) }),
     },
     inbound: {
       load: (mailbox) => inbound.load(mailbox),
@@ -50,14 +48,20 @@ export function scrubbingStore(store: Store, scrubber: SecretScrubber): Store {
       messageIdOf: (key) => inbound.messageIdOf(key),
       listQuarantine: (server) => inbound.listQuarantine(server),
       release: (key) => inbound.release(key),
-      commit: (mailbox, batch) =>
-        inbound.commit(mailbox, { ...batch, checkpoint: scrubValue(batch.checkpoint, scrubber) }),
+      commit: (mailbox, batch) => inbound.commit(mailbox, { ...batch, checkpoint: checkpoint(batch.checkpoint) }),
     },
     outbox: {
       load: (now) => outbox.load(now),
       accept: (messages) => outbox.accept(messages),
       close: () => outbox.close(),
-      record: (events) => outbox.record(scrubValue(events, scrubber)),
+      record: (events) =>
+        outbox.record(
+          events.map((e) => ({
+            ...e,
+            ...(e.reply !== undefined && { reply: text(e.reply) }),
+            ...(e.reason !== undefined && { reason: text(e.reason) }),
+          })),
+        ),
     },
   };
 }
