@@ -110,7 +110,7 @@ function send(res: ServerResponse, answer: Answer, scrub: Scrub): void {
 }
 
 /** The host name of a Host header (lower case, without port, brackets or a final dot), or null when there is none. */
-export function hostOf(header: string | undefined): string | null {
+function hostOf(header: string | undefined): string | null {
   const match = /^(?:\[([^\]]+)\]|([^:[\]]+))(?::\d*)?$/.exec(header?.trim() ?? '');
   const host = match?.[1] ?? match?.[2];
   return host ? host.toLowerCase().replace(/\.$/, '') : null;

@@ -41,7 +41,7 @@ LINK_LOCAL.addSubnet('169.254.0.0', 16, 'ipv4');
 LINK_LOCAL.addSubnet('fe80::', 10, 'ipv6');
 
 /** Whether an IP address is link-local (also written as IPv4-mapped IPv6, `::ffff:169.254.169.254`). */
-export const isLinkLocal = (address: string): boolean =>
+const isLinkLocal = (address: string): boolean =>
   isIP(address) !== 0 && LINK_LOCAL.check(address, isIP(address) === 6 ? 'ipv6' : 'ipv4');
 
 class LinkLocalError extends Error {
