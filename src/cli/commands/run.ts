@@ -9,8 +9,11 @@ import { EXIT, UserError } from '../errors.js';
 
 export const DEFAULT_LISTEN = '127.0.0.1:8425';
 export const DEFAULT_SECRETS_DIR = '/run/secrets';
-/** Where a tlsCaFile may lie without --ca-dir, besides the secrets folder. */
-export const SYSTEM_CA_DIR = '/etc/ssl/certs';
+/**
+ * Where a tlsCaFile may lie without --ca-dir, besides the secrets folder: the system's trust store, and the folders its
+ * links lead into (update-ca-certificates links each PEM in /etc/ssl/certs to one of them).
+ */
+export const SYSTEM_CA_DIRS = ['/etc/ssl/certs', '/usr/share/ca-certificates', '/usr/local/share/ca-certificates'];
 /** Where a flow may deliver without --sink-root, besides the state folder. */
 export const DEFAULT_SINK_ROOT = '/var/lib/mailctl';
 
@@ -95,7 +98,7 @@ export const runCommand: Command = {
         secretsDir,
         secretEnvPrefix,
         publicHosts,
-        caDirs: caDirs.length ? caDirs : [secretsDir, SYSTEM_CA_DIR],
+        caDirs: caDirs.length ? caDirs : [secretsDir, ...SYSTEM_CA_DIRS],
         sinkRoots: sinkRoots.length ? sinkRoots : [stateDir, DEFAULT_SINK_ROOT],
         ...(credentialsKeyFile !== undefined && { credentialsKeyFile: path.resolve(credentialsKeyFile) }),
         logLevel,
