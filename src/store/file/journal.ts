@@ -4,7 +4,7 @@
  * while a write is running (or in the same turn of the event loop) go out together in the next write and fsync.
  */
 import { open, type FileHandle } from 'node:fs/promises';
-import { fsyncDir } from '../../adapters/durable-files.js';
+import { fsyncDir, withPath } from '../../adapters/durable-files.js';
 
 /** Coalesces `fsync(dir)`: a caller waits for a sync that started after its call, shared with other callers. */
 export class GroupSync {
@@ -33,17 +33,32 @@ export class GroupSync {
   }
 }
 
-/** An append-only JSON-lines file (0600). `append` resolves after the line is written and fsynced. */
+/**
+ * An append-only JSON-lines file (0600). `append` resolves after the line is written and fsynced. A write cut short
+ * (a full disk) is cut off again at the end of the last good line, so the next record never lands glued to a torn
+ * one (both would be lost: a finished message would be sent again after a restart); when even that fails, or the
+ * file ends in a torn line when opened, the next write starts on a new line, and every line is read on its own.
+ */
 export class Journal<T> {
   private handle: FileHandle | null = null;
   private pending: { line: string; done: () => void; fail: (err: unknown) => void }[] = [];
   private flushing: Promise<void> | null = null;
+  /** The file's size after the last write that completed. */
+  private goodSize = 0;
+  /** The file may end in a torn line: the next write starts with a line break. */
+  private torn = false;
 
   constructor(readonly file: string) {}
 
   async open(): Promise<void> {
-    this.handle = await open(this.file, 'a', 0o600);
+    this.handle = await open(this.file, 'a+', 0o600);
     await this.handle.chmod(0o600);
+    this.goodSize = (await this.handle.stat()).size;
+    if (this.goodSize > 0) {
+      const last = Buffer.alloc(1);
+      await this.handle.read(last, 0, 1, this.goodSize - 1);
+      this.torn = last[0] !== 0x0a;
+    }
   }
 
   append(record: T): Promise<void> {
@@ -67,14 +82,32 @@ export class Journal<T> {
       this.pending = [];
       try {
         if (!this.handle) throw new Error(`journal ${this.file} is closed`);
-        await this.handle.appendFile(batch.map((b) => b.line).join(''));
-        await this.handle.sync();
+        const data = Buffer.from(`${this.torn ? '\n' : ''}${batch.map((b) => b.line).join('')}`);
+        try {
+          await this.handle.appendFile(data);
+          await this.handle.sync();
+        } catch (err) {
+          await this.cutTornTail();
+          throw withPath(err, this.file);
+        }
+        this.goodSize += data.length;
+        this.torn = false;
         batch.forEach((b) => b.done());
       } catch (err) {
         batch.forEach((b) => b.fail(err));
       }
     }
     this.flushing = null;
+  }
+
+  /** After a failed write: back to the last good line, or else the next write starts a new line. */
+  private async cutTornTail(): Promise<void> {
+    try {
+      await this.handle!.truncate(this.goodSize);
+      await this.handle!.sync();
+    } catch {
+      this.torn = true;
+    }
   }
 
   async close(): Promise<void> {
