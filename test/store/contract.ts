@@ -4,6 +4,9 @@
  * restarted daemon would open it: everything a resolved call wrote must be there.
  */
 import { spawn } from 'node:child_process';
+import { rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -90,6 +93,41 @@ const exitOf = (args: string[]): Promise<{ code: number | null; output: string }
   });
 
 export const LOCK_CHILD = fileURLToPath(new URL('./lock-child.ts', import.meta.url));
+
+/**
+ * Starts one lock child per command line, lets them all take the lock at the same moment (a start file they wait for,
+ * created once each said `ready`), each holding it `holdMs` if it gets it; resolves to their exit codes and output.
+ */
+export async function lockTogether(
+  commands: string[][],
+  startFile: string,
+  holdMs: number,
+): Promise<{ code: number | null; output: string }[]> {
+  let ready = 0;
+  let allReady: () => void = () => undefined;
+  const readyAll = new Promise<void>((resolve) => (allReady = resolve));
+  const exits = commands.map(
+    (args) =>
+      new Promise<{ code: number | null; output: string }>((resolve) => {
+        const child = spawn(process.execPath, [...args, startFile, String(holdMs)], {
+          stdio: ['ignore', 'pipe', 'pipe'],
+        });
+        let output = '';
+        child.stdout.on('data', (d) => {
+          output += d;
+          if (String(d).includes('ready') && ++ready === commands.length) allReady();
+        });
+        child.stderr.on('data', (d) => (output += d));
+        child.on('close', (code) => {
+          if (!output.includes('ready') && ++ready === commands.length) allReady();
+          resolve({ code, output });
+        });
+      }),
+  );
+  await readyAll;
+  await writeFile(startFile, '');
+  return Promise.all(exits);
+}
 
 export function contractTests(name: string, harness: StoreHarness): void {
   const t = suite(`store contract: ${name}`);
@@ -395,6 +433,17 @@ export function contractTests(name: string, harness: StoreHarness): void {
       await lock.release();
       const taken = await exitOf(harness.lockChild(location));
       assert.is(taken.code, 0, taken.output);
+    }),
+  );
+
+  t('lock: two processes starting together: exactly one takes the store, the other is refused naming it', () =>
+    withStore(async (open, location) => {
+      await (await open()).close(); // the location exists
+      const startFile = path.join(tmpdir(), `mailctl-lock-start-${process.pid}-${Date.now()}`);
+      const results = await lockTogether([harness.lockChild(location), harness.lockChild(location)], startFile, 2_000);
+      await rm(startFile, { force: true });
+      assert.equal(results.map((r) => r.code).sort(), [0, 3], results.map((r) => r.output).join('\n'));
+      assert.match(results.find((r) => r.code === 3)!.output, 'already uses');
     }),
   );
 
