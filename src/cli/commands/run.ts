@@ -23,11 +23,20 @@ export function parseListen(text: string, allowRemote: boolean): { host: string;
   return { host, port };
 }
 
+/** A duration flag: `300`, `300s`, `5m`, `1h` or `500ms` (a bare number is seconds); at least a second. */
+export function parseDuration(flag: string, text: string): number {
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(text.trim());
+  const ms = m ? Number(m[1]) * { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[m[2] ?? 's']! : NaN;
+  if (!(ms >= 1000))
+    throw new UserError(`--${flag} must be a duration of at least 1s like 30s, 5m or 1h, not "${text}"`);
+  return ms;
+}
+
 export const runCommand: Command = {
   name: 'run',
   summary: 'Run the daemon: own the running loops and apply the folder',
   usage:
-    'mailctl run --dir DIR [--state-dir DIR] [--listen HOST:PORT [--allow-remote]] [--no-watch] [--save-failed-as-disabled] [--system-smtp FILE] [--secrets-dir DIR] [--secret-env-prefix PREFIX] [--allow-empty] [--allow-mass-delete] [--log-level LEVEL]',
+    'mailctl run --dir DIR [--state-dir DIR] [--listen HOST:PORT [--allow-remote]] [--no-watch] [--save-failed-as-disabled] [--system-smtp FILE] [--secrets-dir DIR] [--secret-env-prefix PREFIX] [--allow-empty] [--allow-mass-delete] [--smtp-check-interval DURATION] [--log-level LEVEL]',
   options: {
     dir: { type: 'string' },
     'state-dir': { type: 'string' },
@@ -40,6 +49,7 @@ export const runCommand: Command = {
     'secret-env-prefix': { type: 'string' },
     'allow-empty': { type: 'boolean' },
     'allow-mass-delete': { type: 'boolean' },
+    'smtp-check-interval': { type: 'string' },
     'log-level': { type: 'string' },
   },
   async run({ values, output, io }) {
@@ -47,6 +57,9 @@ export const runCommand: Command = {
     const logLevel = stringOption(values, 'log-level') ?? 'info';
     if (!(LOG_LEVELS as readonly string[]).includes(logLevel))
       throw new UserError(`--log-level must be one of ${LOG_LEVELS.join(', ')}`);
+    const checkInterval = stringOption(values, 'smtp-check-interval');
+    const smtpCheckIntervalMs =
+      checkInterval === undefined ? undefined : parseDuration('smtp-check-interval', checkInterval);
     const systemSmtpFile = stringOption(values, 'system-smtp');
     let systemSmtp = null;
     if (systemSmtpFile) {
@@ -74,6 +87,7 @@ export const runCommand: Command = {
         logLevel,
         env: io.env,
         systemSmtp,
+        ...(smtpCheckIntervalMs !== undefined && { smtpCheckIntervalMs }),
       });
     } catch (err) {
       if (err instanceof LockHeldError) throw new UserError(err.message, EXIT.error, 'lock-held');

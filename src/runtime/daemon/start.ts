@@ -41,6 +41,8 @@ export interface DaemonOptions {
   env: NodeJS.ProcessEnv;
   /** `--system-smtp`: the SMTP server for template emails when no server has `role: template`. */
   systemSmtp?: LoadedServer | null;
+  /** `--smtp-check-interval`: how often an idle SMTP loop checks its connection. */
+  smtpCheckIntervalMs?: number;
 }
 
 /** SIGTERM must finish within Kubernetes' default 30 s grace period. */
@@ -85,6 +87,7 @@ export async function startDaemon(
     processor: inbound,
     outbound: outbound.consumer,
     recorder: metrics,
+    smtpCheckIntervalMs: options.smtpCheckIntervalMs,
   });
   const reconciler = new Reconciler(
     {
@@ -122,10 +125,19 @@ export async function startDaemon(
       stale: watchdog.staleIds,
     });
   metrics.bind(status);
+  /** No enabled SMTP server (nor the system send loop) fails for a reason a retry alone will not fix (TLS, auth). */
+  const smtpSending = () => {
+    const now = status();
+    return (
+      now.systemSendLoop?.state !== 'failed' &&
+      !now.servers.some((s) => s.type === 'smtp' && s.enabled && s.state === 'failed')
+    );
+  };
   const readiness = () => ({
     'config-loaded': ready || reconciler.last !== null,
     'first-reconcile': ready,
     'not-draining': !draining,
+    'smtp-sending': smtpSending(),
   });
 
   const routes = [
