@@ -10,6 +10,7 @@ import {
   type FailureClass,
   type MailErrorOptions,
 } from './connection.js';
+import { capText } from './text.js';
 
 export interface ClassifyContext {
   /** Where we were connecting to, for the message ("connection refused by host:port"). */
@@ -181,7 +182,7 @@ function tlsCertMessage(code: string, reason: string, at: string): string | null
 export function classifyMailError(err: unknown, ctx: ClassifyContext = {}): MailError {
   const secrets = ctx.secrets ?? [];
   const mk = (cls: FailureClass, message: string, extra: MailErrorOptions = {}) =>
-    new MailError(cls, redact(message, secrets), extra);
+    new MailError(cls, capText(redact(message, secrets)), extra);
 
   if (err instanceof MailError) {
     const copy = mk(err.failureClass, err.message, {

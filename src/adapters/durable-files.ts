@@ -86,13 +86,25 @@ export async function writeFileAtomic(
   if (options.syncDir !== false) await fsyncDir(dir);
 }
 
-/** Appends one line and fsyncs it (append-only logs). */
+/**
+ * Appends one line and fsyncs it (append-only logs). A write cut short (a full disk) is cut off again, and a file that
+ * ends in a torn line gets the new one on a line of its own: a torn line never takes the next one with it.
+ */
 export async function appendLineDurably(file: string, line: string): Promise<void> {
-  const handle = await open(file, 'a', 0o600);
+  const handle = await open(file, 'a+', 0o600);
   try {
     await handle.chmod(0o600);
-    await handle.appendFile(line.endsWith('\n') ? line : `${line}\n`);
-    await handle.sync();
+    const { size } = await handle.stat();
+    const last = Buffer.alloc(1);
+    if (size > 0) await handle.read(last, 0, 1, size - 1);
+    const text = `${size > 0 && last[0] !== 0x0a ? '\n' : ''}${line}${line.endsWith('\n') ? '' : '\n'}`;
+    try {
+      await handle.appendFile(text);
+      await handle.sync();
+    } catch (err) {
+      await handle.truncate(size).catch(() => undefined);
+      throw err;
+    }
   } catch (err) {
     throw withPath(err, file);
   } finally {

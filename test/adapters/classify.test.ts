@@ -148,6 +148,13 @@ test("this machine's file errors → local, saying what and where; the same code
   assert.is(classifyMailError(err('x', { code: 'EACCES', syscall: 'connect' }), ctx).failureClass, 'network');
 });
 
+test('a server reply of any length makes a message of at most 1 KiB', () => {
+  const reply = `451 4.3.0 ${'x'.repeat(200_000)}`;
+  const e = classifyMailError(err('x', { code: 'EMESSAGE', responseCode: 451, response: reply }), ctx);
+  assert.is(e.failureClass, 'network');
+  assert.ok(Buffer.byteLength(e.message) <= 1024, `${e.message.length}`);
+});
+
 test('config-ish codes, MailError passthrough, non-errors', () => {
   assert.is(classifyMailError(err('x', { code: 'MissingServerExtension' }), ctx).failureClass, 'config');
   const m = new MailError('auth', 'bad hunter2-secret', { code: 'X', retryAfterMs: 5 });

@@ -3,7 +3,8 @@
  * STARTTLS from the EHLO answer (test/harness/tcp-proxy.ts): a send refused for TLS makes the server `failed` with
  * its last error, `status --check` exit 1 and `/readyz` fail (`smtp-sending`), until a send succeeds again; a
  * per-message 5xx never changes the server's state; and an idle loop finds the relay by itself through its periodic
- * connection check (`--smtp-check-interval`).
+ * connection check (`--smtp-check-interval`). While the server is down, the outbox fills up to `--outbox-max` and then
+ * refuses with 503 and Retry-After.
  */
 import path from 'node:path';
 import { test } from 'uvu';
@@ -117,6 +118,25 @@ test('an idle loop checks its connection every --smtp-check-interval and shows t
   relay.heal();
   await waitState(daemon, 'running', 'running again after the next check');
   assert.is((await readyz(daemon)).status, 200);
+});
+
+test('while SMTP is down the outbox takes --outbox-max messages, then answers 503 with Retry-After', async () => {
+  const { daemon } = await daemonWith('state-full', ['--outbox-max', '3']);
+  await waitState(daemon, 'running', 'running');
+  relay.reset();
+  const post = () => daemon.api('POST', '/v1/outbound', { from: AGENT, to: 'c@example.org', text: 'queued' });
+  for (let i = 0; i < 3; i++) assert.is((await post()).status, 202);
+  const res = await fetch(`${daemon.url}/v1/outbound`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${daemon.token}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ from: AGENT, to: 'c@example.org', text: 'one too many' }),
+  });
+  assert.is(res.status, 503);
+  assert.is(res.headers.get('retry-after'), '60');
+  assert.match(((await res.json()) as { error: string }).error, '--outbox-max');
+  relay.heal();
+  await eventually(async () => (await daemon.api('GET', '/v1/outbound?limit=0')).body.size === 0, 60_000, 'drained');
+  assert.is((await post()).status, 202, 'room again');
 });
 
 test.run();

@@ -12,6 +12,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import {
   CHECKPOINT_FORMAT_VERSION,
+  OUTBOX_FINISHED_KEPT,
   type Checkpoint,
   type MailboxRef,
   type OutboxEvent,
@@ -380,6 +381,26 @@ export function contractTests(name: string, harness: StoreHarness): void {
         snapshot.open.map((o) => o.message.id),
         [waiting.id],
       );
+    }),
+  );
+
+  t(`outbox: of the finished messages, the newest ${OUTBOX_FINISHED_KEPT} are kept`, () =>
+    withStore(async (open) => {
+      const store = await open();
+      await store.outbox.load(Date.now());
+      const messages = Array.from({ length: OUTBOX_FINISHED_KEPT + 10 }, () => message());
+      await store.outbox.accept(messages);
+      const start = Date.now() - 60_000;
+      await store.outbox.record(
+        messages.map((m, i) => event(m, 'done', { at: new Date(start + i * 10).toISOString() })),
+      );
+      await store.outbox.close();
+      const snapshot = await (await open()).outbox.load(Date.now());
+      assert.is(snapshot.finished.length, OUTBOX_FINISHED_KEPT);
+      const kept = new Set(snapshot.finished.map((f) => f.id));
+      assert.ok(kept.has(messages.at(-1)!.id), 'the newest is kept');
+      assert.not.ok(kept.has(messages[9]!.id), 'the oldest are forgotten');
+      assert.equal(snapshot.open, []);
     }),
   );
 

@@ -36,7 +36,7 @@ export const runCommand: Command = {
   name: 'run',
   summary: 'Run the daemon: own the running loops and apply the folder',
   usage:
-    'mailctl run --dir DIR [--state-dir DIR] [--listen HOST:PORT [--allow-remote]] [--no-watch] [--save-failed-as-disabled] [--system-smtp FILE] [--secrets-dir DIR] [--secret-env-prefix PREFIX] [--allow-empty] [--allow-mass-delete] [--smtp-check-interval DURATION] [--log-level LEVEL]',
+    'mailctl run --dir DIR [--state-dir DIR] [--listen HOST:PORT [--allow-remote]] [--no-watch] [--save-failed-as-disabled] [--system-smtp FILE] [--secrets-dir DIR] [--secret-env-prefix PREFIX] [--allow-empty] [--allow-mass-delete] [--smtp-check-interval DURATION] [--outbox-max N] [--log-level LEVEL]',
   options: {
     dir: { type: 'string' },
     'state-dir': { type: 'string' },
@@ -50,6 +50,7 @@ export const runCommand: Command = {
     'allow-empty': { type: 'boolean' },
     'allow-mass-delete': { type: 'boolean' },
     'smtp-check-interval': { type: 'string' },
+    'outbox-max': { type: 'string' },
     'log-level': { type: 'string' },
   },
   async run({ values, output, io }) {
@@ -60,6 +61,10 @@ export const runCommand: Command = {
     const checkInterval = stringOption(values, 'smtp-check-interval');
     const smtpCheckIntervalMs =
       checkInterval === undefined ? undefined : parseDuration('smtp-check-interval', checkInterval);
+    const outboxMaxText = stringOption(values, 'outbox-max');
+    const outboxMax = outboxMaxText === undefined ? undefined : Number(outboxMaxText);
+    if (outboxMax !== undefined && !(Number.isInteger(outboxMax) && outboxMax >= 1))
+      throw new UserError(`--outbox-max must be a whole number of messages (at least 1), not "${outboxMaxText}"`);
     const systemSmtpFile = stringOption(values, 'system-smtp');
     let systemSmtp = null;
     if (systemSmtpFile) {
@@ -88,6 +93,7 @@ export const runCommand: Command = {
         env: io.env,
         systemSmtp,
         ...(smtpCheckIntervalMs !== undefined && { smtpCheckIntervalMs }),
+        ...(outboxMax !== undefined && { outboxMax }),
       });
     } catch (err) {
       if (err instanceof LockHeldError) throw new UserError(err.message, EXIT.error, 'lock-held');

@@ -14,6 +14,8 @@ export class HttpError extends Error {
     readonly status: number,
     message: string,
     readonly details: Record<string, unknown> = {},
+    /** Extra response headers, e.g. `retry-after`. */
+    readonly headers: Record<string, string> = {},
   ) {
     super(message);
   }
@@ -54,11 +56,12 @@ async function readBody(req: IncomingMessage): Promise<unknown> {
   }
 }
 
-function send(res: ServerResponse, status: number, body: unknown, type?: string): void {
+function send(res: ServerResponse, status: number, body: unknown, type?: string, headers = {}): void {
   const text = typeof body === 'string' ? body : JSON.stringify(body);
   res.writeHead(status, {
     'content-type': type ?? (typeof body === 'string' ? 'text/plain; charset=utf-8' : 'application/json'),
     'cache-control': 'no-store',
+    ...headers,
   });
   res.end(text);
 }
@@ -82,7 +85,13 @@ export function createApiServer(routes: readonly Route[], token: string, log: Lo
     } catch (err) {
       const status = err instanceof HttpError ? err.status : 500;
       if (status === 500) log.error({ err: (err as Error).message }, `API ${req.method} ${url.pathname} failed`);
-      send(res, status, { error: (err as Error).message, ...(err instanceof HttpError && err.details) });
+      send(
+        res,
+        status,
+        { error: (err as Error).message, ...(err instanceof HttpError && err.details) },
+        undefined,
+        err instanceof HttpError ? err.headers : {},
+      );
     }
   };
   return createServer((req, res) => void handle(req, res));

@@ -43,6 +43,8 @@ export interface DaemonOptions {
   systemSmtp?: LoadedServer | null;
   /** `--smtp-check-interval`: how often an idle SMTP loop checks its connection. */
   smtpCheckIntervalMs?: number;
+  /** `--outbox-max`: waiting messages the outbox holds at most. */
+  outboxMax?: number;
 }
 
 /** SIGTERM must finish within Kubernetes' default 30 s grace period. */
@@ -80,6 +82,7 @@ export async function startDaemon(
     log,
     state,
     systemSmtp: options.systemSmtp ?? null,
+    outboxMax: options.outboxMax,
   });
   const supervisor = new Supervisor({
     log,

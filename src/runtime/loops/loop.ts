@@ -2,6 +2,7 @@ import type { Logger } from 'pino';
 import { MailError } from '../../adapters/connection.js';
 import type { FailureClass, LastError } from '../../api/status.js';
 import { classifyMailError } from '../../adapters/classify.js';
+import { capText } from '../../adapters/text.js';
 import type { ServerConfig } from '../../plan/model.js';
 import { backoffDelay, sleep } from './backoff.js';
 import type { LoopRecorder } from './recorder.js';
@@ -100,7 +101,8 @@ export abstract class SupervisedLoop {
 
   /** Records a failure of one operation without ending the session (e.g. one failed poll). */
   protected recordError(error: MailError): void {
-    this.current.lastError = { class: error.failureClass, message: error.message, at: this.now().toISOString() };
+    const message = capText(error.message);
+    this.current.lastError = { class: error.failureClass, message, at: this.now().toISOString() };
   }
 
   /**

@@ -32,9 +32,11 @@ export async function createOutbound(deps: {
   log: Logger;
   state: () => ObservedState;
   systemSmtp: LoadedServer | null;
+  /** `--outbox-max` (default OUTBOX_MAX). */
+  outboxMax?: number | undefined;
 }): Promise<Outbound> {
   const log = deps.log.child({ stage: 'outbound' });
-  const outbox = new Outbox(deps.store, log);
+  const outbox = new Outbox(deps.store, log, deps.outboxMax);
   await outbox.load();
   const pool = new ImapPool(deps.resolver);
   const system = deps.systemSmtp;

@@ -3,8 +3,8 @@
  * folder; `Journal` is an append-only JSON-lines file whose appends resolve once they are on disk: the appends made
  * while a write is running (or in the same turn of the event loop) go out together in the next write and fsync.
  */
-import { open, type FileHandle } from 'node:fs/promises';
-import { fsyncDir, withPath } from '../../adapters/durable-files.js';
+import { open, readFile, type FileHandle } from 'node:fs/promises';
+import { fsyncDir, withPath, writeFileAtomic } from '../../adapters/durable-files.js';
 
 /** Coalesces `fsync(dir)`: a caller waits for a sync that started after its call, shared with other callers. */
 export class GroupSync {
@@ -33,6 +33,15 @@ export class GroupSync {
   }
 }
 
+export interface JournalOptions {
+  /**
+   * Rewrites the journal's lines to those worth keeping: called between writes (appends wait) once the file is
+   * `compactAtBytes` big and twice its size after the last compaction, so compaction costs O(1) per record.
+   */
+  compact?: (lines: string[]) => string[];
+  compactAtBytes?: number;
+}
+
 /**
  * An append-only JSON-lines file (0600). `append` resolves after the line is written and fsynced. A write cut short
  * (a full disk) is cut off again at the end of the last good line, so the next record never lands glued to a torn
@@ -47,8 +56,12 @@ export class Journal<T> {
   private goodSize = 0;
   /** The file may end in a torn line: the next write starts with a line break. */
   private torn = false;
+  private compactAt = Infinity;
 
-  constructor(readonly file: string) {}
+  constructor(
+    readonly file: string,
+    private readonly options: JournalOptions = {},
+  ) {}
 
   async open(): Promise<void> {
     this.handle = await open(this.file, 'a+', 0o600);
@@ -59,6 +72,33 @@ export class Journal<T> {
       await this.handle.read(last, 0, 1, this.goodSize - 1);
       this.torn = last[0] !== 0x0a;
     }
+    this.planCompaction();
+  }
+
+  private planCompaction(): void {
+    if (this.options.compact) this.compactAt = Math.max(this.options.compactAtBytes ?? 0, 2 * this.goodSize);
+  }
+
+  /**
+   * Replaces the file with the lines `compact` keeps (atomically: temp file, rename), then appends to the new one. A
+   * failure (a full disk) leaves the file as it was, and appends go on.
+   */
+  private async compact(keep: (lines: string[]) => string[]): Promise<void> {
+    try {
+      const lines = (await readFile(this.file, 'utf8')).split('\n').filter(Boolean);
+      const text = keep(lines)
+        .map((l) => `${l}\n`)
+        .join('');
+      await writeFileAtomic(this.file, text);
+      const handle = await open(this.file, 'a+', 0o600);
+      await this.handle?.close();
+      this.handle = handle;
+      this.goodSize = Buffer.byteLength(text);
+      this.torn = false;
+    } catch {
+      /* the journal stays as it is: compaction only saves space */
+    }
+    this.planCompaction();
   }
 
   append(record: T): Promise<void> {
@@ -96,6 +136,7 @@ export class Journal<T> {
       } catch (err) {
         batch.forEach((b) => b.fail(err));
       }
+      if (this.options.compact && this.goodSize >= this.compactAt) await this.compact(this.options.compact);
     }
     this.flushing = null;
   }
