@@ -3,7 +3,8 @@
  * must survive a crash goes to the store first (store/ports.ts `OutboxStore`). Accepting is durable before the API
  * answers, with group commit: the requests that arrive while the previous write is running share the next one. A
  * crash at any point resends (same Message-ID) rather than loses. It holds at most `max` waiting messages (more are
- * refused with 503 and Retry-After, whatever the SMTP servers do) and the newest OUTBOX_FINISHED_KEPT finished ones.
+ * refused with 503 and Retry-After, whatever the SMTP servers do) and the newest OUTBOX_FINISHED_KEPT finished ones;
+ * when it drains after a large backlog, `drained` hears of it (the daemon gives the garbage back, loops/memory.ts).
  */
 import { randomUUID } from 'node:crypto';
 import { capText } from '../../adapters/text.js';
@@ -12,6 +13,7 @@ import type { OutboundState, OutboundView } from '../../api/outbound.js';
 import type { OutboxSummary } from '../../api/status.js';
 import { OUTBOX_FINISHED_KEPT, type FinalEvent, type OutboxEvent, type OutboxStore } from '../../store/ports.js';
 import { HttpError } from '../daemon/http.js';
+import type { BurstObserver } from '../loops/memory.js';
 import { GroupCommit } from './group-commit.js';
 import type { OutboundMessage, OutboundRequest } from './message.js';
 
@@ -49,11 +51,15 @@ export class Outbox {
   quarantined = 0;
   /** Accepted messages whose store write is still running (they count against `max` already). */
   private storing = 0;
+  /** Messages finished since the outbox was last empty. */
+  private finishedSinceEmpty = 0;
 
   constructor(
     private readonly store: OutboxStore,
     private readonly log?: Logger,
     private readonly max = OUTBOX_MAX,
+    /** Told when work starts (`busy`) and how many messages went through when the outbox is empty again (`idle`). */
+    private readonly drained?: BurstObserver,
   ) {
     this.accepting = new GroupCommit(async (messages) => {
       await this.store.accept(messages);
@@ -104,6 +110,7 @@ export class Outbox {
         {},
         { 'retry-after': String(OUTBOX_FULL_RETRY_AFTER_S) },
       );
+    this.drained?.busy();
     const id = randomUUID();
     const domain = request.from.split('@')[1] ?? 'mailctl.invalid';
     const message: OutboundMessage = {
@@ -194,6 +201,11 @@ export class Outbox {
       const { from, to, subject, createdAt } = entry.message;
       this.keepFinished({ ...events[i]!, message: { from, to, subject, createdAt } });
     });
+    this.finishedSinceEmpty += entries.length;
+    if (this.entries.size === 0) {
+      this.drained?.idle(this.finishedSinceEmpty);
+      this.finishedSinceEmpty = 0;
+    }
   }
 
   private event(entry: OutboxEntry, event: OutboxEvent['event'], extra: Partial<OutboxEvent>): OutboxEvent {
