@@ -117,6 +117,11 @@ test('plan/ is pure: no file system, network, processes or clock', () => {
   }
 });
 
+test('one module holds all cron logic (config/schedule.ts is the only user of node-cron)', () => {
+  const found = modules.filter((m) => m.packages.includes('node-cron')).map((m) => m.file);
+  assert.equal(found, ['config/schedule.ts']);
+});
+
 test('only adapters/ imports the mail libraries (imapflow, nodemailer, libmime)', () => {
   const MAIL = /^(imapflow|nodemailer|libmime)(\/|$)/;
   const found = modules.filter((m) => !m.file.startsWith('adapters/') && m.packages.some((p) => MAIL.test(p)));

@@ -41,6 +41,21 @@ export interface Verification {
   reason?: string;
 }
 
+/**
+ * Progress of a long apply, streamed by `POST /v1/apply` when the request accepts `application/x-ndjson`: one JSON
+ * line per event, then one `{ "type": "result", ... }` line with the usual answer.
+ */
+export interface ApplyProgress {
+  type: 'progress';
+  /** Servers to verify, verified so far, and how many of those failed. */
+  total: number;
+  verified: number;
+  failed: number;
+  elapsedMs: number;
+}
+
+export const NDJSON = 'application/x-ndjson';
+
 /** The outcome of a reconcile. The daemon reports outcomes; only the CLI turns one into an exit code. */
 export interface ApplyResult {
   outcome: ApplyOutcome;

@@ -26,6 +26,8 @@ export interface ServerStatus {
   id: string;
   name: string;
   type: 'imap' | 'smtp';
+  /** The mail server's host name (as configured). */
+  host: string;
   enabled: boolean;
   state: ServerState;
   since: string | null;

@@ -5,7 +5,7 @@ import { createOutput, type Output } from './output.js';
 
 export interface IO {
   stdout: Writable & { isTTY?: boolean };
-  stderr: Writable;
+  stderr: Writable & { isTTY?: boolean };
   env: NodeJS.ProcessEnv;
 }
 

@@ -1,5 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
+import { NDJSON } from '../api/apply.js';
 import { DISCOVERY_FILE, stateDirFrom, TOKEN_FILE } from '../api/discovery.js';
 import type { ObservedState } from '../plan/model.js';
 import { checkObservedState } from '../plan/planfile.js';
@@ -43,6 +44,8 @@ export interface DaemonClient {
     route: string,
     body?: unknown,
     timeoutMs?: number,
+    /** Asks for a streamed answer (NDJSON): each progress line goes here; `body` is the final line. */
+    onLine?: (line: unknown) => void,
   ): Promise<{ status: number; body: T }>;
 }
 
@@ -77,10 +80,17 @@ export async function locateDaemon(where: DaemonLocation, env: NodeJS.ProcessEnv
   const base = url.replace(/\/+$/, '');
   return {
     url: base,
-    async request<T>(method: 'GET' | 'POST', route: string, body?: unknown, timeoutMs = 120_000) {
+    async request<T>(
+      method: 'GET' | 'POST',
+      route: string,
+      body?: unknown,
+      timeoutMs = 120_000,
+      onLine?: (line: unknown) => void,
+    ) {
       const headers: Record<string, string> = {
         ...(token && { authorization: `Bearer ${token}` }),
         ...(body !== undefined && { 'content-type': 'application/json' }),
+        ...(onLine && { accept: NDJSON }),
       };
       let response: { status: number; text: string };
       try {
@@ -90,6 +100,7 @@ export async function locateDaemon(where: DaemonLocation, env: NodeJS.ProcessEnv
           headers,
           body === undefined ? undefined : JSON.stringify(body),
           timeoutMs,
+          onLine && ndjsonLines(onLine),
         );
       } catch (err) {
         throw new UserError(
@@ -100,7 +111,9 @@ export async function locateDaemon(where: DaemonLocation, env: NodeJS.ProcessEnv
       }
       let parsed: unknown = response.text;
       try {
-        parsed = response.text ? JSON.parse(response.text) : {};
+        // a streamed answer ends with the result line; the lines before it went to `onLine`
+        const text = onLine ? (response.text.trimEnd().split('\n').at(-1) ?? '') : response.text;
+        parsed = text ? JSON.parse(text) : {};
       } catch {
         /* non-JSON answer: keep the text for the message */
       }
@@ -115,6 +128,20 @@ export async function locateDaemon(where: DaemonLocation, env: NodeJS.ProcessEnv
   };
 }
 
+/** Splits a stream of NDJSON chunks into lines and hands each progress line (parsed) to `onLine` as it arrives. */
+function ndjsonLines(onLine: (line: unknown) => void): (chunk: string) => void {
+  let buffered = '';
+  return (chunk) => {
+    buffered += chunk;
+    const lines = buffered.split('\n');
+    buffered = lines.pop() ?? '';
+    for (const line of lines.filter(Boolean)) {
+      const event = JSON.parse(line) as { type?: unknown };
+      if (event.type === 'progress') onLine(event);
+    }
+  };
+}
+
 /**
  * One HTTP request with node:http(s) rather than fetch(): the CLI makes one or two requests per run, and loading
  * fetch's implementation cost ~26 ms of each command's start (measured), which `apply` waits for.
@@ -125,6 +152,7 @@ async function send(
   headers: Record<string, string>,
   body: string | undefined,
   timeoutMs: number,
+  onData?: (chunk: string) => void,
 ): Promise<{ status: number; text: string }> {
   const { request } = url.startsWith('https:') ? await import('node:https') : await import('node:http');
   return new Promise((resolve, reject) => {
@@ -137,7 +165,10 @@ async function send(
       },
       (res) => {
         const chunks: Buffer[] = [];
-        res.on('data', (chunk: Buffer) => chunks.push(chunk));
+        res.on('data', (chunk: Buffer) => {
+          chunks.push(chunk);
+          if (onData && res.headers['content-type']?.startsWith(NDJSON)) onData(chunk.toString('utf8'));
+        });
         res.on('end', () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }));
         res.on('error', reject);
       },

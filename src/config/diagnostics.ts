@@ -17,6 +17,31 @@ export interface Position {
   column: number;
 }
 
+const START: Position = { line: 1, column: 1 };
+
+/**
+ * A finding: an error by default, at `at` (the start of the file when not given), about no resource unless one is
+ * named. The one way every stage makes a Diagnostic.
+ */
+export function diagnostic(
+  file: string,
+  at: Position | null,
+  code: string,
+  message: string,
+  options: { severity?: Diagnostic['severity']; resource?: string | null } = {},
+): Diagnostic {
+  const { line, column } = at ?? START;
+  return {
+    file,
+    line,
+    column,
+    severity: options.severity ?? 'error',
+    code,
+    message,
+    resource: options.resource ?? null,
+  };
+}
+
 /** Stable order: by file, then position, then code, so output does not depend on discovery order. */
 export function sortDiagnostics(diagnostics: Diagnostic[]): Diagnostic[] {
   return diagnostics.sort(

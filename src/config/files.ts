@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { lstat, readdir, readFile, realpath, stat } from 'node:fs/promises';
 import path from 'node:path';
-import type { Diagnostic } from './diagnostics.js';
+import { diagnostic, type Diagnostic } from './diagnostics.js';
 
 /** The configuration folder the commands read when no --dir is given. */
 export const DEFAULT_DIR = 'servers.d';
@@ -26,9 +26,8 @@ export const isConfigFile = (name: string): boolean => /\.ya?ml$/i.test(name);
 /** Hidden entries are skipped (a ConfigMap's `..data` and timestamped folders, editors' temp files). */
 export const isHidden = (name: string): boolean => name.startsWith('.');
 
-function fileDiagnostic(displayPath: string, code: string, message: string): Diagnostic {
-  return { file: displayPath, line: 1, column: 1, severity: 'error', code, message, resource: null };
-}
+const fileDiagnostic = (displayPath: string, code: string, message: string): Diagnostic =>
+  diagnostic(displayPath, null, code, message);
 
 /**
  * Reads every `*.yaml`/`*.yml` below `dir` (recursive, dotfiles and dot-folders ignored, sorted).

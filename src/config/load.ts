@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { EmailFlow, EmailServer } from '../generated/mailctl.js';
-import { clip, sortDiagnostics, type Diagnostic } from './diagnostics.js';
+import { clip, diagnostic, sortDiagnostics, type Diagnostic } from './diagnostics.js';
 import { folderDigest, readConfigFolder, type SourceFile } from './files.js';
 import { serverId, type LoadedFlow, type LoadedServer, type SourceInfo } from './model.js';
 import { normalizeFlow, normalizeServer } from './normalize.js';
@@ -31,13 +31,11 @@ function sourceOf(parsed: ParsedDocument): SourceInfo {
   };
 }
 
-function at(parsed: ParsedDocument, path: string[], code: string, message: string): Diagnostic {
-  const { line, column } = locate(parsed, path);
-  return { file: parsed.file, line, column, severity: 'error', code, message, resource: null };
-}
+const at = (parsed: ParsedDocument, path: string[], code: string, message: string): Diagnostic =>
+  diagnostic(parsed.file, locate(parsed, path), code, message);
 
 /** Reads kind and type first, so a wrong kind or `type: pop3` gets its own message instead of schema noise. */
-function classify(parsed: ParsedDocument): { kind: (typeof KINDS)[number] } | { error: Diagnostic } {
+function documentKind(parsed: ParsedDocument): { kind: (typeof KINDS)[number] } | { error: Diagnostic } {
   const { kind, type } = parsed.value;
   if (kind === undefined)
     return {
@@ -77,7 +75,7 @@ export function loadSources(files: readonly SourceFile[], initial: Diagnostic[] 
     const parsed = parseFile(file);
     diagnostics.push(...parsed.diagnostics);
     for (const document of parsed.documents) {
-      const kind = classify(document);
+      const kind = documentKind(document);
       if ('error' in kind) {
         diagnostics.push(kind.error);
         continue;
@@ -143,32 +141,16 @@ export async function loadSystemSmtp(
   if (bytes === null) {
     return {
       server: null,
-      diagnostics: [
-        {
-          file,
-          line: 1,
-          column: 1,
-          severity: 'error',
-          code: 'file-unreadable',
-          message: `cannot read ${file}`,
-          resource: null,
-        },
-      ],
+      diagnostics: [diagnostic(file, null, 'file-unreadable', `cannot read ${file}`)],
     };
   }
   const config = loadSources([{ displayPath: file, relativePath: path.basename(file), bytes }]);
   const errors = config.diagnostics.filter((d) => d.severity === 'error');
   const smtp = config.servers.filter((s) => s.spec.type === 'smtp');
   if (errors.length === 0 && (smtp.length !== 1 || config.servers.length !== 1 || config.flows.length > 0)) {
-    errors.push({
-      file,
-      line: 1,
-      column: 1,
-      severity: 'error',
-      code: 'system-smtp-invalid',
-      message: `${file} must hold exactly one EmailServer of type smtp`,
-      resource: null,
-    });
+    errors.push(
+      diagnostic(file, null, 'system-smtp-invalid', `${file} must hold exactly one EmailServer of type smtp`),
+    );
   }
   return { server: errors.length ? null : smtp[0]!, diagnostics: errors };
 }

@@ -1,5 +1,5 @@
 import { isAlias, isMap, isScalar, isSeq, LineCounter, parseAllDocuments, type Document, type Node } from 'yaml';
-import { clip, type Diagnostic, type Position } from './diagnostics.js';
+import { clip, diagnostic, type Diagnostic, type Position } from './diagnostics.js';
 import { MAX_FILE_BYTES, type SourceFile } from './files.js';
 
 /** Deeper than this is no configuration anyone writes by hand; refusing it keeps every later walk cheap. */
@@ -27,10 +27,6 @@ export interface ParsedFile {
 }
 
 type PathSegment = string | number;
-
-function diagnostic(file: string, pos: Position, code: string, message: string): Diagnostic {
-  return { file, line: pos.line, column: pos.column, severity: 'error', code, message, resource: null };
-}
 
 function positionAt(lineCounter: LineCounter, offset: number): Position {
   const { line, col } = lineCounter.linePos(offset);
@@ -266,10 +262,7 @@ export function parseFile(file: SourceFile): ParsedFile {
   if ('error' in decoded) return { documents, diagnostics: [decoded.error] };
   const { text } = decoded;
   const diagnostics: Diagnostic[] = [];
-  const emptyFile = () => ({
-    ...diagnostic(name, { line: 1, column: 1 }, 'empty-file', `${name} holds no resources`),
-    severity: 'warning' as const,
-  });
+  const emptyFile = () => diagnostic(name, null, 'empty-file', `${name} holds no resources`, { severity: 'warning' });
   if (text.trim() === '') return { documents, diagnostics: [emptyFile()] };
   // A CR that does not start a CRLF is a line break to YAML but not to the parser: refuse it instead of misreading the file.
   const loneCr = text.indexOf('\r') >= 0 ? /\r(?!\n)/.exec(text) : null;
@@ -326,10 +319,8 @@ export function parseFile(file: SourceFile): ParsedFile {
       return;
     }
     for (const w of doc.warnings) {
-      diagnostics.push({
-        ...diagnostic(name, positionAt(lineCounter, w.pos[0]), 'yaml-warning', yamlMessage(w.code, w.message)),
-        severity: 'warning',
-      });
+      const at = positionAt(lineCounter, w.pos[0]);
+      diagnostics.push(diagnostic(name, at, 'yaml-warning', yamlMessage(w.code, w.message), { severity: 'warning' }));
     }
     const contents = doc.contents;
     // An empty document: a file that starts or ends with `---`, or holds only comments.

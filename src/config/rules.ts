@@ -1,4 +1,4 @@
-import type { Diagnostic } from './diagnostics.js';
+import { diagnostic, type Diagnostic } from './diagnostics.js';
 import type { ImapServerSpec, LoadedFlow, LoadedServer, SmtpServerSpec } from './model.js';
 import { checkPollSchedule } from './schedule.js';
 import { isIpLiteral } from './schema.js';
@@ -31,8 +31,8 @@ export function checkRules(
     severity: Diagnostic['severity'] = 'error',
     atKey = false,
   ) => {
-    const { line, column } = path.length ? r.source.locate(path, atKey) : r.source.position;
-    out.push({ file: r.source.file, line, column, severity, code, message, resource: r.id });
+    const position = path.length ? r.source.locate(path, atKey) : r.source.position;
+    out.push(diagnostic(r.source.file, position, code, message, { severity, resource: r.id }));
   };
 
   // Identities and names.

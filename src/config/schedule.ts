@@ -1,4 +1,8 @@
-import { validateDetailed } from 'node-cron';
+/**
+ * Everything about cron expressions in one place (the only module that uses node-cron): checking a `pollSchedule`,
+ * how often it fires, and running something at the times it selects.
+ */
+import { createTask, schedule, validateDetailed } from 'node-cron';
 
 /** Polling more often than this only adds load on the mail server; IDLE already reports new mail at once. */
 export const MIN_POLL_INTERVAL_SECONDS = 10;
@@ -61,4 +65,31 @@ function checkUncached(expression: string): ScheduleProblem | null {
     };
   }
   return null;
+}
+
+/** Runs of the schedule looked at: the largest gap among them is the interval (`0 9 * * 1-5` → 3 days). */
+const RUNS_SAMPLED = 12;
+
+const intervals = new Map<string, number | null>();
+
+/** The longest gap between the next runs of a cron expression, in ms; null if node-cron cannot parse it. */
+export function pollIntervalMs(expression: string): number | null {
+  if (intervals.has(expression)) return intervals.get(expression)!;
+  let interval: number | null = null;
+  try {
+    const task = createTask(expression, () => undefined);
+    const runs = task.getNextRuns(RUNS_SAMPLED).map((d) => d.getTime());
+    void task.destroy();
+    for (let i = 1; i < runs.length; i++) interval = Math.max(interval ?? 0, runs[i]! - runs[i - 1]!);
+  } catch {
+    interval = null;
+  }
+  intervals.set(expression, interval);
+  return interval;
+}
+
+/** Calls `fire` at every time `expression` selects, until `stop()`. */
+export function runOnSchedule(expression: string, name: string, fire: () => void): { stop(): void } {
+  const task = schedule(expression, fire, { name });
+  return { stop: () => void task.destroy() };
 }

@@ -3,7 +3,7 @@ import addFormatsImport from 'ajv-formats';
 import { isIP } from 'node:net';
 import schemaJson from '../../schema/mailctl.schema.json' with { type: 'json' };
 import type { EmailFlow, EmailServer } from '../generated/mailctl.js';
-import { clip, type Diagnostic } from './diagnostics.js';
+import { clip, diagnostic, type Diagnostic } from './diagnostics.js';
 import { describePath, locate, type ParsedDocument } from './parse.js';
 import { looksLikeReference } from './secret-ref.js';
 
@@ -364,32 +364,14 @@ export function checkSchema(
     const key = `${t.path.join('/')}|${t.code}`;
     if (seen.has(key)) continue; // anyOf/oneOf branches repeat the same complaint
     seen.add(key);
-    const { line, column } = locate(parsed, t.path, t.atKey);
-    diagnostics.push({
-      file: parsed.file,
-      line,
-      column,
-      severity: 'error',
-      code: t.code,
-      message: t.message,
-      resource: null,
-    });
+    diagnostics.push(diagnostic(parsed.file, locate(parsed, t.path, t.atKey), t.code, t.message));
   }
   if (notShown > 0) {
     const last = diagnostics.at(-1)!;
     diagnostics.push({ ...last, message: `${notShown} more problems in this ${kind} are not shown` });
   }
   if (diagnostics.length === 0) {
-    const { line, column } = locate(parsed, []);
-    diagnostics.push({
-      file: parsed.file,
-      line,
-      column,
-      severity: 'error',
-      code: 'invalid-value',
-      message: `${kind} is invalid`,
-      resource: null,
-    });
+    diagnostics.push(diagnostic(parsed.file, locate(parsed, []), 'invalid-value', `${kind} is invalid`));
   }
   return { ok: false, diagnostics };
 }

@@ -63,18 +63,23 @@ export function verificationFailed(id: string, err: unknown): CheckedServer {
   };
 }
 
-/** Runs `verify` (default `verifyServer`) over many servers, bounded, keeping the input order in the result. */
+/**
+ * Runs `verify` (default `verifyServer`) over many servers, bounded, keeping the input order in the result;
+ * `onVerified` hears of each as it finishes (progress).
+ */
 export async function verifyAll<T extends { id: string; spec: ServerSpec }>(
   items: readonly T[],
   resolver: SecretResolver,
-  verify: (item: T) => Promise<CheckedServer> = (item) => verifyServer(item.id, item.spec, resolver),
+  options: { verify?: (item: T) => Promise<CheckedServer>; onVerified?: (result: CheckedServer) => void } = {},
 ): Promise<CheckedServer[]> {
+  const verify = options.verify ?? ((item: T) => verifyServer(item.id, item.spec, resolver));
   const results = new Array<CheckedServer>(items.length);
   let next = 0;
   const worker = async () => {
     while (next < items.length) {
       const index = next++;
       results[index] = await verify(items[index]!);
+      options.onVerified?.(results[index]);
     }
   };
   await Promise.all(Array.from({ length: Math.min(VERIFY_CONCURRENCY, items.length) }, worker));

@@ -120,7 +120,7 @@ function findRebinds(id: string, spec: ServerSpec, bindings: ObservedState['bind
   });
 }
 
-function classify(
+function changeOf(
   id: string,
   before: ServerConfig | undefined,
   after: ServerConfig | undefined,
@@ -200,7 +200,7 @@ export function computePlan(inputs: PlanInputs): Plan {
       secrets && secrets.desired[id] && secrets.observed[id] && secrets.desired[id] !== secrets.observed[id],
     );
     const change: ServerChange = {
-      ...classify(id, observedServer?.config, after, observedServer?.status, secretChanged),
+      ...changeOf(id, observedServer?.config, after, observedServer?.status, secretChanged),
       rebinds: [],
     };
     const touchesCredentials =

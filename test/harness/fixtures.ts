@@ -67,3 +67,21 @@ export function flowYaml(name = 'main', directory = 'queues'): string {
     '',
   ].join('\n');
 }
+
+/** `0042` style numbers: a search for one matches exactly one server. */
+export const pad4 = (n: number) => String(n).padStart(4, '0');
+
+/** `count` SMTP servers saved as disabled (`smtp/relay-0000` …, hosts `smtp-relay-0000.example.net` …): a big folder. */
+export function disabledRelays(count: number, password: string): string {
+  return Array.from({ length: count }, (_, i) =>
+    smtpYaml({
+      shortName: `relay-${pad4(i)}`,
+      name: `Relay ${pad4(i)}`,
+      user: `relay-${pad4(i)}@example.com`,
+      host: `smtp-relay-${pad4(i)}.example.net`,
+      port: 587,
+      password,
+      enabled: false,
+    }),
+  ).join('---\n');
+}

@@ -1,27 +1,24 @@
 /**
  * The status page at `/`, opened in headless Chromium (Debian `chromium`, driven by playwright-core) against a real
- * daemon with one healthy and one failing IMAP server: what a person sees, on a desktop and on a phone.
+ * daemon with a thousand servers: one healthy and one failing IMAP server and 1,000 SMTP servers saved as disabled.
+ * What a person sees on a desktop and on a phone: the summary bar and its filters, search, sorting, the servers that
+ * need attention first, a server's last hour, and no secret or external request anywhere.
  */
-import { rm } from 'node:fs/promises';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { ensureChromium } from '../harness/chromium.js';
 import { startDovecot, type Dovecot } from '../harness/dovecot.js';
-import { flowYaml, imapYaml } from '../harness/fixtures.js';
-import {
-  cli,
-  createWorkspace,
-  eventually,
-  startDaemon,
-  type DaemonProcess,
-  type Workspace,
-} from '../harness/mailctl.js';
+import { disabledRelays, flowYaml, imapYaml } from '../harness/fixtures.js';
+import { cli, eventually, type DaemonProcess, type Workspace } from '../harness/mailctl.js';
+import { startMailStack, type MailStack } from '../harness/stack.js';
 
 const CANARY = 'CANARY-page-secret-5e81aa';
 const USER = 'support@example.com';
 const OTHER = 'sales@example.com';
+const DISABLED = 1000;
 
+let stack: MailStack;
 let healthy: Dovecot;
 let doomed: Dovecot;
 let ws: Workspace;
@@ -36,38 +33,28 @@ test.before(async () => {
     console.error(`✘ status-page: ${err.message}`);
     throw err;
   });
-  [healthy, doomed] = await Promise.all([
-    startDovecot({ users: { [USER]: CANARY } }),
-    startDovecot({ users: { [OTHER]: CANARY }, keepDir: true }),
-  ]); // keepDir: its CA stays readable after stop()
-  await healthy.createFolder(USER, 'ContactStorage');
+  [stack, doomed] = await Promise.all([
+    startMailStack({ users: { [USER]: CANARY } }),
+    startDovecot({ users: { [OTHER]: CANARY }, keepDir: true }), // keepDir: its CA stays readable after stop()
+  ]);
+  ({ dovecot: healthy, ws } = stack);
   await doomed.createFolder(OTHER, 'ContactStorage');
-  ws = await createWorkspace();
-  const ref = `\${file:${await ws.writeSecret('password', CANARY)}}`;
+  const ref = await stack.ref(USER);
   await ws.writeServer('flow.yaml', flowYaml());
-  await ws.writeServer(
-    'imap-support.yaml',
+  const imap = (shortName: string, name: string, user: string, dv: Dovecot) =>
     imapYaml({
-      shortName: 'support',
-      name: 'Support inbox',
-      user: USER,
-      port: healthy.ports.imap,
-      caFile: healthy.caFile,
+      shortName,
+      name,
+      user,
+      port: dv.ports.imap,
+      caFile: dv.caFile,
       password: ref,
-    }),
-  );
-  await ws.writeServer(
-    'imap-sales.yaml',
-    imapYaml({
-      shortName: 'sales',
-      name: 'Sales inbox',
-      user: OTHER,
-      port: doomed.ports.imap,
-      caFile: doomed.caFile,
-      password: ref,
-    }),
-  );
-  daemon = await startDaemon(ws, ['--no-watch']);
+      pollSchedule: '*/10 * * * * *',
+    });
+  await ws.writeServer('imap-support.yaml', imap('support', 'Support inbox', USER, healthy));
+  await ws.writeServer('imap-sales.yaml', imap('sales', 'Sales inbox', OTHER, doomed));
+  await ws.writeServer('relays.yaml', disabledRelays(DISABLED, ref));
+  daemon = await stack.startDaemon(['--no-watch']);
   const r = await cli(['apply', '--dir', ws.dir], ws.env);
   assert.is(r.code, 0, r.stdout + r.stderr);
   browser = await chromium.launch({
@@ -87,10 +74,7 @@ test.before(async () => {
 
 test.after(async () => {
   await browser?.close().catch(() => undefined);
-  await daemon?.kill().catch(() => undefined);
-  await Promise.all([healthy?.stop(), doomed?.stop()]);
-  if (doomed) await rm(doomed.dir, { recursive: true, force: true });
-  await ws?.cleanup();
+  await Promise.all([stack?.stop(), doomed?.stop()]);
 });
 
 async function open(viewport: { width: number; height: number }): Promise<Page> {
@@ -98,53 +82,99 @@ async function open(viewport: { width: number; height: number }): Promise<Page> 
   page.on('request', (req) => requested.push(req.url()));
   const res = await page.goto(`${daemon.url}/`);
   assert.is(res?.status(), 200, 'the page needs no token');
+  await eventually(
+    async () => (await page.locator('tr.server').count()) === DISABLED + 2,
+    20_000,
+    'every server drawn',
+  );
   return page;
 }
-const card = (page: Page, id: string) => page.locator(`section.server[data-server="${id}"]`);
+const row = (page: Page, id: string) => page.locator(`tr.server[data-server="${id}"]`);
+const shownIds = (page: Page) =>
+  page.locator('tr.server').evaluateAll((rows) => rows.map((r) => (r as HTMLElement).dataset.server));
+const filter = (page: Page, name: string) => page.locator(`#filters button[data-filter="${name}"]`);
 
-test('both servers show as running, with last success and counters', async () => {
+test('a thousand servers: the summary bar counts them by state, the running ones show their last success', async () => {
   const page = await open({ width: 1280, height: 800 });
   await eventually(
     async () =>
-      (await card(page, 'imap/sales').innerText()).includes('running') &&
-      (await card(page, 'imap/support').innerText()).includes('running'),
+      /running/.test(await row(page, 'imap/support').innerText()) &&
+      /running/.test(await row(page, 'imap/sales').innerText()),
     20_000,
-    'both cards running',
+    'both IMAP servers running',
   );
-  const support = await card(page, 'imap/support').innerText();
+  assert.match(await page.locator('#summary').innerText(), /^1002 servers, all healthy$/);
+  assert.is(await filter(page, 'all').innerText(), 'All 1002');
+  assert.is(await filter(page, 'running').innerText(), 'Running 2');
+  assert.is(await filter(page, 'disabled').innerText(), `Disabled ${DISABLED}`);
+  assert.is(await filter(page, 'failing').count(), 0, 'no Failing filter while nothing fails');
+  const support = await row(page, 'imap/support').innerText();
   assert.match(support, /Support inbox/);
-  assert.match(support, /Last success\s+\d+ s ago/);
-  assert.match(support, /Last error\s+none/);
-  assert.match(support, /polls_ok \d+/);
-  assert.match(await page.locator('#summary').innerText(), /^2 servers, all healthy$/);
+  assert.match(support, /\d+ s ago/);
+  assert.match(support, /localhost/, 'the host is shown');
+  const draw = await page.evaluate(() => (window as unknown as { mailctlDrawMs?: number }).mailctlDrawMs);
+  assert.type(draw, 'number');
+  console.log(`status page: ${DISABLED + 2} servers drawn in ${draw!.toFixed(1)} ms`);
+  await row(page, 'imap/support').click();
+  const detail = await page.locator('tr.detail[data-detail="imap/support"]').innerText();
+  assert.match(detail, /Counters\s+.*polls_ok \d+/, 'a click shows the counters');
   await page.close();
 });
 
-test('a failing server is marked and shows its error without reloading the page', async () => {
+test('search finds by name, type/shortName, host and state; the filters narrow and widen the table', async () => {
   const page = await open({ width: 1280, height: 800 });
-  await eventually(
-    async () => (await card(page, 'imap/sales').innerText()).includes('running'),
-    20_000,
-    'sales running first',
-  );
-  // a mark in this document: a reload (meta refresh, location.reload) would make a new one without it
+  const search = page.locator('#search');
+  await search.fill('smtp-relay-0777.example');
+  assert.equal(await shownIds(page), ['smtp/relay-0777'], 'by host');
+  await search.fill('Relay 0042');
+  assert.equal(await shownIds(page), ['smtp/relay-0042'], 'by name');
+  await search.fill('imap/');
+  assert.equal((await shownIds(page)).sort(), ['imap/sales', 'imap/support'], 'by type/shortName');
+  await search.fill('');
+  assert.is((await shownIds(page)).length, DISABLED + 2);
+  await filter(page, 'running').click();
+  assert.equal((await shownIds(page)).sort(), ['imap/sales', 'imap/support']);
+  assert.is(await filter(page, 'running').getAttribute('aria-pressed'), 'true');
+  await search.fill('sales');
+  assert.equal(await shownIds(page), ['imap/sales'], 'search within a filter');
+  assert.match(await page.locator('#shown').innerText(), /^1 of 1002 shown$/);
+  await search.fill('');
+  await filter(page, 'disabled').click();
+  assert.is((await shownIds(page)).length, DISABLED);
+  await filter(page, 'all').click();
+  assert.is((await shownIds(page)).length, DISABLED + 2);
+  await page.close();
+});
+
+test('sorting by a column, both ways; by default the servers that need attention come first', async () => {
+  const page = await open({ width: 1280, height: 800 });
+  const header = page.locator('th[data-sort="server"]');
+  await header.click();
+  const ascending = await shownIds(page);
+  assert.equal(ascending, [...ascending].sort(), 'ascending by type/shortName');
+  assert.is(await header.getAttribute('aria-sort'), 'ascending');
+  await header.click();
+  assert.equal(await shownIds(page), [...ascending].reverse(), 'descending');
+  assert.is(await header.getAttribute('aria-sort'), 'descending');
+  await page.close();
+});
+
+test('a failing server is marked, comes first and is counted, without reloading the page', async () => {
+  const page = await open({ width: 1280, height: 800 });
   await page.evaluate(() => ((window as unknown as { notReloaded: boolean }).notReloaded = true));
   await doomed.stop();
-  await eventually(
-    async () => /failing/.test(await card(page, 'imap/sales').innerText()),
-    30_000,
-    'the page marks sales as failing',
-  );
-  const sales = await card(page, 'imap/sales').innerText();
-  assert.match(sales, /Sales inbox/);
+  await eventually(async () => /failing/.test(await row(page, 'imap/sales').innerText()), 30_000, 'sales failing');
+  const sales = await row(page, 'imap/sales').innerText();
   assert.match(sales, /\b(backoff|failed)\b/);
-  assert.match(sales, /Last error\s+network: .+/, sales);
-  assert.is(await card(page, 'imap/sales').evaluate((e) => e.classList.contains('failing')), true);
-  const border = await card(page, 'imap/sales').evaluate((e) => getComputedStyle(e).borderLeftColor);
+  assert.match(sales, /network: .+/, sales);
+  assert.is(await row(page, 'imap/sales').evaluate((e) => e.classList.contains('failing')), true);
+  const border = await row(page, 'imap/sales').evaluate((e) => getComputedStyle(e).borderLeftColor);
   assert.is(border, 'rgb(207, 34, 46)', 'a red marker');
-  assert.not.match(await card(page, 'imap/support').innerText(), /failing/);
-  assert.match(await page.locator('#summary').innerText(), /^2 servers, 1 failing$/);
+  assert.is((await shownIds(page))[0], 'imap/sales', 'the failing server is the first row');
+  assert.match(await page.locator('#summary').innerText(), /^1002 servers, 1 failing$/);
   assert.match(await page.title(), /1 failing/);
+  await filter(page, 'failing').click();
+  assert.equal(await shownIds(page), ['imap/sales']);
   assert.is(
     await page.evaluate(() => (window as unknown as { notReloaded?: boolean }).notReloaded),
     true,
@@ -153,21 +183,35 @@ test('a failing server is marked and shows its error without reloading the page'
   await page.close();
 });
 
-test('on a phone the cards stack and nothing scrolls sideways', async () => {
+test("a server's last hour: a delivered message shows in its chart", async () => {
+  await healthy.deliver(
+    USER,
+    'From: c@example.org\r\nTo: support@example.com\r\nSubject: hello\r\nMessage-ID: <hour@x>\r\n\r\nhi\r\n',
+  );
+  const page = await open({ width: 1280, height: 800 });
+  await eventually(
+    async () => (await row(page, 'imap/support').locator('svg.hour rect').count()) > 0,
+    30_000,
+    'a bar in the chart',
+  );
+  assert.match(
+    (await row(page, 'imap/support').locator('svg.hour title').textContent()) ?? '',
+    /^1 delivered in the last hour$/,
+  );
+  assert.is(await row(page, 'smtp/relay-0001').locator('svg.hour rect').count(), 0, 'an idle server has no bars');
+  await page.close();
+});
+
+test('on a phone the table fits the screen: nothing scrolls sideways, host and chart give way', async () => {
   const page = await open({ width: 375, height: 667 });
-  await eventually(async () => (await page.locator('section.server').count()) === 2, 10_000, 'two cards');
   const layout = await page.evaluate(() => ({
     scrollWidth: document.documentElement.scrollWidth,
     width: window.innerWidth,
-    cards: [...document.querySelectorAll('section.server')]
-      .map((e) => e.getBoundingClientRect())
-      .map((r) => ({ left: r.left, right: r.right, top: r.top })),
+    hostShown: getComputedStyle(document.querySelector('td.c-host')!).display !== 'none',
   }));
   assert.ok(layout.scrollWidth <= layout.width, `page is ${layout.scrollWidth}px wide in a ${layout.width}px viewport`);
-  const [a, b] = layout.cards;
-  assert.ok(a && b && a.left === b.left && a.top !== b.top, `cards stacked: ${JSON.stringify(layout.cards)}`);
-  for (const c of layout.cards) assert.ok(c.left >= 0 && c.right <= layout.width, 'cards fit the screen');
-  assert.match(await card(page, 'imap/sales').innerText(), /Last error\s+network: /);
+  assert.not.ok(layout.hostShown, 'the host column gives way on a phone');
+  assert.match(await row(page, 'imap/support').innerText(), /Support inbox/);
   await page.close();
 });
 

@@ -2,7 +2,8 @@ import { readFile } from 'node:fs/promises';
 import { DEFAULT_DIR, folderDigest, readConfigFolder } from '../../config/files.js';
 import { parsePlanFile } from '../../plan/planfile.js';
 import { ACTION_SYMBOL } from '../../plan/model.js';
-import type { ApplyResult } from '../../api/index.js';
+import type { ApplyProgress, ApplyResult } from '../../api/index.js';
+import { progressLine } from '../render/progress.js';
 import { DAEMON_OPTIONS, daemonFor } from '../daemon-client.js';
 import { listOption, stringOption, type Command } from '../command.js';
 import { EXIT, exitCodeOf, UserError } from '../errors.js';
@@ -43,13 +44,21 @@ export const applyCommand: Command = {
       request = { folderDigest: folderDigest(folder.files) };
     }
     const daemon = await daemonFor(values, io.env);
-    const { status, body } = await daemon.request<ApplyResult & { error?: string }>('POST', '/v1/apply', {
+    // progress only where a person watches: text output with stderr on a terminal
+    const progress =
+      output.format === 'text' && io.stderr.isTTY && io.env.TERM !== 'dumb' ? progressLine(io.stderr) : null;
+    const applyRequest = {
       ...request,
       trigger: 'cli',
       approvals: listOption(values, 'approve-rebind'),
       dryRun: values['dry-run'] === true,
       saveFailedAsDisabled: values['save-failed-as-disabled'] === true,
-    });
+    };
+    const onLine = progress ? (line: unknown) => progress.update(line as ApplyProgress) : undefined;
+    const answer = await daemon
+      .request<ApplyResult & { error?: string }>('POST', '/v1/apply', applyRequest, undefined, onLine)
+      .finally(() => progress?.done());
+    const { status, body } = answer;
     if (status !== 200) throw new UserError(`the daemon refused the apply: ${body.error ?? status}`);
     const exitCode = exitCodeOf(body);
     renderApplyResult(output, body, exitCode);

@@ -6,6 +6,8 @@ export interface Answer {
   status: number;
   body: unknown;
   type?: string;
+  /** A streamed answer (NDJSON): `body` is ignored; each `write` sends one line as it happens. */
+  stream?: (write: (line: unknown) => void) => Promise<void>;
 }
 
 /** A request the route refuses: answered with `status` and `{ error: message, ...details }` (never logged as a fault). */
@@ -66,6 +68,17 @@ function send(res: ServerResponse, status: number, body: unknown, type?: string,
   res.end(text);
 }
 
+/** An NDJSON answer: one line per event as it happens; a failure after the head is the last line, `type: error`. */
+async function streamLines(res: ServerResponse, status: number, stream: NonNullable<Answer['stream']>): Promise<void> {
+  res.writeHead(status, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store' });
+  try {
+    await stream((line) => res.write(`${JSON.stringify(line)}\n`));
+  } catch (err) {
+    res.write(`${JSON.stringify({ type: 'error', error: (err as Error).message })}\n`);
+  }
+  res.end();
+}
+
 /** The daemon's small HTTP API. Routes are data; authentication is decided here once. */
 export function createApiServer(routes: readonly Route[], token: string, log: Logger): Server {
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
@@ -81,7 +94,8 @@ export function createApiServer(routes: readonly Route[], token: string, log: Lo
     try {
       const body = req.method === 'POST' ? await readBody(req) : undefined;
       const answer = await route.handler(req, body, url);
-      send(res, answer.status, answer.body, answer.type);
+      if (answer.stream) await streamLines(res, answer.status, answer.stream);
+      else send(res, answer.status, answer.body, answer.type);
     } catch (err) {
       const status = err instanceof HttpError ? err.status : 500;
       if (status === 500) log.error({ err: (err as Error).message }, `API ${req.method} ${url.pathname} failed`);

@@ -20,6 +20,7 @@ import { Reconciler } from '../reconcile/reconciler.js';
 import { watchFolders } from '../reconcile/watcher.js';
 import { createApiServer } from './http.js';
 import { createLogging, type Logging } from './logging.js';
+import { ActivityHistory, recordingActivity } from './activity.js';
 import { DaemonMetrics } from './metrics.js';
 import { applyRoutes } from './routes/apply.js';
 import { healthRoutes } from './routes/health.js';
@@ -68,6 +69,7 @@ export async function startDaemon(
   const token = await store.token.establish(undefined);
   const dir = path.resolve(options.dir);
   const metrics = new DaemonMetrics();
+  const activity = new ActivityHistory();
   const resolver = new SecretResolver({
     secretsDir: options.secretsDir,
     envPrefix: options.secretEnvPrefix,
@@ -89,7 +91,7 @@ export async function startDaemon(
     resolver,
     processor: inbound,
     outbound: outbound.consumer,
-    recorder: metrics,
+    recorder: recordingActivity(metrics, activity),
     smtpCheckIntervalMs: options.smtpCheckIntervalMs,
   });
   const reconciler = new Reconciler(
@@ -144,8 +146,8 @@ export async function startDaemon(
   });
 
   const routes = [
-    ...healthRoutes({ metrics, scrubber, status, readiness }),
-    ...applyRoutes({ reconcile: (r) => reconciler.reconcile(r), state, status, draining: () => draining }),
+    ...healthRoutes({ metrics, scrubber, status, readiness, lastHour: (server) => activity.lastHour(server) }),
+    ...applyRoutes({ reconcile: (r, p) => reconciler.reconcile(r, p), state, status, draining: () => draining }),
     ...quarantineRoutes(inbound, (server) => supervisor.pollNow(server)),
     ...outboundRoutes({
       outbox: outbound.outbox,

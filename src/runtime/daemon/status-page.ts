@@ -4,6 +4,9 @@
  * secrets — `/status.json` is a subset of `/v1/status` (no config folder, no diagnostics) and is scrubbed like the
  * logs. The page is one self-contained document (inline CSS and JS, no external assets) whose Content-Security-Policy
  * allows only its own script and style and fetches to the daemon; data is inserted with textContent only.
+ *
+ * Built for a thousand servers: a summary bar of counts by state (each a filter), a search box, a compact sortable
+ * table with the servers that need attention first, and a small chart of each server's last hour.
  */
 import { createHash } from 'node:crypto';
 import type { DaemonStatus, ServerStatus } from '../../api/status.js';
@@ -12,6 +15,7 @@ export interface PublicServerStatus {
   id: string;
   name: string;
   type: ServerStatus['type'];
+  host: string;
   enabled: boolean;
   state: ServerStatus['state'];
   stale: boolean;
@@ -20,6 +24,8 @@ export interface PublicServerStatus {
   lastError: ServerStatus['lastError'];
   disabledReason: string | null;
   counters: Record<string, number>;
+  /** Deliveries (IMAP) or sends (SMTP) in the last hour: `[minutes ago, count]` for the minutes that had any. */
+  lastHour: [number, number][];
 }
 
 export interface PublicStatus {
@@ -29,7 +35,7 @@ export interface PublicStatus {
   servers: PublicServerStatus[];
 }
 
-export function publicStatus(status: DaemonStatus): PublicStatus {
+export function publicStatus(status: DaemonStatus, lastHour: (server: string) => [number, number][]): PublicStatus {
   return {
     ready: status.ready,
     draining: status.draining,
@@ -38,6 +44,7 @@ export function publicStatus(status: DaemonStatus): PublicStatus {
       id: s.id,
       name: s.name,
       type: s.type,
+      host: s.host,
       enabled: s.enabled,
       state: s.state,
       stale: s.stale,
@@ -46,6 +53,7 @@ export function publicStatus(status: DaemonStatus): PublicStatus {
       lastError: s.lastError,
       disabledReason: s.disabledReason,
       counters: s.counters,
+      lastHour: lastHour(s.id),
     })),
   };
 }
@@ -54,29 +62,51 @@ export function publicStatus(status: DaemonStatus): PublicStatus {
 export const REFRESH_SECONDS = 5;
 
 const STYLE = `
-:root{--ok:#1a7f37;--bad:#cf222e;--warn:#9a6700;--dim:#57606a;--bg:#f6f8fa;--card:#fff;--line:#d0d7de}
+:root{--ok:#1a7f37;--bad:#cf222e;--warn:#9a6700;--dim:#57606a;--bg:#f6f8fa;--card:#fff;--line:#d0d7de;--sel:#0969da}
 *{box-sizing:border-box}
-body{margin:0;font:15px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;background:var(--bg);color:#1f2328}
-header{padding:12px 16px;background:#24292f;color:#fff;display:flex;flex-wrap:wrap;gap:4px 16px;align-items:baseline}
+body{margin:0;font:14px/1.4 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;background:var(--bg);color:#1f2328}
+header{padding:10px 16px;background:#24292f;color:#fff;display:flex;flex-wrap:wrap;gap:4px 16px;align-items:baseline}
 header h1{font-size:18px;margin:0}
 #summary{font-weight:600}
 #meta{color:#c9d1d9;font-size:13px}
-#banner{display:none;margin:12px 16px;padding:8px 12px;border:1px solid var(--bad);background:#ffebe9;color:var(--bad);border-radius:6px}
-main{padding:12px 16px;display:grid;gap:12px;grid-template-columns:repeat(auto-fill,minmax(min(100%,22rem),1fr))}
-.server{background:var(--card);border:1px solid var(--line);border-left:6px solid var(--ok);border-radius:6px;padding:10px 12px;min-width:0}
-.server.failing{border-left-color:var(--bad);background:#fff8f7}
-.server.idle{border-left-color:var(--dim)}
-.server h2{font-size:16px;margin:0 0 2px;overflow-wrap:anywhere}
-.id{color:var(--dim);font-size:13px;overflow-wrap:anywhere}
-.state{display:inline-block;margin:6px 0;padding:1px 8px;border-radius:10px;font-size:13px;font-weight:600;color:#fff;background:var(--ok)}
+#banner{display:none;margin:10px 16px;padding:8px 12px;border:1px solid var(--bad);background:#ffebe9;color:var(--bad);
+ border-radius:6px}
+#tools{display:flex;flex-wrap:wrap;gap:6px 8px;align-items:center;padding:10px 16px 4px}
+#filters{display:flex;flex-wrap:wrap;gap:6px}
+#filters button{font:inherit;font-size:13px;padding:3px 10px;border:1px solid var(--line);border-radius:14px;
+ background:var(--card);cursor:pointer}
+#filters button[aria-pressed=true]{border-color:var(--sel);box-shadow:inset 0 0 0 1px var(--sel);font-weight:600}
+#filters button.failing{color:var(--bad)}
+#search{font:inherit;padding:4px 8px;border:1px solid var(--line);border-radius:6px;min-width:0;flex:1 1 14rem;max-width:28rem}
+#shown{color:var(--dim);font-size:13px}
+main{padding:4px 16px 16px}
+table{width:100%;border-collapse:collapse;background:var(--card);border:1px solid var(--line);table-layout:fixed}
+th,td{padding:4px 8px;border-bottom:1px solid var(--line);text-align:left;vertical-align:top;overflow-wrap:anywhere}
+th{position:sticky;top:0;background:#eaeef2;font-size:13px;cursor:pointer;user-select:none;white-space:nowrap}
+th[aria-sort=ascending]::after{content:" ▲"}
+th[aria-sort=descending]::after{content:" ▼"}
+col.c-state{width:9rem}col.c-host{width:14rem}col.c-success{width:8rem}col.c-hour{width:8.5rem}
+tr.server{cursor:pointer;border-left:4px solid var(--ok)}
+tr.server.failing{border-left-color:var(--bad);background:#fff8f7}
+tr.server.idle{border-left-color:var(--dim);color:var(--dim)}
+.state{display:inline-block;padding:0 7px;border-radius:9px;font-size:12px;font-weight:600;color:#fff;background:var(--ok)}
 .failing .state{background:var(--bad)}
 .idle .state{background:var(--dim)}
-.stale{margin-left:6px;color:var(--warn);font-weight:600;font-size:13px}
-dl{margin:4px 0 0;display:grid;grid-template-columns:max-content 1fr;gap:2px 10px;font-size:14px}
-dt{color:var(--dim)}
-dd{margin:0;overflow-wrap:anywhere}
+.stale{display:block;color:var(--warn);font-weight:600;font-size:12px}
+.id{display:block;color:var(--dim);font-size:12px}
 .error{color:var(--bad)}
-.empty{color:var(--dim)}
+svg.hour{display:block;width:120px;height:18px}
+svg.hour rect{fill:var(--ok)}
+tr.detail td{background:#fafbfc;font-size:13px}
+tr.detail dl{margin:0;display:grid;grid-template-columns:max-content 1fr;gap:2px 12px}
+tr.detail dt{color:var(--dim)}
+tr.detail dd{margin:0}
+.empty{color:var(--dim);padding:12px}
+@media (max-width:700px){
+ col.c-host,col.c-hour,th.c-host,td.c-host,th.c-hour,td.c-hour{display:none}
+ col.c-state{width:6.5rem}col.c-success{width:5.5rem}
+ th,td{padding:4px 5px}
+}
 `;
 
 const SCRIPT = `
@@ -84,47 +114,150 @@ const SCRIPT = `
 const REFRESH_MS = ${REFRESH_SECONDS * 1000};
 const FAILING = new Set(["failed", "backoff"]);
 const IDLE = new Set(["disabled", "stopped", "pending-approval"]);
+const LABELS = { failing: "Failing", stale: "Stale", running: "Running", starting: "Starting", backoff: "Backoff",
+  failed: "Failed", "pending-approval": "Pending approval", stopped: "Stopped", disabled: "Disabled" };
+const view = { filter: "all", search: "", sort: null, dir: 1, open: new Set() };
+let last = null;
 const el = (tag, cls, text) => { const e = document.createElement(tag); if (cls) e.className = cls; if (text !== undefined) e.textContent = text; return e; };
-function ago(iso) {
+const failing = (s) => s.enabled && (FAILING.has(s.state) || s.stale);
+/** Attention order: failing and stale first, then starting and pending, then the rest. */
+const rank = (s) => failing(s) ? 0 : s.state === "starting" || s.state === "pending-approval" ? 1 : IDLE.has(s.state) ? 3 : 2;
+function ago(iso, short) {
   if (!iso) return "never";
   const s = Math.max(0, Math.round((Date.now() - Date.parse(iso)) / 1000));
   const rel = s < 60 ? s + " s ago" : s < 3600 ? Math.round(s / 60) + " min ago" : s < 86400 ? Math.round(s / 3600) + " h ago" : Math.round(s / 86400) + " d ago";
-  return rel + " (" + new Date(iso).toLocaleString() + ")";
+  return short ? rel : rel + " (" + new Date(iso).toLocaleString() + ")";
 }
-function row(dl, label, value, cls) { dl.append(el("dt", "", label), el("dd", cls || "", value)); }
-function card(s) {
-  const failing = s.enabled && (FAILING.has(s.state) || s.stale);
-  const c = el("section", "server" + (failing ? " failing" : IDLE.has(s.state) ? " idle" : ""));
-  c.dataset.server = s.id;
-  c.append(el("h2", "", s.name), el("div", "id", s.id + (failing ? " — failing" : "")));
-  const state = el("div");
+const matches = (s, f) => f === "all" || (f === "failing" ? failing(s) : f === "stale" ? s.stale : s.state === f);
+const KEYS = { state: (s) => rank(s) * 100 + Object.keys(LABELS).indexOf(s.state), server: (s) => s.id, host: (s) => s.host,
+  success: (s) => s.lastSuccess || "", error: (s) => s.lastError ? s.lastError.class + s.lastError.message : "",
+  hour: (s) => s.lastHour.reduce((n, m) => n + m[1], 0) };
+function ordered(servers) {
+  const key = view.sort && KEYS[view.sort];
+  return servers.slice().sort((a, b) => {
+    if (key) { const x = key(a), y = key(b); if (x < y) return -view.dir; if (x > y) return view.dir; }
+    return rank(a) - rank(b) || (a.id < b.id ? -1 : 1);
+  });
+}
+const SVG = "http://www.w3.org/2000/svg";
+function chart(s) {
+  const svg = document.createElementNS(SVG, "svg");
+  svg.setAttribute("class", "hour");
+  svg.setAttribute("viewBox", "0 0 120 18");
+  const total = s.lastHour.reduce((n, m) => n + m[1], 0);
+  const max = Math.max(1, ...s.lastHour.map((m) => m[1]));
+  for (const [agoMin, n] of s.lastHour) {
+    const r = document.createElementNS(SVG, "rect");
+    const h = Math.max(1, Math.round((n / max) * 18));
+    r.setAttribute("x", String((59 - agoMin) * 2));
+    r.setAttribute("y", String(18 - h));
+    r.setAttribute("width", "2");
+    r.setAttribute("height", String(h));
+    svg.append(r);
+  }
+  const title = document.createElementNS(SVG, "title");
+  title.textContent = total + (s.type === "imap" ? " delivered" : " sent") + " in the last hour";
+  svg.append(title);
+  return svg;
+}
+function row(s) {
+  const tr = el("tr", "server" + (failing(s) ? " failing" : IDLE.has(s.state) ? " idle" : ""));
+  tr.dataset.server = s.id;
+  const state = el("td", "c-state");
   state.append(el("span", "state", s.state));
-  if (s.stale) state.append(el("span", "stale", "stale: no successful poll recently"));
-  c.append(state);
+  if (s.stale) state.append(el("span", "stale", "stale"));
+  const server = el("td", "c-server");
+  server.append(el("span", "name", s.name), el("span", "id", s.id + (failing(s) ? " — failing" : "")));
+  const hour = el("td", "c-hour");
+  hour.append(chart(s));
+  const err = s.lastError ? s.lastError.class + ": " + s.lastError.message : s.disabledReason || "none";
+  tr.append(state, server, el("td", "c-host", s.host), el("td", "c-success", ago(s.lastSuccess, true)),
+    el("td", "c-error" + (s.lastError ? " error" : ""), err), hour);
+  return tr;
+}
+function detail(s) {
+  const tr = el("tr", "detail");
+  tr.dataset.detail = s.id;
+  const td = el("td");
+  td.colSpan = 6;
   const dl = el("dl");
-  row(dl, "Last success", ago(s.lastSuccess));
-  if (s.lastError) row(dl, "Last error", s.lastError.class + ": " + s.lastError.message + " — " + ago(s.lastError.at), "error");
-  else row(dl, "Last error", "none");
-  if (s.disabledReason) row(dl, "Disabled", s.disabledReason);
-  const counters = Object.entries(s.counters || {}).map(([k, v]) => k + " " + v).join(", ");
-  row(dl, "Counters", counters || "none");
-  c.append(dl);
-  return c;
+  const add = (k, v, cls) => dl.append(el("dt", "", k), el("dd", cls || "", v));
+  add("State", s.state + (s.since ? " since " + ago(s.since) : ""));
+  add("Last success", ago(s.lastSuccess));
+  add("Last error", s.lastError ? s.lastError.class + ": " + s.lastError.message + " — " + ago(s.lastError.at) : "none", s.lastError ? "error" : "");
+  if (s.disabledReason) add("Disabled", s.disabledReason);
+  add("Counters", Object.entries(s.counters || {}).map(([k, v]) => k + " " + v).join(", ") || "none");
+  td.append(dl);
+  tr.append(td);
+  return tr;
 }
-function render(st) {
-  const main = document.getElementById("servers");
-  const failing = st.servers.filter((s) => s.enabled && (FAILING.has(s.state) || s.stale)).length;
-  document.getElementById("summary").textContent = st.servers.length + " server" + (st.servers.length === 1 ? "" : "s") + (failing ? ", " + failing + " failing" : ", all healthy");
-  document.getElementById("meta").textContent = (st.draining ? "shutting down · " : st.ready ? "" : "starting · ") + "last reconcile: " + (st.lastReconcile ? st.lastReconcile.outcome + ", " + ago(st.lastReconcile.at) : "none") + " · updated " + new Date().toLocaleTimeString();
-  document.title = (failing ? "(" + failing + " failing) " : "") + "mailctl status";
-  main.replaceChildren(...(st.servers.length ? st.servers.map(card) : [el("p", "empty", "No servers are applied yet.")]));
+function renderFilters(servers) {
+  const counts = { all: servers.length, failing: 0, stale: 0 };
+  for (const s of servers) { counts[s.state] = (counts[s.state] || 0) + 1; if (failing(s)) counts.failing++; if (s.stale) counts.stale++; }
+  const box = document.getElementById("filters");
+  const buttons = [["all", "All"], ...Object.entries(LABELS)].filter(([f]) => f === "all" || counts[f])
+    .map(([f, label]) => {
+      const b = el("button", f === "failing" ? "failing" : "", label + " " + counts[f]);
+      b.type = "button";
+      b.dataset.filter = f;
+      b.setAttribute("aria-pressed", String(view.filter === f));
+      return b;
+    });
+  box.replaceChildren(...buttons);
+  return counts;
 }
+function render() {
+  if (!last) return;
+  const started = performance.now();
+  const st = last;
+  const counts = renderFilters(st.servers);
+  const q = view.search.trim().toLowerCase();
+  const shown = ordered(st.servers.filter((s) => matches(s, view.filter) &&
+    (!q || [s.name, s.id, s.host, s.state].some((v) => String(v).toLowerCase().includes(q)))));
+  const body = document.createDocumentFragment();
+  for (const s of shown) { body.append(row(s)); if (view.open.has(s.id)) body.append(detail(s)); }
+  const tbody = document.getElementById("servers");
+  tbody.replaceChildren(body);
+  document.getElementById("empty").hidden = shown.length > 0;
+  document.getElementById("empty").textContent = st.servers.length ? "No server matches." : "No servers are applied yet.";
+  document.getElementById("shown").textContent = shown.length === st.servers.length ? "" : shown.length + " of " + st.servers.length + " shown";
+  document.getElementById("summary").textContent = st.servers.length + " server" + (st.servers.length === 1 ? "" : "s") +
+    (counts.failing ? ", " + counts.failing + " failing" : ", all healthy");
+  document.getElementById("meta").textContent = (st.draining ? "shutting down · " : st.ready ? "" : "starting · ") + "last reconcile: " +
+    (st.lastReconcile ? st.lastReconcile.outcome + ", " + ago(st.lastReconcile.at) : "none") + " · updated " + new Date().toLocaleTimeString();
+  document.title = (counts.failing ? "(" + counts.failing + " failing) " : "") + "mailctl status";
+  for (const th of document.querySelectorAll("th[data-sort]"))
+    th.setAttribute("aria-sort", th.dataset.sort === view.sort ? (view.dir > 0 ? "ascending" : "descending") : "none");
+  window.mailctlDrawMs = performance.now() - started;
+}
+document.getElementById("filters").addEventListener("click", (e) => {
+  const b = e.target.closest("button[data-filter]");
+  if (!b) return;
+  view.filter = b.dataset.filter;
+  render();
+});
+document.getElementById("search").addEventListener("input", (e) => { view.search = e.target.value; render(); });
+document.querySelector("thead").addEventListener("click", (e) => {
+  const th = e.target.closest("th[data-sort]");
+  if (!th) return;
+  view.dir = view.sort === th.dataset.sort ? -view.dir : 1;
+  view.sort = th.dataset.sort;
+  render();
+});
+document.getElementById("servers").addEventListener("click", (e) => {
+  const tr = e.target.closest("tr.server");
+  if (!tr) return;
+  const id = tr.dataset.server;
+  if (view.open.has(id)) view.open.delete(id); else view.open.add(id);
+  render();
+});
 async function refresh() {
   const banner = document.getElementById("banner");
   try {
     const res = await fetch("status.json", { cache: "no-store" });
     if (!res.ok) throw new Error("HTTP " + res.status);
-    render(await res.json());
+    last = await res.json();
+    render();
     banner.style.display = "none";
   } catch (err) {
     banner.textContent = "The daemon did not answer (" + err.message + "); showing the last data received.";
@@ -138,12 +271,23 @@ refresh();
 
 const sha256 = (text: string) => `'sha256-${createHash('sha256').update(text).digest('base64')}'`;
 
+/** The page's Content-Security-Policy: its own inline script and style (by hash), fetches to the daemon only. */
+export const STATUS_PAGE_CSP = [
+  "default-src 'none'",
+  `script-src ${sha256(SCRIPT)}`,
+  `style-src ${sha256(STYLE)}`,
+  "img-src 'self'",
+  "connect-src 'self'",
+  "base-uri 'none'",
+  "form-action 'none'",
+].join('; ');
+
 export const STATUS_PAGE_HTML = `<!doctype html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width,initial-scale=1">
-<meta http-equiv="Content-Security-Policy" content="default-src 'none'; script-src ${sha256(SCRIPT)}; style-src ${sha256(STYLE)}; connect-src 'self'; base-uri 'none'; form-action 'none'">
+<meta http-equiv="Content-Security-Policy" content="${STATUS_PAGE_CSP}">
 <title>mailctl status</title>
 <style>${STYLE}</style>
 </head>
@@ -151,7 +295,19 @@ export const STATUS_PAGE_HTML = `<!doctype html>
 <header><h1>mailctl</h1><span id="summary">loading…</span><span id="meta"></span></header>
 <div id="banner" role="alert"></div>
 <noscript><p>This page needs JavaScript to load the status; the same data is at <a href="status.json">status.json</a>.</p></noscript>
-<main id="servers" aria-live="polite"></main>
+<div id="tools">
+<div id="filters" role="group" aria-label="Show servers by state"></div>
+<input id="search" type="search" placeholder="Search name, type/shortName, host, state" aria-label="Search servers">
+<span id="shown"></span>
+</div>
+<main>
+<table>
+<colgroup><col class="c-state"><col class="c-server"><col class="c-host"><col class="c-success"><col class="c-error"><col class="c-hour"></colgroup>
+<thead><tr><th data-sort="state" class="c-state">State</th><th data-sort="server" class="c-server">Server</th><th data-sort="host" class="c-host">Host</th><th data-sort="success" class="c-success">Last success</th><th data-sort="error" class="c-error">Last error</th><th data-sort="hour" class="c-hour">Last hour</th></tr></thead>
+<tbody id="servers" aria-live="polite"></tbody>
+</table>
+<p id="empty" class="empty" hidden></p>
+</main>
 <script>${SCRIPT}</script>
 </body>
 </html>

@@ -3,10 +3,10 @@
  * it. A task costs ~4 KB (measured), and a thousand loops on the default schedule need one instead of a thousand. The
  * loops fire when they would with a task each: cron times are the same for everyone who uses an expression.
  */
-import { schedule, type ScheduledTask } from 'node-cron';
+import { runOnSchedule } from '../../config/schedule.js';
 
 interface SharedSchedule {
-  task: ScheduledTask;
+  task: { stop(): void };
   listeners: Set<() => void>;
 }
 
@@ -19,7 +19,7 @@ export class PollClock {
     if (!shared) {
       const listeners = new Set<() => void>();
       shared = {
-        task: schedule(expression, () => listeners.forEach((fire) => fire()), { name: `poll ${expression}` }),
+        task: runOnSchedule(expression, `poll ${expression}`, () => listeners.forEach((fire) => fire())),
         listeners,
       };
       this.schedules.set(expression, shared);
@@ -30,7 +30,7 @@ export class PollClock {
       entry.listeners.delete(listener);
       if (entry.listeners.size > 0 || this.schedules.get(expression) !== entry) return;
       this.schedules.delete(expression);
-      void entry.task.destroy();
+      entry.task.stop();
     };
   }
 

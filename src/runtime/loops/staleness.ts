@@ -3,33 +3,12 @@
  * It logs one line when a server goes stale and one when it recovers (not one per check); status and metrics read
  * the current set.
  */
-import { createTask } from 'node-cron';
+import { pollIntervalMs } from '../../config/schedule.js';
 import type { Logger } from 'pino';
 import type { ObservedState } from '../../plan/model.js';
 import type { LoopStatus } from './loop.js';
 
 export const STALE_AFTER_INTERVALS = 3;
-/** Runs of the schedule looked at: the largest gap among them is the interval (`0 9 * * 1-5` → 3 days). */
-const RUNS_SAMPLED = 12;
-
-const intervals = new Map<string, number | null>();
-
-/** The longest gap between the next runs of a cron expression, in ms; null if node-cron cannot parse it. */
-export function pollIntervalMs(expression: string): number | null {
-  if (intervals.has(expression)) return intervals.get(expression)!;
-  let interval: number | null = null;
-  try {
-    const task = createTask(expression, () => undefined);
-    const runs = task.getNextRuns(RUNS_SAMPLED).map((d) => d.getTime());
-    void task.destroy();
-    for (let i = 1; i < runs.length; i++) interval = Math.max(interval ?? 0, runs[i]! - runs[i - 1]!);
-  } catch {
-    interval = null;
-  }
-  intervals.set(expression, interval);
-  return interval;
-}
-
 export interface WatchedServer {
   id: string;
   pollSchedule: string;

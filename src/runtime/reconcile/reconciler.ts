@@ -6,7 +6,7 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import type { Logger } from 'pino';
-import type { ApplyOutcome, ApplyRequest, ApplyResult, ReconcileSummary } from '../../api/index.js';
+import type { ApplyOutcome, ApplyProgress, ApplyRequest, ApplyResult, ReconcileSummary } from '../../api/index.js';
 import { secretDigest, type SecretResolver } from '../../connect/secrets.js';
 import {
   imapVerified,
@@ -122,8 +122,9 @@ export class Reconciler {
     return this.loaded;
   }
 
-  reconcile(request: ApplyRequest): Promise<ApplyResult> {
-    const next = this.queue.then(() => this.reconcileNow(request));
+  /** Runs a reconcile after the ones before it; `onProgress` hears how verification goes (a long apply). */
+  reconcile(request: ApplyRequest, onProgress?: (progress: ApplyProgress) => void): Promise<ApplyResult> {
+    const next = this.queue.then(() => this.reconcileNow(request, onProgress));
     // settles with nothing: the queue must not keep the last result (its plan and verifications) alive
     this.queue = next.then(
       () => undefined,
@@ -153,7 +154,10 @@ export class Reconciler {
     return result;
   }
 
-  private async reconcileNow(request: ApplyRequest): Promise<ApplyResult> {
+  private async reconcileNow(
+    request: ApplyRequest,
+    onProgress?: (progress: ApplyProgress) => void,
+  ): Promise<ApplyResult> {
     const config = await this.loadFolder();
     const diagnostics = config.diagnostics;
     if (!config.valid) {
@@ -224,11 +228,23 @@ export class Reconciler {
     // looked up while the servers are verified (a git process), used only if the apply goes ahead; never rejects
     const revision = request.dryRun ? Promise.resolve(null) : gitRevision(this.options.dir);
     try {
-      const verifications = await verifyAll(
-        toVerify,
-        this.resolver,
-        request.dryRun ? undefined : (item) => this.verifyByOpening(item, opened),
-      );
+      const started = Date.now();
+      const progress: ApplyProgress = {
+        type: 'progress',
+        total: toVerify.length,
+        verified: 0,
+        failed: 0,
+        elapsedMs: 0,
+      };
+      onProgress?.({ ...progress });
+      const verifications = await verifyAll(toVerify, this.resolver, {
+        ...(!request.dryRun && { verify: (item) => this.verifyByOpening(item, opened) }),
+        onVerified: (v) => {
+          progress.verified += 1;
+          if (!v.ok) progress.failed += 1;
+          onProgress?.({ ...progress, elapsedMs: Date.now() - started });
+        },
+      });
       return await this.applyVerified(request, plan, diagnostics, digest, verifications, opened, revision);
     } finally {
       // the connections of an apply that was refused, or of servers it did not start

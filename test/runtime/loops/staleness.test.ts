@@ -2,7 +2,8 @@
 import { pino } from 'pino';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { pollIntervalMs, StalenessWatchdog } from '../../../src/runtime/loops/staleness.js';
+import { pollIntervalMs } from '../../../src/config/schedule.js';
+import { StalenessWatchdog } from '../../../src/runtime/loops/staleness.js';
 
 test('the poll interval is the longest gap between the next runs', () => {
   assert.is(pollIntervalMs('* * * * * *'), 1000);

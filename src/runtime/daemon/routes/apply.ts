@@ -1,12 +1,19 @@
 /** `POST /v1/apply` (reconcile now), `GET /v1/status` and `GET /v1/state` (the running state, for `plan --state`). */
 import { capText } from '../../../adapters/text.js';
-import { API_FORMAT_VERSION, type ApplyRequest, type ApplyResult, type DaemonStatus } from '../../../api/index.js';
+import {
+  API_FORMAT_VERSION,
+  NDJSON,
+  type ApplyProgress,
+  type ApplyRequest,
+  type ApplyResult,
+  type DaemonStatus,
+} from '../../../api/index.js';
 import { stateDigest } from '../../../plan/compute.js';
 import type { ObservedState } from '../../../plan/model.js';
 import { HttpError, type Route } from '../http.js';
 
 export interface ApplyDeps {
-  reconcile: (request: ApplyRequest) => Promise<ApplyResult>;
+  reconcile: (request: ApplyRequest, onProgress?: (progress: ApplyProgress) => void) => Promise<ApplyResult>;
   state: () => ObservedState;
   status: () => DaemonStatus;
   draining: () => boolean;
@@ -56,9 +63,18 @@ export function applyRoutes(deps: ApplyDeps): Route[] {
     {
       method: 'POST',
       path: '/v1/apply',
-      handler: async (_r, raw) => {
+      // with `Accept: application/x-ndjson` the answer streams progress lines, then the same result as one line
+      handler: async (req, raw) => {
         if (deps.draining()) throw new HttpError(503, 'the daemon is shutting down');
-        const result = await deps.reconcile(applyRequestOf(raw));
+        const request = applyRequestOf(raw);
+        if (req.headers.accept?.includes(NDJSON)) {
+          const stream = async (write: (line: unknown) => void) => {
+            const result = await deps.reconcile(request, write);
+            write({ type: 'result', formatVersion: API_FORMAT_VERSION, ...result });
+          };
+          return { status: 200, body: null, stream };
+        }
+        const result = await deps.reconcile(request);
         return { status: 200, body: { formatVersion: API_FORMAT_VERSION, ...result } };
       },
     },

@@ -12,6 +12,8 @@ export interface HealthDeps {
   metrics: DaemonMetrics;
   scrubber: SecretScrubber;
   status: () => DaemonStatus;
+  /** Each server's deliveries or sends per minute over the last hour (the page's charts). */
+  lastHour: (server: string) => [number, number][];
   /** Named checks; the daemon is ready when all pass. */
   readiness: () => Record<string, boolean>;
 }
@@ -61,7 +63,7 @@ export function healthRoutes(deps: HealthDeps): Route[] {
       public: true,
       handler: () => ({
         status: 200,
-        body: deps.scrubber.scrub(JSON.stringify(publicStatus(deps.status()))),
+        body: deps.scrubber.scrub(JSON.stringify(publicStatus(deps.status(), deps.lastHour))),
         type: 'application/json',
       }),
     },
