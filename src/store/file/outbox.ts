@@ -169,7 +169,8 @@ export class FileOutboxStore implements OutboxStore {
     const keep = keptRecords(latest, (id) => this.inFiles.has(id), now);
     await writeFileAtomic(this.journal.file, keep.map((r) => `${r.line}\n`).join(''));
     await this.journal.open();
-    return { open, finished: keep.map((r) => r.record).filter(isFinal), damaged };
+    const finished = keep.map((r) => r.record).filter(isFinal);
+    return { open, finished: finished.sort((a, b) => (a.at < b.at ? -1 : a.at > b.at ? 1 : 0)), damaged };
   }
 
   /** A file that does not parse goes to `quarantine/` (kept for a person to look at, never sent). */
