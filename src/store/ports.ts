@@ -232,22 +232,32 @@ export interface OutboxEvent {
 
 export type FinalEvent = 'done' | 'failed' | 'cancelled';
 
+/**
+ * How many finished messages a store keeps for `outbox` views (the newest; none older than a week): the outbox keeps
+ * no more in memory either, so neither grows with the mail sent.
+ */
+export const OUTBOX_FINISHED_KEPT = 1_000;
+
 /** What the outbox holds after a restart. */
 export interface OutboxSnapshot {
   /** Messages not finished, oldest first, each with its last progress event (if any). */
   open: { message: StoredOutboundMessage; last: OutboxEvent | null }[];
-  /** Recently finished messages (kept for a week for `outbox` views). */
+  /** Recently finished messages, oldest first: the newest OUTBOX_FINISHED_KEPT of the last week (`outbox` views). */
   finished: OutboxEvent[];
   /** Stored messages that could not be read back: set aside, never sent (what and why, for the log). */
   damaged: { item: string; reason: string }[];
 }
 
 export interface OutboxStore {
-  /** Reads what is stored; sets aside what is damaged and forgets what finished long ago. */
+  /** Reads what is stored; sets aside what is damaged and forgets what finished long ago (see `finished`). */
   load(now: number): Promise<OutboxSnapshot>;
   /** Makes the messages durable, all in one write (one commit for the requests that arrived together). */
   accept(messages: readonly StoredOutboundMessage[]): Promise<void>;
-  /** Records events durably in one write; a final event means the message will never be loaded as open again. */
+  /**
+   * Records events durably in one write; a final event means the message will never be loaded as open again. What
+   * the store keeps does not grow with the messages that finished: beyond the newest OUTBOX_FINISHED_KEPT, finished
+   * messages are forgotten while it runs, not only at the next load.
+   */
   record(events: readonly OutboxEvent[]): Promise<void>;
   close(): Promise<void>;
 }

@@ -31,11 +31,20 @@ export function parseListen(text: string, allowRemote: boolean): { host: string;
   return { host, port };
 }
 
+/** A duration flag: `300`, `300s`, `5m`, `1h` or `500ms` (a bare number is seconds); at least a second. */
+export function parseDuration(flag: string, text: string): number {
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(text.trim());
+  const ms = m ? Number(m[1]) * { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[m[2] ?? 's']! : NaN;
+  if (!(ms >= 1000))
+    throw new UserError(`--${flag} must be a duration of at least 1s like 30s, 5m or 1h, not "${text}"`);
+  return ms;
+}
+
 export const runCommand: Command = {
   name: 'run',
   summary: 'Run the daemon: own the running loops and apply the folder',
   usage:
-    'mailctl run --dir DIR [--state-dir DIR] [--listen HOST:PORT [--allow-remote]] [--public-host NAME]... [--no-watch] [--save-failed-as-disabled] [--system-smtp FILE] [--secrets-dir DIR] [--secret-env-prefix PREFIX] [--ca-dir DIR]... [--sink-root DIR]... [--credentials-key-file FILE] [--allow-empty] [--allow-mass-delete] [--log-level LEVEL]',
+    'mailctl run --dir DIR [--state-dir DIR] [--listen HOST:PORT [--allow-remote]] [--public-host NAME]... [--no-watch] [--save-failed-as-disabled] [--system-smtp FILE] [--secrets-dir DIR] [--secret-env-prefix PREFIX] [--ca-dir DIR]... [--sink-root DIR]... [--credentials-key-file FILE] [--allow-empty] [--allow-mass-delete] [--smtp-check-interval DURATION] [--outbox-max N] [--log-level LEVEL]',
   options: {
     dir: { type: 'string' },
     'state-dir': { type: 'string' },
@@ -52,6 +61,8 @@ export const runCommand: Command = {
     'credentials-key-file': { type: 'string' },
     'allow-empty': { type: 'boolean' },
     'allow-mass-delete': { type: 'boolean' },
+    'smtp-check-interval': { type: 'string' },
+    'outbox-max': { type: 'string' },
     'log-level': { type: 'string' },
   },
   async run({ values, output, io }) {
@@ -73,6 +84,13 @@ export const runCommand: Command = {
         throw new UserError(`--public-host must be a host name (as clients write it in URLs), not "${name}"`);
       return host;
     });
+    const checkInterval = stringOption(values, 'smtp-check-interval');
+    const smtpCheckIntervalMs =
+      checkInterval === undefined ? undefined : parseDuration('smtp-check-interval', checkInterval);
+    const outboxMaxText = stringOption(values, 'outbox-max');
+    const outboxMax = outboxMaxText === undefined ? undefined : Number(outboxMaxText);
+    if (outboxMax !== undefined && !(Number.isInteger(outboxMax) && outboxMax >= 1))
+      throw new UserError(`--outbox-max must be a whole number of messages (at least 1), not "${outboxMaxText}"`);
     const systemSmtpFile = stringOption(values, 'system-smtp');
     let systemSmtp = null;
     if (systemSmtpFile) {
@@ -104,6 +122,8 @@ export const runCommand: Command = {
         logLevel,
         env: io.env,
         systemSmtp,
+        ...(smtpCheckIntervalMs !== undefined && { smtpCheckIntervalMs }),
+        ...(outboxMax !== undefined && { outboxMax }),
       });
     } catch (err) {
       if (err instanceof LockHeldError) throw new UserError(err.message, EXIT.error, 'lock-held');

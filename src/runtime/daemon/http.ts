@@ -18,6 +18,8 @@ export class HttpError extends Error {
     readonly status: number,
     message: string,
     readonly details: Record<string, unknown> = {},
+    /** Extra response headers, e.g. `retry-after`. */
+    readonly headers: Record<string, string> = {},
   ) {
     super(message);
   }
@@ -185,7 +187,7 @@ export function createApiServer(routes: readonly Route[], options: ApiOptions): 
       const status = err instanceof HttpError ? err.status : 500;
       if (status === 500) log.error({ err: (err as Error).message }, `API ${req.method} ${url.pathname} failed`);
       const body = { error: (err as Error).message, ...(err instanceof HttpError && err.details) };
-      send(res, { status, body }, scrub);
+      send(res, { status, body, ...(err instanceof HttpError && { headers: err.headers }) }, scrub);
     }
   };
   return createServer((req, res) => void handle(req, res));

@@ -53,6 +53,10 @@ export interface DaemonOptions {
   env: NodeJS.ProcessEnv;
   /** `--system-smtp`: the SMTP server for template emails when no server has `role: template`. */
   systemSmtp?: LoadedServer | null;
+  /** `--smtp-check-interval`: how often an idle SMTP loop checks its connection. */
+  smtpCheckIntervalMs?: number;
+  /** `--outbox-max`: waiting messages the outbox holds at most. */
+  outboxMax?: number;
 }
 
 /** SIGTERM must finish within Kubernetes' default 30 s grace period. */
@@ -113,6 +117,7 @@ export async function startDaemon(
     log,
     state,
     systemSmtp: options.systemSmtp ?? null,
+    outboxMax: options.outboxMax,
   });
   const supervisor = new Supervisor({
     log,
@@ -120,6 +125,7 @@ export async function startDaemon(
     processor: inbound,
     outbound: outbound.consumer,
     recorder: recordingActivity(metrics, activity),
+    smtpCheckIntervalMs: options.smtpCheckIntervalMs,
   });
   const reconciler = new Reconciler(
     {
@@ -170,6 +176,8 @@ export async function startDaemon(
       stale: watchdog.staleIds,
     });
   metrics.bind(status);
+  // whether the daemon can serve: one failing mail server must not take the API of all the others out of a Service
+  // (status --check, the status page and the alerts show per-server health)
   const readiness = () => ({
     'config-loaded': ready || reconciler.last !== null,
     'first-reconcile': ready,

@@ -55,7 +55,7 @@ export interface InboundMailProcessorOptions {
 /** The sink of a flow is down: nothing was processed; try again after `retryAfterMs`. */
 export class SinkUnavailableError extends MailError {
   constructor(message: string, retryAfterMs: number) {
-    super('network', message, { code: 'SinkUnavailable', retryAfterMs });
+    super('sink', message, { code: 'SinkUnavailable', retryAfterMs });
   }
 }
 
@@ -140,7 +140,8 @@ export class InboundMailProcessor implements InboundProcessor {
     const serverId = `imap/${spec.shortName}`;
     const log = this.options.log?.child({ server: serverId, stage: 'inbound' });
     const paused = this.down.get(serverId);
-    if (paused && this.now() < paused.until) return stats; // the sink is down: the loop wakes up when the pause is over
+    // the sink is down: the loop wakes up when the pause is over
+    if (paused && this.now() < paused.until) return { ...stats, sinkPaused: true };
     const sink = await this.sink(flow);
     const box = await this.selected(client, spec.folder);
     const uidValidity = String(box.uidValidity);
