@@ -22,6 +22,7 @@
  * prints the section without appending it (smoke runs).
  */
 import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { chmod, chown, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -205,6 +206,8 @@ try {
             schema,
             '--token-file',
             await ws.writeSecret('token', 't'.repeat(40)),
+            '--credentials-key-file',
+            await ws.writeSecret('credentials-key', randomBytes(32).toString('base64')),
           ]
         : [];
       const rowsToDeliver = store?.sink === 'rows';

@@ -7,6 +7,7 @@
  * store ≥ 0.8× the file store. Prints the figures and appends a `## outbound` section to BENCHMARKS.md
  * (MAILCTL_BENCH_NO_APPEND=1: printed only).
  */
+import { randomBytes } from 'node:crypto';
 import http from 'node:http';
 import os from 'node:os';
 import nodemailer from 'nodemailer';
@@ -187,7 +188,11 @@ try {
 
   const file = await runMailctl(AGENT, { args: [], env: {} });
   const tokenFile = await workspaces[0]!.writeSecret('api-token-given', `${'t'.repeat(40)}\n`);
-  const postgres = await runMailctl(AGENT_PG, { args: ['--store', pg.url, '--token-file', tokenFile], env: pg.env });
+  const keyFile = await workspaces[0]!.writeSecret('credentials-key-given', randomBytes(32).toString('base64'));
+  const postgres = await runMailctl(AGENT_PG, {
+    args: ['--store', pg.url, '--token-file', tokenFile, '--credentials-key-file', keyFile],
+    env: pg.env,
+  });
   agent.destroy();
   const ratio = file.throughput / baseline;
   const pgRatio = postgres.throughput / file.throughput;

@@ -105,8 +105,10 @@ async function main(): Promise<void> {
     say("Starting a private PostgreSQL for the daemon's state (--store postgres)");
     pg = await startPostgres();
     const tokenFile = path.join(ws.root, 'api-token');
+    const keyFile = path.join(ws.root, 'credentials-key');
     await writeFile(tokenFile, `${randomBytes(24).toString('base64url')}\n`, { mode: 0o600 });
-    storeArgs = ['--store', pg.url, '--token-file', tokenFile];
+    await writeFile(keyFile, `${randomBytes(32).toString('base64')}\n`, { mode: 0o600 });
+    storeArgs = ['--store', pg.url, '--token-file', tokenFile, '--credentials-key-file', keyFile];
     show(
       `PostgreSQL ${pg.version} on ${pg.host}:${pg.port}; the daemon runs with ${storeArgs.join(' ')} (PGPASSWORD set)`,
     );

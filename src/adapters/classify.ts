@@ -10,6 +10,7 @@ import {
   type FailureClass,
   type MailErrorOptions,
 } from './connection.js';
+import { capText } from './text.js';
 
 export interface ClassifyContext {
   /** Where we were connecting to, for the message ("connection refused by host:port"). */
@@ -102,6 +103,18 @@ const CONFIG_CODES = new Set([
   'ERR_INVALID_ARG_VALUE',
 ]);
 
+/** Failures of this machine's files, not of a server: what each code means. */
+const LOCAL_CODES: ReadonlyMap<string, string> = new Map([
+  ['ENOSPC', 'no space left on device'],
+  ['EDQUOT', 'disk quota exceeded'],
+  ['EROFS', 'read-only file system'],
+  ['EACCES', 'permission denied'],
+  ['EPERM', 'operation not permitted'],
+  ['ENAMETOOLONG', 'file name too long'],
+]);
+/** EACCES and EPERM also come from sockets (a firewall refusing `connect`): local only on a file. */
+const SOCKET_SYSCALLS: ReadonlySet<string> = new Set(['connect', 'bind', 'listen', 'getaddrinfo', 'getnameinfo']);
+
 /** Replace every secret with `***`. */
 export function redact(text: string, secrets: ReadonlyArray<string | undefined> = []): string {
   let out = text;
@@ -169,7 +182,7 @@ function tlsCertMessage(code: string, reason: string, at: string): string | null
 export function classifyMailError(err: unknown, ctx: ClassifyContext = {}): MailError {
   const secrets = ctx.secrets ?? [];
   const mk = (cls: FailureClass, message: string, extra: MailErrorOptions = {}) =>
-    new MailError(cls, redact(message, secrets), extra);
+    new MailError(cls, capText(redact(message, secrets)), extra);
 
   if (err instanceof MailError) {
     const copy = mk(err.failureClass, err.message, {
@@ -288,7 +301,15 @@ export function classifyMailError(err: unknown, ctx: ClassifyContext = {}): Mail
     });
   }
 
-  // 5. network
+  // 5. this machine's files (checked before the network: a file error has a syscall too)
+  const local = LOCAL_CODES.get(nodeCode);
+  const syscall = str(e.syscall);
+  if (local && (str(e.path) !== undefined || (syscall !== undefined && !SOCKET_SYSCALLS.has(syscall)))) {
+    const what = [syscall, str(e.path)].filter(Boolean).join(' ');
+    return mk('local', `${local} (${nodeCode})${what ? `: ${what}` : ''}`, { code: nodeCode });
+  }
+
+  // 6. network
   if (nodeCode === 'ECONNREFUSED') return mk('network', `connection refused by ${at}`, { code: nodeCode });
   if (nodeCode === 'ENOTFOUND' || nodeCode === 'EAI_NONAME' || nodeCode === 'EAI_NODATA') {
     const host = ctx.host ?? str(e.hostname) ?? at;
@@ -312,10 +333,10 @@ export function classifyMailError(err: unknown, ctx: ClassifyContext = {}): Mail
     });
   }
 
-  // 6. configuration
+  // 7. configuration
   if (CONFIG_CODES.has(nodeCode)) return mk('config', `${message} (${nodeCode})`, { code: nodeCode });
 
-  // 7. SMTP replies to MAIL/RCPT/DATA (not throttling, see 1.)
+  // 8. SMTP replies to MAIL/RCPT/DATA (not throttling, see 1.)
   if (responseCode !== undefined) {
     const reply = smtpReply ?? message;
     if (responseCode >= 400 && responseCode < 500) {

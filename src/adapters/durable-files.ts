@@ -15,6 +15,16 @@ const writeFd = (fd: number, bytes: Uint8Array, offset: number) =>
     fs.write(fd, bytes, offset, bytes.length - offset, null, (err, written) => (err ? reject(err) : resolve(written))),
   );
 
+/**
+ * Names the file on an error of an operation on its descriptor (a `write` or `fsync` error has no path of its own), so
+ * a full disk is reported with where it happened. Returns the error, for `throw`.
+ */
+export function withPath(err: unknown, file: string): unknown {
+  if (err instanceof Error && (err as NodeJS.ErrnoException).path === undefined)
+    (err as NodeJS.ErrnoException).path = file;
+  return err;
+}
+
 /** Creates a private folder (0700 whatever the umask) and refuses one that others may write to. */
 export async function ensurePrivateDir(dir: string): Promise<void> {
   await mkdir(dir, { recursive: true, mode: 0o700 });
@@ -47,6 +57,8 @@ export async function writeFileDurably(
     if (options.exactMode) await fchmodFd(fd, 0o600);
     for (let offset = 0; offset < bytes.length;) offset += await writeFd(fd, bytes, offset);
     await fsyncFd(fd);
+  } catch (err) {
+    throw withPath(err, file);
   } finally {
     await closeFd(fd);
   }
@@ -63,23 +75,38 @@ export async function writeFileAtomic(
 ): Promise<void> {
   const dir = path.dirname(file);
   const temp = path.join(dir, `.${path.basename(file)}.${randomBytes(6).toString('hex')}.tmp`);
-  await writeFileDurably(temp, data, { exclusive: true, exactMode: true });
   try {
+    await writeFileDurably(temp, data, { exclusive: true, exactMode: true });
     await rename(temp, file);
   } catch (err) {
-    await rm(temp, { force: true });
+    // a temp file cut short by a full disk would hold the space it took until someone removed it by hand
+    await rm(temp, { force: true }).catch(() => undefined);
     throw err;
   }
   if (options.syncDir !== false) await fsyncDir(dir);
 }
 
-/** Appends one line and fsyncs it (append-only logs). */
+/**
+ * Appends one line and fsyncs it (append-only logs). A write cut short (a full disk) is cut off again, and a file that
+ * ends in a torn line gets the new one on a line of its own: a torn line never takes the next one with it.
+ */
 export async function appendLineDurably(file: string, line: string): Promise<void> {
-  const handle = await open(file, 'a', 0o600);
+  const handle = await open(file, 'a+', 0o600);
   try {
     await handle.chmod(0o600);
-    await handle.appendFile(line.endsWith('\n') ? line : `${line}\n`);
-    await handle.sync();
+    const { size } = await handle.stat();
+    const last = Buffer.alloc(1);
+    if (size > 0) await handle.read(last, 0, 1, size - 1);
+    const text = `${size > 0 && last[0] !== 0x0a ? '\n' : ''}${line}${line.endsWith('\n') ? '' : '\n'}`;
+    try {
+      await handle.appendFile(text);
+      await handle.sync();
+    } catch (err) {
+      await handle.truncate(size).catch(() => undefined);
+      throw err;
+    }
+  } catch (err) {
+    throw withPath(err, file);
   } finally {
     await handle.close();
   }

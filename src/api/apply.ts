@@ -27,6 +27,7 @@ export const APPLY_OUTCOMES = [
   'folder-mismatch',
   'stale-plan',
   'refused-deletes',
+  'refused-config',
 ] as const;
 
 export type ApplyOutcome = (typeof APPLY_OUTCOMES)[number];

@@ -9,9 +9,12 @@ import type { Diagnostic } from '../config/diagnostics.js';
  *  - folder-missing: a configured mailbox does not exist → create it / fix config
  *  - throttled:      the server asks us to slow down
  *  - config:         anything else that is wrong on our side (missing extension, bad option, permanent 5xx)
+ *  - local:          this machine's files: disk full, read-only, permission denied, name too long (what and where)
+ *  - sink:           a flow's sink is down (webhook unreachable or failing, its folder's disk full) → paused, retried
  *  - store:          the daemon's own store (a database) cannot be reached: nothing changes until it answers again
  */
-export type FailureClass = 'network' | 'tls' | 'auth' | 'folder-missing' | 'throttled' | 'config' | 'store';
+export type FailureClass =
+  'network' | 'tls' | 'auth' | 'folder-missing' | 'throttled' | 'config' | 'local' | 'sink' | 'store';
 
 export type ServerState = 'running' | 'starting' | 'backoff' | 'failed' | 'stopped' | 'disabled' | 'pending-approval';
 

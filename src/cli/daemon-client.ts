@@ -1,7 +1,7 @@
-import { readFile } from 'node:fs/promises';
+import { open, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { NDJSON } from '../api/apply.js';
-import { DISCOVERY_FILE, stateDirFrom, TOKEN_FILE } from '../api/discovery.js';
+import { DISCOVERY_FILE, isLoopback, stateDirFrom, TOKEN_FILE } from '../api/discovery.js';
 import type { ObservedState } from '../plan/model.js';
 import type { StoreKind } from '../config/sinks.js';
 import { checkObservedState, checkStore } from '../plan/planfile.js';
@@ -57,23 +57,77 @@ async function readTrimmed(file: string): Promise<string | undefined> {
   );
 }
 
+const isLoopbackUrl = (url: string): boolean => {
+  try {
+    return isLoopback(new URL(url).hostname);
+  } catch {
+    return false;
+  }
+};
+
+/** The URL in a `daemon.json`, and whether its file may be trusted with a token from elsewhere (or why not). */
+async function readDiscovery(file: string): Promise<{ url: string | undefined; untrusted: string | null } | null> {
+  const handle = await open(file, 'r').catch(() => null);
+  if (!handle) return null;
+  try {
+    const info = await handle.stat();
+    const text = await handle.readFile('utf8');
+    let url: string | undefined;
+    try {
+      url = (JSON.parse(text) as { url?: string }).url;
+    } catch {
+      /* not what a daemon writes: no URL */
+    }
+    const untrusted =
+      info.uid !== process.getuid?.()
+        ? `${file} is not owned by you`
+        : (info.mode & 0o022) !== 0
+          ? `${file} may be written by others`
+          : null;
+    return { url, untrusted };
+  } finally {
+    await handle.close();
+  }
+}
+
 /**
  * Finds the daemon: `--server`, then MAILCTL_SERVER, then `<state>/daemon.json`; the token: `--token-file`,
  * then MAILCTL_TOKEN, then `<state>/api-token` (state folder from `--state-dir` or MAILCTL_STATE_DIR).
+ *
+ * A token from `--token-file` or MAILCTL_TOKEN goes to a URL found in a `daemon.json` only when the state folder was
+ * named (`--state-dir`, MAILCTL_STATE_DIR), the URL is loopback and the file is yours and not writable by others: the
+ * default state folder `./.mailctl` may come from a repository, whose `daemon.json` could point anywhere. The token
+ * of the same state folder (`api-token`) goes to its `daemon.json` as before.
  */
 export async function locateDaemon(where: DaemonLocation, env: NodeJS.ProcessEnv): Promise<DaemonClient> {
+  if (where.server === '')
+    throw new UserError('--server must not be empty: give the daemon URL, or leave --server out to find the daemon');
   const stateDir = stateDirFrom(where.stateDir, env);
-  let url = where.server ?? env.MAILCTL_SERVER;
-  if (!url) {
-    const discovery = await readTrimmed(path.join(stateDir, DISCOVERY_FILE));
-    if (discovery) url = (JSON.parse(discovery) as { url?: string }).url;
-  }
+  let url = where.server ?? (env.MAILCTL_SERVER || undefined);
+  const discoveryFile = path.join(stateDir, DISCOVERY_FILE);
+  const discovered = url === undefined ? await readDiscovery(discoveryFile) : null;
+  url ??= discovered?.url;
   if (!url) {
     throw new UserError(
-      `no daemon found: give --server URL, set MAILCTL_SERVER, or run this where ${path.join(stateDir, DISCOVERY_FILE)} exists (mailctl run)`,
+      `no daemon found: give --server URL, set MAILCTL_SERVER, or run this where ${discoveryFile} exists (mailctl run)`,
       1,
       'daemon-unreachable',
     );
+  }
+  const tokenFrom = where.tokenFile ? `--token-file ${where.tokenFile}` : env.MAILCTL_TOKEN ? 'MAILCTL_TOKEN' : null;
+  if (discovered && tokenFrom) {
+    const named = where.stateDir !== undefined || Boolean(env.MAILCTL_STATE_DIR);
+    const refusal = !named
+      ? 'the state folder was not named (--state-dir or MAILCTL_STATE_DIR)'
+      : !isLoopbackUrl(url)
+        ? `${url} is not a loopback address`
+        : discovered.untrusted;
+    if (refusal)
+      throw new UserError(
+        `not sending the token from ${tokenFrom} to ${url}, found in ${discoveryFile}: ${refusal}; give --server URL`,
+        1,
+        'token-refused',
+      );
   }
   const token = where.tokenFile
     ? await readTrimmed(where.tokenFile).then((t) => t ?? failToken(`cannot read --token-file ${where.tokenFile}`))

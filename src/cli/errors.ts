@@ -31,6 +31,7 @@ const OUTCOME_EXIT: Record<ApplyOutcome, number> = {
   'folder-mismatch': EXIT.error,
   'stale-plan': EXIT.error,
   'refused-deletes': EXIT.error,
+  'refused-config': EXIT.error,
 };
 
 /** The exit code of an apply: the daemon reports outcomes, only the CLI maps them (a dry run fails on any failure). */

@@ -3,6 +3,7 @@ import type { ImapServerSpec, LoadedFlow, LoadedServer, SmtpServerSpec } from '.
 import { checkPollSchedule } from './schedule.js';
 import { STORE_TABLES } from './sinks.js';
 import { isIpLiteral } from './schema.js';
+import { notNormalBecause, parseSecretRef } from './secret-ref.js';
 
 type Path = readonly (string | number)[];
 type Located = { id: string; source: LoadedServer['source'] };
@@ -71,6 +72,26 @@ export function checkRules(
   const smtp = unique.filter((s): s is LoadedServer & { spec: SmtpServerSpec } => s.spec.type === 'smtp');
   const enabledImap = imap.filter((s) => s.spec.enabled);
   const enabledSmtp = smtp.filter((s) => s.spec.enabled);
+
+  const normalForm = (r: Located, path: Path, reference: string | undefined) => {
+    const ref = reference === undefined ? null : parseSecretRef(reference);
+    const why = ref && notNormalBecause(ref);
+    if (why)
+      emit(
+        r,
+        path,
+        'secret-ref-not-normal',
+        `${reference} is not in normal form: ${why}; write the path without "." or ".." segments, "//" or a trailing "/" (one spelling per secret file, so its credential binding applies)`,
+      );
+  };
+  for (const server of servers) {
+    const { auth } = server.spec;
+    if (auth.type === 'basic') normalForm(server, ['auth', 'password'], auth.password);
+    else
+      for (const field of ['accessToken', 'clientSecret', 'refreshToken'] as const)
+        normalForm(server, ['auth', 'oauth2', field], auth.oauth2[field]);
+  }
+  for (const flow of flows) normalForm(flow, ['deliver', 'webhook', 'secret'], flow.spec.deliver.webhook?.secret);
 
   for (const server of unique) {
     const { spec } = server;

@@ -13,3 +13,17 @@ export function parseSecretRef(text: string): SecretRef | null {
 
 /** True when a string is clearly meant as a reference but malformed, as opposed to a literal secret. */
 export const looksLikeReference = (text: string): boolean => text.startsWith('${');
+
+/**
+ * Why a reference is not in normal form, or null. A `${file:}` path in normal form has no `.` or `..` segment, no `//`
+ * and no trailing `/`, so a file has one spelling only: credential bindings are kept by the reference's text, and
+ * another spelling of a bound file would otherwise look like a new secret.
+ */
+export function notNormalBecause(ref: SecretRef): string | null {
+  if (ref.scheme !== 'file') return null;
+  const segments = ref.path.split('/').slice(1);
+  if (segments.some((s) => s === '.' || s === '..')) return 'it has a "." or ".." segment';
+  if (segments.at(-1) === '') return 'it ends with "/"';
+  if (segments.includes('')) return 'it has "//"';
+  return null;
+}

@@ -1,5 +1,4 @@
-import { readFile } from 'node:fs/promises';
-import { MailError, type ConnectionSettings } from '../adapters/connection.js';
+import type { ConnectionSettings } from '../adapters/connection.js';
 import { fetchAccessToken } from '../adapters/oauth2.js';
 import type { ServerSpec } from '../config/model.js';
 import { secretDigest, type SecretResolver } from './secrets.js';
@@ -15,6 +14,8 @@ export interface ResolvedConnection {
  * private CA bundle, and exchanges an OAuth2 refresh token for an access token when the server uses a grant.
  */
 export async function resolveConnection(spec: ServerSpec, resolver: SecretResolver): Promise<ResolvedConnection> {
+  // first: a refused CA file fails the connection before any secret is read or sent
+  const caPem = spec.tlsCaFile === undefined ? undefined : await resolver.readCaFile(spec.tlsCaFile);
   const secrets = await resolver.resolveAll(spec);
   let auth: ConnectionSettings['auth'];
   if (spec.auth.type === 'basic') auth = { user: spec.auth.user, pass: secrets.get(spec.auth.password)! };
@@ -31,12 +32,6 @@ export async function resolveConnection(spec: ServerSpec, resolver: SecretResolv
     });
     resolver.sensitive(token.accessToken, spec.auth.user);
     auth = { user: spec.auth.user, accessToken: token.accessToken };
-  }
-  let caPem: string | undefined;
-  if (spec.tlsCaFile) {
-    caPem = await readFile(spec.tlsCaFile, 'utf8').catch(() => {
-      throw new MailError('config', `tlsCaFile ${spec.tlsCaFile} cannot be read`, { code: 'tls-ca-file' });
-    });
   }
   const settings: ConnectionSettings = {
     host: spec.host,

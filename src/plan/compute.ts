@@ -15,6 +15,7 @@ import {
   type PlanSummary,
   type Rebind,
   type SecretDigests,
+  type SecretIdentities,
   type ServerChange,
   type ServerConfig,
 } from './model.js';
@@ -42,6 +43,7 @@ export interface PlanInputs {
   /** Identities whose credential rebind the caller approved (`--approve-rebind`). */
   approvals?: readonly string[];
   secretDigests?: SecretDigests;
+  identities?: SecretIdentities;
 }
 
 export const desiredDigest = (desired: DesiredState): string => digestOf(desired.servers);
@@ -79,12 +81,21 @@ function nestedDifferences(prefix: string, a: unknown, b: unknown): string[] {
 const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 const topField = (path: string) => path.split('.')[0]!;
 
+type Target = Omit<CredentialBinding, 'boundBy'>;
+
 /** Every secret reference a server sends to its host, with the target it is sent to. */
-export function secretTargets(spec: ServerSpec): { reference: string; target: Omit<CredentialBinding, 'boundBy'> }[] {
-  const base = { host: spec.host.toLowerCase(), port: spec.port, tls: spec.tls, allowPlaintext: spec.allowPlaintext };
+export function secretTargets(spec: ServerSpec): { reference: string; target: Target }[] {
+  const base: Target = {
+    host: spec.host.toLowerCase(),
+    port: spec.port,
+    tls: spec.tls,
+    allowPlaintext: spec.allowPlaintext,
+    ...(spec.tlsCaFile !== undefined && { tlsCaFile: spec.tlsCaFile }),
+    ...(spec.type === 'imap' && spec.sniServerName !== undefined && { sniServerName: spec.sniServerName }),
+  };
   if (spec.auth.type === 'basic') return [{ reference: spec.auth.password, target: base }];
   const { oauth2 } = spec.auth;
-  const out: { reference: string; target: Omit<CredentialBinding, 'boundBy'> }[] = [];
+  const out: { reference: string; target: Target }[] = [];
   if (oauth2.accessToken) out.push({ reference: oauth2.accessToken, target: base });
   // Client secret and refresh token go to the token endpoint: bind them to it as well as to the mail host.
   const grantTarget = { ...base, ...(oauth2.tokenUrl !== undefined && { tokenUrl: oauth2.tokenUrl }) };
@@ -93,30 +104,50 @@ export function secretTargets(spec: ServerSpec): { reference: string; target: Om
   return out.filter((t) => parseSecretRef(t.reference) !== null);
 }
 
-const sameTarget = (a: Omit<CredentialBinding, 'boundBy'>, b: Omit<CredentialBinding, 'boundBy'>) =>
+const sameTarget = (a: Target, b: Target) =>
   a.host === b.host &&
   a.port === b.port &&
   a.tls === b.tls &&
   a.allowPlaintext === b.allowPlaintext &&
-  (a.tokenUrl ?? '') === (b.tokenUrl ?? '');
+  (a.tokenUrl ?? '') === (b.tokenUrl ?? '') &&
+  (a.tlsCaFile ?? '') === (b.tlsCaFile ?? '') &&
+  (a.sniServerName ?? '') === (b.sniServerName ?? '');
 
-function describeTarget(t: Omit<CredentialBinding, 'boundBy'>): string {
+function describeTarget(t: Target): string {
   const security = t.tls ? 'TLS' : t.allowPlaintext ? 'plaintext allowed' : 'STARTTLS';
-  return `${t.host}:${t.port} (${security})${t.tokenUrl ? ` and ${t.tokenUrl}` : ''}`;
+  const checks = [t.tlsCaFile && `CA file ${t.tlsCaFile}`, t.sniServerName && `SNI ${t.sniServerName}`].filter(Boolean);
+  return `${t.host}:${t.port} (${[security, ...checks].join(', ')})${t.tokenUrl ? ` and ${t.tokenUrl}` : ''}`;
 }
 
-/** Secret references that an enabled server would send to a target they are not bound to. */
-function findRebinds(id: string, spec: ServerSpec, bindings: ObservedState['bindings']): Rebind[] {
+/**
+ * Secret references that an enabled server would send to a target they are not bound to: by the reference, and (in
+ * the daemon) by the identity of the value it holds, which catches a bound secret under a reference nobody bound.
+ */
+function findRebinds(
+  id: string,
+  spec: ServerSpec,
+  bindings: ObservedState['bindings'],
+  identities: SecretIdentities | undefined,
+): Rebind[] {
   if (!spec.enabled) return [];
   const seen = new Set<string>();
   return secretTargets(spec).flatMap(({ reference, target }) => {
-    const bound = bindings[reference] ?? [];
-    if (bound.length === 0 || bound.some((b) => sameTarget(b, target))) return [];
     // One entry per reference and target: clientSecret and refreshToken may share a reference.
     const key = `${reference}\u0000${canonicalJson(target)}`;
     if (seen.has(key)) return [];
+    const unbound = (bound: readonly CredentialBinding[]) =>
+      bound.length > 0 && !bound.some((b) => sameTarget(b, target));
+    const byReference = bindings[reference] ?? [];
+    const identity = identities?.ofReference[reference];
+    const byIdentity = (identity !== undefined && identities?.bindings[identity]) || [];
+    const rebind: Rebind | null = unbound(byReference)
+      ? { reference, from: byReference.find((b) => b.boundBy === id) ?? byReference[0]!, to: target }
+      : unbound(byIdentity)
+        ? { reference, from: byIdentity.find((b) => b.boundBy === id) ?? byIdentity[0]!, to: target, byIdentity: true }
+        : null;
+    if (!rebind) return [];
     seen.add(key);
-    return [{ reference, from: bound.find((b) => b.boundBy === id) ?? bound[0]!, to: target }];
+    return [rebind];
   });
 }
 
@@ -206,7 +237,7 @@ export function computePlan(inputs: PlanInputs): Plan {
     const touchesCredentials =
       change.action === 'create' || change.action === 'start' || change.restartFields.length > 0;
     if (after && touchesCredentials) {
-      const rebinds = findRebinds(id, after.spec, observed.bindings);
+      const rebinds = findRebinds(id, after.spec, observed.bindings, inputs.identities);
       if (rebinds.length) {
         change.rebinds = rebinds;
         change.thenAction = change.action;
@@ -215,7 +246,7 @@ export function computePlan(inputs: PlanInputs): Plan {
         change.reasons = [
           ...rebinds.map(
             (r) =>
-              `credential rebind: ${r.reference} was applied with ${describeTarget(r.from)} (by ${r.from.boundBy}) and would now be sent to ${describeTarget(r.to)}`,
+              `credential rebind: ${r.reference} ${r.byIdentity ? 'holds the same secret as a reference' : 'was'} applied with ${describeTarget(r.from)} (by ${r.from.boundBy}) and would now be sent to ${describeTarget(r.to)}`,
           ),
           change.approved ? 'approved with --approve-rebind' : `needs approval: apply --approve-rebind ${id}`,
           ...change.reasons,
@@ -252,11 +283,14 @@ export function summarize(changes: readonly ServerChange[]): PlanSummary {
 /**
  * The credential bindings after an apply: every earlier binding is kept (also after its server is deleted, so a later
  * server cannot reuse the reference elsewhere unnoticed), and the targets of servers applied in this round are added.
+ * Bindings are kept by reference, or by whatever `keyOf` makes of a reference (the identity of its value; a reference
+ * without one adds nothing).
  */
 export function nextBindings(
   previous: ObservedState['bindings'],
   servers: ObservedState['servers'],
   appliedNow: ReadonlySet<string>,
+  keyOf: (reference: string) => string | undefined = (reference) => reference,
 ): ObservedState['bindings'] {
   const next: ObservedState['bindings'] = Object.fromEntries(
     Object.entries(previous).map(([ref, list]) => [ref, [...list]]),
@@ -266,11 +300,45 @@ export function nextBindings(
     // targets would let it be enabled later (a `start`) against a target nobody approved.
     if (!appliedNow.has(id) || !server.config.spec.enabled) continue;
     for (const { reference, target } of secretTargets(server.config.spec)) {
-      const list = (next[reference] ??= []);
+      const key = keyOf(reference);
+      if (key === undefined) continue;
+      const list = (next[key] ??= []);
       if (!list.some((b) => sameTarget(b, target))) list.push({ ...target, boundBy: id });
     }
   }
   return next;
+}
+
+/**
+ * Bindings made before the CA file and the SNI name were part of a target: each takes them from the server that made
+ * it when that server still runs with the binding's host, port, TLS settings and token URL (what was approved then).
+ */
+export function completeLegacyBindings(state: ObservedState): ObservedState['bindings'] {
+  const complete = (binding: CredentialBinding): CredentialBinding => {
+    const spec = state.servers[binding.boundBy]?.config.spec;
+    const now =
+      spec &&
+      secretTargets(spec).find(({ target }) =>
+        sameTarget({ ...target, tlsCaFile: undefined, sniServerName: undefined }, binding),
+      );
+    return now ? { ...now.target, boundBy: binding.boundBy } : binding;
+  };
+  return Object.fromEntries(Object.entries(state.bindings).map(([ref, list]) => [ref, list.map(complete)]));
+}
+
+/** Identity bindings made from reference bindings: each reference's targets, under the identity of the value it holds. */
+export function identityBindingsOf(
+  bindings: ObservedState['bindings'],
+  ofReference: Readonly<Record<string, string>>,
+): ObservedState['bindings'] {
+  const out: ObservedState['bindings'] = {};
+  for (const [reference, list] of Object.entries(bindings).sort(([a], [b]) => (a < b ? -1 : 1))) {
+    const identity = ofReference[reference];
+    if (identity === undefined) continue;
+    const merged = (out[identity] ??= []);
+    for (const binding of list) if (!merged.some((b) => sameTarget(b, binding))) merged.push(binding);
+  }
+  return out;
 }
 
 export const flowOf = (spec: ServerSpec, flows: ReadonlyMap<string, FlowSpec>): FlowSpec | undefined =>

@@ -23,6 +23,10 @@ export interface CredentialBinding {
   tls: boolean;
   allowPlaintext: boolean;
   tokenUrl?: string;
+  /** The CA file the server's certificate is checked with (whoever controls it decides which server gets the secret). */
+  tlsCaFile?: string;
+  /** The name the server's certificate is checked for (IMAP). */
+  sniServerName?: string;
   /** The server that established the binding. */
   boundBy: string;
 }
@@ -58,6 +62,18 @@ export interface SecretDigests {
   observed: Record<string, string>;
 }
 
+/**
+ * Optional inputs only the daemon has: the identity of each secret (an HMAC of its value under the daemon's credentials
+ * key) and the targets each identity is bound to, so that a reference the bindings do not know (another spelling, a
+ * link, a copy of a bound file) still cannot send a bound secret elsewhere. Never part of the observed state.
+ */
+export interface SecretIdentities {
+  /** The identity of the value each desired secret reference holds now. */
+  ofReference: Record<string, string>;
+  /** Per identity, every target it is bound to. */
+  bindings: Record<string, CredentialBinding[]>;
+}
+
 export type ActionName = 'create' | 'update' | 'restart' | 'stop' | 'delete' | 'start' | 'rebind' | 'no-op';
 
 /** Terraform-style symbols; `!` marks a credential rebind that waits for approval. */
@@ -76,6 +92,8 @@ export interface Rebind {
   reference: string;
   from: CredentialBinding;
   to: Omit<CredentialBinding, 'boundBy'>;
+  /** Found by the secret's identity (the daemon's apply): the value is bound to `from` under another reference. */
+  byIdentity?: boolean;
 }
 
 export interface ServerChange {

@@ -4,7 +4,14 @@
  * nothing itself. No file system, no network, no clock (times and revisions come in as arguments).
  */
 import { nextBindings } from './compute.js';
-import { effectiveAction, type ObservedServer, type ObservedState, type Plan, type ServerChange } from './model.js';
+import {
+  effectiveAction,
+  type ObservedServer,
+  type ObservedState,
+  type Plan,
+  type SecretIdentities,
+  type ServerChange,
+} from './model.js';
 
 /** A change whose server ends up enabled and (re)connecting: it is verified first, then its loop starts. */
 export const startsLoop = (change: ServerChange): boolean => {
@@ -41,6 +48,11 @@ export interface FailedVerification {
   reason?: string;
 }
 
+/** The servers an apply adds bindings for: enabled, and not saved as disabled after failing verification. */
+function appliedNow(plan: Plan, failed: ReadonlyMap<string, FailedVerification>): Set<string> {
+  return new Set(plan.changes.filter((c) => c.after?.spec.enabled && !failed.has(c.id)).map((c) => c.id));
+}
+
 /**
  * The running state after applying `plan` to `applied`: changed servers take their new configuration (those that
  * failed verification are saved as disabled with the reason), deleted ones go, and the credential bindings grow by the
@@ -53,7 +65,6 @@ export function nextState(
   revision: string | null,
 ): ObservedState {
   const servers: Record<string, ObservedServer> = { ...applied.servers };
-  const appliedNow = new Set<string>();
   for (const change of plan.changes) {
     if (!change.after) {
       delete servers[change.id];
@@ -74,9 +85,23 @@ export function nextState(
           ...(!enabled && { disabledReason: 'enabled: false' }),
           revision,
         };
-    if (!failure && enabled) appliedNow.add(change.id);
   }
-  return { servers, bindings: nextBindings(applied.bindings, servers, appliedNow), revision };
+  return { servers, bindings: nextBindings(applied.bindings, servers, appliedNow(plan, failed)), revision };
+}
+
+/** The identity bindings after applying `plan` (`next` is what nextState returned), grown like the reference bindings. */
+export function nextIdentityBindings(
+  identities: SecretIdentities,
+  next: ObservedState,
+  plan: Plan,
+  failed: ReadonlyMap<string, FailedVerification>,
+): SecretIdentities['bindings'] {
+  return nextBindings(
+    identities.bindings,
+    next.servers,
+    appliedNow(plan, failed),
+    (reference) => identities.ofReference[reference],
+  );
 }
 
 /** What the reconciler does with each change once the plan is verified (in plan order). */

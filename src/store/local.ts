@@ -5,14 +5,16 @@
  * says its state was copied into another store (`mailctl store import`), so no file-store daemon may run on it again.
  */
 import { randomBytes } from 'node:crypto';
-import { open, readFile, rm } from 'node:fs/promises';
+import { link, readFile, rm, stat } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import path from 'node:path';
-import { ensurePrivateDir, writeFileAtomic } from '../adapters/durable-files.js';
+import { ensurePrivateDir, writeFileAtomic, writeFileDurably } from '../adapters/durable-files.js';
 import { DISCOVERY_FILE, TOKEN_FILE, type DaemonDiscovery } from '../api/discovery.js';
 import { LockHeldError, type LockHolder } from './ports.js';
 
 export const LOCK_FILE = 'daemon.lock';
+/** Held only while a stale lock is being replaced: one process at a time does it. */
+const TAKEOVER_FILE = 'daemon.lock.takeover';
 const INSTANCE_FILE = 'instance-id';
 const IMPORTED_FILE = 'imported.json';
 
@@ -24,6 +26,44 @@ export interface ImportMark {
   at: string;
 }
 const FORMAT_VERSION = '1';
+const LOCK_FORMAT_VERSION = '2';
+/** How long a start waits for another process's takeover of a stale lock (it takes milliseconds). */
+const TAKEOVER_WAIT_MS = 5_000;
+/** Linux's USER_HZ: /proc/<pid>/stat counts the start time in these ticks since boot. */
+const TICKS_PER_SECOND = 100;
+
+/**
+ * What the lock file says: a PID alone is not enough (PIDs are reused after a reboot or a container restart), so the
+ * machine's boot id and the process's start time come with it. Version 1 files have neither.
+ */
+interface LockRecord extends LockHolder {
+  formatVersion: string;
+  bootId?: string | null;
+  /** Start time of the process, in clock ticks since boot (field 22 of /proc/<pid>/stat). */
+  startTime?: number | null;
+}
+
+const readText = (file: string) => readFile(file, 'utf8').catch(() => null);
+
+const bootId = async (): Promise<string | null> => (await readText('/proc/sys/kernel/random/boot_id'))?.trim() ?? null;
+
+/** The start time of `pid` in ticks since boot; null when there is no such process, undefined when /proc cannot say. */
+async function startTimeOf(pid: number): Promise<number | null | undefined> {
+  try {
+    const text = await readFile(`/proc/${pid}/stat`, 'utf8');
+    // the command name (field 2) may hold spaces and parentheses: count fields after its closing parenthesis
+    const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
+    return Number(fields[19]);
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'ENOENT' ? null : undefined;
+  }
+}
+
+/** When the machine booted (epoch ms), from /proc/stat. */
+async function bootTimeMs(): Promise<number | null> {
+  const m = /^btime (\d+)$/m.exec((await readText('/proc/stat')) ?? '');
+  return m ? Number(m[1]) * 1000 : null;
+}
 
 const isAlive = (pid: number): boolean => {
   try {
@@ -33,6 +73,63 @@ const isAlive = (pid: number): boolean => {
     return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
 };
+
+/** This process as a lock names it. */
+async function ownRecord(): Promise<LockRecord> {
+  return {
+    formatVersion: LOCK_FORMAT_VERSION,
+    pid: process.pid,
+    host: hostname(),
+    since: new Date().toISOString(),
+    bootId: await bootId(),
+    startTime: (await startTimeOf(process.pid)) ?? null,
+  };
+}
+
+/**
+ * Is the process a lock names still the one that wrote it? Not after a reboot (another boot id); not when no process
+ * has its PID, or the process with its PID started at another time (or, for a version 1 file, after the lock was
+ * written). Without /proc, a live PID other than ours counts.
+ */
+async function holderAlive(record: Partial<LockRecord>): Promise<boolean> {
+  const pid = Number(record.pid);
+  if (!Number.isInteger(pid) || pid <= 0) return false;
+  const ourBoot = await bootId();
+  if (record.bootId && ourBoot && record.bootId !== ourBoot) return false;
+  const startTime = await startTimeOf(pid);
+  if (startTime === null) return false;
+  if (startTime === undefined) return pid !== process.pid && isAlive(pid);
+  if (typeof record.startTime === 'number') return startTime === record.startTime;
+  const booted = await bootTimeMs();
+  const since = Date.parse(record.since ?? '');
+  if (booted === null || Number.isNaN(since)) return pid !== process.pid;
+  // ticks are rounded down and btime to the second: a second of slack
+  return booted + (startTime / TICKS_PER_SECOND) * 1000 <= since + 1000;
+}
+
+/** Creates `target` as a second name of `source`'s file, so it appears with its whole content; false if it exists. */
+async function linkIfAbsent(source: string, target: string): Promise<boolean> {
+  try {
+    await link(source, target);
+    return true;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false;
+    throw err;
+  }
+}
+
+/** A lock file's record and inode; null when it is gone. */
+async function readLock(file: string): Promise<{ record: Partial<LockRecord>; ino: number } | null> {
+  const [info, text] = await Promise.all([stat(file).catch(() => null), readText(file)]);
+  if (!info || text === null) return null;
+  let record: Partial<LockRecord> = {};
+  try {
+    record = JSON.parse(text) as Partial<LockRecord>;
+  } catch {
+    /* garbage names no live process */
+  }
+  return { record, ino: info.ino };
+}
 
 export class LocalState {
   constructor(readonly dir: string) {}
@@ -45,31 +142,55 @@ export class LocalState {
     await ensurePrivateDir(this.dir);
   }
 
-  /** Takes `daemon.lock`; a lock left by a dead process is taken over. Resolves to the release function. */
+  /**
+   * Takes `daemon.lock`: the file appears with its whole content (a hard link to a complete temp file) or not at all.
+   * A lock whose holder is gone is taken over by one process only: the one that creates `daemon.lock.takeover` removes
+   * it, and only if it is still the same file it found stale; every other start then finds the new holder.
+   */
   async lock(): Promise<{ release(): Promise<void> }> {
     const lockFile = this.file(LOCK_FILE);
-    for (let attempt = 0; attempt < 2; attempt++) {
-      try {
-        const handle = await open(lockFile, 'wx', 0o600);
-        const holder: LockHolder = { pid: process.pid, host: hostname(), since: new Date().toISOString() };
-        await handle.writeFile(JSON.stringify({ formatVersion: FORMAT_VERSION, ...holder }));
-        await handle.sync();
-        await handle.close();
-        return { release: () => rm(lockFile, { force: true }) };
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-        const text = await readFile(lockFile, 'utf8').catch(() => '{}');
-        const holder = JSON.parse(text) as Partial<LockHolder>;
-        const pid = Number(holder.pid);
-        if (Number.isInteger(pid) && pid !== process.pid && isAlive(pid))
+    const takeoverFile = this.file(TAKEOVER_FILE);
+    const record = await ownRecord();
+    const temp = this.file(`.${LOCK_FILE}.${randomBytes(6).toString('hex')}.tmp`);
+    await writeFileDurably(temp, JSON.stringify(record), { exclusive: true, exactMode: true });
+    const deadline = Date.now() + TAKEOVER_WAIT_MS;
+    try {
+      const { ino } = await stat(temp);
+      for (;;) {
+        if (await linkIfAbsent(temp, lockFile)) {
+          return {
+            release: async () => {
+              // only our own lock: never one that replaced it
+              if ((await stat(lockFile).catch(() => null))?.ino === ino) await rm(lockFile, { force: true });
+            },
+          };
+        }
+        const held = await readLock(lockFile);
+        if (!held) continue; // removed meanwhile
+        if (await holderAlive(held.record)) {
+          const { pid, host, since } = held.record;
           throw new LockHeldError(
-            { pid, host: holder.host ?? hostname(), since: holder.since ?? '?' },
+            { pid: Number(pid), host: host ?? hostname(), since: since ?? '?' },
             `this state folder (${lockFile})`,
           );
-        await rm(lockFile, { force: true }); // stale: its daemon is gone
+        }
+        if (await linkIfAbsent(temp, takeoverFile)) {
+          try {
+            if ((await stat(lockFile).catch(() => null))?.ino === held.ino) await rm(lockFile, { force: true });
+          } finally {
+            await rm(takeoverFile, { force: true });
+          }
+          continue;
+        }
+        const takeover = await readLock(takeoverFile);
+        if (takeover && !(await holderAlive(takeover.record)))
+          await rm(takeoverFile, { force: true }); // a crash mid-takeover
+        else if (Date.now() > deadline) throw new Error(`could not take ${lockFile}: another start is taking it over`);
+        else await new Promise((resolve) => setTimeout(resolve, 20));
       }
+    } finally {
+      await rm(temp, { force: true });
     }
-    throw new Error(`could not take ${lockFile}`);
   }
 
   /** The token in `api-token`, or null when there is none. */

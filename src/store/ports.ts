@@ -12,7 +12,18 @@
  *    as done (a commit whose answer was lost may have happened: callers recover from the stored state, never from it).
  */
 import type { QuarantineListing, QuarantineReason } from '../api/quarantine.js';
-import type { ObservedState } from '../plan/model.js';
+import type { CredentialBinding, ObservedState } from '../plan/model.js';
+
+/**
+ * The credential bindings kept by the secret's identity (HMAC-SHA256 of its value under the daemon's credentials key),
+ * next to `state.bindings` (kept by reference). The daemon's alone: never in `GET /v1/state`, which pull requests read.
+ */
+export interface IdentityBindings {
+  /** The credentials key the identities were made with (`CredentialsKey.id`): under another key they mean nothing. */
+  keyId: string;
+  /** Per identity, every target it is bound to. */
+  bindings: Record<string, CredentialBinding[]>;
+}
 
 /** The running configuration a daemon resumes after a restart. Holds references, never secrets. */
 export interface AppliedRecord {
@@ -20,6 +31,11 @@ export interface AppliedRecord {
   revision: string | null;
   desiredDigest: string;
   state: ObservedState;
+  /**
+   * Absent only in a record written before bindings were kept by identity (`applied.json` formatVersion 1): the daemon
+   * then makes them from `state.bindings` on start and writes the record back.
+   */
+  identities?: IdentityBindings;
 }
 
 export interface ApplyLogEntry {
@@ -226,22 +242,32 @@ export interface OutboxEvent {
 
 export type FinalEvent = 'done' | 'failed' | 'cancelled';
 
+/**
+ * How many finished messages a store keeps for `outbox` views (the newest; none older than a week): the outbox keeps
+ * no more in memory either, so neither grows with the mail sent.
+ */
+export const OUTBOX_FINISHED_KEPT = 1_000;
+
 /** What the outbox holds after a restart. */
 export interface OutboxSnapshot {
   /** Messages not finished, oldest first, each with its last progress event (if any). */
   open: { message: StoredOutboundMessage; last: OutboxEvent | null }[];
-  /** Recently finished messages (kept for a week for `outbox` views). */
+  /** Recently finished messages, oldest first: the newest OUTBOX_FINISHED_KEPT of the last week (`outbox` views). */
   finished: OutboxEvent[];
   /** Stored messages that could not be read back: set aside, never sent (what and why, for the log). */
   damaged: { item: string; reason: string }[];
 }
 
 export interface OutboxStore {
-  /** Reads what is stored; sets aside what is damaged and forgets what finished long ago. */
+  /** Reads what is stored; sets aside what is damaged and forgets what finished long ago (see `finished`). */
   load(now: number): Promise<OutboxSnapshot>;
   /** Makes the messages durable, all in one write (one commit for the requests that arrived together). */
   accept(messages: readonly StoredOutboundMessage[]): Promise<void>;
-  /** Records events durably in one write; a final event means the message will never be loaded as open again. */
+  /**
+   * Records events durably in one write; a final event means the message will never be loaded as open again. What
+   * the store keeps does not grow with the messages that finished: beyond the newest OUTBOX_FINISHED_KEPT, finished
+   * messages are forgotten while it runs, not only at the next load.
+   */
   record(events: readonly OutboxEvent[]): Promise<void>;
   close(): Promise<void>;
 }
@@ -348,6 +374,11 @@ export interface Store {
   readonly credentials: CredentialStore;
   readonly token: TokenStore;
   readonly health: StoreHealth;
+  /**
+   * Where the daemon keeps its credentials key when `--credentials-key-file` is not given (created on first start,
+   * 0600), or null when the store has no such place (a store shared by several daemons: each is given the same file).
+   */
+  readonly ownCredentialsKeyFile: string | null;
   /** Makes this process the store's only daemon until `release`; throws LockHeldError naming the holder. */
   lock(): Promise<StoreLock>;
   close(): Promise<void>;

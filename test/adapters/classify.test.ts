@@ -126,6 +126,35 @@ test('missing folder shapes (status → NotFound, mailboxOpen → mailboxMissing
   assert.match(e.message, 'folder "Bar"');
 });
 
+test("this machine's file errors → local, saying what and where; the same codes from a socket are not", () => {
+  const cases = [
+    ['ENOSPC', 'write', 'no space left on device'],
+    ['EROFS', 'open', 'read-only file system'],
+    ['EACCES', 'rename', 'permission denied'],
+    ['ENAMETOOLONG', 'open', 'file name too long'],
+  ] as const;
+  for (const [code, syscall, meaning] of cases) {
+    const e = classifyMailError(
+      err(`${code}: x`, { code, errno: -1, syscall, path: '/state/inbound/imap_a.json' }),
+      ctx,
+    );
+    assert.is(e.failureClass, 'local', code);
+    assert.is(e.message, `${meaning} (${code}): ${syscall} /state/inbound/imap_a.json`);
+  }
+  assert.is(
+    classifyMailError(err('x', { code: 'ENOSPC', syscall: 'write' }), ctx).message,
+    'no space left on device (ENOSPC): write',
+  );
+  assert.is(classifyMailError(err('x', { code: 'EACCES', syscall: 'connect' }), ctx).failureClass, 'network');
+});
+
+test('a server reply of any length makes a message of at most 1 KiB', () => {
+  const reply = `451 4.3.0 ${'x'.repeat(200_000)}`;
+  const e = classifyMailError(err('x', { code: 'EMESSAGE', responseCode: 451, response: reply }), ctx);
+  assert.is(e.failureClass, 'network');
+  assert.ok(Buffer.byteLength(e.message) <= 1024, `${e.message.length}`);
+});
+
 test('config-ish codes, MailError passthrough, non-errors', () => {
   assert.is(classifyMailError(err('x', { code: 'MissingServerExtension' }), ctx).failureClass, 'config');
   const m = new MailError('auth', 'bad hunter2-secret', { code: 'X', retryAfterMs: 5 });

@@ -560,6 +560,37 @@ test('invalid-secret-reference: malformed ${...} references', () => {
   }
 });
 
+test('secret-ref-not-normal: another spelling of a secret file (., .., //, trailing /) is refused', () => {
+  for (const [path, why] of <[string, string][]>[
+    ['/run/secrets/./pw', '"." or ".."'],
+    ['/run/secrets/x/../pw', '"." or ".."'],
+    ['/run/secrets//pw', '"//"'],
+    ['//run/secrets/pw', '"//"'],
+    ['/run/secrets/pw/', 'ends with "/"'],
+  ]) {
+    const r = load({ 'a.yaml': smtp().replace('"${env:MAILCTL_SECRET_PW}"', JSON.stringify(`\${file:${path}}`)) });
+    expectOnly(r, { code: 'secret-ref-not-normal', line: 9, column: 13, message: [path, why] });
+  }
+  const oauth = load({
+    'a.yaml': smtp().replace(
+      '  type: basic\n  user: support@example.com\n  password: "${env:MAILCTL_SECRET_PW}"\n',
+      '  type: oauth2\n  user: support@example.com\n  oauth2:\n    accessToken: "${file:/run/secrets/./token}"\n',
+    ),
+  });
+  expectOnly(oauth, { code: 'secret-ref-not-normal', line: 10, column: 18 });
+  const hook = load({
+    'f.yaml': flow('x').replace(
+      'directory: inbound/x',
+      'webhook: {url: "https://hooks.example.com", secret: "${file:/run/secrets/hooks//x}"}',
+    ),
+    's.yaml': imap({ shortName: 'x', flow: 'x' }) + '---\n' + smtp({ shortName: 'x' }),
+  });
+  expectOnly(hook, { code: 'secret-ref-not-normal', file: 'servers.d/f.yaml', line: 6, column: 55 });
+  expectClean(
+    load({ 'a.yaml': mailbox('support').replaceAll('${env:MAILCTL_SECRET_PW}', '${file:/run/secrets/..data/pw}') }),
+  );
+});
+
 test('field-not-for-type: names the field and the type', () => {
   const r = load({ 'a.yaml': imap({ extra: ['additionalFromAddresses: [a@example.com]'] }) });
   expectOnly(r, {

@@ -4,7 +4,8 @@
  * by a real daemon, and the daemon runs as the pod's non-root user on a volume prepared like an fsGroup volume.
  */
 import { spawn } from 'node:child_process';
-import { chmod, chown, mkdir, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, chown, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { test } from 'uvu';
@@ -13,6 +14,7 @@ import { parseListen } from '../../src/cli/commands/run.js';
 import { BIN, cli, createWorkspace, eventually, startDaemon } from '../harness/mailctl.js';
 import {
   dockerfileStages,
+  exampleFile,
   kubernetesDocs,
   mailctlIn,
   problemsOf,
@@ -35,6 +37,23 @@ const unit = await systemdUnit();
 const systemdRun = mailctlIn(shellWords(unit.get('[Service] ExecStart')![0]!), 'mailctl.service')[0]!;
 
 const flagValue = (line: MailctlLine, flag: string) => line.args[line.args.indexOf(flag) + 1];
+const flagValues = (line: MailctlLine, flag: string) =>
+  line.args.flatMap((arg, i) => (arg === flag ? [line.args[i + 1]!] : []));
+/** The Service's host as the Service manifest's own comment tells clients to write it. */
+const serviceHost = /http:\/\/([^:/\s]+):\d+/.exec(
+  await readFile(exampleFile('deploy/kubernetes/service.yaml'), 'utf8'),
+)![1]!;
+
+/** The status of `GET /` from the daemon on `port` when the request names `host`. */
+const statusFor = (port: string, host: string) =>
+  new Promise<number>((resolve, reject) => {
+    const req = request({ host: '127.0.0.1', port, path: '/', headers: { host } }, (res) => {
+      res.resume();
+      resolve(res.statusCode ?? 0);
+    });
+    req.on('error', reject);
+    req.end();
+  });
 
 test('every manifest parses, with the kinds expected', () => {
   assert.equal(
@@ -101,6 +120,8 @@ test('Kubernetes: one replica, non-root, and the flags agree with the mounts, po
   );
 
   assert.ok(k8sRun.args.includes('--allow-remote'));
+  assert.ok(serviceHost.startsWith(`${service.metadata.name}.`), serviceHost);
+  assert.ok(flagValues(k8sRun, '--public-host').includes(serviceHost), 'the Service name is a --public-host');
   const listen = parseListen(flagValue(k8sRun, '--listen')!, true);
   assert.is(listen.host, '0.0.0.0');
   const port = container.ports.find((p: { name: string }) => p.name === 'http');
@@ -133,16 +154,22 @@ test('the ConfigMap holds a servers.d that validates with no findings', async ()
   }
 });
 
-test('every probe path is served by a real daemon without the token: 200', async () => {
+test('every probe path is served by a real daemon without the token: 200; its Service name is answered', async () => {
   const probes = [container.livenessProbe, container.readinessProbe].map((p) => p.httpGet.path);
   assert.equal(probes, ['/livez', '/readyz']);
   const ws = await createWorkspace();
-  const daemon = await startDaemon(ws);
+  const daemon = await startDaemon(
+    ws,
+    flagValues(k8sRun, '--public-host').flatMap((h) => ['--public-host', h]),
+  );
   try {
     for (const probe of probes) {
       await eventually(async () => (await fetch(`${daemon.url}${probe}`)).status === 200, 20_000, `${probe} → 200`);
     }
     assert.is((await fetch(`${daemon.url}/v1/status`)).status, 401, 'the API itself still needs the token');
+    const { port } = new URL(daemon.url);
+    assert.is(await statusFor(port, `${serviceHost}:${port}`), 200);
+    assert.is(await statusFor(port, `attacker.example:${port}`), 421);
   } finally {
     await daemon.stop();
     await ws.cleanup();

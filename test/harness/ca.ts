@@ -1,6 +1,6 @@
 /** A throw-away test CA made with the openssl CLI (EC P-256 keys: fast to generate). */
 import { execFile } from 'node:child_process';
-import { rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { mkdtemp, readFile, writeFile, mkdir } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -53,13 +53,23 @@ async function readPair(dir: string, name: string): Promise<CertFiles> {
   return { certFile, keyFile, certPem: await readFile(certFile, 'utf8'), keyPem: await readFile(keyFile, 'utf8') };
 }
 
-/** Create a CA (`ca.crt`, `ca.key`) in `dir` (default: a fresh temp dir, removed at process exit). */
-export async function createTestCa(dir?: string, cn = 'mailctl test CA'): Promise<TestCa> {
-  let d = dir;
-  if (!d) {
-    d = await mkdtemp(path.join(os.tmpdir(), 'mailctl-ca-'));
-    trackTempDir(d);
+let caRoot: string | undefined;
+
+/**
+ * The folder this process keeps its test CAs in (created on first use, removed at exit): daemons started by the
+ * harness trust CA files there (`--ca-dir`), as an operator allows the folder of a private CA.
+ */
+export function testCaRoot(): string {
+  if (!caRoot) {
+    caRoot = mkdtempSync(path.join(os.tmpdir(), 'mailctl-cas-'));
+    trackTempDir(caRoot);
   }
+  return caRoot;
+}
+
+/** Create a CA (`ca.crt`, `ca.key`) in `dir` (default: a fresh folder in testCaRoot()). */
+export async function createTestCa(dir?: string, cn = 'mailctl test CA'): Promise<TestCa> {
+  const d = dir ?? (await mkdtemp(path.join(testCaRoot(), 'ca-')));
   await mkdir(d, { recursive: true });
   await openssl(
     [

@@ -198,7 +198,7 @@ export async function startDovecot(opts: DovecotOptions = {}): Promise<Dovecot> 
     await run('chown', ['nobody:nogroup', path.join(dir, 'mail')]);
   });
 
-  const ca = opts.ca ?? (await createTestCa(path.join(dir, 'tls', 'ca')));
+  const ca = opts.ca ?? (await createTestCa());
   const cert =
     opts.cert === 'self-signed' ? await createSelfSignedCert(path.join(dir, 'tls', 'self')) : await ca.issue('dovecot');
   await writeFile(path.join(dir, 'tls', 'server.crt'), cert.certPem);

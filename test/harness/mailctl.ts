@@ -7,6 +7,7 @@ import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { testCaRoot } from './ca.js';
 import { describeStuckProcess, reportFlags } from './stuck-process.js';
 
 export const BIN = fileURLToPath(new URL('../../bin/mailctl.js', import.meta.url));
@@ -113,6 +114,9 @@ export async function startDaemon(
     ws.secretsDir,
     '--listen',
     '127.0.0.1:0',
+    // the harness's private CAs (Dovecot's, the SMTP server's) live there
+    '--ca-dir',
+    testCaRoot(),
     ...extraArgs,
   ];
   // MAILCTL_DAEMON_NODE_FLAGS: extra node flags for the daemon only, for profiling a benchmark (e.g. `--cpu-prof`)

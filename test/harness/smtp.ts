@@ -1,7 +1,7 @@
 /**
  * An SMTP submission server for tests (npm smtp-server) on a free loopback port:
  * AUTH PLAIN/LOGIN/XOAUTH2, TLS with a cert from the test CA (STARTTLS or implicit TLS),
- * records every accepted message, and can be told to fail the next N messages.
+ * records every accepted message, and can be told to fail the next N messages (or to quote a failed AUTH line).
  */
 import { SMTPServer, type SMTPServerOptions } from 'smtp-server';
 import { createTestCa, type TestCa } from './ca.js';
@@ -24,6 +24,8 @@ export interface SmtpServerOptions {
   ca?: TestCa;
   /** Let clients send mail without AUTH. Default false. */
   authOptional?: boolean;
+  /** Quote the client's AUTH PLAIN line in the 535 reply to a wrong password, as some servers do. */
+  quoteAuth?: boolean;
 }
 
 export interface ReceivedMessage {
@@ -141,7 +143,13 @@ export async function startSmtpServer(opts: SmtpServerOptions = {}): Promise<Smt
         return cb(null, { user: auth.username });
       }
       authAttempts.failed++;
-      cb(smtpError(535, '5.7.8 Authentication credentials invalid'));
+      const blob = Buffer.from(`\0${auth.username ?? ''}\0${auth.password ?? ''}`).toString('base64');
+      cb(
+        smtpError(
+          535,
+          `5.7.8 Authentication credentials invalid${opts.quoteAuth ? ` (you sent: AUTH PLAIN ${blob})` : ''}`,
+        ),
+      );
     },
     onMailFrom(_address, session, cb) {
       failedSessions.delete(session.id);

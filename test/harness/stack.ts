@@ -69,10 +69,15 @@ export async function startMailStack(options: MailStackOptions): Promise<MailSta
   const refs = new Map<string, string>();
   const daemons: DaemonProcess[] = [];
   const pg = options.store === 'postgres' ? await startPostgres() : null;
-  // a PostgreSQL store keeps only the token's hash: the daemons are given the token
+  // a PostgreSQL store keeps only the token's hash: the daemons are given the token…
   const tokenFile = path.join(ws.root, 'api-token-given');
-  if (pg) await writeFile(tokenFile, `${randomBytes(24).toString('base64url')}\n`, { mode: 0o600 });
-  const storeArgs = pg ? ['--store', pg.url, '--token-file', tokenFile] : [];
+  const keyFile = path.join(ws.root, 'credentials-key-given');
+  if (pg) {
+    await writeFile(tokenFile, `${randomBytes(24).toString('base64url')}\n`, { mode: 0o600 });
+    await writeFile(keyFile, `${randomBytes(32).toString('base64')}\n`, { mode: 0o600 });
+  }
+  // and so are the token and the credentials key: the same files for every daemon on the store
+  const storeArgs = pg ? ['--store', pg.url, '--token-file', tokenFile, '--credentials-key-file', keyFile] : [];
   const storeEnv: NodeJS.ProcessEnv = pg ? pg.env : {};
   return {
     dovecot,

@@ -3,7 +3,7 @@
  * event loop is reported with its open handles, a blocked one by the kernel's view of its main thread.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { test } from 'uvu';
@@ -32,6 +32,11 @@ test.after(async () => {
 
 test('an idle event loop: the open handles it waits for, and the report file is cleaned up', async () => {
   const child = await nodeChild('require("net").createServer().listen(0, "127.0.0.1", () => console.log("up"))');
+  // on a busy machine the child may still be finishing its start-up after "up": let it fall asleep first
+  for (let i = 0; i < 50 && process.platform === 'linux'; i++) {
+    if (/^State:\s*S/m.test(await readFile(`/proc/${child.pid}/status`, 'utf8').catch(() => ''))) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
   const text = await describeStuckProcess(child, dir);
   assert.match(text, `pid ${child.pid}:`);
   if (process.platform === 'linux') assert.match(text, /main thread: S \(sleeping\)/);

@@ -253,7 +253,8 @@ test('every verification failure class aborts the whole apply and changes nothin
     ];
     for (const [what, yaml, expected] of cases) {
       await ws.writeServer('x.yaml', yaml);
-      const r = await apply();
+      // x-password holds the canary, bound to imap/support: a rebind by the secret's identity until approved
+      const r = await apply('--approve-rebind', 'imap/x');
       assert.is(r.code, 1, `${what}: ${r.stdout}`);
       assert.match(r.stdout, expected, what);
       assert.not.match(r.stdout + r.stderr, CANARY, what);
@@ -380,7 +381,7 @@ test('state files are private and carry a formatVersion; the apply log records e
     if (info.isFile()) assert.is(info.mode & 0o777, 0o600, name);
   }
   const applied = JSON.parse(await readFile(path.join(ws.stateDir, 'applied.json'), 'utf8'));
-  assert.is(applied.formatVersion, '1');
+  assert.is(applied.formatVersion, '2');
   const log = (await readFile(path.join(ws.stateDir, 'apply-log.jsonl'), 'utf8'))
     .trim()
     .split('\n')

@@ -106,7 +106,12 @@ test.after(async () => {
 
 test('a backfill in batches: one metadata FETCH without the header, one source FETCH, one COPY, one STORE per batch; compact checkpoint', async () => {
   for (let i = 0; i < 2 * BATCH + 5; i++) await dovecot.deliver(USER, mail().raw);
-  const processor = new InboundMailProcessor({ store: new FileInboundStore(stateDir), stateDir, batchSize: BATCH });
+  const processor = new InboundMailProcessor({
+    store: new FileInboundStore(stateDir),
+    stateDir,
+    sinkRoots: [stateDir],
+    batchSize: BATCH,
+  });
   calls.length = 0;
   const stats = await poll(processor);
   assert.is(stats?.delivered, 2 * BATCH + 5);
@@ -127,7 +132,12 @@ test('a backfill in batches: one metadata FETCH without the header, one source F
 });
 
 test('recovery of a copy intent: one SEARCH for the batch, only the missing messages copied; without a Message-ID copied again', async () => {
-  const processor = new InboundMailProcessor({ store: new FileInboundStore(stateDir), stateDir, batchSize: BATCH });
+  const processor = new InboundMailProcessor({
+    store: new FileInboundStore(stateDir),
+    stateDir,
+    sinkRoots: [stateDir],
+    batchSize: BATCH,
+  });
   await poll(processor); // nothing new: the checkpoint is at the top
   const file = checkpointFile(stateDir, 'imap', 'batch');
   const done = (await dovecot.listMessages(USER, 'INBOX')).slice(-2); // already copied by the first test
@@ -168,7 +178,12 @@ test('recovery of a copy intent: one SEARCH for the batch, only the missing mess
 });
 
 test('a message without a Message-ID whose COPY reached the server before a crash is recognised by size and content hash: one copy', async () => {
-  const processor = new InboundMailProcessor({ store: new FileInboundStore(stateDir), stateDir, batchSize: BATCH });
+  const processor = new InboundMailProcessor({
+    store: new FileInboundStore(stateDir),
+    stateDir,
+    sinkRoots: [stateDir],
+    batchSize: BATCH,
+  });
   await poll(processor); // settle what the tests before left
   const anonymous = [mail(false), mail(false)]; // two of them with different bodies, plus one with an id
   const named = mail();
@@ -197,7 +212,14 @@ test('a message without a Message-ID whose COPY reached the server before a cras
   );
   assert.ok(intent.storageUidNext > 0);
   calls.length = 0;
-  await poll(new InboundMailProcessor({ store: new FileInboundStore(stateDir), stateDir, batchSize: BATCH })); // a restarted daemon recovers the intent
+  await poll(
+    new InboundMailProcessor({
+      store: new FileInboundStore(stateDir),
+      stateDir,
+      sinkRoots: [stateDir],
+      batchSize: BATCH,
+    }),
+  ); // a restarted daemon recovers the intent
   assert.equal(called('messageCopy'), [], 'nothing copied again');
   const storageAfter = await dovecot.listMessages(USER, STORAGE);
   assert.is(storageAfter.length, storageBefore.length + 3, 'each of the three exactly once in the storage folder');

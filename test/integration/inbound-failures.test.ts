@@ -429,7 +429,12 @@ async function direct(user: string, pass: string) {
 test(`a message that fails ${MAX_ATTEMPTS} times for its own sake is quarantined; the others flow; oversize is never downloaded`, async () => {
   const stateDir = await mkdtemp(path.join(tmpdir(), 'mailctl-direct-'));
   let clock = Date.now();
-  const processor = new InboundMailProcessor({ store: new FileInboundStore(stateDir), stateDir, now: () => clock });
+  const processor = new InboundMailProcessor({
+    store: new FileInboundStore(stateDir),
+    stateDir,
+    sinkRoots: [stateDir],
+    now: () => clock,
+  });
   const sinkDir = path.join(stateDir, 'sink');
   const config = { spec: spec(POISON, 'poison', 50_000), flow: flowSpec({ directory: sinkDir }) };
   const poison = mail({ subject: 'This is blocked' });
@@ -488,8 +493,9 @@ test('webhook answering 5xx for everything: one batch, then one probe per backof
   const processor = new InboundMailProcessor({
     store: new FileInboundStore(stateDir),
     stateDir,
+    sinkRoots: [stateDir],
     now: () => clock,
-    resolver: new SecretResolver({ secretsDir: ws.secretsDir, envPrefix: 'MAILCTL_', env: {} }),
+    resolver: new SecretResolver({ secretsDir: ws.secretsDir, envPrefix: 'MAILCTL_', caDirs: [], env: {} }),
   });
   const down = new Receiver();
   await down.start();

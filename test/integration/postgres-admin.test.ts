@@ -255,6 +255,7 @@ test('start-up errors name the store and the reason, without a stack trace', asy
       'must not contain a password',
     ],
     [['--store', url], {}, 'give the token with --token-file FILE'],
+    [['--store', url, '--token-file', tokenFile], {}, 'the postgres store needs --credentials-key-file'],
     [['--token-file', tokenFile], { MAILCTL_STORE: 'mysql://x@y/z' }, '--store must be "file" or a URL postgres://'],
   ];
   for (const [args, extra, expected] of cases) {

@@ -258,9 +258,10 @@ test('a partition from the database: not ready, status says why, nothing about m
   }
 });
 
-test('no table holds a secret or the API token, in any encoding (pg_dump --data-only)', async () => {
+test('no table holds a secret, the API token or the credentials key, in any encoding (pg_dump --data-only)', async () => {
   const dump = await stack.pg.dumpDataOnly();
   const token = (await readFile(path.join(stack.ws.root, 'api-token-given'), 'utf8')).trim();
+  const key = (await readFile(path.join(stack.ws.root, 'credentials-key-given'), 'utf8')).trim();
   const forms = (secret: string, user: string) => [
     secret,
     Buffer.from(secret).toString('base64'),
@@ -268,7 +269,7 @@ test('no table holds a secret or the API token, in any encoding (pg_dump --data-
     Buffer.from(`\0${user}\0${secret}`).toString('base64'),
   ];
   assert.ok(dump.includes('inbound_messages') && dump.includes('Message'), 'the dump has the queue rows');
-  const found = [...Object.entries(PASSWORDS).flatMap(([user, pw]) => forms(pw, user)), token].filter((f) =>
+  const found = [...Object.entries(PASSWORDS).flatMap(([user, pw]) => forms(pw, user)), token, key].filter((f) =>
     dump.includes(f),
   );
   assert.equal(found, []);

@@ -2,9 +2,10 @@
  * Watch mode with the two ways deployments replace a folder without touching its files: a Kubernetes ConfigMap
  * (files are links into `..data`, and `..data` is swapped to a new timestamped folder) and git-sync (the link
  * `current` above the folder is swapped to a new worktree). No file event reports such a swap; each must be applied
- * by one reconcile.
+ * by one reconcile. A link that leads out of the folder is not followed by the watcher (a committed `x -> /usr` would
+ * have it watch a whole tree).
  */
-import { mkdir, rename, symlink, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, readlink, rename, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -93,6 +94,38 @@ test('a git-sync update (the link above the folder swapped to a new worktree) is
   );
   await settle();
   assert.is(daemon.reconciles() - before, 1, 'one reconcile for the swap');
+});
+
+/** The inotify watches a process holds (one per watched file or folder), from its file descriptors' fdinfo. */
+async function inotifyWatches(pid: number): Promise<number> {
+  let watches = 0;
+  for (const fd of await readdir(`/proc/${pid}/fd`)) {
+    const target = await readlink(`/proc/${pid}/fd/${fd}`).catch(() => '');
+    if (target !== 'anon_inode:inotify') continue;
+    const info = await readFile(`/proc/${pid}/fdinfo/${fd}`, 'utf8').catch(() => '');
+    watches += info.split('\n').filter((l) => l.startsWith('inotify wd:')).length;
+  }
+  return watches;
+}
+
+test('a link out of the folder is not followed: its tree is not watched and its changes reconcile nothing', async () => {
+  const outside = path.join(ws.root, 'outside');
+  const FOLDERS = 300;
+  for (let i = 0; i < FOLDERS; i++) await mkdir(path.join(outside, `d${i}`), { recursive: true });
+  const dir = path.join(ws.root, 'linked');
+  await mkdir(dir);
+  await writeFile(path.join(dir, 'support.yaml'), yamlNamed('Linked'));
+  await symlink(outside, path.join(dir, 'x'));
+  const daemon = await startDaemon({ ...ws, dir, stateDir: path.join(ws.root, 'state-linked') });
+  daemons.push(daemon);
+  await eventually(() => daemon.reconciles() >= 1, 20_000, 'the first reconcile');
+  await settle();
+  const watches = await inotifyWatches(daemon.child.pid!);
+  assert.ok(watches < FOLDERS, `${watches} inotify watches for a folder of one file`);
+  const before = daemon.reconciles();
+  await writeFile(path.join(outside, 'd7', 'new.yaml'), yamlNamed('Outside'));
+  await settle();
+  assert.is(daemon.reconciles(), before, 'a file outside the folder changed nothing');
 });
 
 test.run();

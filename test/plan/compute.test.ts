@@ -1,7 +1,15 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { serverId, type FlowSpec, type ImapServerSpec, type ServerSpec } from '../../src/config/model.js';
-import { computePlan, desiredDigest, nextBindings, RESTART_FIELDS, stateDigest } from '../../src/plan/compute.js';
+import {
+  completeLegacyBindings,
+  computePlan,
+  desiredDigest,
+  identityBindingsOf,
+  nextBindings,
+  RESTART_FIELDS,
+  stateDigest,
+} from '../../src/plan/compute.js';
 import { EMPTY_STATE } from '../../src/plan/desired.js';
 import { imapSpec, smtpSpec } from './specs.js';
 import {
@@ -509,6 +517,90 @@ test('bindings outlive a deleted server: a new server reusing its reference on a
   const change = only(computePlan({ desired: desired(reuse), observed: afterDelete }).changes);
   assert.is(change.action, 'rebind');
   assert.is(change.thenAction, 'create');
+});
+
+test('rebind: a changed CA file or SNI name is a rebind (whoever controls them picks the server)', () => {
+  const withCa = imap('support', { tlsCaFile: '/etc/ssl/certs/corp.pem', sniServerName: 'imap.example.com' });
+  const observed = running([withCa]);
+  for (const changed of [
+    imap('support', { tlsCaFile: '/var/lib/mailctl/queues/x.eml', sniServerName: 'imap.example.com' }),
+    imap('support', { tlsCaFile: '/etc/ssl/certs/corp.pem', sniServerName: 'imap.evil.example.net' }),
+    imap('support', { sniServerName: 'imap.example.com' }),
+  ]) {
+    const change = only(computePlan({ desired: desired(changed), observed }).changes);
+    assert.is(change.action, 'rebind');
+    assert.is(change.thenAction, 'restart');
+  }
+  const change = only(
+    computePlan({
+      desired: desired(imap('support', { tlsCaFile: '/tmp/x.pem', sniServerName: 'imap.example.com' })),
+      observed,
+    }).changes,
+  );
+  assert.match(
+    change.reasons[0]!,
+    /CA file \/etc\/ssl\/certs\/corp\.pem, SNI imap\.example\.com.*CA file \/tmp\/x\.pem/,
+  );
+});
+
+test('rebind by identity: another reference holding a bound secret is a rebind once the daemon knows the values', () => {
+  const observed = running([imap('support')]);
+  const copy = '${file:/run/secrets/link-to-support-password}';
+  const sneaky = smtp('sneaky', {
+    host: 'smtp.evil.example.net',
+    auth: { type: 'basic', user: 'x@example.com', password: copy },
+  });
+  // offline (plan in CI) the new reference is unknown: a create
+  assert.is(only(computePlan({ desired: desired(imap('support'), sneaky), observed }).changes).action, 'create');
+  const ofReference: Record<string, string> = { '${env:SUPPORT_PASSWORD}': 'id-of-support', [copy]: 'id-of-support' };
+  const identities = {
+    ofReference,
+    bindings: identityBindingsOf(observed.bindings, ofReference),
+  };
+  const plan = computePlan({ desired: desired(imap('support'), sneaky), observed, identities });
+  const change = only(plan.changes);
+  assert.is(change.action, 'rebind');
+  assert.is(change.thenAction, 'create');
+  assert.equal(change.rebinds[0]?.byIdentity, true);
+  assert.match(change.reasons[0]!, /holds the same secret as a reference applied with imap\.example\.com:993/);
+  assert.is(plan.summary.needApproval, 1);
+  // a value bound nowhere (a rotated password) is no rebind
+  const rotated = computePlan({
+    desired: desired(imap('support'), sneaky),
+    observed,
+    identities: { ofReference: { ...ofReference, [copy]: 'id-of-a-new-password' }, bindings: identities.bindings },
+  });
+  assert.is(only(rotated.changes).action, 'create');
+  // and binding by identity grows like the reference bindings
+  const servers = { ...observed.servers, 'smtp/sneaky': { config: config(sneaky), status: 'active' as const } };
+  const grown = nextBindings(identities.bindings, servers, new Set(['smtp/sneaky']), (r) => ofReference[r]);
+  assert.equal(
+    grown['id-of-support']!.map((b) => [b.host, b.boundBy]),
+    [
+      ['imap.example.com', 'imap/support'],
+      ['smtp.evil.example.net', 'smtp/sneaky'],
+    ],
+  );
+});
+
+test('legacy bindings (no CA file or SNI recorded) take them from the server that made them', () => {
+  const withCa = imap('support', { tlsCaFile: '/etc/ssl/certs/corp.pem', sniServerName: 'imap.example.com' });
+  const observed = running([withCa]);
+  const legacy: ObservedState = {
+    ...observed,
+    bindings: Object.fromEntries(
+      Object.entries(observed.bindings).map(([ref, list]) => [
+        ref,
+        list.map(({ tlsCaFile: _ca, sniServerName: _sni, ...rest }) => rest),
+      ]),
+    ),
+  };
+  assert.equal(completeLegacyBindings(legacy), observed.bindings);
+  // unchanged, the server needs no approval after the migration; with the legacy bindings a restart would
+  const restart = desired(imap('support', { ...withCa, folder: 'Other' }));
+  assert.is(only(computePlan({ desired: restart, observed: legacy }).changes).action, 'rebind');
+  const migrated = { ...legacy, bindings: completeLegacyBindings(legacy) };
+  assert.is(only(computePlan({ desired: restart, observed: migrated }).changes).action, 'restart');
 });
 
 // ---- no-op, ordering, digests ---------------------------------------------------------------------------------------

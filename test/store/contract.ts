@@ -4,11 +4,15 @@
  * restarted daemon would open it: everything a resolved call wrote must be there.
  */
 import { spawn } from 'node:child_process';
+import { rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import {
   CHECKPOINT_FORMAT_VERSION,
+  OUTBOX_FINISHED_KEPT,
   type Checkpoint,
   type MailboxRef,
   type OutboxEvent,
@@ -92,6 +96,41 @@ const exitOf = (args: string[]): Promise<{ code: number | null; output: string }
   });
 
 export const LOCK_CHILD = fileURLToPath(new URL('./lock-child.ts', import.meta.url));
+
+/**
+ * Starts one lock child per command line, lets them all take the lock at the same moment (a start file they wait for,
+ * created once each said `ready`), each holding it `holdMs` if it gets it; resolves to their exit codes and output.
+ */
+export async function lockTogether(
+  commands: string[][],
+  startFile: string,
+  holdMs: number,
+): Promise<{ code: number | null; output: string }[]> {
+  let ready = 0;
+  let allReady: () => void = () => undefined;
+  const readyAll = new Promise<void>((resolve) => (allReady = resolve));
+  const exits = commands.map(
+    (args) =>
+      new Promise<{ code: number | null; output: string }>((resolve) => {
+        const child = spawn(process.execPath, [...args, startFile, String(holdMs)], {
+          stdio: ['ignore', 'pipe', 'pipe'],
+        });
+        let output = '';
+        child.stdout.on('data', (d) => {
+          output += d;
+          if (String(d).includes('ready') && ++ready === commands.length) allReady();
+        });
+        child.stderr.on('data', (d) => (output += d));
+        child.on('close', (code) => {
+          if (!output.includes('ready') && ++ready === commands.length) allReady();
+          resolve({ code, output });
+        });
+      }),
+  );
+  await readyAll;
+  await writeFile(startFile, '');
+  return Promise.all(exits);
+}
 
 export function contractTests(name: string, harness: StoreHarness): void {
   const t = suite(`store contract: ${name}`);
@@ -356,6 +395,26 @@ export function contractTests(name: string, harness: StoreHarness): void {
     }),
   );
 
+  t(`outbox: of the finished messages, the newest ${OUTBOX_FINISHED_KEPT} are kept`, () =>
+    withStore(async (open) => {
+      const store = await open();
+      await store.outbox.load(Date.now());
+      const messages = Array.from({ length: OUTBOX_FINISHED_KEPT + 10 }, () => message());
+      await store.outbox.accept(messages);
+      const start = Date.now() - 60_000;
+      await store.outbox.record(
+        messages.map((m, i) => event(m, 'done', { at: new Date(start + i * 10).toISOString() })),
+      );
+      await store.outbox.close();
+      const snapshot = await (await open()).outbox.load(Date.now());
+      assert.is(snapshot.finished.length, OUTBOX_FINISHED_KEPT);
+      const kept = new Set(snapshot.finished.map((f) => f.id));
+      assert.ok(kept.has(messages.at(-1)!.id), 'the newest is kept');
+      assert.not.ok(kept.has(messages[9]!.id), 'the oldest are forgotten');
+      assert.equal(snapshot.open, []);
+    }),
+  );
+
   t('kept credentials: put, get after a reopen, remove; exclusive runs one holder at a time', () =>
     withStore(async (open) => {
       const store = await open();
@@ -421,6 +480,17 @@ export function contractTests(name: string, harness: StoreHarness): void {
       await lock.release();
       const taken = await exitOf(harness.lockChild(location));
       assert.is(taken.code, 0, taken.output);
+    }),
+  );
+
+  t('lock: two processes starting together: exactly one takes the store, the other is refused naming it', () =>
+    withStore(async (open, location) => {
+      await (await open()).close(); // the location exists
+      const startFile = path.join(tmpdir(), `mailctl-lock-start-${process.pid}-${Date.now()}`);
+      const results = await lockTogether([harness.lockChild(location), harness.lockChild(location)], startFile, 2_000);
+      await rm(startFile, { force: true });
+      assert.equal(results.map((r) => r.code).sort(), [0, 3], results.map((r) => r.output).join('\n'));
+      assert.match(results.find((r) => r.code === 3)!.output, 'already uses');
     }),
   );
 

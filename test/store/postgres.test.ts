@@ -15,6 +15,7 @@ import { LocalState } from '../../src/store/local.js';
 import {
   CHECKPOINT_FORMAT_VERSION,
   LeaseLostError,
+  OUTBOX_FINISHED_KEPT,
   StoreError,
   StoreUnavailableError,
   type Checkpoint,
@@ -30,6 +31,7 @@ const db: Postgres = await startPostgres();
 process.env.PGPASSWORD = db.password; // the lock test's child process inherits it
 const folders: string[] = [];
 let schemas = 0;
+let children = 0;
 
 const localDir = async () => {
   const dir = await mkdtemp(path.join(tmpdir(), 'mailctl-pg-local-'));
@@ -64,7 +66,7 @@ contractTests('postgres', {
   },
   holdsQueueRows: true,
   token: 'given',
-  // the child is another daemon: another state folder, the same store
+  // each child is another daemon: a state folder of its own, the same store
   lockChild: (location) => [
     '--import',
     'tsx',
@@ -72,7 +74,7 @@ contractTests('postgres', {
     'postgres',
     db.url,
     location.split(' ')[0]!,
-    `${location.split(' ')[1]}-other`,
+    `${location.split(' ')[1]}-other-${++children}`,
   ],
   cleanup: () => Promise.resolve(),
 });
@@ -249,6 +251,46 @@ t('the lease fences the outbox too: a message accepted after a takeover is refus
   assert.equal(rows, [{ id: '00000000-0000-4000-8000-000000000001', finished_at: null }]);
   await lock.release();
 });
+
+t(
+  'the outbox forgets finished messages beyond the newest it keeps while it runs, not only at the next load',
+  async () => {
+    const store = await track(open('outbox_trim'));
+    await store.outbox.load(Date.now());
+    const ids = Array.from(
+      { length: OUTBOX_FINISHED_KEPT + 150 },
+      (_, i) => `00000000-0000-4000-8000-${String(i).padStart(12, '0')}`,
+    );
+    await store.outbox.accept(
+      ids.map((id) => ({
+        id,
+        messageId: `<${id}@example.com>`,
+        server: 'smtp/a',
+        from: 'a@example.com',
+        to: ['c@example.org'],
+        cc: [],
+        bcc: [],
+        subject: 's',
+        text: 't',
+        kind: 'agent' as const,
+        attachments: [],
+        createdAt: new Date().toISOString(),
+      })),
+    );
+    const at = Date.now() - 60_000;
+    await store.outbox.record(
+      ids.map((id, i) => ({
+        id,
+        event: 'done' as const,
+        at: new Date(at + i).toISOString(),
+        messageId: `<${id}>`,
+        server: 'smtp/a',
+      })),
+    );
+    const [row] = await db.admin(`SELECT count(*)::int AS n, min(id) AS oldest FROM outbox_trim.outbox`, db.database);
+    assert.equal(row, { n: OUTBOX_FINISHED_KEPT, oldest: ids[150] });
+  },
+);
 
 t('a commit with rows notifies each queue once, after it commits', async () => {
   const store = await track(open('notify'));

@@ -6,10 +6,32 @@ import { isLoopback, stateDirFrom } from '../../api/discovery.js';
 import { readFile } from 'node:fs/promises';
 import { parseStoreSpec, type StoreSpec } from '../../store/open.js';
 import { LockHeldError, StoreError } from '../../store/ports.js';
-import { LOG_LEVELS, stringOption, type Command } from '../command.js';
+import { listOption, LOG_LEVELS, stringOption, type Command } from '../command.js';
 import { EXIT, UserError } from '../errors.js';
 
 export const DEFAULT_LISTEN = '127.0.0.1:8425';
+export const DEFAULT_SECRETS_DIR = '/run/secrets';
+/**
+ * Where a tlsCaFile may lie without --ca-dir, besides the secrets folder: the system's trust store, and the folders its
+ * links lead into (update-ca-certificates links each PEM in /etc/ssl/certs to one of them).
+ */
+export const SYSTEM_CA_DIRS = ['/etc/ssl/certs', '/usr/share/ca-certificates', '/usr/local/share/ca-certificates'];
+/** Where a flow may deliver without --sink-root, besides the state folder. */
+export const DEFAULT_SINK_ROOT = '/var/lib/mailctl';
+
+export function parseListen(text: string, allowRemote: boolean): { host: string; port: number } {
+  const match = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(text);
+  const host = match?.[1] ?? match?.[2];
+  const port = Number(match?.[3]);
+  if (!host || !Number.isInteger(port) || port > 65535)
+    throw new UserError(`--listen must be HOST:PORT, not "${text}"`);
+  if (!isLoopback(host) && !allowRemote) {
+    throw new UserError(
+      `--listen ${text} is not a loopback address; add --allow-remote to accept API connections from other hosts`,
+    );
+  }
+  return { host, port };
+}
 
 /** `--store`/`MAILCTL_STORE` and `--store-schema`, checked before anything starts. */
 function storeSpecOf(store: string | undefined, schema: string | undefined): StoreSpec {
@@ -31,25 +53,20 @@ async function readToken(file: string): Promise<string> {
   return token;
 }
 
-export function parseListen(text: string, allowRemote: boolean): { host: string; port: number } {
-  const match = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(text);
-  const host = match?.[1] ?? match?.[2];
-  const port = Number(match?.[3]);
-  if (!host || !Number.isInteger(port) || port > 65535)
-    throw new UserError(`--listen must be HOST:PORT, not "${text}"`);
-  if (!isLoopback(host) && !allowRemote) {
-    throw new UserError(
-      `--listen ${text} is not a loopback address; add --allow-remote to accept API connections from other hosts`,
-    );
-  }
-  return { host, port };
+/** A duration flag: `300`, `300s`, `5m`, `1h` or `500ms` (a bare number is seconds); at least a second. */
+export function parseDuration(flag: string, text: string): number {
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(text.trim());
+  const ms = m ? Number(m[1]) * { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[m[2] ?? 's']! : NaN;
+  if (!(ms >= 1000))
+    throw new UserError(`--${flag} must be a duration of at least 1s like 30s, 5m or 1h, not "${text}"`);
+  return ms;
 }
 
 export const runCommand: Command = {
   name: 'run',
   summary: 'Run the daemon: own the running loops and apply the folder',
   usage:
-    'mailctl run --dir DIR [--state-dir DIR] [--store file|postgres://USER@HOST:PORT/DB [--store-schema NAME]] [--token-file FILE] [--listen HOST:PORT [--allow-remote]] [--no-watch] [--save-failed-as-disabled] [--system-smtp FILE] [--secrets-dir DIR] [--secret-env-prefix PREFIX] [--allow-empty] [--allow-mass-delete] [--log-level LEVEL]',
+    'mailctl run --dir DIR [--state-dir DIR] [--store file|postgres://USER@HOST:PORT/DB [--store-schema NAME]] [--token-file FILE] [--listen HOST:PORT [--allow-remote]] [--public-host NAME]... [--no-watch] [--save-failed-as-disabled] [--system-smtp FILE] [--secrets-dir DIR] [--secret-env-prefix PREFIX] [--ca-dir DIR]... [--sink-root DIR]... [--credentials-key-file FILE] [--allow-empty] [--allow-mass-delete] [--smtp-check-interval DURATION] [--outbox-max N] [--log-level LEVEL]',
   options: {
     dir: { type: 'string' },
     'state-dir': { type: 'string' },
@@ -58,13 +75,19 @@ export const runCommand: Command = {
     'token-file': { type: 'string' },
     listen: { type: 'string' },
     'allow-remote': { type: 'boolean' },
+    'public-host': { type: 'string', multiple: true },
     'no-watch': { type: 'boolean' },
     'save-failed-as-disabled': { type: 'boolean' },
     'system-smtp': { type: 'string' },
     'secrets-dir': { type: 'string' },
     'secret-env-prefix': { type: 'string' },
+    'ca-dir': { type: 'string', multiple: true },
+    'sink-root': { type: 'string', multiple: true },
+    'credentials-key-file': { type: 'string' },
     'allow-empty': { type: 'boolean' },
     'allow-mass-delete': { type: 'boolean' },
+    'smtp-check-interval': { type: 'string' },
+    'outbox-max': { type: 'string' },
     'log-level': { type: 'string' },
   },
   async run({ values, output, io }) {
@@ -72,6 +95,27 @@ export const runCommand: Command = {
     const logLevel = stringOption(values, 'log-level') ?? 'info';
     if (!(LOG_LEVELS as readonly string[]).includes(logLevel))
       throw new UserError(`--log-level must be one of ${LOG_LEVELS.join(', ')}`);
+    const secretEnvPrefix = stringOption(values, 'secret-env-prefix') ?? 'MAILCTL_SECRET_';
+    // an empty prefix would let a reference name any variable of the daemon's environment
+    if (secretEnvPrefix === '') throw new UserError('--secret-env-prefix must not be empty');
+    const secretsDir = path.resolve(stringOption(values, 'secrets-dir') ?? DEFAULT_SECRETS_DIR);
+    const caDirs = listOption(values, 'ca-dir').map((d) => path.resolve(d));
+    const sinkRoots = listOption(values, 'sink-root').map((d) => path.resolve(d));
+    const stateDir = stateDirFrom(stringOption(values, 'state-dir'), io.env);
+    const credentialsKeyFile = stringOption(values, 'credentials-key-file');
+    const publicHosts = listOption(values, 'public-host').map((name) => {
+      const host = name.toLowerCase().replace(/\.$/, '');
+      if (!/^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$/.test(host))
+        throw new UserError(`--public-host must be a host name (as clients write it in URLs), not "${name}"`);
+      return host;
+    });
+    const checkInterval = stringOption(values, 'smtp-check-interval');
+    const smtpCheckIntervalMs =
+      checkInterval === undefined ? undefined : parseDuration('smtp-check-interval', checkInterval);
+    const outboxMaxText = stringOption(values, 'outbox-max');
+    const outboxMax = outboxMaxText === undefined ? undefined : Number(outboxMaxText);
+    if (outboxMax !== undefined && !(Number.isInteger(outboxMax) && outboxMax >= 1))
+      throw new UserError(`--outbox-max must be a whole number of messages (at least 1), not "${outboxMaxText}"`);
     const systemSmtpFile = stringOption(values, 'system-smtp');
     let systemSmtp = null;
     if (systemSmtpFile) {
@@ -98,7 +142,7 @@ export const runCommand: Command = {
     try {
       daemon = await startDaemon({
         dir: stringOption(values, 'dir') ?? DEFAULT_DIR,
-        stateDir: stateDirFrom(stringOption(values, 'state-dir'), io.env),
+        stateDir,
         store,
         ...(token !== undefined && { token }),
         listen,
@@ -106,15 +150,23 @@ export const runCommand: Command = {
         saveFailedAsDisabled: values['save-failed-as-disabled'] === true,
         allowEmpty: values['allow-empty'] === true,
         allowMassDelete: values['allow-mass-delete'] === true,
-        secretsDir: path.resolve(stringOption(values, 'secrets-dir') ?? '/run/secrets'),
-        secretEnvPrefix: stringOption(values, 'secret-env-prefix') ?? 'MAILCTL_SECRET_',
+        secretsDir,
+        secretEnvPrefix,
+        publicHosts,
+        caDirs: caDirs.length ? caDirs : [secretsDir, ...SYSTEM_CA_DIRS],
+        sinkRoots: sinkRoots.length ? sinkRoots : [stateDir, DEFAULT_SINK_ROOT],
+        ...(credentialsKeyFile !== undefined && { credentialsKeyFile: path.resolve(credentialsKeyFile) }),
         logLevel,
         env: io.env,
         systemSmtp,
+        ...(smtpCheckIntervalMs !== undefined && { smtpCheckIntervalMs }),
+        ...(outboxMax !== undefined && { outboxMax }),
       });
     } catch (err) {
       if (err instanceof LockHeldError) throw new UserError(err.message, EXIT.error, 'lock-held');
       if (err instanceof StoreError) throw new UserError(err.message, EXIT.error, err.code);
+      if ((err as { code?: unknown }).code === 'credentials-key')
+        throw new UserError((err as Error).message, EXIT.error, 'credentials-key');
       if ((err as NodeJS.ErrnoException).code === 'EADDRINUSE')
         throw new UserError(`cannot listen on ${listen.host}:${listen.port}: the address is in use`);
       throw err;

@@ -6,6 +6,7 @@ import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import type { ApplyRequest, ApplyResult } from '../../api/apply.js';
 import { isLoopback } from '../../api/discovery.js';
+import { loadCredentialsKey } from '../../connect/credentials-key.js';
 import { SecretResolver } from '../../connect/secrets.js';
 import { warmValidators } from '../../config/schema.js';
 import type { LoadedServer } from '../../config/model.js';
@@ -13,6 +14,7 @@ import { LocalState } from '../../store/local.js';
 import { openStore, type StoreSpec } from '../../store/open.js';
 import type { LeaseLostError, Store, StoreLock } from '../../store/ports.js';
 import { InboundMailProcessor } from '../inbound/processor.js';
+import { sinkDirRefusal } from '../inbound/sinks/directory.js';
 import { StalenessWatchdog, watchedServers } from '../loops/staleness.js';
 import { Supervisor } from '../loops/supervisor.js';
 import { createOutbound } from '../outbound/index.js';
@@ -20,6 +22,7 @@ import { inboundMessageId } from '../outbound/stored.js';
 import { Reconciler } from '../reconcile/reconciler.js';
 import { watchFolders } from '../reconcile/watcher.js';
 import { createApiServer } from './http.js';
+import { scrubbingStore } from './scrubbed-store.js';
 import { createLogging, type Logging } from './logging.js';
 import { ActivityHistory, recordingActivity } from './activity.js';
 import { DaemonMetrics } from './metrics.js';
@@ -43,10 +46,22 @@ export interface DaemonOptions {
   allowMassDelete: boolean;
   secretsDir: string;
   secretEnvPrefix: string;
+  /** `--ca-dir`: the folders a server's tlsCaFile must lead into. */
+  caDirs: readonly string[];
+  /** `--credentials-key-file`; without it the store's own key file (created on first start). */
+  credentialsKeyFile?: string;
+  /** `--public-host`: names the API answers for besides IP addresses and `localhost` (lower case). */
+  publicHosts: readonly string[];
+  /** `--sink-root`: the folders a flow's `deliver.directory` must lead into. */
+  sinkRoots: readonly string[];
   logLevel: string;
   env: NodeJS.ProcessEnv;
   /** `--system-smtp`: the SMTP server for template emails when no server has `role: template`. */
   systemSmtp?: LoadedServer | null;
+  /** `--smtp-check-interval`: how often an idle SMTP loop checks its connection. */
+  smtpCheckIntervalMs?: number;
+  /** `--outbox-max`: waiting messages the outbox holds at most. */
+  outboxMax?: number;
 }
 
 /** SIGTERM must finish within Kubernetes' default 30 s grace period. */
@@ -66,7 +81,11 @@ export async function startDaemon(
   logging: Logging = createLogging({ level: options.logLevel }),
 ): Promise<RunningDaemon> {
   const local = new LocalState(options.stateDir);
-  const store = await openStore(options.store, { local, env: options.env, log: logging.log });
+  // every text the daemon stores passes the logs' scrubber (scrubbed-store.ts)
+  const store = scrubbingStore(
+    await openStore(options.store, { local, env: options.env, log: logging.log }),
+    logging.scrubber,
+  );
   let lock: StoreLock | null = null;
   try {
     lock = await store.lock();
@@ -88,22 +107,38 @@ async function startOnStore(
 ): Promise<RunningDaemon> {
   const lost = new Promise<LeaseLostError>((resolve) => lock.onLost(resolve));
   void lost.then((err) => log.fatal({ store: store.location }, err.message));
+  const keyFile = options.credentialsKeyFile ?? store.ownCredentialsKeyFile;
+  if (keyFile === null)
+    throw Object.assign(
+      new Error(`the ${store.kind} store needs --credentials-key-file (the same file for every daemon on it)`),
+      { code: 'credentials-key' },
+    );
   const token = await store.token.establish(options.token);
   // clients on this machine find the token next to daemon.json, whatever the store keeps
   if (store.kind !== 'file') await local.writeToken(token);
   const dir = path.resolve(options.dir);
   const metrics = new DaemonMetrics();
+  const credentialsKey = await loadCredentialsKey(keyFile, {
+    create: options.credentialsKeyFile === undefined,
+    what:
+      options.credentialsKeyFile === undefined ? `the credentials key ${keyFile}` : `--credentials-key-file ${keyFile}`,
+    warn: (message) => log.warn(message),
+    onRead: (text) => scrubber.add(text),
+  });
   const activity = new ActivityHistory();
   const resolver = new SecretResolver({
     secretsDir: options.secretsDir,
     envPrefix: options.secretEnvPrefix,
+    caDirs: options.caDirs,
     env: options.env,
     onResolved: (value, user) => scrubber.add(value, user),
+    onWarning: (message) => log.warn(message),
   });
   const inbound = new InboundMailProcessor({
     store: store.inbound,
     health: store.health,
     stateDir: options.stateDir,
+    sinkRoots: options.sinkRoots,
     log,
     resolver,
   });
@@ -115,6 +150,7 @@ async function startOnStore(
     log,
     state,
     systemSmtp: options.systemSmtp ?? null,
+    outboxMax: options.outboxMax,
   });
   const supervisor = new Supervisor({
     log,
@@ -122,6 +158,7 @@ async function startOnStore(
     processor: inbound,
     outbound: outbound.consumer,
     recorder: recordingActivity(metrics, activity),
+    smtpCheckIntervalMs: options.smtpCheckIntervalMs,
   });
   const reconciler = new Reconciler(
     {
@@ -129,7 +166,20 @@ async function startOnStore(
       saveFailedAsDisabled: options.saveFailedAsDisabled,
       allowEmpty: options.allowEmpty,
       allowMassDelete: options.allowMassDelete,
+      credentialsKey,
       sinks: { store: store.kind, prepareQueue: (table) => store.inbound.prepareQueue(table) },
+      refusals: async (desired) => {
+        const found = new Set<string>();
+        for (const [id, { spec, flow }] of Object.entries(desired.servers)) {
+          if (!spec.enabled) continue;
+          const ca = spec.tlsCaFile !== undefined && (await resolver.caFileRefusal(spec.tlsCaFile));
+          if (ca) found.add(`${id}: ${ca}`);
+          const sink =
+            flow?.deliver.directory !== undefined && (await sinkDirRefusal(options.stateDir, flow, options.sinkRoots));
+          if (sink) found.add(sink); // once per flow, however many servers use it
+        }
+        return [...found];
+      },
     },
     store.applied,
     supervisor,
@@ -165,15 +215,18 @@ async function startOnStore(
       stale: watchdog.staleIds,
     });
   metrics.bind(status);
+  // whether the daemon can serve: one failing mail server must not take the API of all the others out of a Service
+  // (status --check, the status page and the alerts show per-server health)
   const readiness = () => ({
     'config-loaded': ready || reconciler.last !== null,
     'first-reconcile': ready,
     'not-draining': !draining,
+    // without its store the daemon changes nothing: traffic (new outbound mail) belongs elsewhere meanwhile
     store: store.health.problem() === null,
   });
 
   const routes = [
-    ...healthRoutes({ metrics, scrubber, status, readiness, lastHour: (server) => activity.lastHour(server) }),
+    ...healthRoutes({ metrics, status, readiness, lastHour: (server) => activity.lastHour(server) }),
     ...applyRoutes({
       reconcile: (r, p) => reconciler.reconcile(r, p),
       state,
@@ -194,7 +247,12 @@ async function startOnStore(
 
   if (!isLoopback(options.listen.host))
     log.warn({ listen: options.listen.host }, 'the API listens beyond loopback (--allow-remote)');
-  const server = createApiServer(routes, token, log);
+  const server = createApiServer(routes, {
+    token,
+    log,
+    scrub: (text) => scrubber.scrub(text),
+    publicHosts: options.publicHosts,
+  });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(options.listen.port, options.listen.host, () => resolve());

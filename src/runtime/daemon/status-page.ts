@@ -276,7 +276,7 @@ refresh();
 const sha256 = (text: string) => `'sha256-${createHash('sha256').update(text).digest('base64')}'`;
 
 /** The page's Content-Security-Policy: its own inline script and style (by hash), fetches to the daemon only. */
-export const STATUS_PAGE_CSP = [
+const CSP = [
   "default-src 'none'",
   `script-src ${sha256(SCRIPT)}`,
   `style-src ${sha256(STYLE)}`,
@@ -285,13 +285,15 @@ export const STATUS_PAGE_CSP = [
   "base-uri 'none'",
   "form-action 'none'",
 ].join('; ');
+/** Sent as a header too, where it also keeps other sites from framing the page (a meta tag cannot). */
+export const STATUS_PAGE_CSP = `${CSP}; frame-ancestors 'none'`;
 
 export const STATUS_PAGE_HTML = `<!doctype html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width,initial-scale=1">
-<meta http-equiv="Content-Security-Policy" content="${STATUS_PAGE_CSP}">
+<meta http-equiv="Content-Security-Policy" content="${CSP}">
 <title>mailctl status</title>
 <style>${STYLE}</style>
 </head>

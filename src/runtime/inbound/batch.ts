@@ -8,6 +8,7 @@
  * while the previous batch is copied and flagged.
  */
 import type { Mailbox, MessageSize } from '../../adapters/imap.js';
+import { capText } from '../../adapters/text.js';
 import type { Logger } from 'pino';
 import type { FlowSpec, ImapServerSpec } from '../../config/model.js';
 import type { Checkpoint, InboundStore, MailboxRef, QueueRow } from '../../store/ports.js';
@@ -197,11 +198,11 @@ export async function deliverBatch(ctx: BatchContext, batch: FetchedBatch): Prom
           uid: metadata.uid,
           messageId: metadata.messageId,
           reason: 'rejected',
-          detail: r.error.message,
+          detail: capText(r.error.message),
         });
       else
         out.failed.set(metadata.uid, {
-          error: r.error.message,
+          error: capText(r.error.message),
           sinkDown: r.sinkDown === true,
           messageId: metadata.messageId,
         });

@@ -2,7 +2,8 @@
  * The fields of an inbound message that routing and the `.json` metadata need, read from the header of its source.
  * The metadata FETCH asks Dovecot only for UID and RFC822.SIZE (kept in the Maildir file name), so each message file is
  * opened once, for its source, instead of once more for an ENVELOPE. Broken headers never throw: an unparsable field
- * is left empty.
+ * is left empty. No field holds a control character (an encoded word can decode to CR LF): the subject has each run
+ * of them replaced by a space, an address or a Message-ID with one is not one. The source itself is never changed.
  */
 import { createHash } from 'node:crypto';
 import { decodeEncodedWords, parseAddressList } from '../../adapters/mime.js';
@@ -27,13 +28,17 @@ const utf8 = (latin1: string): string => Buffer.from(latin1, 'latin1').toString(
 
 /** `local@domain`: what addressparser returns for garbage (`@@@,,,`, `@`, `x@`) is not an address and is left out. */
 const ADDRESS = /^[^\s@]+@[^\s@]+$/;
+/** C0 (tab, CR and LF too), DEL, C1, and the Unicode line and paragraph separators. */
+// eslint-disable-next-line no-control-regex -- matching control characters is the point
+const CONTROLS = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]+/g;
+const hasControl = (text: string): boolean => new RegExp(CONTROLS.source).test(text);
 
 function addresses(values: readonly string[] | undefined): string[] {
   if (!values?.length) return [];
   try {
     return parseAddressList(utf8(values.join(', ')))
       .map((a) => a.trim())
-      .filter((a) => ADDRESS.test(a));
+      .filter((a) => ADDRESS.test(a) && !hasControl(a));
   } catch {
     return [];
   }
@@ -41,11 +46,13 @@ function addresses(values: readonly string[] | undefined): string[] {
 
 function decoded(value: string | undefined): string {
   if (value === undefined) return '';
+  let text: string;
   try {
-    return decodeEncodedWords(utf8(value));
+    text = decodeEncodedWords(utf8(value));
   } catch {
-    return utf8(value);
+    text = utf8(value);
   }
+  return text.replace(CONTROLS, ' ');
 }
 
 function isoDate(value: string | undefined): string | null {
@@ -61,7 +68,8 @@ function isoDate(value: string | undefined): string | null {
 export function messageIdOf(headers: Map<string, string[]>): string | null {
   const value = headers.get('message-id')?.[0]?.trim();
   if (!value) return null;
-  return /<[^<>\s]+>/.exec(value)?.[0] ?? value;
+  const id = /<[^<>\s]+>/.exec(value)?.[0] ?? value;
+  return hasControl(id) ? null : id;
 }
 
 /** The facts of a message from its source (or just its header block). */

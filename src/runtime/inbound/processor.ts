@@ -30,7 +30,7 @@ import {
   type MailboxRef,
   type StoreHealth,
 } from '../../store/ports.js';
-import { DirectorySink, identityHash, sinkDirOf, type InboundSink } from './sinks/directory.js';
+import { DirectorySink, identityHash, sinkDirOf, sinkDirRefusal, type InboundSink } from './sinks/directory.js';
 import { PostgresSink } from './sinks/postgres.js';
 import { WebhookSink } from './sinks/webhook.js';
 import { queueTableOf } from '../../config/sinks.js';
@@ -54,6 +54,8 @@ export interface InboundMailProcessorOptions {
   health?: StoreHealth;
   /** The folder `deliver.directory` is relative to (the daemon's state folder). */
   stateDir: string;
+  /** `--sink-root`: the folders a `deliver.directory` must lead into. */
+  sinkRoots: readonly string[];
   log?: Logger;
   /** Resolves the webhook secret (confined like every secret); without it a webhook flow is a config error. */
   resolver?: SecretResolver;
@@ -64,7 +66,7 @@ export interface InboundMailProcessorOptions {
 /** The sink of a flow is down: nothing was processed; try again after `retryAfterMs`. */
 export class SinkUnavailableError extends MailError {
   constructor(message: string, retryAfterMs: number) {
-    super('network', message, { code: 'SinkUnavailable', retryAfterMs });
+    super('sink', message, { code: 'SinkUnavailable', retryAfterMs });
   }
 }
 
@@ -117,6 +119,9 @@ export class InboundMailProcessor implements InboundProcessor {
       // resolved on every poll: a rotated secret is used from the next poll on; never kept beyond the sink object
       return new WebhookSink(webhook.url, await this.options.resolver.resolve(webhook.secret));
     }
+    // on every poll: a link on the way may have been changed to lead elsewhere
+    const refusal = await sinkDirRefusal(this.options.stateDir, flow, this.options.sinkRoots);
+    if (refusal) throw new MailError('config', refusal);
     const dir = sinkDirOf(this.options.stateDir, flow);
     let sink = this.directories.get(dir);
     if (!sink) this.directories.set(dir, (sink = new DirectorySink(dir)));
@@ -169,7 +174,8 @@ export class InboundMailProcessor implements InboundProcessor {
     const serverId = `imap/${spec.shortName}`;
     const log = this.options.log?.child({ server: serverId, stage: 'inbound' });
     const paused = this.down.get(serverId);
-    if (paused && this.now() < paused.until) return stats; // the sink is down: the loop wakes up when the pause is over
+    // the sink is down: the loop wakes up when the pause is over
+    if (paused && this.now() < paused.until) return { ...stats, sinkPaused: true };
     // the store is away: this poll waits for it (the connection IDLEs meanwhile), so an outage costs one failed poll
     await this.options.health?.whenAvailable(signal);
     if (signal.aborted) return stats;

@@ -26,7 +26,12 @@ export interface PollStats {
   duplicates: number;
   /** When the earliest retry is due: the loop polls again then instead of waiting for the schedule. */
   nextPollInMs?: number;
+  /** Nothing was polled: the flow's sink is down and the server waits for the pause to end (not a success). */
+  sinkPaused?: boolean;
 }
+
+/** Poll failures of the connection or one command end the session or go away with the next poll; these do not. */
+const SESSION_FAILURES: ReadonlySet<string> = new Set(['network', 'throttled']);
 
 /** What a poll does with the selected folder. The inbound-mail stage plugs in here. */
 export interface InboundProcessor {
@@ -144,13 +149,15 @@ export class ImapLoop extends SupervisedLoop {
     if (!client?.usable) return;
     const started = Date.now();
     let ok = false;
+    let polled = true;
     try {
       const stats = await this.deps.processor.poll(
         client,
         this.config as ServerConfig & { spec: ImapServerSpec },
         this.signal,
       );
-      const { nextPollInMs, ...counts } = stats ?? {};
+      const { nextPollInMs, sinkPaused, ...counts } = stats ?? {};
+      if (sinkPaused) return void (polled = false);
       for (const [name, n] of Object.entries(counts)) if (n) this.count(name, n);
       if (nextPollInMs !== undefined) this.wakeIn(nextPollInMs);
       this.count('polls_ok');
@@ -161,7 +168,8 @@ export class ImapLoop extends SupervisedLoop {
     } catch (err) {
       this.count('polls_failed');
       const error = classifyMailError(err, this.errorCtx);
-      this.recordError(error);
+      if (SESSION_FAILURES.has(error.failureClass)) this.recordError(error);
+      else this.recordServerFailure(error);
       this.log.warn({ class: error.failureClass }, `poll failed: ${error.message}`);
       // the flow's sink or the daemon's store is down: the processor paused this server; poll again after the pause
       const paused = PAUSES.get(error.code ?? '');
@@ -170,8 +178,10 @@ export class ImapLoop extends SupervisedLoop {
         this.wakeIn(error.retryAfterMs);
       }
     } finally {
-      this.count('poll_ms', Date.now() - started);
-      this.recorder.pollFinished(this.id, ok, (Date.now() - started) / 1000);
+      if (polled) {
+        this.count('poll_ms', Date.now() - started);
+        this.recorder.pollFinished(this.id, ok, (Date.now() - started) / 1000);
+      }
     }
   }
 

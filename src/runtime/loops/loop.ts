@@ -2,6 +2,7 @@ import type { Logger } from 'pino';
 import { MailError } from '../../adapters/connection.js';
 import type { FailureClass, LastError } from '../../api/status.js';
 import { classifyMailError } from '../../adapters/classify.js';
+import { capText } from '../../adapters/text.js';
 import type { ServerConfig } from '../../plan/model.js';
 import { backoffDelay, sleep } from './backoff.js';
 import type { LoopRecorder } from './recorder.js';
@@ -18,7 +19,7 @@ export interface LoopStatus {
 }
 
 /** Failures that a retry alone will not fix: shown as `failed` (still retried, at the backoff's pace). */
-const NEEDS_ATTENTION: ReadonlySet<FailureClass> = new Set(['auth', 'tls', 'config', 'folder-missing']);
+const NEEDS_ATTENTION: ReadonlySet<FailureClass> = new Set(['auth', 'tls', 'config', 'folder-missing', 'local']);
 
 /**
  * A supervised loop for one server: runs `session` (connect, then serve until the connection ends or the loop is
@@ -100,7 +101,18 @@ export abstract class SupervisedLoop {
 
   /** Records a failure of one operation without ending the session (e.g. one failed poll). */
   protected recordError(error: MailError): void {
-    this.current.lastError = { class: error.failureClass, message: error.message, at: this.now().toISOString() };
+    const message = capText(error.message);
+    this.current.lastError = { class: error.failureClass, message, at: this.now().toISOString() };
+  }
+
+  /**
+   * Records a failure of one operation that is about the server as a whole while its session stays up (a poll that
+   * cannot write its checkpoint, a sink that is down, a send refused by TLS): the state shows it — `failed` when a
+   * retry alone will not fix it, else `backoff` — until the next success.
+   */
+  protected recordServerFailure(error: MailError): void {
+    this.recordError(error);
+    this.setState(NEEDS_ATTENTION.has(error.failureClass) ? 'failed' : 'backoff');
   }
 
   private async supervise(): Promise<void> {

@@ -26,6 +26,8 @@ export interface SupervisorDeps {
   outbound?: OutboundConsumer;
   /** Where loops report polls and sends (the daemon's metrics). */
   recorder: LoopRecorder;
+  /** How often an idle SMTP loop checks its connection (default SMTP_CHECK_INTERVAL_MS). */
+  smtpCheckIntervalMs?: number | undefined;
 }
 
 /** Owns the running loops: one per enabled server, started, updated in place, restarted or stopped by the reconciler. */
@@ -72,6 +74,7 @@ export class Supervisor {
           resolver: this.deps.resolver,
           recorder: this.deps.recorder,
           outbound: this.deps.outbound,
+          checkIntervalMs: this.deps.smtpCheckIntervalMs,
         });
   }
 

@@ -3,10 +3,11 @@
  * SMTP server, case-insensitive), a reply (the account the original was sent to), a template (the `role: template`
  * server, else the daemon's `--system-smtp` server). Anything else is refused with 422 and a message that says why.
  */
+import { keyNameIs, parseInboundKey } from '../../config/keys.js';
 import type { LoadedServer, SmtpServerSpec } from '../../config/model.js';
-import type { ObservedState } from '../../plan/model.js';
+import type { ObservedState, ServerConfig } from '../../plan/model.js';
 import { HttpError } from '../daemon/http.js';
-import { INBOUND_KEY, type OutboundRequest } from './message.js';
+import type { OutboundRequest } from './message.js';
 
 /** Supervisor id of the `--system-smtp` send loop (never an applied server id). */
 export const systemLoopId = (system: LoadedServer): string => `system:${system.id}`;
@@ -28,9 +29,14 @@ function enabledSmtp(state: ObservedState): [string, SmtpServerSpec][] {
 
 const addressesOf = (spec: SmtpServerSpec): string[] => [spec.auth.user, ...spec.additionalFromAddresses];
 
-/** The short name of an inbound key (`<shortName>.<uidValidity>.<uid>.<hash8>`). */
-export function shortNameOfKey(key: string): string | null {
-  return INBOUND_KEY.exec(key)?.[1] ?? null;
+/** The IMAP server an inbound key (`<shortName>.<uidValidity>.<uid>.<hash8>`) belongs to, by its name in keys. */
+export function imapServerOfKey(key: string, state: ObservedState): { id: string; config: ServerConfig } | null {
+  const name = parseInboundKey(key)?.name;
+  if (name === undefined) return null;
+  for (const [id, server] of Object.entries(state.servers))
+    if (server.config.spec.type === 'imap' && keyNameIs(name, server.config.spec.shortName))
+      return { id, config: server.config };
+  return null;
 }
 
 export function chooseSender(
@@ -54,12 +60,11 @@ export function chooseSender(
     );
   }
   if (request.inReplyTo !== undefined) {
-    const shortName = shortNameOfKey(request.inReplyTo)!;
-    const imap = state.servers[`imap/${shortName}`];
+    const imap = imapServerOfKey(request.inReplyTo, state);
     if (!imap)
       throw new HttpError(
         422,
-        `cannot reply to ${request.inReplyTo}: no IMAP server has the short name "${shortName}"; give "from"`,
+        `cannot reply to ${request.inReplyTo}: no IMAP server has the short name "${parseInboundKey(request.inReplyTo)?.name}"; give "from"`,
       );
     const user = imap.config.spec.auth.user;
     const hit = servers.find(([, spec]) => lower(spec.auth.user) === lower(user));

@@ -5,6 +5,7 @@ import type { LoadedServer } from '../../config/model.js';
 import type { SecretResolver } from '../../connect/secrets.js';
 import type { ObservedState } from '../../plan/model.js';
 import type { OutboxStore, StoreHealth } from '../../store/ports.js';
+import { BurstGarbageRelease } from '../loops/memory.js';
 import type { Supervisor } from '../loops/supervisor.js';
 import { systemLoopId } from './from.js';
 import { ImapPool } from './imap-pool.js';
@@ -12,6 +13,9 @@ import { Outbox } from './outbox.js';
 import { OutboundSender, type OutboundConsumer } from './sender.js';
 
 export type { OutboundConsumer } from './sender.js';
+
+/** Messages through the outbox, since it was last empty, from which its draining is followed by a full GC. */
+const LARGE_BACKLOG = 5_000;
 
 export interface Outbound {
   outbox: Outbox;
@@ -34,9 +38,21 @@ export async function createOutbound(deps: {
   log: Logger;
   state: () => ObservedState;
   systemSmtp: LoadedServer | null;
+  /** `--outbox-max` (default OUTBOX_MAX). */
+  outboxMax?: number | undefined;
 }): Promise<Outbound> {
   const log = deps.log.child({ stage: 'outbound' });
-  const outbox = new Outbox(deps.store, log);
+  const mib = (bytes: number) => Math.round(bytes / 1048576);
+  // a drained backlog of many messages leaves their garbage in the old generation of an idle daemon: given back at once
+  const garbage = new BurstGarbageRelease({
+    threshold: LARGE_BACKLOG,
+    onReleased: ({ connections, heapBeforeBytes, heapAfterBytes }) =>
+      log.info(
+        { messages: connections, heapUsedMiB: { before: mib(heapBeforeBytes), after: mib(heapAfterBytes) } },
+        'memory given back after the outbox drained',
+      ),
+  });
+  const outbox = new Outbox(deps.store, log, deps.outboxMax, garbage);
   await outbox.load();
   const pool = new ImapPool(deps.resolver);
   const system = deps.systemSmtp;

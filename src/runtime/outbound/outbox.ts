@@ -2,15 +2,25 @@
  * The outbox as the send stage sees it: every message not finished yet, in memory, with its progress; everything that
  * must survive a crash goes to the store first (store/ports.ts `OutboxStore`). Accepting is durable before the API
  * answers, with group commit: the requests that arrive while the previous write is running share the next one. A
- * crash at any point resends (same Message-ID) rather than loses.
+ * crash at any point resends (same Message-ID) rather than loses. It holds at most `max` waiting messages (more are
+ * refused with 503 and Retry-After, whatever the SMTP servers do) and the newest OUTBOX_FINISHED_KEPT finished ones;
+ * when it drains after a large backlog, `drained` hears of it (the daemon gives the garbage back, loops/memory.ts).
  */
 import { randomUUID } from 'node:crypto';
+import { capText } from '../../adapters/text.js';
 import type { Logger } from 'pino';
 import type { OutboundState, OutboundView } from '../../api/outbound.js';
 import type { OutboxSummary } from '../../api/status.js';
-import type { FinalEvent, OutboxEvent, OutboxStore } from '../../store/ports.js';
+import { OUTBOX_FINISHED_KEPT, type FinalEvent, type OutboxEvent, type OutboxStore } from '../../store/ports.js';
+import { HttpError } from '../daemon/http.js';
+import type { BurstObserver } from '../loops/memory.js';
 import { GroupCommit } from './group-commit.js';
 import type { OutboundMessage, OutboundRequest } from './message.js';
+
+/** `--outbox-max`: waiting messages the outbox holds at most. */
+export const OUTBOX_MAX = 100_000;
+/** What a refusal of a full outbox asks the client to wait (seconds). */
+export const OUTBOX_FULL_RETRY_AFTER_S = 60;
 
 /** Finished messages, for `outbox` views; the message fields only when it finished in this process. */
 type Finished = OutboxEvent & { message: Pick<OutboundMessage, 'from' | 'to' | 'subject' | 'createdAt'> | null };
@@ -39,10 +49,17 @@ export class Outbox {
   private readonly listeners = new Set<(server: string) => void>();
   /** Stored messages that could not be read back at load (set aside, never sent). */
   quarantined = 0;
+  /** Accepted messages whose store write is still running (they count against `max` already). */
+  private storing = 0;
+  /** Messages finished since the outbox was last empty. */
+  private finishedSinceEmpty = 0;
 
   constructor(
     private readonly store: OutboxStore,
     private readonly log?: Logger,
+    private readonly max = OUTBOX_MAX,
+    /** Told when work starts (`busy`) and how many messages went through when the outbox is empty again (`idle`). */
+    private readonly drained?: BurstObserver,
   ) {
     this.accepting = new GroupCommit(async (messages) => {
       await this.store.accept(messages);
@@ -69,16 +86,31 @@ export class Outbox {
         recovered: true,
       });
     }
-    for (const event of snapshot.finished) this.finished.set(event.id, { ...event, message: null });
+    for (const event of snapshot.finished) this.keepFinished({ ...event, message: null });
+  }
+
+  /** Remembers a finished message for views, forgetting the oldest beyond OUTBOX_FINISHED_KEPT. */
+  private keepFinished(finished: Finished): void {
+    this.finished.delete(finished.id);
+    this.finished.set(finished.id, finished);
+    if (this.finished.size > OUTBOX_FINISHED_KEPT) this.finished.delete(this.finished.keys().next().value!);
   }
 
   /**
    * Stores the message durably, then queues it. Resolves only when it is stored: requests that arrive while a write is
-   * running wait for the next one and share it (group commit).
+   * running wait for the next one and share it (group commit). A full outbox refuses it with 503 and Retry-After.
    */
   async accept(
     request: OutboundRequest & { from: string; server: string; inReplyToMessageId?: string },
   ): Promise<OutboundMessage> {
+    if (this.entries.size + this.storing >= this.max)
+      throw new HttpError(
+        503,
+        `the outbox is full: ${this.max} messages are waiting to be sent (--outbox-max); try again later`,
+        {},
+        { 'retry-after': String(OUTBOX_FULL_RETRY_AFTER_S) },
+      );
+    this.drained?.busy();
     const id = randomUUID();
     const domain = request.from.split('@')[1] ?? 'mailctl.invalid';
     const message: OutboundMessage = {
@@ -87,7 +119,12 @@ export class Outbox {
       messageId: `<${id}@${domain}>`,
       createdAt: new Date().toISOString(),
     };
-    await this.accepting.add(message);
+    this.storing += 1;
+    try {
+      await this.accepting.add(message);
+    } finally {
+      this.storing -= 1;
+    }
     this.entries.set(message.id, {
       message,
       state: 'queued',
@@ -133,8 +170,8 @@ export class Outbox {
   /** Records that the server accepted it (not awaited: a crash before the record only means a resend). */
   markSent(entry: OutboxEntry, reply: string): void {
     entry.state = 'sent';
-    entry.reply = reply;
-    void this.recording.add(this.event(entry, 'sent', { reply })).catch(() => undefined);
+    entry.reply = capText(reply);
+    void this.recording.add(this.event(entry, 'sent', { reply: entry.reply })).catch(() => undefined);
   }
 
   /** Records a temporary failure, so the attempt count and backoff survive a restart (not awaited, like markSent). */
@@ -162,8 +199,13 @@ export class Outbox {
       const id = entry.message.id;
       this.entries.delete(id);
       const { from, to, subject, createdAt } = entry.message;
-      this.finished.set(id, { ...events[i]!, message: { from, to, subject, createdAt } });
+      this.keepFinished({ ...events[i]!, message: { from, to, subject, createdAt } });
     });
+    this.finishedSinceEmpty += entries.length;
+    if (this.entries.size === 0) {
+      this.drained?.idle(this.finishedSinceEmpty);
+      this.finishedSinceEmpty = 0;
+    }
   }
 
   private event(entry: OutboxEntry, event: OutboxEvent['event'], extra: Partial<OutboxEvent>): OutboxEvent {
@@ -174,6 +216,9 @@ export class Outbox {
       messageId: entry.message.messageId,
       server: entry.message.server,
       ...extra,
+      // a server's words, stored: capped
+      ...(extra.reply !== undefined && { reply: capText(extra.reply) }),
+      ...(extra.reason !== undefined && { reason: capText(extra.reason) }),
     };
   }
 

@@ -8,7 +8,7 @@
  */
 import type { Logger } from 'pino';
 import { classifyMailError } from '../../adapters/classify.js';
-import type { ConnectionSettings } from '../../adapters/connection.js';
+import type { ConnectionSettings, MailError } from '../../adapters/connection.js';
 import { sendSmtpCapturing, type SmtpTransport } from '../../adapters/smtp.js';
 import type { ObservedState } from '../../plan/model.js';
 import type { StoreHealth } from '../../store/ports.js';
@@ -29,7 +29,8 @@ export interface OutboundConsumer {
     settings: ConnectionSettings;
     signal: AbortSignal;
     log: Logger;
-    report: (outcome: SendOutcome) => void;
+    /** Each send attempt's outcome, with why it failed (the loop decides whether that is about its server). */
+    report: (outcome: SendOutcome, error?: MailError) => void;
   }): Promise<void>;
 }
 
@@ -152,7 +153,7 @@ export class OutboundSender implements OutboundConsumer {
     transport: SmtpTransport,
     settings: ConnectionSettings,
     log: Logger,
-    report: (outcome: SendOutcome) => void,
+    report: (outcome: SendOutcome, error?: MailError) => void,
   ): Promise<boolean> {
     const m = entry.message;
     entry.state = 'sending';
@@ -178,13 +179,13 @@ export class OutboundSender implements OutboundConsumer {
         error.failureClass !== 'tls';
       if (permanent) {
         log.warn({ id: m.id, reply: error.message }, 'outbound message failed: the server refused it');
-        report('failed');
+        report('failed', error);
         await this.deps.outbox.finish(entry, 'failed', { reason: error.message });
         return false;
       }
       entry.nextAttemptAt = Date.now() + backoffDelay(entry.attempts, error.retryAfterMs);
       this.deps.outbox.markDeferred(entry);
-      report('deferred');
+      report('deferred', error);
       log.warn(
         { id: m.id, attempt: entry.attempts, class: error.failureClass, retryInMs: entry.nextAttemptAt - Date.now() },
         `outbound message deferred: ${error.message}`,

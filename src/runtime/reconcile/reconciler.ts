@@ -7,6 +7,7 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import type { Logger } from 'pino';
 import type { ApplyOutcome, ApplyProgress, ApplyRequest, ApplyResult, ReconcileSummary } from '../../api/index.js';
+import type { CredentialsKey } from '../../connect/credentials-key.js';
 import { secretDigest, type SecretResolver } from '../../connect/secrets.js';
 import {
   imapVerified,
@@ -21,17 +22,24 @@ import { sortDiagnostics, type Diagnostic } from '../../config/diagnostics.js';
 import { queueTableOf, storeFindings, type StoreKind } from '../../config/sinks.js';
 import { folderDigest, readConfigFolder } from '../../config/files.js';
 import { loadSources } from '../../config/load.js';
-import { computePlan, desiredDigest, stateDigest } from '../../plan/compute.js';
+import {
+  completeLegacyBindings,
+  computePlan,
+  desiredDigest,
+  identityBindingsOf,
+  stateDigest,
+} from '../../plan/compute.js';
 import { desiredState, EMPTY_STATE } from '../../plan/desired.js';
 import {
   effectiveAction,
   type DesiredState,
   type ObservedState,
   type Plan,
+  type SecretIdentities,
   type ServerConfig,
 } from '../../plan/model.js';
-import { nextState, refuseDeletes, startsLoop, stepOf } from '../../plan/policy.js';
-import type { AppliedStore } from '../../store/ports.js';
+import { nextIdentityBindings, nextState, refuseDeletes, startsLoop, stepOf } from '../../plan/policy.js';
+import type { AppliedRecord, AppliedStore, IdentityBindings } from '../../store/ports.js';
 import { discardOpened, type OpenedImap } from '../loops/imap-loop.js';
 import type { Supervisor } from '../loops/supervisor.js';
 
@@ -53,6 +61,10 @@ export interface ReconcilerOptions {
   saveFailedAsDisabled: boolean;
   allowEmpty: boolean;
   allowMassDelete: boolean;
+  /** Makes the identities of secrets (credential bindings are also kept by them). */
+  credentialsKey: CredentialsKey;
+  /** What this daemon's flags do not allow in a folder (a CA file outside --ca-dir...), one sentence each. */
+  refusals: (desired: DesiredState) => Promise<string[]>;
   /** The daemon's store, as far as sinks care: what it can deliver into, and its queue tables (made at apply). */
   sinks: { store: StoreKind; prepareQueue(table: string): Promise<void> };
 }
@@ -76,6 +88,7 @@ async function gitRevision(dir: string): Promise<string | null> {
  */
 export class Reconciler {
   private applied: ObservedState = EMPTY_STATE;
+  private identities: IdentityBindings;
   private queue: Promise<unknown> = Promise.resolve();
   /** Servers whose rebind waits for approval (shown as `pending-approval`). */
   readonly pendingApproval = new Set<string>();
@@ -89,7 +102,9 @@ export class Reconciler {
     private readonly resolver: SecretResolver,
     private readonly log: Logger,
     private readonly recorder: ReconcileRecorder,
-  ) {}
+  ) {
+    this.identities = { keyId: options.credentialsKey.id, bindings: {} };
+  }
 
   get state(): ObservedState {
     return this.applied;
@@ -100,6 +115,8 @@ export class Reconciler {
     const saved = await this.store.read();
     if (!saved) return 0;
     this.applied = saved.state;
+    if (saved.identities?.keyId === this.identities.keyId) this.identities = saved.identities;
+    else await this.makeIdentities(saved);
     const active = Object.entries(saved.state.servers).filter(([, s]) => s.status === 'active');
     for (const [id, server] of active)
       await this.supervisor.start(id, server.config, await this.digestOf(server.config));
@@ -108,6 +125,45 @@ export class Reconciler {
 
   private async digestOf(config: ServerConfig): Promise<string | undefined> {
     return this.resolver.resolveAll(config.spec).then(secretDigest, () => undefined);
+  }
+
+  /**
+   * Makes the identity bindings from the reference bindings, once: for a record written before they existed (also
+   * completing each binding with the CA file and SNI name of the server that made it), or made under another key.
+   */
+  private async makeIdentities(saved: AppliedRecord): Promise<void> {
+    const legacy = saved.identities === undefined;
+    const bindings = legacy ? completeLegacyBindings(saved.state) : saved.state.bindings;
+    const ofReference: Record<string, string> = {};
+    for (const reference of Object.keys(bindings)) {
+      try {
+        ofReference[reference] = this.options.credentialsKey.identityOf(await this.resolver.resolve(reference));
+      } catch (err) {
+        this.log.warn({ reference }, `${(err as Error).message}: its binding is kept by the reference only`);
+      }
+    }
+    await this.persist({
+      ...saved,
+      state: { ...saved.state, bindings },
+      identities: { keyId: this.identities.keyId, bindings: identityBindingsOf(bindings, ofReference) },
+    });
+    this.log.warn(
+      { bindings: Object.keys(bindings).length },
+      legacy
+        ? 'applied state migrated: credential bindings are now also kept by the identity of each secret'
+        : 'the credentials key is not the one the applied state was written with: credential bindings by identity made again from the references',
+    );
+  }
+
+  /**
+   * Stores the record and goes on with what the store holds: its texts are scrubbed (a verification failure quoting a
+   * secret), and plans, saved plans and `state pull` must all digest that same state.
+   */
+  private async persist(record: AppliedRecord & { identities: IdentityBindings }): Promise<void> {
+    await this.store.write(record);
+    const stored = (await this.store.read()) ?? record;
+    this.applied = stored.state;
+    this.identities = stored.identities ?? record.identities;
   }
 
   /** The folder, parsed and checked; reused while its files are byte-for-byte the same (a no-op stays cheap). */
@@ -190,20 +246,29 @@ export class Reconciler {
         diagnostics,
       });
     }
+    const refusals = await this.options.refusals(desired);
+    if (refusals.length)
+      return this.finish('refused-config', `${refusals.join('; ')}; nothing changed`, { diagnostics });
     const desiredSecrets: Record<string, string> = {};
+    const ofReference: Record<string, string> = {};
     await Promise.all(
       Object.entries(desired.servers)
         .filter(([, s]) => s.spec.enabled)
         .map(async ([id, s]) => {
-          const d = await this.digestOf(s);
-          if (d) desiredSecrets[id] = d;
+          const values = await this.resolver.resolveAll(s.spec).catch(() => null);
+          if (!values) return; // verification says why
+          desiredSecrets[id] = secretDigest(values);
+          for (const [reference, value] of values)
+            ofReference[reference] = this.options.credentialsKey.identityOf(value);
         }),
     );
+    const identities = { ofReference, bindings: this.identities.bindings };
     const plan = computePlan({
       desired,
       observed: this.applied,
       approvals: request.approvals ?? [],
       secretDigests: { desired: desiredSecrets, observed: this.supervisor.secretDigests() },
+      identities,
     });
     if (plan.changes.length === 0) {
       this.pendingApproval.clear();
@@ -250,7 +315,7 @@ export class Reconciler {
           onProgress?.({ ...progress, elapsedMs: Date.now() - started });
         },
       });
-      return await this.applyVerified(request, plan, diagnostics, digest, verifications, opened, revision);
+      return await this.applyVerified(request, plan, diagnostics, digest, verifications, opened, revision, identities);
     } finally {
       // the connections of an apply that was refused, or of servers it did not start
       await Promise.all([...opened.values()].map(discardOpened));
@@ -283,6 +348,7 @@ export class Reconciler {
     verifications: CheckedServer[],
     opened: Map<string, OpenedImap>,
     revisionLookup: Promise<string | null>,
+    identities: SecretIdentities,
   ): Promise<ApplyResult> {
     const failed = new Map(verifications.filter((v) => !v.ok).map((v) => [v.id, v]));
     const saveFailed = request.saveFailedAsDisabled ?? this.options.saveFailedAsDisabled;
@@ -310,8 +376,13 @@ export class Reconciler {
       Object.values(next.servers).flatMap((s) => (s.config.flow ? [queueTableOf(s.config.flow)] : [])),
     );
     for (const table of tables) if (table !== null) await this.options.sinks.prepareQueue(table);
-    await this.store.write({ appliedAt: new Date().toISOString(), revision, desiredDigest: digest, state: next });
-    this.applied = next;
+    await this.persist({
+      appliedAt: new Date().toISOString(),
+      revision,
+      desiredDigest: digest,
+      state: next,
+      identities: { keyId: this.identities.keyId, bindings: nextIdentityBindings(identities, next, plan, failed) },
+    });
     this.pendingApproval.clear();
     const perServer = await this.execute(plan, failed, verifications, opened);
     await this.store.appendLog({

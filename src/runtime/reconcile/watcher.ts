@@ -61,11 +61,16 @@ export async function watchFolders(
     }, DEBOUNCE_MS);
   };
   const watchers: FSWatcher[] = [];
-  const watchConfig = () => {
-    const config = watch(folders.config, {
+  /**
+   * The folder's real path, and no link in it is followed: a link that leaves the folder would have chokidar watch the
+   * whole tree it leads to (the loader refuses such a link anyway), and every file the loader reads through a link
+   * inside the folder is watched where it really is; link swaps are found by the check below.
+   */
+  const watchConfig = (realDir: string) => {
+    const config = watch(realDir, {
       ignoreInitial: true,
       atomic: true,
-      followSymlinks: true,
+      followSymlinks: false,
       // Keep folders (to descend) and YAML files; `..data` of a ConfigMap is a dot-folder and must be seen too.
       ignored: (p, stats) => Boolean(stats?.isFile()) && !isConfigFile(p),
     });
@@ -75,8 +80,8 @@ export async function watchFolders(
     config.on('error', () => undefined); // a folder that vanishes is reported by the reconcile it triggers
     return config;
   };
-  let config = watchConfig();
   last = await layout().catch(() => null);
+  let config = watchConfig(last?.realDir ?? folders.config);
   const realpathCheck = setInterval(() => {
     void layout().then(
       async (now) => {
@@ -85,7 +90,7 @@ export async function watchFolders(
         last = now;
         if (moved) {
           await config.close();
-          config = watchConfig(); // the old watches follow the old tree
+          config = watchConfig(now.realDir); // the old watches follow the old tree
         }
         trigger();
       },

@@ -1,5 +1,6 @@
 /**
- * The inbound checkpoint of one server identity and folder, in `<state>/inbound/<type>_<shortName>.json` (0600, atomic
+ * The inbound checkpoint of one server identity and folder, in `<state>/inbound/<type>_<name>.json` (the shortName as
+ * file names carry it, config/keys.ts; 0600, atomic
  * writes). `lastUid` is a high-water mark: every UID at or below it is done, except those in `pending` (retries and the
  * backfill set, stored as UID ranges in `backlog` while untried). `copyIntent` is written before COPY so a crash between
  * COPY and the checkpoint never copies twice.
@@ -7,6 +8,7 @@
 import { readdir, readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { ensurePrivateDir, writeFileAtomic } from '../../adapters/durable-files.js';
+import { nameInKeys } from '../../config/keys.js';
 import { fromStored, toStored, type StoredCheckpoint } from '../checkpoint-format.js';
 import { CHECKPOINT_FORMAT_VERSION, type Checkpoint } from '../ports.js';
 
@@ -14,7 +16,7 @@ export { CHECKPOINT_FORMAT_VERSION, type Checkpoint } from '../ports.js';
 export { expandUidRanges, uidRanges } from '../checkpoint-format.js';
 
 export function checkpointFile(stateDir: string, type: string, shortName: string): string {
-  return path.join(stateDir, 'inbound', `${type}_${shortName}.json`);
+  return path.join(stateDir, 'inbound', `${type}_${nameInKeys(shortName)}.json`);
 }
 
 /** Reads the checkpoint; `null` when there is none or it belongs to another identity/folder (first run then). */

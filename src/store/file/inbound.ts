@@ -1,11 +1,15 @@
 /**
- * Inbound state in the state folder: per mailbox, `inbound/<type>_<shortName>.json` (the checkpoint, checkpoint.ts)
- * and `inbound/<type>_<shortName>.delivered` (the ledger, ledger.ts). A batch's commit writes the ledger entries and
+ * Inbound state in the state folder: per mailbox, `inbound/<type>_<name>.json` (the checkpoint, checkpoint.ts) and
+ * `inbound/<type>_<name>.delivered` (the ledger, ledger.ts), `<name>` the shortName as file names carry it
+ * (config/keys.ts; files named by a whole long shortName, from before, are renamed on first load). A batch's commit writes the ledger entries and
  * the checkpoint side by side: the ledger only ever grows with messages that reached their sink, so a crash between
  * the two leaves at most a ledger entry whose checkpoint was not written, which only makes a recheck skip a message
  * that was delivered anyway.
  */
+import { rename, stat } from 'node:fs/promises';
+import path from 'node:path';
 import type { QuarantineListing } from '../../api/quarantine.js';
+import { nameInKeys } from '../../config/keys.js';
 import {
   StoreError,
   type BatchCommit,
@@ -51,10 +55,27 @@ export class FileInboundStore implements InboundStore {
       // The first load of a mailbox in this process comes before any write of it (the daemon lock excludes other
       // processes), so temp files next to its checkpoint and ledger are leftovers of a crash in an atomic write.
       this.swept.add(file);
+      await this.renameLegacy(mailbox);
       await removeStaleTemps(file);
       await removeStaleTemps(ledgerFile(this.stateDir, mailbox.type, mailbox.shortName));
     }
     return loadCheckpoint(file, mailbox.identity, mailbox.folder);
+  }
+
+  /** Files named by a whole shortName longer than file names now carry become the shortened name's (once). */
+  private async renameLegacy({ type, shortName }: MailboxRef): Promise<void> {
+    if (nameInKeys(shortName) === shortName) return;
+    const dir = path.join(this.stateDir, 'inbound');
+    for (const [legacy, now] of [
+      [`${type}_${shortName}.json`, checkpointFile(this.stateDir, type, shortName)],
+      [`${type}_${shortName}.delivered`, ledgerFile(this.stateDir, type, shortName)],
+    ] as const) {
+      if (await stat(now).catch(() => null)) continue;
+      await rename(path.join(dir, legacy), now).catch((err: NodeJS.ErrnoException) => {
+        // none (a new server, or a name too long to have ever been a file)
+        if (err.code !== 'ENOENT' && err.code !== 'ENAMETOOLONG') throw err;
+      });
+    }
   }
 
   async commit(mailbox: MailboxRef, batch: BatchCommit): Promise<void> {

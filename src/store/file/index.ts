@@ -2,6 +2,7 @@
  * The file store: the daemon's state in its state folder (0700, files 0600, atomic writes, `formatVersion` in every
  * file) — the embedded default, for one daemon per folder.
  */
+import path from 'node:path';
 import { LocalState } from '../local.js';
 import { StoreError, type Store, type StoreHealth, type TokenStore } from '../ports.js';
 import { FileAppliedStore } from './applied.js';
@@ -19,6 +20,9 @@ class FileTokenStore implements TokenStore {
     return token;
   }
 }
+
+/** The credentials key the daemon creates in the state folder when it is not given one (`--credentials-key-file`). */
+export const CREDENTIALS_KEY_FILE = 'credentials-key';
 
 /** A folder on this machine answers whenever the process runs. */
 const ALWAYS: StoreHealth = { problem: () => null, whenAvailable: () => Promise.resolve() };
@@ -45,6 +49,7 @@ export async function openFileStore(local: LocalState): Promise<Store> {
     credentials: new FileCredentialStore(stateDir),
     token: new FileTokenStore(local),
     health: ALWAYS,
+    ownCredentialsKeyFile: path.join(stateDir, CREDENTIALS_KEY_FILE),
     // nobody else can take a folder's lock while this process lives: it is never lost
     lock: async () => ({ ...(await local.lock()), onLost: () => undefined }),
     close: () => Promise.resolve(),

@@ -1,16 +1,17 @@
 /**
  * What a server delivered, by Message-ID and content hash (sha256 of the exact source), in
- * `<state>/inbound/<type>_<shortName>.delivered` (0600, one `<hash> <Message-ID>` line per message, appended and
+ * `<state>/inbound/<type>_<name>.delivered` (0600, one `<hash> <Message-ID>` line per message, appended and
  * fsynced per batch). Bounded: when it holds twice `max` lines it is rewritten with the last `max`. Only read after a
  * UIDVALIDITY change, to recognise mail that was already delivered before the mailbox was recreated.
  */
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { appendLineDurably, ensurePrivateDir, writeFileAtomic } from '../../adapters/durable-files.js';
+import { nameInKeys } from '../../config/keys.js';
 import { LEDGER_MAX_ENTRIES } from '../ports.js';
 
 export function ledgerFile(stateDir: string, type: string, shortName: string): string {
-  return path.join(stateDir, 'inbound', `${type}_${shortName}.delivered`);
+  return path.join(stateDir, 'inbound', `${type}_${nameInKeys(shortName)}.delivered`);
 }
 
 /** Message-IDs are single tokens in practice; anything with whitespace is normalised so a line stays parseable. */

@@ -4,13 +4,20 @@
  * `journal.jsonl` records what happened to each message (deferred, sent, done, failed, cancelled). Every record in a
  * batch file is length-framed and ends with an END marker; a file that does not parse (e.g. cut short) is moved to
  * `quarantine/`, never sent. A batch file is removed only once the journal says every message in it is finished, so a
- * crash at any point resends (same Message-ID) rather than loses. Single-message `<id>.msg` files (an earlier layout)
- * are still read.
+ * crash at any point resends (same Message-ID) rather than loses. The journal is compacted at load and, once it has
+ * doubled, while running: it keeps the last record of each message still in a batch file and the newest finished
+ * ones (OUTBOX_FINISHED_KEPT, of the last week). Single-message `<id>.msg` files (an earlier layout) are still read.
  */
 import { mkdir, readdir, readFile, rename, rm, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { ensurePrivateDir, writeFileAtomic } from '../../adapters/durable-files.js';
-import type { OutboxEvent, OutboxSnapshot, OutboxStore, StoredOutboundMessage } from '../ports.js';
+import {
+  OUTBOX_FINISHED_KEPT,
+  type OutboxEvent,
+  type OutboxSnapshot,
+  type OutboxStore,
+  type StoredOutboundMessage,
+} from '../ports.js';
 import { Journal } from './journal.js';
 
 export const OUTBOX_FORMAT_VERSION = 1;
@@ -19,8 +26,44 @@ const END = '\nEND\n';
 const FINAL: ReadonlySet<string> = new Set(['done', 'failed', 'cancelled']);
 const PROGRESS: ReadonlySet<string> = new Set(['deferred', 'sent']);
 const isFinal = (r: OutboxEvent | undefined): boolean => r !== undefined && FINAL.has(r.event);
-/** Finished records older than this are dropped when the journal is compacted at load. */
+/** Finished records older than this are dropped when the journal is compacted. */
 const KEEP_FINISHED_MS = 7 * 24 * 3600_000;
+/** The journal is compacted while running once it is at least this big (and twice its size after the last time). */
+const COMPACT_MIN_BYTES = 1024 * 1024;
+
+/** The last record of each message in `lines` (a late progress record never replaces a final one), with its line. */
+function latestRecords(lines: Iterable<string>): Map<string, { record: OutboxEvent; line: string }> {
+  const latest = new Map<string, { record: OutboxEvent; line: string }>();
+  for (const line of lines) {
+    if (!line.trim()) continue;
+    try {
+      const record = JSON.parse(line) as OutboxEvent;
+      if (record.id && !(PROGRESS.has(record.event) && isFinal(latest.get(record.id)?.record)))
+        latest.set(record.id, { record, line });
+    } catch {
+      /* a torn line (a crash or a full disk in the middle of an append) */
+    }
+  }
+  return latest;
+}
+
+/**
+ * What a compacted journal keeps, in its order: the last record of every message still in a batch file (a finished
+ * one's final record is what keeps it from being sent again), and of the other finished messages the newest
+ * OUTBOX_FINISHED_KEPT of the last week.
+ */
+function keptRecords<T extends { record: OutboxEvent }>(
+  latest: ReadonlyMap<string, T>,
+  inFile: (id: string) => boolean,
+  now: number,
+): T[] {
+  const finished = [...latest.values()]
+    .filter((r) => !inFile(r.record.id) && isFinal(r.record) && now - Date.parse(r.record.at) < KEEP_FINISHED_MS)
+    .sort((a, b) => (a.record.at < b.record.at ? -1 : a.record.at > b.record.at ? 1 : 0))
+    .slice(-OUTBOX_FINISHED_KEPT);
+  const shown = new Set(finished);
+  return [...latest.values()].filter((r) => inFile(r.record.id) || shown.has(r));
+}
 
 export function frame(message: StoredOutboundMessage): string {
   const json = JSON.stringify({ formatVersion: OUTBOX_FORMAT_VERSION, message });
@@ -62,9 +105,10 @@ export function unframeAll(data: Buffer): StoredOutboundMessage[] {
   return messages;
 }
 
-/** A file of the outbox and the ids in it that are not finished yet; it is removed when none is left. */
+/** A file of the outbox, every id in it, and those not finished yet; it is removed when none is left. */
 interface OutboxFile {
   file: string;
+  ids: readonly string[];
   open: Set<string>;
 }
 
@@ -73,30 +117,26 @@ export class FileOutboxStore implements OutboxStore {
   private readonly journal: Journal<OutboxEvent>;
   /** The file each unfinished message is in. */
   private readonly fileOf = new Map<string, OutboxFile>();
+  /** Every message whose file is still there, finished or not: the journal keeps their last records. */
+  private readonly inFiles = new Set<string>();
   private batchSeq = 0;
 
   constructor(stateDir: string) {
     this.dir = path.join(stateDir, 'outbox');
-    this.journal = new Journal(path.join(this.dir, 'journal.jsonl'));
+    this.journal = new Journal(path.join(this.dir, 'journal.jsonl'), {
+      compactAtBytes: COMPACT_MIN_BYTES,
+      compact: (lines) =>
+        keptRecords(latestRecords(lines), (id) => this.inFiles.has(id), Date.now()).map((r) => r.line),
+    });
   }
 
   async load(now: number): Promise<OutboxSnapshot> {
     await ensurePrivateDir(this.dir);
-    const records = new Map<string, OutboxEvent>();
     const text = await readFile(this.journal.file, 'utf8').catch(() => '');
-    for (const line of text.split('\n')) {
-      if (!line.trim()) continue;
-      try {
-        const r = JSON.parse(line) as OutboxEvent;
-        if (r.id && !(PROGRESS.has(r.event) && isFinal(records.get(r.id)))) records.set(r.id, r);
-      } catch {
-        /* a torn last line after a crash */
-      }
-    }
+    const latest = latestRecords(text.split('\n'));
+    const records = new Map([...latest].map(([id, { record }]) => [id, record]));
     const open: OutboxSnapshot['open'] = [];
     const damaged: OutboxSnapshot['damaged'] = [];
-    /** Ids in files that stay: their journal records must survive compaction (finished ones are not resent). */
-    const live = new Set<string>();
     for (const name of (await readdir(this.dir)).sort()) {
       const file = path.join(this.dir, name);
       if (name.startsWith('.') && name.endsWith('.tmp')) {
@@ -115,7 +155,7 @@ export class FileOutboxStore implements OutboxStore {
         damaged.push({ item: name, reason: (err as Error).message });
         continue;
       }
-      const entry: OutboxFile = { file, open: new Set() };
+      const entry: OutboxFile = { file, ids: messages.map((m) => m.id), open: new Set() };
       for (const message of messages) {
         const record = records.get(message.id);
         if (isFinal(record)) continue;
@@ -124,12 +164,13 @@ export class FileOutboxStore implements OutboxStore {
         open.push({ message, last: record ?? null });
       }
       if (entry.open.size === 0) await unlink(file).catch(() => undefined);
-      else for (const m of messages) live.add(m.id);
+      else for (const id of entry.ids) this.inFiles.add(id);
     }
-    const keep = [...records.values()].filter((r) => live.has(r.id) || now - Date.parse(r.at) < KEEP_FINISHED_MS);
-    await writeFileAtomic(this.journal.file, keep.map((r) => `${JSON.stringify(r)}\n`).join(''));
+    const keep = keptRecords(latest, (id) => this.inFiles.has(id), now);
+    await writeFileAtomic(this.journal.file, keep.map((r) => `${r.line}\n`).join(''));
     await this.journal.open();
-    return { open, finished: keep.filter(isFinal), damaged };
+    const finished = keep.map((r) => r.record).filter(isFinal);
+    return { open, finished: finished.sort((a, b) => (a.at < b.at ? -1 : a.at > b.at ? 1 : 0)), damaged };
   }
 
   /** A file that does not parse goes to `quarantine/` (kept for a person to look at, never sent). */
@@ -144,8 +185,12 @@ export class FileOutboxStore implements OutboxStore {
     const name = `${Date.now().toString(36)}-${process.pid.toString(36)}-${(this.batchSeq++).toString(36)}.batch`;
     const file = path.join(this.dir, name);
     await writeFileAtomic(file, messages.map(frame).join(''));
-    const entry: OutboxFile = { file, open: new Set(messages.map((m) => m.id)) };
-    for (const m of messages) this.fileOf.set(m.id, entry);
+    const ids = messages.map((m) => m.id);
+    const entry: OutboxFile = { file, ids, open: new Set(ids) };
+    for (const id of ids) {
+      this.fileOf.set(id, entry);
+      this.inFiles.add(id);
+    }
   }
 
   async record(events: readonly OutboxEvent[]): Promise<void> {
@@ -157,7 +202,16 @@ export class FileOutboxStore implements OutboxStore {
       this.fileOf.delete(e.id);
       if (file?.open.delete(e.id) && file.open.size === 0) emptied.add(file);
     }
-    await Promise.all([...emptied].map((f) => unlink(f.file).catch(() => undefined)));
+    await Promise.all(
+      [...emptied].map(async (f) => {
+        const gone = await unlink(f.file).then(
+          () => true,
+          (err: NodeJS.ErrnoException) => err.code === 'ENOENT',
+        );
+        // a file that stays is read at the next load: its messages' final records must stay too
+        if (gone) for (const id of f.ids) this.inFiles.delete(id);
+      }),
+    );
   }
 
   async close(): Promise<void> {

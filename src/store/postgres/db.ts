@@ -201,6 +201,7 @@ export class Db implements StoreHealth {
   }
 
   async close(): Promise<void> {
+    if (this.closed) return;
     this.closed = true;
     if (this.probe) clearInterval(this.probe);
     this.probe = null;

@@ -104,6 +104,8 @@ export async function openPostgresStore(options: PostgresStoreOptions): Promise<
     credentials: new PgCredentialStore(ctx),
     token: new PgTokenStore(ctx),
     health: db,
+    // every daemon on a shared store must use the same credentials key: it is given (--credentials-key-file)
+    ownCredentialsKeyFile: null,
     async lock(): Promise<StoreLock> {
       const machine = await local.lock();
       try {

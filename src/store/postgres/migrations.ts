@@ -71,6 +71,7 @@ export const MIGRATIONS: readonly Migration[] = [
         last_event json,
         finished_at timestamptz
       );
+      CREATE INDEX outbox_finished ON {s}.outbox (finished_at) WHERE finished_at IS NOT NULL;
       CREATE TABLE {s}.credentials (
         id text PRIMARY KEY,
         credential json NOT NULL,

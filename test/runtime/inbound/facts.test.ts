@@ -65,4 +65,20 @@ test('a Message-ID without angle brackets is kept as written; extra text around 
   assert.is(messageFacts(source('Message-ID: <a@b> (comment)')).messageId, '<a@b>');
 });
 
+test('no control character reaches a field: the subject has them replaced, an address or Message-ID with one is left out', () => {
+  const crlf = Buffer.from('Hello\r\nInjected: yes\u0000\u0085\u2028!').toString('base64');
+  const facts = messageFacts(
+    source(
+      `Subject: =?utf-8?B?${crlf}?=`,
+      `From: =?utf-8?Q?a=01b?= <x@example.com>, bad\u0001@example.com`,
+      'To: ok@example.com, also\u007fbad@example.com',
+      'Message-ID: <id\u0002x@example.com>',
+    ),
+  );
+  assert.is(facts.subject, 'Hello Injected: yes !');
+  assert.equal(facts.from, ['x@example.com', 'bad@example.com'], 'the address parser drops C0 characters');
+  assert.equal(facts.to, ['ok@example.com'], 'DEL is not dropped by the address parser');
+  assert.is(facts.messageId, null);
+});
+
 test.run();

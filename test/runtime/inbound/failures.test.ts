@@ -2,7 +2,8 @@
  * status classification (against a local HTTP server), and tolerant parsing of broken envelopes. */
 import { createHmac } from 'node:crypto';
 import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { LookupAddress } from 'node:dns';
+import type { AddressInfo, LookupFunction } from 'node:net';
 import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -133,6 +134,65 @@ test('webhook: 2xx ok, 4xx permanent (but 408/429), 5xx and 3xx transient, refus
     );
   } finally {
     server.closeAllConnections();
+    server.close();
+  }
+});
+
+test('webhook: a URL naming a link-local address is refused without connecting (the sink counts as down)', async () => {
+  const item = { key: 'k', queue: 'q', source: Buffer.from('x'), metadata: { uid: 1 } } as unknown as SinkItem;
+  for (const url of [
+    'http://169.254.169.254/latest/meta-data/',
+    'http://2852039166/hook', // the same address as one number
+    'http://[::ffff:169.254.169.254]/hook',
+    'https://[fe80::1]:8443/hook',
+  ]) {
+    const [result] = await new WebhookSink(url, 'sec', { timeoutMs: 2000 }).deliverBatch([item]);
+    assert.ok(
+      !result!.ok &&
+        result!.sinkDown === true &&
+        /refused: its host is a link-local address/.test(result!.error.message),
+      `${url}: ${JSON.stringify(result)}`,
+    );
+  }
+});
+
+test('webhook: a name resolving to a link-local address is refused at each request, also after it first resolved well', async () => {
+  let requests = 0;
+  const server = createServer((req, res) => {
+    requests++;
+    req.resume();
+    req.on('end', () => res.writeHead(204, { connection: 'close' }).end());
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as AddressInfo).port;
+  const answers: string[][] = [['127.0.0.1'], ['169.254.169.254'], ['127.0.0.1', 'fe80::1']];
+  const asked: string[] = [];
+  // a DNS server whose answer changes between requests (DNS rebinding), as a lookup function
+  const lookup = ((hostname: string, _options: unknown, callback: (e: null, a: LookupAddress[]) => void) => {
+    asked.push(hostname);
+    const next = answers.shift() ?? ['127.0.0.1'];
+    callback(
+      null,
+      next.map((address) => ({ address, family: address.includes(':') ? 6 : 4 })),
+    );
+  }) as unknown as LookupFunction;
+  const sink = new WebhookSink(`http://hooks.example.internal:${port}/hook`, 'sec', { timeoutMs: 2000, lookup });
+  const item = (key: string) =>
+    ({ key, queue: 'q', source: Buffer.from('x'), metadata: { uid: 1 } }) as unknown as SinkItem;
+  try {
+    const results = [];
+    for (const key of ['first', 'rebound', 'mixed']) results.push((await sink.deliverBatch([item(key)]))[0]!);
+    assert.equal(
+      results.map((r) => (r.ok ? 'ok' : r.error.message.replace(/^.*refused: /, ''))),
+      [
+        'ok',
+        'its host is a link-local address (169.254.169.254), where cloud metadata services answer',
+        'its host is a link-local address (fe80::1), where cloud metadata services answer',
+      ],
+    );
+    assert.is(requests, 1, 'only the first request reached a server');
+    assert.equal(asked, ['hooks.example.internal', 'hooks.example.internal', 'hooks.example.internal']);
+  } finally {
     server.close();
   }
 });

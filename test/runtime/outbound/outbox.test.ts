@@ -98,6 +98,24 @@ test('deferred, then sent, then done: finished after a restart, never queued aga
     assert.equal(await journal(), []);
   }));
 
+test("a server's reply and a failure reason are stored at most 1 KiB", () =>
+  withStateDir(async (dir) => {
+    const outbox = await reopened(dir);
+    const a = outbox.get((await outbox.accept(request('long reply'))).id)!;
+    const b = outbox.get((await outbox.accept(request('long reason'))).id)!;
+    outbox.markSent(a, `250 ${'r'.repeat(100_000)}`);
+    await outbox.finish(a, 'done', { storedIn: null });
+    await outbox.finish(b, 'failed', { reason: `550 ${'n'.repeat(100_000)}` });
+    await outbox.close();
+    for (const line of (await readFile(path.join(dir, 'outbox', 'journal.jsonl'), 'utf8'))
+      .split('\n')
+      .filter(Boolean)) {
+      const { reply = '', reason = '' } = JSON.parse(line) as { reply?: string; reason?: string };
+      assert.ok(Buffer.byteLength(reply) <= 1024 && Buffer.byteLength(reason) <= 1024, line.slice(0, 80));
+    }
+    assert.is(outbox.view(a.message.id)?.reply?.length, 1024 - 2, '1021 bytes and …');
+  }));
+
 test('a batch file cut short is set aside in quarantine/ and counted, never sent', () =>
   withStateDir(async (dir) => {
     const first = await reopened(dir);

@@ -1,4 +1,5 @@
 /** `POST /v1/apply` (reconcile now), `GET /v1/status` and `GET /v1/state` (the running state, for `plan --state`). */
+import { capText } from '../../../adapters/text.js';
 import {
   API_FORMAT_VERSION,
   NDJSON,
@@ -28,7 +29,7 @@ function applyRequestOf(raw: unknown): ApplyRequest {
   const body = (raw ?? {}) as Record<string, unknown>;
   const saved = body.savedPlan as { desiredDigest?: unknown; stateDigest?: unknown } | undefined;
   return {
-    trigger: typeof body.trigger === 'string' ? body.trigger : 'cli',
+    trigger: typeof body.trigger === 'string' ? capText(body.trigger) : 'cli',
     approvals: strings(body.approvals),
     dryRun: body.dryRun === true,
     ...(body.saveFailedAsDisabled === true && { saveFailedAsDisabled: true }),

@@ -1,16 +1,14 @@
 /**
  * What probes, scrapers and people read without a token: `/livez` (and `/healthz`, its alias), `/readyz` (`?verbose`
- * lists the checks), `/metrics`, the status page `/` and its data `/status.json` (no secrets: scrubbed).
+ * lists the checks), `/metrics`, the status page `/` and its data `/status.json` (no secrets: scrubbed like every answer).
  */
 import type { DaemonStatus } from '../../../api/status.js';
 import type { Route } from '../http.js';
 import type { DaemonMetrics } from '../metrics.js';
-import type { SecretScrubber } from '../scrubber.js';
-import { publicStatus, STATUS_PAGE_HTML } from '../status-page.js';
+import { publicStatus, STATUS_PAGE_CSP, STATUS_PAGE_HTML } from '../status-page.js';
 
 export interface HealthDeps {
   metrics: DaemonMetrics;
-  scrubber: SecretScrubber;
   status: () => DaemonStatus;
   /** Each server's deliveries or sends per minute over the last hour (the page's charts). */
   lastHour: (server: string) => [number, number][];
@@ -24,13 +22,14 @@ export function healthRoutes(deps: HealthDeps): Route[] {
     body: url.searchParams.has('verbose') ? '[+]ping ok\nlivez check passed\n' : 'ok\n',
   });
   return [
-    { method: 'GET', path: '/livez', public: true, handler: livez },
+    { method: 'GET', path: '/livez', public: true, anyHost: true, handler: livez },
     // deprecated in Kubernetes since 1.16; kept as an alias of /livez, so a probe that still uses it never kills a draining daemon
-    { method: 'GET', path: '/healthz', public: true, handler: livez },
+    { method: 'GET', path: '/healthz', public: true, anyHost: true, handler: livez },
     {
       method: 'GET',
       path: '/readyz',
       public: true,
+      anyHost: true,
       handler: (_r, _b, url) => {
         const results = deps.readiness();
         const ok = Object.values(results).every(Boolean);
@@ -46,6 +45,8 @@ export function healthRoutes(deps: HealthDeps): Route[] {
       method: 'GET',
       path: '/metrics',
       public: true,
+      verbatim: true,
+      anyHost: true,
       handler: async () => {
         const { contentType, body } = await deps.metrics.text();
         return { status: 200, body, type: contentType };
@@ -55,17 +56,19 @@ export function healthRoutes(deps: HealthDeps): Route[] {
       method: 'GET',
       path: '/',
       public: true,
-      handler: () => ({ status: 200, body: STATUS_PAGE_HTML, type: 'text/html; charset=utf-8' }),
+      verbatim: true,
+      handler: () => ({
+        status: 200,
+        body: STATUS_PAGE_HTML,
+        type: 'text/html; charset=utf-8',
+        headers: { 'content-security-policy': STATUS_PAGE_CSP },
+      }),
     },
     {
       method: 'GET',
       path: '/status.json',
       public: true,
-      handler: () => ({
-        status: 200,
-        body: deps.scrubber.scrub(JSON.stringify(publicStatus(deps.status(), deps.lastHour))),
-        type: 'application/json',
-      }),
+      handler: () => ({ status: 200, body: publicStatus(deps.status(), deps.lastHour) }),
     },
   ];
 }

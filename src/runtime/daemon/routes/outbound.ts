@@ -2,9 +2,10 @@
 import type { LoadedServer } from '../../../config/model.js';
 import type { ObservedState } from '../../../plan/model.js';
 import { HttpError, type Answer, type Route } from '../http.js';
-import { chooseSender, shortNameOfKey } from '../../outbound/from.js';
+import { keyNameIs, parseInboundKey } from '../../../config/keys.js';
+import { chooseSender } from '../../outbound/from.js';
 import type { ImapPool } from '../../outbound/imap-pool.js';
-import { INBOUND_KEY, OUTBOUND_ID, parseOutboundRequest } from '../../outbound/message.js';
+import { OUTBOUND_ID, parseOutboundRequest } from '../../outbound/message.js';
 import type { Outbox } from '../../outbound/outbox.js';
 import { fetchStored } from '../../outbound/stored.js';
 import type { ImapServerSpec } from '../../../config/model.js';
@@ -41,7 +42,8 @@ export function outboundRoutes(deps: OutboundRouteDeps): Route[] {
           .accept({ ...request, ...choice, ...(inReplyToMessageId && { inReplyToMessageId }) })
           .catch((err: unknown) => {
             // not stored, so not accepted: the client tries again (a lost answer to a commit may mean twice)
-            if (err instanceof StoreUnavailableError) throw new HttpError(503, err.message, {}, STORE_RETRY_S);
+            if (err instanceof StoreUnavailableError)
+              throw new HttpError(503, err.message, {}, { 'retry-after': String(STORE_RETRY_S) });
             throw err;
           });
         return answer(202, {
@@ -95,6 +97,9 @@ export function outboundRoutes(deps: OutboundRouteDeps): Route[] {
     {
       method: 'GET',
       path: /^\/v1\/stored\/[^/]+\/[^/]+$/,
+      // a message's exact source (base64) as the mail server keeps it: scrubbing would change it, and scanning
+      // megabytes for every known secret would hold up the event loop
+      verbatim: true,
       handler: async (_req, _body, url) => {
         const shortName = idFrom(url, 3);
         const key = idFrom(url, 4);
@@ -102,15 +107,16 @@ export function outboundRoutes(deps: OutboundRouteDeps): Route[] {
         const server = state.servers[`imap/${shortName}`];
         if (!server) throw new HttpError(404, `no IMAP server has the short name "${shortName}"`);
         let messageId: string | null;
+        const inboundKey = parseInboundKey(key);
         if (OUTBOUND_ID.test(key)) messageId = outbox.messageIdOf(key);
-        else if (INBOUND_KEY.test(key)) {
-          if (shortNameOfKey(key) !== shortName)
+        else if (inboundKey) {
+          if (!keyNameIs(inboundKey.name, shortName))
             throw new HttpError(
               400,
-              `the key ${key} belongs to the short name "${shortNameOfKey(key)}", not "${shortName}"`,
+              `the key ${key} belongs to the short name "${inboundKey.name}", not "${shortName}"`,
             );
           messageId = await deps.inboundMessageId(key);
-        } else throw new HttpError(400, `"${key}" is neither an inbound key nor an outbound id`);
+        } else throw new HttpError(400, `"${key.slice(0, 300)}" is neither an inbound key nor an outbound id`);
         if (!messageId) throw new HttpError(404, `no Message-ID is recorded for ${key}`);
         const stored = await fetchStored(
           deps.pool,

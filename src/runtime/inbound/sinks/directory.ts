@@ -8,8 +8,11 @@ import { createHash } from 'node:crypto';
 import { mkdir, readdir, readFile, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { fsyncDir, writeFileDurably } from '../../../adapters/durable-files.js';
+import { classifyMailError } from '../../../adapters/classify.js';
 import { MailError } from '../../../adapters/connection.js';
+import { nameInKeys } from '../../../config/keys.js';
 import type { FlowSpec } from '../../../config/model.js';
+import { leadsInto } from '../../../connect/confine.js';
 import type { QueueRow } from '../../../store/ports.js';
 
 export interface InboundMetadata {
@@ -50,17 +53,26 @@ export interface InboundSink {
   deliverBatch(items: readonly SinkItem[]): Promise<SinkResult[]>;
 }
 
-/** Errors of the file system as a whole, not of one message. */
-const SINK_DOWN_CODES = new Set(['ENOSPC', 'EROFS', 'EDQUOT', 'EIO']);
+/** Errors of the file system or the queue folder as a whole, not of one message. */
+const SINK_DOWN_CODES = new Set(['ENOSPC', 'EROFS', 'EDQUOT', 'EIO', 'EACCES', 'EPERM']);
 
-/** `<shortName>.<uidValidity>.<uid>.<first 8 hex of sha256(host \0 user \0 folder)>` */
+/** A file error as `status` shows it: what it means, the operation and the file (`local` class wording). */
+function fileError(err: Error): Error {
+  const classified = classifyMailError(err);
+  return classified.failureClass === 'local' ? classified : err;
+}
+
+/**
+ * `<shortName>.<uidValidity>.<uid>.<first 8 hex of sha256(host \0 user \0 folder)>`, the shortName as keys carry it
+ * (shortened beyond 64 characters, config/keys.ts).
+ */
 export function messageKey(
   shortName: string,
   uidValidity: string,
   uid: number,
   identity: { host: string; user: string; folder: string },
 ): string {
-  return `${shortName}.${uidValidity}.${uid}.${identityHash(identity).slice(0, 8)}`;
+  return `${nameInKeys(shortName)}.${uidValidity}.${uid}.${identityHash(identity).slice(0, 8)}`;
 }
 
 export function identityHash({ host, user, folder }: { host: string; user: string; folder: string }): string {
@@ -104,14 +116,17 @@ export class DirectorySink implements InboundSink {
     // 1. every .eml: write the temp file, fsync, rename into place
     await Promise.all(
       state.map(async (s) => {
+        let temp: string | null = null;
         try {
           s.dir = await this.queueDir(s.item.queue);
-          const temp = path.join(s.dir, `.${s.item.key}.tmp`);
+          temp = path.join(s.dir, `.${s.item.key}.tmp`);
           await writeFileDurably(temp, s.item.source);
           await rename(temp, path.join(s.dir, `${s.item.key}.eml`));
         } catch (err) {
           if (s.dir) this.known.delete(s.dir); // recreate the folder next time if it was removed
           fail(s, err);
+          // a partial file of a full disk holds space that the next delivery needs
+          if (temp) await rm(temp, { force: true }).catch(() => undefined);
         }
       }),
     );
@@ -136,7 +151,7 @@ export class DirectorySink implements InboundSink {
         ? {
             key: s.item.key,
             ok: false,
-            error: s.error,
+            error: fileError(s.error),
             sinkDown: SINK_DOWN_CODES.has((s.error as NodeJS.ErrnoException).code ?? ''),
           }
         : { key: s.item.key, ok: true },
@@ -149,6 +164,20 @@ export function sinkDirOf(stateDir: string, flow: FlowSpec): string {
   const dir = flow.deliver.directory;
   if (!dir) throw new MailError('config', `email flow "${flow.name}" has no directory sink`);
   return path.resolve(stateDir, dir);
+}
+
+/**
+ * Why a flow may not deliver to its `deliver.directory`, or null: it must lead below a `--sink-root` (judged where it
+ * really leads, links followed), so a changed file cannot make the daemon write mail into any folder it can write to.
+ */
+export async function sinkDirRefusal(
+  stateDir: string,
+  flow: FlowSpec,
+  roots: readonly string[],
+): Promise<string | null> {
+  const dir = sinkDirOf(stateDir, flow);
+  if (await leadsInto(dir, roots)) return null;
+  return `email flow "${flow.name}": deliver.directory ${dir} is not inside a folder allowed by --sink-root (${roots.join(', ')})`;
 }
 
 /** The Message-ID in the `.json` of `key` in any queue of these sink folders, or null. */
