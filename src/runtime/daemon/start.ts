@@ -88,8 +88,14 @@ export async function startDaemon(
   );
   let lock: StoreLock | null = null;
   try {
+    const keyFile = options.credentialsKeyFile ?? store.ownCredentialsKeyFile;
+    if (keyFile === null)
+      throw Object.assign(
+        new Error(`the ${store.kind} store needs --credentials-key-file (the same file for every daemon on it)`),
+        { code: 'credentials-key' },
+      );
     lock = await store.lock();
-    return await startOnStore(options, logging, local, store, lock);
+    return await startOnStore(options, logging, local, store, lock, keyFile);
   } catch (err) {
     // a daemon that did not start holds nothing, and leaves nothing (a pool, a timer) keeping the process alive
     await lock?.release().catch(() => undefined);
@@ -104,15 +110,10 @@ async function startOnStore(
   local: LocalState,
   store: Store,
   lock: StoreLock,
+  keyFile: string,
 ): Promise<RunningDaemon> {
   const lost = new Promise<LeaseLostError>((resolve) => lock.onLost(resolve));
   void lost.then((err) => log.fatal({ store: store.location }, err.message));
-  const keyFile = options.credentialsKeyFile ?? store.ownCredentialsKeyFile;
-  if (keyFile === null)
-    throw Object.assign(
-      new Error(`the ${store.kind} store needs --credentials-key-file (the same file for every daemon on it)`),
-      { code: 'credentials-key' },
-    );
   const token = await store.token.establish(options.token);
   // clients on this machine find the token next to daemon.json, whatever the store keeps
   if (store.kind !== 'file') await local.writeToken(token);
