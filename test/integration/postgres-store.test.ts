@@ -187,6 +187,36 @@ test(`pg_ctl restart -m immediate in the middle of ${COUNT} messages: each once 
   console.log(`  /readyz answered 503 ${readyFailures} times (every 50 ms) around the restart`);
 });
 
+test('a row holds no control character (PostgreSQL text takes no NUL): the subject cleaned as for the .json', async () => {
+  const id = '<pg-hostile@test.example>';
+  const raw = [
+    'From: c@example.org',
+    `To: ${SALES}`,
+    'Subject: =?utf-8?q?Hello=0D=0AInjected:_yes=00!?=',
+    `Message-ID: ${id}`,
+    '',
+    'body',
+    '',
+  ].join('\r\n');
+  await stack.dovecot.deliver(SALES, raw);
+  const rows = await eventually(
+    async () => {
+      const found = await stack.pg.admin(
+        `SELECT subject, source FROM mailctl.inbound_messages WHERE message_id = '${id}'`,
+        stack.pg.database,
+      );
+      return found.length ? found : null;
+    },
+    20_000,
+    'the row',
+  );
+  assert.is(rows[0]!.subject, 'Hello Injected: yes !');
+  assert.ok(
+    (rows[0]!.source as Buffer).includes(Buffer.from('=?utf-8?q?Hello=0D=0AInjected:_yes=00!?=')),
+    'the exact source',
+  );
+});
+
 test('a partition from the database: not ready, status says why, nothing about mail changes; then it resumes by itself', async () => {
   await daemon.stop();
   let proxy: TcpProxy | null = await startTcpProxy({ host: stack.pg.host, port: stack.pg.port });
