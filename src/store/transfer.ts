@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { FileAppliedStore } from './file/applied.js';
+import { CREDENTIALS_KEY_FILE } from './file/index.js';
 import { listCheckpoints } from './file/checkpoint.js';
 import { FileCredentialStore } from './file/credentials.js';
 import { DeliveredLedger, ledgerFile } from './file/ledger.js';
@@ -21,6 +22,8 @@ import type { StoreSnapshot } from './postgres/index.js';
 export interface ImportSummary {
   from: string;
   to: string;
+  /** The folder's own credentials key, if it has one: the daemon on the store needs it (what it encrypted, it opens). */
+  credentialsKeyFile: string | null;
   applied: boolean;
   applyLog: number;
   mailboxes: number;
@@ -104,6 +107,7 @@ export async function importFileState(options: {
         return {
           from,
           to: store.location,
+          credentialsKeyFile: files.includes(CREDENTIALS_KEY_FILE) ? path.join(from, CREDENTIALS_KEY_FILE) : null,
           applied: snapshot.applied !== null,
           applyLog: snapshot.applyLog.length,
           mailboxes: snapshot.inbound.filter((m) => m.checkpoint).length,

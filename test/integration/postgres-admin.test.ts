@@ -119,7 +119,8 @@ test.after(async () => {
 const inFile = { delivered: [] as string[], queued: [] as string[] };
 
 test('a file-store daemon: plan and apply refuse a flow delivering into PostgreSQL, naming it', async () => {
-  const daemon = await stack.startDaemon(['--no-watch', '--store', 'file']);
+  // a plain file-store daemon (none of the stack's PostgreSQL flags): it makes its own credentials key
+  const daemon = await startDaemon(ws, ['--no-watch']);
   const status = await daemon.api('GET', '/v1/status');
   assert.equal([status.body.store.kind, status.body.store.location], ['file', ws.stateDir]);
   assert.is((await cli(['apply', '--dir', ws.dir], ws.env)).code, 0);
@@ -175,6 +176,7 @@ test('store import: refused for a running daemon’s folder and a non-empty stor
   assert.is(imported.code, 0, imported.stdout + imported.stderr);
   assert.match(imported.stdout, '1 checkpoints, 5 delivered-ledger entries');
   assert.match(imported.stdout, 'outbox: 3 waiting');
+  assert.match(imported.stdout, `--credentials-key-file ${path.join(ws.stateDir, 'credentials-key')}`);
 
   const again = await cli(['store', 'import', '--from-state-dir', ws.stateDir, '--store', url], env);
   assert.is(again.code, 1);
@@ -190,7 +192,12 @@ test('store import: refused for a running daemon’s folder and a non-empty stor
 });
 
 test('a daemon on the database resumes where the file daemon stopped; a second daemon on the store refuses', async () => {
-  const daemon = await stack.startDaemon(['--no-watch']);
+  // with the folder's credentials key, as the import says
+  const daemon = await stack.startDaemon([
+    '--no-watch',
+    '--credentials-key-file',
+    path.join(ws.stateDir, 'credentials-key'),
+  ]);
   const status = await daemon.api('GET', '/v1/status');
   assert.is(status.body.store.kind, 'postgres');
   assert.equal(

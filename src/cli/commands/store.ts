@@ -72,6 +72,9 @@ export const storeCommand: Command = {
             output.out(
               `the folder is marked as imported: a daemon on it now needs --store ${r.to.replace(/ \(schema .*\)$/, '')}${schema === 'mailctl' ? '' : ` --store-schema ${schema}`}`,
             );
+            // kept credentials are encrypted, and bindings by identity made, under that key
+            if (r.credentialsKeyFile)
+              output.out(`and the folder's credentials key: --credentials-key-file ${r.credentialsKeyFile}`);
           },
         },
       );
