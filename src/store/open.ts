@@ -8,7 +8,7 @@ import type { LocalState } from './local.js';
 import { StoreError, type Store } from './ports.js';
 import { isStoreUrl, storeLocation } from './postgres/url.js';
 
-export const DEFAULT_SCHEMA = 'mailctl';
+const DEFAULT_SCHEMA = 'mailctl';
 
 export type StoreSpec = { kind: 'file' } | { kind: 'postgres'; url: string; schema: string; location: string };
 

@@ -10,8 +10,8 @@ import { StoreError, StoreUnavailableError, type StoreHealth } from '../ports.js
 import { passwordFor, tlsOptions, type StoreUrl } from './url.js';
 
 /** Server-side limit of one statement; the client waits a little longer, so the server's clearer error comes first. */
-export const STATEMENT_TIMEOUT_MS = 5_000;
-export const QUERY_TIMEOUT_MS = 6_000;
+const STATEMENT_TIMEOUT_MS = 5_000;
+const QUERY_TIMEOUT_MS = 6_000;
 const CONNECT_TIMEOUT_MS = 5_000;
 const PROBE_EVERY_MS = 1_000;
 const POOL_SIZE = 10;
@@ -36,7 +36,7 @@ const isTlsError = (err: NodeJS.ErrnoException): boolean =>
   typeof err.code === 'string' && /CERT|SELF_SIGNED|UNABLE_TO_|ERR_TLS|ERR_SSL/.test(err.code);
 
 /** Whether an error of node-postgres means the store cannot be reached (or refuses us), as opposed to a bad statement. */
-export function isUnavailable(err: unknown): boolean {
+function isUnavailable(err: unknown): boolean {
   if (err instanceof StoreUnavailableError) return true;
   if (err instanceof StoreError) return false;
   if (err instanceof DatabaseError) return UNAVAILABLE_STATES.test(err.code ?? '');

@@ -13,8 +13,8 @@ import { escapeIdentifier, type PoolClient } from 'pg';
 import { LeaseLostError, LockHeldError, type StoreLock } from '../ports.js';
 import type { Db } from './db.js';
 
-export const STORE_LEASE = 'store';
-export const LEASE_TTL_S = 15;
+const STORE_LEASE = 'store';
+const LEASE_TTL_S = 15;
 const RENEW_EVERY_MS = (LEASE_TTL_S * 1000) / 3;
 
 export interface Holder {

@@ -19,7 +19,7 @@ interface Migration {
   sql: string;
 }
 
-export const MIGRATIONS: readonly Migration[] = [
+const MIGRATIONS: readonly Migration[] = [
   {
     version: 1,
     name: 'initial',
@@ -91,7 +91,7 @@ export const LATEST_VERSION = MIGRATIONS.at(-1)!.version;
 const lockKey = (schema: string) => `mailctl-migrate:${schema}`;
 
 /** The version the schema is at (0: no store there yet); reads only. */
-export async function schemaVersion(client: PoolClient, schema: string): Promise<number> {
+async function schemaVersion(client: PoolClient, schema: string): Promise<number> {
   const table = `${escapeIdentifier(schema)}.migrations`;
   const { rows } = await client.query<{ present: boolean }>(`SELECT to_regclass($1) IS NOT NULL AS present`, [table]);
   if (!rows[0]?.present) return 0;
@@ -99,7 +99,7 @@ export async function schemaVersion(client: PoolClient, schema: string): Promise
   return max.rows[0]?.version ?? 0;
 }
 
-export function newerSchemaError(schema: string, location: string, found: number): StoreError {
+function newerSchemaError(schema: string, location: string, found: number): StoreError {
   return new StoreError(
     'store-schema-newer',
     `the store ${location} has schema "${schema}" at version ${found}, newer than this mailctl knows (${LATEST_VERSION}): upgrade mailctl, or use another --store-schema`,

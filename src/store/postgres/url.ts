@@ -41,7 +41,7 @@ export const isStoreUrl = (text: string): boolean => /^postgres(ql)?:\/\//i.test
 const isSocket = (host: string): boolean => host.startsWith('/');
 
 /** 127.0.0.0/8, ::1 and localhost: the connection never leaves the machine. */
-export const isLoopbackHost = (host: string): boolean =>
+const isLoopbackHost = (host: string): boolean =>
   host === 'localhost' || host === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
 
 function decode(part: string, what: string): string {
