@@ -147,6 +147,18 @@ export class Mailbox {
     return result.uidMap ?? new Map();
   }
 
+  /**
+   * Removes exactly `uids` from the selected folder (selected read-write): STORE +FLAGS \Deleted, then UID EXPUNGE of
+   * those UIDs (UIDPLUS). Without UIDPLUS nothing is removed (a plain EXPUNGE would take others' \Deleted messages).
+   */
+  async removeExactly(uids: readonly number[]): Promise<void> {
+    if (!uids.length) return;
+    if (!this.hasCapability('UIDPLUS'))
+      throw new MailError('config', 'the server lacks UIDPLUS: a copy cannot be removed without touching others');
+    if ((await this.client.messageDelete(uidSet(uids), { uid: true })) === false)
+      throw new MailError('network', `UID EXPUNGE ${uidSet(uids)} failed`);
+  }
+
   /** UID STORE +FLAGS.SILENT: adds, never replaces (other clients' flags stay). */
   async addFlags(uids: readonly number[], flags: string[]): Promise<void> {
     if (uids.length) await this.client.messageFlagsAdd(uidSet(uids), flags, { uid: true, silent: true });

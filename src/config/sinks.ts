@@ -22,6 +22,7 @@ export const STORE_TABLES = [
   'outbox',
   'credentials',
   'queue_tables',
+  'replicas',
 ] as const;
 
 /** The queue table a flow delivers into, or null when its sink is not the PostgreSQL one. */

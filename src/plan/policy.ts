@@ -3,7 +3,7 @@
  * much to run unattended, and the running state an apply leaves behind. The reconciler carries them out; it decides
  * nothing itself. No file system, no network, no clock (times and revisions come in as arguments).
  */
-import { nextBindings } from './compute.js';
+import { changedFields, nextBindings, RESTART_FIELDS } from './compute.js';
 import {
   effectiveAction,
   type ObservedServer,
@@ -111,4 +111,32 @@ export function stepOf(change: ServerChange, failedVerification: boolean): Step 
   if (failedVerification) return 'keep-disabled';
   if (startsLoop(change)) return 'start';
   return effectiveAction(change) === 'update' ? 'update' : 'stop';
+}
+
+/**
+ * What a replica that follows the applied configuration (it did not apply it) does to go from `before` to `after`:
+ * per server, start (new, re-enabled, or a change that needs a new connection), update in place, or stop.
+ */
+export function followingSteps(
+  before: ObservedState,
+  after: ObservedState,
+): { id: string; step: 'start' | 'update' | 'stop' }[] {
+  const steps: { id: string; step: 'start' | 'update' | 'stop' }[] = [];
+  const ids = new Set([...Object.keys(before.servers), ...Object.keys(after.servers)]);
+  for (const id of [...ids].sort()) {
+    const was = before.servers[id];
+    const now = after.servers[id];
+    const running = was?.status === 'active';
+    if (now?.status !== 'active') {
+      if (running) steps.push({ id, step: 'stop' });
+      continue;
+    }
+    if (!running) steps.push({ id, step: 'start' });
+    else {
+      const fields = changedFields(was.config, now.config);
+      if (fields.some((f) => RESTART_FIELDS.has(f.split('.')[0]!))) steps.push({ id, step: 'start' });
+      else if (fields.length) steps.push({ id, step: 'update' });
+    }
+  }
+  return steps;
 }

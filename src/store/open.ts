@@ -28,7 +28,7 @@ export function parseStoreSpec(store: string | undefined, schema: string | undef
 
 export async function openStore(
   spec: StoreSpec,
-  where: { local: LocalState; env: NodeJS.ProcessEnv; log?: Logger | undefined },
+  where: { local: LocalState; env: NodeJS.ProcessEnv; log?: Logger | undefined; leaseTtlS?: number | undefined },
 ): Promise<Store> {
   if (spec.kind === 'file') return openFileStore(where.local);
   const { openPostgresStore } = await import('./postgres/index.js');

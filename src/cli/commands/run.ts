@@ -1,3 +1,4 @@
+import { hostname } from 'node:os';
 import path from 'node:path';
 import { DEFAULT_DIR } from '../../config/files.js';
 import { loadSystemSmtp } from '../../config/load.js';
@@ -5,8 +6,8 @@ import { renderDiagnosticsText } from '../render/diagnostics.js';
 import { isLoopback, stateDirFrom } from '../../api/discovery.js';
 import { readFile } from 'node:fs/promises';
 import { parseStoreSpec, type StoreSpec } from '../../store/open.js';
-import { LockHeldError, StoreError } from '../../store/ports.js';
-import { listOption, LOG_LEVELS, stringOption, type Command } from '../command.js';
+import { DEFAULT_LEASE_TTL_S, LockHeldError, MIN_LEASE_TTL_S, StoreError } from '../../store/ports.js';
+import { listOption, LOG_LEVELS, stringOption, type Command, type Values } from '../command.js';
 import { EXIT, UserError } from '../errors.js';
 
 export const DEFAULT_LISTEN = '127.0.0.1:8425';
@@ -62,11 +63,40 @@ export function parseDuration(flag: string, text: string): number {
   return ms;
 }
 
+/** The daemon as a replica of its PostgreSQL store's group: `--replica-id`, `--lease-ttl`, `--sink-shared`, `--advertise-url`. */
+function replicaOf(
+  values: Values,
+  store: StoreSpec,
+): { id: string; leaseTtlS: number; sinkShared: boolean; advertiseUrl?: string } | null {
+  const given = ['replica-id', 'lease-ttl', 'sink-shared', 'advertise-url'].filter((f) => values[f] !== undefined);
+  if (store.kind !== 'postgres') {
+    if (given.length)
+      throw new UserError(`--${given[0]} applies to a PostgreSQL store (--store postgres://…), which replicas share`);
+    return null;
+  }
+  const id = stringOption(values, 'replica-id') ?? hostname();
+  if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/.test(id))
+    throw new UserError(`--replica-id must be letters, digits, '.', '_' or '-' (at most 63), not "${id}"`);
+  const ttlText = stringOption(values, 'lease-ttl') ?? String(DEFAULT_LEASE_TTL_S);
+  const leaseTtlS = Number(ttlText);
+  if (!(Number.isInteger(leaseTtlS) && leaseTtlS >= MIN_LEASE_TTL_S && leaseTtlS <= 600))
+    throw new UserError(`--lease-ttl must be whole seconds from ${MIN_LEASE_TTL_S} to 600, not "${ttlText}"`);
+  const advertiseUrl = stringOption(values, 'advertise-url');
+  if (advertiseUrl !== undefined && !/^https?:\/\/[^/\s]+\/?$/.test(advertiseUrl))
+    throw new UserError(`--advertise-url must be http(s)://HOST:PORT, not "${advertiseUrl}"`);
+  return {
+    id,
+    leaseTtlS,
+    sinkShared: values['sink-shared'] === true,
+    ...(advertiseUrl !== undefined && { advertiseUrl: advertiseUrl.replace(/\/$/, '') }),
+  };
+}
+
 export const runCommand: Command = {
   name: 'run',
   summary: 'Run the daemon: own the running loops and apply the folder',
   usage:
-    'mailctl run --dir DIR [--state-dir DIR] [--store file|postgres://USER@HOST:PORT/DB [--store-schema NAME]] [--token-file FILE] [--listen HOST:PORT [--allow-remote]] [--public-host NAME]... [--no-watch] [--save-failed-as-disabled] [--system-smtp FILE] [--secrets-dir DIR] [--secret-env-prefix PREFIX] [--ca-dir DIR]... [--sink-root DIR]... [--credentials-key-file FILE] [--allow-empty] [--allow-mass-delete] [--smtp-check-interval DURATION] [--outbox-max N] [--log-level LEVEL]',
+    'mailctl run --dir DIR [--state-dir DIR] [--store file|postgres://USER@HOST:PORT/DB [--store-schema NAME]] [--token-file FILE] [--listen HOST:PORT [--allow-remote]] [--public-host NAME]... [--no-watch] [--save-failed-as-disabled] [--system-smtp FILE] [--secrets-dir DIR] [--secret-env-prefix PREFIX] [--ca-dir DIR]... [--sink-root DIR]... [--credentials-key-file FILE] [--allow-empty] [--allow-mass-delete] [--smtp-check-interval DURATION] [--outbox-max N] [--replica-id ID] [--lease-ttl SECONDS] [--sink-shared] [--advertise-url URL] [--log-level LEVEL]',
   options: {
     dir: { type: 'string' },
     'state-dir': { type: 'string' },
@@ -88,6 +118,10 @@ export const runCommand: Command = {
     'allow-mass-delete': { type: 'boolean' },
     'smtp-check-interval': { type: 'string' },
     'outbox-max': { type: 'string' },
+    'replica-id': { type: 'string' },
+    'lease-ttl': { type: 'string' },
+    'sink-shared': { type: 'boolean' },
+    'advertise-url': { type: 'string' },
     'log-level': { type: 'string' },
   },
   async run({ values, output, io }) {
@@ -130,6 +164,7 @@ export const runCommand: Command = {
       stringOption(values, 'store') ?? io.env.MAILCTL_STORE,
       stringOption(values, 'store-schema'),
     );
+    const replica = replicaOf(values, store);
     const tokenFile = stringOption(values, 'token-file');
     const token = tokenFile === undefined ? undefined : await readToken(tokenFile);
     if (store.kind === 'postgres' && token === undefined)
@@ -161,6 +196,7 @@ export const runCommand: Command = {
         systemSmtp,
         ...(smtpCheckIntervalMs !== undefined && { smtpCheckIntervalMs }),
         ...(outboxMax !== undefined && { outboxMax }),
+        ...(replica && { replica }),
       });
     } catch (err) {
       if (err instanceof LockHeldError) throw new UserError(err.message, EXIT.error, 'lock-held');

@@ -21,6 +21,16 @@ const SERVER_STATES: readonly ServerState[] = [
 ];
 const SUCCESSFUL_RECONCILES: ReadonlySet<string> = new Set(['applied', 'no-changes']);
 
+/** What a replica of a group exports about its leases. */
+export interface GroupGauges {
+  replica: string;
+  owned: number;
+  valid: boolean;
+  renewalAgeS: number;
+  members: number;
+  reconciler: boolean;
+}
+
 export class DaemonMetrics {
   readonly registry = new Registry();
   private status: (() => DaemonStatus) | null = null;
@@ -81,7 +91,37 @@ export class DaemonMetrics {
     registers: [this.registry],
   });
 
+  private readonly fenced = new Counter({
+    name: `${PREFIX}fenced_writes_total`,
+    help: 'Writes about a mailbox refused because a newer owner holds its lease (this replica stopped work on it)',
+    labelNames: ['replica'],
+    registers: [this.registry],
+  });
+  private group: (() => GroupGauges) | null = null;
+
   constructor() {
+    const groupNow = (): GroupGauges | undefined => this.group?.();
+    const perReplica = (name: string, help: string, value: (g: GroupGauges) => number) =>
+      new Gauge({
+        name: `${PREFIX}${name}`,
+        help,
+        labelNames: ['replica'],
+        registers: [this.registry],
+        collect() {
+          this.reset();
+          const g = groupNow();
+          if (g) this.set({ replica: g.replica }, value(g));
+        },
+      });
+    perReplica('replica_servers_owned', 'Servers whose lease this replica holds (it runs their loops)', (g) => g.owned);
+    perReplica('replica_leases_valid', "1 while this replica's leases were renewed within 2/3 of their TTL", (g) =>
+      g.valid ? 1 : 0,
+    );
+    perReplica('replica_lease_renewal_age_seconds', 'Seconds since this replica last renewed its leases', (g) =>
+      Math.round(g.renewalAgeS * 1000) / 1000,
+    );
+    perReplica('group_replicas', 'Live replicas of the group, as this replica last saw them', (g) => g.members);
+    perReplica('replica_reconciler', '1 while this replica holds the reconciler lease', (g) => (g.reconciler ? 1 : 0));
     // every result from the start: a series that first appears at 1 is invisible to increase()
     for (const result of APPLY_OUTCOMES) this.reconciles.inc({ result }, 0);
     const statusNow = (): DaemonStatus | undefined => this.status?.();
@@ -142,6 +182,18 @@ export class DaemonMetrics {
     this.status = status;
     if (!this.processMetrics) collectDefaultMetrics({ register: this.registry, prefix: PREFIX });
     this.processMetrics = true;
+  }
+
+  /** A replica of a group: its ownership and lease gauges read `group` on every scrape. */
+  bindGroup(group: () => GroupGauges): void {
+    this.group = group;
+    this.fenced.inc({ replica: group().replica }, 0);
+  }
+
+  /** A write about a mailbox was fenced off (a newer owner holds its lease). */
+  fencedWrite(): void {
+    const g = this.group?.();
+    if (g) this.fenced.inc({ replica: g.replica });
   }
 
   pollFinished(server: string, ok: boolean, seconds: number): void {

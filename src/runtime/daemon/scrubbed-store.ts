@@ -27,6 +27,7 @@ export function scrubbingStore(store: Store, scrubber: SecretScrubber): Store {
     ownCredentialsKeyFile: store.ownCredentialsKeyFile,
     health: store.health,
     lock: () => store.lock(),
+    group: store.group,
     close: () => store.close(),
     applied: {
       read: () => applied.read(),

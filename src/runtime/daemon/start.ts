@@ -3,6 +3,7 @@
  * HTTP API and the watcher, and connects them. Nothing here decides anything; each part says what it does.
  */
 import type { AddressInfo } from 'node:net';
+import { hostname } from 'node:os';
 import path from 'node:path';
 import type { ApplyRequest, ApplyResult } from '../../api/apply.js';
 import { isLoopback } from '../../api/discovery.js';
@@ -12,14 +13,23 @@ import { warmValidators } from '../../config/schema.js';
 import type { LoadedServer } from '../../config/model.js';
 import { LocalState } from '../../store/local.js';
 import { openStore, type StoreSpec } from '../../store/open.js';
-import type { LeaseLostError, Store, StoreLock } from '../../store/ports.js';
+import {
+  DEFAULT_LEASE_TTL_S,
+  RECONCILER_LEASE,
+  type LeaseLostError,
+  type ReplicaSnapshot,
+  type Store,
+  type StoreLock,
+} from '../../store/ports.js';
 import { InboundMailProcessor } from '../inbound/processor.js';
 import { sinkDirRefusal } from '../inbound/sinks/directory.js';
 import { StalenessWatchdog, watchedServers } from '../loops/staleness.js';
 import { Supervisor } from '../loops/supervisor.js';
 import { createOutbound } from '../outbound/index.js';
 import { inboundMessageId } from '../outbound/stored.js';
-import { Reconciler } from '../reconcile/reconciler.js';
+import { Reconciler, type LoopControl } from '../reconcile/reconciler.js';
+import { ReplicaGroup } from '../group/replica.js';
+import { advertisedUrl, directorySinkRefusal, replicaSnapshot } from '../group/daemon.js';
 import { watchFolders } from '../reconcile/watcher.js';
 import { createApiServer } from './http.js';
 import { scrubbingStore } from './scrubbed-store.js';
@@ -62,6 +72,8 @@ export interface DaemonOptions {
   smtpCheckIntervalMs?: number;
   /** `--outbox-max`: waiting messages the outbox holds at most. */
   outboxMax?: number;
+  /** A PostgreSQL store: this daemon as a replica of the store's group (`--replica-id`, `--lease-ttl`, …). */
+  replica?: { id: string; leaseTtlS: number; sinkShared: boolean; advertiseUrl?: string | undefined };
 }
 
 /** SIGTERM must finish within Kubernetes' default 30 s grace period. */
@@ -83,7 +95,12 @@ export async function startDaemon(
   const local = new LocalState(options.stateDir);
   // every text the daemon stores passes the logs' scrubber (scrubbed-store.ts)
   const store = scrubbingStore(
-    await openStore(options.store, { local, env: options.env, log: logging.log }),
+    await openStore(options.store, {
+      local,
+      env: options.env,
+      log: logging.log,
+      leaseTtlS: options.replica?.leaseTtlS,
+    }),
     logging.scrubber,
   );
   let lock: StoreLock | null = null;
@@ -94,7 +111,8 @@ export async function startDaemon(
         new Error(`the ${store.kind} store needs --credentials-key-file (the same file for every daemon on it)`),
         { code: 'credentials-key' },
       );
-    lock = await store.lock();
+    // a store shared by a group is joined after the API listens (the others reach this replica there)
+    if (!store.group) lock = await store.lock();
     return await startOnStore(options, logging, local, store, lock, keyFile);
   } catch (err) {
     // a daemon that did not start holds nothing, and leaves nothing (a pool, a timer) keeping the process alive
@@ -109,10 +127,14 @@ async function startOnStore(
   { log, scrubber }: Logging,
   local: LocalState,
   store: Store,
-  lock: StoreLock,
+  lock: StoreLock | null,
   keyFile: string,
 ): Promise<RunningDaemon> {
-  const lost = new Promise<LeaseLostError>((resolve) => lock.onLost(resolve));
+  let loseGroup: (err: LeaseLostError) => void = () => undefined;
+  const lost = new Promise<LeaseLostError>((resolve) => {
+    lock?.onLost(resolve);
+    loseGroup = resolve;
+  });
   void lost.then((err) => log.fatal({ store: store.location }, err.message));
   const token = await store.token.establish(options.token);
   // clients on this machine find the token next to daemon.json, whatever the store keeps
@@ -135,6 +157,8 @@ async function startOnStore(
     onResolved: (value, user) => scrubber.add(value, user),
     onWarning: (message) => log.warn(message),
   });
+  // set once this daemon is a replica of its store's group (a PostgreSQL store)
+  let group: ReplicaGroup | null = null;
   const inbound = new InboundMailProcessor({
     store: store.inbound,
     health: store.health,
@@ -142,6 +166,8 @@ async function startOnStore(
     sinkRoots: options.sinkRoots,
     log,
     resolver,
+    guard: (server) => group?.guard(server),
+    directoryRefusal: () => (group ? directorySinkRefusal(group.liveMembers.length, options.replica?.sinkShared) : null),
   });
   const state = () => reconciler.state;
   const outbound = await createOutbound({
@@ -161,7 +187,31 @@ async function startOnStore(
     recorder: recordingActivity(metrics, activity),
     smtpCheckIntervalMs: options.smtpCheckIntervalMs,
   });
-  const reconciler = new Reconciler(
+  let started = false;
+  if (store.group) {
+    const replica = options.replica ?? { id: hostname(), leaseTtlS: DEFAULT_LEASE_TTL_S, sinkShared: false };
+    group = new ReplicaGroup({
+      store: store.group,
+      me: {
+        id: replica.id,
+        pid: process.pid,
+        host: hostname(),
+        url: '',
+        ttlS: replica.leaseTtlS,
+        sinkShared: replica.sinkShared,
+      },
+      supervisor,
+      log,
+      snapshot: (): ReplicaSnapshot => replicaSnapshot(reconciler, supervisor, group!),
+      onGeneration: () => void (started && reconciler.follow().catch((err: unknown) => log.error({ err: (err as Error).message }, 'could not follow the applied configuration'))),
+      onReconciler: () => void (started && options.watch && reconciler.reconcile({ trigger: 'reconciler-lease' })),
+      onLost: (err) => loseGroup(err),
+      onFenced: () => metrics.fencedWrite(),
+      onOutbox: (server) => outbound.outbox.notify(server),
+    });
+  }
+  const loops: LoopControl = group ?? supervisor;
+  const reconciler: Reconciler = new Reconciler(
     {
       dir,
       saveFailedAsDisabled: options.saveFailedAsDisabled,
@@ -169,8 +219,15 @@ async function startOnStore(
       allowMassDelete: options.allowMassDelete,
       credentialsKey,
       sinks: { store: store.kind, prepareQueue: (table) => store.inbound.prepareQueue(table) },
+      ...(group && { leads: () => group!.holdsReconciler() }),
       refusals: async (desired) => {
         const found = new Set<string>();
+        if (group && Object.values(desired.servers).some((s) => s.spec.enabled && s.flow?.deliver.directory)) {
+          // every live replica must say its sink roots are one shared file system
+          const live = (await store.group!.view()).replicas.filter((r) => r.live);
+          const refusal = directorySinkRefusal(live.length, live.every((r) => r.sinkShared));
+          if (refusal) found.add(refusal);
+        }
         for (const [id, { spec, flow }] of Object.entries(desired.servers)) {
           if (!spec.enabled) continue;
           const ca = spec.tlsCaFile !== undefined && (await resolver.caFileRefusal(spec.tlsCaFile));
@@ -183,7 +240,7 @@ async function startOnStore(
       },
     },
     store.applied,
-    supervisor,
+    loops,
     resolver,
     log,
     metrics,
@@ -216,6 +273,17 @@ async function startOnStore(
       stale: watchdog.staleIds,
     });
   metrics.bind(status);
+  if (group) {
+    const g = group;
+    metrics.bindGroup(() => ({
+      replica: g.id,
+      owned: g.leases().filter((l) => l.name !== RECONCILER_LEASE).length,
+      valid: g.valid(),
+      renewalAgeS: Number.isFinite(g.renewalAgeS()) ? g.renewalAgeS() : 0,
+      members: g.liveMembers.length,
+      reconciler: g.holdsReconciler(),
+    }));
+  }
   // whether the daemon can serve: one failing mail server must not take the API of all the others out of a Service
   // (status --check, the status page and the alerts show per-server health)
   const readiness = () => ({
@@ -224,6 +292,8 @@ async function startOnStore(
     'not-draining': !draining,
     // without its store the daemon changes nothing: traffic (new outbound mail) belongs elsewhere meanwhile
     store: store.health.problem() === null,
+    // a replica whose leases were not renewed in time holds no valid view of them (its loops are stopped)
+    ...(group && { leases: group.valid() }),
   });
 
   const routes = [
@@ -261,10 +331,19 @@ async function startOnStore(
   const address = server.address() as AddressInfo;
   const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
   const url = `http://${host}:${address.port}`;
+  if (group) {
+    try {
+      await group.join(options.replica?.advertiseUrl ?? advertisedUrl(address));
+    } catch (err) {
+      server.closeAllConnections?.();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      throw err;
+    }
+  }
   await local.writeDiscovery({ url, pid: process.pid, dir });
 
   const resumed = await reconciler.resume();
-  await outbound.start(supervisor);
+  await outbound.start(loops);
   log.info({ url, dir, stateDir: options.stateDir, store: store.location, resumed }, 'mailctl daemon started');
   let watcher: { close(): Promise<void> } | null = null;
   if (options.watch) {
@@ -276,6 +355,8 @@ async function startOnStore(
   }
   setImmediate(warmValidators); // off the request path: the first `apply` would otherwise compile them
   ready = true;
+  started = true;
+  if (group) void reconciler.follow().catch(() => undefined); // a generation applied while this one started
 
   let stopping: Promise<void> | null = null;
   return {
@@ -289,12 +370,14 @@ async function startOnStore(
         log.info('draining: stopping loops');
         await watcher?.close();
         const deadline = new Promise<void>((resolve) => setTimeout(resolve, DRAIN_DEADLINE_MS).unref());
-        await Promise.race([supervisor.stopAll(), deadline]);
+        // a replica gives every lease up at once once its loops stopped: the others take over within a second or two
+        await Promise.race([group ? group.leave() : supervisor.stopAll(), deadline]);
         await outbound.stop();
         server.closeAllConnections?.();
         await new Promise<void>((resolve) => server.close(() => resolve()));
         await local.removeDiscovery();
-        await lock.release();
+        await group?.leave();
+        await lock?.release();
         await store.close();
         log.info('stopped');
       })();

@@ -13,22 +13,83 @@ import type { ImapServerSpec } from '../../config/model.js';
 import type { Checkpoint, CopyIntent, Fingerprint, InboundStore, MailboxRef } from '../../store/ports.js';
 import { keyOf, type BatchContext, type DeliveredBatch } from './batch.js';
 import { decideBatch, settle, type BatchOutcome, type DecisionNote } from './decide.js';
-import { fingerprintsIn, messageIdsIn } from './storage-lookup.js';
+import { fetchMessageIds, fingerprintsIn, messageIdsIn } from './storage-lookup.js';
 
 export type { BatchOutcome } from './decide.js';
 
+/** Copies this process made to the storage folder that no later commit has confirmed yet (see removeOwnDuplicates). */
+export interface UnconfirmedCopy {
+  uid: number;
+  /** Its UID in the storage folder (COPYUID), when the server said. */
+  storageUid: number | undefined;
+  messageId: string | null;
+}
+
 /**
  * Carries out the recorded intent: COPY `copy`, STORE +FLAGS.SILENT \Seen on its `seen` and \Seen \Flagged on its
- * `flag`, then settles it in memory (the caller persists it).
+ * `flag`, then settles it in memory (the caller persists it). `guard` throws when this process may no longer change
+ * the mailbox (a replica whose lease was not renewed in time); it is asked right before each command. Returns the
+ * copies made.
  */
-export async function carryOut(client: Mailbox, spec: ImapServerSpec, cp: Checkpoint, copy: number[]): Promise<void> {
+export async function carryOut(
+  client: Mailbox,
+  spec: ImapServerSpec,
+  cp: Checkpoint,
+  copy: number[],
+  guard: () => void = () => undefined,
+): Promise<UnconfirmedCopy[]> {
   const intent = cp.copyIntent!;
   const flag = intent.flag ?? [];
   const seen = (intent.seen ?? intent.uids).filter((u) => !flag.includes(u));
-  if (copy.length) await client.copy(copy, spec.storageFolder);
+  let made: UnconfirmedCopy[] = [];
+  if (copy.length) {
+    guard();
+    const uidMap = await client.copy(copy, spec.storageFolder);
+    made = copy.map((uid) => ({ uid, storageUid: uidMap.get(uid), messageId: intent.messageIds[uid] ?? null }));
+  }
+  guard();
   await client.addFlags(seen, ['\\Seen']);
   await client.addFlags(flag, ['\\Seen', '\\Flagged']);
   settle(cp, intent);
+  return made;
+}
+
+/**
+ * After a commit of this process was fenced (a newer owner holds the mailbox's lease): its copies that no commit
+ * confirmed may duplicate the new owner's, who copies what it does not find by Message-ID. Each of them is removed by
+ * its COPYUID — but only when the storage folder holds another copy with the same Message-ID: when the new owner found
+ * this copy and did not copy, removing it would leave none. Copies without a Message-ID or a COPYUID stay. Returns how
+ * many were removed.
+ */
+export async function removeOwnDuplicates(
+  client: Mailbox,
+  spec: ImapServerSpec,
+  copies: readonly UnconfirmedCopy[],
+  log: Logger | undefined,
+): Promise<number> {
+  const ours = copies.filter((c) => c.messageId !== null && c.storageUid !== undefined);
+  if (!ours.length || !client.usable) return 0;
+  await client.select(spec.storageFolder);
+  try {
+    const ids = [...new Set(ours.map((c) => c.messageId!))];
+    const found = await fetchMessageIds(client, await client.search({ messageIds: ids }));
+    const copiesOf = new Map<string, number[]>();
+    for (const [uid, id] of found) if (id) copiesOf.set(id, [...(copiesOf.get(id) ?? []), uid]);
+    const remove = ours
+      .filter((c) => {
+        const all = copiesOf.get(c.messageId!) ?? [];
+        return all.includes(c.storageUid!) && all.length > 1;
+      })
+      .map((c) => c.storageUid!);
+    await client.removeExactly(remove);
+    log?.warn(
+      { unconfirmed: copies.length, removed: remove.length },
+      'a newer owner holds the mailbox: removed this replica\'s copies that duplicated another copy in the storage folder',
+    );
+    return remove.length;
+  } finally {
+    await client.select(spec.folder).catch(() => undefined);
+  }
 }
 
 /**
@@ -41,6 +102,8 @@ export async function recoverCopy(
   cp: Checkpoint,
   store: { inbound: InboundStore; mailbox: MailboxRef },
   log: Logger | undefined,
+  guard: () => void = () => undefined,
+  unconfirmed: UnconfirmedCopy[] = [],
 ): Promise<void> {
   const intent = cp.copyIntent!;
   const ids = intent.uids.map((uid) => intent.messageIds[uid]).filter((id): id is string => !!id);
@@ -62,8 +125,9 @@ export async function recoverCopy(
     { uids: intent.uids.length, copying: missing.length },
     'resuming an interrupted copy to the storage folder',
   );
-  await carryOut(client, spec, cp, missing);
+  unconfirmed.push(...(await carryOut(client, spec, cp, missing, guard)));
   await store.inbound.commit(store.mailbox, { checkpoint: cp });
+  unconfirmed.length = 0;
 }
 
 /**

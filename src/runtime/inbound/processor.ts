@@ -20,10 +20,11 @@ import type { ServerConfig } from '../../plan/model.js';
 import { backoffDelay } from '../loops/backoff.js';
 import type { InboundProcessor, PollStats } from '../loops/imap-loop.js';
 import { deliverBatch, fetchBatch, type BatchContext, type FetchedBatch } from './batch.js';
-import { carryOut, recordBatch, recoverCopy } from './commit.js';
+import { carryOut, recordBatch, recoverCopy, removeOwnDuplicates, type UnconfirmedCopy } from './commit.js';
 import type { QuarantineListing } from '../../api/quarantine.js';
 import {
   CHECKPOINT_FORMAT_VERSION,
+  FencedError,
   StoreUnavailableError,
   type Checkpoint,
   type InboundStore,
@@ -61,6 +62,13 @@ export interface InboundMailProcessorOptions {
   resolver?: SecretResolver;
   batchSize?: number;
   now?: () => number;
+  /**
+   * In a group of replicas: throws FencedError unless this replica may change anything about the server now (it holds
+   * the lease, renewed in time); asked before every change on the mail server and every sink delivery.
+   */
+  guard?: (server: string) => void;
+  /** Why a directory sink may not be used now (a group of replicas without a shared sink root), or null. */
+  directoryRefusal?: () => string | null;
 }
 
 /** The sink of a flow is down: nothing was processed; try again after `retryAfterMs`. */
@@ -119,8 +127,9 @@ export class InboundMailProcessor implements InboundProcessor {
       // resolved on every poll: a rotated secret is used from the next poll on; never kept beyond the sink object
       return new WebhookSink(webhook.url, await this.options.resolver.resolve(webhook.secret));
     }
-    // on every poll: a link on the way may have been changed to lead elsewhere
-    const refusal = await sinkDirRefusal(this.options.stateDir, flow, this.options.sinkRoots);
+    // on every poll: a link on the way may have been changed to lead elsewhere, a replica may have joined
+    const refusal =
+      this.options.directoryRefusal?.() ?? (await sinkDirRefusal(this.options.stateDir, flow, this.options.sinkRoots));
     if (refusal) throw new MailError('config', refusal);
     const dir = sinkDirOf(this.options.stateDir, flow);
     let sink = this.directories.get(dir);
@@ -150,9 +159,35 @@ export class InboundMailProcessor implements InboundProcessor {
     }
     const mailbox = mailboxOf(spec);
     try {
-      return await this.withLock(mailbox.server, () => this.pollLocked(client, spec, flow, mailbox, signal));
+      return await this.withLock(mailbox.server, () => this.pollFenced(client, spec, flow, mailbox, signal));
     } catch (err) {
       if (err instanceof StoreUnavailableError) throw new StorePausedError(err.message);
+      if (err instanceof FencedError) throw new MailError('store', err.message, { code: 'Fenced' });
+      throw err;
+    }
+  }
+
+  /**
+   * A poll whose writes may be fenced (a replica that lost the mailbox's lease): its copies that no commit confirmed
+   * are then removed where they duplicate another copy, and nothing more is done.
+   */
+  private async pollFenced(
+    client: Mailbox,
+    spec: Spec,
+    flow: FlowSpec,
+    mailbox: MailboxRef,
+    signal: AbortSignal,
+  ): Promise<PollStats> {
+    const unconfirmed: UnconfirmedCopy[] = [];
+    try {
+      return await this.pollLocked(client, spec, flow, mailbox, signal, unconfirmed);
+    } catch (err) {
+      if (err instanceof FencedError && unconfirmed.length) {
+        const log = this.options.log?.child({ server: mailbox.server, stage: 'inbound' });
+        await removeOwnDuplicates(client, spec, unconfirmed, log).catch((e: unknown) =>
+          log?.error({ err: (e as Error).message }, 'could not look for duplicated copies'),
+        );
+      }
       throw err;
     }
   }
@@ -169,8 +204,10 @@ export class InboundMailProcessor implements InboundProcessor {
     flow: FlowSpec,
     mailbox: MailboxRef,
     signal: AbortSignal,
+    unconfirmed: UnconfirmedCopy[],
   ): Promise<PollStats> {
     const stats: PollStats = { delivered: 0, quarantined: 0, duplicates: 0 };
+    const guard = () => this.options.guard?.(mailbox.server);
     const serverId = `imap/${spec.shortName}`;
     const log = this.options.log?.child({ server: serverId, stage: 'inbound' });
     const paused = this.down.get(serverId);
@@ -179,6 +216,7 @@ export class InboundMailProcessor implements InboundProcessor {
     // the store is away: this poll waits for it (the connection IDLEs meanwhile), so an outage costs one failed poll
     await this.options.health?.whenAvailable(signal);
     if (signal.aborted) return stats;
+    guard();
     const sink = await this.sink(flow);
     const box = await this.selected(client, spec.folder);
     const uidValidity = String(box.uidValidity);
@@ -193,7 +231,7 @@ export class InboundMailProcessor implements InboundProcessor {
       );
     }
     if (cp.uidValidity !== uidValidity) cp = await this.newEpoch(cp, uidValidity, box.uidNext, mailbox, log);
-    if (cp.copyIntent) await recoverCopy(client, spec, cp, { inbound: store, mailbox }, log);
+    if (cp.copyIntent) await recoverCopy(client, spec, cp, { inbound: store, mailbox }, log, guard, unconfirmed);
 
     const now = this.now();
     const checkpoint = cp;
@@ -237,11 +275,18 @@ export class InboundMailProcessor implements InboundProcessor {
           sinkWasDown,
         };
         this.storeAnswers(); // no sink write for a batch that could not be recorded
+        guard();
         const delivery = await alongside(carrying, deliverBatch(ctx, batch));
         // a probe must not move the watermark past the messages still waiting behind it
         const outcome = await recordBatch(ctx, delivery, sinkWasDown ? Math.min(maxFresh, batch.uids[0]!) : maxFresh);
+        unconfirmed.length = 0; // the commit confirmed the copies carried out before it
         cp = ctx.cp;
-        carrying = ahead(cp.copyIntent ? carryOut(client, spec, cp, cp.copyIntent.uids) : Promise.resolve());
+        const intent = cp.copyIntent;
+        carrying = ahead(
+          intent
+            ? carryOut(client, spec, cp, intent.uids, guard).then((made) => void unconfirmed.push(...made))
+            : Promise.resolve(),
+        );
         stats.delivered += outcome.delivered;
         stats.quarantined += outcome.quarantined;
         stats.duplicates += outcome.duplicates;
@@ -265,6 +310,7 @@ export class InboundMailProcessor implements InboundProcessor {
     }
     // the last batch's completion (each batch's is persisted with the next one's intent)
     if (i > 0) await store.commit(mailbox, { checkpoint: cp });
+    unconfirmed.length = 0;
     const nextRetry = Math.min(...Object.values(cp.pending).map((p) => p.nextAttemptAt));
     // never sooner than a second: a retry that could not run is not hot-looped
     if (Number.isFinite(nextRetry)) stats.nextPollInMs = Math.max(1000, nextRetry - this.now());

@@ -26,7 +26,7 @@ export interface Outbound {
   systemLoopId: string | null;
   outboxSummary(): OutboxSummary;
   /** Starts the `--system-smtp` send loop (when given). */
-  start(supervisor: Supervisor): Promise<void>;
+  start(loops: Pick<Supervisor, 'start'>): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -68,8 +68,8 @@ export async function createOutbound(deps: {
     consumer,
     systemLoopId: system ? systemLoopId(system) : null,
     outboxSummary: () => outbox.summary(),
-    async start(supervisor) {
-      if (system?.spec.type === 'smtp') await supervisor.start(systemLoopId(system), { spec: system.spec });
+    async start(loops) {
+      if (system?.spec.type === 'smtp') await loops.start(systemLoopId(system), { spec: system.spec });
     },
     async stop() {
       await pool.closeAll();

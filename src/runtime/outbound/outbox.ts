@@ -53,6 +53,11 @@ export class Outbox {
   private storing = 0;
   /** Messages finished since the outbox was last empty. */
   private finishedSinceEmpty = 0;
+  /**
+   * A store shared by a group: messages are accepted by any replica and claimed from the store by the replica that
+   * owns their server (`refresh`); per server claimed, the store's position of the last message claimed.
+   */
+  private readonly claimedUpTo = new Map<string, number>();
 
   constructor(
     private readonly store: OutboxStore,
@@ -75,18 +80,39 @@ export class Outbox {
     for (const { item, reason } of snapshot.damaged)
       this.log?.error({ file: item, reason }, 'outbox file is damaged: moved to quarantine/, not sent');
     this.quarantined = snapshot.damaged.length;
-    for (const { message, last } of snapshot.open) {
-      this.entries.set(message.id, {
-        message,
-        state: last?.event === 'sent' ? 'sent' : 'queued',
-        attempts: last?.attempts ?? 0,
-        nextAttemptAt: last?.nextAttemptAt ? Date.parse(last.nextAttemptAt) : 0,
-        lastError: last?.event === 'deferred' ? (last.reason ?? null) : null,
-        reply: last?.reply ?? null,
-        recovered: true,
-      });
-    }
+    // in a group the open messages are claimed by the owners of their servers instead
+    if (!this.store.claim) for (const { message, last } of snapshot.open) this.adopt(message, last);
     for (const event of snapshot.finished) this.keepFinished({ ...event, message: null });
+  }
+
+  private adopt(message: OutboundMessage, last: OutboxEvent | null): void {
+    this.entries.set(message.id, {
+      message,
+      state: last?.event === 'sent' ? 'sent' : 'queued',
+      attempts: last?.attempts ?? 0,
+      nextAttemptAt: last?.nextAttemptAt ? Date.parse(last.nextAttemptAt) : 0,
+      lastError: last?.event === 'deferred' ? (last.reason ?? null) : null,
+      reply: last?.reply ?? null,
+      recovered: true,
+    });
+  }
+
+  /**
+   * A group: claims the messages of `server` (which this replica owns now) that any replica accepted since the last
+   * claim. Nothing for a store one daemon owns (its messages are all in memory already).
+   */
+  async refresh(server: string): Promise<void> {
+    if (!this.store.claim) return;
+    const { open, lastSeq } = await this.store.claim(server, this.claimedUpTo.get(server) ?? 0);
+    this.claimedUpTo.set(server, lastSeq);
+    for (const { message, last } of open) if (!this.entries.has(message.id)) this.adopt(message, last);
+  }
+
+  /** A group: `server` moved to another replica, which claims its messages now; this one forgets them. */
+  forget(server: string): void {
+    if (!this.store.claim) return;
+    this.claimedUpTo.delete(server);
+    for (const [id, e] of this.entries) if (e.message.server === server && e.state !== 'sending') this.entries.delete(id);
   }
 
   /** Remembers a finished message for views, forgetting the oldest beyond OUTBOX_FINISHED_KEPT. */
@@ -124,6 +150,11 @@ export class Outbox {
       await this.accepting.add(message);
     } finally {
       this.storing -= 1;
+    }
+    // a group: the replica that owns the server claims it from the store (woken by NOTIFY, or this notify when it is us)
+    if (this.store.claim) {
+      this.notify(message.server);
+      return message;
     }
     this.entries.set(message.id, {
       message,

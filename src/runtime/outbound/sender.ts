@@ -98,6 +98,10 @@ export class OutboundSender implements OutboundConsumer {
           await this.deps.health.whenAvailable(signal);
           continue;
         }
+        // a group: what other replicas accepted for this server since the last look
+        await this.deps.outbox
+          .refresh(serverId)
+          .catch((err: unknown) => log.warn({ err: (err as Error).message }, 'could not claim outbound messages'));
         const now = Date.now();
         let nextDue = now + IDLE_WAKE_MS;
         for (const entry of this.deps.outbox.of(serverId)) {
@@ -144,6 +148,7 @@ export class OutboundSender implements OutboundConsumer {
     } finally {
       off();
       await Promise.allSettled([...inFlight]);
+      this.deps.outbox.forget(serverId);
     }
   }
 

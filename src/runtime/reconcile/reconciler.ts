@@ -38,10 +38,13 @@ import {
   type SecretIdentities,
   type ServerConfig,
 } from '../../plan/model.js';
-import { nextIdentityBindings, nextState, refuseDeletes, startsLoop, stepOf } from '../../plan/policy.js';
+import { followingSteps, nextIdentityBindings, nextState, refuseDeletes, startsLoop, stepOf } from '../../plan/policy.js';
 import type { AppliedRecord, AppliedStore, IdentityBindings } from '../../store/ports.js';
 import { discardOpened, type OpenedImap } from '../loops/imap-loop.js';
 import type { Supervisor } from '../loops/supervisor.js';
+
+/** What the reconciler asks of the loops: the Supervisor, or for a replica of a group the loops it owns. */
+export type LoopControl = Pick<Supervisor, 'start' | 'update' | 'stop' | 'openFor' | 'secretDigests'>;
 
 /** What a reconcile reports beyond its result (the metrics recorder). */
 export interface ReconcileRecorder {
@@ -67,6 +70,11 @@ export interface ReconcilerOptions {
   refusals: (desired: DesiredState) => Promise<string[]>;
   /** The daemon's store, as far as sinks care: what it can deliver into, and its queue tables (made at apply). */
   sinks: { store: StoreKind; prepareQueue(table: string): Promise<void> };
+  /**
+   * A replica of a group: whether it holds the reconciler lease now. The others follow the applied generation
+   * (`follow`) and only compare their folder with it (config drift); a reconcile there changes nothing.
+   */
+  leads?: () => boolean;
 }
 
 const run = promisify(execFile);
@@ -94,11 +102,15 @@ export class Reconciler {
   readonly pendingApproval = new Set<string>();
   last: ReconcileSummary | null = null;
   private loaded: LoadedFolder | null = null;
+  /** The applied record's generation this daemon runs (0: none yet, or a store that does not count them). */
+  generation = 0;
+  /** The folder differs from the applied generation (a replica that does not reconcile keeps running that one). */
+  drift = false;
 
   constructor(
     private readonly options: ReconcilerOptions,
     private readonly store: AppliedStore,
-    private readonly supervisor: Supervisor,
+    private readonly supervisor: LoopControl,
     private readonly resolver: SecretResolver,
     private readonly log: Logger,
     private readonly recorder: ReconcileRecorder,
@@ -115,6 +127,7 @@ export class Reconciler {
     const saved = await this.store.read();
     if (!saved) return 0;
     this.applied = saved.state;
+    this.generation = saved.generation ?? 0;
     if (saved.identities?.keyId === this.identities.keyId) this.identities = saved.identities;
     else await this.makeIdentities(saved);
     const active = Object.entries(saved.state.servers).filter(([, s]) => s.status === 'active');
@@ -164,6 +177,49 @@ export class Reconciler {
     const stored = (await this.store.read()) ?? record;
     this.applied = stored.state;
     this.identities = stored.identities ?? record.identities;
+    this.generation = stored.generation ?? 0;
+  }
+
+  /**
+   * A replica that does not reconcile: runs the applied generation another replica wrote (no verification: that one
+   * verified it), starting, updating and stopping the loops it owns. Also tells whether its own folder differs.
+   */
+  follow(): Promise<void> {
+    const next = this.queue.then(async () => {
+      const saved = await this.store.read();
+      if (saved && (saved.generation ?? 0) !== this.generation) {
+        const before = this.applied;
+        this.applied = saved.state;
+        this.generation = saved.generation ?? 0;
+        if (saved.identities?.keyId === this.identities.keyId) this.identities = saved.identities;
+        const steps = followingSteps(before, saved.state);
+        this.log.info({ generation: this.generation, changes: steps.length }, 'following the applied configuration');
+        for (const { id, step } of steps) {
+          const config = saved.state.servers[id]!.config;
+          if (step === 'start') await this.supervisor.start(id, config, await this.digestOf(config));
+          else if (step === 'update') this.supervisor.update(id, config);
+          else await this.supervisor.stop(id);
+        }
+      }
+      await this.checkDrift();
+    });
+    this.queue = next.catch(() => undefined);
+    return next;
+  }
+
+  /** Whether this daemon's folder differs from what runs (shown as config-drift; it keeps running the applied one). */
+  private async checkDrift(): Promise<void> {
+    const config = await this.loadFolder().catch(() => null);
+    const applied = await this.store.read().catch(() => null);
+    const drift = config !== null && applied !== null && (!config.valid || desiredDigest(config.desired) !== applied.desiredDigest);
+    if (drift !== this.drift)
+      this.log[drift ? 'warn' : 'info'](
+        { generation: this.generation },
+        drift
+          ? `config-drift: the folder ${this.options.dir} differs from the applied generation ${this.generation}, which keeps running`
+          : 'the folder matches the applied generation again',
+      );
+    this.drift = drift;
   }
 
   /** The folder, parsed and checked; reused while its files are byte-for-byte the same (a no-op stays cheap). */
@@ -219,6 +275,13 @@ export class Reconciler {
     request: ApplyRequest,
     onProgress?: (progress: ApplyProgress) => void,
   ): Promise<ApplyResult> {
+    if (this.options.leads && !this.options.leads()) {
+      await this.checkDrift();
+      return this.finish(
+        'no-changes',
+        'this replica does not reconcile (another replica holds the reconciler lease); it runs the applied configuration',
+      );
+    }
     const config = await this.loadFolder();
     const diagnostics = config.diagnostics;
     if (!config.valid) {
@@ -384,6 +447,7 @@ export class Reconciler {
       identities: { keyId: this.identities.keyId, bindings: nextIdentityBindings(identities, next, plan, failed) },
     });
     this.pendingApproval.clear();
+    this.drift = false;
     const perServer = await this.execute(plan, failed, verifications, opened);
     await this.store.appendLog({
       time: new Date().toISOString(),

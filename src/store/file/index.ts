@@ -52,6 +52,8 @@ export async function openFileStore(local: LocalState): Promise<Store> {
     ownCredentialsKeyFile: path.join(stateDir, CREDENTIALS_KEY_FILE),
     // nobody else can take a folder's lock while this process lives: it is never lost
     lock: async () => ({ ...(await local.lock()), onLost: () => undefined }),
+    // one daemon owns a state folder: no group
+    group: null,
     close: () => Promise.resolve(),
   };
 }

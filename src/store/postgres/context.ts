@@ -1,13 +1,20 @@
-/** What every part of the PostgreSQL store shares: the pool, the schema, and the lease that fences its writes. */
+/**
+ * What every part of the PostgreSQL store shares: the pool, the schema, and what fences its writes — the store-wide
+ * lease of one process that holds the store alone (`mailctl store import`), or, for the replicas of a group, the lease
+ * of the mailbox (or of the reconciler) that a write is about.
+ */
 import { escapeIdentifier, type PoolClient } from 'pg';
 import type { Db } from './db.js';
+import type { PgGroup } from './group.js';
 import type { StoreLease } from './lease.js';
 
 export class PgContext {
   /** The schema, quoted for SQL text. */
   readonly s: string;
-  /** Set once this process holds the store (lock()); from then on every write checks it. */
+  /** Set once this process holds the store alone (lock()); from then on every write checks it. */
   lease: StoreLease | null = null;
+  /** Set once this process joined the store's group: writes about a mailbox check that mailbox's lease. */
+  group: PgGroup | null = null;
 
   constructor(
     readonly db: Db,
@@ -16,31 +23,40 @@ export class PgContext {
     this.s = escapeIdentifier(schema);
   }
 
-  /** `fn` in one transaction that commits only while this daemon holds the store. */
-  write<T>(fn: (client: PoolClient) => Promise<T>): Promise<T> {
+  /**
+   * `fn` in one transaction that commits only while this process holds the store (alone), or, in a group, the lease
+   * named `about` (a server id, or `reconciler`); a write about nothing in particular is not fenced in a group.
+   */
+  write<T>(fn: (client: PoolClient) => Promise<T>, about?: string): Promise<T> {
     return this.db.transaction(async (client) => {
       await this.lease?.fence(client);
+      if (this.group && about !== undefined) await this.group.fence(client, about);
       return fn(client);
     });
   }
 
   /**
    * One data-modifying statement (an INSERT … SELECT or an UPDATE with a WHERE, no RETURNING) that writes only while
-   * this daemon holds the store, fenced in the statement itself: `statement(held)` puts the condition `held` into its
+   * the fence holds (as `write`), fenced in the statement itself: `statement(held)` puts the condition `held` into its
    * WHERE. One round trip instead of a transaction's four, for the writes that come by the hundred (the outbox).
    */
-  async writeOne(statement: (held: string) => string, values: unknown[]): Promise<void> {
-    const lease = this.lease;
-    if (!lease) {
+  async writeOne(statement: (held: string) => string, values: unknown[], about?: string): Promise<void> {
+    const n = values.length;
+    const fence = this.lease
+      ? { sql: this.lease.fenceQuery(n + 1), values: this.lease.fenceValues() }
+      : this.group && about !== undefined
+        ? this.group.fenceOf(about, n + 1)
+        : null;
+    if (!fence) {
       await this.db.query(statement('true'), values);
       return;
     }
-    const n = values.length;
     const { rows } = await this.db.query<{ held: boolean }>(
-      `WITH fence AS (${lease.fenceQuery(n + 1)}), done AS (${statement('EXISTS (SELECT 1 FROM fence)')})
+      `WITH fence AS (${fence.sql}), done AS (${statement('EXISTS (SELECT 1 FROM fence)')})
        SELECT EXISTS (SELECT 1 FROM fence) AS held`,
-      [...values, ...lease.fenceValues()],
+      [...values, ...fence.values],
     );
-    if (!rows[0]?.held) throw lease.lostNow();
+    if (rows[0]?.held) return;
+    throw this.lease ? this.lease.lostNow() : this.group!.fencedNow(about!);
   }
 }

@@ -5,7 +5,7 @@
  * into StoreUnavailableError; a probe then asks every second until it answers again.
  */
 import type { Logger } from 'pino';
-import { DatabaseError, Pool, type PoolClient, type QueryResult, type QueryResultRow } from 'pg';
+import { Client, DatabaseError, Pool, type ClientConfig, type PoolClient, type QueryResult, type QueryResultRow } from 'pg';
 import { StoreError, StoreUnavailableError, type StoreHealth } from '../ports.js';
 import { passwordFor, tlsOptions, type StoreUrl } from './url.js';
 
@@ -54,22 +54,33 @@ export function describeFailure(err: unknown): string {
   if (code === 'ECONNREFUSED') return 'connection refused (ECONNREFUSED)';
   if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') return `host not found (${code})`;
   if (isTlsError(e)) return `TLS: ${e.message} (${code})`;
-  if (/Query read timeout/.test(e.message)) return `no answer within ${QUERY_TIMEOUT_MS / 1000} s`;
+  if (/Query read timeout/.test(e.message)) return 'no answer within the query timeout';
   if (/timeout/i.test(e.message) && /connect/i.test(e.message))
-    return `no connection within ${CONNECT_TIMEOUT_MS / 1000} s`;
+    return 'no connection within the connect timeout';
   return code ? `${e.message} (${code})` : (e.message ?? String(err));
 }
 
 export interface DbOptions {
   url: StoreUrl;
+  /**
+   * The group's lease TTL in seconds: every statement, answer, connection and open transaction then has a timeout below
+   * TTL/3, so a replica that cannot reach the database notices before its renewal is due, and a transaction left open
+   * by a partition never holds a lease's row past it (a takeover would wait for it).
+   */
+  leaseTtlS?: number | undefined;
   /** How messages name the store (no password). */
   location: string;
   env: NodeJS.ProcessEnv;
   log?: Logger | undefined;
 }
 
+/** How soon a lost LISTEN connection is made again. */
+const LISTEN_RETRY_MS = 1_000;
+
 export class Db implements StoreHealth {
   readonly pool: Pool;
+  private readonly config: ClientConfig;
+  private readonly listeners = new Set<Client>();
   private down: { reason: string; since: string } | null = null;
   private readonly waiters = new Set<() => void>();
   private probe: NodeJS.Timeout | null = null;
@@ -77,7 +88,10 @@ export class Db implements StoreHealth {
 
   constructor(private readonly options: DbOptions) {
     const { url, env } = options;
-    this.pool = new Pool({
+    const third = options.leaseTtlS === undefined ? Infinity : (options.leaseTtlS * 1000) / 3;
+    const queryMs = Math.min(QUERY_TIMEOUT_MS, third - 100);
+    const statementMs = Math.min(STATEMENT_TIMEOUT_MS, queryMs - 100);
+    this.config = {
       host: url.host,
       port: url.port,
       user: url.user,
@@ -91,15 +105,14 @@ export class Db implements StoreHealth {
       },
       ssl: tlsOptions(url),
       application_name: url.applicationName ?? 'mailctl',
-      max: POOL_SIZE,
-      idleTimeoutMillis: 30_000,
-      connectionTimeoutMillis: (url.connectTimeoutS ?? 0) * 1000 || CONNECT_TIMEOUT_MS,
-      statement_timeout: STATEMENT_TIMEOUT_MS,
-      lock_timeout: STATEMENT_TIMEOUT_MS,
-      idle_in_transaction_session_timeout: 4 * STATEMENT_TIMEOUT_MS,
-      query_timeout: QUERY_TIMEOUT_MS,
+      connectionTimeoutMillis: Math.min((url.connectTimeoutS ?? 0) * 1000 || CONNECT_TIMEOUT_MS, queryMs),
+      statement_timeout: statementMs,
+      lock_timeout: statementMs,
+      idle_in_transaction_session_timeout: Math.min(4 * STATEMENT_TIMEOUT_MS, queryMs),
+      query_timeout: queryMs,
       keepAlive: true,
-    });
+    };
+    this.pool = new Pool({ ...this.config, max: POOL_SIZE, idleTimeoutMillis: 30_000 });
     // an idle connection that the server closed (a restart): the pool drops it; without a listener the process dies
     this.pool.on('error', (err) => this.failed(err));
   }
@@ -200,9 +213,41 @@ export class Db implements StoreHealth {
     }
   }
 
+  /**
+   * LISTENs on `channel` on a connection of its own, made again after it is lost (a restart, a partition): what is
+   * notified meanwhile is lost, so callers poll as well. `onConnected` runs after each (re)connection.
+   */
+  listen(channel: string, onMessage: (payload: string) => void, onConnected: () => void): void {
+    const connect = async () => {
+      if (this.closed) return;
+      const client = new Client(this.config);
+      this.listeners.add(client);
+      let retried = false;
+      const retry = () => {
+        if (retried) return;
+        retried = true;
+        this.listeners.delete(client);
+        void client.end().catch(() => undefined);
+        if (!this.closed) setTimeout(() => void connect(), LISTEN_RETRY_MS).unref();
+      };
+      client.on('error', retry);
+      client.on('end', retry);
+      client.on('notification', (n) => n.channel === channel && onMessage(n.payload ?? ''));
+      try {
+        await client.connect();
+        await client.query(`LISTEN ${channel}`);
+        onConnected();
+      } catch {
+        retry();
+      }
+    };
+    void connect();
+  }
+
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    await Promise.all([...this.listeners].map((c) => c.end().catch(() => undefined)));
     if (this.probe) clearInterval(this.probe);
     this.probe = null;
     for (const wake of [...this.waiters]) wake();

@@ -46,8 +46,12 @@ const QUEUE_COLUMNS: readonly [string, string][] = [
   ['source', 'bytea NOT NULL'],
   ['claimed_at', 'timestamptz'],
   ['claimed_by', 'text'],
+  ['delivered_by', 'text'],
+  ['lease_epoch', 'bigint'],
 ];
-const INSERTED = QUEUE_COLUMNS.slice(0, 15).map(([name]) => name);
+/** Added after the first release: a table made before gets them at the next apply. */
+const ADDED_COLUMNS = QUEUE_COLUMNS.slice(17);
+const INSERTED = [...QUEUE_COLUMNS.slice(0, 15), ...ADDED_COLUMNS].map(([name]) => name);
 /** One INSERT carries at most this many rows or bytes of sources (a batch may need several, in one transaction). */
 const ROWS_PER_INSERT = 100;
 const BYTES_PER_INSERT = 16 * 1024 * 1024;
@@ -55,7 +59,13 @@ const BYTES_PER_INSERT = 16 * 1024 * 1024;
 /** As the file ledger normalises it: a Message-ID is one token (and text holds no NUL). */
 export const ledgerId = (messageId: string | null): string => (messageId ?? '').replace(/[\s\0]+/g, '');
 
-const rowValues = (r: QueueRow): unknown[] => [
+/** Who delivered a row: the replica and the epoch of its lease on the mailbox (null outside a group). */
+interface Deliverer {
+  replica: string | null;
+  epoch: number | null;
+}
+
+const rowValues = (r: QueueRow, by: Deliverer): unknown[] => [
   r.key,
   r.queue,
   r.server,
@@ -71,6 +81,8 @@ const rowValues = (r: QueueRow): unknown[] => [
   r.autoReply,
   r.receivedAt,
   Buffer.from(r.source.buffer, r.source.byteOffset, r.source.byteLength),
+  by.replica,
+  by.epoch,
 ];
 
 /** Rows in INSERTs of at most ROWS_PER_INSERT rows and BYTES_PER_INSERT bytes (a single larger row goes alone). */
@@ -93,6 +105,11 @@ function chunks(rows: readonly QueueRow[]): QueueRow[][] {
 export class PgInboundStore implements InboundStore {
   /** Ledger entries added per mailbox since this process last trimmed it. */
   private readonly sinceTrim = new Map<string, number>();
+  /**
+   * The checkpoint this replica last committed per mailbox, with the epoch of its lease then: while it still holds
+   * that lease no one else can have written it, so a poll that finds nothing new reads nothing from the database.
+   */
+  private readonly committed = new Map<string, { epoch: number; stored: string }>();
 
   constructor(private readonly ctx: PgContext) {}
 
@@ -106,6 +123,7 @@ export class PgInboundStore implements InboundStore {
     const t = this.table(table);
     await this.ctx.write(async (c) => {
       await c.query(`CREATE TABLE IF NOT EXISTS ${t} (${QUEUE_COLUMNS.map(([n, type]) => `${n} ${type}`).join(', ')})`);
+      for (const [n, type] of ADDED_COLUMNS) await c.query(`ALTER TABLE ${t} ADD COLUMN IF NOT EXISTS ${n} ${type}`);
       await c.query(
         `CREATE INDEX IF NOT EXISTS ${escapeIdentifier(`${table.slice(0, 50)}_unclaimed`)} ON ${t} (queue, received_at) WHERE claimed_at IS NULL`,
       );
@@ -126,6 +144,13 @@ export class PgInboundStore implements InboundStore {
   }
 
   async load(mailbox: MailboxRef): Promise<Checkpoint | null> {
+    const cached = this.committed.get(mailbox.server);
+    const epoch = this.ctx.group?.epochOf(mailbox.server) ?? null;
+    if (cached && cached.epoch === epoch) {
+      const cp = fromStored(JSON.parse(cached.stored) as StoredCheckpoint);
+      return cp.identity === mailbox.identity && cp.folder === mailbox.folder ? cp : null;
+    }
+    this.committed.delete(mailbox.server);
     const { rows } = await this.ctx.db.query<{ identity: string; folder: string; checkpoint: StoredCheckpoint }>(
       `SELECT identity, folder, checkpoint FROM ${this.ctx.s}.checkpoints WHERE server = $1`,
       [mailbox.server],
@@ -141,19 +166,28 @@ export class PgInboundStore implements InboundStore {
     return fromStored(row.checkpoint);
   }
 
-  private async saveCheckpoint(c: PoolClient, server: string, cp: Checkpoint): Promise<void> {
+  private async saveCheckpoint(c: PoolClient, server: string, cp: Checkpoint): Promise<string> {
     cp.updatedAt = new Date().toISOString();
+    const stored = JSON.stringify(toStored(cp));
     await c.query(
       `INSERT INTO ${this.ctx.s}.checkpoints (server, identity, folder, checkpoint) VALUES ($1, $2, $3, $4)
        ON CONFLICT (server) DO UPDATE SET identity = excluded.identity, folder = excluded.folder,
          checkpoint = excluded.checkpoint, updated_at = now()`,
-      [server, cp.identity, cp.folder, JSON.stringify(toStored(cp))],
+      [server, cp.identity, cp.folder, stored],
     );
+    return stored;
   }
 
-  private async insertRows(c: PoolClient, table: string, rows: readonly QueueRow[]): Promise<void> {
+  /** Remembers what was committed under the lease's epoch (a commit without a lease forgets it). */
+  private remember(server: string, stored: string): void {
+    const epoch = this.ctx.group?.epochOf(server) ?? null;
+    if (epoch === null) this.committed.delete(server);
+    else this.committed.set(server, { epoch, stored });
+  }
+
+  private async insertRows(c: PoolClient, table: string, rows: readonly QueueRow[], by: Deliverer): Promise<void> {
     for (const chunk of chunks(rows)) {
-      const values = chunk.flatMap(rowValues);
+      const values = chunk.flatMap((r) => rowValues(r, by));
       const tuples = chunk.map((_, i) => `(${INSERTED.map((_, j) => `$${i * INSERTED.length + j + 1}`).join(', ')})`);
       // a key that is there already was delivered by a commit whose answer was lost: once is enough
       await c.query(
@@ -168,8 +202,13 @@ export class PgInboundStore implements InboundStore {
     const byTable = new Map<string, QueueRow[]>();
     for (const row of batch.rows ?? []) byTable.set(row.table, [...(byTable.get(row.table) ?? []), row]);
     const trim = (this.sinceTrim.get(mailbox.server) ?? 0) + delivered.length >= LEDGER_MAX_ENTRIES;
-    await this.ctx.write(async (c) => {
-      await this.saveCheckpoint(c, mailbox.server, batch.checkpoint);
+    const by: Deliverer = {
+      replica: this.ctx.group ? this.ctx.group.replicaId : null,
+      epoch: this.ctx.group?.epochOf(mailbox.server) ?? null,
+    };
+    this.committed.delete(mailbox.server);
+    const stored = await this.ctx.write(async (c) => {
+      const stored = await this.saveCheckpoint(c, mailbox.server, batch.checkpoint);
       if (delivered.length)
         await c.query(
           `INSERT INTO ${this.ctx.s}.delivered (server, hash, message_id)
@@ -184,7 +223,7 @@ export class PgInboundStore implements InboundStore {
         );
       const notices = new Set<string>();
       for (const [table, rows] of byTable) {
-        await this.insertRows(c, table, rows);
+        await this.insertRows(c, table, rows, by);
         for (const r of rows) notices.add(JSON.stringify({ schema: this.ctx.schema, table, queue: r.queue }));
       }
       if (notices.size)
@@ -192,7 +231,9 @@ export class PgInboundStore implements InboundStore {
           INBOUND_CHANNEL,
           [...notices],
         ]);
-    });
+      return stored;
+    }, mailbox.server);
+    this.remember(mailbox.server, stored);
     this.sinceTrim.set(mailbox.server, trim ? 0 : (this.sinceTrim.get(mailbox.server) ?? 0) + delivered.length);
   }
 
@@ -231,13 +272,17 @@ export class PgInboundStore implements InboundStore {
   }
 
   async release(key: string): Promise<string | null> {
-    return this.ctx.write(async (c) => {
-      for (const cp of await this.checkpoints(c, undefined, true)) {
-        if (!releaseInCheckpoint(cp, key)) continue;
-        await this.saveCheckpoint(c, cp.server, cp);
-        return cp.server;
-      }
-      return null;
-    });
+    // found first, then changed under the fence of that mailbox's lease (in a group, its owner releases)
+    const server = (await this.listQuarantine()).find((q) => q.key === key)?.server;
+    if (server === undefined) return null;
+    this.committed.delete(server);
+    const stored = await this.ctx.write(async (c) => {
+      const [cp] = await this.checkpoints(c, server, true);
+      if (!cp || !releaseInCheckpoint(cp, key)) return null;
+      return this.saveCheckpoint(c, cp.server, cp);
+    }, server);
+    if (stored === null) return null;
+    this.remember(server, stored);
+    return server;
   }
 }

@@ -1,8 +1,9 @@
 /**
  * The PostgreSQL store: the daemon's state in its own schema of a database (`--store postgres://…`,
  * `--store-schema`), with the same promises as the state folder (store/ports.ts). Opening it connects, checks the
- * schema's version and runs the migrations it lacks (migrations.ts); `lock` takes the machine's own lock of the local
- * state folder, then the store-wide lease (lease.ts). The database keeps only the API token's hash.
+ * schema's version and runs the migrations it lacks (migrations.ts). A daemon joins the store's group (group.ts: one
+ * lease per mailbox); `lock`, for `mailctl store import`, takes the machine's own lock of the local state folder, then
+ * the store-wide lease (lease.ts). The database keeps only the API token's hash.
  */
 import { createHash } from 'node:crypto';
 import { hostname } from 'node:os';
@@ -14,6 +15,7 @@ import { PgContext } from './context.js';
 import { PgCredentialStore } from './credentials.js';
 import { Db, describeFailure } from './db.js';
 import { importSnapshot, type StoreSnapshot } from './import.js';
+import { PgGroup } from './group.js';
 import { PgInboundStore } from './inbound.js';
 import { StoreLease } from './lease.js';
 import { migrate } from './migrations.js';
@@ -32,6 +34,8 @@ export interface PostgresStoreOptions {
   local: LocalState;
   env: NodeJS.ProcessEnv;
   log?: Logger | undefined;
+  /** The group's lease TTL (s): the database's timeouts stay below a third of it (db.ts). */
+  leaseTtlS?: number | undefined;
 }
 
 /** The token's hash only: what a request's token is checked against by every daemon on the store. */
@@ -67,7 +71,13 @@ async function connect(
   options: Omit<PostgresStoreOptions, 'local'>,
 ): Promise<{ db: Db; location: string; versions: { from: number; to: number } }> {
   const location = storeLocation(options.url, options.schema);
-  const db = new Db({ url: parseStoreUrl(options.url), location, env: options.env, log: options.log });
+  const db = new Db({
+    url: parseStoreUrl(options.url),
+    location,
+    env: options.env,
+    log: options.log,
+    leaseTtlS: options.leaseTtlS,
+  });
   try {
     const versions = await db.transaction((c) => migrate(c, options.schema, location));
     return { db, location, versions };
@@ -94,6 +104,7 @@ export async function openPostgresStore(options: PostgresStoreOptions): Promise<
   const { db, location } = await connect(options);
   const ctx = new PgContext(db, options.schema);
   const local = options.local;
+  const group = new PgGroup(ctx, local);
   return {
     importSnapshot: (snapshot) => importSnapshot(ctx, location, snapshot),
     kind: 'postgres',
@@ -104,6 +115,21 @@ export async function openPostgresStore(options: PostgresStoreOptions): Promise<
     credentials: new PgCredentialStore(ctx),
     token: new PgTokenStore(ctx),
     health: db,
+    group: {
+      join: async (me) => {
+        await group.join(me);
+        ctx.group = group;
+      },
+      heartbeat: (snapshot) => group.heartbeat(snapshot),
+      acquire: (names) => group.acquire(names),
+      release: (leases) => group.release(leases),
+      hold: (leases) => group.hold(leases),
+      forget: (names) => group.forget(names),
+      view: () => group.view(),
+      onFenced: (listener) => group.onFenced(listener),
+      listen: (listener) => group.listen(listener),
+      leave: () => group.leave(),
+    },
     // every daemon on a shared store must use the same credentials key: it is given (--credentials-key-file)
     ownCredentialsKeyFile: null,
     async lock(): Promise<StoreLock> {

@@ -83,6 +83,29 @@ const MIGRATIONS: readonly Migration[] = [
       );
     `,
   },
+  {
+    version: 2,
+    name: 'replicas',
+    // the group: one row per replica (a token per process: a second live process with the same id is refused), the
+    // applied record's generation (followers run what it names), and a compact snapshot per replica for `status`
+    sql: `
+      CREATE TABLE {s}.replicas (
+        id text PRIMARY KEY,
+        token text NOT NULL,
+        instance text NOT NULL,
+        pid integer NOT NULL,
+        host text NOT NULL,
+        url text NOT NULL,
+        sink_shared boolean NOT NULL,
+        started_at timestamptz NOT NULL,
+        heartbeat_at timestamptz NOT NULL,
+        expires_at timestamptz NOT NULL,
+        snapshot json
+      );
+      CREATE INDEX leases_holder ON {s}.leases (holder);
+      ALTER TABLE {s}.applied ADD COLUMN generation bigint NOT NULL DEFAULT 1;
+    `,
+  },
 ];
 
 export const LATEST_VERSION = MIGRATIONS.at(-1)!.version;

@@ -13,6 +13,7 @@ import {
   type StoredOutboundMessage,
 } from '../ports.js';
 import type { PgContext } from './context.js';
+import { GROUP_CHANNEL } from './group.js';
 
 const FINAL: ReadonlySet<string> = new Set(['done', 'failed', 'cancelled']);
 /** Finished messages older than this are forgotten. */
@@ -56,13 +57,36 @@ export class PgOutboxStore implements OutboxStore {
 
   async accept(messages: readonly StoredOutboundMessage[]): Promise<void> {
     if (!messages.length) return;
-    await this.ctx.writeOne(
-      (held) =>
-        `INSERT INTO ${this.ctx.s}.outbox (id, server, message)
-         SELECT id, server, message::json FROM unnest($1::text[], $2::text[], $3::text[]) AS m(id, server, message)
-         WHERE ${held}`,
-      [messages.map((m) => m.id), messages.map((m) => m.server), messages.map((m) => JSON.stringify(m))],
+    const values = [messages.map((m) => m.id), messages.map((m) => m.server), messages.map((m) => JSON.stringify(m))];
+    const insert = (held: string) =>
+      `INSERT INTO ${this.ctx.s}.outbox (id, server, message)
+       SELECT id, server, message::json FROM unnest($1::text[], $2::text[], $3::text[]) AS m(id, server, message)
+       WHERE ${held}`;
+    const group = this.ctx.group;
+    if (!group) return this.ctx.writeOne(insert, values);
+    // in a group any replica accepts; each server's owner is woken at commit (it also looks every few seconds)
+    await this.ctx.db.query(
+      `WITH added AS (${insert('true')} RETURNING server)
+       SELECT pg_notify($4, $5 || server) FROM (SELECT DISTINCT server FROM added) AS s`,
+      [...values, GROUP_CHANNEL, `${this.ctx.schema}:outbox:`],
     );
+  }
+
+  async claim(server: string, afterSeq: number): Promise<{ open: OutboxSnapshot['open']; lastSeq: number }> {
+    const { rows } = await this.ctx.write(
+      (c) =>
+        c.query<{ seq: string; message: StoredOutboundMessage; last_event: OutboxEvent | null }>(
+          `SELECT seq, message, last_event FROM ${this.ctx.s}.outbox
+           WHERE server = $1 AND seq > $2 AND finished_at IS NULL AND message IS NOT NULL
+           ORDER BY seq FOR UPDATE SKIP LOCKED`,
+          [server, afterSeq],
+        ),
+      server,
+    );
+    return {
+      open: rows.map((r) => ({ message: r.message, last: r.last_event })),
+      lastSeq: rows.reduce((max, r) => Math.max(max, Number(r.seq)), afterSeq),
+    };
   }
 
   async record(events: readonly OutboxEvent[]): Promise<void> {
@@ -74,8 +98,19 @@ export class PgOutboxStore implements OutboxStore {
       standing.set(e.id, e);
     }
     if (!standing.size) return;
-    const list = [...standing.values()];
-    const finals = list.filter((e) => FINAL.has(e.event)).length;
+    const finals = [...standing.values()].filter((e) => FINAL.has(e.event)).length;
+    // in a group each server's events are fenced by its lease (only its owner sends it)
+    const parts = new Map<string | undefined, OutboxEvent[]>();
+    for (const e of standing.values()) {
+      const key = this.ctx.group ? e.server : undefined;
+      parts.set(key, [...(parts.get(key) ?? []), e]);
+    }
+    for (const [server, list] of parts) await this.recordSome(list, server);
+    this.finishedSinceTrim += finals;
+    if (this.finishedSinceTrim >= TRIM_EVERY) await this.trim(Date.now());
+  }
+
+  private async recordSome(list: OutboxEvent[], server: string | undefined): Promise<void> {
     await this.ctx.writeOne(
       (held) =>
         `UPDATE ${this.ctx.s}.outbox o
@@ -90,9 +125,8 @@ export class PgOutboxStore implements OutboxStore {
         list.map((e) => FINAL.has(e.event)),
         list.map((e) => e.at),
       ],
+      server,
     );
-    this.finishedSinceTrim += finals;
-    if (this.finishedSinceTrim >= TRIM_EVERY) await this.trim(Date.now());
   }
 
   close(): Promise<void> {

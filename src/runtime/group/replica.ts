@@ -1,0 +1,318 @@
+/**
+ * This daemon as a replica of its group. Every TTL/3 one statement renews its membership and all its leases and tells
+ * it the live members and the applied generation (heartbeat). From the members and the applied servers every replica
+ * computes the same owners (ring.ts); a replica gives away what it no longer owns (stops the loop — its batch finished
+ * or abandoned, its connection closed — then releases the lease) and takes what it now owns (epoch + 1), starting the
+ * loop, which resumes from the checkpoint. A lease found gone at a heartbeat, or fenced at a write, stops its loop at
+ * once. By its own monotonic clock, a replica whose last successful renewal is 2/3 TTL old stops all its loops before
+ * any lease can expire (the database expires them after a whole TTL), and `holds` answers false meanwhile: the
+ * inbound stage checks it before every change on the mail server (sink delivery, COPY, STORE).
+ */
+import { performance } from 'node:perf_hooks';
+import type { Logger } from 'pino';
+import type { ImapServerSpec } from '../../config/model.js';
+import type { ServerConfig } from '../../plan/model.js';
+import {
+  FencedError,
+  LeaseLostError,
+  RECONCILER_LEASE,
+  type GroupStore,
+  type HeldLease,
+  type ReplicaIdentity,
+  type ReplicaSnapshot,
+} from '../../store/ports.js';
+import type { OpenedImap } from '../loops/imap-loop.js';
+import { discardOpened } from '../loops/imap-loop.js';
+import type { Supervisor } from '../loops/supervisor.js';
+import { accountOf, assign } from './ring.js';
+
+/** What the reconciler asks of the loops (the Supervisor itself for a daemon alone). */
+export type LoopControl = Pick<Supervisor, 'start' | 'update' | 'stop' | 'openFor' | 'secretDigests'>;
+
+/** Stop IMAP work when the last successful renewal is this part of the TTL old. */
+const VALID_FOR = 2 / 3;
+/** How often the replica's own clock is looked at between heartbeats. */
+const CLOCK_CHECK_MS = 100;
+
+export interface ReplicaGroupDeps {
+  store: GroupStore;
+  me: ReplicaIdentity;
+  supervisor: Supervisor;
+  log: Logger;
+  /** What the replica writes about itself with each heartbeat. */
+  snapshot: () => ReplicaSnapshot | null;
+  /** The applied generation in the store moved on (the replica follows it; not awaited). */
+  onGeneration: (generation: number) => void;
+  /** This replica now holds the reconciler lease (it reconciles the folder; not awaited). */
+  onReconciler: () => void;
+  /** Another process took this replica's id over (it was gone longer than the TTL): stop at once, exit. */
+  onLost: (err: LeaseLostError) => void;
+  /** A write about `name` was refused because a newer owner holds it. */
+  onFenced: (name: string) => void;
+  /** Another replica accepted outbound mail for `server` (its owner claims it). */
+  onOutbox: (server: string) => void;
+}
+
+export class ReplicaGroup implements LoopControl {
+  /** The applied servers that should run (enabled), with what their loop is started with. */
+  private readonly desired = new Map<string, { config: ServerConfig; digest: string | undefined }>();
+  /** Leases this replica holds, by name (server ids and the reconciler's), with their epochs. */
+  private readonly held = new Map<string, number>();
+  /** Servers whose loop this replica runs now. */
+  private readonly running = new Set<string>();
+  private members: string[] = [];
+  private generation = -1;
+  /** performance.now() when the last successful heartbeat was sent (its renewal counts from then). */
+  private renewedAt = -Infinity;
+  private readonly ttlMs: number;
+  private queue: Promise<unknown> = Promise.resolve();
+  private beatTimer: NodeJS.Timeout | null = null;
+  private clockTimer: NodeJS.Timeout | null = null;
+  private stopped = false;
+  private stalled = false;
+  /** Fenced writes since start (the metric). */
+  fencedWrites = 0;
+
+  constructor(private readonly deps: ReplicaGroupDeps) {
+    this.ttlMs = deps.me.ttlS * 1000;
+    deps.store.onFenced((name) => {
+      this.fencedWrites += 1;
+      deps.onFenced(name);
+      void this.serially(() => this.lost(name, 'a write about it was fenced: a newer owner holds its lease'));
+    });
+  }
+
+  get id(): string {
+    return this.deps.me.id;
+  }
+
+  /** Joins (refused when a live process has this id), beats once, then every TTL/3; LISTEN wakes it early. */
+  async join(url: string): Promise<void> {
+    this.deps.me.url = url;
+    await this.deps.store.join(this.deps.me);
+    await this.deps.store.listen((channel, payload) => {
+      if (channel === 'outbox') this.deps.onOutbox(payload);
+      else void this.beat();
+    });
+    await this.beat();
+    this.beatTimer = setInterval(() => void this.beat(), this.ttlMs / 3).unref();
+    this.clockTimer = setInterval(() => void this.checkClock(), CLOCK_CHECK_MS).unref();
+  }
+
+  /** Runs `fn` after every change before it: loops and leases change one step at a time. */
+  private serially<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(fn, fn);
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  /** Whether this replica's view of its leases is valid now (renewed within 2/3 TTL, by its own clock). */
+  valid(): boolean {
+    return !this.stopped && performance.now() - this.renewedAt < VALID_FOR * this.ttlMs;
+  }
+
+  /** Whether this replica may change anything about `name` now. */
+  holds(name: string): boolean {
+    return this.held.has(name) && this.valid();
+  }
+
+  /** Throws FencedError unless this replica may change anything about `name` now. */
+  guard(name: string): void {
+    if (!this.holds(name))
+      throw new FencedError(
+        name,
+        this.held.has(name)
+          ? `${name}: the lease was not renewed in time (${this.id}); its work stops before the lease can expire`
+          : `${name}: ${this.id} no longer holds its lease`,
+      );
+  }
+
+  epochOf(name: string): number | null {
+    return this.held.get(name) ?? null;
+  }
+
+  /** The leases held now (server ids and the reconciler's). */
+  leases(): HeldLease[] {
+    return [...this.held].map(([name, epoch]) => ({ name, epoch }));
+  }
+
+  get liveMembers(): readonly string[] {
+    return this.members;
+  }
+
+  get runningLoops(): number {
+    return this.running.size;
+  }
+
+  holdsReconciler(): boolean {
+    return this.holds(RECONCILER_LEASE);
+  }
+
+  /** Seconds since the last successful renewal (monotonic). */
+  renewalAgeS(): number {
+    return (performance.now() - this.renewedAt) / 1000;
+  }
+
+  private beating: Promise<void> | null = null;
+
+  /** One heartbeat (never two at once), then the owners computed again. */
+  beat(): Promise<void> {
+    this.beating ??= this.serially(() => this.beatNow()).finally(() => (this.beating = null));
+    return this.beating;
+  }
+
+  private async beatNow(): Promise<void> {
+    if (this.stopped) return;
+    const sentAt = performance.now();
+    let beat;
+    try {
+      beat = await this.deps.store.heartbeat(this.deps.snapshot());
+    } catch (err) {
+      this.deps.log.warn({ err: (err as Error).message }, 'heartbeat failed; leases not renewed');
+      return;
+    }
+    if (!beat.member) {
+      this.stopped = true;
+      await this.stopLoops([...this.running]);
+      this.deps.onLost(
+        new LeaseLostError(
+          `another process took over the replica id "${this.id}" (this one was gone longer than its lease TTL); it stops`,
+        ),
+      );
+      return;
+    }
+    this.renewedAt = sentAt;
+    if (this.stalled) this.deps.log.info('leases renewed again; work resumes');
+    this.stalled = false;
+    const now = new Map(beat.leases.map((l) => [l.name, l.epoch]));
+    for (const [name, epoch] of [...this.held])
+      if (now.get(name) !== epoch) await this.lost(name, 'another replica took its lease over');
+    // leases of an earlier process with this id (it crashed): taken again with a new epoch, or given away
+    const earlier = beat.leases.filter((l) => !this.held.has(l.name));
+    this.members = beat.members;
+    if (beat.generation !== this.generation) {
+      this.generation = beat.generation;
+      this.deps.onGeneration(beat.generation);
+    }
+    await this.rebalance(earlier);
+  }
+
+  /** A lease is gone (taken over or fenced): its loop stops at once; nothing more is written about it. */
+  private async lost(name: string, why: string): Promise<void> {
+    if (!this.held.has(name)) return;
+    this.held.delete(name);
+    this.deps.store.forget([name]);
+    this.deps.log.warn({ server: name }, `lease lost: ${why}`);
+    if (this.running.has(name)) await this.stopLoops([name]);
+  }
+
+  /** The replica's clock says its leases may soon expire: every loop stops (leases are kept for the next renewal). */
+  private async checkClock(): Promise<void> {
+    if (this.valid() || this.stalled || this.stopped) return;
+    this.stalled = true;
+    this.deps.log.warn(
+      { renewedSecondsAgo: Math.round(this.renewalAgeS() * 10) / 10 },
+      'leases not renewed for 2/3 of their TTL: every loop stops until a renewal succeeds',
+    );
+    await this.serially(() => this.stopLoops([...this.running]));
+  }
+
+  private async stopLoops(ids: string[]): Promise<void> {
+    await Promise.all(
+      ids.map(async (id) => {
+        this.running.delete(id);
+        await this.deps.supervisor.stop(id);
+      }),
+    );
+  }
+
+  /** Gives away what this replica no longer owns, takes what it now owns, and runs the loops of what it holds. */
+  private async rebalance(earlier: HeldLease[] = []): Promise<void> {
+    if (!this.valid()) return;
+    const servers = new Map<string, string>();
+    for (const [id, { config }] of this.desired) servers.set(id, accountOf(config.spec as ImapServerSpec));
+    const owners = assign(this.members.includes(this.id) ? this.members : [...this.members, this.id], servers);
+    const mine = new Set([...owners].filter(([, owner]) => owner === this.id).map(([id]) => id));
+    const away = [...this.held.keys()].filter((name) => name !== RECONCILER_LEASE && !mine.has(name));
+    if (away.length) {
+      await this.stopLoops(away.filter((id) => this.running.has(id)));
+      const leases = away.map((name) => ({ name, epoch: this.held.get(name)! }));
+      for (const name of away) this.held.delete(name);
+      this.deps.log.info({ servers: away.length }, 'handing servers over to their new owners');
+      await this.deps.store.release(leases).catch(() => undefined); // unreachable: they expire by themselves
+    }
+    const stale = earlier.filter((l) => l.name !== RECONCILER_LEASE && !mine.has(l.name));
+    if (stale.length) await this.deps.store.release(stale).catch(() => undefined);
+    const wanted = [...mine].filter((id) => !this.held.has(id));
+    if (!this.held.has(RECONCILER_LEASE)) wanted.push(RECONCILER_LEASE);
+    if (wanted.length) {
+      const taken = await this.deps.store.acquire(wanted).catch(() => []);
+      this.deps.store.hold(taken);
+      for (const l of taken) this.held.set(l.name, l.epoch);
+      const servers = taken.filter((l) => l.name !== RECONCILER_LEASE);
+      if (servers.length)
+        this.deps.log.info({ servers: servers.length, members: this.members.length }, 'took over servers');
+      if (taken.some((l) => l.name === RECONCILER_LEASE)) this.deps.onReconciler();
+    }
+    for (const id of mine) {
+      const want = this.desired.get(id);
+      if (!want || !this.held.has(id) || this.running.has(id) || !this.valid()) continue;
+      this.running.add(id);
+      await this.deps.supervisor.start(id, want.config, want.digest);
+    }
+  }
+
+  // LoopControl: what the reconciler (and a follower) asks for, carried out for the servers this replica owns
+
+  start(id: string, config: ServerConfig, secretDigest?: string, opened?: OpenedImap): Promise<void> {
+    return this.serially(async () => {
+      this.desired.set(id, { config, digest: secretDigest });
+      if (this.holds(id)) {
+        this.running.add(id);
+        await this.deps.supervisor.start(id, config, secretDigest, opened);
+        return;
+      }
+      if (opened) await discardOpened(opened);
+      await this.rebalance();
+    });
+  }
+
+  update(id: string, config: ServerConfig): void {
+    const want = this.desired.get(id);
+    if (want) want.config = config;
+    this.deps.supervisor.update(id, config);
+  }
+
+  stop(id: string): Promise<void> {
+    return this.serially(async () => {
+      this.desired.delete(id);
+      if (this.running.has(id)) await this.stopLoops([id]);
+      await this.rebalance(); // its lease is given up with the rest of what this replica does not own
+    });
+  }
+
+  openFor(...args: Parameters<Supervisor['openFor']>): ReturnType<Supervisor['openFor']> {
+    return this.deps.supervisor.openFor(...args);
+  }
+
+  secretDigests(): Record<string, string> {
+    return this.deps.supervisor.secretDigests();
+  }
+
+  private leaving: Promise<void> | null = null;
+
+  /** SIGTERM: every loop stops, then every lease and the membership are given up at once (others take over now). */
+  leave(): Promise<void> {
+    this.leaving ??= this.leaveNow();
+    return this.leaving;
+  }
+
+  private async leaveNow(): Promise<void> {
+    this.stopped = true;
+    if (this.beatTimer) clearInterval(this.beatTimer);
+    if (this.clockTimer) clearInterval(this.clockTimer);
+    await this.serially(() => this.stopLoops([...this.running]));
+    this.held.clear();
+    await this.deps.store.leave().catch(() => undefined); // unreachable: everything expires by itself
+  }
+}

@@ -1,0 +1,43 @@
+/**
+ * A group of three replicas (lease TTL 3 s, 20 mailboxes): SIGKILL one while 200 messages arrive. Its servers are
+ * taken over by the others after its leases expire (within the TTL and a few seconds), and every message is in its
+ * queue exactly once, \Seen, once in its storage folder, with no mailbox worked by two replicas in one epoch.
+ */
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { assertGroupReport, startGroup, type Group } from '../../harness/group.js';
+
+let group: Group;
+
+test.before(async () => {
+  group = await startGroup({ replicas: 3 });
+  for (const id of ['r1', 'r2', 'r3']) await group.start(id);
+  await group.apply('r1');
+  await group.allRunning();
+});
+
+test.after(async () => {
+  await group?.stop();
+});
+
+test('SIGKILL one replica mid-stream: its mailboxes are taken over within TTL + a few seconds, each message once', async () => {
+  let tookOver = 0;
+  const ids = await group.stream(200, async () => {
+    const victim = group.replica('r2');
+    const owned = (await victim.daemon.api('GET', '/v1/status')).body.servers.filter(
+      (s: { state: string }) => s.state === 'running',
+    ).length;
+    assert.ok(owned > 0, 'the victim owned mailboxes');
+    const killed = Date.now();
+    await victim.daemon.kill();
+    group.replicas.delete('r2');
+    await group.allRunning(group.ttlS * 1000 + 10_000);
+    tookOver = Date.now() - killed;
+  });
+  const report = await group.check(ids);
+  console.log(`  takeover after SIGKILL: ${tookOver} ms (TTL ${group.ttlS} s)`);
+  assert.ok(tookOver <= group.ttlS * 1000 + 5_000, `taken over in ${tookOver} ms`);
+  assertGroupReport('SIGKILL', report);
+});
+
+test.run();
