@@ -31,7 +31,8 @@ import { Reconciler, type LoopControl } from '../reconcile/reconciler.js';
 import { ReplicaGroup } from '../group/replica.js';
 import { advertisedUrl, directorySinkRefusal, replicaSnapshot } from '../group/daemon.js';
 import { watchFolders } from '../reconcile/watcher.js';
-import { createApiServer } from './http.js';
+import { createApiServer, HttpError } from './http.js';
+import { forward } from '../group/forward.js';
 import { scrubbingStore } from './scrubbed-store.js';
 import { createLogging, type Logging } from './logging.js';
 import { ActivityHistory, recordingActivity } from './activity.js';
@@ -296,6 +297,17 @@ async function startOnStore(
     ...(group && { leases: group.valid() }),
   });
 
+  /** The URL of the live replica holding `lease` when it is not this one (a request about it goes there). */
+  const holderElsewhere = async (lease: string): Promise<string | null> => {
+    if (!group || group.holds(lease)) return null;
+    const view = await store.group!.view();
+    const holder = view.leases[lease]?.holder;
+    const url = view.replicas.find((r) => r.id === holder && r.live)?.url;
+    if (!url)
+      throw new HttpError(503, `no live replica holds ${lease} now; try again in a few seconds`, {}, { 'retry-after': '5' });
+    return url;
+  };
+
   const routes = [
     ...healthRoutes({ metrics, status, readiness, lastHour: (server) => activity.lastHour(server) }),
     ...applyRoutes({
@@ -304,8 +316,13 @@ async function startOnStore(
       storeKind: store.kind,
       status,
       draining: () => draining,
+      ...(group && { reconcilerElsewhere: () => holderElsewhere(RECONCILER_LEASE), forward }),
     }),
-    ...quarantineRoutes(inbound, (server) => supervisor.pollNow(server)),
+    ...quarantineRoutes(
+      inbound,
+      (server) => supervisor.pollNow(server),
+      group ? { ownerElsewhere: (server) => holderElsewhere(server), forward } : undefined,
+    ),
     ...outboundRoutes({
       outbox: outbound.outbox,
       pool: outbound.pool,

@@ -11,7 +11,8 @@ import {
 } from '../../../api/index.js';
 import { stateDigest } from '../../../plan/compute.js';
 import type { ObservedState } from '../../../plan/model.js';
-import { HttpError, type Route } from '../http.js';
+import type { IncomingMessage } from 'node:http';
+import { HttpError, type Answer, type Route } from '../http.js';
 
 export interface ApplyDeps {
   reconcile: (request: ApplyRequest, onProgress?: (progress: ApplyProgress) => void) => Promise<ApplyResult>;
@@ -19,6 +20,13 @@ export interface ApplyDeps {
   storeKind: StatePull['store']['kind'];
   status: () => DaemonStatus;
   draining: () => boolean;
+  /**
+   * A replica of a group: the URL of the replica that reconciles when it is another one (the request goes there), or
+   * null when this one does.
+   */
+  reconcilerElsewhere?: () => Promise<string | null>;
+  /** Passes a request on to another replica. */
+  forward?: (base: string, path: string, req: IncomingMessage, body: unknown) => Promise<Answer>;
 }
 
 const strings = (value: unknown): string[] =>
@@ -69,6 +77,8 @@ export function applyRoutes(deps: ApplyDeps): Route[] {
       // with `Accept: application/x-ndjson` the answer streams progress lines, then the same result as one line
       handler: async (req, raw) => {
         if (deps.draining()) throw new HttpError(503, 'the daemon is shutting down');
+        const elsewhere = await deps.reconcilerElsewhere?.();
+        if (elsewhere && deps.forward) return deps.forward(elsewhere, '/v1/apply', req, raw);
         const request = applyRequestOf(raw);
         if (req.headers.accept?.includes(NDJSON)) {
           const stream = async (write: (line: unknown) => void) => {
