@@ -7,6 +7,7 @@
  */
 import { spawn } from 'node:child_process';
 import { readdir, readFile, writeFile } from 'node:fs/promises';
+import { hostname } from 'node:os';
 import path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -229,16 +230,17 @@ test('a daemon on the database resumes where the file daemon stopped; a second d
   assert.is(second.code, 1);
   const error = JSON.parse(second.stdout).error as { code: string; message: string };
   assert.is(error.code, 'lock-held');
+  // without --replica-id both are replicas named by the host name: one live process per id
   assert.match(
     error.message,
-    `another mailctl daemon (pid ${daemon.child.pid}) already uses the store ${url} (schema mailctl)`,
+    `another mailctl daemon (pid ${daemon.child.pid}) already uses the replica id "${hostname()}" of the store ${url} (schema mailctl)`,
   );
 
-  // what a daemon that took the store over once this one's lease expired leaves in the row: this one stops, exit 1
-  await stack.pg.admin(`UPDATE mailctl.leases SET holder = 'another', epoch = epoch + 1`, stack.pg.database);
+  // what a process that took this replica's id over once its heartbeat expired leaves in the row: it stops, exit 1
+  await stack.pg.admin(`UPDATE mailctl.replicas SET token = 'another'`, stack.pg.database);
   const code = await new Promise<number | null>((resolve) => daemon.child.once('exit', resolve));
   assert.is(code, 1);
-  assert.match(daemon.output(), 'another daemon took over the store');
+  assert.match(daemon.output(), 'another process took over the replica id');
 });
 
 test('start-up errors name the store and the reason, without a stack trace', async () => {

@@ -254,7 +254,9 @@ export class PgGroup implements GroupStore {
     try {
       if (me)
         await this.ctx.db.query(
-          `WITH leases AS (UPDATE ${this.ctx.s}.leases SET expires_at = now() WHERE holder = $1 RETURNING 1),
+          // a process whose id another process took over leaves that one's leases alone
+          `WITH leases AS (UPDATE ${this.ctx.s}.leases SET expires_at = now() WHERE holder = $1
+                           AND EXISTS (SELECT 1 FROM ${this.ctx.s}.replicas WHERE id = $1 AND token = $2) RETURNING 1),
                 gone AS (UPDATE ${this.ctx.s}.replicas SET expires_at = now() WHERE id = $1 AND token = $2 RETURNING 1)
            SELECT (SELECT count(*) FROM leases), (SELECT count(*) FROM gone), (${this.announce('members')})`,
           [me.id, this.token],
