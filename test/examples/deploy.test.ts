@@ -33,6 +33,16 @@ const container = pod.containers.find((c: { name: string }) => c.name === 'mailc
 // the container runs the image's entry point (the Dockerfile's ENTRYPOINT) unless it names a command of its own
 const entrypoint = (await dockerfileStages()).at(-1)!.instructions.find((i) => i.keyword === 'ENTRYPOINT')!.exec!;
 const k8sRun = mailctlIn([...(container.command ?? entrypoint), ...container.args], 'statefulset.yaml')[0]!;
+const group = {
+  statefulSet: (await kubernetesDocs('replicas/statefulset.yaml'))[0],
+  pdb: (await kubernetesDocs('replicas/pdb.yaml'))[0],
+  secrets: await kubernetesDocs('replicas/store-secret.yaml'),
+  cluster: (await kubernetesDocs('replicas/postgres-cluster.yaml'))[0],
+};
+const groupContainer = group.statefulSet.spec.template.spec.containers.find(
+  (c: { name: string }) => c.name === 'mailctl',
+);
+const groupRun = mailctlIn([...entrypoint, ...groupContainer.args], 'replicas/statefulset.yaml')[0]!;
 const unit = await systemdUnit();
 const systemdRun = mailctlIn(shellWords(unit.get('[Service] ExecStart')![0]!), 'mailctl.service')[0]!;
 
@@ -98,6 +108,36 @@ test('systemd: Type=exec, restart on failure, HUP reload, its own state folder, 
   assert.is(one('ProtectSystem'), 'strict');
   assert.not.ok(one('MemoryDenyWriteExecute') === 'yes', "Node's JIT cannot run with MemoryDenyWriteExecute=yes");
   assert.is(unit.get('[Install] WantedBy')?.[0], 'multi-user.target');
+});
+
+test('Kubernetes, a group: three replicas on PostgreSQL, a disruption budget, the replica id from the pod name', async () => {
+  assert.equal(await problemsOf(groupRun), []);
+  assert.is(group.statefulSet.spec.replicas, 3);
+  assert.is(group.pdb.kind, 'PodDisruptionBudget');
+  assert.equal(group.pdb.spec.selector.matchLabels, group.statefulSet.spec.selector.matchLabels);
+  assert.is(group.pdb.spec.maxUnavailable, 1);
+  assert.match(flagValue(groupRun, '--store')!, /^postgres:\/\/mailctl@/);
+  assert.is(flagValue(groupRun, '--replica-id'), '$(POD_NAME)');
+  const env = Object.fromEntries(
+    groupContainer.env.map((e: { name: string; valueFrom?: unknown }) => [e.name, e.valueFrom]),
+  );
+  assert.equal(env.POD_NAME, { fieldRef: { fieldPath: 'metadata.name' } });
+  assert.ok(env.PGPASSWORD, 'the database password from a Secret, not the URL');
+  assert.is(groupContainer.readinessProbe.httpGet.path, '/readyz');
+  const mounts = Object.fromEntries(
+    groupContainer.volumeMounts.map((m: { name: string; mountPath: string }) => [m.name, m.mountPath]),
+  );
+  assert.ok(flagValue(groupRun, '--token-file')!.startsWith(`${mounts.group}/`));
+  assert.ok(flagValue(groupRun, '--credentials-key-file')!.startsWith(`${mounts.group}/`));
+  const groupSecret = group.secrets.find((d: { metadata: { name: string } }) => d.metadata.name === 'mailctl-group');
+  for (const file of [flagValue(groupRun, '--token-file')!, flagValue(groupRun, '--credentials-key-file')!])
+    assert.ok(Object.keys(groupSecret.stringData).includes(path.basename(file)), file);
+  assert.is(group.cluster.kind, 'Cluster');
+  assert.is(group.cluster.spec.bootstrap.initdb.secret.name, 'mailctl-store');
+  assert.is(
+    group.cluster.spec.bootstrap.initdb.database,
+    new URL(flagValue(groupRun, '--store')!.replace('$(MAILCTL_DB_HOST)', 'h')).pathname.slice(1),
+  );
 });
 
 test('Kubernetes: one replica, non-root, and the flags agree with the mounts, ports, Service and Secret', () => {
