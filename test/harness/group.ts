@@ -261,7 +261,8 @@ export async function startGroup(options: GroupOptions): Promise<Group> {
 async function countStored(stack: MailStack, users: string[], want: Set<string>): Promise<number> {
   const found = new Set<string>();
   for (const user of users)
-    for (const m of await stack.dovecot.listMessages(user, STORAGE)) if (want.has(m.messageId ?? '')) found.add(m.messageId!);
+    for (const m of await stack.dovecot.listMessages(user, STORAGE))
+      if (want.has(m.messageId ?? '')) found.add(m.messageId!);
   return found.size;
 }
 

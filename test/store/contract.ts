@@ -153,30 +153,32 @@ export function contractTests(name: string, harness: StoreHarness): void {
   };
   const withStore = (fn: (open: () => Promise<Store>, location: string) => Promise<void>) => withFresh(fn);
 
-  t('applied: nothing at first; a write is read back whole after a reopen; a later write replaces it (and, in a store that counts them, is the next generation)', () =>
-    withStore(async (open) => {
-      const first = await open();
-      assert.is(await first.applied.read(), null);
-      const record = {
-        appliedAt: '2026-12-01T10:00:00.000Z',
-        revision: 'abc',
-        desiredDigest: 'd1',
-        state: {
-          servers: {},
-          bindings: { '${env:X}': [{ host: 'h', port: 993, tls: true, allowPlaintext: false, boundBy: 'imap/a' }] },
+  t(
+    'applied: nothing at first; a write is read back whole after a reopen; a later write replaces it (and, in a store that counts them, is the next generation)',
+    () =>
+      withStore(async (open) => {
+        const first = await open();
+        assert.is(await first.applied.read(), null);
+        const record = {
+          appliedAt: '2026-12-01T10:00:00.000Z',
           revision: 'abc',
-        },
-      };
-      await first.applied.write(record);
-      const { generation, ...read } = (await (await open()).applied.read())!;
-      assert.equal(read, record);
-      await first.applied.write({ ...record, desiredDigest: 'd2', revision: null });
-      const later = await (await open()).applied.read();
-      assert.is(later?.desiredDigest, 'd2');
-      // the file store keeps one daemon's record and counts nothing; a store a group shares counts every write
-      if (generation !== undefined) assert.is(later?.generation, generation + 1);
-      else assert.is(later?.generation, undefined);
-    }),
+          desiredDigest: 'd1',
+          state: {
+            servers: {},
+            bindings: { '${env:X}': [{ host: 'h', port: 993, tls: true, allowPlaintext: false, boundBy: 'imap/a' }] },
+            revision: 'abc',
+          },
+        };
+        await first.applied.write(record);
+        const { generation, ...read } = (await (await open()).applied.read())!;
+        assert.equal(read, record);
+        await first.applied.write({ ...record, desiredDigest: 'd2', revision: null });
+        const later = await (await open()).applied.read();
+        assert.is(later?.desiredDigest, 'd2');
+        // the file store keeps one daemon's record and counts nothing; a store a group shares counts every write
+        if (generation !== undefined) assert.is(later?.generation, generation + 1);
+        else assert.is(later?.generation, undefined);
+      }),
   );
 
   t('apply log: entries are appended and read back in order after a reopen', () =>

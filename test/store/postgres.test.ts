@@ -217,39 +217,42 @@ t('the lease: a daemon whose lease was taken over is fenced off; its writes fail
 
 const member = (id: string) => ({ id, pid: process.pid, host: 'h', url: `http://${id}`, ttlS: 3, sinkShared: false });
 
-t('a group: one live process per replica id; a mailbox lease is taken with epoch + 1, and the old holder is fenced off', async () => {
-  const a = await track(open('group_fence'));
-  const b = await track(open('group_fence'));
-  await a.group!.join(member('a'));
-  const refused = await failure(
-    (await track(open('group_fence'))).group!.join(member('a')), // another state folder, the same id, a live row
-  );
-  assert.is(refused.code, 'lock-held');
-  await b.group!.join(member('b'));
-  const fenced: string[] = [];
-  a.group!.onFenced((name) => fenced.push(name));
-  const [held] = await a.group!.acquire(['imap/a']);
-  assert.equal(held, { name: 'imap/a', epoch: 1 });
-  a.group!.hold([held!]);
-  assert.equal(await b.group!.acquire(['imap/a']), [], 'a live lease is not taken');
-  await a.inbound.commit(mailbox, { checkpoint: checkpoint(1) });
-  // a's heartbeat renews it; then it stops renewing (frozen): the lease expires by the database's clock
-  assert.equal((await a.group!.heartbeat(null)).leases, [{ name: 'imap/a', epoch: 1 }]);
-  await db.admin(`UPDATE group_fence.leases SET expires_at = now() WHERE name = 'imap/a'`, db.database);
-  const [taken] = await b.group!.acquire(['imap/a']);
-  assert.equal(taken, { name: 'imap/a', epoch: 2 });
-  b.group!.hold([taken!]);
-  const err = await failure(a.inbound.commit(mailbox, { checkpoint: checkpoint(2) }));
-  assert.is(err.code, 'fenced');
-  assert.equal(fenced, ['imap/a'], 'the fenced write is reported (the metric, the loop stops)');
-  assert.is((await b.inbound.load(mailbox))?.lastUid, 1, 'the fenced write changed nothing');
-  await b.inbound.commit(mailbox, { checkpoint: checkpoint(3) });
-  assert.equal((await a.group!.heartbeat(null)).leases, [], 'a learns at its next heartbeat that it holds nothing');
-  assert.is(await failure(a.inbound.commit(mailbox, { checkpoint: checkpoint(4) })).then((e) => e.code), 'fenced');
-  await b.group!.leave();
-  assert.equal((await a.group!.acquire(['imap/a']))[0]?.epoch, 3, 'a lease given up is taken at once');
-  await a.group!.leave();
-});
+t(
+  'a group: one live process per replica id; a mailbox lease is taken with epoch + 1, and the old holder is fenced off',
+  async () => {
+    const a = await track(open('group_fence'));
+    const b = await track(open('group_fence'));
+    await a.group!.join(member('a'));
+    const refused = await failure(
+      (await track(open('group_fence'))).group!.join(member('a')), // another state folder, the same id, a live row
+    );
+    assert.is(refused.code, 'lock-held');
+    await b.group!.join(member('b'));
+    const fenced: string[] = [];
+    a.group!.onFenced((name) => fenced.push(name));
+    const [held] = await a.group!.acquire(['imap/a']);
+    assert.equal(held, { name: 'imap/a', epoch: 1 });
+    a.group!.hold([held!]);
+    assert.equal(await b.group!.acquire(['imap/a']), [], 'a live lease is not taken');
+    await a.inbound.commit(mailbox, { checkpoint: checkpoint(1) });
+    // a's heartbeat renews it; then it stops renewing (frozen): the lease expires by the database's clock
+    assert.equal((await a.group!.heartbeat(null)).leases, [{ name: 'imap/a', epoch: 1 }]);
+    await db.admin(`UPDATE group_fence.leases SET expires_at = now() WHERE name = 'imap/a'`, db.database);
+    const [taken] = await b.group!.acquire(['imap/a']);
+    assert.equal(taken, { name: 'imap/a', epoch: 2 });
+    b.group!.hold([taken!]);
+    const err = await failure(a.inbound.commit(mailbox, { checkpoint: checkpoint(2) }));
+    assert.is(err.code, 'fenced');
+    assert.equal(fenced, ['imap/a'], 'the fenced write is reported (the metric, the loop stops)');
+    assert.is((await b.inbound.load(mailbox))?.lastUid, 1, 'the fenced write changed nothing');
+    await b.inbound.commit(mailbox, { checkpoint: checkpoint(3) });
+    assert.equal((await a.group!.heartbeat(null)).leases, [], 'a learns at its next heartbeat that it holds nothing');
+    assert.is(await failure(a.inbound.commit(mailbox, { checkpoint: checkpoint(4) })).then((e) => e.code), 'fenced');
+    await b.group!.leave();
+    assert.equal((await a.group!.acquire(['imap/a']))[0]?.epoch, 3, 'a lease given up is taken at once');
+    await a.group!.leave();
+  },
+);
 
 t('the lease fences the outbox too: a message accepted after a takeover is refused and not stored', async () => {
   const store = await track(open('fenced_outbox'));

@@ -117,8 +117,10 @@ export class DaemonMetrics {
     perReplica('replica_leases_valid', "1 while this replica's leases were renewed within 2/3 of their TTL", (g) =>
       g.valid ? 1 : 0,
     );
-    perReplica('replica_lease_renewal_age_seconds', 'Seconds since this replica last renewed its leases', (g) =>
-      Math.round(g.renewalAgeS * 1000) / 1000,
+    perReplica(
+      'replica_lease_renewal_age_seconds',
+      'Seconds since this replica last renewed its leases',
+      (g) => Math.round(g.renewalAgeS * 1000) / 1000,
     );
     perReplica('group_replicas', 'Live replicas of the group, as this replica last saw them', (g) => g.members);
     perReplica('replica_reconciler', '1 while this replica holds the reconciler lease', (g) => (g.reconciler ? 1 : 0));

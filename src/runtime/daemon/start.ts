@@ -168,7 +168,8 @@ async function startOnStore(
     log,
     resolver,
     guard: (server) => group?.guard(server),
-    directoryRefusal: () => (group ? directorySinkRefusal(group.liveMembers.length, options.replica?.sinkShared) : null),
+    directoryRefusal: () =>
+      group ? directorySinkRefusal(group.liveMembers.length, options.replica?.sinkShared) : null,
   });
   const state = () => reconciler.state;
   const outbound = await createOutbound({
@@ -204,7 +205,15 @@ async function startOnStore(
       supervisor,
       log,
       snapshot: (): ReplicaSnapshot => replicaSnapshot(reconciler, supervisor, group!),
-      onGeneration: () => void (started && reconciler.follow().catch((err: unknown) => log.error({ err: (err as Error).message }, 'could not follow the applied configuration'))),
+      onGeneration: () =>
+        void (
+          started &&
+          reconciler
+            .follow()
+            .catch((err: unknown) =>
+              log.error({ err: (err as Error).message }, 'could not follow the applied configuration'),
+            )
+        ),
       onReconciler: () => void (started && options.watch && reconciler.reconcile({ trigger: 'reconciler-lease' })),
       onLost: (err) => loseGroup(err),
       onFenced: () => metrics.fencedWrite(),
@@ -226,7 +235,10 @@ async function startOnStore(
         if (group && Object.values(desired.servers).some((s) => s.spec.enabled && s.flow?.deliver.directory)) {
           // every live replica must say its sink roots are one shared file system
           const live = (await store.group!.view()).replicas.filter((r) => r.live);
-          const refusal = directorySinkRefusal(live.length, live.every((r) => r.sinkShared));
+          const refusal = directorySinkRefusal(
+            live.length,
+            live.every((r) => r.sinkShared),
+          );
           if (refusal) found.add(refusal);
         }
         for (const [id, { spec, flow }] of Object.entries(desired.servers)) {
@@ -304,7 +316,12 @@ async function startOnStore(
     const holder = view.leases[lease]?.holder;
     const url = view.replicas.find((r) => r.id === holder && r.live)?.url;
     if (!url)
-      throw new HttpError(503, `no live replica holds ${lease} now; try again in a few seconds`, {}, { 'retry-after': '5' });
+      throw new HttpError(
+        503,
+        `no live replica holds ${lease} now; try again in a few seconds`,
+        {},
+        { 'retry-after': '5' },
+      );
     return url;
   };
 

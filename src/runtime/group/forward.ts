@@ -25,7 +25,12 @@ export async function forward(base: string, path: string, req: IncomingMessage, 
       signal: AbortSignal.timeout(FORWARD_TIMEOUT_MS),
     });
   } catch (err) {
-    throw new HttpError(503, `the replica at ${base} that must answer this cannot be reached: ${(err as Error).message}`, {}, { 'retry-after': '5' });
+    throw new HttpError(
+      503,
+      `the replica at ${base} that must answer this cannot be reached: ${(err as Error).message}`,
+      {},
+      { 'retry-after': '5' },
+    );
   }
   if (!res.headers.get('content-type')?.includes('ndjson') || !res.body) {
     const text = await res.text();

@@ -112,7 +112,8 @@ export class Outbox {
   forget(server: string): void {
     if (!this.store.claim) return;
     this.claimedUpTo.delete(server);
-    for (const [id, e] of this.entries) if (e.message.server === server && e.state !== 'sending') this.entries.delete(id);
+    for (const [id, e] of this.entries)
+      if (e.message.server === server && e.state !== 'sending') this.entries.delete(id);
   }
 
   /** Remembers a finished message for views, forgetting the oldest beyond OUTBOX_FINISHED_KEPT. */

@@ -38,7 +38,14 @@ import {
   type SecretIdentities,
   type ServerConfig,
 } from '../../plan/model.js';
-import { followingSteps, nextIdentityBindings, nextState, refuseDeletes, startsLoop, stepOf } from '../../plan/policy.js';
+import {
+  followingSteps,
+  nextIdentityBindings,
+  nextState,
+  refuseDeletes,
+  startsLoop,
+  stepOf,
+} from '../../plan/policy.js';
 import type { AppliedRecord, AppliedStore, IdentityBindings } from '../../store/ports.js';
 import { discardOpened, type OpenedImap } from '../loops/imap-loop.js';
 import type { Supervisor } from '../loops/supervisor.js';
@@ -211,7 +218,8 @@ export class Reconciler {
   private async checkDrift(): Promise<void> {
     const config = await this.loadFolder().catch(() => null);
     const applied = await this.store.read().catch(() => null);
-    const drift = config !== null && applied !== null && (!config.valid || desiredDigest(config.desired) !== applied.desiredDigest);
+    const drift =
+      config !== null && applied !== null && (!config.valid || desiredDigest(config.desired) !== applied.desiredDigest);
     if (drift !== this.drift)
       this.log[drift ? 'warn' : 'info'](
         { generation: this.generation },

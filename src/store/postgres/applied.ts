@@ -32,8 +32,8 @@ export class PgAppliedStore implements AppliedStore {
   }
 
   async appendLog(entry: ApplyLogEntry): Promise<void> {
-    await this.ctx.write((c) =>
-      c.query(`INSERT INTO ${this.ctx.s}.apply_log (entry) VALUES ($1)`, [JSON.stringify(entry)]),
+    await this.ctx.write(
+      (c) => c.query(`INSERT INTO ${this.ctx.s}.apply_log (entry) VALUES ($1)`, [JSON.stringify(entry)]),
       RECONCILER_LEASE,
     );
   }

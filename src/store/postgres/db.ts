@@ -5,7 +5,15 @@
  * into StoreUnavailableError; a probe then asks every second until it answers again.
  */
 import type { Logger } from 'pino';
-import { Client, DatabaseError, Pool, type ClientConfig, type PoolClient, type QueryResult, type QueryResultRow } from 'pg';
+import {
+  Client,
+  DatabaseError,
+  Pool,
+  type ClientConfig,
+  type PoolClient,
+  type QueryResult,
+  type QueryResultRow,
+} from 'pg';
 import { StoreError, StoreUnavailableError, type StoreHealth } from '../ports.js';
 import { passwordFor, tlsOptions, type StoreUrl } from './url.js';
 
@@ -55,8 +63,7 @@ export function describeFailure(err: unknown): string {
   if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') return `host not found (${code})`;
   if (isTlsError(e)) return `TLS: ${e.message} (${code})`;
   if (/Query read timeout/.test(e.message)) return 'no answer within the query timeout';
-  if (/timeout/i.test(e.message) && /connect/i.test(e.message))
-    return 'no connection within the connect timeout';
+  if (/timeout/i.test(e.message) && /connect/i.test(e.message)) return 'no connection within the connect timeout';
   return code ? `${e.message} (${code})` : (e.message ?? String(err));
 }
 

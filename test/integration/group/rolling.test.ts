@@ -48,7 +48,11 @@ test('a rolling restart of all replicas mid-stream: each SIGTERM hands over with
   });
   console.log(`  takeover after SIGTERM: ${handovers.join(', ')} ms`);
   for (const ms of handovers) assert.ok(ms < 2_000 + 1_000, `taken over in ${ms} ms (goal < 2 s after the exit)`);
-  await eventually(async () => (await held('r1')) > 0 && (await held('r3')) > 0, 20_000, 'the restarted replicas own mailboxes again');
+  await eventually(
+    async () => (await held('r1')) > 0 && (await held('r3')) > 0,
+    20_000,
+    'the restarted replicas own mailboxes again',
+  );
   assertGroupReport('rolling restart', await group.check(ids));
 });
 
