@@ -2,6 +2,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { serverId, type FlowSpec, type ImapServerSpec, type ServerSpec } from '../../src/config/model.js';
 import {
+  bindKept,
   completeLegacyBindings,
   computePlan,
   desiredDigest,
@@ -11,6 +12,7 @@ import {
   stateDigest,
 } from '../../src/plan/compute.js';
 import { EMPTY_STATE } from '../../src/plan/desired.js';
+import { nextState } from '../../src/plan/policy.js';
 import { imapSpec, smtpSpec } from './specs.js';
 import {
   hasChanges,
@@ -443,6 +445,84 @@ test('rebind: an OAuth2 token URL change rebinds the client secret and refresh t
     change.rebinds.map((r) => [r.reference, r.to.tokenUrl]),
     [['${env:OAUTH_SECRET}', 'https://login.evil.example.net/token']],
   );
+});
+
+const signIn = (tokenUrl: string, over: Record<string, string> = {}): ImapServerSpec['auth'] => ({
+  type: 'oauth2',
+  user: 'support@example.com',
+  oauth2: { tokenUrl, deviceAuthorizationUrl: 'https://login.example.com/device', clientId: 'mailctl', ...over },
+});
+
+test('kept credential: bound once kept (sign-in), then a new mail host is a rebind of its id', () => {
+  const before = imap('support', { auth: signIn('https://login.example.com/token') });
+  const observed = running([before]);
+  const id = Object.keys(observed.bindings).find((k) => k.startsWith('oauth2/'));
+  assert.is(id, undefined, 'nothing kept yet, nothing bound under the credential id');
+  const moved = desired(
+    imap('support', { auth: signIn('https://login.example.com/token'), host: 'imap.evil.example' }),
+  );
+  assert.is(only(computePlan({ desired: moved, observed }).changes).action, 'restart');
+  const kept = { ...observed, bindings: bindKept(observed.bindings, before, 'imap/support')! };
+  const [credential] = Object.keys(kept.bindings).filter((k) => k.startsWith('oauth2/'));
+  assert.match(credential!, /^oauth2\/[0-9a-f]{12}$/);
+  assert.is(bindKept(kept.bindings, before, 'imap/support'), null, 'bound once');
+  const change = only(computePlan({ desired: moved, observed: kept }).changes);
+  assert.is(change.action, 'rebind');
+  assert.equal(
+    change.rebinds.map((r) => [r.reference, r.to.host]),
+    [[credential, 'imap.evil.example']],
+  );
+  assert.match(change.reasons[0]!, `the kept credential ${credential} was applied with imap.example.com:993`);
+});
+
+test('kept credential: a new token URL moves it to a new id, only with approval; the new id is then bound', () => {
+  const before = imap('support', { auth: signIn('https://login.example.com/token') });
+  const observed = running([before]);
+  const kept = { ...observed, bindings: bindKept(observed.bindings, before, 'imap/support')! };
+  const after = imap('support', { auth: signIn('https://login.other.example/token') });
+  const plan = computePlan({ desired: desired(after), observed: kept });
+  const change = only(plan.changes);
+  assert.is(change.action, 'rebind');
+  assert.not.ok(change.approved);
+  const [move] = change.rebinds;
+  const [from] = Object.keys(kept.bindings).filter((k) => k.startsWith('oauth2/'));
+  assert.is(move!.reference, from);
+  assert.match(move!.movesTo!, /^oauth2\/[0-9a-f]{12}$/);
+  assert.is.not(move!.movesTo, from);
+  assert.is(move!.to.tokenUrl, 'https://login.other.example/token');
+  const approved = computePlan({ desired: desired(after), observed: kept, approvals: ['imap/support'] });
+  const next = nextState(kept, approved, new Map(), null);
+  assert.equal(
+    next.bindings[move!.movesTo!]!.map((b) => b.tokenUrl),
+    ['https://login.other.example/token'],
+  );
+  // nothing kept under the old id: a new token URL sends nothing kept anywhere
+  assert.is(only(computePlan({ desired: desired(after), observed }).changes).action, 'restart');
+  // another client id is another credential: nothing moves
+  const other = imap('support', { auth: signIn('https://login.other.example/token', { clientId: 'other' }) });
+  assert.is(only(computePlan({ desired: desired(other), observed: kept }).changes).action, 'restart');
+});
+
+test('rebind: a Microsoft tenant change sends the client secret to another tenant (provider and tenant bound)', () => {
+  const ms = (tenant: string): ImapServerSpec['auth'] => ({
+    type: 'oauth2',
+    user: 'support@example.com',
+    oauth2: { provider: 'microsoft', tenant, clientId: 'app', clientSecret: '${env:MS_SECRET}' },
+  });
+  const observed = running([imap('support', { auth: ms('contoso.com') })]);
+  assert.equal(
+    observed.bindings['${env:MS_SECRET}']!.map((b) => [b.provider, b.tenant, b.tokenUrl]),
+    [['microsoft', 'contoso.com', 'https://login.microsoftonline.com/contoso.com/oauth2/v2.0/token']],
+  );
+  const change = only(
+    computePlan({ desired: desired(imap('support', { auth: ms('fabrikam.com') })), observed }).changes,
+  );
+  assert.is(change.action, 'rebind');
+  assert.equal(
+    change.rebinds.map((r) => [r.reference, r.to.tenant]),
+    [['${env:MS_SECRET}', 'fabrikam.com']],
+  );
+  assert.match(change.reasons[0]!, 'oauth2/v2.0/token (microsoft fabrikam.com)');
 });
 
 test('rebind: none for an IMAP and an SMTP server sharing one password on their two hosts', () => {
