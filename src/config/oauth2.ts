@@ -143,7 +143,8 @@ export function oauth2Findings(o: OAuth2Credentials): OAuth2Finding[] {
     for (const field of ['clientSecret', 'clientCertificate'] as const)
       if (o[field] !== undefined)
         conflict([field], `jwt_bearer signs its assertion with the service account's key (clientKey) alone`);
-    if (o.clientKey === undefined) incomplete(['grant'], "jwt_bearer needs clientKey: the service account's private key");
+    if (o.clientKey === undefined)
+      incomplete(['grant'], "jwt_bearer needs clientKey: the service account's private key");
   } else {
     if (o.clientCertificate !== undefined && o.clientKey === undefined)
       incomplete(['clientCertificate'], 'clientCertificate needs clientKey, the private key that signs the assertion');

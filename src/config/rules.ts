@@ -87,8 +87,7 @@ export function checkRules(
   for (const server of servers) {
     const { auth } = server.spec;
     if (auth.type === 'basic') normalForm(server, ['auth', 'password'], auth.password);
-    else
-      for (const field of OAUTH2_REFERENCES) normalForm(server, ['auth', 'oauth2', field], auth.oauth2[field]);
+    else for (const field of OAUTH2_REFERENCES) normalForm(server, ['auth', 'oauth2', field], auth.oauth2[field]);
   }
   for (const flow of flows) normalForm(flow, ['deliver', 'webhook', 'secret'], flow.spec.deliver.webhook?.secret);
 

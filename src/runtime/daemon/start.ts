@@ -12,6 +12,7 @@ import { warmValidators } from '../../config/schema.js';
 import type { LoadedServer } from '../../config/model.js';
 import { openFileStore } from '../../store/file/index.js';
 import { LocalState } from '../../store/local.js';
+import { Credentials } from '../credentials/manager.js';
 import { InboundMailProcessor } from '../inbound/processor.js';
 import { sinkDirRefusal } from '../inbound/sinks/directory.js';
 import { StalenessWatchdog, watchedServers } from '../loops/staleness.js';
@@ -26,6 +27,7 @@ import { createLogging, type Logging } from './logging.js';
 import { ActivityHistory, recordingActivity } from './activity.js';
 import { DaemonMetrics } from './metrics.js';
 import { applyRoutes } from './routes/apply.js';
+import { credentialRoutes } from './routes/credentials.js';
 import { healthRoutes } from './routes/health.js';
 import { outboundRoutes } from './routes/outbound.js';
 import { quarantineRoutes } from './routes/quarantine.js';
@@ -95,6 +97,14 @@ export async function startDaemon(
     onRead: (text) => scrubber.add(text),
   });
   const activity = new ActivityHistory();
+  const credentials: Credentials = new Credentials({
+    store: store.credentials,
+    key: credentialsKey,
+    log,
+    recorder: metrics,
+    sensitive: (value, user) => scrubber.add(value, user),
+    onKept: (spec): Promise<void> => reconciler.bindKept(spec),
+  });
   const resolver = new SecretResolver({
     secretsDir: options.secretsDir,
     envPrefix: options.secretEnvPrefix,
@@ -102,6 +112,7 @@ export async function startDaemon(
     env: options.env,
     onResolved: (value, user) => scrubber.add(value, user),
     onWarning: (message) => log.warn(message),
+    accessTokens: credentials,
   });
   const inbound = new InboundMailProcessor({
     store: store.inbound,
@@ -126,6 +137,7 @@ export async function startDaemon(
     outbound: outbound.consumer,
     recorder: recordingActivity(metrics, activity),
     smtpCheckIntervalMs: options.smtpCheckIntervalMs,
+    signIns: credentials,
   });
   const reconciler = new Reconciler(
     {
@@ -134,6 +146,7 @@ export async function startDaemon(
       allowEmpty: options.allowEmpty,
       allowMassDelete: options.allowMassDelete,
       credentialsKey,
+      credentials,
       refusals: async (desired) => {
         const found = new Set<string>();
         for (const [id, { spec, flow }] of Object.entries(desired.servers)) {
@@ -174,6 +187,7 @@ export async function startDaemon(
       pendingApproval: reconciler.pendingApproval,
       last: reconciler.last,
       stale: watchdog.staleIds,
+      credentials,
     });
   metrics.bind(status);
   // whether the daemon can serve: one failing mail server must not take the API of all the others out of a Service
@@ -188,6 +202,14 @@ export async function startDaemon(
     ...healthRoutes({ metrics, status, readiness, lastHour: (server) => activity.lastHour(server) }),
     ...applyRoutes({ reconcile: (r, p) => reconciler.reconcile(r, p), state, status, draining: () => draining }),
     ...quarantineRoutes(inbound, (server) => supervisor.pollNow(server)),
+    ...credentialRoutes({
+      credentials,
+      resolver,
+      servers: () => reconciler.knownServers(),
+      desiredServer: (id, approved) => reconciler.desiredServer(id, approved),
+      recordSignIn: (entry) => reconciler.recordSignIn(entry),
+      draining: () => draining,
+    }),
     ...outboundRoutes({
       outbox: outbound.outbox,
       pool: outbound.pool,
