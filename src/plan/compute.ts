@@ -88,7 +88,7 @@ type Target = Omit<CredentialBinding, 'boundBy'>;
 export interface SecretTarget {
   reference: string;
   target: Target;
-  /** The credential the daemon keeps for this server (bound once something is kept, see nextBindings). */
+  /** The id of the credential the daemon may keep for the server: bound at apply like a reference. */
   kept?: true;
 }
 
@@ -166,7 +166,6 @@ function findRebinds(
 ): Rebind[] {
   if (!spec.enabled) return [];
   const seen = new Set<string>();
-  // A kept credential (its id) has bindings only once something was kept for it: until then there is nothing to send.
   return secretTargets(spec).flatMap(({ reference, target }) => {
     // One entry per reference and target: clientSecret and refreshToken may share a reference.
     const key = `${reference}\u0000${canonicalJson(target)}`;
@@ -190,8 +189,8 @@ function findRebinds(
 /**
  * A kept credential that would follow its server to another token URL (or provider, tenant): the credential id
  * includes the token URL, so the server's new id differs while the credential is the same (same refresh-token
- * reference or sign-in, same client id). When something was kept under the old id and nothing under the new one, the
- * kept token would be sent to the new endpoint: a rebind.
+ * reference or sign-in, same client id). When the old id is bound and the new one is not, what the daemon kept would
+ * be sent to the new endpoint: a rebind, after which the kept token moves to the new id.
  */
 function keptMove(
   id: string,
@@ -348,8 +347,6 @@ export function nextBindings(
   servers: ObservedState['servers'],
   appliedNow: ReadonlySet<string>,
   keyOf: (reference: string) => string | undefined = (reference) => reference,
-  /** Kept credentials that moved to these ids in this round (approved): bound like the ones kept before. */
-  movedTo: ReadonlySet<string> = new Set(),
 ): ObservedState['bindings'] {
   const next: ObservedState['bindings'] = Object.fromEntries(
     Object.entries(previous).map(([ref, list]) => [ref, [...list]]),
@@ -358,28 +355,14 @@ export function nextBindings(
     // A disabled server adds no binding: it sends nothing and its plan never checks for a rebind, so binding its
     // targets would let it be enabled later (a `start`) against a target nobody approved.
     if (!appliedNow.has(id) || !server.config.spec.enabled) continue;
-    for (const { reference, target, kept } of secretTargets(server.config.spec)) {
-      const key = kept ? reference : keyOf(reference);
-      if (key === undefined || (kept && !next[key] && !movedTo.has(key))) continue;
+    for (const { reference, target } of secretTargets(server.config.spec)) {
+      const key = keyOf(reference);
+      if (key === undefined) continue;
       const list = (next[key] ??= []);
       if (!list.some((b) => sameTarget(b, target))) list.push({ ...target, boundBy: id });
     }
   }
   return next;
-}
-
-/**
- * The bindings once the daemon kept a credential (a sign-in, a rotated refresh token) for a server: its id bound to the
- * target the server sends it to, as an apply would bind a reference. Null when it is bound there already.
- */
-export function bindKept(
-  bindings: ObservedState['bindings'],
-  spec: ServerSpec,
-  boundBy: string,
-): ObservedState['bindings'] | null {
-  const kept = secretTargets(spec).find((t) => t.kept);
-  if (!kept || bindings[kept.reference]?.some((b) => sameTarget(b, kept.target))) return null;
-  return { ...bindings, [kept.reference]: [...(bindings[kept.reference] ?? []), { ...kept.target, boundBy }] };
 }
 
 /**

@@ -15,8 +15,8 @@ export interface ServerConfig {
 
 /**
  * A target a secret reference has been sent to with approval (the first apply counts as approval). Sending the
- * reference to any other target is a rebind that needs `--approve-rebind`. A credential the daemon keeps (an OAuth2
- * refresh token from a sign-in or a rotation) is bound the same way under its id (`oauth2/<12 hex>`) once it is kept.
+ * reference to any other target is a rebind that needs `--approve-rebind`. A credential the daemon may keep (an
+ * OAuth2 refresh token from a sign-in or a rotation) is bound the same way under its id (`oauth2/<12 hex>`).
  */
 export interface CredentialBinding {
   host: string;

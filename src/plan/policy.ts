@@ -86,14 +86,7 @@ export function nextState(
           revision,
         };
   }
-  const movedTo = new Set(
-    plan.changes.flatMap((c) => (failed.has(c.id) ? [] : c.rebinds.flatMap((r) => r.movesTo ?? []))),
-  );
-  return {
-    servers,
-    bindings: nextBindings(applied.bindings, servers, appliedNow(plan, failed), undefined, movedTo),
-    revision,
-  };
+  return { servers, bindings: nextBindings(applied.bindings, servers, appliedNow(plan, failed)), revision };
 }
 
 /** The identity bindings after applying `plan` (`next` is what nextState returned), grown like the reference bindings. */

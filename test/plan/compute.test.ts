@@ -2,7 +2,6 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { serverId, type FlowSpec, type ImapServerSpec, type ServerSpec } from '../../src/config/model.js';
 import {
-  bindKept,
   completeLegacyBindings,
   computePlan,
   desiredDigest,
@@ -442,8 +441,12 @@ test('rebind: an OAuth2 token URL change rebinds the client secret and refresh t
   assert.is(change.action, 'rebind');
   assert.equal(change.restartFields, ['auth.oauth2.tokenUrl']);
   assert.equal(
-    change.rebinds.map((r) => [r.reference, r.to.tokenUrl]),
-    [['${env:OAUTH_SECRET}', 'https://login.evil.example.net/token']],
+    change.rebinds.map((r) => [r.reference.replace(/^oauth2\/.*/, 'oauth2/…'), r.to.tokenUrl, !!r.movesTo]),
+    [
+      ['${env:OAUTH_SECRET}', 'https://login.evil.example.net/token', false],
+      // what the daemon kept from that refresh token (rotations) would follow it
+      ['oauth2/…', 'https://login.evil.example.net/token', true],
+    ],
   );
 });
 
@@ -453,20 +456,20 @@ const signIn = (tokenUrl: string, over: Record<string, string> = {}): ImapServer
   oauth2: { tokenUrl, deviceAuthorizationUrl: 'https://login.example.com/device', clientId: 'mailctl', ...over },
 });
 
-test('kept credential: bound once kept (sign-in), then a new mail host is a rebind of its id', () => {
+test('kept credential: its id is bound at apply like a reference; a new mail host for it is a rebind', () => {
   const before = imap('support', { auth: signIn('https://login.example.com/token') });
   const observed = running([before]);
-  const id = Object.keys(observed.bindings).find((k) => k.startsWith('oauth2/'));
-  assert.is(id, undefined, 'nothing kept yet, nothing bound under the credential id');
+  const [credential, ...more] = Object.keys(observed.bindings).filter((k) => k.startsWith('oauth2/'));
+  assert.match(credential!, /^oauth2\/[0-9a-f]{12}$/);
+  assert.equal(more, []);
+  assert.equal(
+    observed.bindings[credential!]!.map((b) => [b.host, b.tokenUrl, b.deviceAuthorizationUrl, b.boundBy]),
+    [['imap.example.com', 'https://login.example.com/token', 'https://login.example.com/device', 'imap/support']],
+  );
   const moved = desired(
     imap('support', { auth: signIn('https://login.example.com/token'), host: 'imap.evil.example' }),
   );
-  assert.is(only(computePlan({ desired: moved, observed }).changes).action, 'restart');
-  const kept = { ...observed, bindings: bindKept(observed.bindings, before, 'imap/support')! };
-  const [credential] = Object.keys(kept.bindings).filter((k) => k.startsWith('oauth2/'));
-  assert.match(credential!, /^oauth2\/[0-9a-f]{12}$/);
-  assert.is(bindKept(kept.bindings, before, 'imap/support'), null, 'bound once');
-  const change = only(computePlan({ desired: moved, observed: kept }).changes);
+  const change = only(computePlan({ desired: moved, observed }).changes);
   assert.is(change.action, 'rebind');
   assert.equal(
     change.rebinds.map((r) => [r.reference, r.to.host]),
@@ -478,29 +481,26 @@ test('kept credential: bound once kept (sign-in), then a new mail host is a rebi
 test('kept credential: a new token URL moves it to a new id, only with approval; the new id is then bound', () => {
   const before = imap('support', { auth: signIn('https://login.example.com/token') });
   const observed = running([before]);
-  const kept = { ...observed, bindings: bindKept(observed.bindings, before, 'imap/support')! };
   const after = imap('support', { auth: signIn('https://login.other.example/token') });
-  const plan = computePlan({ desired: desired(after), observed: kept });
-  const change = only(plan.changes);
+  const change = only(computePlan({ desired: desired(after), observed }).changes);
   assert.is(change.action, 'rebind');
   assert.not.ok(change.approved);
   const [move] = change.rebinds;
-  const [from] = Object.keys(kept.bindings).filter((k) => k.startsWith('oauth2/'));
+  const [from] = Object.keys(observed.bindings).filter((k) => k.startsWith('oauth2/'));
   assert.is(move!.reference, from);
   assert.match(move!.movesTo!, /^oauth2\/[0-9a-f]{12}$/);
   assert.is.not(move!.movesTo, from);
   assert.is(move!.to.tokenUrl, 'https://login.other.example/token');
-  const approved = computePlan({ desired: desired(after), observed: kept, approvals: ['imap/support'] });
-  const next = nextState(kept, approved, new Map(), null);
+  assert.match(change.reasons[0]!, `(kept as ${move!.movesTo} at the new token URL)`);
+  const approved = computePlan({ desired: desired(after), observed, approvals: ['imap/support'] });
+  const next = nextState(observed, approved, new Map(), null);
   assert.equal(
     next.bindings[move!.movesTo!]!.map((b) => b.tokenUrl),
     ['https://login.other.example/token'],
   );
-  // nothing kept under the old id: a new token URL sends nothing kept anywhere
-  assert.is(only(computePlan({ desired: desired(after), observed }).changes).action, 'restart');
   // another client id is another credential: nothing moves
   const other = imap('support', { auth: signIn('https://login.other.example/token', { clientId: 'other' }) });
-  assert.is(only(computePlan({ desired: desired(other), observed: kept }).changes).action, 'restart');
+  assert.is(only(computePlan({ desired: desired(other), observed }).changes).action, 'restart');
 });
 
 test('rebind: a Microsoft tenant change sends the client secret to another tenant (provider and tenant bound)', () => {
@@ -519,7 +519,7 @@ test('rebind: a Microsoft tenant change sends the client secret to another tenan
   );
   assert.is(change.action, 'rebind');
   assert.equal(
-    change.rebinds.map((r) => [r.reference, r.to.tenant]),
+    change.rebinds.filter((r) => !r.movesTo).map((r) => [r.reference, r.to.tenant]),
     [['${env:MS_SECRET}', 'fabrikam.com']],
   );
   assert.match(change.reasons[0]!, 'oauth2/v2.0/token (microsoft fabrikam.com)');

@@ -47,8 +47,6 @@ export interface CredentialsDeps {
   recorder: CredentialRecorder;
   /** Registers a token so that no log line, answer or stored text shows it. */
   sensitive: (value: string, user?: string) => void;
-  /** A credential was kept for `spec` (sign-in, rotation): bind it like a reference. Not awaited. */
-  onKept: (spec: ServerSpec) => Promise<void>;
 }
 
 interface Entry {
@@ -61,6 +59,17 @@ interface Entry {
   waiters: Set<() => void>;
   /** The access token handed out last (a server refusing it asks for a fresh one). */
   handedOut?: string;
+}
+
+const NEEDS_LOGIN = 'oauth2-needs-login';
+
+/** A needs-login error as the server `spec` reports it: with the command that recovers it. */
+function signInHint(error: MailError, spec: ServerSpec): MailError {
+  if (error.code !== NEEDS_LOGIN) return error;
+  return new MailError('auth', `${error.message}; run mailctl auth login ${serverId(spec)}`, {
+    code: error.code,
+    providerCode: error.providerCode,
+  });
 }
 
 const iso = (ms: number | undefined) => (ms === undefined ? null : new Date(ms).toISOString());
@@ -122,11 +131,14 @@ export class Credentials implements AccessTokenSource {
       });
     const entry = this.entry(credential.id);
     const login = entry.needsLogin;
-    if (login && login.referenceIdentity === this.referenceIdentity(credential, secrets)) throw login.error;
+    if (login && login.referenceIdentity === this.referenceIdentity(credential, secrets))
+      throw signInHint(login.error, spec);
     if (rejected !== undefined && rejected === entry.handedOut) this.cache.invalidate(credential.id);
-    const token = await this.cache.get(credential.id, () =>
-      this.deps.store.exclusive(credential.id, () => this.request(spec, credential, secrets)),
-    );
+    const token = await this.cache
+      .get(credential.id, () => this.deps.store.exclusive(credential.id, () => this.request(spec, credential, secrets)))
+      .catch((err: unknown) => {
+        throw err instanceof MailError ? signInHint(err, spec) : err;
+      });
     this.deps.sensitive(token.accessToken, spec.auth.user);
     entry.handedOut = token.accessToken;
     return token;
@@ -149,27 +161,20 @@ export class Credentials implements AccessTokenSource {
       return token;
     } catch (err) {
       const error = err instanceof MailError ? err : new MailError('network', (err as Error).message);
-      const needsLogin = error.code === 'oauth2-needs-login';
-      const shown = needsLogin
-        ? new MailError('auth', `${error.message}; run mailctl auth login ${serverId(spec)}`, {
-            code: error.code,
-            providerCode: error.providerCode,
-          })
-        : error;
+      const needsLogin = error.code === NEEDS_LOGIN;
       entry.lastError = {
-        code: shown.code ?? shown.failureClass,
-        providerCode: shown.providerCode ?? null,
-        message: shown.message,
+        code: error.code ?? error.failureClass,
+        providerCode: error.providerCode ?? null,
+        message: error.message,
         at: new Date().toISOString(),
       };
-      if (needsLogin)
-        entry.needsLogin = { error: shown, referenceIdentity: this.referenceIdentity(credential, secrets) };
+      if (needsLogin) entry.needsLogin = { error, referenceIdentity: this.referenceIdentity(credential, secrets) };
       this.deps.recorder.refreshed(credential.id, needsLogin ? 'needs-login' : 'failed', new Date());
       this.deps.log.warn(
         { credential: credential.id, code: entry.lastError.code, providerCode: entry.lastError.providerCode },
-        `OAuth2 token request failed: ${shown.message}`,
+        `OAuth2 token request failed: ${error.message}`,
       );
-      throw shown;
+      throw error;
     }
   }
 
@@ -194,7 +199,7 @@ export class Credentials implements AccessTokenSource {
     const { refreshToken, referenceIdentity } = await this.newestRefreshToken(spec, credential, secrets);
     const token = await refreshAccessToken({ ...clientOf(o, secrets), tokenUrl, refreshToken, scope });
     if (token.refreshToken) {
-      await this.keep(spec, credential, token.refreshToken, 'rotation', referenceIdentity);
+      await this.keep(credential, token.refreshToken, 'rotation', referenceIdentity);
       delete token.refreshToken;
     }
     return token;
@@ -238,9 +243,8 @@ export class Credentials implements AccessTokenSource {
     return { refreshToken: secrets.get(credential.refreshToken)!, referenceIdentity };
   }
 
-  /** Keeps a refresh token for the credential of `spec`, sealed; then has it bound (not awaited). */
+  /** Keeps a refresh token for `credential`, sealed under its id. */
   private async keep(
-    spec: ServerSpec,
     credential: OAuth2CredentialRef,
     refreshToken: string,
     source: 'sign-in' | 'rotation',
@@ -263,11 +267,6 @@ export class Credentials implements AccessTokenSource {
       updatedAt: now.toISOString(),
     });
     this.entry(id).refreshToken = { source, since: now.getTime() };
-    void this.deps
-      .onKept(spec)
-      .catch((err: Error) =>
-        this.deps.log.warn({ credential: id }, `binding the kept credential failed: ${err.message}`),
-      );
   }
 
   /**
@@ -284,7 +283,7 @@ export class Credentials implements AccessTokenSource {
         { code: 'oauth2-bad-response' },
       );
     await this.deps.store.exclusive(credential.id, () =>
-      this.keep(spec, credential, token.refreshToken!, 'sign-in', this.referenceIdentity(credential, secrets)),
+      this.keep(credential, token.refreshToken!, 'sign-in', this.referenceIdentity(credential, secrets)),
     );
     this.cache.invalidate(credential.id);
     const entry = this.entry(credential.id);

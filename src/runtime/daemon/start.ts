@@ -97,13 +97,12 @@ export async function startDaemon(
     onRead: (text) => scrubber.add(text),
   });
   const activity = new ActivityHistory();
-  const credentials: Credentials = new Credentials({
+  const credentials = new Credentials({
     store: store.credentials,
     key: credentialsKey,
     log,
     recorder: metrics,
     sensitive: (value, user) => scrubber.add(value, user),
-    onKept: (spec): Promise<void> => reconciler.bindKept(spec),
   });
   const resolver = new SecretResolver({
     secretsDir: options.secretsDir,

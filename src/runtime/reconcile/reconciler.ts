@@ -17,13 +17,12 @@ import {
   verifyServer,
   type CheckedServer,
 } from '../../connect/verify.js';
-import { serverId, type ImapServerSpec, type ServerSpec } from '../../config/model.js';
+import type { ImapServerSpec, ServerSpec } from '../../config/model.js';
 import { credentialOf, type OAuth2CredentialRef } from '../../config/oauth2.js';
 import type { Diagnostic } from '../../config/diagnostics.js';
 import { folderDigest, readConfigFolder } from '../../config/files.js';
 import { loadSources } from '../../config/load.js';
 import {
-  bindKept,
   completeLegacyBindings,
   computePlan,
   desiredDigest,
@@ -412,27 +411,6 @@ export class Reconciler {
           const to = credentialOf(change.after!.spec);
           if (to?.id === rebind.movesTo) await this.options.credentials?.move(rebind.reference, to);
         }
-  }
-
-  /**
-   * Binds a credential the daemon kept for `spec` (a sign-in, a rotation) like a reference: to the targets of the
-   * server it was kept for. After the reconciles before it; a no-op once bound.
-   */
-  bindKept(spec: ServerSpec): Promise<void> {
-    const next = this.queue.then(async () => {
-      const bindings = bindKept(this.applied.bindings, spec, serverId(spec));
-      if (!bindings) return;
-      const saved = await this.store.read();
-      await this.persist({
-        appliedAt: saved?.appliedAt ?? new Date().toISOString(),
-        revision: saved?.revision ?? null,
-        desiredDigest: saved?.desiredDigest ?? desiredDigest({ servers: {} }),
-        state: { ...this.applied, bindings },
-        identities: this.identities,
-      });
-    });
-    this.queue = next.catch(() => undefined);
-    return next;
   }
 
   /** Records a sign-in in the apply log (who, when, which credential; never a token). */
