@@ -189,8 +189,8 @@ function findRebinds(
 /**
  * A kept credential that would follow its server to another token URL (or provider, tenant): the credential id
  * includes the token URL, so the server's new id differs while the credential is the same (same refresh-token
- * reference or sign-in, same client id). When the old id is bound and the new one is not, what the daemon kept would
- * be sent to the new endpoint: a rebind, after which the kept token moves to the new id.
+ * reference or sign-in, same client id). What the daemon kept moves to the new id when the change is applied; unless
+ * the new id is bound to the new target already, that sends it to an endpoint nobody approved for it: a rebind.
  */
 function keptMove(
   id: string,
@@ -203,8 +203,8 @@ function keptMove(
   const to = credentialOf(after);
   if (!from || !to || from.id === to.id || from.lineage !== to.lineage || to.grant !== 'refresh_token') return null;
   const bound = bindings[from.id] ?? [];
-  if (bound.length === 0 || (bindings[to.id]?.length ?? 0) > 0) return null;
   const target = secretTargets(after).find((t) => t.kept)!.target;
+  if (bound.length === 0 || bindings[to.id]?.some((b) => sameTarget(b, target))) return null;
   return { reference: from.id, from: bound.find((b) => b.boundBy === id) ?? bound[0]!, to: target, movesTo: to.id };
 }
 

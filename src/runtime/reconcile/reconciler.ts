@@ -325,7 +325,7 @@ export class Reconciler {
     // a server reauthenticated without a new loop is verified on a connection of its own
     const reauthOnly = reauthenticate.filter((r) => !toVerify.some((v) => v.id === r.id));
     this.invalidate(reauthenticate);
-    if (!request.dryRun) await this.moveKept(plan);
+    if (!request.dryRun) await this.moveKept(plan, desired);
     // a real apply verifies an IMAP server by opening the connection its loop will keep (one login per server)
     const opened = new Map<string, OpenedImap>();
     // looked up while the servers are verified (a git process), used only if the apply goes ahead; never rejects
@@ -403,14 +403,21 @@ export class Reconciler {
     return verifyAll(servers, this.resolver);
   }
 
-  /** Moves the kept credentials of approved rebinds to their servers' new ids, before those are verified. */
-  private async moveKept(plan: Plan): Promise<void> {
-    for (const change of plan.changes)
-      for (const rebind of change.rebinds)
-        if (rebind.movesTo && change.approved) {
-          const to = credentialOf(change.after!.spec);
-          if (to?.id === rebind.movesTo) await this.options.credentials?.move(rebind.reference, to);
-        }
+  /**
+   * Moves what the daemon kept for a server whose credential id changes with its token URL (the same refresh token or
+   * sign-in and client id) to the new id, before the server is verified; the plan made it a rebind where that needs
+   * approval. Kept where another server of the folder still uses the old id.
+   */
+  private async moveKept(plan: Plan, desired: DesiredState): Promise<void> {
+    const inUse = new Set(
+      Object.values(desired.servers).flatMap((s) => (s.spec.enabled ? [credentialOf(s.spec)?.id] : [])),
+    );
+    for (const change of plan.changes.filter(startsLoop)) {
+      const from = change.before && credentialOf(change.before.spec);
+      const to = credentialOf(change.after!.spec);
+      if (from && to && from.id !== to.id && from.lineage === to.lineage && !inUse.has(from.id))
+        await this.options.credentials?.move(from.id, to);
+    }
   }
 
   /** Records a sign-in in the apply log (who, when, which credential; never a token). */
