@@ -66,11 +66,14 @@ export interface Done {
   unseen: number;
   stored: number;
 }
-/** Waits until `n` .json files are in `sink`, INBOX has no unseen message and (if `copy`) the storage folder has `n`. Times with Date.now(). */
+/**
+ * Waits until `n` messages are in the sink (`.json` files in the folder `sink`, or what `sink()` counts: a queue
+ * table's rows), INBOX has no unseen message and (if `copy`) the storage folder has `n`. Times with Date.now().
+ */
 export async function waitDone(
   dv: Dovecot,
   user: string,
-  sink: string,
+  sink: string | (() => Promise<number>),
   n: number,
   copy: boolean,
   timeoutMs: number,
@@ -78,7 +81,7 @@ export async function waitDone(
 ): Promise<Done> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const json = await countJson(sink);
+    const json = typeof sink === 'string' ? await countJson(sink) : await sink();
     if (json >= n) {
       const inbox = await boxStatus(dv, user, 'INBOX');
       const unseen = inbox.unseen;

@@ -12,18 +12,24 @@
  *     message's .json file.
  *   - memory: RSS of a daemon with 1,000 idle IMAP loops (one user each) minus its RSS before `apply`, per loop (10 s after the loops are up and idle for 60 s),
  *     against 1,000 bare imapflow connections (STARTTLS, INBOX selected, IDLE) in one process (bench/inbound-idle.ts).
- * Prints the figures and appends a `## inbound` section to BENCHMARKS.md. Bounded: a watchdog ends the run after 30 min.
+ *     The daemon runs on the file store, and in the same invocation on a PostgreSQL store (a private server with fsync
+ *     on, as in production) with the directory sink and with the PostgreSQL sink (rows committed with the checkpoint),
+ *     after the file-store runs: a warm-up run (not counted), then directory, rows, rows, directory, each figure over
+ *     its two runs. Goals: PostgreSQL store ≥ 0.8× the file store (directory sink); PostgreSQL sink ≥ the directory
+ *     sink.
+ * Prints the figures and appends a `## inbound` section to BENCHMARKS.md. Bounded: a watchdog ends the run after 40 min.
  * Sizes: MAILCTL_BENCH_MESSAGES (5000), MAILCTL_BENCH_LATENCY (100), MAILCTL_BENCH_LOOPS (1000); MAILCTL_BENCH_NO_APPEND=1
  * prints the section without appending it (smoke runs).
  */
 import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { chmod, chown, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { startDovecot } from '../test/harness/dovecot.js';
-import { flowYaml, imapYaml } from '../test/harness/fixtures.js';
+import { flowYaml, imapYaml, postgresFlowYaml } from '../test/harness/fixtures.js';
 import {
   cli,
   createWorkspace,
@@ -32,6 +38,7 @@ import {
   type DaemonProcess,
   type Workspace,
 } from '../test/harness/mailctl.js';
+import { startPostgres, type Postgres } from '../test/harness/postgres.js';
 import { findPeers, PEER_IDS, versionOf, type Peers } from './peers.js';
 import { appendToBenchmarks, formatMs, giveUpAfter, inBatches, kib, mib, percentile, rssOf, sleep } from './common.js';
 import {
@@ -66,7 +73,7 @@ const SCRATCH = '/tmp/h-bench-in';
 const BENCH_DIR = path.dirname(fileURLToPath(import.meta.url));
 const run = promisify(execFile);
 
-giveUpAfter('bench:inbound', 30);
+giveUpAfter('bench:inbound', 40);
 
 const now = () => performance.now();
 const r0 = (x: number | null) => (x ? `${x.toFixed(0)} msg/s` : 'n/a');
@@ -87,6 +94,11 @@ const users: Record<string, string> = {
   'tp-fetchmail@example.com': 'pw-tp-fetchmail',
   'tp-fetchmail2@example.com': 'pw-tp-fetchmail2',
   'tp-getmail@example.com': 'pw-tp-getmail',
+  'tp-pgwarmup@example.com': 'pw-tp-pgwarmup',
+  'tp-pgdir@example.com': 'pw-tp-pgdir',
+  'tp-pgdir2@example.com': 'pw-tp-pgdir2',
+  'tp-pgrows@example.com': 'pw-tp-pgrows',
+  'tp-pgrows2@example.com': 'pw-tp-pgrows2',
   'lat@example.com': 'pw-lat',
 };
 const memUser = (i: number) => `m${i}@example.com`;
@@ -108,6 +120,7 @@ const results: Record<string, string> = {};
 const rows: string[] = [];
 const workspaces: Workspace[] = [];
 let daemon: DaemonProcess | undefined;
+let pg: Postgres | undefined;
 try {
   // ---------------------------------------------------------------- throughput
   if (ONLY.has('throughput')) {
@@ -120,6 +133,11 @@ try {
       fetchmail: 'tp-fetchmail@example.com',
       fetchmailNoFsync: 'tp-fetchmail2@example.com',
       getmail: 'tp-getmail@example.com',
+      pgWarmup: 'tp-pgwarmup@example.com',
+      pgDir: 'tp-pgdir@example.com',
+      pgDir2: 'tp-pgdir2@example.com',
+      pgRows: 'tp-pgrows@example.com',
+      pgRows2: 'tp-pgrows2@example.com',
     };
     for (const u of Object.values(TP)) await dv.createFolder(u, STORAGE);
     const fill0 = now();
@@ -173,12 +191,27 @@ try {
     };
     const tp: Record<string, Tp> = {};
 
-    // mailctl: the real daemon; clock starts when `mailctl apply` is started
-    const runMailctl = async (user: string, key: string) => {
+    // mailctl: the real daemon; clock starts when `mailctl apply` is started. `store`: on PostgreSQL (its own schema
+    // per run, so no run waits for the lease of the one before), delivering to a directory or into the store's rows
+    const runMailctl = async (user: string, key: string, store?: { pg: Postgres; sink: 'directory' | 'rows' }) => {
       const ws = await createWorkspace();
       workspaces.push(ws);
       const ref = `\${file:${await ws.writeSecret('tp', users[user]!)}}`;
-      await ws.writeServer('flow.yaml', flowYaml('main', 'queues'));
+      const schema = `bench_${key}`;
+      const storeArgs = store
+        ? [
+            '--store',
+            store.pg.url,
+            '--store-schema',
+            schema,
+            '--token-file',
+            await ws.writeSecret('token', 't'.repeat(40)),
+            '--credentials-key-file',
+            await ws.writeSecret('credentials-key', randomBytes(32).toString('base64')),
+          ]
+        : [];
+      const rowsToDeliver = store?.sink === 'rows';
+      await ws.writeServer('flow.yaml', rowsToDeliver ? postgresFlowYaml('main') : flowYaml('main', 'queues'));
       await ws.writeServer(
         'imap-tp.yaml',
         imapYaml({
@@ -191,18 +224,29 @@ try {
           pollSchedule: HOURLY,
         }),
       );
-      daemon = await startDaemon(ws, ['--no-watch', '--log-level', logLevel]);
-      const sink = path.join(ws.stateDir, 'queues');
+      daemon = await startDaemon(ws, ['--no-watch', '--log-level', logLevel, ...storeArgs], store?.pg.env ?? {});
+      const sinkDir = path.join(ws.stateDir, 'queues');
+      // the table exists once apply made it: until then, nothing is in it
+      const rowsIn = async (what: string) =>
+        (
+          await store!.pg
+            .admin(`SELECT ${what} AS x FROM ${schema}.inbound_messages`, store!.pg.database)
+            .catch(() => [{ x: 0 }])
+        )[0]?.x;
+      const sink = rowsToDeliver ? async () => Number(await rowsIn('count(*)')) : sinkDir;
       await settle();
       const t0 = Date.now();
       const applied = cli(['apply', '--dir', ws.dir], ws.env).then((r) => ({ ...r, at: Date.now() }));
       const done = await waitDone(dv, user, sink, N, true, 300_000);
       const a = await applied;
       if (a.code !== 0) throw new Error(`apply exited ${a.code}: ${a.stderr}${a.stdout.slice(-2000)}`);
-      const first = await firstFileAt(sink);
+      // the first message in the sink: its file's time, or its row's received_at
+      const first = rowsToDeliver ? ((await rowsIn('min(received_at)')) as Date).getTime() : await firstFileAt(sinkDir);
       const wall = done.doneAt - t0;
       const run: Tp = {
-        name: 'mailctl daemon',
+        name: store
+          ? `mailctl daemon, PostgreSQL store, ${rowsToDeliver ? 'PostgreSQL' : 'directory'} sink`
+          : 'mailctl daemon',
         wallMs: wall,
         rate: done.complete ? N / (wall / 1000) : null,
         rateFromFirst: done.complete ? N / ((done.doneAt - first) / 1000) : null,
@@ -271,6 +315,17 @@ try {
     await runMailctl(TP.mailctl2, 'mailctl2');
     tp.mailctl = overBoth(tp.mailctl1!, tp.mailctl2!);
     tp.bare = overBoth(tp.bare1!, tp.bare2!);
+
+    // the same daemon on a PostgreSQL store: directory sink, then its own sink (order directory, rows, rows, directory)
+    pg = await startPostgres({ extraConfig: 'fsync = on\nfull_page_writes = on' });
+    // a fresh cluster's first run pays for its first WAL segments and cold caches: one warm-up run, not counted
+    await runMailctl(TP.pgWarmup, 'pgwarmup', { pg, sink: 'directory' });
+    await runMailctl(TP.pgDir, 'pgdir1', { pg, sink: 'directory' });
+    await runMailctl(TP.pgRows, 'pgrows1', { pg, sink: 'rows' });
+    await runMailctl(TP.pgRows2, 'pgrows2', { pg, sink: 'rows' });
+    await runMailctl(TP.pgDir2, 'pgdir2', { pg, sink: 'directory' });
+    tp.pgDir = overBoth(tp.pgdir1!, tp.pgdir2!);
+    tp.pgRows = overBoth(tp.pgrows1!, tp.pgrows2!);
 
     // Peers, each running one MDA process per message that writes .eml then .json, no COPY (neither can copy to another
     // folder), each leaving the messages on the server marked \Seen: fetchmail (--keep --fetchall, STARTTLS) twice, with
@@ -419,6 +474,13 @@ try {
     const goalFetchmail = goal(tp.mailctl.rate, tp.fetchmail!.rate, 10);
     const goalFetchmail2 = goal(tp.mailctl.rate, tp.fetchmailNoFsync!.rate, 10);
     const goalGetmail = goal(tp.mailctl.rate, tp.getmail!.rate, 10);
+    const pgVsFile = ratio(tp.pgDir.rate, tp.mailctl.rate);
+    const rowsVsDir = ratio(tp.pgRows.rate, tp.pgDir.rate);
+    const goalPg = goal(tp.pgDir.rate, tp.mailctl.rate, 0.8);
+    const goalRows = goal(tp.pgRows.rate, tp.pgDir.rate, 1);
+    console.log(
+      `PostgreSQL store: directory sink / file store = ${pgVsFile} (goal ≥ 0.8× ${goalPg}); PostgreSQL sink / directory sink = ${rowsVsDir} (goal ≥ 1× ${goalRows})`,
+    );
     console.log(
       `throughput ratios: mailctl / bare imapflow = ${vsBare} (from first file: ${vsBareFirst}; goal ≥ 0.7× ${goalBare}); ` +
         `mailctl / fetchmail = ${vsFetchmail} (goal ≥ 10× ${goalFetchmail}); mailctl / fetchmail without fsync = ${vsFetchmail2} (${goalFetchmail2}); ` +
@@ -435,8 +497,12 @@ try {
       `| — mailctl / bare imapflow | ${vsBare} (from first file ${vsBareFirst}) | ≥ 0.7× ${goalBare} |`,
       `| — mailctl / fetchmail (fsync MDA; without fsync) | ${vsFetchmail}; ${vsFetchmail2} | ≥ 10× ${goalFetchmail}; ${goalFetchmail2} |`,
       `| — mailctl / getmail6 (fsync MDA) | ${vsGetmail} | ≥ 10× ${goalGetmail} |`,
+      `| mailctl daemon on a PostgreSQL ${pg.version} store (fsync on), directory sink (over 2 runs after the file store's) | ${r0(tp.pgDir.rate)}${wallOf(tp.pgDir)} | |`,
+      `| — PostgreSQL store / file store, directory sink | ${pgVsFile} | ≥ 0.8× ${goalPg} |`,
+      `| mailctl daemon on the PostgreSQL store, PostgreSQL sink (rows committed with the checkpoint; over 2 runs) | ${r0(tp.pgRows.rate)}${wallOf(tp.pgRows)}; from its first row ${r0(tp.pgRows.rateFromFirst)} | |`,
+      `| — PostgreSQL sink / directory sink, both on the PostgreSQL store | ${rowsVsDir} | ≥ 1× ${goalRows} |`,
     );
-    results.tpNotes = `mailctl: ${tp.mailctl.note}. bare: ${tp.bare.note}. fetchmail: ${tp.fetchmail!.note}. fetchmail without fsync: ${tp.fetchmailNoFsync!.note}. getmail6: ${tp.getmail!.note}.`;
+    results.tpNotes = `mailctl: ${tp.mailctl.note}. bare: ${tp.bare.note}. fetchmail: ${tp.fetchmail!.note}. fetchmail without fsync: ${tp.fetchmailNoFsync!.note}. getmail6: ${tp.getmail!.note}. PostgreSQL store, directory sink: ${tp.pgDir.note}. PostgreSQL sink: ${tp.pgRows.note}.`;
   }
 
   // ---------------------------------------------------------------- latency
@@ -702,6 +768,7 @@ try {
   await appendToBenchmarks('inbound', section);
 } finally {
   await daemon?.kill().catch(() => undefined);
+  await pg?.stop();
   await dv.stop();
   for (const ws of workspaces) await ws.cleanup().catch(() => undefined);
 }

@@ -1,17 +1,27 @@
 /**
- * `npm run demo [-- --once]`: the whole product on one machine. Starts the test harness's private Dovecot and SMTP
- * server on free loopback ports, points a copy of examples/servers.d at them, runs the daemon, and walks through
- * validate → plan → apply → status, inbound mail (one message per route and an auto-reply), a reply and a template
- * email, and where each ended up. Keeps running until Ctrl-C; `--once` stops after the tour.
+ * `npm run demo [-- --once] [-- --store postgres]`: the whole product on one machine. Starts the test harness's private
+ * Dovecot and SMTP server on free loopback ports, points a copy of examples/servers.d at them, runs the daemon, and
+ * walks through validate → plan → apply → status, inbound mail (one message per route and an auto-reply), a reply and
+ * a template email, and where each ended up. `--store postgres`: the same tour with the daemon's state in a private
+ * PostgreSQL and the flows delivering into its queue table, whose rows it shows (and claims one, as a consumer does).
+ * Keeps running until Ctrl-C; `--once` stops after the tour.
  */
+import { randomBytes } from 'node:crypto';
 import { readdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { isMap, parseAllDocuments, type Document } from 'yaml';
 import { startDovecot, type Dovecot } from '../test/harness/dovecot.js';
 import { cli, createWorkspace, eventually, startDaemon, type Workspace } from '../test/harness/mailctl.js';
+import { startPostgres, type Postgres } from '../test/harness/postgres.js';
 import { startSmtpServer, type SmtpTestServer } from '../test/harness/smtp.js';
 
 const once = process.argv.includes('--once');
+const storeArg = process.argv[process.argv.indexOf('--store') + 1];
+const onPostgres = process.argv.includes('--store') && storeArg === 'postgres';
+if (process.argv.includes('--store') && !onPostgres) {
+  process.stderr.write('demo: --store takes "postgres" (the default is the state folder)\n');
+  process.exit(1);
+}
 const EXAMPLES = path.resolve('examples/servers.d');
 const ACCOUNTS: Record<string, string> = {
   'support@example.com': 'support-demo-password',
@@ -40,6 +50,10 @@ function rewrite(
   if (!isMap(doc.contents)) return;
   const kind = doc.get('kind');
   if (kind === 'EmailFlow') {
+    if (onPostgres) {
+      doc.set('deliver', doc.createNode({ postgres: { table: 'inbound_messages' } }));
+      return;
+    }
     const dir = doc.getIn(['deliver', 'directory']);
     if (typeof dir === 'string' && path.isAbsolute(dir))
       doc.setIn(['deliver', 'directory'], `inbound/${path.basename(dir)}`);
@@ -85,6 +99,20 @@ async function main(): Promise<void> {
   );
 
   const ws = await createWorkspace();
+  let pg: Postgres | null = null;
+  let storeArgs: string[] = [];
+  if (onPostgres) {
+    say("Starting a private PostgreSQL for the daemon's state (--store postgres)");
+    pg = await startPostgres();
+    const tokenFile = path.join(ws.root, 'api-token');
+    const keyFile = path.join(ws.root, 'credentials-key');
+    await writeFile(tokenFile, `${randomBytes(24).toString('base64url')}\n`, { mode: 0o600 });
+    await writeFile(keyFile, `${randomBytes(32).toString('base64')}\n`, { mode: 0o600 });
+    storeArgs = ['--store', pg.url, '--token-file', tokenFile, '--credentials-key-file', keyFile];
+    show(
+      `PostgreSQL ${pg.version} on ${pg.host}:${pg.port}; the daemon runs with ${storeArgs.join(' ')} (PGPASSWORD set)`,
+    );
+  }
   const storageFolders = new Map<string, string>();
   const secrets = new Map<string, string>([
     ...Object.entries(ACCOUNTS),
@@ -115,8 +143,8 @@ async function main(): Promise<void> {
   await mailctl(ws, ['plan', '--dir', ws.dir, '--state', 'empty']);
 
   say('run: the daemon starts (it watches the folder; nothing runs before the first apply)');
-  const daemon = await startDaemon(ws, ['--no-watch', '--log-level', 'warn']);
-  show(`daemon listening on ${daemon.url}, state folder ${ws.stateDir}`);
+  const daemon = await startDaemon(ws, ['--no-watch', '--log-level', 'warn', ...storeArgs], pg?.env ?? {});
+  show(`daemon listening on ${daemon.url}, ${pg ? `store ${pg.url}, local` : ''} state folder ${ws.stateDir}`);
   say('apply: every server is verified against the real servers, then its loop starts');
   await mailctl(ws, ['apply', '--dir', ws.dir]);
   await eventually(
@@ -146,18 +174,36 @@ async function main(): Promise<void> {
     await dovecot.deliver(rcpt, sampleMail(from, to, subject, extra ?? ''), from);
     show(`delivered: ${subject}`);
   }
+  /** What reached the queues: files under the state folder's `inbound/`, or rows of the store's queue table. */
   const inbound = path.join(ws.stateDir, 'inbound');
-  const metadata = async () => {
-    const found: { queue: string; file: string; meta: Record<string, unknown> }[] = [];
+  const queued = async (): Promise<{ queue: string; key: string; subject: string; autoReply: boolean }[]> => {
+    if (pg)
+      return (
+        await pg.admin(
+          'SELECT server, queue, key, subject, auto_reply FROM mailctl.inbound_messages ORDER BY server, queue, key',
+          pg.database,
+        )
+      ).map((r) => ({
+        queue: `${String(r.server).replace('imap/', '')}/${String(r.queue)}`,
+        key: String(r.key),
+        subject: String(r.subject),
+        autoReply: r.auto_reply === true,
+      }));
+    const found: { queue: string; key: string; subject: string; autoReply: boolean }[] = [];
     for (const flow of await readdir(inbound).catch(() => [] as string[])) {
       for (const queue of await readdir(path.join(inbound, flow)).catch(() => [] as string[])) {
         for (const file of (await readdir(path.join(inbound, flow, queue)).catch(() => [] as string[])).filter((f) =>
           f.endsWith('.json'),
         )) {
+          const meta = JSON.parse(await readFile(path.join(inbound, flow, queue, file), 'utf8')) as {
+            subject: string;
+            autoReply: boolean;
+          };
           found.push({
             queue: `${flow}/${queue}`,
-            file,
-            meta: JSON.parse(await readFile(path.join(inbound, flow, queue, file), 'utf8')),
+            key: file.replace(/\.json$/, ''),
+            subject: meta.subject,
+            autoReply: meta.autoReply,
           });
         }
       }
@@ -165,15 +211,28 @@ async function main(): Promise<void> {
     return found;
   };
   const arrived = await eventually(
-    async () => ((await metadata()).length >= samples.length - 0 ? metadata() : null),
+    async () => ((await queued()).length >= samples.length ? queued() : null),
     60_000,
     'every sample in its queue',
   );
-  say(`Where they ended up (queue files under ${inbound})`);
-  for (const { queue, file, meta } of arrived.sort((a, b) => (a.queue < b.queue ? -1 : 1))) {
+  say(
+    pg
+      ? 'Where they ended up (rows of mailctl.inbound_messages)'
+      : `Where they ended up (queue files under ${inbound})`,
+  );
+  for (const { queue, key, subject, autoReply } of arrived.sort((a, b) => (a.queue < b.queue ? -1 : 1))) {
     show(
-      `${queue.padEnd(24)} ${String(meta.subject).padEnd(44)} ${file.replace(/\.json$/, '.{eml,json}')}${meta.autoReply ? '  (auto-reply)' : ''}`,
+      `${queue.padEnd(24)} ${subject.padEnd(44)} ${pg ? key : `${key}.{eml,json}`}${autoReply ? '  (auto-reply)' : ''}`,
     );
+  }
+  if (pg) {
+    say('A consumer claims the oldest unclaimed row of a queue (README: the PostgreSQL sink)');
+    const claim = `UPDATE mailctl.inbound_messages SET claimed_at = now(), claimed_by = 'agent-desk-1'
+      WHERE key = (SELECT key FROM mailctl.inbound_messages WHERE queue = 'support' AND claimed_at IS NULL
+                   ORDER BY received_at LIMIT 1 FOR UPDATE SKIP LOCKED)
+      RETURNING key, subject, claimed_by`;
+    show(claim.replace(/\s+/g, ' '));
+    for (const row of await pg.admin(claim, pg.database)) show(`claimed: ${String(row.key)} "${String(row.subject)}"`);
   }
   for (const [user, folder] of storageFolders) {
     const inbox = await dovecot.listMessages(user, 'INBOX');
@@ -186,8 +245,7 @@ async function main(): Promise<void> {
   say(
     'Outbound: an agent replies (sent from the address the customer wrote to) and the company sends a template email',
   );
-  const original = arrived.find((a) => String(a.meta.subject).startsWith('The app crashes'))!;
-  const key = original.file.replace(/\.json$/, '');
+  const key = arrived.find((a) => a.subject.startsWith('The app crashes'))!.key;
   await mailctl(ws, [
     'send',
     '--in-reply-to',
@@ -230,6 +288,7 @@ async function main(): Promise<void> {
     await daemon.stop();
     await smtp.stop();
     await dovecot.stop();
+    await pg?.stop();
     await ws.cleanup();
   };
   if (once) {

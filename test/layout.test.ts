@@ -2,7 +2,7 @@
  * The layout's rules, read from the import statements of src/ (type-only and dynamic imports count): no circle of
  * imports; each folder imports only the folders below it; the CLI reaches the runtime only to start the daemon; plan/
  * has no file system, network or clock; only adapters/ speaks to the mail libraries; only store/ knows the state
- * folder's files. README "Layout" explains the layers.
+ * folder's files, and only store/postgres/ the database driver. README "Layout" explains the layers.
  */
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
@@ -129,6 +129,17 @@ test('only adapters/ imports the mail libraries (imapflow, nodemailer, libmime)'
     found.map((m) => m.file),
     [],
   );
+});
+
+test('only store/postgres/ imports the PostgreSQL driver (pg): the rest of the daemon sees the store ports', () => {
+  const found = modules.filter(
+    (m) => !m.file.startsWith('store/postgres/') && m.packages.some((p) => /^pg(\/|$)/.test(p)),
+  );
+  assert.equal(
+    found.map((m) => m.file),
+    [],
+  );
+  assert.ok(byFile.get('store/postgres/db.ts')!.packages.includes('pg'), 'the scan sees the driver where it is');
 });
 
 /**

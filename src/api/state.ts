@@ -6,4 +6,6 @@ export interface StatePull {
   kind: 'mailctl-state';
   stateDigest: string;
   state: ObservedState;
+  /** The daemon's store: a plan against this state refuses what the store cannot do (a postgres sink on `file`). */
+  store: { kind: 'file' | 'postgres' };
 }

@@ -12,8 +12,10 @@ import type { CredentialStatus } from './credentials.js';
  *  - config:         anything else that is wrong on our side (missing extension, bad option, permanent 5xx)
  *  - local:          this machine's files: disk full, read-only, permission denied, name too long (what and where)
  *  - sink:           a flow's sink is down (webhook unreachable or failing, its folder's disk full) → paused, retried
+ *  - store:          the daemon's own store (a database) cannot be reached: nothing changes until it answers again
  */
-export type FailureClass = 'network' | 'tls' | 'auth' | 'folder-missing' | 'throttled' | 'config' | 'local' | 'sink';
+export type FailureClass =
+  'network' | 'tls' | 'auth' | 'folder-missing' | 'throttled' | 'config' | 'local' | 'sink' | 'store';
 
 /** `needs-login`: the OAuth2 provider refuses the server's grant; it waits for `mailctl auth login` (no retries). */
 export type ServerState =
@@ -72,8 +74,19 @@ export interface ReconcileSummary {
   diagnostics: Diagnostic[];
 }
 
+/** Where the daemon keeps its state, and whether it answers now. */
+export interface StoreStatus {
+  kind: 'file' | 'postgres';
+  /** The state folder, or `postgres://user@host:port/db (schema s)`: never a password. */
+  location: string;
+  available: boolean;
+  /** While unavailable: why, and since when. */
+  problem: { reason: string; since: string } | null;
+}
+
 export interface DaemonStatus {
   dir: string;
+  store: StoreStatus;
   /** Identity of the `--system-smtp` server, if one is configured. */
   systemSmtp: string | null;
   systemSendLoop: SystemSendLoopStatus | null;

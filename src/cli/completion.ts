@@ -23,6 +23,7 @@ export const FLAG_VALUES: Readonly<Record<string, ValueKind>> = {
   for: { kind: 'server', prefix: 'imap/' },
   dir: { kind: 'dir' },
   'state-dir': { kind: 'dir' },
+  'from-state-dir': { kind: 'dir' },
   'secrets-dir': { kind: 'dir' },
   'token-file': { kind: 'file' },
   out: { kind: 'file' },

@@ -3,7 +3,8 @@ import path from 'node:path';
 import { NDJSON } from '../api/apply.js';
 import { DISCOVERY_FILE, isLoopback, stateDirFrom, TOKEN_FILE } from '../api/discovery.js';
 import type { ObservedState } from '../plan/model.js';
-import { checkObservedState } from '../plan/planfile.js';
+import type { StoreKind } from '../config/sinks.js';
+import { checkObservedState, checkStore } from '../plan/planfile.js';
 import { stringOption, type Values } from './command.js';
 import { EXIT, UserError } from './errors.js';
 
@@ -242,8 +243,13 @@ function failToken(message: string): never {
   throw new UserError(message);
 }
 
-/** Asks the daemon for its running state (`GET /v1/state`) and checks the answer before anyone plans against it. */
-export async function fetchObservedState(client: DaemonClient): Promise<ObservedState> {
+/**
+ * Asks the daemon for its running state (`GET /v1/state`) and checks the answer before anyone plans against it; with
+ * the kind of its store (null from a daemon that does not say).
+ */
+export async function fetchObservedState(
+  client: DaemonClient,
+): Promise<{ state: ObservedState; store: StoreKind | null }> {
   const { status, body } = await client.request<unknown>('GET', '/v1/state', undefined, 30_000);
   if (status !== 200) {
     const error = (body as { error?: unknown } | null)?.error;
@@ -252,7 +258,7 @@ export async function fetchObservedState(client: DaemonClient): Promise<Observed
       typeof message === 'string' ? message : typeof body === 'string' && body ? body.slice(0, 200) : `HTTP ${status}`;
     throw new UserError(`the daemon at ${client.url} did not return its state: ${detail}`, EXIT.error, 'daemon-error');
   }
-  const answer = body as { formatVersion?: unknown; state?: unknown } | null;
+  const answer = body as { formatVersion?: unknown; state?: unknown; store?: { kind?: StoreKind } } | null;
   if (typeof answer !== 'object' || answer === null || answer.formatVersion !== '1') {
     throw new UserError(
       `the daemon at ${client.url} answered GET /v1/state with an unsupported format (expected formatVersion "1"); are mailctl and the daemon the same version?`,
@@ -260,12 +266,12 @@ export async function fetchObservedState(client: DaemonClient): Promise<Observed
       'daemon-error',
     );
   }
-  const problem = checkObservedState(answer.state);
+  const problem = checkObservedState(answer.state) ?? checkStore(answer.store);
   if (problem)
     throw new UserError(
       `the daemon at ${client.url} returned a malformed state: ${problem}`,
       EXIT.error,
       'daemon-error',
     );
-  return answer.state as ObservedState;
+  return { state: answer.state as ObservedState, store: answer.store?.kind ?? null };
 }

@@ -18,6 +18,7 @@ const COMMAND_MODULES: Record<string, () => Promise<Command>> = {
   quarantine: () => import('./commands/quarantine.js').then((m) => m.quarantineCommand),
   auth: () => import('./commands/auth.js').then((m) => m.authCommand),
   state: () => import('./commands/state.js').then((m) => m.stateCommand),
+  store: () => import('./commands/store.js').then((m) => m.storeCommand),
   schema: () => import('./commands/schema.js').then((m) => m.schemaCommand),
   init: () => import('./commands/init.js').then((m) => m.initCommand),
   completion: () => import('./commands/completion.js').then((m) => m.completionCommand),

@@ -6,6 +6,7 @@ import {
   type FlowSpec,
   type ServerSpec,
 } from './model.js';
+import { DEFAULT_QUEUE_TABLE } from './sinks.js';
 
 /** Fills in the defaults the schema documents, so plans compare complete values. */
 export function normalizeServer(server: EmailServer): ServerSpec {
@@ -46,6 +47,9 @@ export function normalizeFlow(flow: EmailFlow): FlowSpec {
     ...(flow.description !== undefined && { description: flow.description }),
     routes: flow.routes,
     autoReplies: flow.autoReplies ?? 'deliver',
-    deliver: flow.deliver,
+    // the default table is spelled out, so the applied state (and a plan's diff) names the table rows go to
+    deliver: flow.deliver.postgres
+      ? { postgres: { table: flow.deliver.postgres.table ?? DEFAULT_QUEUE_TABLE } }
+      : flow.deliver,
   };
 }

@@ -2,6 +2,7 @@ import { diagnostic, type Diagnostic } from './diagnostics.js';
 import type { ImapServerSpec, LoadedFlow, LoadedServer, SmtpServerSpec } from './model.js';
 import { credentialOf, oauth2Findings } from './oauth2.js';
 import { checkPollSchedule } from './schedule.js';
+import { STORE_TABLES } from './sinks.js';
 import { isIpLiteral } from './schema.js';
 import { notNormalBecause, parseSecretRef } from './secret-ref.js';
 
@@ -255,6 +256,14 @@ export function checkRules(
     if (sink !== undefined && sink.split(/[\\/]/).includes('..')) {
       emit(flow, ['deliver', 'directory'], 'invalid-sink', 'deliver.directory must not contain ".." segments');
     }
+    const table = flow.spec.deliver.postgres?.table;
+    if (table !== undefined && (STORE_TABLES as readonly string[]).includes(table))
+      emit(
+        flow,
+        ['deliver', 'postgres', 'table'],
+        'reserved-table',
+        `the table "${table}" is one of the store's own tables; give the queue table another name`,
+      );
     if (!usedFlows.has(flow.spec.name))
       emit(flow, ['name'], 'unused-flow', `the flow "${flow.spec.name}" is not used by any imap server`, 'warning');
   }

@@ -235,7 +235,7 @@ function translate(error: ErrorObject, document: Record<string, unknown>, kind: 
           path,
           atKey: false,
           code: 'invalid-sink',
-          message: 'deliver needs exactly one sink: directory or webhook',
+          message: 'deliver needs exactly one sink: directory, webhook or postgres',
         };
       if (path.at(-1) === 'oauth2')
         return {

@@ -217,6 +217,15 @@ export interface EmailFlow {
       url: string;
       secret: SecretReference;
     };
+    /**
+     * Rows in a table of the daemon's PostgreSQL store (needs `mailctl run --store postgres://…`), inserted in the same transaction as the checkpoint.
+     */
+    postgres?: {
+      /**
+       * Created by the daemon in the store's schema at apply.
+       */
+      table?: string;
+    };
   };
 }
 export interface Route {

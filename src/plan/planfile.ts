@@ -5,6 +5,7 @@
  * Neither format ever holds a secret value: server configurations carry secret references only.
  */
 import { parseSecretRef } from '../config/secret-ref.js';
+import type { StoreKind } from '../config/sinks.js';
 import { stateDigest, summarize } from './compute.js';
 import { PLAN_FORMAT_VERSION, type ActionName, type ObservedState, type Plan, type ServerChange } from './model.js';
 
@@ -27,6 +28,8 @@ export interface StateFile {
   /** `stateDigest(state)`: checked on reading, so an edited file is not mistaken for what the daemon reported. */
   stateDigest: string;
   state: ObservedState;
+  /** The daemon's store (absent in files pulled before stores had kinds): what it can deliver into. */
+  store?: { kind: StoreKind };
 }
 
 /** The outcome of reading a file: the value, or one sentence saying what is wrong with it. */
@@ -62,12 +65,13 @@ export function parsePlanFile(text: string): Parsed<PlanFile> {
   return { ok: true, value: value as unknown as PlanFile };
 }
 
-export function serializeStateFile(state: ObservedState): string {
+export function serializeStateFile(state: ObservedState, store?: StoreKind): string {
   const file: StateFile = {
     formatVersion: PLAN_FORMAT_VERSION,
     kind: STATE_FILE_KIND,
     stateDigest: stateDigest(state),
     state,
+    ...(store && { store: { kind: store } }),
   };
   return `${JSON.stringify(file, null, 2)}\n`;
 }
@@ -89,11 +93,20 @@ export function parseStateFile(text: string): Parsed<StateFile> {
       'the state file was changed after it was pulled (its stateDigest does not match its content); pull it again with mailctl state pull',
     );
   }
+  const storeError = checkStore(value.store);
+  if (storeError) return fail(`malformed state file: ${storeError}`);
   return { ok: true, value: value as unknown as StateFile };
 }
 
 /** A kept credential's id, under which the daemon binds what it keeps (config/oauth2.ts). */
 const CREDENTIAL_ID = /^oauth2\/[0-9a-f]{12}$/;
+/** `store` of a state (file or `GET /v1/state`): absent, or `{ kind: "file" | "postgres" }`. */
+export function checkStore(value: unknown): string | null {
+  if (value === undefined) return null;
+  if (!isRecord(value) || (value.kind !== 'file' && value.kind !== 'postgres'))
+    return '"store" must be { "kind": "file" } or { "kind": "postgres" }';
+  return null;
+}
 
 /**
  * Checks that a value has the shape of an ObservedState (the daemon's `GET /v1/state` answer, or a state file).

@@ -1,7 +1,8 @@
 /**
  * The daemon's local state folder (0700): whatever the store, it holds the machine's lock (`daemon.lock`: one daemon
- * per folder), `daemon.json` and the API token for discovery (api/discovery.ts). With the file store it is also where
- * the state lives.
+ * per folder), `daemon.json` and the API token for discovery (api/discovery.ts), and `instance-id`, the name this
+ * folder's daemon holds a shared store under. With the file store it is also where the state lives; `imported.json`
+ * says its state was copied into another store (`mailctl store import`), so no file-store daemon may run on it again.
  */
 import { randomBytes } from 'node:crypto';
 import { link, readFile, rm, stat } from 'node:fs/promises';
@@ -14,6 +15,16 @@ import { LockHeldError, type LockHolder } from './ports.js';
 export const LOCK_FILE = 'daemon.lock';
 /** Held only while a stale lock is being replaced: one process at a time does it. */
 const TAKEOVER_FILE = 'daemon.lock.takeover';
+const INSTANCE_FILE = 'instance-id';
+const IMPORTED_FILE = 'imported.json';
+
+/** Where a folder's state went (`mailctl store import`). */
+export interface ImportMark {
+  store: string;
+  /** `importing` until the copy committed: a folder half-imported is as unusable for a file daemon as one imported. */
+  state: 'importing' | 'imported';
+  at: string;
+}
 const FORMAT_VERSION = '1';
 const LOCK_FORMAT_VERSION = '2';
 /** How long a start waits for another process's takeover of a stale lock (it takes milliseconds). */
@@ -196,6 +207,35 @@ export class LocalState {
   /** A new random API token. */
   static newToken(): string {
     return randomBytes(32).toString('base64url');
+  }
+
+  /**
+   * A random id for the daemon of this folder, created once: a shared store knows its holder by it, so a daemon
+   * restarted on the same folder (the lock above proves the last one is gone) takes its own hold back at once.
+   */
+  async instanceId(): Promise<string> {
+    const file = this.file(INSTANCE_FILE);
+    const known = (await readFile(file, 'utf8').catch(() => '')).trim();
+    if (known) return known;
+    const id = randomBytes(12).toString('hex');
+    await writeFileAtomic(file, `${id}\n`);
+    return id;
+  }
+
+  async importMark(): Promise<ImportMark | null> {
+    const text = await readFile(this.file(IMPORTED_FILE), 'utf8').catch(() => null);
+    return text === null ? null : (JSON.parse(text) as ImportMark);
+  }
+
+  async markImported(mark: ImportMark): Promise<void> {
+    await writeFileAtomic(
+      this.file(IMPORTED_FILE),
+      JSON.stringify({ formatVersion: FORMAT_VERSION, ...mark }, null, 2),
+    );
+  }
+
+  async clearImportMark(): Promise<void> {
+    await rm(this.file(IMPORTED_FILE), { force: true });
   }
 
   async writeDiscovery(info: DaemonDiscovery): Promise<void> {

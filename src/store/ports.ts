@@ -7,8 +7,11 @@
  *  - each write that must happen together is one call and happens all or not at all — a batch's checkpoint, copy
  *    intent, delivered-ledger entries and queue rows (`InboundStore.commit`); a set of outbox messages accepted
  *    together (`OutboxStore.accept`); a set of outbox state changes (`OutboxStore.record`);
- *  - nothing stored holds a secret: references (`${file:…}`), digests and HMACs only.
+ *  - nothing stored holds a secret: references (`${file:…}`), digests and HMACs only;
+ *  - a call that fails because the store cannot be reached throws StoreUnavailableError and wrote nothing it reports
+ *    as done (a commit whose answer was lost may have happened: callers recover from the stored state, never from it).
  */
+import type { OutboundRequest } from '../api/outbound.js';
 import type { QuarantineListing, QuarantineReason } from '../api/quarantine.js';
 import type { CredentialBinding, ObservedState } from '../plan/model.js';
 
@@ -133,6 +136,9 @@ export interface Checkpoint {
   updatedAt: string;
 }
 
+/** How many delivered messages per mailbox the ledger remembers at least (it may hold up to twice as many). */
+export const LEDGER_MAX_ENTRIES = 20_000;
+
 /** A delivered message as the ledger remembers it (what recognises it after the mailbox was recreated). */
 export interface LedgerEntry {
   messageId: string | null;
@@ -140,14 +146,8 @@ export interface LedgerEntry {
   hash: string;
 }
 
-/**
- * A message for a queue that lives in the store itself (the PostgreSQL sink): written in the same transaction as the
- * checkpoint, so it is delivered exactly once without a file or an fsync of its own.
- */
-export interface QueueRow {
-  table: string;
-  key: string;
-  queue: string;
+/** What is known of a delivered message besides its source (the directory sink's `.json`, a queue row's columns). */
+export interface InboundMetadata {
   server: string;
   folder: string;
   uidValidity: string;
@@ -158,8 +158,18 @@ export interface QueueRow {
   cc: string[];
   subject: string;
   date: string | null;
-  autoReply: boolean;
+  queue: string;
   receivedAt: string;
+  autoReply: boolean;
+}
+
+/**
+ * A message for a queue that lives in the store itself (the PostgreSQL sink): written in the same transaction as the
+ * checkpoint, so it is delivered exactly once without a file or an fsync of its own.
+ */
+export interface QueueRow extends InboundMetadata {
+  table: string;
+  key: string;
   source: Uint8Array;
 }
 
@@ -172,15 +182,20 @@ export interface BatchCommit {
   rows?: readonly QueueRow[];
 }
 
-/** Per-mailbox inbound state: checkpoint with copy intent and quarantine, and the delivered ledger. */
+/** Per-mailbox inbound state: checkpoint with copy intent and quarantine, the delivered ledger, and queue rows. */
 export interface InboundStore {
+  /**
+   * Makes the queue table `table` ready for rows (at apply, before a flow delivering into it runs). A store that keeps
+   * no queue rows refuses.
+   */
+  prepareQueue(table: string): Promise<void>;
   /** The mailbox's checkpoint; null when there is none or it belongs to another identity or folder. */
   load(mailbox: MailboxRef): Promise<Checkpoint | null>;
   /** Writes the checkpoint (as a whole) together with the batch's ledger entries and queue rows. */
   commit(mailbox: MailboxRef, batch: BatchCommit): Promise<void>;
   /** Was a message with this Message-ID and content delivered for this mailbox (within the ledger's bound)? */
   wasDelivered(mailbox: MailboxRef, entry: LedgerEntry): Promise<boolean>;
-  /** The Message-ID recorded for an inbound key, or null when the store does not know the key. */
+  /** The Message-ID recorded for an inbound key (a queue row's), or null when the store does not know the key. */
   messageIdOf(key: string): Promise<string | null>;
   /** Every quarantined message (optionally of one server, e.g. `imap/support`). */
   listQuarantine(server?: string): Promise<QuarantineListing[]>;
@@ -193,24 +208,15 @@ export interface InboundStore {
 }
 
 /** An outbound message as the outbox keeps it (see api/outbound.ts for the request it comes from). */
-export interface StoredOutboundMessage {
+export interface StoredOutboundMessage extends OutboundRequest {
   id: string;
   /** Assigned before the first try and never changed: a resend after a crash carries the same one. */
   messageId: string;
   /** Supervisor id of the SMTP loop that sends it. */
   server: string;
   from: string;
-  to: string[];
-  cc: string[];
-  bcc: string[];
-  subject: string;
-  text?: string;
-  html?: string;
-  inReplyTo?: string;
   /** Message-ID of the message replied to, when the inbound key was found. */
   inReplyToMessageId?: string;
-  kind: 'agent' | 'template';
-  attachments: { name: string; contentType: string; content: string }[];
   createdAt: string;
 }
 
@@ -288,7 +294,8 @@ export interface CredentialStore {
 export interface TokenStore {
   /**
    * The token this daemon serves with: `given` (from `--token-file`) when set, else the store's own (created once).
-   * A store shared by several daemons keeps only a hash and refuses a `given` token that differs from it.
+   * A store that several daemons can share keeps only the token's hash (set by the daemon that holds the store) and
+   * needs `given`: without it, it refuses.
    */
   establish(given: string | undefined): Promise<string>;
 }
@@ -312,22 +319,63 @@ export class LockHeldError extends Error {
   }
 }
 
+/** A store that cannot be used as it is (its URL, its schema's version, a folder imported elsewhere); `code` is stable. */
+export class StoreError extends Error {
+  constructor(
+    readonly code: string,
+    message: string,
+    options?: ErrorOptions,
+  ) {
+    super(message, options);
+  }
+}
+
+/** The store cannot be reached or refused the connection (a database restarting, a partition, a wrong password). */
+export class StoreUnavailableError extends StoreError {
+  constructor(message: string, options?: ErrorOptions) {
+    super('store-unavailable', message, options);
+  }
+}
+
+/** Another daemon took the store over: this one must not write anything more. */
+export class LeaseLostError extends StoreError {
+  constructor(message: string) {
+    super('lock-lost', message);
+  }
+}
+
+/** Whether the store answers now. A state folder always does; a database can be away for a while. */
+export interface StoreHealth {
+  /** null while the store answers; otherwise why not and since when (for `/readyz` and `status`). */
+  problem(): { reason: string; since: string } | null;
+  /** Resolves once the store answers again (at once when it does now), or when `signal` aborts. */
+  whenAvailable(signal?: AbortSignal): Promise<void>;
+}
+
+/** This daemon's hold on its store. */
+export interface StoreLock {
+  release(): Promise<void>;
+  /** `listener` runs once if another daemon takes the store over (LeaseLostError): this one must stop at once. */
+  onLost(listener: (err: LeaseLostError) => void): void;
+}
+
 /** The daemon's state. */
 export interface Store {
   readonly kind: 'file' | 'postgres';
-  /** Where the state is, for messages (a folder, or `host:port/db schema`), never with a password. */
+  /** Where the state is, for messages (a folder, or `postgres://user@host:port/db (schema s)`), never with a password. */
   readonly location: string;
   readonly applied: AppliedStore;
   readonly inbound: InboundStore;
   readonly outbox: OutboxStore;
   readonly credentials: CredentialStore;
   readonly token: TokenStore;
+  readonly health: StoreHealth;
   /**
    * Where the daemon keeps its credentials key when `--credentials-key-file` is not given (created on first start,
    * 0600), or null when the store has no such place (a store shared by several daemons: each is given the same file).
    */
   readonly ownCredentialsKeyFile: string | null;
   /** Makes this process the store's only daemon until `release`; throws LockHeldError naming the holder. */
-  lock(): Promise<{ release(): Promise<void> }>;
+  lock(): Promise<StoreLock>;
   close(): Promise<void>;
 }

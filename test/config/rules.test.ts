@@ -1,4 +1,4 @@
-// Every rule code of the loader (rules.ts, load.ts, schema.ts, parse.ts, files.ts) has a failing fixture asserting
+// Every rule code of the loader (rules.ts, load.ts, schema.ts, parse.ts, files.ts, sinks.ts) has a failing fixture asserting
 // code, line and column; passing fixtures show what is accepted and which defaults are applied.
 import { mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -8,6 +8,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { loadConfig, loadSystemSmtp } from '../../src/config/load.js';
 import type { ImapServerSpec, SmtpServerSpec } from '../../src/config/model.js';
+import { storeFindings } from '../../src/config/sinks.js';
 import {
   coveredCodes,
   expectClean,
@@ -362,6 +363,40 @@ test('invalid-sink: a directory with .. segments; both sinks; no sink', () => {
   });
   const none = load({ 'f.yaml': flow('support').replace('deliver:\n  directory: inbound/support\n', 'deliver: {}\n') });
   expectOnly(none, { code: 'invalid-sink', line: 5, column: 10 });
+});
+
+test('the postgres sink: accepted with its default table spelled out; a table name of the store itself is refused', () => {
+  const pgFlow = (extra: string) =>
+    flow('support').replace('deliver:\n  directory: inbound/support\n', `deliver:\n  postgres: ${extra}\n`);
+  const plain = load({ 'a.yaml': [imap(), smtp()].join('---\n'), 'f.yaml': pgFlow('{}') });
+  expectClean(plain);
+  assert.equal(plain.flows[0]!.spec.deliver, { postgres: { table: 'inbound_messages' } });
+  const named = load({ 'a.yaml': [imap(), smtp()].join('---\n'), 'f.yaml': pgFlow('{ table: support_mail }') });
+  expectClean(named);
+  assert.equal(named.flows[0]!.spec.deliver, { postgres: { table: 'support_mail' } });
+  const reserved = load({ 'a.yaml': [imap(), smtp()].join('---\n'), 'f.yaml': pgFlow('{ table: checkpoints }') });
+  expectOnly(reserved, {
+    code: 'reserved-table',
+    file: 'servers.d/f.yaml',
+    line: 6,
+    column: 22,
+    message: ['"checkpoints" is one of the store\'s own tables'],
+  });
+  const badName = load({ 'a.yaml': [imap(), smtp()].join('---\n'), 'f.yaml': pgFlow('{ table: Inbound-Mail }') });
+  expectOnly(badName, { code: 'invalid-value', file: 'servers.d/f.yaml', line: 6, column: 22 });
+
+  // what the running store can deliver: plan and the daemon ask storeFindings with the store's kind
+  assert.equal(storeFindings(plain.flows, 'postgres'), []);
+  const onFile = { diagnostics: storeFindings(plain.flows, 'file') };
+  expectOnly(onFile, {
+    code: 'sink-needs-postgres-store',
+    file: 'servers.d/f.yaml',
+    line: 6,
+    column: 3,
+    resource: 'flow/support',
+    message: ['"support" delivers into PostgreSQL', '--store postgres://'],
+  });
+  assert.equal(storeFindings(load({ 'a.yaml': mailbox('support') }).flows, 'file'), [], 'other sinks: nothing');
 });
 
 test('warning no-reply-server: an imap server with no enabled smtp server for its user', () => {
@@ -1017,7 +1052,16 @@ test('all diagnostics of a run are reported together, sorted by file and positio
 test('every rule code in src/config has a failing fixture in this file', async () => {
   const NOT_CODES = new Set(['ajv-formats', 'node-cron', 'utf-8']);
   const codes = new Set<string>();
-  for (const file of ['rules.ts', 'load.ts', 'schema.ts', 'parse.ts', 'files.ts', 'schedule.ts', 'oauth2.ts']) {
+  for (const file of [
+    'rules.ts',
+    'load.ts',
+    'schema.ts',
+    'parse.ts',
+    'files.ts',
+    'schedule.ts',
+    'sinks.ts',
+    'oauth2.ts',
+  ]) {
     const text = await readFile(path.join(REPO, 'src/config', file), 'utf8');
     for (const m of text.matchAll(/'([a-z0-9]+(?:-[a-z0-9]+)+)'/g)) if (!NOT_CODES.has(m[1]!)) codes.add(m[1]!);
   }

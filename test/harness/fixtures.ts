@@ -53,6 +53,11 @@ export function smtpYaml(f: ServerFixture): string {
   return `${common('smtp', f)}\n`;
 }
 
+/** The flow of flowYaml, delivering into the PostgreSQL store's queue table `table` instead of a directory. */
+export function postgresFlowYaml(name = 'main', table = 'inbound_messages'): string {
+  return flowYaml(name).replace('deliver:\n  directory: queues\n', `deliver:\n  postgres: { table: ${table} }\n`);
+}
+
 export function flowYaml(name = 'main', directory = 'queues'): string {
   return [
     'kind: EmailFlow',

@@ -1,10 +1,13 @@
-/** `npm run demo -- --once`: the README's main job runs the whole tour against real servers and ends cleanly. */
+/**
+ * `npm run demo -- --once`: the README's main job runs the whole tour against real servers and ends cleanly; with
+ * `--store postgres`, the same tour on a private PostgreSQL, its queued rows shown and one claimed.
+ */
 import { spawn } from 'node:child_process';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 
-test('the demo tour runs end to end and exits 0', async () => {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'scripts/demo.ts', '--once'], {
+async function tour(args: string[]): Promise<string> {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'scripts/demo.ts', '--once', ...args], {
     env: { ...process.env, NO_COLOR: '1' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -31,6 +34,19 @@ test('the demo tour runs end to end and exits 0', async () => {
   assert.match(out, /including the sent reply \(flags: [^)]*\\Seen/);
   assert.match(out, /Tour finished/);
   assert.not.match(out, /support-demo-password|demo-client-secret|demo-refresh-token/);
+  return out;
+}
+
+test('the demo tour runs end to end and exits 0', async () => {
+  const out = await tour([]);
+  assert.match(out, /Where they ended up \(queue files under /);
+});
+
+test('the tour with --store postgres: the state and the queues in PostgreSQL, rows shown, one claimed', async () => {
+  const out = await tour(['--store', 'postgres']);
+  assert.match(out, /^store: postgres postgres:\/\/mailctl@127\.0\.0\.1:\d+\/mailctl \(schema mailctl\)$/m);
+  assert.match(out, /Where they ended up \(rows of mailctl\.inbound_messages\)/);
+  assert.match(out, /^claimed: support\.\d+\.5\.[0-9a-f]{8} "The app crashes \(default route\)"$/m);
 });
 
 test.run();

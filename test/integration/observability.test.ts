@@ -85,7 +85,10 @@ test('health endpoints need no token; readyz?verbose lists each check', async ()
     assert.is(await res.text(), 'ok\n', p);
   }
   const verbose = await (await fetch(`${daemon.url}/readyz?verbose`)).text();
-  assert.is(verbose, '[+]config-loaded ok\n[+]first-reconcile ok\n[+]not-draining ok\nreadyz check passed\n');
+  assert.is(
+    verbose,
+    '[+]config-loaded ok\n[+]first-reconcile ok\n[+]not-draining ok\n[+]store ok\nreadyz check passed\n',
+  );
   assert.match(await (await fetch(`${daemon.url}/livez?verbose`)).text(), /^\[\+\]ping ok\nlivez check passed\n$/);
   assert.is(
     (await daemon.api('GET', '/v1/status', undefined, null)).status,

@@ -25,6 +25,8 @@ export interface StoreHarness {
   fresh(): Promise<{ open: () => Promise<Store>; location: string }>;
   /** Whether the store holds queue rows (the PostgreSQL sink). */
   holdsQueueRows: boolean;
+  /** `generated`: the store makes and keeps the API token; `given`: it needs one (and keeps only its hash). */
+  token: 'generated' | 'given';
   /** The command line of a process that opens this location's store and takes its lock (see lock-child.ts). */
   lockChild(location: string): string[];
   cleanup(): Promise<void>;
@@ -135,11 +137,11 @@ export function contractTests(name: string, harness: StoreHarness): void {
   t.after(() => harness.cleanup());
 
   /** Runs `fn` with a fresh location, closing every store it opened. */
-  const withStore = async (fn: (open: () => Promise<Store>, location: string) => Promise<void>) => {
+  const withFresh = async <T>(fn: (open: () => Promise<Store>, location: string) => Promise<T>): Promise<T> => {
     const { open, location } = await harness.fresh();
     const opened: Store[] = [];
     try {
-      await fn(async () => {
+      return await fn(async () => {
         const store = await open();
         opened.push(store);
         return store;
@@ -149,6 +151,7 @@ export function contractTests(name: string, harness: StoreHarness): void {
       for (const s of opened) await s.close();
     }
   };
+  const withStore = (fn: (open: () => Promise<Store>, location: string) => Promise<void>) => withFresh(fn);
 
   t('applied: nothing at first; a write is read back whole after a reopen; a later write replaces it', () =>
     withStore(async (open) => {
@@ -290,18 +293,26 @@ export function contractTests(name: string, harness: StoreHarness): void {
         receivedAt: new Date().toISOString(),
         source: Buffer.from('Subject: Hello\r\n\r\nbody\r\n'),
       };
-      const commit = store.inbound.commit(a, { checkpoint: checkpoint(a, { lastUid: 3 }), rows: [row] });
-      if (!harness.holdsQueueRows) {
-        const refused = await commit.then(
+      const refusal = (p: Promise<unknown>) =>
+        p.then(
           () => null,
           (err: Error) => err,
         );
-        assert.ok(refused, 'a store that keeps no queue rows refuses them');
+      const prepared = await refusal(store.inbound.prepareQueue('inbound_messages'));
+      const commit = store.inbound.commit(a, { checkpoint: checkpoint(a, { lastUid: 3 }), rows: [row] });
+      if (!harness.holdsQueueRows) {
+        assert.ok(prepared, 'a store that keeps no queue rows refuses a queue table');
+        assert.ok(await refusal(commit), 'and refuses rows');
         assert.is(await store.inbound.load(a), null, 'nothing of a refused commit is written');
         return;
       }
+      assert.is(prepared, null);
+      await store.inbound.prepareQueue('inbound_messages'); // again: nothing changes
       await commit;
-      assert.is(await (await open()).inbound.messageIdOf('a.1.3.00000000'), '<row@x>');
+      const again = await open();
+      assert.is(await again.inbound.messageIdOf('a.1.3.00000000'), '<row@x>');
+      assert.is(await again.inbound.messageIdOf('a.1.4.00000000'), null, 'a key without a row');
+      assert.equal((await again.inbound.load(a))?.lastUid, 3, 'the checkpoint committed with the row');
     }),
   );
 
@@ -435,13 +446,28 @@ export function contractTests(name: string, harness: StoreHarness): void {
     }),
   );
 
-  t('token: a store creates one and keeps it; a given token is used', () =>
-    withStore(async (open) => {
-      const first = await (await open()).token.establish(undefined);
-      assert.ok(first.length >= 32);
-      assert.is(await (await open()).token.establish(undefined), first);
-      assert.is(await (await open()).token.establish(first), first);
-    }),
+  t(
+    'token: a given token is used; without one, a store creates and keeps one, or refuses when it needs one given',
+    () =>
+      withStore(async (open) => {
+        const given = 'given-token-0123456789abcdefghijklmnop';
+        assert.is(await (await open()).token.establish(given), given);
+        if (harness.token === 'given') {
+          const refused = await (await open()).token.establish(undefined).then(
+            () => null,
+            (err: Error) => err,
+          );
+          assert.match(refused?.message ?? '', '--token-file');
+          return;
+        }
+        const other = await withFresh(async (openOther) => {
+          const first = await (await openOther()).token.establish(undefined);
+          assert.ok(first.length >= 32);
+          assert.is(await (await openOther()).token.establish(undefined), first, 'kept');
+          return first;
+        });
+        assert.is.not(other, given);
+      }),
   );
 
   t('lock: while one process holds the store, another refuses to start (naming the holder); after release it may', () =>

@@ -16,6 +16,7 @@ contractTests('file', {
     return { location, open: () => openFileStore(new LocalState(location)) };
   },
   holdsQueueRows: false,
+  token: 'generated',
   lockChild: (location) => ['--import', 'tsx', LOCK_CHILD, 'file', location],
   cleanup: async () => {
     await Promise.all(folders.map((dir) => rm(dir, { recursive: true, force: true })));

@@ -1,18 +1,24 @@
 /**
- * A second process for the store contract's lock tests: opens the store at argv[3] (kind argv[2]) and takes its lock.
- * Optional: argv[4], a file to wait for before taking it (a start line for several children: each prints `ready` once
- * its store is open); argv[5], how long to hold the lock in ms. Exit 0: taken (and released); 3: refused with
- * LockHeldError (its message on stderr); anything else: a failure.
+ * A second process for the store contract's lock tests: opens a store and takes its lock. The store: `file
+ * STATE_DIR`, or `postgres URL SCHEMA STATE_DIR` (the password in PGPASSWORD). Then, optionally: a file to wait for
+ * before taking it (a start line for several children: each prints `ready` once its store is open), and how long to
+ * hold the lock in ms. Exit 0: taken (and released); 3: refused with LockHeldError (its message on stderr); anything
+ * else: a failure.
  */
 import { access } from 'node:fs/promises';
 import { openFileStore } from '../../src/store/file/index.js';
 import { LocalState } from '../../src/store/local.js';
 import { LockHeldError, type Store } from '../../src/store/ports.js';
+import { openPostgresStore } from '../../src/store/postgres/index.js';
 
-const [kind, location, startFile, holdMs] = process.argv.slice(2);
+const [kind, ...rest] = process.argv.slice(2);
+const where = rest.splice(0, kind === 'postgres' ? 3 : 1);
+const [startFile, holdMs] = rest;
 
 async function open(): Promise<Store> {
-  if (kind === 'file') return openFileStore(new LocalState(location!));
+  if (kind === 'file') return openFileStore(new LocalState(where[0]!));
+  if (kind === 'postgres')
+    return openPostgresStore({ url: where[0]!, schema: where[1]!, local: new LocalState(where[2]!), env: process.env });
   throw new Error(`unknown store kind ${kind}`);
 }
 

@@ -2,6 +2,7 @@ import { appendFile, readFile } from 'node:fs/promises';
 import { DEFAULT_DIR } from '../../config/files.js';
 import { writeFileAtomic } from '../../adapters/durable-files.js';
 import { loadConfig, type LoadedConfig } from '../../config/load.js';
+import { storeFindings, type StoreKind } from '../../config/sinks.js';
 import { computePlan } from '../../plan/compute.js';
 import { desiredState, EMPTY_STATE } from '../../plan/desired.js';
 import { ACTION_SYMBOL, type ObservedState, type Plan, type ServerChange } from '../../plan/model.js';
@@ -43,7 +44,7 @@ export function planJson(plan: Plan): Record<string, unknown> {
 async function observedState(
   values: Values,
   env: NodeJS.ProcessEnv,
-): Promise<{ state: ObservedState; source: StateSource }> {
+): Promise<{ state: ObservedState; source: StateSource; store: StoreKind | null }> {
   const stateFlag = stringOption(values, 'state');
   if (stateFlag !== undefined) {
     const daemonFlags = Object.keys(DAEMON_OPTIONS).filter((f) => values[f] !== undefined);
@@ -52,7 +53,7 @@ async function observedState(
         `--state ${stateFlag} replaces the daemon: drop ${daemonFlags.map((f) => `--${f}`).join(', ')}\nusage: ${USAGE}`,
       );
     }
-    if (stateFlag === 'empty') return { state: EMPTY_STATE, source: { kind: 'empty' } };
+    if (stateFlag === 'empty') return { state: EMPTY_STATE, source: { kind: 'empty' }, store: null };
     let text: string;
     try {
       text = await readFile(stateFlag, 'utf8');
@@ -64,11 +65,16 @@ async function observedState(
     }
     const parsed = parseStateFile(text);
     if (!parsed.ok) throw new UserError(`--state ${stateFlag}: ${parsed.error}`, EXIT.error, 'invalid-state-file');
-    return { state: parsed.value.state, source: { kind: 'file', path: stateFlag } };
+    return {
+      state: parsed.value.state,
+      source: { kind: 'file', path: stateFlag },
+      store: parsed.value.store?.kind ?? null,
+    };
   }
   try {
     const client = await daemonFor(values, env);
-    return { state: await fetchObservedState(client), source: { kind: 'daemon', url: withoutCredentials(client.url) } };
+    const { state, store } = await fetchObservedState(client);
+    return { state, store, source: { kind: 'daemon', url: withoutCredentials(client.url) } };
   } catch (err) {
     if (err instanceof UserError && err.code === 'daemon-unreachable') {
       throw new UserError(`${err.message}\n${STATE_OPTIONS_HINT}`, EXIT.error, err.code);
@@ -107,8 +113,9 @@ function locator(config: LoadedConfig): (change: ServerChange) => SourceLocation
   };
 }
 
-function reportInvalid(output: Output, dir: string, config: LoadedConfig): number {
-  const message = `${dir}: invalid (${summarizeCounts(config.diagnostics)}); no plan was computed`;
+function reportInvalid(output: Output, dir: string, config: LoadedConfig, store?: StoreKind): number {
+  const against = store ? ` for the running daemon's store (${store})` : '';
+  const message = `${dir}: invalid${against} (${summarizeCounts(config.diagnostics)}); no plan was computed`;
   show(
     output,
     { valid: false, diagnostics: config.diagnostics, error: { code: 'invalid-config', message } },
@@ -138,7 +145,11 @@ export const planCommand: Command = {
     const approvals = listOption(values, 'approve-rebind');
     const config = await loadConfig(dir);
     if (!config.valid) return reportInvalid(output, dir, config);
-    const { state, source } = await observedState(values, io.env);
+    const { state, source, store } = await observedState(values, io.env);
+    // a flow the running store cannot deliver (a postgres sink on a file store) is refused, naming the flow
+    const unfit = store ? storeFindings(config.flows, store) : [];
+    if (store && unfit.length)
+      return reportInvalid(output, dir, { ...config, diagnostics: [...config.diagnostics, ...unfit] }, store);
 
     const plan = computePlan({ desired: desiredState(config.servers, config.flows), observed: state, approvals });
     const rebinds = new Set(plan.changes.filter((c) => c.action === 'rebind').map((c) => c.id));

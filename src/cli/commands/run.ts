@@ -3,7 +3,9 @@ import { DEFAULT_DIR } from '../../config/files.js';
 import { loadSystemSmtp } from '../../config/load.js';
 import { renderDiagnosticsText } from '../render/diagnostics.js';
 import { isLoopback, stateDirFrom } from '../../api/discovery.js';
-import { LockHeldError } from '../../store/ports.js';
+import { readFile } from 'node:fs/promises';
+import { parseStoreSpec, type StoreSpec } from '../../store/open.js';
+import { LockHeldError, StoreError } from '../../store/ports.js';
 import { listOption, LOG_LEVELS, stringOption, type Command } from '../command.js';
 import { EXIT, UserError } from '../errors.js';
 
@@ -31,6 +33,26 @@ export function parseListen(text: string, allowRemote: boolean): { host: string;
   return { host, port };
 }
 
+/** `--store`/`MAILCTL_STORE` and `--store-schema`, checked before anything starts. */
+function storeSpecOf(store: string | undefined, schema: string | undefined): StoreSpec {
+  try {
+    return parseStoreSpec(store, schema);
+  } catch (err) {
+    if (err instanceof StoreError) throw new UserError(err.message, EXIT.error, err.code);
+    throw err;
+  }
+}
+
+/** The API token of `--token-file`: its first line, which must not be empty. */
+async function readToken(file: string): Promise<string> {
+  const text = await readFile(file, 'utf8').catch((err: NodeJS.ErrnoException) => {
+    throw new UserError(`cannot read --token-file ${file} (${err.code ?? err.message})`);
+  });
+  const token = text.split('\n')[0]!.trim();
+  if (token.length < 16) throw new UserError(`--token-file ${file} must hold a token of at least 16 characters`);
+  return token;
+}
+
 /** A duration flag: `300`, `300s`, `5m`, `1h` or `500ms` (a bare number is seconds); at least a second. */
 export function parseDuration(flag: string, text: string): number {
   const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(text.trim());
@@ -44,10 +66,13 @@ export const runCommand: Command = {
   name: 'run',
   summary: 'Run the daemon: own the running loops and apply the folder',
   usage:
-    'mailctl run --dir DIR [--state-dir DIR] [--listen HOST:PORT [--allow-remote]] [--public-host NAME]... [--no-watch] [--save-failed-as-disabled] [--system-smtp FILE] [--secrets-dir DIR] [--secret-env-prefix PREFIX] [--ca-dir DIR]... [--sink-root DIR]... [--credentials-key-file FILE] [--allow-empty] [--allow-mass-delete] [--smtp-check-interval DURATION] [--outbox-max N] [--log-level LEVEL]',
+    'mailctl run --dir DIR [--state-dir DIR] [--store file|postgres://USER@HOST:PORT/DB [--store-schema NAME]] [--token-file FILE] [--listen HOST:PORT [--allow-remote]] [--public-host NAME]... [--no-watch] [--save-failed-as-disabled] [--system-smtp FILE] [--secrets-dir DIR] [--secret-env-prefix PREFIX] [--ca-dir DIR]... [--sink-root DIR]... [--credentials-key-file FILE] [--allow-empty] [--allow-mass-delete] [--smtp-check-interval DURATION] [--outbox-max N] [--log-level LEVEL]',
   options: {
     dir: { type: 'string' },
     'state-dir': { type: 'string' },
+    store: { type: 'string' },
+    'store-schema': { type: 'string' },
+    'token-file': { type: 'string' },
     listen: { type: 'string' },
     'allow-remote': { type: 'boolean' },
     'public-host': { type: 'string', multiple: true },
@@ -101,6 +126,16 @@ export const runCommand: Command = {
       }
       systemSmtp = loaded.server;
     }
+    const store = storeSpecOf(
+      stringOption(values, 'store') ?? io.env.MAILCTL_STORE,
+      stringOption(values, 'store-schema'),
+    );
+    const tokenFile = stringOption(values, 'token-file');
+    const token = tokenFile === undefined ? undefined : await readToken(tokenFile);
+    if (store.kind === 'postgres' && token === undefined)
+      throw new UserError(
+        'a PostgreSQL store keeps only the hash of the API token: give the token with --token-file FILE (the same file for every daemon on the store)',
+      );
     // Loaded on demand: the daemon pulls in imapflow, pino and chokidar, which one-shot commands do not need.
     const { startDaemon } = await import('../../runtime/daemon/start.js');
     let daemon;
@@ -108,6 +143,8 @@ export const runCommand: Command = {
       daemon = await startDaemon({
         dir: stringOption(values, 'dir') ?? DEFAULT_DIR,
         stateDir,
+        store,
+        ...(token !== undefined && { token }),
         listen,
         watch: values['no-watch'] !== true,
         saveFailedAsDisabled: values['save-failed-as-disabled'] === true,
@@ -127,6 +164,7 @@ export const runCommand: Command = {
       });
     } catch (err) {
       if (err instanceof LockHeldError) throw new UserError(err.message, EXIT.error, 'lock-held');
+      if (err instanceof StoreError) throw new UserError(err.message, EXIT.error, err.code);
       if ((err as { code?: unknown }).code === 'credentials-key')
         throw new UserError((err as Error).message, EXIT.error, 'credentials-key');
       if ((err as NodeJS.ErrnoException).code === 'EADDRINUSE')
@@ -134,12 +172,15 @@ export const runCommand: Command = {
       throw err;
     }
     output.err(`mailctl daemon listening on ${daemon.url}`);
-    await new Promise<void>((resolve) => {
-      const stop = () => void daemon.stop().then(resolve);
+    const lost = await new Promise<Error | null>((resolve) => {
+      const stop = () => void daemon.stop().then(() => resolve(null));
       process.once('SIGTERM', stop);
       process.once('SIGINT', stop);
       process.on('SIGHUP', () => void daemon.reconcile({ trigger: 'sighup' }));
+      // another daemon took the store over: this one stops at once (its writes are fenced off already)
+      void daemon.lost.then((err) => daemon.stop().then(() => resolve(err)));
     });
+    if (lost) throw new UserError(lost.message, EXIT.error, 'lock-lost');
     return EXIT.ok;
   },
 };

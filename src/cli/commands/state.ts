@@ -18,9 +18,9 @@ export const stateCommand: Command = {
       );
     }
     const client = await daemonFor(values, io.env);
-    const state = await fetchObservedState(client);
+    const { state, store } = await fetchObservedState(client);
     // The state file is JSON whatever --format says: it is meant to be saved and read back by plan --state FILE.
-    output.out(serializeStateFile(state));
+    output.out(serializeStateFile(state, store ?? undefined));
     return EXIT.ok;
   },
 };

@@ -26,11 +26,16 @@ export const statusCommand: Command = {
     // without its send loop the daemon cannot send template mail
     if (body.systemSendLoop && UNHEALTHY.has(body.systemSendLoop.state))
       unhealthy.push({ ...body.systemSendLoop, stale: false });
-    const check = values.check === true && unhealthy.length > 0;
+    // without its store the daemon changes nothing, whatever its loops say
+    const storeDown = !body.store.available;
+    const check = values.check === true && (unhealthy.length > 0 || storeDown);
     const verdict = () =>
       check &&
       output.err(
-        `not healthy: ${unhealthy.map((s) => `${s.id} (${s.stale ? `${s.state}, stale` : s.state})`).join(', ')}`,
+        `not healthy: ${[
+          ...(storeDown ? ['the store (unavailable)'] : []),
+          ...unhealthy.map((s) => `${s.id} (${s.stale ? `${s.state}, stale` : s.state})`),
+        ].join(', ')}`,
       );
     show(output, { ...body }, { text: () => (renderStatusText(output, body), verdict()) });
     if (check) return EXIT.error;
@@ -56,6 +61,15 @@ function renderStatusText(output: Parameters<Command['run']>[0]['output'], statu
   output.out(
     `daemon: ${status.dir} (revision ${status.revision ?? 'none'})${status.ready ? '' : ' — not ready'}${status.draining ? ' — draining' : ''}`,
   );
+  const store = status.store;
+  output.out(`store: ${store.kind} ${store.location}${store.available ? '' : paint('red', ' — unavailable')}`);
+  if (store.problem)
+    output.out(
+      paint(
+        'red',
+        `    since ${store.problem.since}: ${store.problem.reason}; no mail is fetched, copied, flagged or sent until it answers again`,
+      ),
+    );
   if (status.lastReconcile) {
     output.out(
       `last reconcile: ${status.lastReconcile.outcome} at ${status.lastReconcile.at}: ${status.lastReconcile.message}`,

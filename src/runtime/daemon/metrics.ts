@@ -128,6 +128,17 @@ export class DaemonMetrics {
       },
     });
     new Gauge({
+      name: `${PREFIX}store_available`,
+      help: "Whether the daemon's store answers (1) or not (0: nothing about mail changes until it does), by kind",
+      labelNames: ['kind'],
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        const store = statusNow()?.store;
+        if (store) this.set({ kind: store.kind }, store.available ? 1 : 0);
+      },
+    });
+    new Gauge({
       name: `${PREFIX}server_stale`,
       help: 'Enabled IMAP server with no successful poll for 3 times its poll interval (1) or not (0)',
       labelNames: ['server'],

@@ -25,6 +25,7 @@ export function scrubbingStore(store: Store, scrubber: SecretScrubber): Store {
     credentials: store.credentials,
     token: store.token,
     ownCredentialsKeyFile: store.ownCredentialsKeyFile,
+    health: store.health,
     lock: () => store.lock(),
     close: () => store.close(),
     applied: {
@@ -43,6 +44,7 @@ export function scrubbingStore(store: Store, scrubber: SecretScrubber): Store {
       appendLog: (entry) => applied.appendLog({ ...entry, trigger: text(entry.trigger) }),
     },
     inbound: {
+      prepareQueue: (table) => inbound.prepareQueue(table),
       load: (mailbox) => inbound.load(mailbox),
       wasDelivered: (mailbox, entry) => inbound.wasDelivered(mailbox, entry),
       messageIdOf: (key) => inbound.messageIdOf(key),

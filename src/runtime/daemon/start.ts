@@ -10,9 +10,10 @@ import { loadCredentialsKey } from '../../connect/credentials-key.js';
 import { SecretResolver } from '../../connect/secrets.js';
 import { warmValidators } from '../../config/schema.js';
 import type { LoadedServer } from '../../config/model.js';
-import { openFileStore } from '../../store/file/index.js';
 import { LocalState } from '../../store/local.js';
 import { Credentials } from '../credentials/manager.js';
+import { openStore, type StoreSpec } from '../../store/open.js';
+import type { LeaseLostError, Store, StoreLock } from '../../store/ports.js';
 import { InboundMailProcessor } from '../inbound/processor.js';
 import { sinkDirRefusal } from '../inbound/sinks/directory.js';
 import { StalenessWatchdog, watchedServers } from '../loops/staleness.js';
@@ -36,6 +37,10 @@ import { buildStatus } from './status.js';
 export interface DaemonOptions {
   dir: string;
   stateDir: string;
+  /** Where the state is kept (`--store`): the state folder, or a PostgreSQL store. */
+  store: StoreSpec;
+  /** The API token from `--token-file` (required with a PostgreSQL store), else the store's own. */
+  token?: string;
   listen: { host: string; port: number };
   watch: boolean;
   saveFailedAsDisabled: boolean;
@@ -68,6 +73,8 @@ export interface RunningDaemon {
   url: string;
   stop(): Promise<void>;
   reconcile(request: ApplyRequest): Promise<ApplyResult>;
+  /** Settles if another daemon takes the store over: this one has stopped writing and must exit. */
+  lost: Promise<LeaseLostError>;
 }
 
 /** Builds the daemon and connects its parts; resolves once the API listens and the first reconcile ran. */
@@ -75,20 +82,45 @@ export async function startDaemon(
   options: DaemonOptions,
   logging: Logging = createLogging({ level: options.logLevel }),
 ): Promise<RunningDaemon> {
-  const { log, scrubber } = logging;
   const local = new LocalState(options.stateDir);
   // every text the daemon stores passes the logs' scrubber (scrubbed-store.ts)
-  const store = scrubbingStore(await openFileStore(local), scrubber);
-  const lock = await store.lock();
-  const token = await store.token.establish(undefined);
+  const store = scrubbingStore(
+    await openStore(options.store, { local, env: options.env, log: logging.log }),
+    logging.scrubber,
+  );
+  let lock: StoreLock | null = null;
+  try {
+    const keyFile = options.credentialsKeyFile ?? store.ownCredentialsKeyFile;
+    if (keyFile === null)
+      throw Object.assign(
+        new Error(`the ${store.kind} store needs --credentials-key-file (the same file for every daemon on it)`),
+        { code: 'credentials-key' },
+      );
+    lock = await store.lock();
+    return await startOnStore(options, logging, local, store, lock, keyFile);
+  } catch (err) {
+    // a daemon that did not start holds nothing, and leaves nothing (a pool, a timer) keeping the process alive
+    await lock?.release().catch(() => undefined);
+    await store.close().catch(() => undefined);
+    throw err;
+  }
+}
+
+async function startOnStore(
+  options: DaemonOptions,
+  { log, scrubber }: Logging,
+  local: LocalState,
+  store: Store,
+  lock: StoreLock,
+  keyFile: string,
+): Promise<RunningDaemon> {
+  const lost = new Promise<LeaseLostError>((resolve) => lock.onLost(resolve));
+  void lost.then((err) => log.fatal({ store: store.location }, err.message));
+  const token = await store.token.establish(options.token);
+  // clients on this machine find the token next to daemon.json, whatever the store keeps
+  if (store.kind !== 'file') await local.writeToken(token);
   const dir = path.resolve(options.dir);
   const metrics = new DaemonMetrics();
-  const keyFile = options.credentialsKeyFile ?? store.ownCredentialsKeyFile;
-  if (keyFile === null)
-    throw Object.assign(
-      new Error(`the ${store.kind} store needs --credentials-key-file (the same file for every daemon on it)`),
-      { code: 'credentials-key' },
-    );
   const credentialsKey = await loadCredentialsKey(keyFile, {
     create: options.credentialsKeyFile === undefined,
     what:
@@ -115,6 +147,7 @@ export async function startDaemon(
   });
   const inbound = new InboundMailProcessor({
     store: store.inbound,
+    health: store.health,
     stateDir: options.stateDir,
     sinkRoots: options.sinkRoots,
     log,
@@ -123,6 +156,7 @@ export async function startDaemon(
   const state = () => reconciler.state;
   const outbound = await createOutbound({
     store: store.outbox,
+    health: store.health,
     resolver,
     log,
     state,
@@ -146,6 +180,7 @@ export async function startDaemon(
       allowMassDelete: options.allowMassDelete,
       credentialsKey,
       credentials,
+      sinks: { store: store.kind, prepareQueue: (table) => store.inbound.prepareQueue(table) },
       refusals: async (desired) => {
         const found = new Set<string>();
         for (const [id, { spec, flow }] of Object.entries(desired.servers)) {
@@ -173,8 +208,13 @@ export async function startDaemon(
     1000,
   ).unref();
 
+  const storeStatus = () => {
+    const problem = store.health.problem();
+    return { kind: store.kind, location: store.location, available: problem === null, problem };
+  };
   const status = () =>
     buildStatus({
+      store: storeStatus(),
       systemSmtp: options.systemSmtp?.id ?? null,
       systemLoopId: outbound.systemLoopId,
       outbox: outbound.outboxSummary(),
@@ -195,11 +235,19 @@ export async function startDaemon(
     'config-loaded': ready || reconciler.last !== null,
     'first-reconcile': ready,
     'not-draining': !draining,
+    // without its store the daemon changes nothing: traffic (new outbound mail) belongs elsewhere meanwhile
+    store: store.health.problem() === null,
   });
 
   const routes = [
     ...healthRoutes({ metrics, status, readiness, lastHour: (server) => activity.lastHour(server) }),
-    ...applyRoutes({ reconcile: (r, p) => reconciler.reconcile(r, p), state, status, draining: () => draining }),
+    ...applyRoutes({
+      reconcile: (r, p) => reconciler.reconcile(r, p),
+      state,
+      storeKind: store.kind,
+      status,
+      draining: () => draining,
+    }),
     ...quarantineRoutes(inbound, (server) => supervisor.pollNow(server)),
     ...credentialRoutes({
       credentials,
@@ -238,7 +286,7 @@ export async function startDaemon(
 
   const resumed = await reconciler.resume();
   await outbound.start(supervisor);
-  log.info({ url, dir, stateDir: options.stateDir, resumed }, 'mailctl daemon started');
+  log.info({ url, dir, stateDir: options.stateDir, store: store.location, resumed }, 'mailctl daemon started');
   let watcher: { close(): Promise<void> } | null = null;
   if (options.watch) {
     await reconciler.reconcile({ trigger: 'start' });
@@ -253,6 +301,7 @@ export async function startDaemon(
   let stopping: Promise<void> | null = null;
   return {
     url,
+    lost,
     reconcile: (request) => reconciler.reconcile(request),
     stop() {
       stopping ??= (async () => {

@@ -34,6 +34,8 @@ export interface PublicServerStatus {
 export interface PublicStatus {
   ready: boolean;
   draining: boolean;
+  /** While the store does not answer, the loops look fine and nothing moves: the page says so. */
+  store: { kind: DaemonStatus['store']['kind']; available: boolean };
   lastReconcile: { at: string; outcome: string } | null;
   servers: PublicServerStatus[];
 }
@@ -42,6 +44,7 @@ export function publicStatus(status: DaemonStatus, lastHour: (server: string) =>
   return {
     ready: status.ready,
     draining: status.draining,
+    store: { kind: status.store.kind, available: status.store.available },
     lastReconcile: status.lastReconcile && { at: status.lastReconcile.at, outcome: status.lastReconcile.outcome },
     servers: status.servers.map((s) => ({
       id: s.id,
@@ -235,7 +238,8 @@ function render() {
   document.getElementById("shown").textContent = shown.length === st.servers.length ? "" : shown.length + " of " + st.servers.length + " shown";
   document.getElementById("summary").textContent = st.servers.length + " server" + (st.servers.length === 1 ? "" : "s") +
     (counts.failing ? ", " + counts.failing + " failing" : ", all healthy");
-  document.getElementById("meta").textContent = (st.draining ? "shutting down · " : st.ready ? "" : "starting · ") + "last reconcile: " +
+  document.getElementById("meta").textContent = (st.store.available ? "" : "store unavailable: no mail moves · ") +
+    (st.draining ? "shutting down · " : st.ready ? "" : "starting · ") + "last reconcile: " +
     (st.lastReconcile ? st.lastReconcile.outcome + ", " + ago(st.lastReconcile.at) : "none") + " · updated " + new Date().toLocaleTimeString();
   document.title = (counts.failing ? "(" + counts.failing + " failing) " : "") + "mailctl status";
   for (const th of document.querySelectorAll("th[data-sort]"))

@@ -4,6 +4,7 @@ import type {
   ReconcileSummary,
   ServerState,
   ServerStatus,
+  StoreStatus,
   SystemSendLoopStatus,
 } from '../../api/status.js';
 import type { CredentialStatus } from '../../api/credentials.js';
@@ -19,6 +20,7 @@ export interface CredentialsView {
 
 /** Joins what was applied with what the loops report now. */
 export function buildStatus(input: {
+  store: StoreStatus;
   systemSmtp: string | null;
   /** Supervisor id of the system send loop, when there is one. */
   systemLoopId?: string | null;
@@ -109,6 +111,7 @@ export function buildStatus(input: {
     : null;
   return {
     dir: input.dir,
+    store: input.store,
     systemSmtp: input.systemSmtp,
     systemSendLoop,
     outbox: input.outbox ?? null,

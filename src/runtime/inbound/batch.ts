@@ -11,7 +11,7 @@ import type { Mailbox, MessageSize } from '../../adapters/imap.js';
 import { capText } from '../../adapters/text.js';
 import type { Logger } from 'pino';
 import type { FlowSpec, ImapServerSpec } from '../../config/model.js';
-import type { Checkpoint, InboundStore, MailboxRef } from '../../store/ports.js';
+import type { Checkpoint, InboundStore, MailboxRef, QueueRow } from '../../store/ports.js';
 import type { Delivery } from './decide.js';
 import { contentHash, messageFacts } from './facts.js';
 import { routeMessage } from './route.js';
@@ -39,11 +39,15 @@ export interface BatchContext {
 
 export type Meta = MessageSize;
 
-/** A delivered batch: what decide.ts needs, plus what recovery needs to recognise copies without a Message-ID. */
+/**
+ * A delivered batch: what decide.ts needs, plus what recovery needs to recognise copies without a Message-ID, and the
+ * queue rows of a sink in the store (committed with the checkpoint).
+ */
 export interface DeliveredBatch extends Delivery {
   byUid: Map<number, Meta>;
   /** Content hashes by UID (how recovery recognises copies of messages without a Message-ID). */
   hashOf: Map<number, string>;
+  rows: QueueRow[];
 }
 
 /** A batch's metadata and the sources of its first group, fetched ahead of its turn. */
@@ -112,6 +116,7 @@ export async function deliverBatch(ctx: BatchContext, batch: FetchedBatch): Prom
     messageIds: {},
     hashOf: new Map(),
     ledgerEntries: [],
+    rows: [],
   };
   const at = () => new Date(ctx.now()).toISOString();
   for (const m of metas) {
@@ -184,6 +189,7 @@ export async function deliverBatch(ctx: BatchContext, batch: FetchedBatch): Prom
     results.forEach((r, i) => {
       const { metadata, hash } = items[i]!;
       if (r.ok) {
+        if (r.row) out.rows.push(r.row);
         out.delivered.push(metadata.uid);
         out.messageIds[metadata.uid] = metadata.messageId;
         out.ledgerEntries.push({ messageId: metadata.messageId, hash });

@@ -127,10 +127,11 @@ export async function recordBatch(ctx: BatchContext, d: DeliveredBatch, maxFresh
   decision.notes.forEach((note) => logNote(ctx.log, note));
   const cp = decision.checkpoint;
   // the intent is durable before COPY: a crash from here on resumes in recoverCopy instead of copying twice. The
-  // ledger entries are written alongside (after the sink, so never for a message that is not delivered).
+  // ledger entries are written alongside (after the sink, so never for a message that is not delivered), and so are
+  // the queue rows of a sink in the store: delivered exactly when the batch is recorded.
   if (decision.intent)
     cp.copyIntent = { ...decision.intent, ...(await anonymousFingerprints(client, spec, decision.intent, d)) };
-  await ctx.store.commit(ctx.mailbox, { checkpoint: cp, delivered: d.ledgerEntries });
+  await ctx.store.commit(ctx.mailbox, { checkpoint: cp, delivered: d.ledgerEntries, rows: d.rows });
   ctx.cp = cp;
   return decision.outcome;
 }

@@ -22,9 +22,18 @@ import type { InboundProcessor, PollStats } from '../loops/imap-loop.js';
 import { deliverBatch, fetchBatch, type BatchContext, type FetchedBatch } from './batch.js';
 import { carryOut, recordBatch, recoverCopy } from './commit.js';
 import type { QuarantineListing } from '../../api/quarantine.js';
-import { CHECKPOINT_FORMAT_VERSION, type Checkpoint, type InboundStore, type MailboxRef } from '../../store/ports.js';
+import {
+  CHECKPOINT_FORMAT_VERSION,
+  StoreUnavailableError,
+  type Checkpoint,
+  type InboundStore,
+  type MailboxRef,
+  type StoreHealth,
+} from '../../store/ports.js';
 import { DirectorySink, identityHash, sinkDirOf, sinkDirRefusal, type InboundSink } from './sinks/directory.js';
+import { PostgresSink } from './sinks/postgres.js';
 import { WebhookSink } from './sinks/webhook.js';
+import { queueTableOf } from '../../config/sinks.js';
 
 /** UIDs per batch (one metadata FETCH, one source FETCH, one COPY, one STORE, one checkpoint write). */
 export const BATCH_SIZE = 100;
@@ -41,6 +50,8 @@ export const batchSizeAt = (index: number, max: number): number =>
 export interface InboundMailProcessorOptions {
   /** Where the inbound stage keeps checkpoints, ledger and quarantine. */
   store: InboundStore;
+  /** Whether that store answers: while it does not, nothing about mail changes (no sink write, COPY or \Seen). */
+  health?: StoreHealth;
   /** The folder `deliver.directory` is relative to (the daemon's state folder). */
   stateDir: string;
   /** `--sink-root`: the folders a `deliver.directory` must lead into. */
@@ -58,6 +69,16 @@ export class SinkUnavailableError extends MailError {
     super('sink', message, { code: 'SinkUnavailable', retryAfterMs });
   }
 }
+
+/** The daemon's store cannot be reached: nothing of the mailbox changed; the loop polls again once it answers. */
+export class StorePausedError extends MailError {
+  constructor(message: string) {
+    super('store', message, { code: 'StoreUnavailable', retryAfterMs: STORE_RETRY_MS });
+  }
+}
+
+/** How soon a loop whose poll met an unavailable store polls again (that poll waits until the store answers). */
+const STORE_RETRY_MS = 1000;
 
 type Spec = ImapServerSpec;
 
@@ -89,6 +110,8 @@ export class InboundMailProcessor implements InboundProcessor {
   }
 
   private async sink(flow: FlowSpec): Promise<InboundSink> {
+    const table = queueTableOf(flow);
+    if (table !== null) return new PostgresSink(table);
     const webhook = flow.deliver.webhook;
     if (webhook) {
       if (!this.options.resolver)
@@ -126,7 +149,18 @@ export class InboundMailProcessor implements InboundProcessor {
       return;
     }
     const mailbox = mailboxOf(spec);
-    return this.withLock(mailbox.server, () => this.pollLocked(client, spec, flow, mailbox, signal));
+    try {
+      return await this.withLock(mailbox.server, () => this.pollLocked(client, spec, flow, mailbox, signal));
+    } catch (err) {
+      if (err instanceof StoreUnavailableError) throw new StorePausedError(err.message);
+      throw err;
+    }
+  }
+
+  /** Throws while the store is known to be unavailable: checked before anything that changes mail state. */
+  private storeAnswers(): void {
+    const problem = this.options.health?.problem();
+    if (problem) throw new StoreUnavailableError(`the store is unavailable: ${problem.reason}`);
   }
 
   private async pollLocked(
@@ -142,6 +176,9 @@ export class InboundMailProcessor implements InboundProcessor {
     const paused = this.down.get(serverId);
     // the sink is down: the loop wakes up when the pause is over
     if (paused && this.now() < paused.until) return { ...stats, sinkPaused: true };
+    // the store is away: this poll waits for it (the connection IDLEs meanwhile), so an outage costs one failed poll
+    await this.options.health?.whenAvailable(signal);
+    if (signal.aborted) return stats;
     const sink = await this.sink(flow);
     const box = await this.selected(client, spec.folder);
     const uidValidity = String(box.uidValidity);
@@ -199,6 +236,7 @@ export class InboundMailProcessor implements InboundProcessor {
           log,
           sinkWasDown,
         };
+        this.storeAnswers(); // no sink write for a batch that could not be recorded
         const delivery = await alongside(carrying, deliverBatch(ctx, batch));
         // a probe must not move the watermark past the messages still waiting behind it
         const outcome = await recordBatch(ctx, delivery, sinkWasDown ? Math.min(maxFresh, batch.uids[0]!) : maxFresh);

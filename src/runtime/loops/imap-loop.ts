@@ -13,6 +13,12 @@ import type { LoopRecorder } from './recorder.js';
 /** How soon imapflow starts IDLE after a command: low, so new mail is noticed within about a second. */
 export const AUTO_IDLE_DELAY_MS = 500;
 
+/** Failures after which the processor paused the server, and the counter of each. */
+const PAUSES = new Map([
+  ['SinkUnavailable', 'sink_paused'],
+  ['StoreUnavailable', 'store_paused'],
+]);
+
 /** What one poll did, added to the loop's counters (shown by `status`). */
 export interface PollStats {
   delivered: number;
@@ -166,9 +172,10 @@ export class ImapLoop extends SupervisedLoop {
       if (SESSION_FAILURES.has(error.failureClass)) this.recordError(error);
       else this.recordServerFailure(error);
       this.log.warn({ class: error.failureClass }, `poll failed: ${error.message}`);
-      // the flow's sink is down: the processor paused this server; poll again when the pause is over
-      if (error.code === 'SinkUnavailable' && error.retryAfterMs !== undefined) {
-        this.count('sink_paused');
+      // the flow's sink or the daemon's store is down: the processor paused this server; poll again after the pause
+      const paused = PAUSES.get(error.code ?? '');
+      if (paused && error.retryAfterMs !== undefined) {
+        this.count(paused);
         this.wakeIn(error.retryAfterMs);
       }
     } finally {

@@ -4,7 +4,7 @@ import type { OutboxSummary } from '../../api/status.js';
 import type { LoadedServer } from '../../config/model.js';
 import type { SecretResolver } from '../../connect/secrets.js';
 import type { ObservedState } from '../../plan/model.js';
-import type { OutboxStore } from '../../store/ports.js';
+import type { OutboxStore, StoreHealth } from '../../store/ports.js';
 import { BurstGarbageRelease } from '../loops/memory.js';
 import type { Supervisor } from '../loops/supervisor.js';
 import { systemLoopId } from './from.js';
@@ -32,6 +32,8 @@ export interface Outbound {
 
 export async function createOutbound(deps: {
   store: OutboxStore;
+  /** While the store cannot record a send, nothing is sent. */
+  health?: StoreHealth;
   resolver: SecretResolver;
   log: Logger;
   state: () => ObservedState;
@@ -58,7 +60,7 @@ export async function createOutbound(deps: {
     if (system && serverId === systemLoopId(system)) return system.spec.auth.user;
     return deps.state().servers[serverId]?.config.spec.auth.user ?? null;
   };
-  const consumer = new OutboundSender({ outbox, pool, state: deps.state, smtpUser, log });
+  const consumer = new OutboundSender({ outbox, pool, state: deps.state, smtpUser, log, health: deps.health });
   if (outbox.size()) log.info({ queued: outbox.size(), quarantined: outbox.quarantined }, 'outbox loaded');
   return {
     outbox,

@@ -11,6 +11,7 @@ import { classifyMailError } from '../../adapters/classify.js';
 import type { ConnectionSettings, MailError } from '../../adapters/connection.js';
 import { sendSmtpCapturing, type SmtpTransport } from '../../adapters/smtp.js';
 import type { ObservedState } from '../../plan/model.js';
+import type { StoreHealth } from '../../store/ports.js';
 import { backoffDelay } from '../loops/backoff.js';
 import type { ImapPool } from './imap-pool.js';
 import { composeMessage, mailFieldsOf, recipientsOf } from './message.js';
@@ -68,6 +69,8 @@ export class OutboundSender implements OutboundConsumer {
       /** The login user of an SMTP loop (applied server or the system server). */
       smtpUser: (serverId: string) => string | null;
       log: Logger;
+      /** The store's health: a message is not sent while its progress could not be recorded. */
+      health?: StoreHealth | undefined;
     },
   ) {}
 
@@ -90,6 +93,11 @@ export class OutboundSender implements OutboundConsumer {
     signal.addEventListener('abort', kick, { once: true });
     try {
       while (!signal.aborted) {
+        if (this.deps.health?.problem()) {
+          log.info('the store is unavailable: sending waits until it answers');
+          await this.deps.health.whenAvailable(signal);
+          continue;
+        }
         const now = Date.now();
         let nextDue = now + IDLE_WAKE_MS;
         for (const entry of this.deps.outbox.of(serverId)) {

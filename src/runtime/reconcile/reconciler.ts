@@ -19,7 +19,8 @@ import {
 } from '../../connect/verify.js';
 import type { ImapServerSpec, ServerSpec } from '../../config/model.js';
 import { credentialOf, type OAuth2CredentialRef } from '../../config/oauth2.js';
-import type { Diagnostic } from '../../config/diagnostics.js';
+import { sortDiagnostics, type Diagnostic } from '../../config/diagnostics.js';
+import { queueTableOf, storeFindings, type StoreKind } from '../../config/sinks.js';
 import { folderDigest, readConfigFolder } from '../../config/files.js';
 import { loadSources } from '../../config/load.js';
 import {
@@ -65,6 +66,8 @@ export interface ReconcilerOptions {
   credentialsKey: CredentialsKey;
   /** What this daemon's flags do not allow in a folder (a CA file outside --ca-dir...), one sentence each. */
   refusals: (desired: DesiredState) => Promise<string[]>;
+  /** The daemon's store, as far as sinks care: what it can deliver into, and its queue tables (made at apply). */
+  sinks: { store: StoreKind; prepareQueue(table: string): Promise<void> };
   /** The daemon's OAuth2 credentials: reauthentication discards their access tokens, an approved move moves them. */
   credentials?: ReconcilerCredentials;
 }
@@ -186,10 +189,12 @@ export class Reconciler {
     const digest = folderDigest(folder.files);
     if (this.loaded?.folderDigest === digest && folder.diagnostics.length === 0) return this.loaded;
     const config = loadSources(folder.files, folder.diagnostics);
+    // a flow this daemon's store cannot deliver makes the folder invalid here, naming the flow
+    const unfit = storeFindings(config.flows, this.options.sinks.store);
     this.loaded = {
       folderDigest: config.folderDigest,
-      valid: config.valid,
-      diagnostics: config.diagnostics,
+      valid: config.valid && unfit.length === 0,
+      diagnostics: sortDiagnostics([...config.diagnostics, ...unfit]),
       desired: desiredState(config.servers, config.flows),
     };
     return this.loaded;
@@ -519,6 +524,11 @@ export class Reconciler {
 
     const revision = await revisionLookup;
     const next = nextState(this.applied, plan, failed, revision);
+    // the queue tables of PostgreSQL sinks exist before any loop delivers into them
+    const tables = new Set(
+      Object.values(next.servers).flatMap((s) => (s.config.flow ? [queueTableOf(s.config.flow)] : [])),
+    );
+    for (const table of tables) if (table !== null) await this.options.sinks.prepareQueue(table);
     await this.persist({
       appliedAt: new Date().toISOString(),
       revision,

@@ -2,7 +2,7 @@
  * Kept credentials in `credentials/<id>.json` (0600, atomic writes): already encrypted by the caller, so the files hold
  * ciphertext only. One daemon per state folder, so exclusivity is a lock in this process.
  */
-import { readFile, rm } from 'node:fs/promises';
+import { readdir, readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { ensurePrivateDir, writeFileAtomic } from '../../adapters/durable-files.js';
 import type { CredentialStore, KeptCredential } from '../ports.js';
@@ -29,6 +29,15 @@ export class FileCredentialStore implements CredentialStore {
   async put(credential: KeptCredential): Promise<void> {
     await ensurePrivateDir(this.dir);
     await writeFileAtomic(path.join(this.dir, fileName(credential.id)), JSON.stringify(credential));
+  }
+
+  /** Every kept credential (to copy them into another store). */
+  async list(): Promise<KeptCredential[]> {
+    const names = await readdir(this.dir).catch(() => [] as string[]);
+    const files = names.filter((n) => /^[a-z0-9]+_[0-9a-f]{12}\.json$/.test(n)).sort();
+    return Promise.all(
+      files.map(async (n) => JSON.parse(await readFile(path.join(this.dir, n), 'utf8')) as KeptCredential),
+    );
   }
 
   async remove(id: string): Promise<void> {

@@ -10,7 +10,14 @@ import { rename, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { QuarantineListing } from '../../api/quarantine.js';
 import { nameInKeys } from '../../config/keys.js';
-import type { BatchCommit, Checkpoint, InboundStore, LedgerEntry, MailboxRef } from '../ports.js';
+import {
+  StoreError,
+  type BatchCommit,
+  type Checkpoint,
+  type InboundStore,
+  type LedgerEntry,
+  type MailboxRef,
+} from '../ports.js';
 import { quarantineListing, releaseInCheckpoint } from '../quarantine.js';
 import { checkpointFile, listCheckpoints, loadCheckpoint, removeStaleTemps, saveCheckpoint } from './checkpoint.js';
 import { DeliveredLedger, ledgerFile } from './ledger.js';
@@ -31,6 +38,15 @@ export class FileInboundStore implements InboundStore {
     let ledger = this.ledgers.get(file);
     if (!ledger) this.ledgers.set(file, (ledger = new DeliveredLedger(file)));
     return ledger;
+  }
+
+  prepareQueue(table: string): Promise<void> {
+    return Promise.reject(
+      new StoreError(
+        'no-queue-rows',
+        `the file store keeps no queue rows (table "${table}"): use a directory or webhook sink`,
+      ),
+    );
   }
 
   async load(mailbox: MailboxRef): Promise<Checkpoint | null> {

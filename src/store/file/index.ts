@@ -4,7 +4,7 @@
  */
 import path from 'node:path';
 import { LocalState } from '../local.js';
-import type { Store, TokenStore } from '../ports.js';
+import { StoreError, type Store, type StoreHealth, type TokenStore } from '../ports.js';
 import { FileAppliedStore } from './applied.js';
 import { FileCredentialStore } from './credentials.js';
 import { FileInboundStore } from './inbound.js';
@@ -24,10 +24,22 @@ class FileTokenStore implements TokenStore {
 /** The credentials key the daemon creates in the state folder when it is not given one (`--credentials-key-file`). */
 export const CREDENTIALS_KEY_FILE = 'credentials-key';
 
-/** The store in `local`'s folder (the daemon's state folder); its lock is the folder's `daemon.lock`. */
+/** A folder on this machine answers whenever the process runs. */
+const ALWAYS: StoreHealth = { problem: () => null, whenAvailable: () => Promise.resolve() };
+
+/**
+ * The store in `local`'s folder (the daemon's state folder); its lock is the folder's `daemon.lock`. A folder whose
+ * state was imported into another store is refused: a daemon on it would deliver that mail again.
+ */
 export async function openFileStore(local: LocalState): Promise<Store> {
   await local.init();
   const stateDir = local.dir;
+  const imported = await local.importMark();
+  if (imported)
+    throw new StoreError(
+      'state-imported',
+      `the state folder ${stateDir} was ${imported.state === 'imported' ? 'imported' : 'being imported'} into ${imported.store} (${imported.at}): run the daemon with --store on that store; a file-store daemon here would deliver its mail again`,
+    );
   return {
     kind: 'file',
     location: stateDir,
@@ -36,8 +48,10 @@ export async function openFileStore(local: LocalState): Promise<Store> {
     outbox: new FileOutboxStore(stateDir),
     credentials: new FileCredentialStore(stateDir),
     token: new FileTokenStore(local),
+    health: ALWAYS,
     ownCredentialsKeyFile: path.join(stateDir, CREDENTIALS_KEY_FILE),
-    lock: () => local.lock(),
+    // nobody else can take a folder's lock while this process lives: it is never lost
+    lock: async () => ({ ...(await local.lock()), onLost: () => undefined }),
     close: () => Promise.resolve(),
   };
 }

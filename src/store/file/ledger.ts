@@ -8,8 +8,7 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { appendLineDurably, ensurePrivateDir, writeFileAtomic } from '../../adapters/durable-files.js';
 import { nameInKeys } from '../../config/keys.js';
-
-export const LEDGER_MAX_ENTRIES = 20_000;
+import { LEDGER_MAX_ENTRIES } from '../ports.js';
 
 export function ledgerFile(stateDir: string, type: string, shortName: string): string {
   return path.join(stateDir, 'inbound', `${type}_${nameInKeys(shortName)}.delivered`);
@@ -39,6 +38,14 @@ export class DeliveredLedger {
   async has(messageId: string | null, hash: string): Promise<boolean> {
     this.known ??= new Set(await this.read());
     return this.known.has(entryKey(messageId, hash));
+  }
+
+  /** Every entry, oldest first (to copy the ledger into another store). */
+  async entries(): Promise<{ messageId: string | null; hash: string }[]> {
+    return (await this.read()).map((line) => {
+      const [hash = '', messageId = ''] = line.split(' ');
+      return { hash, messageId: messageId || null };
+    });
   }
 
   /** Drops the in-memory set (after the re-check of a recreated mailbox is over). */

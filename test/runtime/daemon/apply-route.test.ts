@@ -12,6 +12,7 @@ test('a trigger of any length is recorded at most 1 KiB', async () => {
       return Promise.resolve({ outcome: 'no-changes' } as ApplyResult);
     },
     state: () => ({ servers: {}, bindings: {}, revision: null }),
+    storeKind: 'file',
     status: () => {
       throw new Error('not asked');
     },

@@ -7,6 +7,7 @@ import {
   type ApplyRequest,
   type ApplyResult,
   type DaemonStatus,
+  type StatePull,
 } from '../../../api/index.js';
 import { stateDigest } from '../../../plan/compute.js';
 import type { ObservedState } from '../../../plan/model.js';
@@ -15,6 +16,7 @@ import { HttpError, type Route } from '../http.js';
 export interface ApplyDeps {
   reconcile: (request: ApplyRequest, onProgress?: (progress: ApplyProgress) => void) => Promise<ApplyResult>;
   state: () => ObservedState;
+  storeKind: StatePull['store']['kind'];
   status: () => DaemonStatus;
   draining: () => boolean;
 }
@@ -52,11 +54,12 @@ export function applyRoutes(deps: ApplyDeps): Route[] {
       path: '/v1/state',
       handler: () => {
         const state = deps.state();
-        const body = {
+        const body: StatePull = {
           formatVersion: API_FORMAT_VERSION,
           kind: 'mailctl-state',
           stateDigest: stateDigest(state),
           state,
+          store: { kind: deps.storeKind },
         };
         return { status: 200, body };
       },

@@ -9,6 +9,10 @@ import { OUTBOUND_ID, parseOutboundRequest } from '../../outbound/message.js';
 import type { Outbox } from '../../outbound/outbox.js';
 import { fetchStored } from '../../outbound/stored.js';
 import type { ImapServerSpec } from '../../../config/model.js';
+import { StoreUnavailableError } from '../../../store/ports.js';
+
+/** When a client refused for an unavailable store should try again. */
+const STORE_RETRY_S = 5;
 
 export interface OutboundRouteDeps {
   outbox: Outbox;
@@ -34,11 +38,14 @@ export function outboundRoutes(deps: OutboundRouteDeps): Route[] {
         const state = deps.state();
         const choice = chooseSender(request, state, deps.systemSmtp);
         const inReplyToMessageId = request.inReplyTo ? await deps.inboundMessageId(request.inReplyTo) : null;
-        const message = await outbox.accept({
-          ...request,
-          ...choice,
-          ...(inReplyToMessageId && { inReplyToMessageId }),
-        });
+        const message = await outbox
+          .accept({ ...request, ...choice, ...(inReplyToMessageId && { inReplyToMessageId }) })
+          .catch((err: unknown) => {
+            // not stored, so not accepted: the client tries again (a lost answer to a commit may mean twice)
+            if (err instanceof StoreUnavailableError)
+              throw new HttpError(503, err.message, {}, { 'retry-after': String(STORE_RETRY_S) });
+            throw err;
+          });
         return answer(202, {
           id: message.id,
           messageId: message.messageId,

@@ -13,22 +13,9 @@ import { MailError } from '../../../adapters/connection.js';
 import { nameInKeys } from '../../../config/keys.js';
 import type { FlowSpec } from '../../../config/model.js';
 import { leadsInto } from '../../../connect/confine.js';
+import type { InboundMetadata, QueueRow } from '../../../store/ports.js';
 
-export interface InboundMetadata {
-  server: string;
-  folder: string;
-  uidValidity: string;
-  uid: number;
-  messageId: string | null;
-  from: string[];
-  to: string[];
-  cc: string[];
-  subject: string;
-  date: string | null;
-  queue: string;
-  receivedAt: string;
-  autoReply: boolean;
-}
+export type { InboundMetadata } from '../../../store/ports.js';
 
 export interface SinkItem {
   key: string;
@@ -38,11 +25,13 @@ export interface SinkItem {
 }
 
 /**
- * A failed delivery: `permanent` (the sink refused this message: never retried, quarantined) or transient (retried);
- * `sinkDown` says the failure is the sink's, not the message's (connection refused, disk full...).
+ * A delivery: done (or, for a sink in the store, `row` to write with the batch's commit), or failed: `permanent` (the
+ * sink refused this message: never retried, quarantined) or transient (retried); `sinkDown` says the failure is the
+ * sink's, not the message's (connection refused, disk full...).
  */
 export type SinkResult =
-  { key: string; ok: true } | { key: string; ok: false; error: Error; permanent?: boolean; sinkDown?: boolean };
+  | { key: string; ok: true; row?: QueueRow }
+  | { key: string; ok: false; error: Error; permanent?: boolean; sinkDown?: boolean };
 
 /** Where a flow delivers: the directory sink or the webhook sink. */
 export interface InboundSink {
