@@ -10,11 +10,26 @@
  *   await o.canary();
  *   await o.stop();
  */
-import { readdir, readFile } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { readdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import * as assert from 'uvu/assert';
 import { cli, createWorkspace, startDaemon, type CliResult, type DaemonProcess, type Workspace } from './mailctl.js';
 import { startOAuth2Stack, type OAuth2Stack, type OAuth2StackOptions } from './oauth2-stack.js';
+import { startPostgres, type Postgres } from './postgres.js';
+
+export interface OAuth2DaemonOptions extends OAuth2StackOptions {
+  /** Where the daemons keep their state: the state folder (default) or a private PostgreSQL. */
+  store?: 'file' | 'postgres';
+}
+
+/** A credential the daemon kept, as its store holds it (sealed). */
+export interface KeptRecord {
+  id: string;
+  source: string;
+  nonce: string;
+  boundTo: Record<string, string>;
+}
 
 export interface OAuth2Daemon extends OAuth2Stack {
   ws: Workspace;
@@ -29,7 +44,12 @@ export interface OAuth2Daemon extends OAuth2Stack {
   /** Outputs of commands run otherwise (a running `auth login`), for the canary check. */
   outputs: string[];
   startDaemon(args?: string[]): Promise<DaemonProcess>;
-  /** Asserts that no token the provider issued, no client secret or key and no `extra` value shows anywhere. */
+  /** The credentials the daemons kept, from the store (files of the state folder, or rows), by id. */
+  kept(): Promise<KeptRecord[]>;
+  /**
+   * Asserts that no token the provider issued, no client secret or key and no `extra` value shows in any output, log
+   * line, file of the state folder or (PostgreSQL) row.
+   */
   canary(extra?: string[]): Promise<void>;
   stop(): Promise<void>;
 }
@@ -45,9 +65,18 @@ async function filesBelow(dir: string): Promise<string[]> {
   return out;
 }
 
-export async function startOAuth2Daemon(opts: OAuth2StackOptions = {}): Promise<OAuth2Daemon> {
+export async function startOAuth2Daemon(opts: OAuth2DaemonOptions = {}): Promise<OAuth2Daemon> {
   const stack = await startOAuth2Stack({ deviceInterval: 1, ...opts });
   const ws = await createWorkspace();
+  const pg: Postgres | null = opts.store === 'postgres' ? await startPostgres() : null;
+  // a PostgreSQL store keeps no token or key of its own: the daemons are given both
+  const keyFile = path.join(ws.root, 'credentials-key-given');
+  const tokenFile = path.join(ws.root, 'api-token-given');
+  if (pg) {
+    await writeFile(keyFile, `${randomBytes(32).toString('base64')}\n`, { mode: 0o600 });
+    await writeFile(tokenFile, `${randomBytes(24).toString('base64url')}\n`, { mode: 0o600 });
+  }
+  const storeArgs = pg ? ['--store', pg.url, '--token-file', tokenFile, '--credentials-key-file', keyFile] : [];
   const clientSecretRef = `\${file:${await ws.writeSecret('client-secret', stack.op.clients.confidential.clientSecret)}}`;
   const outputs: string[] = [];
   const daemons: DaemonProcess[] = [];
@@ -77,13 +106,22 @@ export async function startOAuth2Daemon(opts: OAuth2StackOptions = {}): Promise<
       return r;
     },
     async startDaemon(args = ['--no-watch']) {
-      const daemon = await startDaemon(ws, args);
+      const daemon = await startDaemon(ws, [...storeArgs, ...args], pg?.env ?? {});
       daemons.push(daemon);
       return daemon;
     },
+    async kept() {
+      if (pg) {
+        const rows = await pg.admin('SELECT credential FROM mailctl.credentials ORDER BY id', pg.database);
+        return rows.map((r) => r.credential as KeptRecord);
+      }
+      const dir = path.join(ws.stateDir, 'credentials');
+      const files = (await readdir(dir).catch(() => [])).sort();
+      return Promise.all(files.map(async (f) => JSON.parse(await readFile(path.join(dir, f), 'utf8')) as KeptRecord));
+    },
     async canary(extra = []) {
       const { op } = stack;
-      const key = await readFile(path.join(ws.stateDir, 'credentials-key'), 'utf8');
+      const key = await readFile(pg ? keyFile : path.join(ws.stateDir, 'credentials-key'), 'utf8');
       const secrets = [
         ...op.issuedTokens(),
         op.clients.confidential.clientSecret,
@@ -98,9 +136,10 @@ export async function startOAuth2Daemon(opts: OAuth2StackOptions = {}): Promise<
         ...outputs.map((text, i): [string, string] => [`command output ${i}`, text]),
         ...daemons.map((d, i): [string, string] => [`daemon ${i} output`, d.output()]),
       ];
-      // the state folder, but the file that holds the credentials key itself
+      // the state folder, but the file that holds the credentials key itself; every row of a PostgreSQL store
       for (const file of await filesBelow(ws.stateDir))
         if (path.basename(file) !== 'credentials-key') texts.push([file, await readFile(file, 'utf8')]);
+      if (pg) texts.push(['the PostgreSQL store (pg_dump --data-only)', await pg.dumpDataOnly()]);
       const found = texts.flatMap(([where, text]) =>
         secrets.filter((s) => s.length >= 8 && text.includes(s)).map((s) => `${where} holds ${s.slice(0, 6)}…`),
       );
@@ -109,6 +148,7 @@ export async function startOAuth2Daemon(opts: OAuth2StackOptions = {}): Promise<
     async stop() {
       await Promise.all(daemons.map((d) => d.kill().catch(() => undefined)));
       await stack.close();
+      await pg?.stop();
       if (process.env.MAILCTL_KEEP_WS !== '1') await ws.cleanup();
     },
   };

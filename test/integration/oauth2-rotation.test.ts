@@ -1,12 +1,11 @@
 /**
  * A refresh-token reference whose tokens the provider rotates on every use (oidc-provider; reusing a used one revokes
- * the grant), shared by an IMAP and an SMTP server, through a real daemon: one refresh for the pair under load, the
+ * the grant), shared by an IMAP and an SMTP server, through a real daemon on a PostgreSQL store (the kept tokens are
+ * rows; the sign-in tests keep theirs in the state folder): one refresh for the pair under load, the
  * rotated token kept across a restart, an access token expiring mid-IDLE, reauthenticateOnSave and
  * `apply --reauthenticate` counted at the provider, a kept token refused for a new token URL until approved (then
  * moved), the reference winning when its value changes, and no token anywhere.
  */
-import { readdir, readFile } from 'node:fs/promises';
-import path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { pollDeviceAuthorization, startDeviceAuthorization } from '../../src/adapters/oauth2/index.js';
@@ -38,7 +37,7 @@ const running = () =>
     20_000,
     'every server running',
   );
-const keptFiles = async () => (await readdir(path.join(o.ws.stateDir, 'credentials')).catch(() => [])).sort();
+const keptIds = async () => (await o.kept()).map((k) => k.id);
 
 /** A refresh token for the mailbox from a device sign-in (a person approving it), as an administrator would get one. */
 async function signInOutside(): Promise<string> {
@@ -109,7 +108,7 @@ const send = async (subject: string) => {
 
 test.before(
   loudHook(async () => {
-    o = await startOAuth2Daemon({ accessTokenTtl: 300 });
+    o = await startOAuth2Daemon({ accessTokenTtl: 300, store: 'postgres' });
     imapProxy = await startTcpProxy({ host: '127.0.0.1', port: o.dv.ports.imap });
     smtpProxy = await startTcpProxy({ host: '127.0.0.1', port: o.smtp.port });
     await o.dv.createFolder(USER, STORAGE);
@@ -135,13 +134,12 @@ test('one refresh for an IMAP + SMTP pair under load; the rotated refresh token 
   await processed(...Array.from({ length: 20 }, (_, i) => `load-${i}`));
   await sent(...ids);
   assert.is(refreshes(), 1, 'verification, polls, sends and sent copies all used the one access token');
-  const [file, ...others] = await keptFiles();
-  assert.match(file!, /^oauth2_[0-9a-f]{12}\.json$/);
+  const [kept, ...others] = await o.kept();
+  assert.match(kept!.id, /^oauth2\/[0-9a-f]{12}$/);
   assert.equal(others, []);
-  const kept = JSON.parse(await readFile(path.join(o.ws.stateDir, 'credentials', file!), 'utf8'));
-  assert.is(kept.source, 'rotation');
-  assert.is(Buffer.from(kept.nonce, 'base64').length, 12);
-  assert.ok(kept.boundTo.referenceIdentity, 'it names the referenced token it replaced');
+  assert.is(kept!.source, 'rotation');
+  assert.is(Buffer.from(kept!.nonce, 'base64').length, 12);
+  assert.ok(kept!.boundTo.referenceIdentity, 'it names the referenced token it replaced');
   const [credential] = JSON.parse((await o.run(['auth', 'status', '--json'])).stdout).credentials;
   assert.equal(credential.servers, ['imap/support', 'smtp/support']);
   assert.is(credential.refreshToken.source, 'rotation');
@@ -210,7 +208,7 @@ test('reauthenticateOnSave: a change gets a fresh token (counted at the provider
 test('a kept token is refused for a changed token URL without approval; approved, it moves there', async () => {
   const tokenProxy = await startTcpProxy({ host: '127.0.0.1', port: o.op.port });
   try {
-    const [before] = await keptFiles();
+    const [before] = await keptIds();
     const requests = o.op.tokenRequests.length;
     await writeServers(`http://127.0.0.1:${tokenProxy.port}/token`);
     const plan = await o.run(['plan', '--dir', o.ws.dir]);
@@ -223,12 +221,12 @@ test('a kept token is refused for a changed token URL without approval; approved
     assert.match(refused.stdout, 'needs-approval');
     assert.is(o.op.tokenRequests.length, requests, 'nothing was sent to any token endpoint');
     assert.is(tokenProxy.accepted(), 0, 'nothing reached the new token URL');
-    assert.equal(await keptFiles(), [before]);
+    assert.equal(await keptIds(), [before]);
 
     const approved = await apply('--approve-rebind', 'imap/support', '--approve-rebind', 'smtp/support');
     assert.is(approved.code, 0, approved.stdout + approved.stderr);
     assert.ok(tokenProxy.accepted() >= 1, 'the refresh went to the new token URL');
-    const [after, ...others] = await keptFiles();
+    const [after, ...others] = await keptIds();
     assert.is.not(after, before, 'the kept token moved to the id of the new token URL');
     assert.equal(others, []);
     assert.ok(
@@ -251,9 +249,7 @@ test('the reference wins when its value changes (someone signed in again and sto
     refreshStatuses().every((s) => s === 200),
     'the kept token moved back with its server',
   );
-  const [file] = await keptFiles();
-  const identity = async () =>
-    JSON.parse(await readFile(path.join(o.ws.stateDir, 'credentials', file!), 'utf8')).boundTo.referenceIdentity;
+  const identity = async () => (await o.kept())[0]!.boundTo.referenceIdentity;
   const before = await identity();
   await o.ws.writeSecret('support-refresh-token', await signInOutside());
   const r = await apply();
