@@ -1,7 +1,8 @@
 /**
  * App-only OAuth2 (client credentials, as Microsoft 365's IMAP.AccessAsApp / SMTP) through a real daemon against a
- * real authorization server: IMAP with a client secret, SMTP with a certificate (a signed client assertion); no
- * refresh token, nobody to sign in. An expired client secret (invalid_client) shows as `failed` with class auth and
+ * real authorization server: IMAP with a client secret, SMTP with a certificate (a signed client assertion), and a
+ * service account acting for another mailbox (jwt_bearer, as Google's domain-wide delegation); no refresh token,
+ * nobody to sign in. An expired client secret (invalid_client) shows as `failed` with class auth and
  * the provider's code, never as needs-login; and no token, secret or key anywhere.
  */
 import { test } from 'uvu';
@@ -14,6 +15,8 @@ import { startTcpProxy, type TcpProxy } from '../harness/tcp-proxy.js';
 
 /** The mailbox the provider's app-only tokens may open (its introspection `username`). */
 const USER = 'support@example.com';
+/** A mailbox a service account acts for (jwt_bearer, domain-wide delegation). */
+const ALERTS = 'alerts@example.com';
 const STORAGE = 'ContactStorage';
 const EXPIRED = 'AADSTS7000222: The provided client secret keys for app are expired.';
 
@@ -41,7 +44,8 @@ test.before(
     o = await startOAuth2Daemon({ accessTokenTtl: 300 });
     imapProxy = await startTcpProxy({ host: '127.0.0.1', port: o.dv.ports.imap });
     await o.dv.createFolder(USER, STORAGE);
-    const { app, appCert } = o.op.clients;
+    await o.dv.createFolder(ALERTS, STORAGE);
+    const { app, appCert, serviceAccount } = o.op.clients;
     const ref = async (name: string, value: string) => `\${file:${await o.ws.writeSecret(name, value)}}`;
     const secret = appOnly({ clientId: app.clientId, clientSecret: await ref('app-secret', app.clientSecret) });
     const certificate = appOnly({
@@ -49,6 +53,22 @@ test.before(
       clientCertificate: await ref('app.crt', appCert.certificatePem),
       clientKey: await ref('app.key', appCert.privateKeyPem),
     });
+    const delegated = appOnly({
+      grant: 'jwt_bearer',
+      clientId: serviceAccount.clientId,
+      clientKey: await ref('sa.pem', serviceAccount.privateKeyPem),
+    }).map((line) => line.replace(USER, ALERTS));
+    await o.ws.writeServer(
+      'alerts.yaml',
+      imapYaml({
+        user: ALERTS,
+        password: '',
+        auth: delegated,
+        shortName: 'alerts',
+        port: o.dv.ports.imap,
+        caFile: o.dv.caFile,
+      }),
+    );
     await o.ws.writeServer('flow.yaml', flowYaml('main', 'queues'));
     await o.ws.writeServer(
       'support.yaml',
@@ -87,6 +107,7 @@ test('client credentials: IMAP with a client secret, SMTP with a certificate; no
   assert.is(r.code, 0, r.stdout + r.stderr);
   assert.match(r.stdout, 'imap/support: Connection succeeded');
   assert.match(r.stdout, 'smtp/support: Connection succeeded');
+  assert.match(r.stdout, 'imap/alerts: Connection succeeded');
   const subject = 'app-only';
   await o.dv.deliver(
     USER,
@@ -107,6 +128,7 @@ test('client credentials: IMAP with a client secret, SMTP with a certificate; no
   const { app, appCert } = o.op.clients;
   assert.is(o.op.countTokenRequests({ grantType: 'client_credentials', clientId: app.clientId }), 1);
   assert.is(o.op.countTokenRequests({ grantType: 'client_credentials', clientId: appCert.clientId }), 1);
+  assert.is(o.op.countTokenRequests({ grantType: 'urn:ietf:params:oauth:grant-type:jwt-bearer' }), 1);
   assert.is(o.op.countTokenRequests({ grantType: 'refresh_token' }), 0);
   const { credentials } = JSON.parse((await o.run(['auth', 'status', '--json'])).stdout);
   assert.equal(
@@ -116,6 +138,7 @@ test('client credentials: IMAP with a client secret, SMTP with a certificate; no
       c.servers,
     ]),
     [
+      ['jwt_bearer', null, ['imap/alerts']],
       ['client_credentials', null, ['imap/support']],
       ['client_credentials', null, ['smtp/support']],
     ],
@@ -150,7 +173,9 @@ test('invalid_client (an expired client secret) is failed, class auth, with the 
       'imap/support failed (auth)',
     );
     assert.match(failed.lastError!.message, 'client secret or certificate rejected or expired');
-    const [credential] = JSON.parse((await o.run(['auth', 'status', '--json'])).stdout).credentials;
+    const credential = JSON.parse((await o.run(['auth', 'status', '--json'])).stdout).credentials.find(
+      (c: { servers: string[] }) => c.servers.includes('imap/support'),
+    );
     assert.is(credential.needsLogin, false);
     assert.is(credential.lastError.code, 'oauth2-client-rejected');
     assert.is(credential.lastError.providerCode, 'AADSTS7000222');

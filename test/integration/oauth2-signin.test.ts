@@ -154,6 +154,25 @@ test('revoked grant: every server of the credential needs-login, no retries; aut
   assert.is(o.daemon.child.exitCode, null, 'the daemon was not restarted');
 });
 
+test('a sign-in that would send the client secret to a new token endpoint is refused without --approve-rebind', async () => {
+  const elsewhere = await startTcpProxy({ host: '127.0.0.1', port: o.op.port });
+  const original = await readFile(path.join(o.ws.dir, 'support.yaml'), 'utf8');
+  try {
+    await o.ws.writeServer(
+      'support.yaml',
+      original.replaceAll(o.op.tokenUrl, `http://127.0.0.1:${elsewhere.port}/token`),
+    );
+    const r = await o.run(['auth', 'login', 'imap/support']);
+    assert.is(r.code, 1);
+    assert.match(r.stderr, `would send ${o.clientSecretRef} to endpoints it was not applied with`);
+    assert.match(r.stderr, '--approve-rebind');
+    assert.is(elsewhere.accepted(), 0, 'nothing was sent there');
+  } finally {
+    await o.ws.writeServer('support.yaml', original);
+    await elsewhere.close();
+  }
+});
+
 test('browser sign-in with PKCE for a public client (loopback redirect), and --out FILE for a secret manager', async () => {
   const auth = o.auth(SALES, { clientId: o.op.clients.public.clientId });
   await o.ws.writeServer(
