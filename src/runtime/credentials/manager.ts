@@ -328,21 +328,29 @@ export class Credentials implements AccessTokenSource {
     return this.deps.store.exclusive(from, async () => {
       const kept = await this.deps.store.get(from);
       if (!kept) return false;
-      const refreshToken = this.deps.key.open(kept, from);
+      let refreshToken: string;
+      try {
+        refreshToken = this.deps.key.open(kept, from);
+      } catch {
+        this.deps.log.warn({ credential: from }, 'the kept refresh token cannot be opened with this credentials key');
+        return false;
+      }
+      const { referenceIdentity } = kept.boundTo;
       await this.deps.store.put({
         ...kept,
         id: to.id,
         ...this.deps.key.seal(refreshToken, to.id),
         boundTo: {
-          ...kept.boundTo,
           tokenUrl: to.tokenUrl,
           provider: to.provider,
           ...(to.tenant !== undefined && { tenant: to.tenant }),
+          clientId: to.clientId,
+          ...(referenceIdentity !== undefined && { referenceIdentity }),
         },
       });
       await this.deps.store.remove(from);
       this.cache.delete(from);
-      this.deps.log.info({ credential: from, to: to.id }, 'kept credential moved to its new token URL (approved)');
+      this.deps.log.info({ credential: from, to: to.id }, 'kept credential moved with its server to a new token URL');
       return true;
     });
   }
