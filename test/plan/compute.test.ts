@@ -523,6 +523,17 @@ test('rebind: a Microsoft tenant change sends the client secret to another tenan
     [['${env:MS_SECRET}', 'fabrikam.com']],
   );
   assert.match(change.reasons[0]!, 'oauth2/v2.0/token (microsoft fabrikam.com)');
+  // endpoints written out: the tenant alone still decides where the secret goes (the scope, the authority)
+  const pinned = (tenant: string): ImapServerSpec['auth'] => {
+    const auth = ms(tenant) as Extract<ImapServerSpec['auth'], { type: 'oauth2' }>;
+    return { ...auth, oauth2: { ...auth.oauth2, tokenUrl: 'https://login.example.com/t' } };
+  };
+  const observedPinned = running([imap('support', { auth: pinned('contoso.com') })]);
+  const retenanted = computePlan({
+    desired: desired(imap('support', { auth: pinned('fabrikam.com') })),
+    observed: observedPinned,
+  });
+  assert.is(only(retenanted.changes).action, 'rebind');
 });
 
 test('rebind: none for an IMAP and an SMTP server sharing one password on their two hosts', () => {
