@@ -526,7 +526,8 @@ test('rebind: a Microsoft tenant change sends the client secret to another tenan
   // endpoints written out: the tenant alone still decides where the secret goes (the scope, the authority)
   const pinned = (tenant: string): ImapServerSpec['auth'] => {
     const auth = ms(tenant) as Extract<ImapServerSpec['auth'], { type: 'oauth2' }>;
-    return { ...auth, oauth2: { ...auth.oauth2, tokenUrl: 'https://login.example.com/t' } };
+    const urls = { tokenUrl: 'https://login.example.com/t', deviceAuthorizationUrl: 'https://login.example.com/d' };
+    return { ...auth, oauth2: { ...auth.oauth2, ...urls } };
   };
   const observedPinned = running([imap('support', { auth: pinned('contoso.com') })]);
   const retenanted = computePlan({
