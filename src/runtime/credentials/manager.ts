@@ -54,7 +54,8 @@ interface Entry {
   lastError?: CredentialError;
   /** Set on `invalid_grant`: the identity of the referenced refresh token then (a new value clears it). */
   needsLogin?: { error: MailError; referenceIdentity: string | null };
-  refreshToken?: { source: RefreshTokenSource; since: number | null };
+  /** Where the refresh token in use came from, and since when. */
+  refreshTokenOrigin?: { source: RefreshTokenSource; since: number | null };
   /** Loops waiting for a sign-in. */
   waiters: Set<() => void>;
   /** The access token handed out last (a server refusing it asks for a fresh one). */
@@ -196,7 +197,7 @@ export class Credentials implements AccessTokenSource {
         scope,
         privateKeyPem: secrets.get(o.clientKey!)!,
       });
-    const { refreshToken, referenceIdentity } = await this.newestRefreshToken(spec, credential, secrets);
+    const { refreshToken, referenceIdentity } = await this.newestRefreshToken(credential, secrets);
     const token = await refreshAccessToken({ ...clientOf(o, secrets), tokenUrl, refreshToken, scope });
     if (token.refreshToken) {
       await this.keep(credential, token.refreshToken, 'rotation', referenceIdentity);
@@ -207,7 +208,6 @@ export class Credentials implements AccessTokenSource {
 
   /** The kept refresh token unless the reference has a newer value (then the reference), else the reference. */
   private async newestRefreshToken(
-    spec: ServerSpec,
     credential: OAuth2CredentialRef,
     secrets: ReadonlyMap<string, string>,
   ): Promise<{ refreshToken: string; referenceIdentity: string | null }> {
@@ -219,7 +219,7 @@ export class Credentials implements AccessTokenSource {
       try {
         const refreshToken = this.deps.key.open(kept, id);
         this.deps.sensitive(refreshToken);
-        entry.refreshToken = { source: kept.source as RefreshTokenSource, since: Date.parse(kept.updatedAt) };
+        entry.refreshTokenOrigin = { source: kept.source as RefreshTokenSource, since: Date.parse(kept.updatedAt) };
         return { refreshToken, referenceIdentity };
       } catch {
         this.deps.log.warn(
@@ -235,11 +235,9 @@ export class Credentials implements AccessTokenSource {
       );
     }
     if (credential.refreshToken === undefined) {
-      throw new MailError('auth', `OAuth2 sign-in needed: nobody has signed in ${id} yet`, {
-        code: 'oauth2-needs-login',
-      });
+      throw new MailError('auth', `OAuth2 sign-in needed: nobody has signed in ${id} yet`, { code: NEEDS_LOGIN });
     }
-    entry.refreshToken = { source: 'reference', since: await referenceSince(credential.refreshToken) };
+    entry.refreshTokenOrigin = { source: 'reference', since: await referenceSince(credential.refreshToken) };
     return { refreshToken: secrets.get(credential.refreshToken)!, referenceIdentity };
   }
 
@@ -266,7 +264,7 @@ export class Credentials implements AccessTokenSource {
       },
       updatedAt: now.toISOString(),
     });
-    this.entry(id).refreshToken = { source, since: now.getTime() };
+    this.entry(id).refreshTokenOrigin = { source, since: now.getTime() };
   }
 
   /**
@@ -362,7 +360,7 @@ export class Credentials implements AccessTokenSource {
   /** `status`, with the source of a refresh token this process has not used yet read from the store. */
   async statusNow(credential: OAuth2CredentialRef, servers: string[]): Promise<CredentialStatus> {
     const status = this.status(credential, servers);
-    if (credential.grant !== 'refresh_token' || this.entries.get(credential.id)?.refreshToken) return status;
+    if (credential.grant !== 'refresh_token' || this.entries.get(credential.id)?.refreshTokenOrigin) return status;
     const kept = await this.deps.store.get(credential.id);
     return kept
       ? { ...status, refreshToken: { source: kept.source as RefreshTokenSource, since: kept.updatedAt } }
@@ -373,7 +371,7 @@ export class Credentials implements AccessTokenSource {
   status(credential: OAuth2CredentialRef, servers: string[]): CredentialStatus {
     const entry = this.entries.get(credential.id);
     const cached = this.cache.state(credential.id);
-    const refresh = entry?.refreshToken;
+    const refresh = entry?.refreshTokenOrigin;
     return {
       id: credential.id,
       grant: credential.grant,
