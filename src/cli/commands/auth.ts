@@ -40,8 +40,16 @@ const tell =
   (text: string): void =>
     output.format === 'json' ? output.err(text) : output.out(text);
 
-/** Who signs in, for the daemon's apply log. */
-const who = () => `${os.userInfo().username}@${os.hostname()}`;
+/** Who signs in, for the daemon's apply log (a container's user may have no name: its uid then). */
+function who(): string {
+  let user: string;
+  try {
+    user = os.userInfo().username;
+  } catch {
+    user = `uid ${process.getuid?.() ?? '?'}`;
+  }
+  return `${user}@${os.hostname()}`;
+}
 
 /**
  * `auth login`: the daemon runs the device sign-in (it holds the client secret; the CLI shows the URL and the code and
