@@ -11,6 +11,7 @@ import { SecretResolver } from '../../connect/secrets.js';
 import { warmValidators } from '../../config/schema.js';
 import type { LoadedServer } from '../../config/model.js';
 import { LocalState } from '../../store/local.js';
+import { Credentials } from '../credentials/manager.js';
 import { openStore, type StoreSpec } from '../../store/open.js';
 import type { LeaseLostError, Store, StoreLock } from '../../store/ports.js';
 import { InboundMailProcessor } from '../inbound/processor.js';
@@ -27,6 +28,7 @@ import { createLogging, type Logging } from './logging.js';
 import { ActivityHistory, recordingActivity } from './activity.js';
 import { DaemonMetrics } from './metrics.js';
 import { applyRoutes } from './routes/apply.js';
+import { credentialRoutes } from './routes/credentials.js';
 import { healthRoutes } from './routes/health.js';
 import { outboundRoutes } from './routes/outbound.js';
 import { quarantineRoutes } from './routes/quarantine.js';
@@ -127,6 +129,13 @@ async function startOnStore(
     onRead: (text) => scrubber.add(text),
   });
   const activity = new ActivityHistory();
+  const credentials = new Credentials({
+    store: store.credentials,
+    key: credentialsKey,
+    log,
+    recorder: metrics,
+    sensitive: (value, user) => scrubber.add(value, user),
+  });
   const resolver = new SecretResolver({
     secretsDir: options.secretsDir,
     envPrefix: options.secretEnvPrefix,
@@ -134,6 +143,7 @@ async function startOnStore(
     env: options.env,
     onResolved: (value, user) => scrubber.add(value, user),
     onWarning: (message) => log.warn(message),
+    accessTokens: credentials,
   });
   const inbound = new InboundMailProcessor({
     store: store.inbound,
@@ -160,6 +170,7 @@ async function startOnStore(
     outbound: outbound.consumer,
     recorder: recordingActivity(metrics, activity),
     smtpCheckIntervalMs: options.smtpCheckIntervalMs,
+    signIns: credentials,
   });
   const reconciler = new Reconciler(
     {
@@ -168,6 +179,7 @@ async function startOnStore(
       allowEmpty: options.allowEmpty,
       allowMassDelete: options.allowMassDelete,
       credentialsKey,
+      credentials,
       sinks: { store: store.kind, prepareQueue: (table) => store.inbound.prepareQueue(table) },
       refusals: async (desired) => {
         const found = new Set<string>();
@@ -214,6 +226,7 @@ async function startOnStore(
       pendingApproval: reconciler.pendingApproval,
       last: reconciler.last,
       stale: watchdog.staleIds,
+      credentials,
     });
   metrics.bind(status);
   // whether the daemon can serve: one failing mail server must not take the API of all the others out of a Service
@@ -236,6 +249,14 @@ async function startOnStore(
       draining: () => draining,
     }),
     ...quarantineRoutes(inbound, (server) => supervisor.pollNow(server)),
+    ...credentialRoutes({
+      credentials,
+      resolver,
+      servers: () => reconciler.knownServers(),
+      desiredServer: (id, approved) => reconciler.desiredServer(id, approved),
+      recordSignIn: (entry) => reconciler.recordSignIn(entry),
+      draining: () => draining,
+    }),
     ...outboundRoutes({
       outbox: outbound.outbox,
       pool: outbound.pool,
