@@ -25,6 +25,10 @@ async function find(dir) {
 let files = await find('test');
 if (unitOnly) files = files.filter((f) => !f.includes(`${path.sep}integration${path.sep}`));
 if (filters.length) files = files.filter((f) => filters.some((x) => f.includes(x)));
+// The slow files first (integration tests against real servers), the quick unit tests fill the gaps at the end: two
+// workers then finish together instead of one waiting on a long file started last.
+const slow = (f) => /[/\\](integration|examples)[/\\]/.test(f) || /oauth2-/.test(f);
+files.sort((a, b) => Number(slow(b)) - Number(slow(a)) || (a < b ? -1 : 1));
 
 let passed = 0;
 let failed = 0;

@@ -8,7 +8,20 @@ export interface ConnectionSettings {
   caPem?: string; // private CA bundle (already read from tlsCaFile); verification is NEVER switched off
   servername?: string; // SNI / certificate name
   disableCompression?: boolean; // IMAP: do not use COMPRESS=DEFLATE
-  auth: { user: string; pass: string } | { user: string; accessToken: string };
+  auth: { user: string; pass: string } | OAuth2Login;
+}
+
+/** An OAuth2 login (XOAUTH2, OAUTHBEARER). */
+export interface OAuth2Login {
+  user: string;
+  accessToken: string;
+  /** Epoch ms; with `renew`, a connection opened after it asks `renew` for a valid token. */
+  expiresAt?: number;
+  /**
+   * A valid access token now, for connections opened later (an SMTP pool): the cached one, or a fresh one when it
+   * expired or is the `rejected` one (a server refused it: revoked before its expiry).
+   */
+  renew?: (rejected?: string) => Promise<{ accessToken: string; expiresAt: number }>;
 }
 
 /** Why a connection or an operation failed (see the wire type's comment for what each class means). */

@@ -111,6 +111,19 @@ export function imapClientOptions(settings: ConnectionSettings, extra: ImapConne
  * logged at warn, and surface as 'close' + failing commands). Throws MailError on failure.
  */
 export async function connectImap(settings: ConnectionSettings, opts: ImapConnectOptions = {}): Promise<ImapFlow> {
+  try {
+    return await connectOnce(settings, opts);
+  } catch (err) {
+    const { auth } = settings;
+    if (!(err instanceof MailError) || err.failureClass !== 'auth' || !('renew' in auth) || !auth.renew) throw err;
+    // the server refused the access token (revoked before its expiry): once more with a fresh one, as nodemailer does
+    const fresh = await auth.renew(auth.accessToken);
+    if (fresh.accessToken === auth.accessToken) throw err;
+    return connectOnce({ ...settings, auth: { ...auth, ...fresh } }, opts);
+  }
+}
+
+async function connectOnce(settings: ConnectionSettings, opts: ImapConnectOptions): Promise<ImapFlow> {
   const ctx = errorContext(settings);
   const client = new ImapFlow(imapClientOptions(settings, opts));
   client.on('error', (err: unknown) => {

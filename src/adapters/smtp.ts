@@ -10,6 +10,7 @@
  */
 import { Transform } from 'node:stream';
 import type { PluginFunction } from 'nodemailer/lib/mailer';
+import type { XOAuth2ProvisionResultCallback } from 'nodemailer/lib/xoauth2';
 import nodemailer, {
   type SendMailOptions,
   type SMTPPoolOptions,
@@ -18,7 +19,7 @@ import nodemailer, {
   type Transporter,
 } from 'nodemailer';
 import { classifyMailError, errorContext } from './classify.js';
-import type { ConnectionSettings } from './connection.js';
+import type { ConnectionSettings, OAuth2Login } from './connection.js';
 
 /** bunyan/pino-style logger accepted by nodemailer. */
 export interface SmtpLogger {
@@ -53,9 +54,7 @@ export function smtpTransportOptions(
   extra: SmtpTransportExtra = {},
 ): SMTPTransportOptions | SMTPPoolOptions {
   const auth =
-    'pass' in settings.auth
-      ? { user: settings.auth.user, pass: settings.auth.pass }
-      : { type: 'OAuth2', user: settings.auth.user, accessToken: settings.auth.accessToken };
+    'pass' in settings.auth ? { user: settings.auth.user, pass: settings.auth.pass } : oauth2Auth(settings.auth);
   const opts: SMTPPoolOptions = {
     host: settings.host,
     port: settings.port,
@@ -82,6 +81,32 @@ export function smtpTransportOptions(
     if (extra.maxMessages !== undefined) opts.maxMessages = extra.maxMessages;
   }
   return opts;
+}
+
+/**
+ * XOAUTH2 for nodemailer. With `renew`, every connection opened after the token's expiry (a pool opens them as it
+ * goes, and `verify` opens one) asks for a valid token instead of logging in with the expired one.
+ */
+function oauth2Auth(login: OAuth2Login): NonNullable<SMTPTransportOptions['auth']> {
+  const { renew } = login;
+  let current = login.accessToken;
+  return {
+    type: 'OAuth2',
+    user: login.user,
+    accessToken: login.accessToken,
+    ...(login.expiresAt !== undefined && { expires: login.expiresAt }),
+    ...(renew && {
+      // `rejected`: the server refused the token it was given (revoked before its expiry)
+      provisionCallback: (_user: string, rejected: boolean, done: XOAuth2ProvisionResultCallback) =>
+        void renew(rejected ? current : undefined).then(
+          (token) => {
+            current = token.accessToken;
+            done(null, token.accessToken, token.expiresAt);
+          },
+          (err: Error) => done(err),
+        ),
+    }),
+  };
 }
 
 export function createSmtpTransport(settings: ConnectionSettings, extra: SmtpTransportExtra = {}): SmtpTransport {

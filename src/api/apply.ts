@@ -11,6 +11,11 @@ export interface ApplyRequest {
   /** Digests of a saved plan: refused as stale when the folder or the running state moved on. */
   savedPlan?: { desiredDigest: string; stateDigest: string };
   approvals?: string[];
+  /**
+   * OAuth2 servers (`type/shortName`) to reauthenticate now (`apply --reauthenticate`): their cached access token is
+   * discarded, a fresh one obtained and the login verified with it, whether or not they changed.
+   */
+  reauthenticate?: string[];
   dryRun?: boolean;
   saveFailedAsDisabled?: boolean;
 }

@@ -5,6 +5,7 @@
 export const API_FORMAT_VERSION = '1';
 
 export * from './apply.js';
+export type * from './credentials.js';
 export type * from './outbound.js';
 export type * from './quarantine.js';
 export type * from './state.js';

@@ -1,5 +1,6 @@
 /** `GET /v1/status` and `/status.json`: every server's state, the system send loop and the outbox. */
 import type { Diagnostic } from '../config/diagnostics.js';
+import type { CredentialStatus } from './credentials.js';
 
 /**
  * Why a connection or an operation failed, coarse enough to decide what to do next:
@@ -16,7 +17,9 @@ import type { Diagnostic } from '../config/diagnostics.js';
 export type FailureClass =
   'network' | 'tls' | 'auth' | 'folder-missing' | 'throttled' | 'config' | 'local' | 'sink' | 'store';
 
-export type ServerState = 'running' | 'starting' | 'backoff' | 'failed' | 'stopped' | 'disabled' | 'pending-approval';
+/** `needs-login`: the OAuth2 provider refuses the server's grant; it waits for `mailctl auth login` (no retries). */
+export type ServerState =
+  'running' | 'starting' | 'backoff' | 'failed' | 'needs-login' | 'stopped' | 'disabled' | 'pending-approval';
 
 export interface LastError {
   class: FailureClass;
@@ -40,6 +43,8 @@ export interface ServerStatus {
   counters: Record<string, number>;
   /** An enabled IMAP server with no successful poll for 3× its poll interval. */
   stale: boolean;
+  /** The OAuth2 credential it uses (`oauth2/<12 hex>`, in `credentials`), or null. */
+  credential: string | null;
 }
 
 /** Messages in the outbox by state, and damaged outbox files set aside (never sent). */
@@ -91,4 +96,6 @@ export interface DaemonStatus {
   revision: string | null;
   lastReconcile: ReconcileSummary | null;
   servers: ServerStatus[];
+  /** The OAuth2 credentials of the servers (also `mailctl auth status`). */
+  credentials: CredentialStatus[];
 }

@@ -19,6 +19,7 @@ export type ValueKind =
 /** Flags whose values can be suggested; any other flag with a value gets none (a URL, an address, a subject...). */
 export const FLAG_VALUES: Readonly<Record<string, ValueKind>> = {
   'approve-rebind': { kind: 'server', prefix: '' },
+  reauthenticate: { kind: 'server', prefix: '' },
   for: { kind: 'server', prefix: 'imap/' },
   dir: { kind: 'dir' },
   'state-dir': { kind: 'dir' },

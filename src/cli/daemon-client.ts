@@ -45,7 +45,7 @@ export interface DaemonClient {
     route: string,
     body?: unknown,
     timeoutMs?: number,
-    /** Asks for a streamed answer (NDJSON): each progress line goes here; `body` is the final line. */
+    /** Asks for a streamed answer (NDJSON): each line before the answer goes here; `body` is the final line. */
     onLine?: (line: unknown) => void,
   ): Promise<{ status: number; body: T }>;
 }
@@ -183,7 +183,10 @@ export async function locateDaemon(where: DaemonLocation, env: NodeJS.ProcessEnv
   };
 }
 
-/** Splits a stream of NDJSON chunks into lines and hands each progress line (parsed) to `onLine` as it arrives. */
+/**
+ * Splits a stream of NDJSON chunks into lines and hands each line before the answer (apply progress, a sign-in's
+ * instructions), parsed, to `onLine` as it arrives.
+ */
 function ndjsonLines(onLine: (line: unknown) => void): (chunk: string) => void {
   let buffered = '';
   return (chunk) => {
@@ -192,7 +195,7 @@ function ndjsonLines(onLine: (line: unknown) => void): (chunk: string) => void {
     buffered = lines.pop() ?? '';
     for (const line of lines.filter(Boolean)) {
       const event = JSON.parse(line) as { type?: unknown };
-      if (event.type === 'progress') onLine(event);
+      if (event.type !== 'result' && event.type !== 'error') onLine(event);
     }
   };
 }

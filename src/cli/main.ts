@@ -16,6 +16,7 @@ const COMMAND_MODULES: Record<string, () => Promise<Command>> = {
   send: () => import('./commands/send.js').then((m) => m.sendCommand),
   outbox: () => import('./commands/outbox.js').then((m) => m.outboxCommand),
   quarantine: () => import('./commands/quarantine.js').then((m) => m.quarantineCommand),
+  auth: () => import('./commands/auth.js').then((m) => m.authCommand),
   state: () => import('./commands/state.js').then((m) => m.stateCommand),
   store: () => import('./commands/store.js').then((m) => m.storeCommand),
   schema: () => import('./commands/schema.js').then((m) => m.schemaCommand),

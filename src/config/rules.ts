@@ -1,5 +1,6 @@
 import { diagnostic, type Diagnostic } from './diagnostics.js';
 import type { ImapServerSpec, LoadedFlow, LoadedServer, SmtpServerSpec } from './model.js';
+import { credentialOf, oauth2Findings } from './oauth2.js';
 import { checkPollSchedule } from './schedule.js';
 import { STORE_TABLES } from './sinks.js';
 import { isIpLiteral } from './schema.js';
@@ -87,9 +88,7 @@ export function checkRules(
   for (const server of servers) {
     const { auth } = server.spec;
     if (auth.type === 'basic') normalForm(server, ['auth', 'password'], auth.password);
-    else
-      for (const field of ['accessToken', 'clientSecret', 'refreshToken'] as const)
-        normalForm(server, ['auth', 'oauth2', field], auth.oauth2[field]);
+    else for (const field of OAUTH2_REFERENCES) normalForm(server, ['auth', 'oauth2', field], auth.oauth2[field]);
   }
   for (const flow of flows) normalForm(flow, ['deliver', 'webhook', 'secret'], flow.spec.deliver.webhook?.secret);
 
@@ -106,16 +105,22 @@ export function checkRules(
         'warning',
       );
     }
-    if (spec.auth.type === 'oauth2' && spec.auth.oauth2.tokenUrl?.startsWith('http://')) {
-      emit(
-        server,
-        ['auth', 'oauth2', 'tokenUrl'],
-        'insecure-token-url',
-        'tokenUrl uses http://: the client secret and refresh token would cross the network unencrypted',
-        'warning',
-      );
+    if (spec.auth.type === 'oauth2') {
+      const { oauth2 } = spec.auth;
+      for (const finding of oauth2Findings(oauth2))
+        emit(server, ['auth', 'oauth2', ...finding.path], finding.code, finding.message);
+      for (const field of ['tokenUrl', 'deviceAuthorizationUrl'] as const)
+        if (oauth2[field]?.startsWith('http://'))
+          emit(
+            server,
+            ['auth', 'oauth2', field],
+            'insecure-token-url',
+            `${field} uses http://: the client secret and tokens would cross the network unencrypted`,
+            'warning',
+          );
     }
   }
+  checkSharedCredentials(unique, emit);
 
   // IMAP servers.
   const usedFlows = new Set<string>(leftOut.flowsNamedByInvalidServers);
@@ -263,6 +268,46 @@ export function checkRules(
       emit(flow, ['name'], 'unused-flow', `the flow "${flow.spec.name}" is not used by any imap server`, 'warning');
   }
   return out;
+}
+
+/** The secret references an oauth2 block may hold. */
+const OAUTH2_REFERENCES = ['accessToken', 'clientSecret', 'clientCertificate', 'clientKey', 'refreshToken'] as const;
+
+/** What servers sharing a credential (one access token, one refresh at a time) must agree on. */
+const SHARED_CREDENTIAL_FIELDS = [
+  'scope',
+  'clientSecret',
+  'clientCertificate',
+  'clientKey',
+  'deviceAuthorizationUrl',
+  'authorizationUrl',
+] as const;
+
+/** oauth2-credential-conflict: servers with one credential that would ask for its tokens differently. */
+function checkSharedCredentials(
+  servers: readonly LoadedServer[],
+  emit: (r: Located, path: Path, code: string, message: string) => void,
+): void {
+  const first = new Map<string, LoadedServer>();
+  for (const server of servers) {
+    const credential = credentialOf(server.spec);
+    if (!credential || server.spec.auth.type !== 'oauth2') continue;
+    const seen = first.get(credential.id);
+    if (!seen) {
+      first.set(credential.id, server);
+      continue;
+    }
+    const a = seen.spec.auth.type === 'oauth2' ? seen.spec.auth.oauth2 : {};
+    const b = server.spec.auth.oauth2;
+    const differ = SHARED_CREDENTIAL_FIELDS.filter((f) => (a as Record<string, unknown>)[f] !== b[f]);
+    if (differ.length)
+      emit(
+        server,
+        ['auth', 'oauth2', ...(differ[0]! in b ? [differ[0]!] : [])],
+        'oauth2-credential-conflict',
+        `${server.id} and ${seen.id} (at ${where(seen)}) share the credential ${credential.id} (same refresh token or sign-in, client id and token URL) but differ in ${differ.join(', ')}; a shared credential has one access token: make them equal`,
+      );
+  }
 }
 
 /** Keeps the first item of each key; calls `onDuplicate` for every later one. Returns the kept items. */

@@ -1,5 +1,4 @@
 import type { ConnectionSettings } from '../adapters/connection.js';
-import { fetchAccessToken } from '../adapters/oauth2.js';
 import type { ServerSpec } from '../config/model.js';
 import { secretDigest, type SecretResolver } from './secrets.js';
 
@@ -11,7 +10,8 @@ export interface ResolvedConnection {
 
 /**
  * Turns a server spec into connection settings: resolves its secrets (confined by the resolver's policy), reads the
- * private CA bundle, and exchanges an OAuth2 refresh token for an access token when the server uses a grant.
+ * private CA bundle, and gets an OAuth2 access token from the daemon's credentials when the server uses a grant (a
+ * cached one while it is valid; a connection made later asks again, so an SMTP pool never logs in with an expired one).
  */
 export async function resolveConnection(spec: ServerSpec, resolver: SecretResolver): Promise<ResolvedConnection> {
   // first: a refused CA file fails the connection before any secret is read or sent
@@ -22,16 +22,13 @@ export async function resolveConnection(spec: ServerSpec, resolver: SecretResolv
   else if (spec.auth.oauth2.accessToken)
     auth = { user: spec.auth.user, accessToken: secrets.get(spec.auth.oauth2.accessToken)! };
   else {
-    const { tokenUrl, clientId, clientSecret, refreshToken, scope } = spec.auth.oauth2;
-    const token = await fetchAccessToken({
-      tokenUrl: tokenUrl!,
-      clientId: clientId!,
-      clientSecret: secrets.get(clientSecret!)!,
-      refreshToken: secrets.get(refreshToken!)!,
-      ...(scope !== undefined && { scope }),
-    });
-    resolver.sensitive(token.accessToken, spec.auth.user);
-    auth = { user: spec.auth.user, accessToken: token.accessToken };
+    const token = await resolver.accessToken(spec, secrets);
+    auth = {
+      user: spec.auth.user,
+      accessToken: token.accessToken,
+      expiresAt: token.expiresAt,
+      renew: (rejected) => resolver.accessToken(spec, secrets, rejected),
+    };
   }
   const settings: ConnectionSettings = {
     host: spec.host,

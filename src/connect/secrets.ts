@@ -7,8 +7,16 @@ import { notNormalBecause, parseSecretRef } from '../config/secret-ref.js';
 import { MailError } from '../adapters/connection.js';
 import { isBelow, leadsInto, realPathOf } from './confine.js';
 
-/** Longest secret value the product accepts (the UI's password field). */
+/** Longest password the product accepts (the UI's password field). */
 export const MAX_SECRET_LENGTH = 255;
+
+/**
+ * What a reference holds, which decides what its value may look like: a password (at most 255 characters), an OAuth2
+ * token or client secret (Microsoft's refresh tokens run to a few thousand characters), or a PEM certificate or key
+ * (several lines).
+ */
+export type SecretKind = 'password' | 'token' | 'pem';
+const MAX_LENGTH: Record<SecretKind, number> = { password: MAX_SECRET_LENGTH, token: 16_384, pem: 64 * 1024 };
 /** Largest secret file read; anything bigger is not a secret someone meant to reference. */
 export const MAX_SECRET_FILE_BYTES = 64 * 1024;
 
@@ -24,6 +32,8 @@ export interface SecretPolicy {
   onResolved?: (value: string, user?: string) => void;
   /** Called once per file with what is wrong with it but does not stop it from being used (its permissions). */
   onWarning?: (message: string) => void;
+  /** Where OAuth2 grants get their access tokens (the daemon's credentials); without it they cannot connect. */
+  accessTokens?: AccessTokenSource;
 }
 
 /** A reference that cannot or may not be resolved: a configuration problem, never retried hot. */
@@ -84,7 +94,7 @@ export class SecretResolver {
 
   constructor(private readonly policy: SecretPolicy) {}
 
-  async resolve(reference: string): Promise<string> {
+  async resolve(reference: string, kind: SecretKind = 'password'): Promise<string> {
     const ref = parseSecretRef(reference);
     if (!ref) throw new SecretError(`${reference} is not a secret reference`);
     let value: string;
@@ -110,15 +120,16 @@ export class SecretResolver {
         inside: { dir, flag: '--secrets-dir' },
         warn: (message) => this.warnOnce(ref.path, message),
       });
-      value = text.replace(/\r?\n$/, '');
+      value = kind === 'pem' ? text.trim() : text.replace(/\r?\n$/, '');
     }
     if (value.length === 0) throw new SecretError(`${reference} is empty`);
-    if (value.length > MAX_SECRET_LENGTH)
-      throw new SecretError(
-        `${reference} is ${value.length} characters long; at most ${MAX_SECRET_LENGTH} are allowed`,
-      );
-    if (/[\r\n\0]/.test(value)) throw new SecretError(`${reference} contains a line break or NUL character`);
+    if (value.length > MAX_LENGTH[kind])
+      throw new SecretError(`${reference} is ${value.length} characters long; at most ${MAX_LENGTH[kind]} are allowed`);
+    if (kind === 'pem' ? value.includes('\0') : /[\r\n\0]/.test(value))
+      throw new SecretError(`${reference} contains a ${kind === 'pem' ? '' : 'line break or '}NUL character`);
     this.sensitive(value);
+    // a key's lines, so that no part of it shows either
+    if (kind === 'pem') for (const line of value.split(/\r?\n/)) if (!line.startsWith('-----')) this.sensitive(line);
     return value;
   }
 
@@ -154,16 +165,49 @@ export class SecretResolver {
   /** Resolves every reference of a server; in memory only. */
   async resolveAll(spec: ServerSpec): Promise<Map<string, string>> {
     const values = new Map<string, string>();
-    for (const reference of secretReferences(spec)) values.set(reference, await this.resolve(reference));
+    for (const [reference, kind] of secretReferences(spec)) values.set(reference, await this.resolve(reference, kind));
     for (const value of values.values()) this.sensitive(value, spec.auth.user);
     return values;
   }
+
+  /** The access token of a server's OAuth2 grant, from the daemon's credentials (`accessTokens` of the policy). */
+  accessToken(spec: ServerSpec, secrets: ReadonlyMap<string, string>, rejected?: string): Promise<AccessToken> {
+    if (!this.policy.accessTokens)
+      return Promise.reject(new MailError('config', 'OAuth2 grants are run by the daemon only', { code: 'oauth2' }));
+    return this.policy.accessTokens.accessToken(spec, secrets, rejected);
+  }
 }
 
-export function secretReferences(spec: ServerSpec): string[] {
-  if (spec.auth.type === 'basic') return [spec.auth.password];
-  const { accessToken, clientSecret, refreshToken } = spec.auth.oauth2;
-  return [accessToken, clientSecret, refreshToken].filter((r): r is string => r !== undefined);
+/** An OAuth2 access token and when it expires (epoch ms). */
+export interface AccessToken {
+  accessToken: string;
+  expiresAt: number;
+}
+
+/** Where access tokens come from: the daemon's credentials (cached per credential, refreshed once for all). */
+export interface AccessTokenSource {
+  /**
+   * A valid access token for the OAuth2 grant of `spec` (`secrets`: its resolved references); a fresh one when the
+   * cached one is `rejected` (a server refused it). Throws MailError.
+   */
+  accessToken(spec: ServerSpec, secrets: ReadonlyMap<string, string>, rejected?: string): Promise<AccessToken>;
+}
+
+/** Every reference of a server and what it holds (a reference used for two fields gets the laxer kind). */
+export function secretReferences(spec: ServerSpec): Map<string, SecretKind> {
+  const out = new Map<string, SecretKind>();
+  const add = (reference: string | undefined, kind: SecretKind) => {
+    if (reference === undefined) return;
+    const had = out.get(reference);
+    if (!had || MAX_LENGTH[kind] > MAX_LENGTH[had]) out.set(reference, kind);
+  };
+  if (spec.auth.type === 'basic') add(spec.auth.password, 'password');
+  else {
+    const o = spec.auth.oauth2;
+    for (const reference of [o.accessToken, o.clientSecret, o.refreshToken]) add(reference, 'token');
+    for (const reference of [o.clientCertificate, o.clientKey]) add(reference, 'pem');
+  }
+  return out;
 }
 
 /** Digest of a server's resolved secrets, kept in memory to notice rotation; never written anywhere. */

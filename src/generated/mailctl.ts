@@ -51,7 +51,7 @@ export type EmailServer = {
     type: 'basic' | 'oauth2';
   };
   /**
-   * OAuth2 only.
+   * OAuth2 only: every apply that changes this server discards its cached access token, obtains a fresh one with the newest refresh token (or grant) and verifies the login with it before the change is accepted.
    */
   reauthenticateOnSave?: boolean;
   /**
@@ -126,15 +126,61 @@ export interface OAuth2Auth {
   oauth2: OAuth2Credentials;
 }
 /**
- * Either a refresh-token grant (tokenUrl, clientId, clientSecret, refreshToken, optional scope) or only an accessToken reference.
+ * An OAuth2 grant the daemon runs (refresh_token, client_credentials or jwt_bearer; a provider preset fills in the well-known endpoints and scopes), or only an accessToken reference. Which combinations are complete is checked by `mailctl validate` (oauth2-* codes).
  */
 export interface OAuth2Credentials {
+  /**
+   * microsoft (Entra ID, needs tenant) or google fill in the token, device and authorization endpoints and the mail scopes; generic (the default) takes them from the fields below.
+   */
+  provider?: 'microsoft' | 'google' | 'generic';
+  /**
+   * Microsoft only: the tenant's directory id (GUID) or verified domain; its endpoints are per tenant.
+   */
+  tenant?: string;
+  /**
+   * refresh_token (default: a person's delegated access, from a refreshToken reference or `mailctl auth login`), client_credentials (app-only, with clientSecret or clientCertificate + clientKey), jwt_bearer (a service account's signed assertion with clientKey, e.g. Google domain-wide delegation).
+   */
+  grant?: 'refresh_token' | 'client_credentials' | 'jwt_bearer';
+  /**
+   * The token endpoint (default: the provider's).
+   */
   tokenUrl?: string;
+  /**
+   * The device authorization endpoint for `mailctl auth login` (RFC 8628; default: the provider's).
+   */
+  deviceAuthorizationUrl?: string;
+  /**
+   * The authorization endpoint for `mailctl auth login --browser` (PKCE, loopback redirect; default: the provider's).
+   */
+  authorizationUrl?: string;
+  /**
+   * The app registration's client id (jwt_bearer: the service account, e.g. its client_email).
+   */
   clientId?: string;
-  clientSecret?: SecretReference;
-  refreshToken?: SecretReference;
+  /**
+   * A reference to a secret, resolved only inside the daemon: ${env:NAME} or ${file:/absolute/path}. Never a literal secret.
+   */
+  clientSecret?: string;
+  /**
+   * A reference to a secret, resolved only inside the daemon: ${env:NAME} or ${file:/absolute/path}. Never a literal secret.
+   */
+  clientCertificate?: string;
+  /**
+   * A reference to a secret, resolved only inside the daemon: ${env:NAME} or ${file:/absolute/path}. Never a literal secret.
+   */
+  clientKey?: string;
+  /**
+   * A reference to a secret, resolved only inside the daemon: ${env:NAME} or ${file:/absolute/path}. Never a literal secret.
+   */
+  refreshToken?: string;
+  /**
+   * Scopes to ask for (default: the provider's mail scopes).
+   */
   scope?: string;
-  accessToken?: SecretReference;
+  /**
+   * A reference to a secret, resolved only inside the daemon: ${env:NAME} or ${file:/absolute/path}. Never a literal secret.
+   */
+  accessToken?: string;
 }
 /**
  * Routes the mail of IMAP servers to queues (first matching route wins) and delivers it to one sink.

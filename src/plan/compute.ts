@@ -3,6 +3,7 @@
  * Level-based: every call recomputes the whole difference; nothing depends on which event triggered it.
  */
 import type { FlowSpec, ServerSpec } from '../config/model.js';
+import { credentialOf, endpointsOf, grantOf } from '../config/oauth2.js';
 import { parseSecretRef } from '../config/secret-ref.js';
 import { canonicalJson, digestOf } from './digest.js';
 import {
@@ -83,8 +84,19 @@ const topField = (path: string) => path.split('.')[0]!;
 
 type Target = Omit<CredentialBinding, 'boundBy'>;
 
-/** Every secret reference a server sends to its host, with the target it is sent to. */
-export function secretTargets(spec: ServerSpec): { reference: string; target: Target }[] {
+/** A secret reference, or a kept credential's id (`kept`), and the target a server sends it to. */
+export interface SecretTarget {
+  reference: string;
+  target: Target;
+  /** The id of the credential the daemon may keep for the server: bound at apply like a reference. */
+  kept?: true;
+}
+
+/**
+ * Every secret reference a server sends, with the target it is sent to; and, for an OAuth2 refresh-token grant, the
+ * id of the credential the daemon may keep for it (a signed-in or rotated refresh token), sent to the same target.
+ */
+export function secretTargets(spec: ServerSpec): SecretTarget[] {
   const base: Target = {
     host: spec.host.toLowerCase(),
     port: spec.port,
@@ -95,13 +107,24 @@ export function secretTargets(spec: ServerSpec): { reference: string; target: Ta
   };
   if (spec.auth.type === 'basic') return [{ reference: spec.auth.password, target: base }];
   const { oauth2 } = spec.auth;
-  const out: { reference: string; target: Target }[] = [];
+  const out: SecretTarget[] = [];
   if (oauth2.accessToken) out.push({ reference: oauth2.accessToken, target: base });
-  // Client secret and refresh token go to the token endpoint: bind them to it as well as to the mail host.
-  const grantTarget = { ...base, ...(oauth2.tokenUrl !== undefined && { tokenUrl: oauth2.tokenUrl }) };
-  for (const ref of [oauth2.clientSecret, oauth2.refreshToken])
-    if (ref) out.push({ reference: ref, target: grantTarget });
-  return out.filter((t) => parseSecretRef(t.reference) !== null);
+  // What goes to the token endpoint (and, to start a sign-in, to the device endpoint) is bound to them as well as to
+  // the mail host; provider and tenant, as written, decide the endpoints a preset fills in.
+  const grant = grantOf(oauth2);
+  const { tokenUrl, deviceAuthorizationUrl } = endpointsOf(oauth2);
+  const grantTarget: Target = {
+    ...base,
+    ...(tokenUrl !== undefined && { tokenUrl }),
+    ...(grant === 'refresh_token' && deviceAuthorizationUrl !== undefined && { deviceAuthorizationUrl }),
+    ...(oauth2.provider !== undefined && { provider: oauth2.provider }),
+    ...(oauth2.tenant !== undefined && { tenant: oauth2.tenant }),
+  };
+  for (const ref of [oauth2.clientSecret, oauth2.clientCertificate, oauth2.clientKey, oauth2.refreshToken])
+    if (ref && parseSecretRef(ref)) out.push({ reference: ref, target: grantTarget });
+  const credential = credentialOf(spec);
+  if (credential?.grant === 'refresh_token') out.push({ reference: credential.id, target: grantTarget, kept: true });
+  return out;
 }
 
 const sameTarget = (a: Target, b: Target) =>
@@ -110,13 +133,25 @@ const sameTarget = (a: Target, b: Target) =>
   a.tls === b.tls &&
   a.allowPlaintext === b.allowPlaintext &&
   (a.tokenUrl ?? '') === (b.tokenUrl ?? '') &&
+  (a.deviceAuthorizationUrl ?? '') === (b.deviceAuthorizationUrl ?? '') &&
+  (a.provider ?? '') === (b.provider ?? '') &&
+  (a.tenant ?? '') === (b.tenant ?? '') &&
   (a.tlsCaFile ?? '') === (b.tlsCaFile ?? '') &&
   (a.sniServerName ?? '') === (b.sniServerName ?? '');
 
 function describeTarget(t: Target): string {
   const security = t.tls ? 'TLS' : t.allowPlaintext ? 'plaintext allowed' : 'STARTTLS';
   const checks = [t.tlsCaFile && `CA file ${t.tlsCaFile}`, t.sniServerName && `SNI ${t.sniServerName}`].filter(Boolean);
-  return `${t.host}:${t.port} (${[security, ...checks].join(', ')})${t.tokenUrl ? ` and ${t.tokenUrl}` : ''}`;
+  const provider = t.provider ? ` (${[t.provider, t.tenant].filter(Boolean).join(' ')})` : '';
+  return `${t.host}:${t.port} (${[security, ...checks].join(', ')})${t.tokenUrl ? ` and ${t.tokenUrl}${provider}` : ''}`;
+}
+
+/** The reason a rebind gives in a plan. */
+function rebindReason(r: Rebind): string {
+  const what = r.reference.startsWith('oauth2/')
+    ? `the kept credential ${r.reference}${r.movesTo ? ` (kept as ${r.movesTo} at the new token URL)` : ''} was`
+    : `${r.reference} ${r.byIdentity ? 'holds the same secret as a reference' : 'was'}`;
+  return `credential rebind: ${what} applied with ${describeTarget(r.from)} (by ${r.from.boundBy}) and would now be sent to ${describeTarget(r.to)}`;
 }
 
 /**
@@ -149,6 +184,28 @@ function findRebinds(
     seen.add(key);
     return [rebind];
   });
+}
+
+/**
+ * A kept credential that would follow its server to another token URL (or provider, tenant): the credential id
+ * includes the token URL, so the server's new id differs while the credential is the same (same refresh-token
+ * reference or sign-in, same client id). What the daemon kept moves to the new id when the change is applied; unless
+ * the new id is bound to the new target already, that sends it to an endpoint nobody approved for it: a rebind.
+ */
+function keptMove(
+  id: string,
+  before: ServerSpec,
+  after: ServerSpec,
+  bindings: ObservedState['bindings'],
+): Rebind | null {
+  if (!after.enabled) return null;
+  const from = credentialOf(before);
+  const to = credentialOf(after);
+  if (!from || !to || from.id === to.id || from.lineage !== to.lineage || to.grant !== 'refresh_token') return null;
+  const bound = bindings[from.id] ?? [];
+  const target = secretTargets(after).find((t) => t.kept)!.target;
+  if (bound.length === 0 || bindings[to.id]?.some((b) => sameTarget(b, target))) return null;
+  return { reference: from.id, from: bound.find((b) => b.boundBy === id) ?? bound[0]!, to: target, movesTo: to.id };
 }
 
 function changeOf(
@@ -238,16 +295,15 @@ export function computePlan(inputs: PlanInputs): Plan {
       change.action === 'create' || change.action === 'start' || change.restartFields.length > 0;
     if (after && touchesCredentials) {
       const rebinds = findRebinds(id, after.spec, observed.bindings, inputs.identities);
+      const moved = observedServer && keptMove(id, observedServer.config.spec, after.spec, observed.bindings);
+      if (moved) rebinds.push(moved);
       if (rebinds.length) {
         change.rebinds = rebinds;
         change.thenAction = change.action;
         change.action = 'rebind';
         change.approved = approvals.has(id);
         change.reasons = [
-          ...rebinds.map(
-            (r) =>
-              `credential rebind: ${r.reference} ${r.byIdentity ? 'holds the same secret as a reference' : 'was'} applied with ${describeTarget(r.from)} (by ${r.from.boundBy}) and would now be sent to ${describeTarget(r.to)}`,
-          ),
+          ...rebinds.map(rebindReason),
           change.approved ? 'approved with --approve-rebind' : `needs approval: apply --approve-rebind ${id}`,
           ...change.reasons,
         ];

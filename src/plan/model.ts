@@ -15,14 +15,21 @@ export interface ServerConfig {
 
 /**
  * A target a secret reference has been sent to with approval (the first apply counts as approval). Sending the
- * reference to any other target is a rebind that needs `--approve-rebind`.
+ * reference to any other target is a rebind that needs `--approve-rebind`. A credential the daemon may keep (an
+ * OAuth2 refresh token from a sign-in or a rotation) is bound the same way under its id (`oauth2/<12 hex>`).
  */
 export interface CredentialBinding {
   host: string;
   port: number;
   tls: boolean;
   allowPlaintext: boolean;
+  /** OAuth2: where the refresh token, client secret, certificate or key go (the provider's when not written). */
   tokenUrl?: string;
+  /** OAuth2 sign-in (`mailctl auth login`): where the client secret goes to start a device sign-in. */
+  deviceAuthorizationUrl?: string;
+  /** OAuth2 provider and Microsoft tenant, as written: together with the token URL they decide the endpoints. */
+  provider?: string;
+  tenant?: string;
   /** The CA file the server's certificate is checked with (whoever controls it decides which server gets the secret). */
   tlsCaFile?: string;
   /** The name the server's certificate is checked for (IMAP). */
@@ -89,11 +96,17 @@ export const ACTION_SYMBOL: Record<ActionName, string> = {
 };
 
 export interface Rebind {
+  /** A secret reference, or the id of a kept credential (`oauth2/<12 hex>`). */
   reference: string;
   from: CredentialBinding;
   to: Omit<CredentialBinding, 'boundBy'>;
   /** Found by the secret's identity (the daemon's apply): the value is bound to `from` under another reference. */
   byIdentity?: boolean;
+  /**
+   * A kept credential that follows its server to another token URL: once approved it is kept under this id (the
+   * credential id includes the token URL) and sent there.
+   */
+  movesTo?: string;
 }
 
 export interface ServerChange {

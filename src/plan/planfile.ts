@@ -98,6 +98,8 @@ export function parseStateFile(text: string): Parsed<StateFile> {
   return { ok: true, value: value as unknown as StateFile };
 }
 
+/** A kept credential's id, under which the daemon binds what it keeps (config/oauth2.ts). */
+const CREDENTIAL_ID = /^oauth2\/[0-9a-f]{12}$/;
 /** `store` of a state (file or `GET /v1/state`): absent, or `{ kind: "file" | "postgres" }`. */
 export function checkStore(value: unknown): string | null {
   if (value === undefined) return null;
@@ -109,7 +111,7 @@ export function checkStore(value: unknown): string | null {
 /**
  * Checks that a value has the shape of an ObservedState (the daemon's `GET /v1/state` answer, or a state file).
  * Returns what is wrong, or null. Keys must be what the plan expects: `type/shortName` for servers, secret references
- * for bindings (which also keeps `__proto__` and friends out).
+ * and credential ids for bindings (which also keeps `__proto__` and friends out).
  */
 export function checkObservedState(value: unknown): string | null {
   if (!isRecord(value)) return '"state" must be an object';
@@ -134,7 +136,8 @@ export function checkObservedState(value: unknown): string | null {
   }
   for (const [reference, bindings] of Object.entries(value.bindings)) {
     const where = `state.bindings[${JSON.stringify(reference)}]`;
-    if (parseSecretRef(reference) === null) return `${where}: the key must be a secret reference such as \${env:NAME}`;
+    if (parseSecretRef(reference) === null && !CREDENTIAL_ID.test(reference))
+      return `${where}: the key must be a secret reference such as \${env:NAME} or a credential id (oauth2/<12 hex>)`;
     if (!Array.isArray(bindings)) return `${where} must be a list of bound targets`;
     for (const [i, binding] of bindings.entries()) {
       const at = `${where}[${i}]`;
@@ -147,8 +150,9 @@ export function checkObservedState(value: unknown): string | null {
       ) {
         return `${at} must have host (string), port (1-65535), tls and allowPlaintext (booleans)`;
       }
-      if (binding.tokenUrl !== undefined && typeof binding.tokenUrl !== 'string')
-        return `${at}.tokenUrl must be a string`;
+      for (const field of ['tokenUrl', 'deviceAuthorizationUrl', 'provider', 'tenant', 'tlsCaFile', 'sniServerName'])
+        if (binding[field] !== undefined && typeof binding[field] !== 'string')
+          return `${at}.${field} must be a string`;
       if (typeof binding.boundBy !== 'string') return `${at}.boundBy must be a string`;
     }
   }

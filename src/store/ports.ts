@@ -11,6 +11,7 @@
  *  - a call that fails because the store cannot be reached throws StoreUnavailableError and wrote nothing it reports
  *    as done (a commit whose answer was lost may have happened: callers recover from the stored state, never from it).
  */
+import type { OutboundRequest } from '../api/outbound.js';
 import type { QuarantineListing, QuarantineReason } from '../api/quarantine.js';
 import type { CredentialBinding, ObservedState } from '../plan/model.js';
 
@@ -147,14 +148,8 @@ export interface LedgerEntry {
   hash: string;
 }
 
-/**
- * A message for a queue that lives in the store itself (the PostgreSQL sink): written in the same transaction as the
- * checkpoint, so it is delivered exactly once without a file or an fsync of its own.
- */
-export interface QueueRow {
-  table: string;
-  key: string;
-  queue: string;
+/** What is known of a delivered message besides its source (the directory sink's `.json`, a queue row's columns). */
+export interface InboundMetadata {
   server: string;
   folder: string;
   uidValidity: string;
@@ -165,8 +160,18 @@ export interface QueueRow {
   cc: string[];
   subject: string;
   date: string | null;
-  autoReply: boolean;
+  queue: string;
   receivedAt: string;
+  autoReply: boolean;
+}
+
+/**
+ * A message for a queue that lives in the store itself (the PostgreSQL sink): written in the same transaction as the
+ * checkpoint, so it is delivered exactly once without a file or an fsync of its own.
+ */
+export interface QueueRow extends InboundMetadata {
+  table: string;
+  key: string;
   source: Uint8Array;
 }
 
@@ -205,24 +210,15 @@ export interface InboundStore {
 }
 
 /** An outbound message as the outbox keeps it (see api/outbound.ts for the request it comes from). */
-export interface StoredOutboundMessage {
+export interface StoredOutboundMessage extends OutboundRequest {
   id: string;
   /** Assigned before the first try and never changed: a resend after a crash carries the same one. */
   messageId: string;
   /** Supervisor id of the SMTP loop that sends it. */
   server: string;
   from: string;
-  to: string[];
-  cc: string[];
-  bcc: string[];
-  subject: string;
-  text?: string;
-  html?: string;
-  inReplyTo?: string;
   /** Message-ID of the message replied to, when the inbound key was found. */
   inReplyToMessageId?: string;
-  kind: 'agent' | 'template';
-  attachments: { name: string; contentType: string; content: string }[];
   createdAt: string;
 }
 

@@ -133,7 +133,7 @@ test('the value table names real flags and commands, and the fixed values are ac
   for (const format of formats) resolveFormat({ format }, {});
   assert.throws(() => resolveFormat({ format: 'yaml' }, {}));
   const withSubcommands = commands.filter((c) => c.subcommands).map((c) => c.name);
-  assert.equal(withSubcommands.sort(), ['completion', 'outbox', 'quarantine', 'state', 'store']);
+  assert.equal(withSubcommands.sort(), ['auth', 'completion', 'outbox', 'quarantine', 'state', 'store']);
 });
 
 const shellInstalled = (shell: string) =>

@@ -427,6 +427,24 @@ test('parsePlanFile / parseStateFile: clear errors', () => {
     /changed after it was pulled/,
   );
   assert.is(state(serializeStateFile({ servers: {}, bindings: {}, revision: null })), 'ok');
+  // a kept OAuth2 credential is bound under its id
+  const target = { host: 'imap.example.com', port: 993, tls: true, allowPlaintext: false, boundBy: 'imap/support' };
+  const kept = (key: string) =>
+    state(
+      serializeStateFile({ servers: {}, bindings: { [key]: [{ ...target, tokenUrl: 'https://t' }] }, revision: null }),
+    );
+  assert.is(kept('oauth2/0123456789ab'), 'ok');
+  assert.match(kept('oauth2/../../etc'), /the key must be a secret reference/);
+  assert.match(
+    state(
+      serializeStateFile({
+        servers: {},
+        bindings: { 'oauth2/0123456789ab': [{ ...target, tenant: 7 }] },
+        revision: null,
+      } as never),
+    ),
+    /\.tenant must be a string/,
+  );
   assert.match(state('{"kind":"mailctl-state","formatVersion":1}'), /unsupported state file formatVersion 1/);
 });
 

@@ -214,21 +214,33 @@ test('mailctl schema prints the JSON Schema', async () => {
   assert.is(printed.$schema, 'https://json-schema.org/draft/2020-12/schema');
 });
 
-test('examples/servers.d validates cleanly: exit 0, no errors, no warnings, even with --strict', async () => {
-  const dir = path.join(REPO, 'examples/servers.d');
-  const r = await run(['validate', '--dir', dir, '--strict', '--json']);
-  const out = JSON.parse(r.stdout) as { valid: boolean; diagnostics: unknown[]; servers: number; flows: number };
-  assert.equal(out.diagnostics, []);
-  assert.is(r.code, 0);
-  assert.ok(out.valid);
-  assert.ok(out.servers >= 5 && out.flows >= 1, `${out.servers} servers, ${out.flows} flows`);
+/** The example folders: a realistic company, and OAuth2 mailboxes of Microsoft 365 and Google. */
+const EXAMPLE_FOLDERS = ['examples/servers.d', 'examples/oauth2'];
+
+test('examples/servers.d and examples/oauth2 validate cleanly: exit 0, no errors, no warnings, even with --strict', async () => {
+  for (const folder of EXAMPLE_FOLDERS) {
+    const r = await run(['validate', '--dir', path.join(REPO, folder), '--strict', '--json']);
+    const out = JSON.parse(r.stdout) as { valid: boolean; diagnostics: unknown[]; servers: number; flows: number };
+    assert.equal(out.diagnostics, [], folder);
+    assert.is(r.code, 0);
+    assert.ok(out.valid);
+    assert.ok(out.servers >= 5 && out.flows >= 1, `${folder}: ${out.servers} servers, ${out.flows} flows`);
+  }
 });
 
 test('every examples/ file starts with the yaml-language-server modeline pointing at the schema', async () => {
-  const dir = path.join(REPO, 'examples/servers.d');
   const { readdir } = await import('node:fs/promises');
-  const files = (await readdir(dir, { recursive: true })).filter((f) => /\.ya?ml$/.test(String(f)));
-  assert.ok(files.length >= 3);
+  const files = (
+    await Promise.all(
+      EXAMPLE_FOLDERS.map(async (folder) =>
+        (await readdir(path.join(REPO, folder), { recursive: true }))
+          .filter((f) => /\.ya?ml$/.test(String(f)))
+          .map((f) => path.join(folder, String(f))),
+      ),
+    )
+  ).flat();
+  const dir = REPO;
+  assert.ok(files.length >= 6);
   for (const f of files) {
     const text = await readFile(path.join(dir, String(f)), 'utf8');
     const first = text.split('\n')[0]!;

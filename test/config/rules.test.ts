@@ -653,26 +653,159 @@ test('invalid-api-version', () => {
   expectOnly(r, { code: 'invalid-api-version', line: 1, column: 13, message: ['mailctl/v1'] });
 });
 
-test('oauth2: grant vs accessToken; both is oauth2-conflict; a partial grant or nothing is missing-field', () => {
-  const auth = (lines: string[]) =>
-    smtp().replace(
-      '  type: basic\n  user: support@example.com\n  password: "${env:MAILCTL_SECRET_PW}"\n',
-      ['  type: oauth2', '  user: support@example.com', '  oauth2:', ...lines.map((l) => `    ${l}`), ''].join('\n'),
-    );
+const oauth2Smtp = (lines: string[], o: { shortName?: string; user?: string } = {}) =>
+  smtp(o).replace(
+    `  type: basic\n  user: ${o.user ?? 'support@example.com'}\n  password: "\${env:MAILCTL_SECRET_PW}"\n`,
+    [
+      '  type: oauth2',
+      `  user: ${o.user ?? 'support@example.com'}`,
+      '  oauth2:',
+      ...lines.map((l) => `    ${l}`),
+      '',
+    ].join('\n'),
+  );
+
+test('oauth2: accessToken with a grant is oauth2-conflict; an empty block is missing-field', () => {
   const grant = [
     'tokenUrl: https://login.example.com/token',
     'clientId: c',
     'clientSecret: "${env:CS}"',
     'refreshToken: "${env:RT}"',
   ];
-  const both = load({ 'a.yaml': auth([...grant, 'accessToken: "${env:AT}"']) });
+  const both = load({ 'a.yaml': oauth2Smtp([...grant, 'accessToken: "${env:AT}"']) });
   expectOnly(both, { code: 'oauth2-conflict', line: 10, column: 5, message: ['accessToken', 'not both'] });
-  const partial = load({ 'a.yaml': auth(['tokenUrl: https://login.example.com/token', 'clientId: c']) });
-  expectDiagnostic(partial, { code: 'missing-field', line: 10, column: 5, message: ['"clientSecret"'] });
-  const orphan = load({ 'a.yaml': auth(['clientId: c', 'accessToken: "${env:AT}"']) });
-  expectDiagnostic(orphan, { code: 'missing-field', line: 10, column: 5, message: ['"tokenUrl"'] });
-  const empty = load({ 'a.yaml': auth([]).replace('  oauth2:\n', '  oauth2: {}\n') });
+  const orphan = load({ 'a.yaml': oauth2Smtp(['clientId: c', 'accessToken: "${env:AT}"']) });
+  expectOnly(orphan, { code: 'oauth2-conflict', line: 10, column: 5, message: ['clientId'] });
+  const empty = load({ 'a.yaml': oauth2Smtp([]).replace('  oauth2:\n', '  oauth2: {}\n') });
   expectOnly(empty, { code: 'missing-field', line: 9, column: 11, message: ['accessToken'] });
+});
+
+test('oauth2: complete combinations (sign-in, public client, presets, app-only, jwt_bearer) validate', () => {
+  const cases = [
+    // a public client signed in by `mailctl auth login` (no secret, no refresh-token reference)
+    [
+      'tokenUrl: https://login.example.com/token',
+      'deviceAuthorizationUrl: https://login.example.com/device',
+      'clientId: c',
+    ],
+    ['tokenUrl: https://login.example.com/token', 'authorizationUrl: https://login.example.com/auth', 'clientId: c'],
+    ['provider: microsoft', 'tenant: contoso.onmicrosoft.com', 'clientId: c', 'clientSecret: "${env:CS}"'],
+    ['provider: google', 'clientId: c', 'clientSecret: "${env:CS}"', 'refreshToken: "${env:RT}"'],
+    [
+      'provider: microsoft',
+      'tenant: contoso.com',
+      'grant: client_credentials',
+      'clientId: c',
+      'clientSecret: "${env:CS}"',
+    ],
+    [
+      'provider: microsoft',
+      'tenant: 00000000-0000-0000-0000-000000000001',
+      'grant: client_credentials',
+      'clientId: c',
+      'clientCertificate: "${file:/run/secrets/app.crt}"',
+      'clientKey: "${file:/run/secrets/app.key}"',
+    ],
+    ['provider: google', 'grant: jwt_bearer', 'clientId: sa@p.iam.gserviceaccount.com', 'clientKey: "${env:SAKEY}"'],
+  ];
+  for (const lines of cases) expectClean(load({ 'a.yaml': oauth2Smtp(lines) }));
+});
+
+test('oauth2-incomplete: what each grant lacks, on the field that asks for more', () => {
+  const at = (lines: string[], line: number, column: number, message: string[]) =>
+    expectOnly(load({ 'a.yaml': oauth2Smtp(lines) }), { code: 'oauth2-incomplete', line, column, message });
+  at(['tokenUrl: https://login.example.com/token', 'clientId: c'], 10, 5, ['auth login', 'deviceAuthorizationUrl']);
+  at(['clientId: c', 'refreshToken: "${env:RT}"'], 10, 5, ['tokenUrl']);
+  at(['tokenUrl: https://login.example.com/token', 'refreshToken: "${env:RT}"'], 10, 5, ['clientId']);
+  at(['provider: microsoft', 'clientId: c'], 10, 15, ['tenant']);
+  at(['provider: google', 'grant: client_credentials', 'clientId: c'], 11, 12, ['clientSecret', 'clientCertificate']);
+  at(['provider: google', 'grant: jwt_bearer', 'clientId: sa'], 11, 12, ['clientKey']);
+  at(['provider: google', 'grant: client_credentials', 'clientId: c', 'clientCertificate: "${env:CRT}"'], 13, 24, [
+    'clientKey',
+  ]);
+  at(['provider: google', 'clientId: c', 'clientKey: "${env:KEY}"', 'refreshToken: "${env:RT}"'], 12, 16, [
+    'clientCertificate',
+  ]);
+});
+
+test('oauth2-conflict: fields that exclude each other', () => {
+  const at = (lines: string[], line: number, column: number, message: string[]) =>
+    expectOnly(load({ 'a.yaml': oauth2Smtp(lines) }), { code: 'oauth2-conflict', line, column, message });
+  at(['provider: google', 'tenant: contoso.com', 'clientId: c', 'refreshToken: "${env:RT}"'], 11, 13, ['microsoft']);
+  at(
+    ['provider: microsoft', 'tenant: common', 'grant: client_credentials', 'clientId: c', 'clientSecret: "${env:S}"'],
+    11,
+    13,
+    ['"common"'],
+  );
+  at(
+    [
+      'provider: google',
+      'clientId: c',
+      'clientSecret: "${env:S}"',
+      'clientCertificate: "${env:C}"',
+      'clientKey: "${env:K}"',
+    ],
+    13,
+    24,
+    ['not both'],
+  );
+  at(
+    ['provider: google', 'grant: jwt_bearer', 'clientId: sa', 'clientKey: "${env:K}"', 'clientSecret: "${env:S}"'],
+    14,
+    19,
+    ['clientKey'],
+  );
+  at(
+    [
+      'provider: google',
+      'grant: client_credentials',
+      'clientId: c',
+      'clientSecret: "${env:S}"',
+      'refreshToken: "${env:R}"',
+    ],
+    14,
+    19,
+    ['refresh_token grant only'],
+  );
+});
+
+test('oauth2-credential-conflict: servers sharing a credential must ask for its tokens alike', () => {
+  const grant = (scope: string) => [
+    'tokenUrl: https://login.example.com/token',
+    'clientId: c',
+    'clientSecret: "${env:CS}"',
+    'refreshToken: "${file:/run/secrets/rt}"',
+    `scope: ${scope}`,
+  ];
+  const same = load({
+    'a.yaml':
+      oauth2Smtp(grant('mail')) +
+      '---\n' +
+      oauth2Smtp(grant('mail'), { shortName: 'other', user: 'other@example.com' }),
+  });
+  expectClean(same);
+  const differ = load({
+    'a.yaml':
+      oauth2Smtp(grant('mail')) +
+      '---\n' +
+      oauth2Smtp(grant('imap'), { shortName: 'other', user: 'other@example.com' }),
+  });
+  expectOnly(differ, {
+    code: 'oauth2-credential-conflict',
+    line: 29,
+    column: 12,
+    message: ['smtp/other and smtp/support', 'scope'],
+  });
+});
+
+test('oauth2 references: clientCertificate and clientKey are secrets (literal-secret, secret-ref-not-normal)', () => {
+  const lines = ['provider: google', 'grant: client_credentials', 'clientId: c', 'clientCertificate: "${env:C}"'];
+  const literal = load({ 'a.yaml': oauth2Smtp([...lines, 'clientKey: "-----BEGIN PRIVATE KEY-----"']) });
+  const o = expectOnly(literal, { code: 'literal-secret', line: 14, column: 16 });
+  assert.not.ok(o.message.includes('BEGIN'));
+  const spelled = load({ 'a.yaml': oauth2Smtp([...lines, 'clientKey: "${file:/run/secrets//app.key}"']) });
+  expectOnly(spelled, { code: 'secret-ref-not-normal', line: 14, column: 16 });
 });
 
 test('invalid-value and invalid-type: patterns, formats, ranges, enums, wrong types', () => {
@@ -919,7 +1052,16 @@ test('all diagnostics of a run are reported together, sorted by file and positio
 test('every rule code in src/config has a failing fixture in this file', async () => {
   const NOT_CODES = new Set(['ajv-formats', 'node-cron', 'utf-8']);
   const codes = new Set<string>();
-  for (const file of ['rules.ts', 'load.ts', 'schema.ts', 'parse.ts', 'files.ts', 'schedule.ts', 'sinks.ts']) {
+  for (const file of [
+    'rules.ts',
+    'load.ts',
+    'schema.ts',
+    'parse.ts',
+    'files.ts',
+    'schedule.ts',
+    'sinks.ts',
+    'oauth2.ts',
+  ]) {
     const text = await readFile(path.join(REPO, 'src/config', file), 'utf8');
     for (const m of text.matchAll(/'([a-z0-9]+(?:-[a-z0-9]+)+)'/g)) if (!NOT_CODES.has(m[1]!)) codes.add(m[1]!);
   }

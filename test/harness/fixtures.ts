@@ -16,6 +16,8 @@ export interface ServerFixture {
   flow?: string;
   pollSchedule?: string;
   extra?: string;
+  /** The lines of the `auth:` block instead of basic auth with `password` (e.g. an oauth2 block). */
+  auth?: string[];
 }
 
 function common(type: 'imap' | 'smtp', f: ServerFixture): string {
@@ -30,9 +32,7 @@ function common(type: 'imap' | 'smtp', f: ServerFixture): string {
     ...(f.allowPlaintext ? ['allowPlaintext: true'] : []),
     ...(f.caFile ? [`tlsCaFile: ${f.caFile}`] : []),
     'auth:',
-    '  type: basic',
-    `  user: ${f.user}`,
-    `  password: "${f.password}"`,
+    ...(f.auth ?? ['  type: basic', `  user: ${f.user}`, `  password: "${f.password}"`]),
     ...(f.enabled === false ? ['enabled: false'] : []),
     ...(f.extra ? [f.extra] : []),
   ].join('\n');

@@ -73,6 +73,69 @@ export function cli(args: string[], env: NodeJS.ProcessEnv, cwd?: string, bin = 
   });
 }
 
+/** A command still running: its output so far, a wait for a line of it, and its result. */
+export interface RunningCli {
+  output(): string;
+  /** Resolves with the first match of `pattern` in stdout (as it arrives); rejects after `ms` or at exit. */
+  waitFor(pattern: RegExp, ms?: number): Promise<RegExpExecArray>;
+  done: Promise<CliResult>;
+}
+
+/** Runs a command in the background (one that waits for someone, e.g. `auth login`). */
+export function cliRunning(args: string[], env: NodeJS.ProcessEnv, bin = BIN): RunningCli {
+  const child = spawn(process.execPath, [bin, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  running.add(child);
+  let stdout = '';
+  let stderr = '';
+  const listeners = new Set<() => void>();
+  child.stdout.on('data', (d) => ((stdout += d), listeners.forEach((l) => l())));
+  child.stderr.on('data', (d) => (stderr += d));
+  const done = new Promise<CliResult>((resolve) =>
+    child.on('close', (code) => {
+      running.delete(child);
+      resolve({ code: code ?? -1, stdout, stderr });
+      listeners.forEach((l) => l());
+    }),
+  );
+  let exited = false;
+  void done.then(() => (exited = true));
+  return {
+    output: () => stdout + stderr,
+    done,
+    waitFor: (pattern, ms = 20_000) =>
+      new Promise((resolve, reject) => {
+        const check = () => {
+          const m = pattern.exec(stdout);
+          if (m) finish(() => resolve(m));
+          else if (exited)
+            finish(() =>
+              reject(
+                new Error(`exited without printing ${pattern}:
+${stdout}${stderr}`),
+              ),
+            );
+        };
+        const finish = (outcome: () => void) => {
+          clearTimeout(timer);
+          listeners.delete(check);
+          outcome();
+        };
+        const timer = setTimeout(
+          () =>
+            finish(() =>
+              reject(
+                new Error(`no ${pattern} within ${ms} ms:
+${stdout}${stderr}`),
+              ),
+            ),
+          ms,
+        );
+        listeners.add(check);
+        check();
+      }),
+  };
+}
+
 export interface DaemonProcess {
   child: ChildProcess;
   url: string;

@@ -26,6 +26,8 @@ export const JWT_BEARER = 'urn:ietf:params:oauth:grant-type:jwt-bearer';
 export const DEVICE_CODE = 'urn:ietf:params:oauth:grant-type:device_code';
 /** Where the public and confidential clients may be sent back to (any port: RFC 8252 §7.3). */
 export const LOOPBACK_REDIRECT = 'http://127.0.0.1/callback';
+/** The loopback redirect as Google and Microsoft register it for desktop apps (root path), which `mailctl auth login --browser` uses. */
+export const LOOPBACK_ROOT = 'http://127.0.0.1/';
 
 export interface OidcOptions {
   /** Lifetime of access tokens of every grant, in seconds (default 300). Also settable later: `op.ttl.accessToken`. */
@@ -115,6 +117,8 @@ export interface OidcProvider {
   issuedRefreshTokens(filter?: { clientId?: string; account?: string }): number;
   /** Introspection requests answered so far. */
   introspections(): number;
+  /** Every access token, refresh token, device code and authorization code issued so far (for canary checks). */
+  issuedTokens(): string[];
   /** Make upcoming token requests slow or fail (queued; each applies `times` times). */
   tokenFault(fault: TokenFault): void;
   clearTokenFaults(): void;
@@ -126,8 +130,13 @@ const sha = (alg: 'sha1' | 'sha256', der: Buffer) => createHash(alg).update(der)
 const isAccount = (s: string | null): s is string => !!s && /^[^\s@/]+@[^\s@/]+$/.test(s);
 
 /** The harness's own storage for the provider (per instance; oidc-provider's MemoryAdapter is one global LRU). */
+/** Models whose ids are token values (opaque tokens and codes): every one ever issued is remembered (canaries). */
+const TOKEN_MODELS = new Set(['AccessToken', 'RefreshToken', 'ClientCredentials', 'DeviceCode', 'AuthorizationCode']);
+
 class Store {
   readonly entries = new Map<string, { model: string; payload: AdapterPayload; expiresAt: number }>();
+  /** Every token and code value issued, also those revoked or expired since. */
+  readonly issued = new Set<string>();
   private readonly index = new Map<string, string>(); // "uid:…" / "userCode:…" → entry key
 
   get(key: string): AdapterPayload | undefined {
@@ -145,6 +154,7 @@ class Store {
     return {
       upsert: async (id, payload, expiresIn) => {
         this.entries.set(key(id), { model, payload, expiresAt: Date.now() + expiresIn * 1000 });
+        if (TOKEN_MODELS.has(model)) this.issued.add(id);
         if (payload.uid) this.index.set(`uid:${payload.uid}`, key(id));
         if (payload.userCode) this.index.set(`userCode:${payload.userCode}`, key(id));
         return Promise.resolve();
@@ -277,7 +287,7 @@ export async function startOidcProvider(opts: OidcOptions = {}): Promise<OidcPro
   const interactive = {
     grant_types: ['authorization_code', 'refresh_token', DEVICE_CODE],
     response_types: ['code' as const],
-    redirect_uris: [LOOPBACK_REDIRECT],
+    redirect_uris: [LOOPBACK_REDIRECT, LOOPBACK_ROOT],
     application_type: 'native' as const, // loopback redirect on any port
   };
   const provider = new Provider(issuer, {
@@ -613,6 +623,7 @@ export async function startOidcProvider(opts: OidcOptions = {}): Promise<OidcPro
         (t) => (!f.clientId || t.clientId === f.clientId) && (!f.account || t.accountId === f.account),
       ).length,
     introspections: () => introspectionCount,
+    issuedTokens: () => [...store.issued],
     tokenFault: (fault) => void faults.push({ ...fault, left: fault.times ?? 1 }),
     clearTokenFaults: () => void faults.splice(0),
     async close() {

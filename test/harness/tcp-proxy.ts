@@ -26,6 +26,8 @@ export interface TcpProxy {
   heal(): void;
   /** Client connections open through the proxy (forwarding or held in a blackhole). */
   connections(): number;
+  /** Client connections accepted since the proxy started. */
+  accepted(): number;
   close(): Promise<void>;
 }
 
@@ -133,7 +135,9 @@ export async function startTcpProxy(target: { host: string; port: number }): Pro
     p.client.resume();
   };
 
+  let accepted = 0;
   const server = net.createServer({ pauseOnConnect: true, allowHalfOpen: true }, (client) => {
+    accepted++;
     client.on('error', () => {}); // seen as close(hadError)
     if (mode === 'reset') return void client.resetAndDestroy();
     const p: Pair = { client, upstream: null, links: [] };
@@ -152,6 +156,7 @@ export async function startTcpProxy(target: { host: string; port: number }): Pro
     host: '127.0.0.1',
     port,
     mode: () => mode,
+    accepted: () => accepted,
     reset() {
       mode = 'reset';
       for (const p of [...pairs]) drop(p);

@@ -11,6 +11,7 @@ import {
   stateDigest,
 } from '../../src/plan/compute.js';
 import { EMPTY_STATE } from '../../src/plan/desired.js';
+import { nextState } from '../../src/plan/policy.js';
 import { imapSpec, smtpSpec } from './specs.js';
 import {
   hasChanges,
@@ -440,9 +441,100 @@ test('rebind: an OAuth2 token URL change rebinds the client secret and refresh t
   assert.is(change.action, 'rebind');
   assert.equal(change.restartFields, ['auth.oauth2.tokenUrl']);
   assert.equal(
-    change.rebinds.map((r) => [r.reference, r.to.tokenUrl]),
-    [['${env:OAUTH_SECRET}', 'https://login.evil.example.net/token']],
+    change.rebinds.map((r) => [r.reference.replace(/^oauth2\/.*/, 'oauth2/…'), r.to.tokenUrl, !!r.movesTo]),
+    [
+      ['${env:OAUTH_SECRET}', 'https://login.evil.example.net/token', false],
+      // what the daemon kept from that refresh token (rotations) would follow it
+      ['oauth2/…', 'https://login.evil.example.net/token', true],
+    ],
   );
+});
+
+const signIn = (tokenUrl: string, over: Record<string, string> = {}): ImapServerSpec['auth'] => ({
+  type: 'oauth2',
+  user: 'support@example.com',
+  oauth2: { tokenUrl, deviceAuthorizationUrl: 'https://login.example.com/device', clientId: 'mailctl', ...over },
+});
+
+test('kept credential: its id is bound at apply like a reference; a new mail host for it is a rebind', () => {
+  const before = imap('support', { auth: signIn('https://login.example.com/token') });
+  const observed = running([before]);
+  const [credential, ...more] = Object.keys(observed.bindings).filter((k) => k.startsWith('oauth2/'));
+  assert.match(credential!, /^oauth2\/[0-9a-f]{12}$/);
+  assert.equal(more, []);
+  assert.equal(
+    observed.bindings[credential!]!.map((b) => [b.host, b.tokenUrl, b.deviceAuthorizationUrl, b.boundBy]),
+    [['imap.example.com', 'https://login.example.com/token', 'https://login.example.com/device', 'imap/support']],
+  );
+  const moved = desired(
+    imap('support', { auth: signIn('https://login.example.com/token'), host: 'imap.evil.example' }),
+  );
+  const change = only(computePlan({ desired: moved, observed }).changes);
+  assert.is(change.action, 'rebind');
+  assert.equal(
+    change.rebinds.map((r) => [r.reference, r.to.host]),
+    [[credential, 'imap.evil.example']],
+  );
+  assert.match(change.reasons[0]!, `the kept credential ${credential} was applied with imap.example.com:993`);
+});
+
+test('kept credential: a new token URL moves it to a new id, only with approval; the new id is then bound', () => {
+  const before = imap('support', { auth: signIn('https://login.example.com/token') });
+  const observed = running([before]);
+  const after = imap('support', { auth: signIn('https://login.other.example/token') });
+  const change = only(computePlan({ desired: desired(after), observed }).changes);
+  assert.is(change.action, 'rebind');
+  assert.not.ok(change.approved);
+  const [move] = change.rebinds;
+  const [from] = Object.keys(observed.bindings).filter((k) => k.startsWith('oauth2/'));
+  assert.is(move!.reference, from);
+  assert.match(move!.movesTo!, /^oauth2\/[0-9a-f]{12}$/);
+  assert.is.not(move!.movesTo, from);
+  assert.is(move!.to.tokenUrl, 'https://login.other.example/token');
+  assert.match(change.reasons[0]!, `(kept as ${move!.movesTo} at the new token URL)`);
+  const approved = computePlan({ desired: desired(after), observed, approvals: ['imap/support'] });
+  const next = nextState(observed, approved, new Map(), null);
+  assert.equal(
+    next.bindings[move!.movesTo!]!.map((b) => b.tokenUrl),
+    ['https://login.other.example/token'],
+  );
+  // another client id is another credential: nothing moves
+  const other = imap('support', { auth: signIn('https://login.other.example/token', { clientId: 'other' }) });
+  assert.is(only(computePlan({ desired: desired(other), observed }).changes).action, 'restart');
+});
+
+test('rebind: a Microsoft tenant change sends the client secret to another tenant (provider and tenant bound)', () => {
+  const ms = (tenant: string): ImapServerSpec['auth'] => ({
+    type: 'oauth2',
+    user: 'support@example.com',
+    oauth2: { provider: 'microsoft', tenant, clientId: 'app', clientSecret: '${env:MS_SECRET}' },
+  });
+  const observed = running([imap('support', { auth: ms('contoso.com') })]);
+  assert.equal(
+    observed.bindings['${env:MS_SECRET}']!.map((b) => [b.provider, b.tenant, b.tokenUrl]),
+    [['microsoft', 'contoso.com', 'https://login.microsoftonline.com/contoso.com/oauth2/v2.0/token']],
+  );
+  const change = only(
+    computePlan({ desired: desired(imap('support', { auth: ms('fabrikam.com') })), observed }).changes,
+  );
+  assert.is(change.action, 'rebind');
+  assert.equal(
+    change.rebinds.filter((r) => !r.movesTo).map((r) => [r.reference, r.to.tenant]),
+    [['${env:MS_SECRET}', 'fabrikam.com']],
+  );
+  assert.match(change.reasons[0]!, 'oauth2/v2.0/token (microsoft fabrikam.com)');
+  // endpoints written out: the tenant alone still decides where the secret goes (the scope, the authority)
+  const pinned = (tenant: string): ImapServerSpec['auth'] => {
+    const auth = ms(tenant) as Extract<ImapServerSpec['auth'], { type: 'oauth2' }>;
+    const urls = { tokenUrl: 'https://login.example.com/t', deviceAuthorizationUrl: 'https://login.example.com/d' };
+    return { ...auth, oauth2: { ...auth.oauth2, ...urls } };
+  };
+  const observedPinned = running([imap('support', { auth: pinned('contoso.com') })]);
+  const retenanted = computePlan({
+    desired: desired(imap('support', { auth: pinned('fabrikam.com') })),
+    observed: observedPinned,
+  });
+  assert.is(only(retenanted.changes).action, 'rebind');
 });
 
 test('rebind: none for an IMAP and an SMTP server sharing one password on their two hosts', () => {

@@ -14,7 +14,7 @@ export const applyCommand: Command = {
   name: 'apply',
   summary: 'Verify and apply the folder (or a saved plan) through the daemon',
   usage:
-    'mailctl apply [--dir DIR | PLANFILE] [--server URL] [--state-dir DIR] [--token-file FILE] [--dry-run] [--save-failed-as-disabled] [--approve-rebind TYPE/SHORTNAME]...',
+    'mailctl apply [--dir DIR | PLANFILE] [--server URL] [--state-dir DIR] [--token-file FILE] [--dry-run] [--save-failed-as-disabled] [--approve-rebind TYPE/SHORTNAME]... [--reauthenticate TYPE/SHORTNAME]...',
   positionals: 1,
   options: {
     dir: { type: 'string' },
@@ -22,6 +22,7 @@ export const applyCommand: Command = {
     'dry-run': { type: 'boolean' },
     'save-failed-as-disabled': { type: 'boolean' },
     'approve-rebind': { type: 'string', multiple: true },
+    reauthenticate: { type: 'string', multiple: true },
   },
   async run({ values, positionals, output, io }) {
     const planFile = positionals[0];
@@ -51,6 +52,7 @@ export const applyCommand: Command = {
       ...request,
       trigger: 'cli',
       approvals: listOption(values, 'approve-rebind'),
+      reauthenticate: listOption(values, 'reauthenticate'),
       dryRun: values['dry-run'] === true,
       saveFailedAsDisabled: values['save-failed-as-disabled'] === true,
     };

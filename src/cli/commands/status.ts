@@ -6,7 +6,7 @@ import { painter, show } from '../output.js';
 import { renderDiagnosticsText } from '../render/diagnostics.js';
 
 /** An enabled server in any of these states, or stale, is not doing its job (`status --check` fails). */
-const UNHEALTHY = new Set(['starting', 'backoff', 'failed', 'stopped', 'pending-approval']);
+const UNHEALTHY = new Set(['starting', 'backoff', 'failed', 'needs-login', 'stopped', 'pending-approval']);
 
 export const statusCommand: Command = {
   name: 'status',
@@ -86,6 +86,8 @@ function renderStatusText(output: Parameters<Command['run']>[0]['output'], statu
     if (s.stale) output.out(paint('red', '    stale: no successful poll for three poll intervals'));
     if (s.lastError) output.out(`    last error: ${s.lastError.class}: ${s.lastError.message} (${s.lastError.at})`);
     if (s.disabledReason) output.out(`    ${s.disabledReason}`);
+    if (s.state === 'needs-login')
+      output.out(paint('red', `    the OAuth2 provider refuses ${s.credential}: run mailctl auth login ${s.id}`));
     if (Object.keys(s.counters).length) output.out(`    ${countersText(s.counters)}`);
   }
   const system = status.systemSendLoop;
@@ -96,6 +98,17 @@ function renderStatusText(output: Parameters<Command['run']>[0]['output'], statu
     if (system.lastError)
       output.out(`    last error: ${system.lastError.class}: ${system.lastError.message} (${system.lastError.at})`);
     if (Object.keys(system.counters).length) output.out(`    ${countersText(system.counters)}`);
+  }
+  for (const c of status.credentials ?? []) {
+    const state = c.needsLogin ? paint('red', 'needs sign-in') : c.lastError ? paint('red', 'failing') : 'ok';
+    output.out(`${c.id.padEnd(28)} ${state} (${c.grant}, ${c.servers.join(', ')})`);
+    output.out(
+      `    last refresh ${c.lastRefresh ?? 'never'}, access token until ${c.accessTokenExpires ?? '-'}${c.refreshToken ? `, refresh token from ${c.refreshToken.source}` : ''}`,
+    );
+    if (c.lastError)
+      output.out(
+        `    last error: ${c.lastError.providerCode ?? c.lastError.code}: ${c.lastError.message} (${c.lastError.at})`,
+      );
   }
   const outbox = status.outbox;
   if (outbox) {

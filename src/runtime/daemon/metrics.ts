@@ -15,10 +15,12 @@ const SERVER_STATES: readonly ServerState[] = [
   'starting',
   'backoff',
   'failed',
+  'needs-login',
   'stopped',
   'disabled',
   'pending-approval',
 ];
+const OAUTH2_RESULTS = ['ok', 'failed', 'needs-login'] as const;
 const SUCCESSFUL_RECONCILES: ReadonlySet<string> = new Set(['applied', 'no-changes']);
 
 /** What a replica of a group exports about its leases. */
@@ -83,6 +85,18 @@ export class DaemonMetrics {
     name: `${PREFIX}reconciles_total`,
     help: 'Reconciles by outcome',
     labelNames: ['result'],
+    registers: [this.registry],
+  });
+  private readonly oauth2Refreshes = new Counter({
+    name: `${PREFIX}oauth2_refresh_total`,
+    help: 'OAuth2 token requests by credential (oauth2/<id>) and result (ok, failed, needs-login)',
+    labelNames: ['credential', 'result'],
+    registers: [this.registry],
+  });
+  private readonly oauth2LastSuccess = new Gauge({
+    name: `${PREFIX}oauth2_last_refresh_success_timestamp_seconds`,
+    help: 'When a token request of the credential last succeeded (Unix time)',
+    labelNames: ['credential'],
     registers: [this.registry],
   });
   private readonly lastReconcile = new Gauge({
@@ -235,6 +249,16 @@ export class DaemonMetrics {
 
   loopRestarted(server: string): void {
     this.loopRestarts.inc({ server });
+  }
+
+  /** An OAuth2 credential is in use: its refresh counters are exported at 0 from now on. */
+  credentialSeen(credential: string): void {
+    for (const result of OAUTH2_RESULTS) this.oauth2Refreshes.inc({ credential, result }, 0);
+  }
+
+  refreshed(credential: string, result: (typeof OAUTH2_RESULTS)[number], at: Date): void {
+    this.oauth2Refreshes.inc({ credential, result });
+    if (result === 'ok') this.oauth2LastSuccess.set({ credential }, at.getTime() / 1000);
   }
 
   reconciled(outcome: string, at: Date = new Date()): void {

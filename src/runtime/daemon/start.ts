@@ -12,6 +12,7 @@ import { SecretResolver } from '../../connect/secrets.js';
 import { warmValidators } from '../../config/schema.js';
 import type { LoadedServer } from '../../config/model.js';
 import { LocalState } from '../../store/local.js';
+import { Credentials } from '../credentials/manager.js';
 import { openStore, type StoreSpec } from '../../store/open.js';
 import {
   DEFAULT_LEASE_TTL_S,
@@ -38,6 +39,7 @@ import { createLogging, type Logging } from './logging.js';
 import { ActivityHistory, recordingActivity } from './activity.js';
 import { DaemonMetrics } from './metrics.js';
 import { applyRoutes } from './routes/apply.js';
+import { credentialRoutes } from './routes/credentials.js';
 import { healthRoutes } from './routes/health.js';
 import { outboundRoutes } from './routes/outbound.js';
 import { quarantineRoutes } from './routes/quarantine.js';
@@ -150,6 +152,13 @@ async function startOnStore(
     onRead: (text) => scrubber.add(text),
   });
   const activity = new ActivityHistory();
+  const credentials = new Credentials({
+    store: store.credentials,
+    key: credentialsKey,
+    log,
+    recorder: metrics,
+    sensitive: (value, user) => scrubber.add(value, user),
+  });
   const resolver = new SecretResolver({
     secretsDir: options.secretsDir,
     envPrefix: options.secretEnvPrefix,
@@ -157,6 +166,7 @@ async function startOnStore(
     env: options.env,
     onResolved: (value, user) => scrubber.add(value, user),
     onWarning: (message) => log.warn(message),
+    accessTokens: credentials,
   });
   // set once this daemon is a replica of its store's group (a PostgreSQL store)
   let group: ReplicaGroup | null = null;
@@ -188,6 +198,7 @@ async function startOnStore(
     outbound: outbound.consumer,
     recorder: recordingActivity(metrics, activity),
     smtpCheckIntervalMs: options.smtpCheckIntervalMs,
+    signIns: credentials,
   });
   let started = false;
   if (store.group) {
@@ -228,8 +239,9 @@ async function startOnStore(
       allowEmpty: options.allowEmpty,
       allowMassDelete: options.allowMassDelete,
       credentialsKey,
+      credentials,
       sinks: { store: store.kind, prepareQueue: (table) => store.inbound.prepareQueue(table) },
-      ...(group && { leads: () => group!.holdsReconciler() }),
+      ...(group && { leads: () => group.holdsReconciler() }),
       refusals: async (desired) => {
         const found = new Set<string>();
         if (group && Object.values(desired.servers).some((s) => s.spec.enabled && s.flow?.deliver.directory)) {
@@ -284,6 +296,7 @@ async function startOnStore(
       pendingApproval: reconciler.pendingApproval,
       last: reconciler.last,
       stale: watchdog.staleIds,
+      credentials,
     });
   metrics.bind(status);
   if (group) {
@@ -340,6 +353,14 @@ async function startOnStore(
       (server) => supervisor.pollNow(server),
       group ? { ownerElsewhere: (server) => holderElsewhere(server), forward } : undefined,
     ),
+    ...credentialRoutes({
+      credentials,
+      resolver,
+      servers: () => reconciler.knownServers(),
+      desiredServer: (id, approved) => reconciler.desiredServer(id, approved),
+      recordSignIn: (entry) => reconciler.recordSignIn(entry),
+      draining: () => draining,
+    }),
     ...outboundRoutes({
       outbox: outbound.outbox,
       pool: outbound.pool,

@@ -9,6 +9,7 @@
  * table with the servers that need attention first, and a small chart of each server's last hour.
  */
 import { createHash } from 'node:crypto';
+import type { CredentialStatus } from '../../api/credentials.js';
 import type { DaemonStatus, ServerStatus } from '../../api/status.js';
 
 export interface PublicServerStatus {
@@ -26,6 +27,8 @@ export interface PublicServerStatus {
   counters: Record<string, number>;
   /** Deliveries (IMAP) or sends (SMTP) in the last hour: `[minutes ago, count]` for the minutes that had any. */
   lastHour: [number, number][];
+  /** Its OAuth2 credential, as `mailctl auth status` shows it. */
+  credential: CredentialStatus | null;
 }
 
 export interface PublicStatus {
@@ -57,6 +60,7 @@ export function publicStatus(status: DaemonStatus, lastHour: (server: string) =>
       disabledReason: s.disabledReason,
       counters: s.counters,
       lastHour: lastHour(s.id),
+      credential: status.credentials.find((c) => c.id === s.credential) ?? null,
     })),
   };
 }
@@ -115,10 +119,11 @@ tr.detail dd{margin:0}
 const SCRIPT = `
 "use strict";
 const REFRESH_MS = ${REFRESH_SECONDS * 1000};
-const FAILING = new Set(["failed", "backoff"]);
+const FAILING = new Set(["failed", "backoff", "needs-login"]);
 const IDLE = new Set(["disabled", "stopped", "pending-approval"]);
 const LABELS = { failing: "Failing", stale: "Stale", running: "Running", starting: "Starting", backoff: "Backoff",
-  failed: "Failed", "pending-approval": "Pending approval", stopped: "Stopped", disabled: "Disabled" };
+  failed: "Failed", "needs-login": "Needs sign-in", "pending-approval": "Pending approval", stopped: "Stopped",
+  disabled: "Disabled" };
 const view = { filter: "all", search: "", sort: null, dir: 1, open: new Set() };
 let last = null;
 const el = (tag, cls, text) => { const e = document.createElement(tag); if (cls) e.className = cls; if (text !== undefined) e.textContent = text; return e; };
@@ -189,6 +194,13 @@ function detail(s) {
   add("Last success", ago(s.lastSuccess));
   add("Last error", s.lastError ? s.lastError.class + ": " + s.lastError.message + " — " + ago(s.lastError.at) : "none", s.lastError ? "error" : "");
   if (s.disabledReason) add("Disabled", s.disabledReason);
+  const c = s.credential;
+  if (c) {
+    add("OAuth2", c.id + " (" + c.grant + (c.needsLogin ? ": needs sign-in, run mailctl auth login " + s.id : "") + ")", c.needsLogin ? "error" : "");
+    add("Token", "refreshed " + ago(c.lastRefresh) + (c.accessTokenExpires ? ", valid until " + new Date(c.accessTokenExpires).toLocaleString() : "") +
+      (c.refreshToken ? "; refresh token from " + c.refreshToken.source + (c.refreshToken.since ? ", " + ago(c.refreshToken.since, true).replace(" ago", " old") : "") : ""));
+    if (c.lastError) add("Token error", (c.lastError.providerCode ? c.lastError.providerCode + ": " : "") + c.lastError.message + " — " + ago(c.lastError.at), "error");
+  }
   add("Counters", Object.entries(s.counters || {}).map(([k, v]) => k + " " + v).join(", ") || "none");
   td.append(dl);
   tr.append(td);

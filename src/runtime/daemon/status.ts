@@ -7,8 +7,16 @@ import type {
   StoreStatus,
   SystemSendLoopStatus,
 } from '../../api/status.js';
+import type { CredentialStatus } from '../../api/credentials.js';
+import { credentialOf, type OAuth2CredentialRef } from '../../config/oauth2.js';
 import type { ObservedState } from '../../plan/model.js';
 import type { LoopStatus } from '../loops/loop.js';
+
+/** What the status needs of the daemon's OAuth2 credentials. */
+export interface CredentialsView {
+  needsLogin(id: string): boolean;
+  status(credential: OAuth2CredentialRef, servers: string[]): CredentialStatus;
+}
 
 /** Joins what was applied with what the loops report now. */
 export function buildStatus(input: {
@@ -25,16 +33,28 @@ export function buildStatus(input: {
   pendingApproval: ReadonlySet<string>;
   last: ReconcileSummary | null;
   stale?: ReadonlySet<string>;
+  credentials?: CredentialsView;
 }): DaemonStatus {
+  const credentials = new Map<string, { credential: OAuth2CredentialRef; servers: string[] }>();
   const servers = Object.entries(input.applied.servers)
     .sort(([a], [b]) => (a < b ? -1 : 1))
     .map(([id, server]): ServerStatus => {
       const loop = input.loops.get(id);
+      const credential = credentialOf(server.config.spec);
+      if (credential && server.status === 'active') {
+        const shared = credentials.get(credential.id) ?? { credential, servers: [] };
+        shared.servers.push(id);
+        credentials.set(credential.id, shared);
+      }
+      // every server of a credential the provider refuses waits for a sign-in, also one whose session still runs
+      const needsLogin = credential !== null && input.credentials?.needsLogin(credential.id) === true;
       const state: ServerState = input.pendingApproval.has(id)
         ? 'pending-approval'
         : server.status === 'disabled'
           ? 'disabled'
-          : (loop?.state ?? 'stopped');
+          : needsLogin
+            ? 'needs-login'
+            : (loop?.state ?? 'stopped');
       return {
         id,
         name: server.config.spec.name,
@@ -49,6 +69,7 @@ export function buildStatus(input: {
         revision: server.revision ?? null,
         counters: loop?.counters ?? {},
         stale: input.stale?.has(id) ?? false,
+        credential: credential?.id ?? null,
       };
     });
   for (const id of input.pendingApproval) {
@@ -67,6 +88,7 @@ export function buildStatus(input: {
         revision: null,
         counters: {},
         stale: false,
+        credential: null,
       });
     }
   }
@@ -98,5 +120,8 @@ export function buildStatus(input: {
     revision: input.applied.revision ?? null,
     lastReconcile: last,
     servers,
+    credentials: input.credentials
+      ? [...credentials.values()].map(({ credential, servers: ids }) => input.credentials!.status(credential, ids))
+      : [],
   };
 }

@@ -50,7 +50,7 @@ export async function forward(base: string, path: string, req: IncomingMessage, 
       let rest = '';
       const decoder = new TextDecoder();
       for await (const chunk of stream) {
-        rest += decoder.decode(chunk as Uint8Array, { stream: true });
+        rest += decoder.decode(chunk, { stream: true });
         const lines = rest.split('\n');
         rest = lines.pop() ?? '';
         for (const line of lines) if (line.trim()) write(JSON.parse(line));

@@ -230,7 +230,7 @@ export class ReplicaGroup implements LoopControl {
   private async rebalance(earlier: HeldLease[] = []): Promise<void> {
     if (!this.valid()) return;
     const servers = new Map<string, string>();
-    for (const [id, { config }] of this.desired) servers.set(id, accountOf(config.spec as ImapServerSpec));
+    for (const [id, { config }] of this.desired) servers.set(id, accountOf(config.spec));
     const owners = assign(this.members.includes(this.id) ? this.members : [...this.members, this.id], servers);
     const mine = new Set([...owners].filter(([, owner]) => owner === this.id).map(([id]) => id));
     const away = [...this.held.keys()].filter((name) => name !== RECONCILER_LEASE && !mine.has(name));

@@ -7,7 +7,7 @@ import type { ImapServerSpec } from '../../config/model.js';
 import type { ServerConfig } from '../../plan/model.js';
 import type { ConnectGate } from './connect-gate.js';
 import type { PollClock } from './poll-clock.js';
-import { SupervisedLoop } from './loop.js';
+import { SupervisedLoop, type SignInWaiter } from './loop.js';
 import type { LoopRecorder } from './recorder.js';
 
 /** How soon imapflow starts IDLE after a command: low, so new mail is noticed within about a second. */
@@ -103,11 +103,12 @@ export class ImapLoop extends SupervisedLoop {
       pollClock: PollClock;
       recorder: LoopRecorder;
       imapLogger?: ImapLogger | false;
+      signIns?: SignInWaiter | undefined;
     },
     /** The connection apply's verification opened for this loop: its first session uses it instead of logging in again. */
     private handedOver: OpenedImap | null = null,
   ) {
-    super(id, config, log, deps.recorder);
+    super(id, config, log, deps.recorder, deps.signIns);
   }
 
   private get spec(): ImapServerSpec {

@@ -7,7 +7,13 @@ import type { ServerConfig } from '../../plan/model.js';
 import { backoffDelay, sleep } from './backoff.js';
 import type { LoopRecorder } from './recorder.js';
 
-export type LoopState = 'starting' | 'running' | 'backoff' | 'failed' | 'stopped';
+export type LoopState = 'starting' | 'running' | 'backoff' | 'failed' | 'needs-login' | 'stopped';
+
+/** Where a loop whose OAuth2 grant needs a person (`invalid_grant`) waits: the daemon's credentials. */
+export interface SignInWaiter {
+  /** Resolves once the credential of `spec` may be used again (a sign-in, a new refresh token) or `signal` aborts. */
+  waitForSignIn(spec: ServerConfig['spec'], signal: AbortSignal): Promise<void>;
+}
 
 export interface LoopStatus {
   state: LoopState;
@@ -20,6 +26,12 @@ export interface LoopStatus {
 
 /** Failures that a retry alone will not fix: shown as `failed` (still retried, at the backoff's pace). */
 const NEEDS_ATTENTION: ReadonlySet<FailureClass> = new Set(['auth', 'tls', 'config', 'folder-missing', 'local']);
+
+/** The OAuth2 provider refuses the grant: a person must sign in again. */
+const NEEDS_LOGIN = 'oauth2-needs-login';
+
+const stateAfter = (error: MailError): LoopState =>
+  error.code === NEEDS_LOGIN ? 'needs-login' : NEEDS_ATTENTION.has(error.failureClass) ? 'failed' : 'backoff';
 
 /**
  * A supervised loop for one server: runs `session` (connect, then serve until the connection ends or the loop is
@@ -37,6 +49,7 @@ export abstract class SupervisedLoop {
     config: ServerConfig,
     protected readonly log: Logger,
     protected readonly recorder: LoopRecorder,
+    private readonly signIns?: SignInWaiter,
     private readonly now: () => Date = () => new Date(),
   ) {
     this.config = config;
@@ -112,7 +125,7 @@ export abstract class SupervisedLoop {
    */
   protected recordServerFailure(error: MailError): void {
     this.recordError(error);
-    this.setState(NEEDS_ATTENTION.has(error.failureClass) ? 'failed' : 'backoff');
+    this.setState(stateAfter(error));
   }
 
   private async supervise(): Promise<void> {
@@ -129,8 +142,15 @@ export abstract class SupervisedLoop {
         this.recordError(error);
         this.current.attempts += 1;
         this.recorder.loopRestarted(this.id);
+        if (error.code === NEEDS_LOGIN && this.signIns) {
+          // no retry can help: wait for `mailctl auth login` (or a new refresh token), then connect at once
+          this.setState('needs-login');
+          this.log.warn({ class: error.failureClass, providerCode: error.providerCode }, error.message);
+          await this.signIns.waitForSignIn(this.config.spec, signal);
+          continue;
+        }
         const delay = backoffDelay(this.current.attempts, error.retryAfterMs);
-        this.setState(NEEDS_ATTENTION.has(error.failureClass) ? 'failed' : 'backoff');
+        this.setState(stateAfter(error));
         this.log.warn(
           { class: error.failureClass, retryInMs: delay, attempt: this.current.attempts },
           `${error.failureClass}: ${error.message}`,

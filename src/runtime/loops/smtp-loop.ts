@@ -6,7 +6,7 @@ import { resolveConnection } from '../../connect/connection.js';
 import type { SecretResolver } from '../../connect/secrets.js';
 import type { ServerConfig } from '../../plan/model.js';
 import { sleep } from './backoff.js';
-import { SupervisedLoop } from './loop.js';
+import { SupervisedLoop, type SignInWaiter } from './loop.js';
 import type { LoopRecorder } from './recorder.js';
 import type { OutboundConsumer, SendOutcome } from '../outbound/sender.js';
 
@@ -41,9 +41,10 @@ export class SmtpLoop extends SupervisedLoop {
       recorder: LoopRecorder;
       outbound?: OutboundConsumer | undefined;
       checkIntervalMs?: number | undefined;
+      signIns?: SignInWaiter | undefined;
     },
   ) {
-    super(id, config, log, deps.recorder);
+    super(id, config, log, deps.recorder, deps.signIns);
   }
 
   protected async session(signal: AbortSignal): Promise<void> {

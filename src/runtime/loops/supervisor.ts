@@ -3,7 +3,7 @@ import type { SecretResolver } from '../../connect/secrets.js';
 import type { ImapServerSpec } from '../../config/model.js';
 import type { ServerConfig } from '../../plan/model.js';
 import { CONNECT_CONCURRENCY, ConnectGate } from './connect-gate.js';
-import type { LoopStatus, SupervisedLoop } from './loop.js';
+import type { LoopStatus, SignInWaiter, SupervisedLoop } from './loop.js';
 import { imapLogger } from '../../adapters/imap-log.js';
 import type { LoopRecorder } from './recorder.js';
 import { BurstGarbageRelease } from './memory.js';
@@ -26,6 +26,8 @@ export interface SupervisorDeps {
   outbound?: OutboundConsumer;
   /** Where loops report polls and sends (the daemon's metrics). */
   recorder: LoopRecorder;
+  /** Where a loop whose OAuth2 grant needs a sign-in waits for one (the daemon's credentials). */
+  signIns?: SignInWaiter;
   /** How often an idle SMTP loop checks its connection (default SMTP_CHECK_INTERVAL_MS). */
   smtpCheckIntervalMs?: number | undefined;
 }
@@ -67,6 +69,7 @@ export class Supervisor {
             pollClock: this.pollClock,
             recorder: this.deps.recorder,
             imapLogger: imapLogger(log),
+            signIns: this.deps.signIns,
           },
           opened,
         )
@@ -75,6 +78,7 @@ export class Supervisor {
           recorder: this.deps.recorder,
           outbound: this.deps.outbound,
           checkIntervalMs: this.deps.smtpCheckIntervalMs,
+          signIns: this.deps.signIns,
         });
   }
 

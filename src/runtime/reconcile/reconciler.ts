@@ -8,7 +8,7 @@ import { promisify } from 'node:util';
 import type { Logger } from 'pino';
 import type { ApplyOutcome, ApplyProgress, ApplyRequest, ApplyResult, ReconcileSummary } from '../../api/index.js';
 import type { CredentialsKey } from '../../connect/credentials-key.js';
-import { secretDigest, type SecretResolver } from '../../connect/secrets.js';
+import { secretDigest, secretReferences, type SecretKind, type SecretResolver } from '../../connect/secrets.js';
 import {
   imapVerified,
   publicVerification,
@@ -18,6 +18,7 @@ import {
   type CheckedServer,
 } from '../../connect/verify.js';
 import type { ImapServerSpec, ServerSpec } from '../../config/model.js';
+import { credentialOf, type OAuth2CredentialRef } from '../../config/oauth2.js';
 import { sortDiagnostics, type Diagnostic } from '../../config/diagnostics.js';
 import { queueTableOf, storeFindings, type StoreKind } from '../../config/sinks.js';
 import { folderDigest, readConfigFolder } from '../../config/files.js';
@@ -46,7 +47,7 @@ import {
   startsLoop,
   stepOf,
 } from '../../plan/policy.js';
-import type { AppliedRecord, AppliedStore, IdentityBindings } from '../../store/ports.js';
+import type { AppliedRecord, AppliedStore, ApplyLogEntry, IdentityBindings } from '../../store/ports.js';
 import { discardOpened, type OpenedImap } from '../loops/imap-loop.js';
 import type { Supervisor } from '../loops/supervisor.js';
 
@@ -82,6 +83,16 @@ export interface ReconcilerOptions {
    * (`follow`) and only compare their folder with it (config drift); a reconcile there changes nothing.
    */
   leads?: () => boolean;
+  /** The daemon's OAuth2 credentials: reauthentication discards their access tokens, an approved move moves them. */
+  credentials?: ReconcilerCredentials;
+}
+
+/** What a reconcile does to OAuth2 credentials. */
+export interface ReconcilerCredentials {
+  /** Discards the cached access token: the next login gets a fresh one. */
+  invalidate(id: string): void;
+  /** Moves a kept credential to its server's new id (an approved rebind to a new token URL). */
+  move(from: string, to: OAuth2CredentialRef): Promise<boolean>;
 }
 
 const run = promisify(execFile);
@@ -155,9 +166,15 @@ export class Reconciler {
     const legacy = saved.identities === undefined;
     const bindings = legacy ? completeLegacyBindings(saved.state) : saved.state.bindings;
     const ofReference: Record<string, string> = {};
-    for (const reference of Object.keys(bindings)) {
+    const kinds = new Map<string, SecretKind>();
+    for (const server of Object.values(saved.state.servers))
+      for (const [reference, kind] of secretReferences(server.config.spec)) kinds.set(reference, kind);
+    // kept credentials (their ids) are bound by id only: no value to take an identity of
+    for (const reference of Object.keys(bindings).filter((r) => !r.startsWith('oauth2/'))) {
       try {
-        ofReference[reference] = this.options.credentialsKey.identityOf(await this.resolver.resolve(reference));
+        ofReference[reference] = this.options.credentialsKey.identityOf(
+          await this.resolver.resolve(reference, kinds.get(reference)),
+        );
       } catch (err) {
         this.log.warn({ reference }, `${(err as Error).message}: its binding is kept by the reference only`);
       }
@@ -341,13 +358,30 @@ export class Reconciler {
       secretDigests: { desired: desiredSecrets, observed: this.supervisor.secretDigests() },
       identities,
     });
+    const reauthenticate = this.reauthenticateOf(request, desired, plan);
+    if (typeof reauthenticate === 'string') return this.finish('invalid', reauthenticate, { plan, diagnostics });
     if (plan.changes.length === 0) {
       this.pendingApproval.clear();
-      return this.finish(
-        request.dryRun ? 'dry-run' : 'no-changes',
-        'no changes: the running servers match the folder',
-        { plan, diagnostics },
-      );
+      if (reauthenticate.length === 0)
+        return this.finish(
+          request.dryRun ? 'dry-run' : 'no-changes',
+          'no changes: the running servers match the folder',
+          { plan, diagnostics },
+        );
+      const verifications = await this.reauthenticated(reauthenticate);
+      const failed = verifications.filter((v) => !v.ok).length;
+      const ids = reauthenticate.map((r) => r.id).join(', ');
+      return failed
+        ? this.finish('verification-failed', `${failed} server(s) failed to reauthenticate; nothing changed`, {
+            plan,
+            diagnostics,
+            verifications,
+          })
+        : this.finish(request.dryRun ? 'dry-run' : 'no-changes', `no changes; reauthenticated ${ids}`, {
+            plan,
+            diagnostics,
+            verifications,
+          });
     }
     const guarded = request.trigger !== 'cli' && refuseDeletes(plan, this.applied, this.options);
     if (guarded) return this.finish('refused-deletes', guarded, { plan, diagnostics });
@@ -364,6 +398,10 @@ export class Reconciler {
     }
 
     const toVerify = plan.changes.filter(startsLoop).map((c) => ({ id: c.id, spec: c.after!.spec, config: c.after! }));
+    // a server reauthenticated without a new loop is verified on a connection of its own
+    const reauthOnly = reauthenticate.filter((r) => !toVerify.some((v) => v.id === r.id));
+    this.invalidate(reauthenticate);
+    if (!request.dryRun) await this.moveKept(plan, desired);
     // a real apply verifies an IMAP server by opening the connection its loop will keep (one login per server)
     const opened = new Map<string, OpenedImap>();
     // looked up while the servers are verified (a git process), used only if the apply goes ahead; never rejects
@@ -378,19 +416,134 @@ export class Reconciler {
         elapsedMs: 0,
       };
       onProgress?.({ ...progress });
-      const verifications = await verifyAll(toVerify, this.resolver, {
-        ...(!request.dryRun && { verify: (item) => this.verifyByOpening(item, opened) }),
+      progress.total += reauthOnly.length;
+      const items: { id: string; spec: ServerSpec; config?: ServerConfig }[] = [...toVerify, ...reauthOnly];
+      const verifications = await verifyAll(items, this.resolver, {
+        ...(!request.dryRun && {
+          verify: ({ id, spec, config }) =>
+            config ? this.verifyByOpening({ id, spec, config }, opened) : verifyServer(id, spec, this.resolver),
+        }),
         onVerified: (v) => {
           progress.verified += 1;
           if (!v.ok) progress.failed += 1;
           onProgress?.({ ...progress, elapsedMs: Date.now() - started });
         },
       });
+      const unchangedFailed = verifications.filter((v) => !v.ok && !plan.changes.some((c) => c.id === v.id));
+      if (unchangedFailed.length && !request.dryRun)
+        return this.finish(
+          'verification-failed',
+          `${unchangedFailed.map((v) => v.id).join(', ')} failed to reauthenticate; nothing changed`,
+          { plan, diagnostics, verifications },
+        );
       return await this.applyVerified(request, plan, diagnostics, digest, verifications, opened, revision, identities);
     } finally {
       // the connections of an apply that was refused, or of servers it did not start
       await Promise.all([...opened.values()].map(discardOpened));
     }
+  }
+
+  /**
+   * The OAuth2 servers to reauthenticate: those asked for (`apply --reauthenticate`) and the changed ones with
+   * `reauthenticateOnSave`; or why the request names a server that cannot be.
+   */
+  private reauthenticateOf(
+    request: ApplyRequest,
+    desired: DesiredState,
+    plan: Plan,
+  ): { id: string; spec: ServerSpec }[] | string {
+    const out: { id: string; spec: ServerSpec }[] = [];
+    for (const id of request.reauthenticate ?? []) {
+      const spec = desired.servers[id]?.spec;
+      if (!spec?.enabled || !credentialOf(spec))
+        return `--reauthenticate ${id}: the folder has no enabled server ${id} with an OAuth2 grant; nothing changed`;
+      out.push({ id, spec });
+    }
+    for (const change of plan.changes) {
+      const spec = change.after?.spec;
+      if (spec?.enabled && spec.reauthenticateOnSave && credentialOf(spec) && !out.some((r) => r.id === change.id))
+        out.push({ id: change.id, spec });
+    }
+    return out;
+  }
+
+  /** Discards the cached access tokens of `servers`' credentials (each once). */
+  private invalidate(servers: readonly { spec: ServerSpec }[]): void {
+    const ids = new Set(servers.map((s) => credentialOf(s.spec)!.id));
+    for (const id of ids) this.options.credentials?.invalidate(id);
+  }
+
+  /** Verifies `servers` with fresh access tokens (no change applied). */
+  private async reauthenticated(servers: readonly { id: string; spec: ServerSpec }[]): Promise<CheckedServer[]> {
+    this.invalidate(servers);
+    return verifyAll(servers, this.resolver);
+  }
+
+  /**
+   * Moves what the daemon kept for a server whose credential id changes with its token URL (the same refresh token or
+   * sign-in and client id) to the new id, before the server is verified; the plan made it a rebind where that needs
+   * approval. Kept where another server of the folder still uses the old id.
+   */
+  private async moveKept(plan: Plan, desired: DesiredState): Promise<void> {
+    const inUse = new Set(
+      Object.values(desired.servers).flatMap((s) => (s.spec.enabled ? [credentialOf(s.spec)?.id] : [])),
+    );
+    for (const change of plan.changes.filter(startsLoop)) {
+      const from = change.before && credentialOf(change.before.spec);
+      const to = credentialOf(change.after!.spec);
+      if (from && to && from.id !== to.id && from.lineage === to.lineage && !inUse.has(from.id))
+        await this.options.credentials?.move(from.id, to);
+    }
+  }
+
+  /** Records a sign-in in the apply log (who, when, which credential; never a token). */
+  recordSignIn(entry: Omit<ApplyLogEntry, 'revision' | 'planDigest'>): Promise<void> {
+    return this.store.appendLog({ ...entry, revision: null, planDigest: '' });
+  }
+
+  /**
+   * The folder's configuration of server `id` for a sign-in, and the rebinds it would need (a sign-in sends the client
+   * secret to the token and device endpoints); or why there is none (an invalid folder, no such server).
+   */
+  async desiredServer(id: string, approved: boolean): Promise<{ spec: ServerSpec; rebinds: string[] } | string> {
+    const config = await this.loadFolder();
+    if (!config.valid) return `the folder ${this.options.dir} is invalid; fix it first (mailctl validate)`;
+    const after = config.desired.servers[id];
+    if (!after) return `the folder ${this.options.dir} has no server ${id}`;
+    const values = await this.resolver.resolveAll(after.spec).catch(() => null);
+    const ofReference: Record<string, string> = {};
+    for (const [reference, value] of values ?? [])
+      ofReference[reference] = this.options.credentialsKey.identityOf(value);
+    const plan = computePlan({
+      desired: { servers: { ...this.desiredOthers(id), [id]: after } },
+      observed: this.applied,
+      approvals: approved ? [id] : [],
+      identities: { ofReference, bindings: this.identities.bindings },
+    });
+    const change = plan.changes.find((c) => c.id === id);
+    const rebinds =
+      change?.action === 'rebind' && !change.approved
+        ? // what a sign-in sends: the client secret (certificate, key); a kept credential is replaced, not sent
+          change.rebinds.filter((r) => !r.reference.startsWith('oauth2/')).map((r) => r.reference)
+        : [];
+    return { spec: after.spec, rebinds };
+  }
+
+  /** The applied servers but `id`, so that a plan for one server leaves the others as they are. */
+  private desiredOthers(id: string): DesiredState['servers'] {
+    return Object.fromEntries(
+      Object.entries(this.applied.servers)
+        .filter(([other]) => other !== id)
+        .map(([other, server]) => [other, server.config]),
+    );
+  }
+
+  /** Servers (applied, and in the folder as last read) by id: whose credentials `auth status` lists. */
+  knownServers(): Map<string, ServerSpec> {
+    const out = new Map<string, ServerSpec>();
+    for (const [id, server] of Object.entries(this.applied.servers)) out.set(id, server.config.spec);
+    for (const [id, config] of Object.entries(this.loaded?.desired.servers ?? {})) out.set(id, config.spec);
+    return out;
   }
 
   private async verifyByOpening(

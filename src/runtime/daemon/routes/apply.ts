@@ -39,6 +39,7 @@ function applyRequestOf(raw: unknown): ApplyRequest {
   return {
     trigger: typeof body.trigger === 'string' ? capText(body.trigger) : 'cli',
     approvals: strings(body.approvals),
+    reauthenticate: strings(body.reauthenticate),
     dryRun: body.dryRun === true,
     ...(body.saveFailedAsDisabled === true && { saveFailedAsDisabled: true }),
     ...(typeof body.folderDigest === 'string' && { expectedFolderDigest: body.folderDigest }),

@@ -13,23 +13,9 @@ import { MailError } from '../../../adapters/connection.js';
 import { nameInKeys } from '../../../config/keys.js';
 import type { FlowSpec } from '../../../config/model.js';
 import { leadsInto } from '../../../connect/confine.js';
-import type { QueueRow } from '../../../store/ports.js';
+import type { InboundMetadata, QueueRow } from '../../../store/ports.js';
 
-export interface InboundMetadata {
-  server: string;
-  folder: string;
-  uidValidity: string;
-  uid: number;
-  messageId: string | null;
-  from: string[];
-  to: string[];
-  cc: string[];
-  subject: string;
-  date: string | null;
-  queue: string;
-  receivedAt: string;
-  autoReply: boolean;
-}
+export type { InboundMetadata } from '../../../store/ports.js';
 
 export interface SinkItem {
   key: string;
