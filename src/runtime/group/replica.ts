@@ -10,7 +10,6 @@
  */
 import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
-import type { ImapServerSpec } from '../../config/model.js';
 import type { ServerConfig } from '../../plan/model.js';
 import {
   FencedError,
