@@ -5,8 +5,27 @@
  */
 import { escapeIdentifier, type PoolClient } from 'pg';
 import type { Db } from './db.js';
-import type { PgGroup } from './group.js';
+import type { FencedError } from '../ports.js';
 import type { StoreLease } from './lease.js';
+
+/**
+ * What the other parts of the store need from the group (store/postgres/group.ts): how a write about one mailbox (or
+ * the reconciler) is fenced by the lease row that must still be this replica's, and what a write records of it.
+ */
+export interface LeaseFence {
+  /** This replica's id (once joined). */
+  readonly replicaId: string;
+  /** The epoch this process holds lease `name` under, or null. */
+  epochOf(name: string): number | null;
+  /** `NOTIFY` text for the applied record's generation and for accepted outbound mail (inside their transactions). */
+  notice(what: 'applied' | `outbox:${string}`): string;
+  /** A query selecting a row only while this replica holds lease `name`; its parameters are numbered from `first`. */
+  fenceOf(name: string, first: number): { sql: string; values: unknown[] };
+  /** The error for a write refused because lease `name` has a newer holder. */
+  fencedNow(name: string): FencedError;
+  /** Throws fencedNow(name) unless this replica holds lease `name`, locking the lease row for `client`'s transaction. */
+  fence(client: PoolClient, name: string): Promise<void>;
+}
 
 export class PgContext {
   /** The schema, quoted for SQL text. */
@@ -14,7 +33,7 @@ export class PgContext {
   /** Set once this process holds the store alone (lock()); from then on every write checks it. */
   lease: StoreLease | null = null;
   /** Set once this process joined the store's group: writes about a mailbox check that mailbox's lease. */
-  group: PgGroup | null = null;
+  group: LeaseFence | null = null;
 
   constructor(
     readonly db: Db,

@@ -20,7 +20,7 @@ import {
   type ReplicaSnapshot,
   type ReplicaView,
 } from '../ports.js';
-import type { PgContext } from './context.js';
+import type { LeaseFence, PgContext } from './context.js';
 
 /** The channel of the group's announcements (NOTIFY is per database: the payload names the schema). */
 export const GROUP_CHANNEL = 'mailctl_group';
@@ -37,7 +37,7 @@ interface ReplicaRow {
   snapshot: ReplicaSnapshot | null;
 }
 
-export class PgGroup implements GroupStore {
+export class PgGroup implements GroupStore, LeaseFence {
   private me: ReplicaIdentity | null = null;
   /** This process's token in its replica row: a row with another token belongs to another process of the same id. */
   private readonly token = randomUUID();
