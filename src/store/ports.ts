@@ -401,11 +401,19 @@ export interface ReplicaView {
   pid: number;
   startedAt: string;
   heartbeatAt: string;
+  /** Seconds since its heartbeat, by the database's clock (as `live` is). */
+  heartbeatAgeS: number;
   /** Live: its heartbeat has not expired (by the database's clock). */
   live: boolean;
   sinkShared: boolean;
   /** What the replica last wrote about itself (its loops, the generation it runs, config drift). */
   snapshot: ReplicaSnapshot | null;
+}
+
+/** The group as the store shows it: every replica's row (live or not), and each live lease's holder and epoch. */
+export interface GroupView {
+  replicas: ReplicaView[];
+  leases: Record<string, { holder: string; epoch: number }>;
 }
 
 /** What a replica writes about itself with each heartbeat (compact: a few bytes per loop). */
@@ -451,7 +459,7 @@ export interface GroupStore {
   hold(leases: readonly HeldLease[]): void;
   forget(names: readonly string[]): void;
   /** Every replica row (live or not), and each lease's holder and epoch. */
-  view(): Promise<{ replicas: ReplicaView[]; leases: Record<string, { holder: string; epoch: number }> }>;
+  view(): Promise<GroupView>;
   /** Called with a lease's name when a write about it was refused because a newer owner holds it (fenced). */
   onFenced(listener: (name: string) => void): void;
   /** Calls `listener` when another replica applied a new generation or accepted outbound mail (LISTEN; may be lost). */
