@@ -6,9 +6,11 @@
  */
 import { cp } from 'node:fs/promises';
 import path from 'node:path';
+import { chromium } from 'playwright-core';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { DaemonStatus } from '../../../src/api/index.js';
+import { ensureChromium } from '../../harness/chromium.js';
 import { startGroup, type Group } from '../../harness/group.js';
 import { cli, eventually } from '../../harness/mailctl.js';
 
@@ -144,6 +146,36 @@ test("the status page data: replicas, and each server's owner", async () => {
     ],
   );
   for (const s of page.servers.filter((s) => s.id.startsWith('imap/'))) assert.is(s.owner, table[s.id]?.holder, s.id);
+});
+
+test('the status page in a browser: the replicas table, and the owner in each server row', async () => {
+  const { leases: table } = await settledStatus();
+  const browser = await chromium.launch({
+    executablePath: await ensureChromium(),
+    args: ['--headless', '--no-sandbox'],
+  });
+  try {
+    const page = await browser.newPage();
+    const problems: string[] = [];
+    page.on('pageerror', (err) => problems.push(err.message));
+    page.on('console', (m) => /Content Security Policy/.test(m.text()) && problems.push(m.text()));
+    await page.goto(`${group.replica('r2').daemon.url}/`);
+    await eventually(async () => (await page.locator('tr.replica').count()) === 3, 10_000, 'three replica rows');
+    assert.match(await page.locator('#group-title').innerText(), /from r2/);
+    assert.match(
+      await page.locator('tr.replica[data-replica="r1"]').innerText(),
+      /^r1\s+live\s+\d+ s ago\s+\d+\s+yes\s+none$/,
+    );
+    assert.match(await page.locator('tr.replica[data-replica="r3"]').innerText(), /config-drift/);
+    for (const [name, lease] of Object.entries(table).filter(([n]) => n.startsWith('imap/')))
+      assert.match(
+        await page.locator(`tr.server[data-server="${name}"] .id`).innerText(),
+        `${name} · on ${lease.holder}`,
+      );
+    assert.equal(problems, [], 'no script or policy errors');
+  } finally {
+    await browser.close();
+  }
 });
 
 test.run();
