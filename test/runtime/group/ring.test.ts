@@ -51,7 +51,8 @@ test("one account's servers stay on one replica", () => {
   const byAccount = new Map<string, Set<string>>();
   for (const [id, account] of all) byAccount.set(account, (byAccount.get(account) ?? new Set()).add(owners.get(id)!));
   assert.is(byAccount.size, 200);
-  for (const [account, on] of byAccount) assert.is(on.size, 1, `${account.replace('\0', ' ')} on ${[...on]}`);
+  for (const [account, on] of byAccount)
+    assert.is(on.size, 1, `${account.replace('\0', ' ')} on ${[...on].join(', ')}`);
   // the bound still holds with accounts of five
   for (const [owner, n] of loads(owners)) assert.ok(n <= Math.ceil((LOAD_FACTOR * 1000) / 4), `${owner}: ${n}`);
 });
