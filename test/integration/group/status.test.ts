@@ -112,13 +112,19 @@ test('status text: a replicas table, and OWNER and EPOCH columns', async () => {
     assert.match(r.stdout, new RegExp(`^${name} +running +${lease.holder} +${lease.epoch} +\\S`, 'm'), name);
 });
 
-test("config-drift: in the drifting replica's own row, and on /readyz?verbose, which stays 200", async () => {
+test("config-drift: in the drifting replica's row, GitHub's warnings and /readyz?verbose, which stays 200", async () => {
   const generation = await appliedGeneration();
   const own = await statusOf('r3');
   assert.equal(
     own.group?.replicas.filter((r) => r.drift).map((r) => r.id),
     ['r3'],
   );
+  const github = await cli(['status', '--format', 'github'], group.replica('r2').ws.env);
+  assert.match(
+    github.stdout,
+    `::warning title=mailctl config-drift::replica r3: its folder differs from the applied generation ${generation}`,
+  );
+  assert.not.match(github.stdout, 'config-drift::replica r1');
   const r3 = group.replica('r3').daemon.url;
   const verbose = await fetch(`${r3}/readyz?verbose`);
   const text = await verbose.text();
