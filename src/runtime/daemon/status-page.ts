@@ -220,7 +220,7 @@ function row(s) {
   state.append(el("span", "state", s.state));
   if (s.stale) state.append(el("span", "stale", "stale"));
   const server = el("td", "c-server");
-  const on = s.owner === undefined ? "" : " · on " + (s.owner || "no replica");
+  const on = s.owner === undefined ? "" : s.owner ? " · on " + s.owner : " · no owner now";
   server.append(el("span", "name", s.name), el("span", "id", s.id + on + (failing(s) ? " — failing" : "")));
   const hour = el("td", "c-hour");
   hour.append(chart(s));
