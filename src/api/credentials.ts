@@ -75,7 +75,10 @@ export interface SignInResult {
   error?: CredentialError;
 }
 
-/** `POST …/login` body: nothing (the daemon runs a device sign-in), a code from the CLI's browser sign-in, or a notice. */
+/**
+ * `POST …/login` body: nothing (the daemon runs a device sign-in), a code from the CLI's browser sign-in, or a
+ * notice.
+ */
 export interface SignInRequest {
   /** Who signs in (the CLI user), for the apply log. */
   who?: string;

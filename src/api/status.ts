@@ -45,6 +45,12 @@ export interface ServerStatus {
   stale: boolean;
   /** The OAuth2 credential it uses (`oauth2/<12 hex>`, in `credentials`), or null. */
   credential: string | null;
+  /**
+   * In a group: the replica holding its lease (null while none does) and the lease's epoch. The state of a server
+   * another replica owns is what that replica last wrote with its heartbeat (no counters or last error then).
+   */
+  owner?: string | null;
+  epoch?: number | null;
 }
 
 /** Messages in the outbox by state, and damaged outbox files set aside (never sent). */
@@ -84,6 +90,34 @@ export interface StoreStatus {
   problem: { reason: string; since: string } | null;
 }
 
+/** A replica of the group, as its row in the store says (its heartbeat, and what it wrote about itself). */
+export interface ReplicaStatus {
+  id: string;
+  /** Its host name. */
+  host: string;
+  /** Its heartbeat has not expired (by the database's clock). */
+  live: boolean;
+  heartbeatAt: string;
+  /** Seconds since its last heartbeat, by the database's clock. */
+  heartbeatAgeS: number;
+  /** Servers whose lease it holds. */
+  loopsOwned: number;
+  /** It holds the reconciler lease (it validates, verifies and records what is applied). */
+  reconciler: boolean;
+  /** The applied generation it runs (null before it wrote a snapshot). */
+  generation: number | null;
+  /** Its folder differs from the applied generation; it keeps running the applied one (config-drift). */
+  drift: boolean;
+}
+
+/** Several daemons on one PostgreSQL store: this one's id and every replica the store knows, live or not. */
+export interface GroupStatus {
+  replica: string;
+  replicas: ReplicaStatus[];
+  /** When the group was read from the store (earlier than this answer while the store does not answer; null: never). */
+  readAt: string | null;
+}
+
 export interface DaemonStatus {
   dir: string;
   store: StoreStatus;
@@ -98,4 +132,6 @@ export interface DaemonStatus {
   servers: ServerStatus[];
   /** The OAuth2 credentials of the servers (also `mailctl auth status`). */
   credentials: CredentialStatus[];
+  /** Present when the daemon is a replica of a group. */
+  group?: GroupStatus;
 }

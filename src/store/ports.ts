@@ -321,12 +321,16 @@ export class LockHeldError extends Error {
     where: string,
   ) {
     super(
-      `another mailctl daemon (pid ${holder.pid}) already uses ${where} (on ${holder.host} since ${holder.since}); two pollers of one mailbox would duplicate mail`,
+      `another mailctl daemon (pid ${holder.pid}) already uses ${where} (on ${holder.host} since ${holder.since}); ` +
+        'two pollers of one mailbox would duplicate mail',
     );
   }
 }
 
-/** A store that cannot be used as it is (its URL, its schema's version, a folder imported elsewhere); `code` is stable. */
+/**
+ * A store that cannot be used as it is (its URL, its schema's version, a folder imported elsewhere); `code` is
+ * stable.
+ */
 export class StoreError extends Error {
   constructor(
     readonly code: string,
@@ -401,11 +405,19 @@ export interface ReplicaView {
   pid: number;
   startedAt: string;
   heartbeatAt: string;
+  /** Seconds since its heartbeat, by the database's clock (as `live` is). */
+  heartbeatAgeS: number;
   /** Live: its heartbeat has not expired (by the database's clock). */
   live: boolean;
   sinkShared: boolean;
   /** What the replica last wrote about itself (its loops, the generation it runs, config drift). */
   snapshot: ReplicaSnapshot | null;
+}
+
+/** The group as the store shows it: every replica's row (live or not), and each live lease's holder and epoch. */
+export interface GroupView {
+  replicas: ReplicaView[];
+  leases: Record<string, { holder: string; epoch: number }>;
 }
 
 /** What a replica writes about itself with each heartbeat (compact: a few bytes per loop). */
@@ -451,7 +463,7 @@ export interface GroupStore {
   hold(leases: readonly HeldLease[]): void;
   forget(names: readonly string[]): void;
   /** Every replica row (live or not), and each lease's holder and epoch. */
-  view(): Promise<{ replicas: ReplicaView[]; leases: Record<string, { holder: string; epoch: number }> }>;
+  view(): Promise<GroupView>;
   /** Called with a lease's name when a write about it was refused because a newer owner holds it (fenced). */
   onFenced(listener: (name: string) => void): void;
   /** Calls `listener` when another replica applied a new generation or accepted outbound mail (LISTEN; may be lost). */
@@ -473,7 +485,10 @@ export class FencedError extends StoreError {
 /** The daemon's state. */
 export interface Store {
   readonly kind: 'file' | 'postgres';
-  /** Where the state is, for messages (a folder, or `postgres://user@host:port/db (schema s)`), never with a password. */
+  /**
+   * Where the state is, for messages (a folder, or `postgres://user@host:port/db (schema s)`), never with a
+   * password.
+   */
   readonly location: string;
   readonly applied: AppliedStore;
   readonly inbound: InboundStore;

@@ -2,7 +2,8 @@
  * The monitoring examples: the alerting rules pass `promtool check rules` and their unit tests (`promtool test rules`,
  * where every alert both fires and stays quiet), each alert carries a runbook naming a `mailctl` command, the
  * dashboard's queries parse as PromQL, and every `mailctl_*` metric the rules and the dashboard use, with the labels
- * they select on, is in the /metrics of a real daemon polling a real Dovecot and sending through an SMTP server.
+ * they select on, is in the /metrics of a real daemon polling a real Dovecot and sending through an SMTP server — or,
+ * for the metrics only a replica of a group has (GROUP_ONLY), in the /metrics of a replica on a real PostgreSQL.
  * promtool comes from Debian's `prometheus` package, installed by the harness when the tests run as root.
  */
 import { execFile } from 'node:child_process';
@@ -25,6 +26,7 @@ import {
 } from '../harness/mailctl.js';
 import { ensurePromtool } from '../harness/promtool.js';
 import { startSmtpServer, type SmtpTestServer } from '../harness/smtp.js';
+import { startMailStack, type MailStack } from '../harness/stack.js';
 import { ROOT } from './package-install.js';
 
 const run = promisify(execFile);
@@ -52,6 +54,10 @@ let doomed: Dovecot | undefined;
 let smtp: SmtpTestServer | undefined;
 let ws: Workspace | undefined;
 let daemon: DaemonProcess | undefined;
+let groupStack: MailStack | undefined;
+let replica: DaemonProcess | undefined;
+/** Metrics a daemon exports only as a replica of a group (several daemons on one PostgreSQL store). */
+const GROUP_ONLY = /^mailctl_(replica_|group_|fenced_writes)/;
 const USER = 'support@example.com';
 const OTHER = 'sales@example.com';
 
@@ -65,6 +71,8 @@ test.before(async () => {
 });
 test.after(async () => {
   await daemon?.kill().catch(() => undefined);
+  await replica?.kill().catch(() => undefined);
+  await groupStack?.stop();
   await smtp?.stop();
   await Promise.all([healthy?.stop(), doomed?.stop()]);
   await ws?.cleanup();
@@ -109,6 +117,8 @@ test('the alerts asked for exist, and every one has a summary and a runbook that
   assert.match(expr('MailctlOutboxBacklog'), /mailctl_outbox_messages/);
   assert.match(expr('MailctlSendFailing'), /mailctl_messages_send_failed_total/);
   assert.match(expr('MailctlNeedsLogin'), /mailctl_loop_state\{state="needs-login"\}/);
+  assert.match(expr('MailctlReplicaLeasesInvalid'), /mailctl_replica_leases_valid/);
+  assert.match(expr('MailctlFencedWrites'), /mailctl_fenced_writes_total/);
   for (const r of rules) {
     assert.ok(r.annotations.summary, `${r.alert} summary`);
     assert.match(r.annotations.runbook ?? '', /`mailctl [a-z]+/, `${r.alert} runbook names a mailctl command`);
@@ -177,6 +187,14 @@ function resolves(used: string, name: string, type: string): boolean {
 }
 
 test("a real daemon's /metrics has every metric the rules and the dashboard use, with the labels they select on", async () => {
+  // a replica of a group, for the group's metrics: alone on its PostgreSQL store, no servers needed
+  const startingReplica = startMailStack({ users: { 'replica@example.com': 'pw-mon' }, store: 'postgres' }).then(
+    async (stack) => {
+      groupStack = stack;
+      replica = await stack.startDaemon(['--no-watch', '--replica-id', 'mailctl-0']);
+      return (await fetch(`${replica.url}/metrics`)).text();
+    },
+  );
   [healthy, doomed] = await Promise.all([
     startDovecot({ users: { [USER]: 'pw-mon' } }),
     startDovecot({ users: { [OTHER]: 'pw-mon' } }),
@@ -234,11 +252,13 @@ test("a real daemon's /metrics has every metric the rules and the dashboard use,
   assert.is(sample(text, 'mailctl_messages_send_failed_total{server="smtp/support",kind="permanent"}'), 0);
   assert.is(sample(text, 'mailctl_reconciles_total{result="invalid"}'), 0);
 
-  const known = families(text);
+  const single = families(text);
+  const group = families(await startingReplica);
   const problems: string[] = [];
   for (const { where, expr } of allExprs) {
     for (const m of expr.matchAll(/\b(mailctl_\w+)\s*(?:\{([^}]*)\})?/g)) {
       const [, used, selector] = m;
+      const known = GROUP_ONLY.test(used!) ? group : single;
       const family = [...known.entries()].find(([name, f]) => resolves(used!, name, f.type));
       if (!family) {
         const near = [...known.entries()]
@@ -255,6 +275,14 @@ test("a real daemon's /metrics has every metric the rules and the dashboard use,
     }
   }
   assert.equal(problems, []);
+  // the split is honest: a daemon alone has no samples of the group's metrics (their families are declared), and the
+  // replica has them
+  assert.equal(
+    [...single].filter(([name, f]) => GROUP_ONLY.test(name) && f.samples > 0).map(([name]) => name),
+    [],
+  );
+  for (const [name, f] of group) if (GROUP_ONLY.test(name)) assert.ok(f.samples > 0, `${name} has a sample`);
+  assert.ok([...group.keys()].filter((name) => GROUP_ONLY.test(name)).length >= 6, 'the group metrics are exported');
 });
 
 test.run();

@@ -140,8 +140,11 @@ export async function startGroup(options: GroupOptions): Promise<Group> {
           const running = new Set<string>();
           for (const r of live) {
             const s = await r.daemon.api('GET', '/v1/status');
-            for (const server of s.body.servers as { id: string; state: string }[])
-              if (server.state === 'running' && server.id.startsWith('imap/')) running.add(server.id);
+            // each replica's status shows the whole group (others' loops by their last snapshot, also a killed
+            // replica's until its leases expire): count only the loops each runs itself
+            for (const server of s.body.servers as { id: string; state: string; owner: string }[])
+              if (server.state === 'running' && server.owner === r.id && server.id.startsWith('imap/'))
+                running.add(server.id);
           }
           return running.size === users.length;
         },

@@ -108,6 +108,7 @@ test('a thousand servers: the summary bar counts them by state, the running ones
   assert.is(await filter(page, 'running').innerText(), 'Running 2');
   assert.is(await filter(page, 'disabled').innerText(), `Disabled ${DISABLED}`);
   assert.is(await filter(page, 'failing').count(), 0, 'no Failing filter while nothing fails');
+  assert.ok(await page.locator('#group').isHidden(), 'a daemon alone lists no replicas');
   const support = await row(page, 'imap/support').innerText();
   assert.match(support, /Support inbox/);
   assert.match(support, /\d+ s ago/);

@@ -30,7 +30,7 @@ import { createOutbound } from '../outbound/index.js';
 import { inboundMessageId } from '../outbound/stored.js';
 import { Reconciler, type LoopControl } from '../reconcile/reconciler.js';
 import { ReplicaGroup } from '../group/replica.js';
-import { advertisedUrl, directorySinkRefusal, replicaSnapshot } from '../group/daemon.js';
+import { advertisedUrl, directorySinkRefusal, groupStatus, replicaSnapshot } from '../group/daemon.js';
 import { watchFolders } from '../reconcile/watcher.js';
 import { createApiServer, HttpError } from './http.js';
 import { forward } from '../group/forward.js';
@@ -299,6 +299,9 @@ async function startOnStore(
       credentials,
     });
   metrics.bind(status);
+  // a replica's status shows its group too (`status` from any replica, the status page)
+  const inGroup = group && groupStatus(store.group!, group.id, reconciler);
+  const statusWithGroup = async () => (inGroup ? inGroup(status()) : status());
   if (group) {
     const g = group;
     metrics.bindGroup(() => ({
@@ -339,12 +342,18 @@ async function startOnStore(
   };
 
   const routes = [
-    ...healthRoutes({ metrics, status, readiness, lastHour: (server) => activity.lastHour(server) }),
+    ...healthRoutes({
+      metrics,
+      status: statusWithGroup,
+      readiness,
+      lastHour: (server) => activity.lastHour(server),
+      drift: () => (reconciler.drift ? reconciler.generation : null),
+    }),
     ...applyRoutes({
       reconcile: (r, p) => reconciler.reconcile(r, p),
       state,
       storeKind: store.kind,
-      status,
+      status: statusWithGroup,
       draining: () => draining,
       ...(group && { reconcilerElsewhere: () => holderElsewhere(RECONCILER_LEASE), forward }),
     }),

@@ -6,11 +6,12 @@
  * allows only its own script and style and fetches to the daemon; data is inserted with textContent only.
  *
  * Built for a thousand servers: a summary bar of counts by state (each a filter), a search box, a compact sortable
- * table with the servers that need attention first, and a small chart of each server's last hour.
+ * table with the servers that need attention first, and a small chart of each server's last hour. A replica of a
+ * group lists the group's replicas above it and names each server's owner.
  */
 import { createHash } from 'node:crypto';
 import type { CredentialStatus } from '../../api/credentials.js';
-import type { DaemonStatus, ServerStatus } from '../../api/status.js';
+import type { DaemonStatus, ReplicaStatus, ServerStatus } from '../../api/status.js';
 
 export interface PublicServerStatus {
   id: string;
@@ -29,7 +30,16 @@ export interface PublicServerStatus {
   lastHour: [number, number][];
   /** Its OAuth2 credential, as `mailctl auth status` shows it. */
   credential: CredentialStatus | null;
+  /** In a group: the replica holding its lease (null: none now) and the lease's epoch. */
+  owner?: string | null;
+  epoch?: number | null;
 }
+
+/** A replica of the group as the page lists it (no addresses). */
+export type PublicReplica = Pick<
+  ReplicaStatus,
+  'id' | 'live' | 'heartbeatAgeS' | 'loopsOwned' | 'reconciler' | 'generation' | 'drift'
+>;
 
 export interface PublicStatus {
   ready: boolean;
@@ -38,6 +48,8 @@ export interface PublicStatus {
   store: { kind: DaemonStatus['store']['kind']; available: boolean };
   lastReconcile: { at: string; outcome: string } | null;
   servers: PublicServerStatus[];
+  /** In a group: the replica that answered, and every replica. */
+  group?: { replica: string; replicas: PublicReplica[] };
 }
 
 export function publicStatus(status: DaemonStatus, lastHour: (server: string) => [number, number][]): PublicStatus {
@@ -61,7 +73,22 @@ export function publicStatus(status: DaemonStatus, lastHour: (server: string) =>
       counters: s.counters,
       lastHour: lastHour(s.id),
       credential: status.credentials.find((c) => c.id === s.credential) ?? null,
+      ...(s.owner !== undefined && { owner: s.owner, epoch: s.epoch ?? null }),
     })),
+    ...(status.group && {
+      group: {
+        replica: status.group.replica,
+        replicas: status.group.replicas.map((r) => ({
+          id: r.id,
+          live: r.live,
+          heartbeatAgeS: r.heartbeatAgeS,
+          loopsOwned: r.loopsOwned,
+          reconciler: r.reconciler,
+          generation: r.generation,
+          drift: r.drift,
+        })),
+      },
+    }),
   };
 }
 
@@ -84,7 +111,8 @@ header h1{font-size:18px;margin:0}
  background:var(--card);cursor:pointer}
 #filters button[aria-pressed=true]{border-color:var(--sel);box-shadow:inset 0 0 0 1px var(--sel);font-weight:600}
 #filters button.failing{color:var(--bad)}
-#search{font:inherit;padding:4px 8px;border:1px solid var(--line);border-radius:6px;min-width:0;flex:1 1 14rem;max-width:28rem}
+#search{font:inherit;padding:4px 8px;border:1px solid var(--line);border-radius:6px;min-width:0;flex:1 1 14rem;
+ max-width:28rem}
 #shown{color:var(--dim);font-size:13px}
 main{padding:4px 16px 16px}
 table{width:100%;border-collapse:collapse;background:var(--card);border:1px solid var(--line);table-layout:fixed}
@@ -93,10 +121,16 @@ th{position:sticky;top:0;background:#eaeef2;font-size:13px;cursor:pointer;user-s
 th[aria-sort=ascending]::after{content:" ▲"}
 th[aria-sort=descending]::after{content:" ▼"}
 col.c-state{width:9rem}col.c-host{width:14rem}col.c-success{width:8rem}col.c-hour{width:8.5rem}
+#group{margin-bottom:12px}
+#group h2{font-size:15px;margin:6px 0}
+#group th{cursor:default}
+tr.replica.gone{color:var(--dim)}
+.drift{color:var(--warn);font-weight:600}
 tr.server{cursor:pointer;border-left:4px solid var(--ok)}
 tr.server.failing{border-left-color:var(--bad);background:#fff8f7}
 tr.server.idle{border-left-color:var(--dim);color:var(--dim)}
-.state{display:inline-block;padding:0 7px;border-radius:9px;font-size:12px;font-weight:600;color:#fff;background:var(--ok)}
+.state{display:inline-block;padding:0 7px;border-radius:9px;font-size:12px;font-weight:600;color:#fff;
+ background:var(--ok)}
 .failing .state{background:var(--bad)}
 .idle .state{background:var(--dim)}
 .stale{display:block;color:var(--warn);font-weight:600;font-size:12px}
@@ -126,18 +160,29 @@ const LABELS = { failing: "Failing", stale: "Stale", running: "Running", startin
   disabled: "Disabled" };
 const view = { filter: "all", search: "", sort: null, dir: 1, open: new Set() };
 let last = null;
-const el = (tag, cls, text) => { const e = document.createElement(tag); if (cls) e.className = cls; if (text !== undefined) e.textContent = text; return e; };
+const el = (tag, cls, text) => {
+  const e = document.createElement(tag);
+  if (cls) e.className = cls;
+  if (text !== undefined) e.textContent = text;
+  return e;
+};
 const failing = (s) => s.enabled && (FAILING.has(s.state) || s.stale);
 /** Attention order: failing and stale first, then starting and pending, then the rest. */
-const rank = (s) => failing(s) ? 0 : s.state === "starting" || s.state === "pending-approval" ? 1 : IDLE.has(s.state) ? 3 : 2;
+const rank = (s) =>
+  failing(s) ? 0 : s.state === "starting" || s.state === "pending-approval" ? 1 : IDLE.has(s.state) ? 3 : 2;
 function ago(iso, short) {
   if (!iso) return "never";
   const s = Math.max(0, Math.round((Date.now() - Date.parse(iso)) / 1000));
-  const rel = s < 60 ? s + " s ago" : s < 3600 ? Math.round(s / 60) + " min ago" : s < 86400 ? Math.round(s / 3600) + " h ago" : Math.round(s / 86400) + " d ago";
+  const rel = seconds(s);
   return short ? rel : rel + " (" + new Date(iso).toLocaleString() + ")";
 }
+function seconds(s) {
+  return s < 60 ? s + " s ago" : s < 3600 ? Math.round(s / 60) + " min ago" :
+    s < 86400 ? Math.round(s / 3600) + " h ago" : Math.round(s / 86400) + " d ago";
+}
 const matches = (s, f) => f === "all" || (f === "failing" ? failing(s) : f === "stale" ? s.stale : s.state === f);
-const KEYS = { state: (s) => rank(s) * 100 + Object.keys(LABELS).indexOf(s.state), server: (s) => s.id, host: (s) => s.host,
+const KEYS = { state: (s) => rank(s) * 100 + Object.keys(LABELS).indexOf(s.state), server: (s) => s.id,
+  host: (s) => s.host,
   success: (s) => s.lastSuccess || "", error: (s) => s.lastError ? s.lastError.class + s.lastError.message : "",
   hour: (s) => s.lastHour.reduce((n, m) => n + m[1], 0) };
 function ordered(servers) {
@@ -175,7 +220,8 @@ function row(s) {
   state.append(el("span", "state", s.state));
   if (s.stale) state.append(el("span", "stale", "stale"));
   const server = el("td", "c-server");
-  server.append(el("span", "name", s.name), el("span", "id", s.id + (failing(s) ? " — failing" : "")));
+  const on = s.owner === undefined ? "" : s.owner ? " · on " + s.owner : " · no owner now";
+  server.append(el("span", "name", s.name), el("span", "id", s.id + on + (failing(s) ? " — failing" : "")));
   const hour = el("td", "c-hour");
   hour.append(chart(s));
   const err = s.lastError ? s.lastError.class + ": " + s.lastError.message : s.disabledReason || "none";
@@ -192,14 +238,23 @@ function detail(s) {
   const add = (k, v, cls) => dl.append(el("dt", "", k), el("dd", cls || "", v));
   add("State", s.state + (s.since ? " since " + ago(s.since) : ""));
   add("Last success", ago(s.lastSuccess));
-  add("Last error", s.lastError ? s.lastError.class + ": " + s.lastError.message + " — " + ago(s.lastError.at) : "none", s.lastError ? "error" : "");
+  const e = s.lastError;
+  add("Last error", e ? e.class + ": " + e.message + " — " + ago(e.at) : "none", e ? "error" : "");
   if (s.disabledReason) add("Disabled", s.disabledReason);
+  if (s.owner !== undefined)
+    add("Owner", s.owner ? s.owner + " (lease epoch " + s.epoch + ")" : "no replica holds its lease now");
   const c = s.credential;
   if (c) {
-    add("OAuth2", c.id + " (" + c.grant + (c.needsLogin ? ": needs sign-in, run mailctl auth login " + s.id : "") + ")", c.needsLogin ? "error" : "");
-    add("Token", "refreshed " + ago(c.lastRefresh) + (c.accessTokenExpires ? ", valid until " + new Date(c.accessTokenExpires).toLocaleString() : "") +
-      (c.refreshToken ? "; refresh token from " + c.refreshToken.source + (c.refreshToken.since ? ", " + ago(c.refreshToken.since, true).replace(" ago", " old") : "") : ""));
-    if (c.lastError) add("Token error", (c.lastError.providerCode ? c.lastError.providerCode + ": " : "") + c.lastError.message + " — " + ago(c.lastError.at), "error");
+    const login = c.needsLogin ? ": needs sign-in, run mailctl auth login " + s.id : "";
+    add("OAuth2", c.id + " (" + c.grant + login + ")", c.needsLogin ? "error" : "");
+    const r = c.refreshToken;
+    add("Token", "refreshed " + ago(c.lastRefresh) +
+      (c.accessTokenExpires ? ", valid until " + new Date(c.accessTokenExpires).toLocaleString() : "") +
+      (r ? "; refresh token from " + r.source : "") +
+      (r && r.since ? ", " + ago(r.since, true).replace(" ago", " old") : ""));
+    const ce = c.lastError;
+    if (ce)
+      add("Token error", (ce.providerCode ? ce.providerCode + ": " : "") + ce.message + " — " + ago(ce.at), "error");
   }
   add("Counters", Object.entries(s.counters || {}).map(([k, v]) => k + " " + v).join(", ") || "none");
   td.append(dl);
@@ -208,7 +263,11 @@ function detail(s) {
 }
 function renderFilters(servers) {
   const counts = { all: servers.length, failing: 0, stale: 0 };
-  for (const s of servers) { counts[s.state] = (counts[s.state] || 0) + 1; if (failing(s)) counts.failing++; if (s.stale) counts.stale++; }
+  for (const s of servers) {
+    counts[s.state] = (counts[s.state] || 0) + 1;
+    if (failing(s)) counts.failing++;
+    if (s.stale) counts.stale++;
+  }
   const box = document.getElementById("filters");
   const buttons = [["all", "All"], ...Object.entries(LABELS)].filter(([f]) => f === "all" || counts[f])
     .map(([f, label]) => {
@@ -221,26 +280,46 @@ function renderFilters(servers) {
   box.replaceChildren(...buttons);
   return counts;
 }
+/** A group's replicas: one row each (hidden for a daemon alone). */
+function renderReplicas(group) {
+  document.getElementById("group").hidden = !group;
+  if (!group) return;
+  document.getElementById("group-title").textContent = "Replicas (this page from " + group.replica + ")";
+  const rows = group.replicas.map((r) => {
+    const tr = el("tr", "replica" + (r.live ? "" : " gone"));
+    tr.dataset.replica = r.id;
+    const drift = r.drift
+      ? "config-drift: runs the applied generation " + r.generation + ", its folder differs" : "none";
+    tr.append(el("td", "", r.id), el("td", "", r.live ? "live" : "gone"),
+      el("td", "", seconds(Math.round(r.heartbeatAgeS))), el("td", "", String(r.loopsOwned)),
+      el("td", "", r.reconciler ? "yes" : "no"), el("td", r.drift ? "drift" : "", drift));
+    return tr;
+  });
+  document.getElementById("replicas").replaceChildren(...rows);
+}
 function render() {
   if (!last) return;
   const started = performance.now();
   const st = last;
+  renderReplicas(st.group);
   const counts = renderFilters(st.servers);
   const q = view.search.trim().toLowerCase();
-  const shown = ordered(st.servers.filter((s) => matches(s, view.filter) &&
-    (!q || [s.name, s.id, s.host, s.state].some((v) => String(v).toLowerCase().includes(q)))));
+  const found = (s) => [s.name, s.id, s.host, s.state, s.owner].some((v) => String(v).toLowerCase().includes(q));
+  const shown = ordered(st.servers.filter((s) => matches(s, view.filter) && (!q || found(s))));
   const body = document.createDocumentFragment();
   for (const s of shown) { body.append(row(s)); if (view.open.has(s.id)) body.append(detail(s)); }
   const tbody = document.getElementById("servers");
   tbody.replaceChildren(body);
   document.getElementById("empty").hidden = shown.length > 0;
-  document.getElementById("empty").textContent = st.servers.length ? "No server matches." : "No servers are applied yet.";
-  document.getElementById("shown").textContent = shown.length === st.servers.length ? "" : shown.length + " of " + st.servers.length + " shown";
-  document.getElementById("summary").textContent = st.servers.length + " server" + (st.servers.length === 1 ? "" : "s") +
+  const total = st.servers.length;
+  document.getElementById("empty").textContent = total ? "No server matches." : "No servers are applied yet.";
+  document.getElementById("shown").textContent = shown.length === total ? "" : shown.length + " of " + total + " shown";
+  document.getElementById("summary").textContent = total + " server" + (total === 1 ? "" : "s") +
     (counts.failing ? ", " + counts.failing + " failing" : ", all healthy");
+  const reconciled = st.lastReconcile ? st.lastReconcile.outcome + ", " + ago(st.lastReconcile.at) : "none";
   document.getElementById("meta").textContent = (st.store.available ? "" : "store unavailable: no mail moves · ") +
-    (st.draining ? "shutting down · " : st.ready ? "" : "starting · ") + "last reconcile: " +
-    (st.lastReconcile ? st.lastReconcile.outcome + ", " + ago(st.lastReconcile.at) : "none") + " · updated " + new Date().toLocaleTimeString();
+    (st.draining ? "shutting down · " : st.ready ? "" : "starting · ") + "last reconcile: " + reconciled +
+    " · updated " + new Date().toLocaleTimeString();
   document.title = (counts.failing ? "(" + counts.failing + " failing) " : "") + "mailctl status";
   for (const th of document.querySelectorAll("th[data-sort]"))
     th.setAttribute("aria-sort", th.dataset.sort === view.sort ? (view.dir > 0 ? "ascending" : "descending") : "none");
@@ -253,7 +332,7 @@ document.getElementById("filters").addEventListener("click", (e) => {
   render();
 });
 document.getElementById("search").addEventListener("input", (e) => { view.search = e.target.value; render(); });
-document.querySelector("thead").addEventListener("click", (e) => {
+document.getElementById("servers-head").addEventListener("click", (e) => {
   const th = e.target.closest("th[data-sort]");
   if (!th) return;
   view.dir = view.sort === th.dataset.sort ? -view.dir : 1;
@@ -312,16 +391,29 @@ export const STATUS_PAGE_HTML = `<!doctype html>
 <body>
 <header><h1>mailctl</h1><span id="summary">loading…</span><span id="meta"></span></header>
 <div id="banner" role="alert"></div>
-<noscript><p>This page needs JavaScript to load the status; the same data is at <a href="status.json">status.json</a>.</p></noscript>
+<noscript><p>This page needs JavaScript to load the status; the same data is at
+<a href="status.json">status.json</a>.</p></noscript>
 <div id="tools">
 <div id="filters" role="group" aria-label="Show servers by state"></div>
 <input id="search" type="search" placeholder="Search name, type/shortName, host, state" aria-label="Search servers">
 <span id="shown"></span>
 </div>
 <main>
+<section id="group" hidden>
+<h2 id="group-title">Replicas</h2>
 <table>
-<colgroup><col class="c-state"><col class="c-server"><col class="c-host"><col class="c-success"><col class="c-error"><col class="c-hour"></colgroup>
-<thead><tr><th data-sort="state" class="c-state">State</th><th data-sort="server" class="c-server">Server</th><th data-sort="host" class="c-host">Host</th><th data-sort="success" class="c-success">Last success</th><th data-sort="error" class="c-error">Last error</th><th data-sort="hour" class="c-hour">Last hour</th></tr></thead>
+<thead><tr><th>Replica</th><th>Live</th><th>Heartbeat</th><th>Loops owned</th><th>Reconciler</th><th>Drift</th>
+</tr></thead>
+<tbody id="replicas"></tbody>
+</table>
+</section>
+<table>
+<colgroup><col class="c-state"><col class="c-server"><col class="c-host"><col class="c-success"><col class="c-error">
+<col class="c-hour"></colgroup>
+<thead id="servers-head"><tr><th data-sort="state" class="c-state">State</th>
+<th data-sort="server" class="c-server">Server</th><th data-sort="host" class="c-host">Host</th>
+<th data-sort="success" class="c-success">Last success</th><th data-sort="error" class="c-error">Last error</th>
+<th data-sort="hour" class="c-hour">Last hour</th></tr></thead>
 <tbody id="servers" aria-live="polite"></tbody>
 </table>
 <p id="empty" class="empty" hidden></p>

@@ -1,5 +1,6 @@
 import type {
   DaemonStatus,
+  GroupStatus,
   OutboxSummary,
   ReconcileSummary,
   ServerState,
@@ -10,6 +11,7 @@ import type {
 import type { CredentialStatus } from '../../api/credentials.js';
 import { credentialOf, type OAuth2CredentialRef } from '../../config/oauth2.js';
 import type { ObservedState } from '../../plan/model.js';
+import { RECONCILER_LEASE, type GroupView } from '../../store/ports.js';
 import type { LoopStatus } from '../loops/loop.js';
 
 /** What the status needs of the daemon's OAuth2 credentials. */
@@ -124,4 +126,54 @@ export function buildStatus(input: {
       ? [...credentials.values()].map(({ credential, servers: ids }) => input.credentials!.status(credential, ids))
       : [],
   };
+}
+
+/** Server states another replica decides: what its own loop reports (the rest follows from what was applied). */
+const LOOP_STATES = new Set<ServerState>(['running', 'starting', 'backoff', 'failed', 'stopped']);
+
+/**
+ * A replica's status with its group's: the replicas (this one's generation and drift as it knows them now, the
+ * others' as they last wrote them), and each server's owner and epoch by its lease. A server another replica owns
+ * shows the state that replica last wrote; this replica's own servers keep what its loops report now.
+ */
+export function withGroup(
+  status: DaemonStatus,
+  group: { me: string; view: GroupView; readAt: string | null; self: { generation: number; drift: boolean } },
+): DaemonStatus {
+  const { me, view } = group;
+  const snapshots = new Map(view.replicas.map((r) => [r.id, r.snapshot]));
+  const servers = status.servers.map((s) => {
+    const lease = view.leases[s.id];
+    const owner = lease?.holder ?? null;
+    const placed = { ...s, owner, epoch: lease?.epoch ?? null };
+    if (owner === null || owner === me || !s.enabled || !LOOP_STATES.has(s.state)) return placed;
+    const loop = snapshots.get(owner)?.loops[s.id];
+    return {
+      ...placed,
+      state: (loop?.state as ServerState | undefined) ?? 'stopped',
+      since: loop?.since ?? null,
+      lastSuccess: loop?.lastSuccess ?? null,
+      lastError: null,
+      counters: {},
+      stale: false, // this replica's watchdog watches its own loops only
+    };
+  });
+  const owned = new Map<string, number>();
+  for (const [name, { holder }] of Object.entries(view.leases))
+    if (name !== RECONCILER_LEASE) owned.set(holder, (owned.get(holder) ?? 0) + 1);
+  const replicas: GroupStatus['replicas'] = view.replicas.map((r) => {
+    const said = r.id === me ? group.self : r.snapshot;
+    return {
+      id: r.id,
+      host: r.host,
+      live: r.live,
+      heartbeatAt: r.heartbeatAt,
+      heartbeatAgeS: Math.round(r.heartbeatAgeS * 10) / 10,
+      loopsOwned: owned.get(r.id) ?? 0,
+      reconciler: view.leases[RECONCILER_LEASE]?.holder === r.id,
+      generation: said?.generation ?? null,
+      drift: said?.drift ?? false,
+    };
+  });
+  return { ...status, servers, group: { replica: me, replicas, readAt: group.readAt } };
 }

@@ -1,7 +1,10 @@
 /** What the daemon's wiring needs about its group: defaults, the URL others reach it at, and what it says of itself. */
 import type { AddressInfo } from 'node:net';
 import { hostname } from 'node:os';
-import type { ReplicaSnapshot } from '../../store/ports.js';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { DaemonStatus } from '../../api/status.js';
+import type { GroupStore, GroupView, ReplicaSnapshot } from '../../store/ports.js';
+import { withGroup } from '../daemon/status.js';
 import type { Supervisor } from '../loops/supervisor.js';
 import type { Reconciler } from '../reconcile/reconciler.js';
 import type { ReplicaGroup } from './replica.js';
@@ -19,7 +22,8 @@ export function advertisedUrl(address: AddressInfo): string {
  */
 export function directorySinkRefusal(replicas: number, shared: boolean | undefined): string | null {
   return replicas > 1 && !shared
-    ? `a directory sink with ${replicas} replicas needs --sink-shared on every replica (their sink roots one shared file system); use the postgres or webhook sink otherwise`
+    ? `a directory sink with ${replicas} replicas needs --sink-shared on every replica (their sink roots one shared ` +
+        'file system); use the postgres or webhook sink otherwise'
     : null;
 }
 
@@ -29,4 +33,24 @@ export function replicaSnapshot(reconciler: Reconciler, supervisor: Supervisor, 
   for (const [id, s] of supervisor.statuses())
     loops[id] = { state: s.state, since: s.since, lastSuccess: s.lastSuccess, epoch: group.epochOf(id) ?? 0 };
   return { generation: reconciler.generation, drift: reconciler.drift, loops };
+}
+
+/** How long `status` waits for the store's view of the group before it shows the last one read. */
+const VIEW_WAIT_MS = 1000;
+
+/**
+ * A replica's `status`: its own with the group's, read from the store on each request (two small queries); while the
+ * store does not answer in time, the last view read (its `readAt` says when).
+ */
+export function groupStatus(
+  store: GroupStore,
+  me: string,
+  reconciler: Pick<Reconciler, 'generation' | 'drift'>,
+): (own: DaemonStatus) => Promise<DaemonStatus> {
+  let last: { view: GroupView; readAt: string | null } = { view: { replicas: [], leases: {} }, readAt: null };
+  return async (own) => {
+    const read = store.view().then((view) => (last = { view, readAt: new Date().toISOString() }));
+    await Promise.race([read.catch(() => undefined), sleep(VIEW_WAIT_MS, undefined, { ref: false })]);
+    return withGroup(own, { me, ...last, self: { generation: reconciler.generation, drift: reconciler.drift } });
+  };
 }

@@ -14,11 +14,11 @@ import {
   FencedError,
   LockHeldError,
   type GroupStore,
+  type GroupView,
   type HeldLease,
   type Heartbeat,
   type ReplicaIdentity,
   type ReplicaSnapshot,
-  type ReplicaView,
 } from '../ports.js';
 import type { LeaseFence, PgContext } from './context.js';
 
@@ -32,6 +32,7 @@ interface ReplicaRow {
   pid: number;
   started_at: Date;
   heartbeat_at: Date;
+  age: number;
   live: boolean;
   sink_shared: boolean;
   snapshot: ReplicaSnapshot | null;
@@ -73,7 +74,8 @@ export class PgGroup implements GroupStore, LeaseFence {
       // a row whose heartbeat expired, or one of this state folder (whose lock proves its process gone), is taken
       const { rowCount } = await this.ctx.db.query(
         `WITH joined AS (
-           INSERT INTO ${s}.replicas AS r (id, token, instance, pid, host, url, sink_shared, started_at, heartbeat_at, expires_at)
+           INSERT INTO ${s}.replicas AS r
+             (id, token, instance, pid, host, url, sink_shared, started_at, heartbeat_at, expires_at)
            VALUES ($1, $2, $3, $4, $5, $6, $7, now(), now(), now() + make_interval(secs => $8))
            ON CONFLICT (id) DO UPDATE SET token = excluded.token, instance = excluded.instance, pid = excluded.pid,
              host = excluded.host, url = excluded.url, sink_shared = excluded.sink_shared, started_at = now(),
@@ -168,11 +170,12 @@ export class PgGroup implements GroupStore, LeaseFence {
     return this.held.get(name) ?? null;
   }
 
-  async view(): Promise<{ replicas: ReplicaView[]; leases: Record<string, { holder: string; epoch: number }> }> {
+  async view(): Promise<GroupView> {
     const s = this.ctx.s;
     const [replicas, leases] = await Promise.all([
       this.ctx.db.query<ReplicaRow>(
-        `SELECT id, url, host, pid, started_at, heartbeat_at, expires_at > now() AS live, sink_shared, snapshot
+        `SELECT id, url, host, pid, started_at, heartbeat_at, extract(epoch FROM now() - heartbeat_at)::float8 AS age,
+           expires_at > now() AS live, sink_shared, snapshot
          FROM ${s}.replicas ORDER BY id`,
       ),
       this.ctx.db.query<{ name: string; holder: string; epoch: string }>(
@@ -187,6 +190,7 @@ export class PgGroup implements GroupStore, LeaseFence {
         pid: r.pid,
         startedAt: r.started_at.toISOString(),
         heartbeatAt: r.heartbeat_at.toISOString(),
+        heartbeatAgeS: Math.max(0, r.age),
         live: r.live,
         sinkShared: r.sink_shared,
         snapshot: r.snapshot,
@@ -210,7 +214,9 @@ export class PgGroup implements GroupStore, LeaseFence {
     const epoch = this.held.get(name);
     if (epoch === undefined) throw this.fenced(name, 'this replica does not hold its lease');
     return {
-      sql: `SELECT 1 FROM ${this.ctx.s}.leases WHERE name = $${first} AND holder = $${first + 1} AND epoch = $${first + 2} FOR SHARE`,
+      sql:
+        `SELECT 1 FROM ${this.ctx.s}.leases ` +
+        `WHERE name = $${first} AND holder = $${first + 1} AND epoch = $${first + 2} FOR SHARE`,
       values: [name, this.id, epoch],
     };
   }

@@ -22,9 +22,10 @@ test.after(async () => {
   await group?.stop();
 });
 
+/** The loops replica `id` runs (its status shows the whole group: its own are those it owns). */
 const running = async (id: string): Promise<number> =>
   (await group.replica(id).daemon.api('GET', '/v1/status')).body.servers.filter(
-    (s: { state: string }) => s.state === 'running',
+    (s: { state: string; owner: string }) => s.state === 'running' && s.owner === id,
   ).length;
 
 test('SIGSTOP one replica past its TTL, then SIGCONT: fenced off, stops its loops, rejoins; each message once', async () => {

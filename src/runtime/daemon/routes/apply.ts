@@ -18,7 +18,8 @@ export interface ApplyDeps {
   reconcile: (request: ApplyRequest, onProgress?: (progress: ApplyProgress) => void) => Promise<ApplyResult>;
   state: () => ObservedState;
   storeKind: StatePull['store']['kind'];
-  status: () => DaemonStatus;
+  /** A replica's status includes its group's, read from the store (asynchronously). */
+  status: () => DaemonStatus | Promise<DaemonStatus>;
   draining: () => boolean;
   /**
    * A replica of a group: the URL of the replica that reconciles when it is another one (the request goes there), or
@@ -55,7 +56,7 @@ export function applyRoutes(deps: ApplyDeps): Route[] {
     {
       method: 'GET',
       path: '/v1/status',
-      handler: () => ({ status: 200, body: { formatVersion: API_FORMAT_VERSION, ...deps.status() } }),
+      handler: async () => ({ status: 200, body: { formatVersion: API_FORMAT_VERSION, ...(await deps.status()) } }),
     },
     {
       method: 'GET',
