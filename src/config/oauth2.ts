@@ -58,7 +58,9 @@ export interface OAuth2CredentialRef {
   /** `oauth2/<12 hex>` */
   id: string;
   grant: OAuth2Grant;
-  /** The refresh-token reference (refresh_token grant), when there is one; without one the token comes from a sign-in. */
+  /**
+   * The refresh-token reference (refresh_token grant), when there is one; without one the token comes from a sign-in.
+   */
   refreshToken?: string;
   clientId: string;
   tokenUrl: string;

@@ -382,7 +382,9 @@ export function completeLegacyBindings(state: ObservedState): ObservedState['bin
   return Object.fromEntries(Object.entries(state.bindings).map(([ref, list]) => [ref, list.map(complete)]));
 }
 
-/** Identity bindings made from reference bindings: each reference's targets, under the identity of the value it holds. */
+/**
+ * Identity bindings made from reference bindings: each reference's targets, under the identity of the value it holds.
+ */
 export function identityBindingsOf(
   bindings: ObservedState['bindings'],
   ofReference: Readonly<Record<string, string>>,

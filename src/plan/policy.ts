@@ -89,7 +89,9 @@ export function nextState(
   return { servers, bindings: nextBindings(applied.bindings, servers, appliedNow(plan, failed)), revision };
 }
 
-/** The identity bindings after applying `plan` (`next` is what nextState returned), grown like the reference bindings. */
+/**
+ * The identity bindings after applying `plan` (`next` is what nextState returned), grown like the reference bindings.
+ */
 export function nextIdentityBindings(
   identities: SecretIdentities,
   next: ObservedState,

@@ -326,7 +326,9 @@ export class LockHeldError extends Error {
   }
 }
 
-/** A store that cannot be used as it is (its URL, its schema's version, a folder imported elsewhere); `code` is stable. */
+/**
+ * A store that cannot be used as it is (its URL, its schema's version, a folder imported elsewhere); `code` is stable.
+ */
 export class StoreError extends Error {
   constructor(
     readonly code: string,
@@ -473,7 +475,9 @@ export class FencedError extends StoreError {
 /** The daemon's state. */
 export interface Store {
   readonly kind: 'file' | 'postgres';
-  /** Where the state is, for messages (a folder, or `postgres://user@host:port/db (schema s)`), never with a password. */
+  /**
+   * Where the state is, for messages (a folder, or `postgres://user@host:port/db (schema s)`), never with a password.
+   */
   readonly location: string;
   readonly applied: AppliedStore;
   readonly inbound: InboundStore;

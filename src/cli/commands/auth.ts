@@ -195,7 +195,9 @@ async function browserLogin(client: DaemonClient, output: Output, server: string
   return finished(output, server, body);
 }
 
-/** `--out FILE`: a public client's sign-in run by the CLI alone; the refresh token goes to FILE (0600), not the daemon. */
+/**
+ * `--out FILE`: a public client's sign-in run by the CLI alone; the refresh token goes to FILE (0600), not the daemon.
+ */
 async function signInToFile(client: DaemonClient, output: Output, server: string, file: string, browser: boolean) {
   const p = await parametersOf(client, server);
   if (!p.publicClient)

@@ -63,7 +63,10 @@ export function parseDuration(flag: string, text: string): number {
   return ms;
 }
 
-/** The daemon as a replica of its PostgreSQL store's group: `--replica-id`, `--lease-ttl`, `--sink-shared`, `--advertise-url`. */
+/**
+ * The daemon as a replica of its PostgreSQL store's group: `--replica-id`, `--lease-ttl`, `--sink-shared`,
+ * `--advertise-url`.
+ */
 function replicaOf(
   values: Values,
   store: StoreSpec,

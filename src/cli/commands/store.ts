@@ -8,7 +8,9 @@ const USAGE =
   'mailctl store migrate --store postgres://USER@HOST:PORT/DB [--store-schema NAME]\n' +
   '       mailctl store import --from-state-dir DIR --store postgres://USER@HOST:PORT/DB [--store-schema NAME]';
 
-/** `--store` (or MAILCTL_STORE) as a PostgreSQL store: these commands have nothing to do with a state folder's store. */
+/**
+ * `--store` (or MAILCTL_STORE) as a PostgreSQL store: these commands have nothing to do with a state folder's store.
+ */
 function postgresOf(values: Values, env: NodeJS.ProcessEnv): { url: string; schema: string; location: string } {
   const spec = parseStoreSpec(stringOption(values, 'store') ?? env.MAILCTL_STORE, stringOption(values, 'store-schema'));
   if (spec.kind !== 'postgres')

@@ -12,7 +12,9 @@ export interface Answer {
   stream?: (write: (line: unknown) => void) => Promise<void>;
 }
 
-/** A request the route refuses: answered with `status` and `{ error: message, ...details }` (never logged as a fault). */
+/**
+ * A request the route refuses: answered with `status` and `{ error: message, ...details }` (never logged as a fault).
+ */
 export class HttpError extends Error {
   constructor(
     readonly status: number,
