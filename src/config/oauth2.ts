@@ -167,7 +167,8 @@ export function oauth2Findings(o: OAuth2Credentials): OAuth2Finding[] {
   ) {
     incomplete(
       [],
-      'without refreshToken the credential comes from `mailctl auth login`, which needs deviceAuthorizationUrl or authorizationUrl (or a provider)',
+      'without refreshToken the credential comes from `mailctl auth login`, which needs ' +
+        'deviceAuthorizationUrl or authorizationUrl (or a provider)',
     );
   }
   return out;

@@ -143,7 +143,8 @@ function describeTarget(t: Target): string {
   const security = t.tls ? 'TLS' : t.allowPlaintext ? 'plaintext allowed' : 'STARTTLS';
   const checks = [t.tlsCaFile && `CA file ${t.tlsCaFile}`, t.sniServerName && `SNI ${t.sniServerName}`].filter(Boolean);
   const provider = t.provider ? ` (${[t.provider, t.tenant].filter(Boolean).join(' ')})` : '';
-  return `${t.host}:${t.port} (${[security, ...checks].join(', ')})${t.tokenUrl ? ` and ${t.tokenUrl}${provider}` : ''}`;
+  const tokenUrl = t.tokenUrl ? ` and ${t.tokenUrl}${provider}` : '';
+  return `${t.host}:${t.port} (${[security, ...checks].join(', ')})${tokenUrl}`;
 }
 
 /** The reason a rebind gives in a plan. */
@@ -151,7 +152,10 @@ function rebindReason(r: Rebind): string {
   const what = r.reference.startsWith('oauth2/')
     ? `the kept credential ${r.reference}${r.movesTo ? ` (kept as ${r.movesTo} at the new token URL)` : ''} was`
     : `${r.reference} ${r.byIdentity ? 'holds the same secret as a reference' : 'was'}`;
-  return `credential rebind: ${what} applied with ${describeTarget(r.from)} (by ${r.from.boundBy}) and would now be sent to ${describeTarget(r.to)}`;
+  return (
+    `credential rebind: ${what} applied with ${describeTarget(r.from)} (by ${r.from.boundBy}) and would now be ` +
+    `sent to ${describeTarget(r.to)}`
+  );
 }
 
 /**
@@ -265,7 +269,8 @@ function changeOf(
       ...base,
       action: 'restart',
       reasons: [
-        `${restartFields.join(', ')} ${restartFields.length === 1 ? 'forces' : 'force'} a new connection: verified, then the loop restarts`,
+        `${restartFields.join(', ')} ${restartFields.length === 1 ? 'forces' : 'force'} a new connection: ` +
+          'verified, then the loop restarts',
       ],
     };
   }

@@ -34,10 +34,16 @@ export function refuseDeletes(plan: Plan, applied: ObservedState, guards: Delete
   const running = Object.keys(applied.servers).length;
   const removed = plan.changes.filter((c) => c.action === 'delete').length;
   if (running > 0 && removed === running && !guards.allowEmpty) {
-    return `the folder no longer holds any of the ${running} running server(s); nothing was stopped (start the daemon with --allow-empty to allow this)`;
+    return (
+      `the folder no longer holds any of the ${running} running server(s); nothing was stopped (start the ` +
+      'daemon with --allow-empty to allow this)'
+    );
   }
   if (running > 0 && removed > running / 2 && !guards.allowMassDelete) {
-    return `${removed} of ${running} servers would be deleted in one change; nothing was stopped (start the daemon with --allow-mass-delete to allow this)`;
+    return (
+      `${removed} of ${running} servers would be deleted in one change; nothing was stopped (start the daemon ` +
+      'with --allow-mass-delete to allow this)'
+    );
   }
   return null;
 }

@@ -321,7 +321,8 @@ export class LockHeldError extends Error {
     where: string,
   ) {
     super(
-      `another mailctl daemon (pid ${holder.pid}) already uses ${where} (on ${holder.host} since ${holder.since}); two pollers of one mailbox would duplicate mail`,
+      `another mailctl daemon (pid ${holder.pid}) already uses ${where} (on ${holder.host} since ` +
+        `${holder.since}); two pollers of one mailbox would duplicate mail`,
     );
   }
 }

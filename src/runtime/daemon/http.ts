@@ -170,7 +170,9 @@ export function createApiServer(routes: readonly Route[], options: ApiOptions): 
     const route = matching.find((r) => r.method === req.method);
     const host = hostOf(req.headers.host);
     if (!route?.anyHost && !hostAllowed(host)) {
-      const error = `this daemon answers for IP addresses, localhost and its --public-host names, not for ${JSON.stringify(host ?? '')}`;
+      const error =
+        'this daemon answers for IP addresses, localhost and its --public-host names, not for ' +
+        `${JSON.stringify(host ?? '')}`;
       return send(res, { status: 421, body: { error } }, scrub);
     }
     if (!route) {

@@ -188,7 +188,8 @@ export class Reconciler {
       { bindings: Object.keys(bindings).length },
       legacy
         ? 'applied state migrated: credential bindings are now also kept by the identity of each secret'
-        : 'the credentials key is not the one the applied state was written with: credential bindings by identity made again from the references',
+        : 'the credentials key is not the one the applied state was written with: credential bindings by ' +
+            'identity made again from the references',
     );
   }
 
@@ -241,7 +242,8 @@ export class Reconciler {
       this.log[drift ? 'warn' : 'info'](
         { generation: this.generation },
         drift
-          ? `config-drift: the folder ${this.options.dir} differs from the applied generation ${this.generation}, which keeps running`
+          ? `config-drift: the folder ${this.options.dir} differs from the applied generation ` +
+              `${this.generation}, which keeps running`
           : 'the folder matches the applied generation again',
       );
     this.drift = drift;
@@ -304,7 +306,8 @@ export class Reconciler {
       await this.checkDrift();
       return this.finish(
         'no-changes',
-        'this replica does not reconcile (another replica holds the reconciler lease); it runs the applied configuration',
+        'this replica does not reconcile (another replica holds the reconciler lease); it runs the applied ' +
+          'configuration',
       );
     }
     const config = await this.loadFolder();
@@ -321,7 +324,8 @@ export class Reconciler {
     if (!request.savedPlan && request.expectedFolderDigest && request.expectedFolderDigest !== config.folderDigest) {
       return this.finish(
         'folder-mismatch',
-        `the daemon applies ${this.options.dir}, which differs from the folder you gave; apply only changes the daemon's own folder (commit and sync it there)`,
+        `the daemon applies ${this.options.dir}, which differs from the folder you gave; apply only changes ` +
+          `the daemon's own folder (commit and sync it there)`,
         { diagnostics },
       );
     }
@@ -392,7 +396,8 @@ export class Reconciler {
       for (const c of unapproved) this.pendingApproval.add(c.id);
       return this.finish(
         'needs-approval',
-        `${unapproved.map((c) => c.id).join(', ')} would send a secret to a new host; nothing changed. Approve with ${unapproved.map((c) => `--approve-rebind ${c.id}`).join(' ')}`,
+        `${unapproved.map((c) => c.id).join(', ')} would send a secret to a new host; nothing changed. ` +
+          `Approve with ${unapproved.map((c) => `--approve-rebind ${c.id}`).join(' ')}`,
         { plan, diagnostics },
       );
     }
@@ -588,7 +593,8 @@ export class Reconciler {
     if (failed.size && !saveFailed) {
       return this.finish(
         'verification-failed',
-        `${failed.size} server(s) failed verification; nothing changed (use --save-failed-as-disabled to apply the rest)`,
+        `${failed.size} server(s) failed verification; nothing changed (use --save-failed-as-disabled to ` +
+          'apply the rest)',
         { plan, diagnostics, verifications },
       );
     }

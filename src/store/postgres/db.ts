@@ -37,8 +37,19 @@ const UNAVAILABLE_CODES = new Set([
   'ENETUNREACH',
   'ENOENT', // a Unix socket that is not there
 ]);
-const UNAVAILABLE_MESSAGES =
-  /Connection terminated|connection timeout|Query read timeout|timeout exceeded when trying to connect|not queryable|does not support SSL|establishing an SSL connection|Client was closed/i;
+const UNAVAILABLE_MESSAGES = new RegExp(
+  [
+    'Connection terminated',
+    'connection timeout',
+    'Query read timeout',
+    'timeout exceeded when trying to connect',
+    'not queryable',
+    'does not support SSL',
+    'establishing an SSL connection',
+    'Client was closed',
+  ].join('|'),
+  'i',
+);
 
 const isTlsError = (err: NodeJS.ErrnoException): boolean =>
   typeof err.code === 'string' && /CERT|SELF_SIGNED|UNABLE_TO_|ERR_TLS|ERR_SSL/.test(err.code);

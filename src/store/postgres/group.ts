@@ -73,7 +73,8 @@ export class PgGroup implements GroupStore, LeaseFence {
       // a row whose heartbeat expired, or one of this state folder (whose lock proves its process gone), is taken
       const { rowCount } = await this.ctx.db.query(
         `WITH joined AS (
-           INSERT INTO ${s}.replicas AS r (id, token, instance, pid, host, url, sink_shared, started_at, heartbeat_at, expires_at)
+           INSERT INTO ${s}.replicas AS r
+             (id, token, instance, pid, host, url, sink_shared, started_at, heartbeat_at, expires_at)
            VALUES ($1, $2, $3, $4, $5, $6, $7, now(), now(), now() + make_interval(secs => $8))
            ON CONFLICT (id) DO UPDATE SET token = excluded.token, instance = excluded.instance, pid = excluded.pid,
              host = excluded.host, url = excluded.url, sink_shared = excluded.sink_shared, started_at = now(),
@@ -210,7 +211,9 @@ export class PgGroup implements GroupStore, LeaseFence {
     const epoch = this.held.get(name);
     if (epoch === undefined) throw this.fenced(name, 'this replica does not hold its lease');
     return {
-      sql: `SELECT 1 FROM ${this.ctx.s}.leases WHERE name = $${first} AND holder = $${first + 1} AND epoch = $${first + 2} FOR SHARE`,
+      sql:
+        `SELECT 1 FROM ${this.ctx.s}.leases WHERE name = $${first} AND holder = $${first + 1} AND epoch = ` +
+        `$${first + 2} FOR SHARE`,
       values: [name, this.id, epoch],
     };
   }

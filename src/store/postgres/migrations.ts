@@ -126,7 +126,8 @@ async function schemaVersion(client: PoolClient, schema: string): Promise<number
 function newerSchemaError(schema: string, location: string, found: number): StoreError {
   return new StoreError(
     'store-schema-newer',
-    `the store ${location} has schema "${schema}" at version ${found}, newer than this mailctl knows (${LATEST_VERSION}): upgrade mailctl, or use another --store-schema`,
+    `the store ${location} has schema "${schema}" at version ${found}, newer than this mailctl knows ` +
+      `(${LATEST_VERSION}): upgrade mailctl, or use another --store-schema`,
   );
 }
 
@@ -146,7 +147,8 @@ export async function migrate(
   await client.query(`SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`, [lockKey(schema)]);
   await client.query(`CREATE SCHEMA IF NOT EXISTS ${s}`);
   await client.query(
-    `CREATE TABLE IF NOT EXISTS ${s}.migrations (version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`,
+    `CREATE TABLE IF NOT EXISTS ${s}.migrations ` +
+      '(version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())',
   );
   const from = await schemaVersion(client, schema);
   if (from > LATEST_VERSION) throw newerSchemaError(schema, location, from);
