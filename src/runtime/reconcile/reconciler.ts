@@ -9,16 +9,8 @@ import type { Logger } from 'pino';
 import type { ApplyOutcome, ApplyProgress, ApplyRequest, ApplyResult, ReconcileSummary } from '../../api/index.js';
 import type { CredentialsKey } from '../../connect/credentials-key.js';
 import { secretDigest, secretReferences, type SecretKind, type SecretResolver } from '../../connect/secrets.js';
-import {
-  imapVerified,
-  publicVerification,
-  verificationFailed,
-  verifyAll,
-  verifyServer,
-  type CheckedServer,
-} from '../../connect/verify.js';
-import type { ImapServerSpec, ServerSpec } from '../../config/model.js';
-import { credentialOf, type OAuth2CredentialRef } from '../../config/oauth2.js';
+import { publicVerification, type CheckedServer } from '../../connect/verify.js';
+import type { ServerSpec } from '../../config/model.js';
 import { sortDiagnostics, type Diagnostic } from '../../config/diagnostics.js';
 import { queueTableOf, storeFindings, type StoreKind } from '../../config/sinks.js';
 import { folderDigest, readConfigFolder } from '../../config/files.js';
@@ -48,8 +40,12 @@ import {
   stepOf,
 } from '../../plan/policy.js';
 import type { AppliedRecord, AppliedStore, ApplyLogEntry, IdentityBindings } from '../../store/ports.js';
-import { discardOpened, type OpenedImap } from '../loops/imap-loop.js';
+import type { OpenedImap } from '../loops/imap-loop.js';
 import type { Supervisor } from '../loops/supervisor.js';
+import { invalidateTokens, moveKept, reauthenticated, reauthenticateOf, type ReconcilerCredentials } from './oauth2.js';
+import { discardAll, verifyForApply } from './verification.js';
+
+export type { ReconcilerCredentials } from './oauth2.js';
 
 /** What the reconciler asks of the loops: the Supervisor, or for a replica of a group the loops it owns. */
 export type LoopControl = Pick<Supervisor, 'start' | 'update' | 'stop' | 'openFor' | 'secretDigests'>;
@@ -85,14 +81,6 @@ export interface ReconcilerOptions {
   leads?: () => boolean;
   /** The daemon's OAuth2 credentials: reauthentication discards their access tokens, an approved move moves them. */
   credentials?: ReconcilerCredentials;
-}
-
-/** What a reconcile does to OAuth2 credentials. */
-export interface ReconcilerCredentials {
-  /** Discards the cached access token: the next login gets a fresh one. */
-  invalidate(id: string): void;
-  /** Moves a kept credential to its server's new id (an approved rebind to a new token URL). */
-  move(from: string, to: OAuth2CredentialRef): Promise<boolean>;
 }
 
 const run = promisify(execFile);
@@ -362,7 +350,7 @@ export class Reconciler {
       secretDigests: { desired: desiredSecrets, observed: this.supervisor.secretDigests() },
       identities,
     });
-    const reauthenticate = this.reauthenticateOf(request, desired, plan);
+    const reauthenticate = reauthenticateOf(request, desired, plan);
     if (typeof reauthenticate === 'string') return this.finish('invalid', reauthenticate, { plan, diagnostics });
     if (plan.changes.length === 0) {
       this.pendingApproval.clear();
@@ -372,7 +360,7 @@ export class Reconciler {
           'no changes: the running servers match the folder',
           { plan, diagnostics },
         );
-      const verifications = await this.reauthenticated(reauthenticate);
+      const verifications = await reauthenticated(this.options.credentials, reauthenticate, this.resolver);
       const failed = verifications.filter((v) => !v.ok).length;
       const ids = reauthenticate.map((r) => r.id).join(', ');
       return failed
@@ -405,34 +393,19 @@ export class Reconciler {
     const toVerify = plan.changes.filter(startsLoop).map((c) => ({ id: c.id, spec: c.after!.spec, config: c.after! }));
     // a server reauthenticated without a new loop is verified on a connection of its own
     const reauthOnly = reauthenticate.filter((r) => !toVerify.some((v) => v.id === r.id));
-    this.invalidate(reauthenticate);
-    if (!request.dryRun) await this.moveKept(plan, desired);
-    // a real apply verifies an IMAP server by opening the connection its loop will keep (one login per server)
+    invalidateTokens(this.options.credentials, reauthenticate);
+    if (!request.dryRun) await moveKept(this.options.credentials, plan, desired);
     const opened = new Map<string, OpenedImap>();
     // looked up while the servers are verified (a git process), used only if the apply goes ahead; never rejects
     const revision = request.dryRun ? Promise.resolve(null) : gitRevision(this.options.dir);
     try {
-      const started = Date.now();
-      const progress: ApplyProgress = {
-        type: 'progress',
-        total: toVerify.length,
-        verified: 0,
-        failed: 0,
-        elapsedMs: 0,
-      };
-      onProgress?.({ ...progress });
-      progress.total += reauthOnly.length;
-      const items: { id: string; spec: ServerSpec; config?: ServerConfig }[] = [...toVerify, ...reauthOnly];
-      const verifications = await verifyAll(items, this.resolver, {
+      const verifications = await verifyForApply(toVerify, reauthOnly, {
+        resolver: this.resolver,
         ...(!request.dryRun && {
-          verify: ({ id, spec, config }) =>
-            config ? this.verifyByOpening({ id, spec, config }, opened) : verifyServer(id, spec, this.resolver),
+          openFor: (id, config, signal) => this.supervisor.openFor(id, config, signal),
         }),
-        onVerified: (v) => {
-          progress.verified += 1;
-          if (!v.ok) progress.failed += 1;
-          onProgress?.({ ...progress, elapsedMs: Date.now() - started });
-        },
+        opened,
+        onProgress,
       });
       const unchangedFailed = verifications.filter((v) => !v.ok && !plan.changes.some((c) => c.id === v.id));
       if (unchangedFailed.length && !request.dryRun)
@@ -443,61 +416,7 @@ export class Reconciler {
         );
       return await this.applyVerified(request, plan, diagnostics, digest, verifications, opened, revision, identities);
     } finally {
-      // the connections of an apply that was refused, or of servers it did not start
-      await Promise.all([...opened.values()].map(discardOpened));
-    }
-  }
-
-  /**
-   * The OAuth2 servers to reauthenticate: those asked for (`apply --reauthenticate`) and the changed ones with
-   * `reauthenticateOnSave`; or why the request names a server that cannot be.
-   */
-  private reauthenticateOf(
-    request: ApplyRequest,
-    desired: DesiredState,
-    plan: Plan,
-  ): { id: string; spec: ServerSpec }[] | string {
-    const out: { id: string; spec: ServerSpec }[] = [];
-    for (const id of request.reauthenticate ?? []) {
-      const spec = desired.servers[id]?.spec;
-      if (!spec?.enabled || !credentialOf(spec))
-        return `--reauthenticate ${id}: the folder has no enabled server ${id} with an OAuth2 grant; nothing changed`;
-      out.push({ id, spec });
-    }
-    for (const change of plan.changes) {
-      const spec = change.after?.spec;
-      if (spec?.enabled && spec.reauthenticateOnSave && credentialOf(spec) && !out.some((r) => r.id === change.id))
-        out.push({ id: change.id, spec });
-    }
-    return out;
-  }
-
-  /** Discards the cached access tokens of `servers`' credentials (each once). */
-  private invalidate(servers: readonly { spec: ServerSpec }[]): void {
-    const ids = new Set(servers.map((s) => credentialOf(s.spec)!.id));
-    for (const id of ids) this.options.credentials?.invalidate(id);
-  }
-
-  /** Verifies `servers` with fresh access tokens (no change applied). */
-  private async reauthenticated(servers: readonly { id: string; spec: ServerSpec }[]): Promise<CheckedServer[]> {
-    this.invalidate(servers);
-    return verifyAll(servers, this.resolver);
-  }
-
-  /**
-   * Moves what the daemon kept for a server whose credential id changes with its token URL (the same refresh token or
-   * sign-in and client id) to the new id, before the server is verified; the plan made it a rebind where that needs
-   * approval. Kept where another server of the folder still uses the old id.
-   */
-  private async moveKept(plan: Plan, desired: DesiredState): Promise<void> {
-    const inUse = new Set(
-      Object.values(desired.servers).flatMap((s) => (s.spec.enabled ? [credentialOf(s.spec)?.id] : [])),
-    );
-    for (const change of plan.changes.filter(startsLoop)) {
-      const from = change.before && credentialOf(change.before.spec);
-      const to = credentialOf(change.after!.spec);
-      if (from && to && from.id !== to.id && from.lineage === to.lineage && !inUse.has(from.id))
-        await this.options.credentials?.move(from.id, to);
+      await discardAll(opened);
     }
   }
 
@@ -549,24 +468,6 @@ export class Reconciler {
     for (const [id, server] of Object.entries(this.applied.servers)) out.set(id, server.config.spec);
     for (const [id, config] of Object.entries(this.loaded?.desired.servers ?? {})) out.set(id, config.spec);
     return out;
-  }
-
-  private async verifyByOpening(
-    item: { id: string; spec: ServerSpec; config: ServerConfig },
-    opened: Map<string, OpenedImap>,
-  ): Promise<CheckedServer> {
-    if (item.spec.type !== 'imap') return verifyServer(item.id, item.spec, this.resolver);
-    try {
-      const connection = await this.supervisor.openFor(
-        item.id,
-        item.config as ServerConfig & { spec: ImapServerSpec },
-        new AbortController().signal,
-      );
-      opened.set(item.id, connection);
-      return imapVerified(item.id, connection.found, connection.secretDigest);
-    } catch (err) {
-      return verificationFailed(item.id, err);
-    }
   }
 
   private async applyVerified(
