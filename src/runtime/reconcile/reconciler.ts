@@ -3,26 +3,16 @@
  * plan/policy.ts for what follows from it) and has the side effects only: verifying against real servers, storing the
  * applied state, starting and stopping loops. Level-based: every reconcile recomputes the whole difference.
  */
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
 import type { Logger } from 'pino';
 import type { ApplyOutcome, ApplyProgress, ApplyRequest, ApplyResult, ReconcileSummary } from '../../api/index.js';
 import type { CredentialsKey } from '../../connect/credentials-key.js';
-import { secretDigest, secretReferences, type SecretKind, type SecretResolver } from '../../connect/secrets.js';
+import { secretDigest, type SecretResolver } from '../../connect/secrets.js';
 import { publicVerification, type CheckedServer } from '../../connect/verify.js';
 import type { ServerSpec } from '../../config/model.js';
-import { sortDiagnostics, type Diagnostic } from '../../config/diagnostics.js';
-import { queueTableOf, storeFindings, type StoreKind } from '../../config/sinks.js';
-import { folderDigest, readConfigFolder } from '../../config/files.js';
-import { loadSources } from '../../config/load.js';
-import {
-  completeLegacyBindings,
-  computePlan,
-  desiredDigest,
-  identityBindingsOf,
-  stateDigest,
-} from '../../plan/compute.js';
-import { desiredState, EMPTY_STATE } from '../../plan/desired.js';
+import type { Diagnostic } from '../../config/diagnostics.js';
+import { queueTableOf, type StoreKind } from '../../config/sinks.js';
+import { computePlan, desiredDigest, stateDigest } from '../../plan/compute.js';
+import { EMPTY_STATE } from '../../plan/desired.js';
 import {
   effectiveAction,
   type DesiredState,
@@ -43,6 +33,8 @@ import type { AppliedRecord, AppliedStore, ApplyLogEntry, IdentityBindings } fro
 import type { OpenedImap } from '../loops/imap-loop.js';
 import type { Supervisor } from '../loops/supervisor.js';
 import { invalidateTokens, moveKept, reauthenticated, reauthenticateOf, type ReconcilerCredentials } from './oauth2.js';
+import { ConfigFolder } from './folder.js';
+import { addIdentities, desiredSecrets, remadeBindings } from './identities.js';
 import { discardAll, verifyForApply } from './verification.js';
 
 export type { ReconcilerCredentials } from './oauth2.js';
@@ -53,14 +45,6 @@ export type LoopControl = Pick<Supervisor, 'start' | 'update' | 'stop' | 'openFo
 /** What a reconcile reports beyond its result (the metrics recorder). */
 export interface ReconcileRecorder {
   reconciled(outcome: ApplyOutcome): void;
-}
-
-/** What a reconcile needs of the folder: kept between reconciles instead of the parsed YAML documents (far larger). */
-interface LoadedFolder {
-  folderDigest: string;
-  valid: boolean;
-  diagnostics: Diagnostic[];
-  desired: DesiredState;
 }
 
 export interface ReconcilerOptions {
@@ -83,18 +67,6 @@ export interface ReconcilerOptions {
   credentials?: ReconcilerCredentials;
 }
 
-const run = promisify(execFile);
-
-/** Git revision of the folder when it is a checkout, else null. */
-async function gitRevision(dir: string): Promise<string | null> {
-  try {
-    const { stdout } = await run('git', ['-C', dir, 'rev-parse', 'HEAD'], { timeout: 5_000 });
-    return stdout.trim() || null;
-  } catch {
-    return null;
-  }
-}
-
 /**
  * Makes the running loops converge on the folder: load → plan → guards → verify → persist → execute. One at a time;
  * every step before "persist" changes nothing, so a refused or failed reconcile leaves the last good configuration
@@ -107,7 +79,7 @@ export class Reconciler {
   /** Servers whose rebind waits for approval (shown as `pending-approval`). */
   readonly pendingApproval = new Set<string>();
   last: ReconcileSummary | null = null;
-  private loaded: LoadedFolder | null = null;
+  private readonly folder: ConfigFolder;
   /** The applied record's generation this daemon runs (0: none yet, or a store that does not count them). */
   generation = 0;
   /** The folder differs from the applied generation (a replica that does not reconcile keeps running that one). */
@@ -122,6 +94,7 @@ export class Reconciler {
     private readonly recorder: ReconcileRecorder,
   ) {
     this.identities = { keyId: options.credentialsKey.id, bindings: {} };
+    this.folder = new ConfigFolder(options.dir, options.sinks);
   }
 
   get state(): ObservedState {
@@ -152,25 +125,11 @@ export class Reconciler {
    */
   private async makeIdentities(saved: AppliedRecord): Promise<void> {
     const legacy = saved.identities === undefined;
-    const bindings = legacy ? completeLegacyBindings(saved.state) : saved.state.bindings;
-    const ofReference: Record<string, string> = {};
-    const kinds = new Map<string, SecretKind>();
-    for (const server of Object.values(saved.state.servers))
-      for (const [reference, kind] of secretReferences(server.config.spec)) kinds.set(reference, kind);
-    // kept credentials (their ids) are bound by id only: no value to take an identity of
-    for (const reference of Object.keys(bindings).filter((r) => !r.startsWith('oauth2/'))) {
-      try {
-        ofReference[reference] = this.options.credentialsKey.identityOf(
-          await this.resolver.resolve(reference, kinds.get(reference)),
-        );
-      } catch (err) {
-        this.log.warn({ reference }, `${(err as Error).message}: its binding is kept by the reference only`);
-      }
-    }
+    const { bindings, byIdentity } = await remadeBindings(saved, this.resolver, this.options.credentialsKey, this.log);
     await this.persist({
       ...saved,
       state: { ...saved.state, bindings },
-      identities: { keyId: this.identities.keyId, bindings: identityBindingsOf(bindings, ofReference) },
+      identities: { keyId: this.identities.keyId, bindings: byIdentity },
     });
     this.log.warn(
       { bindings: Object.keys(bindings).length },
@@ -222,7 +181,7 @@ export class Reconciler {
 
   /** Whether this daemon's folder differs from what runs (shown as config-drift; it keeps running the applied one). */
   private async checkDrift(): Promise<void> {
-    const config = await this.loadFolder().catch(() => null);
+    const config = await this.folder.load().catch(() => null);
     const applied = await this.store.read().catch(() => null);
     const drift =
       config !== null && applied !== null && (!config.valid || desiredDigest(config.desired) !== applied.desiredDigest);
@@ -235,23 +194,6 @@ export class Reconciler {
           : 'the folder matches the applied generation again',
       );
     this.drift = drift;
-  }
-
-  /** The folder, parsed and checked; reused while its files are byte-for-byte the same (a no-op stays cheap). */
-  private async loadFolder(): Promise<LoadedFolder> {
-    const folder = await readConfigFolder(this.options.dir);
-    const digest = folderDigest(folder.files);
-    if (this.loaded?.folderDigest === digest && folder.diagnostics.length === 0) return this.loaded;
-    const config = loadSources(folder.files, folder.diagnostics);
-    // a flow this daemon's store cannot deliver makes the folder invalid here, naming the flow
-    const unfit = storeFindings(config.flows, this.options.sinks.store);
-    this.loaded = {
-      folderDigest: config.folderDigest,
-      valid: config.valid && unfit.length === 0,
-      diagnostics: sortDiagnostics([...config.diagnostics, ...unfit]),
-      desired: desiredState(config.servers, config.flows),
-    };
-    return this.loaded;
   }
 
   /** Runs a reconcile after the ones before it; `onProgress` hears how verification goes (a long apply). */
@@ -298,7 +240,7 @@ export class Reconciler {
           'configuration',
       );
     }
-    const config = await this.loadFolder();
+    const config = await this.folder.load();
     const diagnostics = config.diagnostics;
     if (!config.valid) {
       return this.finish(
@@ -329,25 +271,13 @@ export class Reconciler {
     const refusals = await this.options.refusals(desired);
     if (refusals.length)
       return this.finish('refused-config', `${refusals.join('; ')}; nothing changed`, { diagnostics });
-    const desiredSecrets: Record<string, string> = {};
-    const ofReference: Record<string, string> = {};
-    await Promise.all(
-      Object.entries(desired.servers)
-        .filter(([, s]) => s.spec.enabled)
-        .map(async ([id, s]) => {
-          const values = await this.resolver.resolveAll(s.spec).catch(() => null);
-          if (!values) return; // verification says why
-          desiredSecrets[id] = secretDigest(values);
-          for (const [reference, value] of values)
-            ofReference[reference] = this.options.credentialsKey.identityOf(value);
-        }),
-    );
-    const identities = { ofReference, bindings: this.identities.bindings };
+    const secrets = await desiredSecrets(desired, this.resolver, this.options.credentialsKey);
+    const identities = { ofReference: secrets.ofReference, bindings: this.identities.bindings };
     const plan = computePlan({
       desired,
       observed: this.applied,
       approvals: request.approvals ?? [],
-      secretDigests: { desired: desiredSecrets, observed: this.supervisor.secretDigests() },
+      secretDigests: { desired: secrets.digests, observed: this.supervisor.secretDigests() },
       identities,
     });
     const reauthenticate = reauthenticateOf(request, desired, plan);
@@ -397,7 +327,7 @@ export class Reconciler {
     if (!request.dryRun) await moveKept(this.options.credentials, plan, desired);
     const opened = new Map<string, OpenedImap>();
     // looked up while the servers are verified (a git process), used only if the apply goes ahead; never rejects
-    const revision = request.dryRun ? Promise.resolve(null) : gitRevision(this.options.dir);
+    const revision = request.dryRun ? Promise.resolve(null) : this.folder.revision();
     try {
       const verifications = await verifyForApply(toVerify, reauthOnly, {
         resolver: this.resolver,
@@ -430,14 +360,12 @@ export class Reconciler {
    * secret to the token and device endpoints); or why there is none (an invalid folder, no such server).
    */
   async desiredServer(id: string, approved: boolean): Promise<{ spec: ServerSpec; rebinds: string[] } | string> {
-    const config = await this.loadFolder();
+    const config = await this.folder.load();
     if (!config.valid) return `the folder ${this.options.dir} is invalid; fix it first (mailctl validate)`;
     const after = config.desired.servers[id];
     if (!after) return `the folder ${this.options.dir} has no server ${id}`;
     const values = await this.resolver.resolveAll(after.spec).catch(() => null);
-    const ofReference: Record<string, string> = {};
-    for (const [reference, value] of values ?? [])
-      ofReference[reference] = this.options.credentialsKey.identityOf(value);
+    const ofReference = addIdentities({}, values, this.options.credentialsKey);
     const plan = computePlan({
       desired: { servers: { ...this.desiredOthers(id), [id]: after } },
       observed: this.applied,
@@ -466,7 +394,7 @@ export class Reconciler {
   knownServers(): Map<string, ServerSpec> {
     const out = new Map<string, ServerSpec>();
     for (const [id, server] of Object.entries(this.applied.servers)) out.set(id, server.config.spec);
-    for (const [id, config] of Object.entries(this.loaded?.desired.servers ?? {})) out.set(id, config.spec);
+    for (const [id, config] of Object.entries(this.folder.last?.desired.servers ?? {})) out.set(id, config.spec);
     return out;
   }
 
