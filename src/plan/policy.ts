@@ -3,7 +3,8 @@
  * much to run unattended, and the running state an apply leaves behind. The reconciler carries them out; it decides
  * nothing itself. No file system, no network, no clock (times and revisions come in as arguments).
  */
-import { changedFields, nextBindings, RESTART_FIELDS } from './compute.js';
+import { nextBindings } from './bindings.js';
+import { changedFields, RESTART_FIELDS } from './compute.js';
 import {
   effectiveAction,
   type ObservedServer,

@@ -5,7 +5,7 @@
 import type { Logger } from 'pino';
 import type { CredentialsKey } from '../../connect/credentials-key.js';
 import { secretDigest, secretReferences, type SecretKind, type SecretResolver } from '../../connect/secrets.js';
-import { completeLegacyBindings, identityBindingsOf } from '../../plan/compute.js';
+import { completeLegacyBindings, identityBindingsOf } from '../../plan/bindings.js';
 import type { DesiredState, ObservedState } from '../../plan/model.js';
 import type { AppliedRecord } from '../../store/ports.js';
 
