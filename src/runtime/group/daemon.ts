@@ -19,8 +19,8 @@ export function advertisedUrl(address: AddressInfo): string {
  */
 export function directorySinkRefusal(replicas: number, shared: boolean | undefined): string | null {
   return replicas > 1 && !shared
-    ? `a directory sink with ${replicas} replicas needs --sink-shared on every replica (their sink roots one ` +
-        'shared file system); use the postgres or webhook sink otherwise'
+    ? `a directory sink with ${replicas} replicas needs --sink-shared on every replica (their sink roots one shared ` +
+        'file system); use the postgres or webhook sink otherwise'
     : null;
 }
 

@@ -212,8 +212,8 @@ export class PgGroup implements GroupStore, LeaseFence {
     if (epoch === undefined) throw this.fenced(name, 'this replica does not hold its lease');
     return {
       sql:
-        `SELECT 1 FROM ${this.ctx.s}.leases WHERE name = $${first} AND holder = $${first + 1} AND epoch = ` +
-        `$${first + 2} FOR SHARE`,
+        `SELECT 1 FROM ${this.ctx.s}.leases ` +
+        `WHERE name = $${first} AND holder = $${first + 1} AND epoch = $${first + 2} FOR SHARE`,
       values: [name, this.id, epoch],
     };
   }
