@@ -8,13 +8,44 @@ const schemaDir = 'schema';
 const outDir = 'src/generated';
 await mkdir(outDir, { recursive: true });
 const stale = [];
+
+// The comments come from the schema's descriptions and prettier does not wrap comments: wrap them here, leaving room
+// for the deepest nesting, so the generated file keeps within 120 columns like the rest of src/.
+const COMMENT_WIDTH = 100;
+function wrap(text) {
+  const lines = [];
+  for (const paragraph of text.split('\n')) {
+    let line = '';
+    for (const word of paragraph.split(' ')) {
+      if (line && line.length + 1 + word.length > COMMENT_WIDTH) {
+        lines.push(line);
+        line = word;
+      } else line = line ? `${line} ${word}` : word;
+    }
+    lines.push(line);
+  }
+  return lines.join('\n');
+}
+function wrapDescriptions(node) {
+  if (Array.isArray(node)) return node.map(wrapDescriptions);
+  if (node === null || typeof node !== 'object') return node;
+  return Object.fromEntries(
+    Object.entries(node).map(([key, value]) => [
+      key,
+      key === 'description' && typeof value === 'string' ? wrap(value) : wrapDescriptions(value),
+    ]),
+  );
+}
+
 for (const file of (await readdir(schemaDir)).filter((f) => f.endsWith('.schema.json')).sort()) {
-  const schema = JSON.parse(await readFile(path.join(schemaDir, file), 'utf8'));
+  const schema = wrapDescriptions(JSON.parse(await readFile(path.join(schemaDir, file), 'utf8')));
   const ts = await compile(schema, schema.title ?? file, {
     cwd: schemaDir,
     additionalProperties: false,
     unreachableDefinitions: true,
-    bannerComment: `/* eslint-disable */\n// GENERATED from ${schemaDir}/${file} by scripts/gen-types.mjs. Do not edit: change the schema and run \`npm run gen:types\`.`,
+    bannerComment:
+      `/* eslint-disable */\n// GENERATED from ${schemaDir}/${file} by scripts/gen-types.mjs.\n` +
+      '// Do not edit: change the schema and run `npm run gen:types`.',
     style: { singleQuote: true },
   });
   const out = path.join(outDir, file.replace(/\.schema\.json$/, '.ts'));

@@ -122,6 +122,21 @@ export function redact(text: string, secrets: ReadonlyArray<string | undefined> 
   return out;
 }
 
+/** What providers write when they throttle a login or a connection (Microsoft 365, Gmail, Dovecot and others). */
+const THROTTLED_TEXT = new RegExp(
+  [
+    '\\[THROTTLED\\]',
+    'Request is throttled',
+    'Backoff Time',
+    'too many (simultaneous |concurrent )?connections',
+    'Maximum number of connections',
+    'connection rate',
+    'rate limit',
+    'too many (login|auth|messages|requests)',
+  ].join('|'),
+  'i',
+);
+
 const str = (v: unknown): string | undefined => (typeof v === 'string' && v !== '' ? v : undefined);
 
 /** "Suggested Backoff Time: 92415 milliseconds", "try again in 30 seconds", "retry after 2 minutes" → ms. */
@@ -154,9 +169,7 @@ function throttled(e: Rec, text: string, responseCode: number | undefined): { re
     e.code === 'ETHROTTLE' ||
     src === 'THROTTLED' ||
     src === 'LIMIT' ||
-    /\[THROTTLED\]|Request is throttled|Backoff Time|too many (simultaneous |concurrent )?connections|Maximum number of connections|connection rate|rate limit|too many (login|auth|messages|requests)/i.test(
-      text,
-    ) ||
+    THROTTLED_TEXT.test(text) ||
     responseCode === 421 ||
     (responseCode !== undefined &&
       responseCode >= 400 &&
@@ -170,11 +183,17 @@ function throttled(e: Rec, text: string, responseCode: number | undefined): { re
 
 function tlsCertMessage(code: string, reason: string, at: string): string | null {
   if (CERT_UNTRUSTED.has(code)) {
-    return `certificate not trusted: ${reason} (${code}) from ${at}; if the server uses a private CA, configure its CA file`;
+    return (
+      `certificate not trusted: ${reason} (${code}) from ${at}; if the server uses a private CA, configure its ` +
+      'CA file'
+    );
   }
   if (CERT_INVALID.has(code)) return `certificate not valid: ${reason} (${code}) from ${at}`;
   if (code === 'ERR_TLS_CERT_ALTNAME_INVALID') {
-    return `certificate name mismatch (${code}) at ${at}: ${reason}; set servername to a name the certificate is issued for`;
+    return (
+      `certificate name mismatch (${code}) at ${at}: ${reason}; set servername to a name the certificate is ` +
+      'issued for'
+    );
   }
   return null;
 }

@@ -7,7 +7,9 @@ import type { FetchMessageObject, ImapFlow, SearchObject } from 'imapflow';
 import { encodePath, normalizePath } from 'imapflow/lib/tools.js';
 import { MailError } from './connection.js';
 
-/** A set of UIDs: a list, or every UID from `from` on (`N:*`, which also returns the highest UID when it is below N). */
+/**
+ * A set of UIDs: a list, or every UID from `from` on (`N:*`, which also returns the highest UID when it is below N).
+ */
 export type UidSet = readonly number[] | { from: number };
 
 export type SearchCriteria =
@@ -40,7 +42,9 @@ export interface AppendItem {
   flags: string[];
 }
 
-/** imapflow's command runner (not in its typings), used for MULTIAPPEND; the response must be released with `next()`. */
+/**
+ * imapflow's command runner (not in its typings), used for MULTIAPPEND; the response must be released with `next()`.
+ */
 type Exec = (command: string, attributes: unknown[], options?: object) => Promise<{ next?: () => void }>;
 
 const uidSet = (uids: UidSet): string => ('from' in uids ? `${uids.from}:*` : uids.join(','));

@@ -265,6 +265,9 @@ function fishValue(value: ValueKind): string {
   }
 }
 
+/** The folder's server ids, from the command line's --dir (`~` expanded); errors are silent while completing. */
+const FISH_SERVER_IDS = "$tokens[1] completion --servers --dir (string replace -r '^~' $HOME -- $dir) 2>/dev/null";
+
 function fishScript(model: CompletionCommand[]): string {
   const lines: string[] = [];
   for (const c of model) {
@@ -291,7 +294,7 @@ function __mailctl_servers
     set -l i (contains --index -- --dir $tokens)
     and set -q tokens[(math $i + 1)]
     and set dir $tokens[(math $i + 1)]
-    $tokens[1] completion --servers --dir (string replace -r '^~' $HOME -- $dir) 2>/dev/null | string match -- "$argv[1]*"
+    ${FISH_SERVER_IDS} | string match -- "$argv[1]*"
 end
 
 complete -c mailctl -f

@@ -261,7 +261,8 @@ export async function fetchObservedState(
   const answer = body as { formatVersion?: unknown; state?: unknown; store?: { kind?: StoreKind } } | null;
   if (typeof answer !== 'object' || answer === null || answer.formatVersion !== '1') {
     throw new UserError(
-      `the daemon at ${client.url} answered GET /v1/state with an unsupported format (expected formatVersion "1"); are mailctl and the daemon the same version?`,
+      `the daemon at ${client.url} answered GET /v1/state with an unsupported format (expected formatVersion ` +
+        '"1"); are mailctl and the daemon the same version?',
       EXIT.error,
       'daemon-error',
     );

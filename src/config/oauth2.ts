@@ -58,7 +58,9 @@ export interface OAuth2CredentialRef {
   /** `oauth2/<12 hex>` */
   id: string;
   grant: OAuth2Grant;
-  /** The refresh-token reference (refresh_token grant), when there is one; without one the token comes from a sign-in. */
+  /**
+   * The refresh-token reference (refresh_token grant), when there is one; without one the token comes from a sign-in.
+   */
   refreshToken?: string;
   clientId: string;
   tokenUrl: string;
@@ -165,7 +167,8 @@ export function oauth2Findings(o: OAuth2Credentials): OAuth2Finding[] {
   ) {
     incomplete(
       [],
-      'without refreshToken the credential comes from `mailctl auth login`, which needs deviceAuthorizationUrl or authorizationUrl (or a provider)',
+      'without refreshToken the credential comes from `mailctl auth login`, which needs ' +
+        'deviceAuthorizationUrl or authorizationUrl (or a provider)',
     );
   }
   return out;

@@ -159,7 +159,8 @@ function toCheckedValue(
             node,
             'control-character',
             () =>
-              `${describePath(path)} contains the control character U+${ch}; line breaks and control characters are not allowed in values`,
+              `${describePath(path)} contains the control character U+${ch}; ` +
+              'line breaks and control characters are not allowed in values',
           );
         }
         return detached(value);
@@ -264,7 +265,8 @@ export function parseFile(file: SourceFile): ParsedFile {
   const diagnostics: Diagnostic[] = [];
   const emptyFile = () => diagnostic(name, null, 'empty-file', `${name} holds no resources`, { severity: 'warning' });
   if (text.trim() === '') return { documents, diagnostics: [emptyFile()] };
-  // A CR that does not start a CRLF is a line break to YAML but not to the parser: refuse it instead of misreading the file.
+  // A CR that does not start a CRLF is a line break to YAML but not to the parser: refuse it instead of misreading the
+  // file.
   const loneCr = text.indexOf('\r') >= 0 ? /\r(?!\n)/.exec(text) : null;
   if (loneCr) {
     const { line, column } = lineColumnOf(text, loneCr.index);
@@ -328,12 +330,13 @@ export function parseFile(file: SourceFile): ParsedFile {
       return;
     if (!isMap(contents)) {
       const pos = positionAt(lineCounter, contents.range?.[0] ?? 0);
+      const found = isSeq(contents) ? 'a list' : 'a single value';
       return void diagnostics.push(
         diagnostic(
           name,
           pos,
           'not-a-mapping',
-          `a document must be a mapping with \`kind\` and its fields, not ${isSeq(contents) ? 'a list' : 'a single value'}`,
+          `a document must be a mapping with \`kind\` and its fields, not ${found}`,
         ),
       );
     }

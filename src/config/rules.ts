@@ -82,7 +82,8 @@ export function checkRules(
         r,
         path,
         'secret-ref-not-normal',
-        `${reference} is not in normal form: ${why}; write the path without "." or ".." segments, "//" or a trailing "/" (one spelling per secret file, so its credential binding applies)`,
+        `${reference} is not in normal form: ${why}; write the path without "." or ".." segments, "//" or a ` +
+          'trailing "/" (one spelling per secret file, so its credential binding applies)',
       );
   };
   for (const server of servers) {
@@ -140,12 +141,8 @@ export function checkRules(
       usedFlows.add(spec.flow);
       if (!flowByName.has(spec.flow) && !leftOut.invalidFlowNames?.has(spec.flow)) {
         const known = [...flowByName.keys()];
-        emit(
-          server,
-          ['flow'],
-          'flow-not-found',
-          `flow "${spec.flow}" does not exist${known.length ? ` (flows: ${known.join(', ')})` : ' (no EmailFlow is defined)'}`,
-        );
+        const flowList = known.length ? ` (flows: ${known.join(', ')})` : ' (no EmailFlow is defined)';
+        emit(server, ['flow'], 'flow-not-found', `flow "${spec.flow}" does not exist${flowList}`);
       }
     } else if (spec.enabled) {
       emit(
@@ -175,7 +172,8 @@ export function checkRules(
         dup,
         ['folder'],
         'duplicate-mailbox-poller',
-        `${dup.id} and ${first.id} both poll ${dup.spec.auth.user} folder "${dup.spec.folder}" on ${dup.spec.host}; every message would be processed twice`,
+        `${dup.id} and ${first.id} both poll ${dup.spec.auth.user} folder "${dup.spec.folder}" on ` +
+          `${dup.spec.host}; every message would be processed twice`,
       ),
   );
   const smtpUsers = new Set(enabledSmtp.map((s) => s.spec.auth.user.toLowerCase()));
@@ -185,7 +183,8 @@ export function checkRules(
         server,
         ['auth', 'user'],
         'no-reply-server',
-        `no enabled smtp server uses ${server.spec.auth.user}: replies to this mailbox would not come from the address the mail was sent to`,
+        `no enabled smtp server uses ${server.spec.auth.user}: replies to this mailbox would not come from ` +
+          'the address the mail was sent to',
         'warning',
       );
     }
@@ -216,7 +215,8 @@ export function checkRules(
         server,
         ['auth', 'user'],
         'smtp-no-from-address',
-        `${server.id}: auth.user "${spec.auth.user}" is not an email address and there are no additionalFromAddresses, so it has no From address to send with`,
+        `${server.id}: auth.user "${spec.auth.user}" is not an email address and there are no ` +
+          'additionalFromAddresses, so it has no From address to send with',
       );
     }
     for (const { address, path } of addresses) {
@@ -226,7 +226,8 @@ export function checkRules(
           server,
           path,
           'from-address-conflict',
-          `the From address ${address} is also claimed by ${owner.id} (at ${where(owner)}); each address may belong to one enabled smtp server`,
+          `the From address ${address} is also claimed by ${owner.id} (at ${where(owner)}); each address may ` +
+            'belong to one enabled smtp server',
         );
       } else claimed.set(address.toLowerCase(), server);
     }
@@ -305,7 +306,9 @@ function checkSharedCredentials(
         server,
         ['auth', 'oauth2', ...(differ[0]! in b ? [differ[0]!] : [])],
         'oauth2-credential-conflict',
-        `${server.id} and ${seen.id} (at ${where(seen)}) share the credential ${credential.id} (same refresh token or sign-in, client id and token URL) but differ in ${differ.join(', ')}; a shared credential has one access token: make them equal`,
+        `${server.id} and ${seen.id} (at ${where(seen)}) share the credential ${credential.id} (same refresh ` +
+          `token or sign-in, client id and token URL) but differ in ${differ.join(', ')}; a shared credential ` +
+          'has one access token: make them equal',
       );
   }
 }

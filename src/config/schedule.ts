@@ -52,16 +52,19 @@ function checkUncached(expression: string): ScheduleProblem | null {
     const reasons = (result.errors ?? [])
       .map((e: { message?: string } | string) => (typeof e === 'string' ? e : e.message))
       .filter(Boolean);
+    const why = reasons.length ? `: ${reasons.join('; ')}` : '';
     return {
       code: 'poll-schedule-invalid',
-      message: `pollSchedule "${expression}" is not a valid cron expression${reasons.length ? `: ${reasons.join('; ')}` : ''} (5 fields, or 6 with seconds first)`,
+      message: `pollSchedule "${expression}" is not a valid cron expression${why} (5 fields, or 6 with seconds first)`,
     };
   }
   const interval = shortestIntervalSeconds(expression);
   if (interval < MIN_POLL_INTERVAL_SECONDS) {
     return {
       code: 'poll-schedule-too-frequent',
-      message: `pollSchedule "${expression}" fires every ${interval} s; polls may be at most every ${MIN_POLL_INTERVAL_SECONDS} s (new mail is also noticed at once through IDLE)`,
+      message:
+        `pollSchedule "${expression}" fires every ${interval} s; ` +
+        `polls may be at most every ${MIN_POLL_INTERVAL_SECONDS} s (new mail is also noticed at once through IDLE)`,
     };
   }
   return null;

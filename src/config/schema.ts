@@ -144,14 +144,18 @@ function translate(error: ErrorObject, document: Record<string, unknown>, kind: 
           path: [...path, field],
           atKey: true,
           code: 'field-not-for-type',
-          message: `"${field}" does not apply to ${where}.type ${typeof variant === 'string' ? variant : JSON.stringify(variant)}`,
+          message:
+            `"${field}" does not apply to ${where}.type ` +
+            `${typeof variant === 'string' ? variant : JSON.stringify(variant)}`,
         };
       }
       return {
         path: [...path, field],
         atKey: true,
         code: 'unknown-field',
-        message: `unknown field "${clip(field)}" in ${path.length ? where : kind}${field.length <= 64 ? hint(field, known) : ''}`,
+        message:
+          `unknown field "${clip(field)}" in ` +
+          `${path.length ? where : kind}${field.length <= 64 ? hint(field, known) : ''}`,
       };
     }
     case 'false schema': {
@@ -204,7 +208,9 @@ function translate(error: ErrorObject, document: Record<string, unknown>, kind: 
               path,
               atKey: false,
               code: 'literal-secret',
-              message: `${where} must be a secret reference, not the secret itself: remove it from the file and write \${env:MAILCTL_SECRET_NAME} or \${file:/run/secrets/name}`,
+              message:
+                `${where} must be a secret reference, not the secret itself: remove it from the file and write ` +
+                `\${env:MAILCTL_SECRET_NAME} or \${file:/run/secrets/name}`,
             };
       }
       return {
@@ -226,7 +232,9 @@ function translate(error: ErrorObject, document: Record<string, unknown>, kind: 
         path,
         atKey: false,
         code: 'invalid-type',
-        message: `${where} must be ${article(String(params.type))}, not ${describeType(value, SECRET_FIELDS.has(String(path.at(-1))))}`,
+        message:
+          `${where} must be ${article(String(params.type))}, not ` +
+          `${describeType(value, SECRET_FIELDS.has(String(path.at(-1))))}`,
       };
     case 'minProperties':
     case 'maxProperties':

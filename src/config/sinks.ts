@@ -45,7 +45,10 @@ export function storeFindings(flows: readonly LoadedFlow[], store: StoreKind): D
         column,
         severity: 'error' as const,
         code: 'sink-needs-postgres-store',
-        message: `the email flow "${flow.spec.name}" delivers into PostgreSQL (deliver.postgres), but the daemon's store is a state folder (file): run the daemon with --store postgres://… or deliver to a directory or webhook`,
+        message:
+          `the email flow "${flow.spec.name}" delivers into PostgreSQL (deliver.postgres), but the daemon's ` +
+          'store is a state folder (file): run the daemon with --store postgres://… or deliver to a directory or ' +
+          'webhook',
         resource: flow.id,
       };
     });

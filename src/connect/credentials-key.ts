@@ -49,7 +49,8 @@ export class CredentialsKey {
     const bytes = Buffer.from(trimmed, 'base64');
     if (bytes.length !== CREDENTIALS_KEY_BYTES || bytes.toString('base64') !== trimmed)
       throw new CredentialsKeyError(
-        `${where} must hold ${CREDENTIALS_KEY_BYTES} random bytes in base64 (e.g. openssl rand -base64 ${CREDENTIALS_KEY_BYTES})`,
+        `${where} must hold ${CREDENTIALS_KEY_BYTES} random bytes in base64 (e.g. openssl rand -base64 ` +
+          `${CREDENTIALS_KEY_BYTES})`,
       );
     return new CredentialsKey(bytes);
   }

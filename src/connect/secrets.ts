@@ -73,7 +73,8 @@ export async function readSecretFile(file: string, options: SecretFileOptions): 
     if (info.size > MAX_SECRET_FILE_BYTES) throw tooLarge();
     if ((info.mode & 0o044) !== 0)
       options.warn?.(
-        `${file} is readable by group or others (mode ${(info.mode & 0o777).toString(8).padStart(4, '0')}); it is used, but make it 0600 (on Kubernetes: defaultMode 0400 on the Secret volume)`,
+        `${file} is readable by group or others (mode ${(info.mode & 0o777).toString(8).padStart(4, '0')}); ` +
+          'it is used, but make it 0600 (on Kubernetes: defaultMode 0400 on the Secret volume)',
       );
     const bytes = Buffer.alloc(MAX_SECRET_FILE_BYTES + 1);
     const { bytesRead } = await handle.read(bytes, 0, bytes.length, 0);
@@ -101,7 +102,8 @@ export class SecretResolver {
     if (ref.scheme === 'env') {
       if (!ref.name.startsWith(this.policy.envPrefix)) {
         throw new SecretError(
-          `${reference} is not allowed: environment secrets must start with ${this.policy.envPrefix} (--secret-env-prefix)`,
+          `${reference} is not allowed: environment secrets must start with ${this.policy.envPrefix} ` +
+            '(--secret-env-prefix)',
         );
       }
       const found = this.policy.env[ref.name];

@@ -39,7 +39,9 @@ export async function verifyServer(id: string, spec: ServerSpec, resolver: Secre
   }
 }
 
-/** The verification of an IMAP server whose folders were checked (by verifyImap, or by a loop opening its connection). */
+/**
+ * The verification of an IMAP server whose folders were checked (by verifyImap, or by a loop opening its connection).
+ */
 export function imapVerified(id: string, found: VerifyImapResult, secretDigest: string): CheckedServer {
   const caps = found.capabilities.filter((c) =>
     ['IDLE', 'UIDPLUS', 'MOVE', 'CONDSTORE', 'COMPRESS=DEFLATE'].includes(c),

@@ -1,12 +1,15 @@
 /* eslint-disable */
-// GENERATED from schema/mailctl.schema.json by scripts/gen-types.mjs. Do not edit: change the schema and run `npm run gen:types`.
+// GENERATED from schema/mailctl.schema.json by scripts/gen-types.mjs.
+// Do not edit: change the schema and run `npm run gen:types`.
 
 /**
- * One YAML document under servers.d/: an EmailServer (an IMAP inbox polled into an email flow, or an SMTP server that sends mail) or an EmailFlow (routes and a sink).
+ * One YAML document under servers.d/: an EmailServer (an IMAP inbox polled into an email flow, or an
+ * SMTP server that sends mail) or an EmailFlow (routes and a sink).
  */
 export type MailctlResource = EmailServer | EmailFlow;
 /**
- * An inbound IMAP server (polled; each message is routed by its email flow, copied to the storage folder, then marked read) or an outbound SMTP server.
+ * An inbound IMAP server (polled; each message is routed by its email flow, copied to the storage
+ * folder, then marked read) or an outbound SMTP server.
  */
 export type EmailServer = {
   apiVersion?: 'mailctl/v1';
@@ -20,7 +23,8 @@ export type EmailServer = {
    */
   name: string;
   /**
-   * Identity together with type (imap/support). Names where the server's mail is stored: a new IMAP server that takes over an old short name takes over its stored mail.
+   * Identity together with type (imap/support). Names where the server's mail is stored: a new IMAP
+   * server that takes over an old short name takes over its stored mail.
    */
   shortName: string;
   description?: Text;
@@ -51,7 +55,9 @@ export type EmailServer = {
     type: 'basic' | 'oauth2';
   };
   /**
-   * OAuth2 only: every apply that changes this server discards its cached access token, obtains a fresh one with the newest refresh token (or grant) and verifies the login with it before the change is accepted.
+   * OAuth2 only: every apply that changes this server discards its cached access token, obtains a fresh
+   * one with the newest refresh token (or grant) and verifies the login with it before the change is
+   * accepted.
    */
   reauthenticateOnSave?: boolean;
   /**
@@ -100,7 +106,8 @@ export type EmailServer = {
 };
 export type Text = string;
 /**
- * A reference to a secret, resolved only inside the daemon: ${env:NAME} or ${file:/absolute/path}. Never a literal secret.
+ * A reference to a secret, resolved only inside the daemon: ${env:NAME} or ${file:/absolute/path}.
+ * Never a literal secret.
  */
 export type SecretReference = string;
 /**
@@ -126,11 +133,14 @@ export interface OAuth2Auth {
   oauth2: OAuth2Credentials;
 }
 /**
- * An OAuth2 grant the daemon runs (refresh_token, client_credentials or jwt_bearer; a provider preset fills in the well-known endpoints and scopes), or only an accessToken reference. Which combinations are complete is checked by `mailctl validate` (oauth2-* codes).
+ * An OAuth2 grant the daemon runs (refresh_token, client_credentials or jwt_bearer; a provider preset
+ * fills in the well-known endpoints and scopes), or only an accessToken reference. Which combinations
+ * are complete is checked by `mailctl validate` (oauth2-* codes).
  */
 export interface OAuth2Credentials {
   /**
-   * microsoft (Entra ID, needs tenant) or google fill in the token, device and authorization endpoints and the mail scopes; generic (the default) takes them from the fields below.
+   * microsoft (Entra ID, needs tenant) or google fill in the token, device and authorization endpoints
+   * and the mail scopes; generic (the default) takes them from the fields below.
    */
   provider?: 'microsoft' | 'google' | 'generic';
   /**
@@ -138,7 +148,10 @@ export interface OAuth2Credentials {
    */
   tenant?: string;
   /**
-   * refresh_token (default: a person's delegated access, from a refreshToken reference or `mailctl auth login`), client_credentials (app-only, with clientSecret or clientCertificate + clientKey), jwt_bearer (a service account's signed assertion with clientKey, e.g. Google domain-wide delegation).
+   * refresh_token (default: a person's delegated access, from a refreshToken reference or `mailctl auth
+   * login`), client_credentials (app-only, with clientSecret or clientCertificate + clientKey),
+   * jwt_bearer (a service account's signed assertion with clientKey, e.g. Google domain-wide
+   * delegation).
    */
   grant?: 'refresh_token' | 'client_credentials' | 'jwt_bearer';
   /**
@@ -150,7 +163,8 @@ export interface OAuth2Credentials {
    */
   deviceAuthorizationUrl?: string;
   /**
-   * The authorization endpoint for `mailctl auth login --browser` (PKCE, loopback redirect; default: the provider's).
+   * The authorization endpoint for `mailctl auth login --browser` (PKCE, loopback redirect; default: the
+   * provider's).
    */
   authorizationUrl?: string;
   /**
@@ -158,19 +172,23 @@ export interface OAuth2Credentials {
    */
   clientId?: string;
   /**
-   * A reference to a secret, resolved only inside the daemon: ${env:NAME} or ${file:/absolute/path}. Never a literal secret.
+   * A reference to a secret, resolved only inside the daemon: ${env:NAME} or ${file:/absolute/path}.
+   * Never a literal secret.
    */
   clientSecret?: string;
   /**
-   * A reference to a secret, resolved only inside the daemon: ${env:NAME} or ${file:/absolute/path}. Never a literal secret.
+   * A reference to a secret, resolved only inside the daemon: ${env:NAME} or ${file:/absolute/path}.
+   * Never a literal secret.
    */
   clientCertificate?: string;
   /**
-   * A reference to a secret, resolved only inside the daemon: ${env:NAME} or ${file:/absolute/path}. Never a literal secret.
+   * A reference to a secret, resolved only inside the daemon: ${env:NAME} or ${file:/absolute/path}.
+   * Never a literal secret.
    */
   clientKey?: string;
   /**
-   * A reference to a secret, resolved only inside the daemon: ${env:NAME} or ${file:/absolute/path}. Never a literal secret.
+   * A reference to a secret, resolved only inside the daemon: ${env:NAME} or ${file:/absolute/path}.
+   * Never a literal secret.
    */
   refreshToken?: string;
   /**
@@ -178,7 +196,8 @@ export interface OAuth2Credentials {
    */
   scope?: string;
   /**
-   * A reference to a secret, resolved only inside the daemon: ${env:NAME} or ${file:/absolute/path}. Never a literal secret.
+   * A reference to a secret, resolved only inside the daemon: ${env:NAME} or ${file:/absolute/path}.
+   * Never a literal secret.
    */
   accessToken?: string;
 }
@@ -198,7 +217,8 @@ export interface EmailFlow {
    */
   routes: [Route, ...Route[]];
   /**
-   * What happens to auto-replies and bounces: deliver (default; flagged in the metadata), send to another queue, or drop.
+   * What happens to auto-replies and bounces: deliver (default; flagged in the metadata), send to
+   * another queue, or drop.
    */
   autoReplies?:
     | ('deliver' | 'drop')
@@ -218,7 +238,8 @@ export interface EmailFlow {
       secret: SecretReference;
     };
     /**
-     * Rows in a table of the daemon's PostgreSQL store (needs `mailctl run --store postgres://…`), inserted in the same transaction as the checkpoint.
+     * Rows in a table of the daemon's PostgreSQL store (needs `mailctl run --store postgres://…`),
+     * inserted in the same transaction as the checkpoint.
      */
     postgres?: {
       /**

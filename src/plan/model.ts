@@ -30,7 +30,9 @@ export interface CredentialBinding {
   /** OAuth2 provider and Microsoft tenant, as written: together with the token URL they decide the endpoints. */
   provider?: string;
   tenant?: string;
-  /** The CA file the server's certificate is checked with (whoever controls it decides which server gets the secret). */
+  /**
+   * The CA file the server's certificate is checked with (whoever controls it decides which server gets the secret).
+   */
   tlsCaFile?: string;
   /** The name the server's certificate is checked for (IMAP). */
   sniServerName?: string;

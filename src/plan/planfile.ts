@@ -90,7 +90,8 @@ export function parseStateFile(text: string): Parsed<StateFile> {
   }
   if (value.stateDigest !== stateDigest(state)) {
     return fail(
-      'the state file was changed after it was pulled (its stateDigest does not match its content); pull it again with mailctl state pull',
+      'the state file was changed after it was pulled (its stateDigest does not match its content); pull it ' +
+        'again with mailctl state pull',
     );
   }
   const storeError = checkStore(value.store);
@@ -239,7 +240,10 @@ function checkHeader(value: Record<string, unknown>, kind: string, what: string,
     return `not a ${what}${other ? ` (it is ${other})` : ''}: expected "kind": "${kind}" as written by ${producer}`;
   }
   if (value.formatVersion !== PLAN_FORMAT_VERSION) {
-    return `unsupported ${what} formatVersion ${JSON.stringify(value.formatVersion)}: this mailctl reads formatVersion "${PLAN_FORMAT_VERSION}"; run ${producer} again with this version`;
+    return (
+      `unsupported ${what} formatVersion ${JSON.stringify(value.formatVersion)}: this mailctl reads ` +
+      `formatVersion "${PLAN_FORMAT_VERSION}"; run ${producer} again with this version`
+    );
   }
   return null;
 }

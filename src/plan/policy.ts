@@ -3,7 +3,8 @@
  * much to run unattended, and the running state an apply leaves behind. The reconciler carries them out; it decides
  * nothing itself. No file system, no network, no clock (times and revisions come in as arguments).
  */
-import { changedFields, nextBindings, RESTART_FIELDS } from './compute.js';
+import { nextBindings } from './bindings.js';
+import { changedFields, RESTART_FIELDS } from './compute.js';
 import {
   effectiveAction,
   type ObservedServer,
@@ -34,10 +35,16 @@ export function refuseDeletes(plan: Plan, applied: ObservedState, guards: Delete
   const running = Object.keys(applied.servers).length;
   const removed = plan.changes.filter((c) => c.action === 'delete').length;
   if (running > 0 && removed === running && !guards.allowEmpty) {
-    return `the folder no longer holds any of the ${running} running server(s); nothing was stopped (start the daemon with --allow-empty to allow this)`;
+    return (
+      `the folder no longer holds any of the ${running} running server(s); nothing was stopped (start the ` +
+      'daemon with --allow-empty to allow this)'
+    );
   }
   if (running > 0 && removed > running / 2 && !guards.allowMassDelete) {
-    return `${removed} of ${running} servers would be deleted in one change; nothing was stopped (start the daemon with --allow-mass-delete to allow this)`;
+    return (
+      `${removed} of ${running} servers would be deleted in one change; nothing was stopped (start the daemon ` +
+      'with --allow-mass-delete to allow this)'
+    );
   }
   return null;
 }
@@ -89,7 +96,9 @@ export function nextState(
   return { servers, bindings: nextBindings(applied.bindings, servers, appliedNow(plan, failed)), revision };
 }
 
-/** The identity bindings after applying `plan` (`next` is what nextState returned), grown like the reference bindings. */
+/**
+ * The identity bindings after applying `plan` (`next` is what nextState returned), grown like the reference bindings.
+ */
 export function nextIdentityBindings(
   identities: SecretIdentities,
   next: ObservedState,

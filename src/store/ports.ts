@@ -321,15 +321,14 @@ export class LockHeldError extends Error {
     where: string,
   ) {
     super(
-      `another mailctl daemon (pid ${holder.pid}) already uses ${where} (on ${holder.host} since ${holder.since}); ` +
-        'two pollers of one mailbox would duplicate mail',
+      `another mailctl daemon (pid ${holder.pid}) already uses ${where} (on ${holder.host} since ` +
+        `${holder.since}); two pollers of one mailbox would duplicate mail`,
     );
   }
 }
 
 /**
- * A store that cannot be used as it is (its URL, its schema's version, a folder imported elsewhere); `code` is
- * stable.
+ * A store that cannot be used as it is (its URL, its schema's version, a folder imported elsewhere); `code` is stable.
  */
 export class StoreError extends Error {
   constructor(
@@ -486,8 +485,7 @@ export class FencedError extends StoreError {
 export interface Store {
   readonly kind: 'file' | 'postgres';
   /**
-   * Where the state is, for messages (a folder, or `postgres://user@host:port/db (schema s)`), never with a
-   * password.
+   * Where the state is, for messages (a folder, or `postgres://user@host:port/db (schema s)`), never with a password.
    */
   readonly location: string;
   readonly applied: AppliedStore;

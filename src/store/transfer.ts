@@ -22,7 +22,9 @@ import type { StoreSnapshot } from './postgres/index.js';
 export interface ImportSummary {
   from: string;
   to: string;
-  /** The folder's own credentials key, if it has one: the daemon on the store needs it (what it encrypted, it opens). */
+  /**
+   * The folder's own credentials key, if it has one: the daemon on the store needs it (what it encrypted, it opens).
+   */
   credentialsKeyFile: string | null;
   applied: boolean;
   applyLog: number;

@@ -8,7 +8,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { main } from '../../src/cli/main.js';
 import { loadConfig } from '../../src/config/load.js';
-import { nextBindings } from '../../src/plan/compute.js';
+import { nextBindings } from '../../src/plan/bindings.js';
 import { desiredState } from '../../src/plan/desired.js';
 import type { ObservedState } from '../../src/plan/model.js';
 import { parsePlanFile, parseStateFile, serializePlanFile, serializeStateFile } from '../../src/plan/planfile.js';

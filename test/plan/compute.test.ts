@@ -1,15 +1,8 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { serverId, type FlowSpec, type ImapServerSpec, type ServerSpec } from '../../src/config/model.js';
-import {
-  completeLegacyBindings,
-  computePlan,
-  desiredDigest,
-  identityBindingsOf,
-  nextBindings,
-  RESTART_FIELDS,
-  stateDigest,
-} from '../../src/plan/compute.js';
+import { completeLegacyBindings, identityBindingsOf, nextBindings } from '../../src/plan/bindings.js';
+import { computePlan, desiredDigest, RESTART_FIELDS, stateDigest } from '../../src/plan/compute.js';
 import { EMPTY_STATE } from '../../src/plan/desired.js';
 import { nextState } from '../../src/plan/policy.js';
 import { imapSpec, smtpSpec } from './specs.js';

@@ -2,7 +2,8 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { serverId, type ServerSpec } from '../../src/config/model.js';
-import { computePlan, nextBindings } from '../../src/plan/compute.js';
+import { nextBindings } from '../../src/plan/bindings.js';
+import { computePlan } from '../../src/plan/compute.js';
 import { EMPTY_STATE } from '../../src/plan/desired.js';
 import { effectiveAction, type ObservedState, type ServerChange } from '../../src/plan/model.js';
 import { nextState, refuseDeletes, startsLoop, stepOf } from '../../src/plan/policy.js';

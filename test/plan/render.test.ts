@@ -27,7 +27,8 @@ import {
   type ServerSpec,
   type SmtpServerSpec,
 } from '../../src/config/model.js';
-import { computePlan, nextBindings } from '../../src/plan/compute.js';
+import { nextBindings } from '../../src/plan/bindings.js';
+import { computePlan } from '../../src/plan/compute.js';
 import { imapSpec, smtpSpec } from './specs.js';
 import {
   ACTION_SYMBOL,

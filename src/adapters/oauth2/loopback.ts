@@ -1,7 +1,8 @@
 /**
  * The loopback redirect listener of a native app's sign-in (RFC 8252 §7.3): 127.0.0.1 on a random port, waiting for
  * exactly one redirect that carries this sign-in's `state`. A redirect with another state is answered 400 and
- * ignored (it is not ours: a stale tab or a forged request); other paths get 404. The browser never sees the code again.
+ * ignored (it is not ours: a stale tab or a forged request); other paths get 404. The browser never sees the code
+ * again.
  */
 import http from 'node:http';
 import { MailError } from '../connection.js';

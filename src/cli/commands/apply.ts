@@ -14,7 +14,8 @@ export const applyCommand: Command = {
   name: 'apply',
   summary: 'Verify and apply the folder (or a saved plan) through the daemon',
   usage:
-    'mailctl apply [--dir DIR | PLANFILE] [--server URL] [--state-dir DIR] [--token-file FILE] [--dry-run] [--save-failed-as-disabled] [--approve-rebind TYPE/SHORTNAME]... [--reauthenticate TYPE/SHORTNAME]...',
+    'mailctl apply [--dir DIR | PLANFILE] [--server URL] [--state-dir DIR] [--token-file FILE] [--dry-run] ' +
+    '[--save-failed-as-disabled] [--approve-rebind TYPE/SHORTNAME]... [--reauthenticate TYPE/SHORTNAME]...',
   positionals: 1,
   options: {
     dir: { type: 'string' },

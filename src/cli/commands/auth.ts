@@ -24,7 +24,8 @@ import { EXIT, UserError } from '../errors.js';
 import { painter, show, type Output } from '../output.js';
 
 const USAGE =
-  'mailctl auth login TYPE/SHORTNAME [--browser] [--out FILE] [--approve-rebind] | status  [--server URL] [--state-dir DIR] [--token-file FILE] [--format text|json|github]';
+  'mailctl auth login TYPE/SHORTNAME [--browser] [--out FILE] [--approve-rebind] | status  [--server URL] ' +
+  '[--state-dir DIR] [--token-file FILE] [--format text|json|github]';
 
 /** A person signs in within this time, or the sign-in ends (the device code's own expiry is usually shorter). */
 const SIGN_IN_TIMEOUT_MS = 30 * 60_000;
@@ -108,10 +109,11 @@ function finished(output: Output, server: string, result: SignInResult): number 
   return result.ok ? EXIT.ok : EXIT.error;
 }
 
-const describeError = (error: CredentialError | undefined): string =>
-  error
-    ? `${error.code}${error.providerCode && error.providerCode !== error.code ? ` (${error.providerCode})` : ''}: ${error.message}`
-    : 'no reason given';
+const describeError = (error: CredentialError | undefined): string => {
+  if (!error) return 'no reason given';
+  const provider = error.providerCode && error.providerCode !== error.code ? ` (${error.providerCode})` : '';
+  return `${error.code}${provider}: ${error.message}`;
+};
 
 async function deviceLogin(client: DaemonClient, output: Output, server: string, approveRebind: boolean) {
   const onLine = (line: unknown) => {
@@ -195,7 +197,9 @@ async function browserLogin(client: DaemonClient, output: Output, server: string
   return finished(output, server, body);
 }
 
-/** `--out FILE`: a public client's sign-in run by the CLI alone; the refresh token goes to FILE (0600), not the daemon. */
+/**
+ * `--out FILE`: a public client's sign-in run by the CLI alone; the refresh token goes to FILE (0600), not the daemon.
+ */
 async function signInToFile(client: DaemonClient, output: Output, server: string, file: string, browser: boolean) {
   const p = await parametersOf(client, server);
   if (!p.publicClient)
@@ -233,14 +237,16 @@ async function signInToFile(client: DaemonClient, output: Output, server: string
   if (!token.refreshToken)
     throw new UserError('the provider gave no refresh token: the scope must include offline_access');
   await writePrivateFile(file, `${token.refreshToken}\n`);
-  await client.request('POST', `/v1/credentials/${server}/login`, { who: who(), outFile: true }).catch(() => undefined); // only the apply log's record of it; the token is written
+  // only the apply log's record of it; the token is written
+  await client.request('POST', `/v1/credentials/${server}/login`, { who: who(), outFile: true }).catch(() => undefined);
   show(
     output,
     { ok: true, credential: p.credential, out: path.resolve(file) },
     {
       text: () =>
         output.out(
-          `signed in: the refresh token of ${server} is in ${file} (0600); point auth.oauth2.refreshToken at it and apply`,
+          `signed in: the refresh token of ${server} is in ${file} (0600); point auth.oauth2.refreshToken at ` +
+            'it and apply',
         ),
     },
   );

@@ -34,10 +34,9 @@ export const completionCommand: Command = {
       return EXIT.ok;
     }
     const shell = positionals[0];
+    const problem = shell === undefined ? 'name a shell' : `no completion for "${shell}"`;
     if (!SHELLS.includes(shell as Shell))
-      throw new UserError(
-        `${shell === undefined ? 'name a shell' : `no completion for "${shell}"`}: bash, zsh or fish\nusage: ${completionCommand.usage}`,
-      );
+      throw new UserError(`${problem}: bash, zsh or fish\nusage: ${completionCommand.usage}`);
     output.out(completionScript(shell as Shell, await commands()));
     return EXIT.ok;
   },

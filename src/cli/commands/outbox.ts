@@ -38,7 +38,8 @@ export const outboxCommand: Command = {
         if (!body.outbox.length) output.out('the outbox is empty');
         for (const m of body.outbox) {
           output.out(
-            `${m.id}  ${m.state.padEnd(7)}  ${m.from} → ${m.to.join(', ')}  ${JSON.stringify(m.subject)}  via ${m.server}`,
+            `${m.id}  ${m.state.padEnd(7)}  ${m.from} → ${m.to.join(', ')}  ${JSON.stringify(m.subject)}  via ` +
+              `${m.server}`,
           );
           if (m.lastError) output.out(`    attempt ${m.attempts}, next ${m.nextAttemptAt ?? 'now'}: ${m.lastError}`);
         }

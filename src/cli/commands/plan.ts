@@ -50,7 +50,8 @@ async function observedState(
     const daemonFlags = Object.keys(DAEMON_OPTIONS).filter((f) => values[f] !== undefined);
     if (daemonFlags.length) {
       throw new UserError(
-        `--state ${stateFlag} replaces the daemon: drop ${daemonFlags.map((f) => `--${f}`).join(', ')}\nusage: ${USAGE}`,
+        `--state ${stateFlag} replaces the daemon: drop ` +
+          `${daemonFlags.map((f) => `--${f}`).join(', ')}\nusage: ${USAGE}`,
       );
     }
     if (stateFlag === 'empty') return { state: EMPTY_STATE, source: { kind: 'empty' }, store: null };
@@ -60,7 +61,9 @@ async function observedState(
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
       throw new UserError(
-        `cannot read the state file ${stateFlag}${code === 'ENOENT' ? ': it does not exist' : ` (${code ?? (err as Error).message})`} (write one with mailctl state pull > FILE, or use --state empty)`,
+        'cannot read the state file ' +
+          `${stateFlag}${code === 'ENOENT' ? ': it does not exist' : ` (${code ?? (err as Error).message})`} ` +
+          '(write one with mailctl state pull > FILE, or use --state empty)',
       );
     }
     const parsed = parseStateFile(text);
@@ -202,7 +205,8 @@ export const planCommand: Command = {
         await appendFile(summaryFile, `${renderPlanMarkdown(plan, { subtitle })}\n`);
       } catch (err) {
         output.err(
-          `mailctl plan: warning: cannot append to GITHUB_STEP_SUMMARY ${summaryFile} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`,
+          `mailctl plan: warning: cannot append to GITHUB_STEP_SUMMARY ${summaryFile} ` +
+            `(${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`,
         );
       }
     }

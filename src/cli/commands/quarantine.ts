@@ -5,7 +5,8 @@ import { EXIT, UserError } from '../errors.js';
 import { show } from '../output.js';
 
 const USAGE =
-  'mailctl quarantine list [--for imap/SHORTNAME] | release KEY  [--server URL] [--state-dir DIR] [--token-file FILE] [--format text|json|github]';
+  'mailctl quarantine list [--for imap/SHORTNAME] | release KEY  [--server URL] [--state-dir DIR] ' +
+  '[--token-file FILE] [--format text|json|github]';
 
 const errorOf = (body: unknown, status: number): string => {
   const error = (body as { error?: unknown } | null)?.error;

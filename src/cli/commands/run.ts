@@ -63,7 +63,10 @@ export function parseDuration(flag: string, text: string): number {
   return ms;
 }
 
-/** The daemon as a replica of its PostgreSQL store's group: `--replica-id`, `--lease-ttl`, `--sink-shared`, `--advertise-url`. */
+/**
+ * The daemon as a replica of its PostgreSQL store's group: `--replica-id`, `--lease-ttl`, `--sink-shared`,
+ * `--advertise-url`.
+ */
 function replicaOf(
   values: Values,
   store: StoreSpec,
@@ -96,7 +99,12 @@ export const runCommand: Command = {
   name: 'run',
   summary: 'Run the daemon: own the running loops and apply the folder',
   usage:
-    'mailctl run --dir DIR [--state-dir DIR] [--store file|postgres://USER@HOST:PORT/DB [--store-schema NAME]] [--token-file FILE] [--listen HOST:PORT [--allow-remote]] [--public-host NAME]... [--no-watch] [--save-failed-as-disabled] [--system-smtp FILE] [--secrets-dir DIR] [--secret-env-prefix PREFIX] [--ca-dir DIR]... [--sink-root DIR]... [--credentials-key-file FILE] [--allow-empty] [--allow-mass-delete] [--smtp-check-interval DURATION] [--outbox-max N] [--replica-id ID] [--lease-ttl SECONDS] [--sink-shared] [--advertise-url URL] [--log-level LEVEL]',
+    'mailctl run --dir DIR [--state-dir DIR] [--store file|postgres://USER@HOST:PORT/DB ' +
+    '[--store-schema NAME]] [--token-file FILE] [--listen HOST:PORT [--allow-remote]] [--public-host NAME]... ' +
+    '[--no-watch] [--save-failed-as-disabled] [--system-smtp FILE] [--secrets-dir DIR] ' +
+    '[--secret-env-prefix PREFIX] [--ca-dir DIR]... [--sink-root DIR]... [--credentials-key-file FILE] ' +
+    '[--allow-empty] [--allow-mass-delete] [--smtp-check-interval DURATION] [--outbox-max N] [--replica-id ID] ' +
+    '[--lease-ttl SECONDS] [--sink-shared] [--advertise-url URL] [--log-level LEVEL]',
   options: {
     dir: { type: 'string' },
     'state-dir': { type: 'string' },
@@ -169,7 +177,8 @@ export const runCommand: Command = {
     const token = tokenFile === undefined ? undefined : await readToken(tokenFile);
     if (store.kind === 'postgres' && token === undefined)
       throw new UserError(
-        'a PostgreSQL store keeps only the hash of the API token: give the token with --token-file FILE (the same file for every daemon on the store)',
+        'a PostgreSQL store keeps only the hash of the API token: give the token with --token-file FILE (the ' +
+          'same file for every daemon on the store)',
       );
     // Loaded on demand: the daemon pulls in imapflow, pino and chokidar, which one-shot commands do not need.
     const { startDaemon } = await import('../../runtime/daemon/start.js');

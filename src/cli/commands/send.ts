@@ -7,7 +7,8 @@ export const sendCommand: Command = {
   name: 'send',
   summary: "Queue an email in the daemon's outbox (sent by the SMTP server the From address belongs to)",
   usage:
-    'mailctl send [--server URL] [--state-dir DIR] [--token-file FILE] [--from ADDR] --to ADDR [--to ADDR...] [--cc ADDR] [--bcc ADDR] [--subject S] (--text T | --html H) [--in-reply-to KEY] [--template]',
+    'mailctl send [--server URL] [--state-dir DIR] [--token-file FILE] [--from ADDR] --to ADDR [--to ADDR...] ' +
+    '[--cc ADDR] [--bcc ADDR] [--subject S] (--text T | --html H) [--in-reply-to KEY] [--template]',
   options: {
     ...DAEMON_OPTIONS,
     from: { type: 'string' },

@@ -14,7 +14,8 @@ export const stateCommand: Command = {
     const [sub] = positionals;
     if (sub !== 'pull') {
       throw new UserError(
-        `${sub === undefined ? 'missing subcommand' : `unknown subcommand "${sub}"`}\nusage: mailctl state pull [--server URL] [--state-dir DIR] [--token-file FILE] > FILE`,
+        `${sub === undefined ? 'missing subcommand' : `unknown subcommand "${sub}"`}\nusage: mailctl state ` +
+          'pull [--server URL] [--state-dir DIR] [--token-file FILE] > FILE',
       );
     }
     const client = await daemonFor(values, io.env);

@@ -8,7 +8,9 @@ const USAGE =
   'mailctl store migrate --store postgres://USER@HOST:PORT/DB [--store-schema NAME]\n' +
   '       mailctl store import --from-state-dir DIR --store postgres://USER@HOST:PORT/DB [--store-schema NAME]';
 
-/** `--store` (or MAILCTL_STORE) as a PostgreSQL store: these commands have nothing to do with a state folder's store. */
+/**
+ * `--store` (or MAILCTL_STORE) as a PostgreSQL store: these commands have nothing to do with a state folder's store.
+ */
 function postgresOf(values: Values, env: NodeJS.ProcessEnv): { url: string; schema: string; location: string } {
   const spec = parseStoreSpec(stringOption(values, 'store') ?? env.MAILCTL_STORE, stringOption(values, 'store-schema'));
   if (spec.kind !== 'postgres')
@@ -63,15 +65,17 @@ export const storeCommand: Command = {
           text: () => {
             output.out(`imported ${r.from} into ${r.to}:`);
             output.out(
-              `  applied configuration: ${r.applied ? 'yes' : 'none'}, apply log: ${r.applyLog} entries, kept credentials: ${r.credentials}`,
+              `  applied configuration: ${r.applied ? 'yes' : 'none'}, apply log: ${r.applyLog} entries, kept ` +
+                `credentials: ${r.credentials}`,
             );
             output.out(
-              `  mailboxes: ${r.mailboxes} checkpoints, ${r.delivered} delivered-ledger entries, ${r.quarantined} quarantined`,
+              `  mailboxes: ${r.mailboxes} checkpoints, ${r.delivered} delivered-ledger entries, ` +
+                `${r.quarantined} quarantined`,
             );
             output.out(`  outbox: ${r.outbox.open} waiting, ${r.outbox.finished} finished`);
-            output.out(
-              `the folder is marked as imported: a daemon on it now needs --store ${r.to.replace(/ \(schema .*\)$/, '')}${schema === 'mailctl' ? '' : ` --store-schema ${schema}`}`,
-            );
+            const storeSchema = schema === 'mailctl' ? '' : ` --store-schema ${schema}`;
+            const storeFlags = `--store ${r.to.replace(/ \(schema .*\)$/, '')}${storeSchema}`;
+            output.out(`the folder is marked as imported: a daemon on it now needs ${storeFlags}`);
             // kept credentials are encrypted, and bindings by identity made, under that key
             if (r.credentialsKeyFile)
               output.out(`and the folder's credentials key: --credentials-key-file ${r.credentialsKeyFile}`);

@@ -15,7 +15,10 @@ export const validateCommand: Command = {
     const config = await loadConfig(dir);
     const warnings = config.diagnostics.filter((d) => d.severity === 'warning').length;
     const valid = config.valid && !(values.strict === true && warnings > 0);
-    const counts = `${config.servers.length} server${config.servers.length === 1 ? '' : 's'}, ${config.flows.length} flow${config.flows.length === 1 ? '' : 's'} in ${config.fileCount} file${config.fileCount === 1 ? '' : 's'}`;
+    const counts =
+      `${config.servers.length} server${config.servers.length === 1 ? '' : 's'}, ${config.flows.length} ` +
+      `flow${config.flows.length === 1 ? '' : 's'} in ${config.fileCount} ` +
+      `file${config.fileCount === 1 ? '' : 's'}`;
     const verdict = valid
       ? 'valid'
       : values.strict === true && config.valid

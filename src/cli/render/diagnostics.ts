@@ -19,7 +19,8 @@ export function renderDiagnosticsGithub(output: Output, diagnostics: readonly Di
   const used = { error: 0, warning: 0 };
   for (const d of diagnostics) {
     if (used[d.severity]++ < ANNOTATIONS_PER_SEVERITY) {
-      const props = `file=${escapeProperty(d.file)},line=${d.line},col=${d.column},title=${escapeProperty(`mailctl ${d.code}`)}`;
+      const title = escapeProperty(`mailctl ${d.code}`);
+      const props = `file=${escapeProperty(d.file)},line=${d.line},col=${d.column},title=${title}`;
       output.out(`::${d.severity} ${props}::${escapeData(d.message)}`);
     } else output.out(formatDiagnostic(d));
   }

@@ -49,7 +49,8 @@ export function renderPlanMarkdown(plan: Plan, options: MarkdownRenderOptions = 
     const symbol = ACTION_SYMBOL[change.action];
     const diff = serverDiff(change);
     out.push(
-      `<details><summary><code>${escapeHtml(`${symbol} ${change.id}`)}</code> ${escapeHtml(describeAction(change))}</summary>`,
+      `<details><summary><code>${escapeHtml(`${symbol} ${change.id}`)}</code> ` +
+        `${escapeHtml(describeAction(change))}</summary>`,
       '',
     );
     if (diff) {

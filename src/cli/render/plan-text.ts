@@ -51,7 +51,10 @@ function wordsFor(action: Exclude<ActionName, 'rebind'>, change: ServerChange): 
 /** `summary` as the one line every plan ends with. */
 export function summaryLine(plan: Plan): string {
   const s = plan.summary;
-  return `Plan: ${s.create} to create, ${s.update} to update, ${s.restart} to restart, ${s.stop} to stop, ${s.delete} to delete, ${s.needApproval} need approval.`;
+  return (
+    `Plan: ${s.create} to create, ${s.update} to update, ${s.restart} to restart, ${s.stop} to stop, ` +
+    `${s.delete} to delete, ${s.needApproval} need approval.`
+  );
 }
 
 /** A server's configuration as the YAML a diff is made of: the spec, with the flow it routes into under `flow`. */

@@ -14,7 +14,10 @@ export interface ProgressLine {
 
 export function progressText(p: ApplyProgress): string {
   const failed = p.failed ? `, ${p.failed} failed` : '';
-  return `verifying ${p.verified}/${p.total} server${p.total === 1 ? '' : 's'}${failed} (${(p.elapsedMs / 1000).toFixed(1)} s)`;
+  return (
+    `verifying ${p.verified}/${p.total} server${p.total === 1 ? '' : 's'}${failed} ` +
+    `(${(p.elapsedMs / 1000).toFixed(1)} s)`
+  );
 }
 
 export function progressLine(stream: Writable): ProgressLine {

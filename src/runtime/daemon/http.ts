@@ -12,7 +12,9 @@ export interface Answer {
   stream?: (write: (line: unknown) => void) => Promise<void>;
 }
 
-/** A request the route refuses: answered with `status` and `{ error: message, ...details }` (never logged as a fault). */
+/**
+ * A request the route refuses: answered with `status` and `{ error: message, ...details }` (never logged as a fault).
+ */
 export class HttpError extends Error {
   constructor(
     readonly status: number,
@@ -168,7 +170,9 @@ export function createApiServer(routes: readonly Route[], options: ApiOptions): 
     const route = matching.find((r) => r.method === req.method);
     const host = hostOf(req.headers.host);
     if (!route?.anyHost && !hostAllowed(host)) {
-      const error = `this daemon answers for IP addresses, localhost and its --public-host names, not for ${JSON.stringify(host ?? '')}`;
+      const error =
+        'this daemon answers for IP addresses, localhost and its --public-host names, not for ' +
+        `${JSON.stringify(host ?? '')}`;
       return send(res, { status: 421, body: { error } }, scrub);
     }
     if (!route) {

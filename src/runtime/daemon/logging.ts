@@ -47,7 +47,9 @@ export function prettyLine(line: string): string {
   const fields = Object.entries(rest)
     .map(([k, v]) => `${k}=${JSON.stringify(v)}`)
     .join(' ');
-  return `${[at, (LEVEL_NAMES[level as number] ?? JSON.stringify(level)).padEnd(5), where, typeof msg === 'string' ? msg : '', fields].filter((p) => p !== '').join('  ')}\n`;
+  const levelName = (LEVEL_NAMES[level as number] ?? JSON.stringify(level)).padEnd(5);
+  const parts = [at, levelName, where, typeof msg === 'string' ? msg : '', fields];
+  return `${parts.filter((p) => p !== '').join('  ')}\n`;
 }
 
 /** A pino destination that scrubs every line (before and after formatting) and then writes it. */

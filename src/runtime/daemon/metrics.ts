@@ -71,7 +71,9 @@ export class DaemonMetrics {
   });
   private readonly sendFailed = new Counter({
     name: `${PREFIX}messages_send_failed_total`,
-    help: 'Outbound send attempts that failed: temporary (4xx or network; retried) or permanent (5xx; the message failed)',
+    help:
+      'Outbound send attempts that failed: temporary (4xx or network; retried) or permanent (5xx; the message ' +
+      'failed)',
     labelNames: ['server', 'kind'],
     registers: [this.registry],
   });
@@ -160,7 +162,9 @@ export class DaemonMetrics {
     });
     new Gauge({
       name: `${PREFIX}outbox_messages`,
-      help: 'Messages in the outbox by state: queued (waiting or backing off), sending, copying (sent; the sent copy is pending)',
+      help:
+        'Messages in the outbox by state: queued (waiting or backing off), sending, copying (sent; the sent ' +
+        'copy is pending)',
       labelNames: ['state'],
       registers: [this.registry],
       collect() {

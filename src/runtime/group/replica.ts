@@ -175,7 +175,8 @@ export class ReplicaGroup implements LoopControl {
       await this.stopLoops([...this.running]);
       this.deps.onLost(
         new LeaseLostError(
-          `another process took over the replica id "${this.id}" (this one was gone longer than its lease TTL); it stops`,
+          `another process took over the replica id "${this.id}" (this one was gone longer than its lease ` +
+            'TTL); it stops',
         ),
       );
       return;

@@ -84,7 +84,8 @@ export async function removeOwnDuplicates(
     await client.removeExactly(remove);
     log?.warn(
       { unconfirmed: copies.length, removed: remove.length },
-      "a newer owner holds the mailbox: removed this replica's copies that duplicated another copy in the storage folder",
+      "a newer owner holds the mailbox: removed this replica's copies that duplicated another copy in the " +
+        'storage folder',
     );
     return remove.length;
   } finally {

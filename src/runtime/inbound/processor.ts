@@ -306,7 +306,8 @@ export class InboundMailProcessor implements InboundProcessor {
       }
       await carrying;
     } finally {
-      await carrying.catch(() => undefined); // a failed read must not leave a COPY running after the poll's lock is released
+      // a failed read must not leave a COPY running after the poll's lock is released
+      await carrying.catch(() => undefined);
     }
     // the last batch's completion (each batch's is persisted with the next one's intent)
     if (i > 0) await store.commit(mailbox, { checkpoint: cp });
@@ -335,7 +336,8 @@ export class InboundMailProcessor implements InboundProcessor {
         droppedPending: Object.keys(old.pending).length,
         droppedQuarantine: dropped,
       },
-      `uidvalidity-changed: "${old.folder}" was recreated (UIDVALIDITY ${old.uidValidity} → ${uidValidity}); re-checking its messages against the delivered ledger`,
+      `uidvalidity-changed: "${old.folder}" was recreated (UIDVALIDITY ${old.uidValidity} → ${uidValidity}); ` +
+        're-checking its messages against the delivered ledger',
     );
     const cp: Checkpoint = {
       ...old,

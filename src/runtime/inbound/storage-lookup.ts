@@ -18,7 +18,10 @@ export async function fetchMessageIds(client: Mailbox, uids: readonly number[]):
   return ids;
 }
 
-/** Which of `ids` are in the selected folder: one SEARCH (an OR of HEADER Message-ID) and one FETCH of the hits' Message-ID headers. */
+/**
+ * Which of `ids` are in the selected folder: one SEARCH (an OR of HEADER Message-ID) and one FETCH of the hits'
+ * Message-ID headers.
+ */
 export async function messageIdsIn(client: Mailbox, ids: string[]): Promise<Set<string>> {
   if (!ids.length) return new Set();
   const uids = await client.search({ messageIds: ids });

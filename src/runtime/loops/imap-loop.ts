@@ -105,7 +105,9 @@ export class ImapLoop extends SupervisedLoop {
       imapLogger?: ImapLogger | false;
       signIns?: SignInWaiter | undefined;
     },
-    /** The connection apply's verification opened for this loop: its first session uses it instead of logging in again. */
+    /**
+     * The connection apply's verification opened for this loop: its first session uses it instead of logging in again.
+     */
     private handedOver: OpenedImap | null = null,
   ) {
     super(id, config, log, deps.recorder, deps.signIns);

@@ -13,7 +13,9 @@ import vm from 'node:vm';
 
 /** Connections in a burst from which a full GC follows it. */
 const LARGE_BURST = 100;
-/** The window after a large burst in which the daemon must have been quiet before the GC (another burst restarts it). */
+/**
+ * The window after a large burst in which the daemon must have been quiet before the GC (another burst restarts it).
+ */
 const QUIET_MS = 2000;
 /** Quiet: the event loop was busy for at most this share of the window. */
 const QUIET_UTILIZATION = 0.2;
@@ -40,7 +42,9 @@ export function fullGc(): void {
   }
 }
 
-/** What a connect gate reports: busy when its first connection of a burst starts, idle with the burst's size at the end. */
+/**
+ * What a connect gate reports: busy when its first connection of a burst starts, idle with the burst's size at the end.
+ */
 export interface BurstObserver {
   busy(): void;
   idle(connections: number): void;

@@ -32,7 +32,9 @@ export interface SupervisorDeps {
   smtpCheckIntervalMs?: number | undefined;
 }
 
-/** Owns the running loops: one per enabled server, started, updated in place, restarted or stopped by the reconciler. */
+/**
+ * Owns the running loops: one per enabled server, started, updated in place, restarted or stopped by the reconciler.
+ */
 export class Supervisor {
   private readonly loops = new Map<string, RunningLoop>();
   /** Shared by every IMAP loop: a thousand loops started together connect in waves, and their garbage is given back. */

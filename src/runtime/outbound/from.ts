@@ -56,7 +56,8 @@ export function chooseSender(
     const configured = [...new Set(candidates.flatMap(([, spec]) => addressesOf(spec)))];
     throw new HttpError(
       422,
-      `no enabled SMTP server may send as ${request.from}; the configured From addresses are: ${configured.length ? configured.join(', ') : '(none: no SMTP server is enabled)'}`,
+      `no enabled SMTP server may send as ${request.from}; the configured From addresses are: ` +
+        `${configured.length ? configured.join(', ') : '(none: no SMTP server is enabled)'}`,
     );
   }
   if (request.inReplyTo !== undefined) {
@@ -64,14 +65,16 @@ export function chooseSender(
     if (!imap)
       throw new HttpError(
         422,
-        `cannot reply to ${request.inReplyTo}: no IMAP server has the short name "${parseInboundKey(request.inReplyTo)?.name}"; give "from"`,
+        `cannot reply to ${request.inReplyTo}: no IMAP server has the short name ` +
+          `"${parseInboundKey(request.inReplyTo)?.name}"; give "from"`,
       );
     const user = imap.config.spec.auth.user;
     const hit = servers.find(([, spec]) => lower(spec.auth.user) === lower(user));
     if (!hit)
       throw new HttpError(
         422,
-        `cannot reply to ${request.inReplyTo}: it was sent to ${user}, and no enabled SMTP server logs in as ${user}; give "from"`,
+        `cannot reply to ${request.inReplyTo}: it was sent to ${user}, and no enabled SMTP server logs in as ` +
+          `${user}; give "from"`,
       );
     return { server: hit[0], from: user };
   }

@@ -152,7 +152,7 @@ export class Outbox {
     } finally {
       this.storing -= 1;
     }
-    // a group: the replica that owns the server claims it from the store (woken by NOTIFY, or this notify when it is us)
+    // a group: the owning replica claims it from the store (woken by NOTIFY, or this notify when it is us)
     if (this.store.claim) {
       this.notify(message.server);
       return message;

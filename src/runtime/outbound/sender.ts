@@ -3,8 +3,8 @@
  * MAX_IN_FLIGHT messages at once. A 4xx reply or a network failure retries with backoff; a 5xx reply fails the
  * message with the server's reply. Once the server accepted a message its send slot is free again and the message
  * goes to the copy stage, which appends the sent copies that are ready together in one batch (MULTIAPPEND) on one
- * of a few connections per IMAP server and finishes each batch with one journal write; the outbox entry is removed only after
- * both the send and the copy.
+ * of a few connections per IMAP server and finishes each batch with one journal write; the outbox entry is removed only
+ * after both the send and the copy.
  */
 import type { Logger } from 'pino';
 import { classifyMailError } from '../../adapters/classify.js';
@@ -35,7 +35,9 @@ export interface OutboundConsumer {
 }
 
 export const MAX_IN_FLIGHT = 20;
-/** Copy stage: at most this many connections per IMAP server append at once, each up to COPY_BATCH copies per command. */
+/**
+ * Copy stage: at most this many connections per IMAP server append at once, each up to COPY_BATCH copies per command.
+ */
 export const COPY_CONNECTIONS = 2;
 export const COPY_BATCH = 100;
 const COPY_BATCH_BYTES = 8 * 1024 * 1024;

@@ -3,34 +3,16 @@
  * plan/policy.ts for what follows from it) and has the side effects only: verifying against real servers, storing the
  * applied state, starting and stopping loops. Level-based: every reconcile recomputes the whole difference.
  */
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
 import type { Logger } from 'pino';
 import type { ApplyOutcome, ApplyProgress, ApplyRequest, ApplyResult, ReconcileSummary } from '../../api/index.js';
 import type { CredentialsKey } from '../../connect/credentials-key.js';
-import { secretDigest, secretReferences, type SecretKind, type SecretResolver } from '../../connect/secrets.js';
-import {
-  imapVerified,
-  publicVerification,
-  verificationFailed,
-  verifyAll,
-  verifyServer,
-  type CheckedServer,
-} from '../../connect/verify.js';
-import type { ImapServerSpec, ServerSpec } from '../../config/model.js';
-import { credentialOf, type OAuth2CredentialRef } from '../../config/oauth2.js';
-import { sortDiagnostics, type Diagnostic } from '../../config/diagnostics.js';
-import { queueTableOf, storeFindings, type StoreKind } from '../../config/sinks.js';
-import { folderDigest, readConfigFolder } from '../../config/files.js';
-import { loadSources } from '../../config/load.js';
-import {
-  completeLegacyBindings,
-  computePlan,
-  desiredDigest,
-  identityBindingsOf,
-  stateDigest,
-} from '../../plan/compute.js';
-import { desiredState, EMPTY_STATE } from '../../plan/desired.js';
+import { secretDigest, type SecretResolver } from '../../connect/secrets.js';
+import { publicVerification, type CheckedServer } from '../../connect/verify.js';
+import type { ServerSpec } from '../../config/model.js';
+import type { Diagnostic } from '../../config/diagnostics.js';
+import { queueTableOf, type StoreKind } from '../../config/sinks.js';
+import { computePlan, desiredDigest, stateDigest } from '../../plan/compute.js';
+import { EMPTY_STATE } from '../../plan/desired.js';
 import {
   effectiveAction,
   type DesiredState,
@@ -48,8 +30,14 @@ import {
   stepOf,
 } from '../../plan/policy.js';
 import type { AppliedRecord, AppliedStore, ApplyLogEntry, IdentityBindings } from '../../store/ports.js';
-import { discardOpened, type OpenedImap } from '../loops/imap-loop.js';
+import type { OpenedImap } from '../loops/imap-loop.js';
 import type { Supervisor } from '../loops/supervisor.js';
+import { invalidateTokens, moveKept, reauthenticated, reauthenticateOf, type ReconcilerCredentials } from './oauth2.js';
+import { ConfigFolder } from './folder.js';
+import { addIdentities, desiredSecrets, remadeBindings } from './identities.js';
+import { discardAll, verifyForApply } from './verification.js';
+
+export type { ReconcilerCredentials } from './oauth2.js';
 
 /** What the reconciler asks of the loops: the Supervisor, or for a replica of a group the loops it owns. */
 export type LoopControl = Pick<Supervisor, 'start' | 'update' | 'stop' | 'openFor' | 'secretDigests'>;
@@ -57,14 +45,6 @@ export type LoopControl = Pick<Supervisor, 'start' | 'update' | 'stop' | 'openFo
 /** What a reconcile reports beyond its result (the metrics recorder). */
 export interface ReconcileRecorder {
   reconciled(outcome: ApplyOutcome): void;
-}
-
-/** What a reconcile needs of the folder: kept between reconciles instead of the parsed YAML documents (far larger). */
-interface LoadedFolder {
-  folderDigest: string;
-  valid: boolean;
-  diagnostics: Diagnostic[];
-  desired: DesiredState;
 }
 
 export interface ReconcilerOptions {
@@ -87,26 +67,6 @@ export interface ReconcilerOptions {
   credentials?: ReconcilerCredentials;
 }
 
-/** What a reconcile does to OAuth2 credentials. */
-export interface ReconcilerCredentials {
-  /** Discards the cached access token: the next login gets a fresh one. */
-  invalidate(id: string): void;
-  /** Moves a kept credential to its server's new id (an approved rebind to a new token URL). */
-  move(from: string, to: OAuth2CredentialRef): Promise<boolean>;
-}
-
-const run = promisify(execFile);
-
-/** Git revision of the folder when it is a checkout, else null. */
-async function gitRevision(dir: string): Promise<string | null> {
-  try {
-    const { stdout } = await run('git', ['-C', dir, 'rev-parse', 'HEAD'], { timeout: 5_000 });
-    return stdout.trim() || null;
-  } catch {
-    return null;
-  }
-}
-
 /**
  * Makes the running loops converge on the folder: load → plan → guards → verify → persist → execute. One at a time;
  * every step before "persist" changes nothing, so a refused or failed reconcile leaves the last good configuration
@@ -119,7 +79,7 @@ export class Reconciler {
   /** Servers whose rebind waits for approval (shown as `pending-approval`). */
   readonly pendingApproval = new Set<string>();
   last: ReconcileSummary | null = null;
-  private loaded: LoadedFolder | null = null;
+  private readonly folder: ConfigFolder;
   /** The applied record's generation this daemon runs (0: none yet, or a store that does not count them). */
   generation = 0;
   /** The folder differs from the applied generation (a replica that does not reconcile keeps running that one). */
@@ -134,6 +94,7 @@ export class Reconciler {
     private readonly recorder: ReconcileRecorder,
   ) {
     this.identities = { keyId: options.credentialsKey.id, bindings: {} };
+    this.folder = new ConfigFolder(options.dir, options.sinks);
   }
 
   get state(): ObservedState {
@@ -164,31 +125,18 @@ export class Reconciler {
    */
   private async makeIdentities(saved: AppliedRecord): Promise<void> {
     const legacy = saved.identities === undefined;
-    const bindings = legacy ? completeLegacyBindings(saved.state) : saved.state.bindings;
-    const ofReference: Record<string, string> = {};
-    const kinds = new Map<string, SecretKind>();
-    for (const server of Object.values(saved.state.servers))
-      for (const [reference, kind] of secretReferences(server.config.spec)) kinds.set(reference, kind);
-    // kept credentials (their ids) are bound by id only: no value to take an identity of
-    for (const reference of Object.keys(bindings).filter((r) => !r.startsWith('oauth2/'))) {
-      try {
-        ofReference[reference] = this.options.credentialsKey.identityOf(
-          await this.resolver.resolve(reference, kinds.get(reference)),
-        );
-      } catch (err) {
-        this.log.warn({ reference }, `${(err as Error).message}: its binding is kept by the reference only`);
-      }
-    }
+    const { bindings, byIdentity } = await remadeBindings(saved, this.resolver, this.options.credentialsKey, this.log);
     await this.persist({
       ...saved,
       state: { ...saved.state, bindings },
-      identities: { keyId: this.identities.keyId, bindings: identityBindingsOf(bindings, ofReference) },
+      identities: { keyId: this.identities.keyId, bindings: byIdentity },
     });
     this.log.warn(
       { bindings: Object.keys(bindings).length },
       legacy
         ? 'applied state migrated: credential bindings are now also kept by the identity of each secret'
-        : 'the credentials key is not the one the applied state was written with: credential bindings by identity made again from the references',
+        : 'the credentials key is not the one the applied state was written with: credential bindings by ' +
+            'identity made again from the references',
     );
   }
 
@@ -233,7 +181,7 @@ export class Reconciler {
 
   /** Whether this daemon's folder differs from what runs (shown as config-drift; it keeps running the applied one). */
   private async checkDrift(): Promise<void> {
-    const config = await this.loadFolder().catch(() => null);
+    const config = await this.folder.load().catch(() => null);
     const applied = await this.store.read().catch(() => null);
     const drift =
       config !== null && applied !== null && (!config.valid || desiredDigest(config.desired) !== applied.desiredDigest);
@@ -241,27 +189,11 @@ export class Reconciler {
       this.log[drift ? 'warn' : 'info'](
         { generation: this.generation },
         drift
-          ? `config-drift: the folder ${this.options.dir} differs from the applied generation ${this.generation}, which keeps running`
+          ? `config-drift: the folder ${this.options.dir} differs from the applied generation ` +
+              `${this.generation}, which keeps running`
           : 'the folder matches the applied generation again',
       );
     this.drift = drift;
-  }
-
-  /** The folder, parsed and checked; reused while its files are byte-for-byte the same (a no-op stays cheap). */
-  private async loadFolder(): Promise<LoadedFolder> {
-    const folder = await readConfigFolder(this.options.dir);
-    const digest = folderDigest(folder.files);
-    if (this.loaded?.folderDigest === digest && folder.diagnostics.length === 0) return this.loaded;
-    const config = loadSources(folder.files, folder.diagnostics);
-    // a flow this daemon's store cannot deliver makes the folder invalid here, naming the flow
-    const unfit = storeFindings(config.flows, this.options.sinks.store);
-    this.loaded = {
-      folderDigest: config.folderDigest,
-      valid: config.valid && unfit.length === 0,
-      diagnostics: sortDiagnostics([...config.diagnostics, ...unfit]),
-      desired: desiredState(config.servers, config.flows),
-    };
-    return this.loaded;
   }
 
   /** Runs a reconcile after the ones before it; `onProgress` hears how verification goes (a long apply). */
@@ -304,10 +236,11 @@ export class Reconciler {
       await this.checkDrift();
       return this.finish(
         'no-changes',
-        'this replica does not reconcile (another replica holds the reconciler lease); it runs the applied configuration',
+        'this replica does not reconcile (another replica holds the reconciler lease); it runs the applied ' +
+          'configuration',
       );
     }
-    const config = await this.loadFolder();
+    const config = await this.folder.load();
     const diagnostics = config.diagnostics;
     if (!config.valid) {
       return this.finish(
@@ -321,7 +254,8 @@ export class Reconciler {
     if (!request.savedPlan && request.expectedFolderDigest && request.expectedFolderDigest !== config.folderDigest) {
       return this.finish(
         'folder-mismatch',
-        `the daemon applies ${this.options.dir}, which differs from the folder you gave; apply only changes the daemon's own folder (commit and sync it there)`,
+        `the daemon applies ${this.options.dir}, which differs from the folder you gave; apply only changes ` +
+          `the daemon's own folder (commit and sync it there)`,
         { diagnostics },
       );
     }
@@ -337,28 +271,16 @@ export class Reconciler {
     const refusals = await this.options.refusals(desired);
     if (refusals.length)
       return this.finish('refused-config', `${refusals.join('; ')}; nothing changed`, { diagnostics });
-    const desiredSecrets: Record<string, string> = {};
-    const ofReference: Record<string, string> = {};
-    await Promise.all(
-      Object.entries(desired.servers)
-        .filter(([, s]) => s.spec.enabled)
-        .map(async ([id, s]) => {
-          const values = await this.resolver.resolveAll(s.spec).catch(() => null);
-          if (!values) return; // verification says why
-          desiredSecrets[id] = secretDigest(values);
-          for (const [reference, value] of values)
-            ofReference[reference] = this.options.credentialsKey.identityOf(value);
-        }),
-    );
-    const identities = { ofReference, bindings: this.identities.bindings };
+    const secrets = await desiredSecrets(desired, this.resolver, this.options.credentialsKey);
+    const identities = { ofReference: secrets.ofReference, bindings: this.identities.bindings };
     const plan = computePlan({
       desired,
       observed: this.applied,
       approvals: request.approvals ?? [],
-      secretDigests: { desired: desiredSecrets, observed: this.supervisor.secretDigests() },
+      secretDigests: { desired: secrets.digests, observed: this.supervisor.secretDigests() },
       identities,
     });
-    const reauthenticate = this.reauthenticateOf(request, desired, plan);
+    const reauthenticate = reauthenticateOf(request, desired, plan);
     if (typeof reauthenticate === 'string') return this.finish('invalid', reauthenticate, { plan, diagnostics });
     if (plan.changes.length === 0) {
       this.pendingApproval.clear();
@@ -368,7 +290,7 @@ export class Reconciler {
           'no changes: the running servers match the folder',
           { plan, diagnostics },
         );
-      const verifications = await this.reauthenticated(reauthenticate);
+      const verifications = await reauthenticated(this.options.credentials, reauthenticate, this.resolver);
       const failed = verifications.filter((v) => !v.ok).length;
       const ids = reauthenticate.map((r) => r.id).join(', ');
       return failed
@@ -392,7 +314,8 @@ export class Reconciler {
       for (const c of unapproved) this.pendingApproval.add(c.id);
       return this.finish(
         'needs-approval',
-        `${unapproved.map((c) => c.id).join(', ')} would send a secret to a new host; nothing changed. Approve with ${unapproved.map((c) => `--approve-rebind ${c.id}`).join(' ')}`,
+        `${unapproved.map((c) => c.id).join(', ')} would send a secret to a new host; nothing changed. ` +
+          `Approve with ${unapproved.map((c) => `--approve-rebind ${c.id}`).join(' ')}`,
         { plan, diagnostics },
       );
     }
@@ -400,34 +323,19 @@ export class Reconciler {
     const toVerify = plan.changes.filter(startsLoop).map((c) => ({ id: c.id, spec: c.after!.spec, config: c.after! }));
     // a server reauthenticated without a new loop is verified on a connection of its own
     const reauthOnly = reauthenticate.filter((r) => !toVerify.some((v) => v.id === r.id));
-    this.invalidate(reauthenticate);
-    if (!request.dryRun) await this.moveKept(plan, desired);
-    // a real apply verifies an IMAP server by opening the connection its loop will keep (one login per server)
+    invalidateTokens(this.options.credentials, reauthenticate);
+    if (!request.dryRun) await moveKept(this.options.credentials, plan, desired);
     const opened = new Map<string, OpenedImap>();
     // looked up while the servers are verified (a git process), used only if the apply goes ahead; never rejects
-    const revision = request.dryRun ? Promise.resolve(null) : gitRevision(this.options.dir);
+    const revision = request.dryRun ? Promise.resolve(null) : this.folder.revision();
     try {
-      const started = Date.now();
-      const progress: ApplyProgress = {
-        type: 'progress',
-        total: toVerify.length,
-        verified: 0,
-        failed: 0,
-        elapsedMs: 0,
-      };
-      onProgress?.({ ...progress });
-      progress.total += reauthOnly.length;
-      const items: { id: string; spec: ServerSpec; config?: ServerConfig }[] = [...toVerify, ...reauthOnly];
-      const verifications = await verifyAll(items, this.resolver, {
+      const verifications = await verifyForApply(toVerify, reauthOnly, {
+        resolver: this.resolver,
         ...(!request.dryRun && {
-          verify: ({ id, spec, config }) =>
-            config ? this.verifyByOpening({ id, spec, config }, opened) : verifyServer(id, spec, this.resolver),
+          openFor: (id, config, signal) => this.supervisor.openFor(id, config, signal),
         }),
-        onVerified: (v) => {
-          progress.verified += 1;
-          if (!v.ok) progress.failed += 1;
-          onProgress?.({ ...progress, elapsedMs: Date.now() - started });
-        },
+        opened,
+        onProgress,
       });
       const unchangedFailed = verifications.filter((v) => !v.ok && !plan.changes.some((c) => c.id === v.id));
       if (unchangedFailed.length && !request.dryRun)
@@ -438,61 +346,7 @@ export class Reconciler {
         );
       return await this.applyVerified(request, plan, diagnostics, digest, verifications, opened, revision, identities);
     } finally {
-      // the connections of an apply that was refused, or of servers it did not start
-      await Promise.all([...opened.values()].map(discardOpened));
-    }
-  }
-
-  /**
-   * The OAuth2 servers to reauthenticate: those asked for (`apply --reauthenticate`) and the changed ones with
-   * `reauthenticateOnSave`; or why the request names a server that cannot be.
-   */
-  private reauthenticateOf(
-    request: ApplyRequest,
-    desired: DesiredState,
-    plan: Plan,
-  ): { id: string; spec: ServerSpec }[] | string {
-    const out: { id: string; spec: ServerSpec }[] = [];
-    for (const id of request.reauthenticate ?? []) {
-      const spec = desired.servers[id]?.spec;
-      if (!spec?.enabled || !credentialOf(spec))
-        return `--reauthenticate ${id}: the folder has no enabled server ${id} with an OAuth2 grant; nothing changed`;
-      out.push({ id, spec });
-    }
-    for (const change of plan.changes) {
-      const spec = change.after?.spec;
-      if (spec?.enabled && spec.reauthenticateOnSave && credentialOf(spec) && !out.some((r) => r.id === change.id))
-        out.push({ id: change.id, spec });
-    }
-    return out;
-  }
-
-  /** Discards the cached access tokens of `servers`' credentials (each once). */
-  private invalidate(servers: readonly { spec: ServerSpec }[]): void {
-    const ids = new Set(servers.map((s) => credentialOf(s.spec)!.id));
-    for (const id of ids) this.options.credentials?.invalidate(id);
-  }
-
-  /** Verifies `servers` with fresh access tokens (no change applied). */
-  private async reauthenticated(servers: readonly { id: string; spec: ServerSpec }[]): Promise<CheckedServer[]> {
-    this.invalidate(servers);
-    return verifyAll(servers, this.resolver);
-  }
-
-  /**
-   * Moves what the daemon kept for a server whose credential id changes with its token URL (the same refresh token or
-   * sign-in and client id) to the new id, before the server is verified; the plan made it a rebind where that needs
-   * approval. Kept where another server of the folder still uses the old id.
-   */
-  private async moveKept(plan: Plan, desired: DesiredState): Promise<void> {
-    const inUse = new Set(
-      Object.values(desired.servers).flatMap((s) => (s.spec.enabled ? [credentialOf(s.spec)?.id] : [])),
-    );
-    for (const change of plan.changes.filter(startsLoop)) {
-      const from = change.before && credentialOf(change.before.spec);
-      const to = credentialOf(change.after!.spec);
-      if (from && to && from.id !== to.id && from.lineage === to.lineage && !inUse.has(from.id))
-        await this.options.credentials?.move(from.id, to);
+      await discardAll(opened);
     }
   }
 
@@ -506,14 +360,12 @@ export class Reconciler {
    * secret to the token and device endpoints); or why there is none (an invalid folder, no such server).
    */
   async desiredServer(id: string, approved: boolean): Promise<{ spec: ServerSpec; rebinds: string[] } | string> {
-    const config = await this.loadFolder();
+    const config = await this.folder.load();
     if (!config.valid) return `the folder ${this.options.dir} is invalid; fix it first (mailctl validate)`;
     const after = config.desired.servers[id];
     if (!after) return `the folder ${this.options.dir} has no server ${id}`;
     const values = await this.resolver.resolveAll(after.spec).catch(() => null);
-    const ofReference: Record<string, string> = {};
-    for (const [reference, value] of values ?? [])
-      ofReference[reference] = this.options.credentialsKey.identityOf(value);
+    const ofReference = addIdentities({}, values, this.options.credentialsKey);
     const plan = computePlan({
       desired: { servers: { ...this.desiredOthers(id), [id]: after } },
       observed: this.applied,
@@ -542,26 +394,8 @@ export class Reconciler {
   knownServers(): Map<string, ServerSpec> {
     const out = new Map<string, ServerSpec>();
     for (const [id, server] of Object.entries(this.applied.servers)) out.set(id, server.config.spec);
-    for (const [id, config] of Object.entries(this.loaded?.desired.servers ?? {})) out.set(id, config.spec);
+    for (const [id, config] of Object.entries(this.folder.last?.desired.servers ?? {})) out.set(id, config.spec);
     return out;
-  }
-
-  private async verifyByOpening(
-    item: { id: string; spec: ServerSpec; config: ServerConfig },
-    opened: Map<string, OpenedImap>,
-  ): Promise<CheckedServer> {
-    if (item.spec.type !== 'imap') return verifyServer(item.id, item.spec, this.resolver);
-    try {
-      const connection = await this.supervisor.openFor(
-        item.id,
-        item.config as ServerConfig & { spec: ImapServerSpec },
-        new AbortController().signal,
-      );
-      opened.set(item.id, connection);
-      return imapVerified(item.id, connection.found, connection.secretDigest);
-    } catch (err) {
-      return verificationFailed(item.id, err);
-    }
   }
 
   private async applyVerified(
@@ -588,7 +422,8 @@ export class Reconciler {
     if (failed.size && !saveFailed) {
       return this.finish(
         'verification-failed',
-        `${failed.size} server(s) failed verification; nothing changed (use --save-failed-as-disabled to apply the rest)`,
+        `${failed.size} server(s) failed verification; nothing changed (use --save-failed-as-disabled to ` +
+          'apply the rest)',
         { plan, diagnostics, verifications },
       );
     }

@@ -2,8 +2,8 @@
  * The inbound checkpoint of one server identity and folder, in `<state>/inbound/<type>_<name>.json` (the shortName as
  * file names carry it, config/keys.ts; 0600, atomic
  * writes). `lastUid` is a high-water mark: every UID at or below it is done, except those in `pending` (retries and the
- * backfill set, stored as UID ranges in `backlog` while untried). `copyIntent` is written before COPY so a crash between
- * COPY and the checkpoint never copies twice.
+ * backfill set, stored as UID ranges in `backlog` while untried). `copyIntent` is written before COPY so a crash
+ * between COPY and the checkpoint never copies twice.
  */
 import { readdir, readFile, rm } from 'node:fs/promises';
 import path from 'node:path';

@@ -1,10 +1,10 @@
 /**
  * Inbound state in the state folder: per mailbox, `inbound/<type>_<name>.json` (the checkpoint, checkpoint.ts) and
  * `inbound/<type>_<name>.delivered` (the ledger, ledger.ts), `<name>` the shortName as file names carry it
- * (config/keys.ts; files named by a whole long shortName, from before, are renamed on first load). A batch's commit writes the ledger entries and
- * the checkpoint side by side: the ledger only ever grows with messages that reached their sink, so a crash between
- * the two leaves at most a ledger entry whose checkpoint was not written, which only makes a recheck skip a message
- * that was delivered anyway.
+ * (config/keys.ts; files named by a whole long shortName, from before, are renamed on first load). A batch's commit
+ * writes the ledger entries and the checkpoint side by side: the ledger only ever grows with messages that reached
+ * their sink, so a crash between the two leaves at most a ledger entry whose checkpoint was not written, which only
+ * makes a recheck skip a message that was delivered anyway.
  */
 import { rename, stat } from 'node:fs/promises';
 import path from 'node:path';

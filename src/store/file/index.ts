@@ -38,7 +38,9 @@ export async function openFileStore(local: LocalState): Promise<Store> {
   if (imported)
     throw new StoreError(
       'state-imported',
-      `the state folder ${stateDir} was ${imported.state === 'imported' ? 'imported' : 'being imported'} into ${imported.store} (${imported.at}): run the daemon with --store on that store; a file-store daemon here would deliver its mail again`,
+      `the state folder ${stateDir} was ${imported.state === 'imported' ? 'imported' : 'being imported'} into ` +
+        `${imported.store} (${imported.at}): run the daemon with --store on that store; a file-store daemon here ` +
+        'would deliver its mail again',
     );
   return {
     kind: 'file',

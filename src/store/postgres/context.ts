@@ -23,7 +23,9 @@ export interface LeaseFence {
   fenceOf(name: string, first: number): { sql: string; values: unknown[] };
   /** The error for a write refused because lease `name` has a newer holder. */
   fencedNow(name: string): FencedError;
-  /** Throws fencedNow(name) unless this replica holds lease `name`, locking the lease row for `client`'s transaction. */
+  /**
+   * Throws fencedNow(name) unless this replica holds lease `name`, locking the lease row for `client`'s transaction.
+   */
   fence(client: PoolClient, name: string): Promise<void>;
 }
 

@@ -44,7 +44,8 @@ export class PgCredentialStore implements CredentialStore {
         // waiting for another daemon's refresh, and holding the lock through ours (an HTTP exchange), take longer
         // than a statement may
         await c.query(
-          `SET LOCAL statement_timeout = '${HOLD_S}s'; SET LOCAL lock_timeout = '${HOLD_S}s'; SET LOCAL idle_in_transaction_session_timeout = '${2 * HOLD_S}s'`,
+          `SET LOCAL statement_timeout = '${HOLD_S}s'; SET LOCAL lock_timeout = '${HOLD_S}s'; ` +
+            `SET LOCAL idle_in_transaction_session_timeout = '${2 * HOLD_S}s'`,
         );
         // node-postgres reads a per-query `query_timeout` (not in its types)
         const wait = {

@@ -37,13 +37,26 @@ const UNAVAILABLE_CODES = new Set([
   'ENETUNREACH',
   'ENOENT', // a Unix socket that is not there
 ]);
-const UNAVAILABLE_MESSAGES =
-  /Connection terminated|connection timeout|Query read timeout|timeout exceeded when trying to connect|not queryable|does not support SSL|establishing an SSL connection|Client was closed/i;
+const UNAVAILABLE_MESSAGES = new RegExp(
+  [
+    'Connection terminated',
+    'connection timeout',
+    'Query read timeout',
+    'timeout exceeded when trying to connect',
+    'not queryable',
+    'does not support SSL',
+    'establishing an SSL connection',
+    'Client was closed',
+  ].join('|'),
+  'i',
+);
 
 const isTlsError = (err: NodeJS.ErrnoException): boolean =>
   typeof err.code === 'string' && /CERT|SELF_SIGNED|UNABLE_TO_|ERR_TLS|ERR_SSL/.test(err.code);
 
-/** Whether an error of node-postgres means the store cannot be reached (or refuses us), as opposed to a bad statement. */
+/**
+ * Whether an error of node-postgres means the store cannot be reached (or refuses us), as opposed to a bad statement.
+ */
 function isUnavailable(err: unknown): boolean {
   if (err instanceof StoreUnavailableError) return true;
   if (err instanceof StoreError) return false;
@@ -200,7 +213,7 @@ export class Db implements StoreHealth {
     } catch (err) {
       throw this.failed(err);
     }
-    // a connection cut while it is checked out (between statements) is reported as 'error' on it: keep it off the process
+    // a connection cut while checked out (between statements) is reported as 'error' on it: keep it off the process
     let cut: unknown = null;
     const onError = (err: unknown) => (cut = err);
     client.on('error', onError);

@@ -36,7 +36,8 @@ async function refuseNonEmpty(c: PoolClient, s: string, location: string): Promi
   if (rows.length)
     throw new StoreError(
       'store-not-empty',
-      `the store ${location} is not empty (${rows.map((r) => r.name).join(', ')} hold rows): an import goes into an empty store only`,
+      `the store ${location} is not empty (${rows.map((r) => r.name).join(', ')} hold rows): an import goes ` +
+        'into an empty store only',
     );
 }
 
@@ -48,7 +49,8 @@ export async function importSnapshot(ctx: PgContext, location: string, snapshot:
       await c.query(`INSERT INTO ${s}.applied (id, record) VALUES (true, $1)`, [JSON.stringify(snapshot.applied)]);
     if (snapshot.applyLog.length)
       await c.query(
-        `INSERT INTO ${s}.apply_log (entry) SELECT e::json FROM unnest($1::text[]) WITH ORDINALITY AS x(e, n) ORDER BY n`,
+        `INSERT INTO ${s}.apply_log (entry) SELECT e::json FROM unnest($1::text[]) WITH ORDINALITY AS x(e, n) ` +
+          'ORDER BY n',
         [snapshot.applyLog.map((e) => JSON.stringify(e))],
       );
     for (const { server, checkpoint, delivered } of snapshot.inbound) {

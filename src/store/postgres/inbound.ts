@@ -125,7 +125,8 @@ export class PgInboundStore implements InboundStore {
       await c.query(`CREATE TABLE IF NOT EXISTS ${t} (${QUEUE_COLUMNS.map(([n, type]) => `${n} ${type}`).join(', ')})`);
       for (const [n, type] of ADDED_COLUMNS) await c.query(`ALTER TABLE ${t} ADD COLUMN IF NOT EXISTS ${n} ${type}`);
       await c.query(
-        `CREATE INDEX IF NOT EXISTS ${escapeIdentifier(`${table.slice(0, 50)}_unclaimed`)} ON ${t} (queue, received_at) WHERE claimed_at IS NULL`,
+        `CREATE INDEX IF NOT EXISTS ${escapeIdentifier(`${table.slice(0, 50)}_unclaimed`)} ON ${t} ` +
+          '(queue, received_at) WHERE claimed_at IS NULL',
       );
       // a table of that name made by someone else would refuse every row: say so at apply, not at the first message
       const { rows } = await c.query<{ column_name: string }>(
@@ -137,7 +138,8 @@ export class PgInboundStore implements InboundStore {
       if (missing.length)
         throw new StoreError(
           'queue-table',
-          `the table ${this.ctx.schema}.${table} exists but lacks the columns ${missing.join(', ')}: it is not a mailctl queue table; give the flow another table`,
+          `the table ${this.ctx.schema}.${table} exists but lacks the columns ${missing.join(', ')}: it is ` +
+            'not a mailctl queue table; give the flow another table',
         );
       await c.query(`INSERT INTO ${this.ctx.s}.queue_tables (name) VALUES ($1) ON CONFLICT DO NOTHING`, [table]);
     });
@@ -161,7 +163,8 @@ export class PgInboundStore implements InboundStore {
     if (version !== CHECKPOINT_FORMAT_VERSION)
       throw new StoreError(
         'checkpoint-format',
-        `the checkpoint of ${mailbox.server} has formatVersion ${String(version)}; this mailctl reads ${String(CHECKPOINT_FORMAT_VERSION)}`,
+        `the checkpoint of ${mailbox.server} has formatVersion ${String(version)}; this mailctl reads ` +
+          `${String(CHECKPOINT_FORMAT_VERSION)}`,
       );
     return fromStored(row.checkpoint);
   }
@@ -191,7 +194,8 @@ export class PgInboundStore implements InboundStore {
       const tuples = chunk.map((_, i) => `(${INSERTED.map((_, j) => `$${i * INSERTED.length + j + 1}`).join(', ')})`);
       // a key that is there already was delivered by a commit whose answer was lost: once is enough
       await c.query(
-        `INSERT INTO ${this.table(table)} (${INSERTED.join(', ')}) VALUES ${tuples.join(', ')} ON CONFLICT (key) DO NOTHING`,
+        `INSERT INTO ${this.table(table)} (${INSERTED.join(', ')}) VALUES ${tuples.join(', ')} ON CONFLICT ` +
+          '(key) DO NOTHING',
         values,
       );
     }
@@ -218,7 +222,9 @@ export class PgInboundStore implements InboundStore {
       if (trim)
         await c.query(
           `DELETE FROM ${this.ctx.s}.delivered WHERE server = $1 AND seq < (
-             SELECT min(seq) FROM (SELECT seq FROM ${this.ctx.s}.delivered WHERE server = $1 ORDER BY seq DESC LIMIT $2) newest)`,
+             SELECT min(seq) FROM (
+               SELECT seq FROM ${this.ctx.s}.delivered WHERE server = $1 ORDER BY seq DESC LIMIT $2
+             ) newest)`,
           [mailbox.server, LEDGER_MAX_ENTRIES],
         );
       const notices = new Set<string>();
@@ -247,7 +253,8 @@ export class PgInboundStore implements InboundStore {
 
   async messageIdOf(key: string): Promise<string | null> {
     const { rows: tables } = await this.ctx.db.query<{ name: string }>(
-      `SELECT name FROM ${this.ctx.s}.queue_tables WHERE to_regclass(quote_ident($1) || '.' || quote_ident(name)) IS NOT NULL ORDER BY name`,
+      `SELECT name FROM ${this.ctx.s}.queue_tables WHERE to_regclass(quote_ident($1) || '.' || ` +
+        'quote_ident(name)) IS NOT NULL ORDER BY name',
       [this.ctx.schema],
     );
     if (!tables.length) return null;
@@ -257,7 +264,9 @@ export class PgInboundStore implements InboundStore {
   }
 
   private async checkpoints(c?: PoolClient, server?: string, forUpdate = false): Promise<Checkpoint[]> {
-    const sql = `SELECT checkpoint FROM ${this.ctx.s}.checkpoints ${server ? 'WHERE server = $1' : ''} ORDER BY server ${forUpdate ? 'FOR UPDATE' : ''}`;
+    const sql =
+      `SELECT checkpoint FROM ${this.ctx.s}.checkpoints ${server ? 'WHERE server = $1' : ''} ORDER BY server ` +
+      `${forUpdate ? 'FOR UPDATE' : ''}`;
     const params = server ? [server] : [];
     const { rows } = c
       ? await c.query<{ checkpoint: StoredCheckpoint }>(sql, params)

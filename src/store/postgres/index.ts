@@ -46,7 +46,8 @@ class PgTokenStore implements TokenStore {
     if (!given)
       throw new StoreError(
         'token-required',
-        "a PostgreSQL store keeps only the API token's hash, so the daemon must be given the token: --token-file FILE (the same file for every daemon on the store)",
+        "a PostgreSQL store keeps only the API token's hash, so the daemon must be given the token: " +
+          '--token-file FILE (the same file for every daemon on the store)',
       );
     const sha256 = createHash('sha256').update(given).digest('hex');
     await this.ctx.write((c) =>

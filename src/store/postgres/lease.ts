@@ -79,7 +79,8 @@ export class StoreLease implements StoreLock {
   private lose(): LeaseLostError {
     if (!this.lost) {
       this.lost = new LeaseLostError(
-        `another daemon took over the store ${this.db.location} (this one held it as epoch ${this.epoch}); this daemon stops writing`,
+        `another daemon took over the store ${this.db.location} (this one held it as epoch ${this.epoch}); ` +
+          'this daemon stops writing',
       );
       this.stop();
       for (const l of this.listeners) l(this.lost);
@@ -104,7 +105,10 @@ export class StoreLease implements StoreLock {
 
   /** The fence's query, with its three parameters numbered from `first`: a row while this daemon holds the lease. */
   fenceQuery(first: number): string {
-    return `SELECT 1 FROM ${this.table} WHERE name = $${first} AND holder = $${first + 1} AND epoch = $${first + 2} FOR SHARE`;
+    return (
+      `SELECT 1 FROM ${this.table} WHERE name = $${first} AND holder = $${first + 1} AND epoch = $${first + 2} ` +
+      'FOR SHARE'
+    );
   }
 
   fenceValues(): unknown[] {

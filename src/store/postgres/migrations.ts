@@ -1,13 +1,14 @@
 /**
  * The store's tables, created and upgraded by versioned, forward-only migrations in the store's own PostgreSQL schema.
- * `migrate` runs them in one transaction under `pg_advisory_xact_lock` (two daemons starting together: the second waits,
- * then finds nothing to do) and records each in `migrations`; a schema at a version newer than this mailctl knows is
- * refused. A migration is never edited once released: a change is a new entry at the end.
+ * `migrate` runs them in one transaction under `pg_advisory_xact_lock` (two daemons starting together: the second
+ * waits, then finds nothing to do) and records each in `migrations`; a schema at a version newer than this mailctl
+ * knows is refused. A migration is never edited once released: a change is a new entry at the end.
  *
  * Built to grow into several daemons on one store (per-mailbox leases): `leases` is keyed by name with an epoch that
  * only ever grows (the fencing token every write checks), checkpoints and ledger are keyed by mailbox, outbox rows by
  * id with their server. Documents the store reads back whole (checkpoint, outbox message, events) are `json`, not
- * `jsonb`: they are never queried inside, and `json` keeps a `\u0000` that a message header may carry (jsonb refuses it).
+ * `jsonb`: they are never queried inside, and `json` keeps a `\u0000` that a message header may carry (jsonb refuses
+ * it).
  */
 import { escapeIdentifier, type PoolClient } from 'pg';
 import { StoreError } from '../ports.js';
@@ -125,7 +126,8 @@ async function schemaVersion(client: PoolClient, schema: string): Promise<number
 function newerSchemaError(schema: string, location: string, found: number): StoreError {
   return new StoreError(
     'store-schema-newer',
-    `the store ${location} has schema "${schema}" at version ${found}, newer than this mailctl knows (${LATEST_VERSION}): upgrade mailctl, or use another --store-schema`,
+    `the store ${location} has schema "${schema}" at version ${found}, newer than this mailctl knows ` +
+      `(${LATEST_VERSION}): upgrade mailctl, or use another --store-schema`,
   );
 }
 
@@ -145,7 +147,8 @@ export async function migrate(
   await client.query(`SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`, [lockKey(schema)]);
   await client.query(`CREATE SCHEMA IF NOT EXISTS ${s}`);
   await client.query(
-    `CREATE TABLE IF NOT EXISTS ${s}.migrations (version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`,
+    `CREATE TABLE IF NOT EXISTS ${s}.migrations ` +
+      '(version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())',
   );
   const from = await schemaVersion(client, schema);
   if (from > LATEST_VERSION) throw newerSchemaError(schema, location, from);

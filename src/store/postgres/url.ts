@@ -61,7 +61,8 @@ export function parseStoreUrl(text: string): StoreUrl {
   if (userinfo.includes(':') || params.has('password'))
     throw new StoreError(
       'store-url',
-      'the store URL must not contain a password (it would show in the process list): give it in PGPASSWORD or a PGPASSFILE',
+      'the store URL must not contain a password (it would show in the process list): give it in PGPASSWORD ' +
+        'or a PGPASSFILE',
     );
   for (const name of params.keys())
     if (!PARAMS.has(name))
@@ -83,7 +84,8 @@ export function parseStoreUrl(text: string): StoreUrl {
     throw new StoreError(
       'store-url',
       mode === 'allow' || mode === 'prefer'
-        ? `sslmode=${mode} is refused: it falls back to an unencrypted connection without saying so; use require, verify-ca or verify-full (or disable)`
+        ? `sslmode=${mode} is refused: it falls back to an unencrypted connection without saying so; use ` +
+            'require, verify-ca or verify-full (or disable)'
         : `sslmode=${mode} is not one of ${MODES.join(', ')}`,
     );
   const sslmode = (mode ?? (isSocket(host) || isLoopbackHost(host) ? 'disable' : 'verify-full')) as SslMode;

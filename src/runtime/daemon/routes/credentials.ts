@@ -104,7 +104,8 @@ export function credentialRoutes(deps: CredentialRouteDeps): Route[] {
     if (found.rebinds.length)
       throw new HttpError(
         409,
-        `${id} as the folder has it would send ${found.rebinds.join(', ')} to endpoints it was not applied with; sign in with --approve-rebind to allow it`,
+        `${id} as the folder has it would send ${found.rebinds.join(', ')} to endpoints it was not applied ` +
+          'with; sign in with --approve-rebind to allow it',
       );
     return { spec: found.spec, oauth2: found.spec.auth.oauth2, credential };
   }
@@ -234,7 +235,8 @@ export function credentialRoutes(deps: CredentialRouteDeps): Route[] {
         if (!deviceFlowForMail(oauth2))
           throw new HttpError(
             400,
-            `${oauth2.provider} does not allow the device sign-in for mail: sign in with mailctl auth login ${id} --browser`,
+            `${oauth2.provider} does not allow the device sign-in for mail: sign in with mailctl auth login ` +
+              `${id} --browser`,
           );
         if (!req.headers.accept?.includes(NDJSON))
           throw new HttpError(406, `a device sign-in answers with a stream: ask with Accept: ${NDJSON}`);

@@ -163,7 +163,10 @@ export async function sinkDirRefusal(
 ): Promise<string | null> {
   const dir = sinkDirOf(stateDir, flow);
   if (await leadsInto(dir, roots)) return null;
-  return `email flow "${flow.name}": deliver.directory ${dir} is not inside a folder allowed by --sink-root (${roots.join(', ')})`;
+  return (
+    `email flow "${flow.name}": deliver.directory ${dir} is not inside a folder allowed by --sink-root ` +
+    `(${roots.join(', ')})`
+  );
 }
 
 /** The Message-ID in the `.json` of `key` in any queue of these sink folders, or null. */
