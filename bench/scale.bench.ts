@@ -19,7 +19,7 @@ import os from 'node:os';
 import { parseArgs } from 'node:util';
 import { DEFAULT_POLL_SCHEDULE } from '../src/config/model.js';
 import { accountOf, assign } from '../src/runtime/group/ring.js';
-import { startGroup, type Group } from '../test/harness/group.js';
+import { startGroup } from '../test/harness/group.js';
 import { eventually } from '../test/harness/mailctl.js';
 import { appendToBenchmarks, formatMs, giveUpAfter, inBatches, median, percentile, sleep } from './common.js';
 

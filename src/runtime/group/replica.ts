@@ -32,6 +32,8 @@ export type LoopControl = Pick<Supervisor, 'start' | 'update' | 'stop' | 'openFo
 const VALID_FOR = 2 / 3;
 /** How often the replica's own clock is looked at between heartbeats. */
 const CLOCK_CHECK_MS = 100;
+/** How long after another member's expiry the heartbeat that takes its mailboxes over is sent. */
+const EXPIRY_MARGIN_MS = 100;
 
 export interface ReplicaGroupDeps {
   store: GroupStore;
@@ -67,6 +69,7 @@ export class ReplicaGroup implements LoopControl {
   private queue: Promise<unknown> = Promise.resolve();
   private beatTimer: NodeJS.Timeout | null = null;
   private clockTimer: NodeJS.Timeout | null = null;
+  private expiryTimer: NodeJS.Timeout | null = null;
   private stopped = false;
   private stalled = false;
   /** Fenced writes since start (the metric). */
@@ -189,11 +192,23 @@ export class ReplicaGroup implements LoopControl {
     // leases of an earlier process with this id (it crashed): taken again with a new epoch, or given away
     const earlier = beat.leases.filter((l) => !this.held.has(l.name));
     this.members = beat.members;
+    this.beatAfterExpiry(beat.nextExpiryS);
     if (beat.generation !== this.generation) {
       this.generation = beat.generation;
       this.deps.onGeneration(beat.generation);
     }
     await this.rebalance(earlier);
+  }
+
+  /**
+   * Another member's row expires before this replica's next heartbeat (it stopped renewing: killed, frozen, cut off):
+   * beat just after that, so its mailboxes are taken over at its expiry rather than up to TTL/3 later. Every live
+   * replica sees the same expiry, so all of them take their shares at once.
+   */
+  private beatAfterExpiry(seconds: number | null): void {
+    if (seconds === null || seconds * 1000 >= this.ttlMs / 3) return;
+    if (this.expiryTimer) clearTimeout(this.expiryTimer);
+    this.expiryTimer = setTimeout(() => void this.beat(), seconds * 1000 + EXPIRY_MARGIN_MS).unref();
   }
 
   /** A lease is gone (taken over or fenced): its loop stops at once; nothing more is written about it. */
@@ -310,6 +325,7 @@ export class ReplicaGroup implements LoopControl {
     this.stopped = true;
     if (this.beatTimer) clearInterval(this.beatTimer);
     if (this.clockTimer) clearInterval(this.clockTimer);
+    if (this.expiryTimer) clearTimeout(this.expiryTimer);
     await this.serially(() => this.stopLoops([...this.running]));
     this.held.clear();
     await this.deps.store.leave().catch(() => undefined); // unreachable: everything expires by itself
