@@ -61,6 +61,8 @@ const group = await startGroup({
   mailboxes: MAILBOXES,
   ttlS: TTL_S,
   pollSchedule: DEFAULT_POLL_SCHEDULE,
+  // no reconcile at start: `apply` is the step timed
+  args: ['--no-watch'],
   dovecot: {
     // a thousand IMAP sessions and the connections apply verifies at the same time; only 128 processes of one user
     // get inotify here (fs.inotify.max_user_instances), the others notice new mail by this check

@@ -32,6 +32,11 @@ export type LoopControl = Pick<Supervisor, 'start' | 'update' | 'stop' | 'openFo
 const VALID_FOR = 2 / 3;
 /** How often the replica's own clock is looked at between heartbeats. */
 const CLOCK_CHECK_MS = 100;
+/**
+ * How long after the last start or stop of a server the owners are computed again: a reconcile starts its servers one
+ * by one, and one rebalance for all of them takes their leases in one statement, from shares of the whole set.
+ */
+const REBALANCE_AFTER_MS = 50;
 /** How long after another member's expiry the heartbeat that takes its mailboxes over is sent. */
 const EXPIRY_MARGIN_MS = 100;
 
@@ -70,6 +75,7 @@ export class ReplicaGroup implements LoopControl {
   private beatTimer: NodeJS.Timeout | null = null;
   private clockTimer: NodeJS.Timeout | null = null;
   private expiryTimer: NodeJS.Timeout | null = null;
+  private rebalanceTimer: NodeJS.Timeout | null = null;
   private stopped = false;
   private stalled = false;
   /** Fenced writes since start (the metric). */
@@ -208,6 +214,7 @@ export class ReplicaGroup implements LoopControl {
   private beatAfterExpiry(seconds: number | null): void {
     if (seconds === null || seconds * 1000 >= this.ttlMs / 3) return;
     if (this.expiryTimer) clearTimeout(this.expiryTimer);
+    if (this.rebalanceTimer) clearTimeout(this.rebalanceTimer);
     this.expiryTimer = setTimeout(() => void this.beat(), seconds * 1000 + EXPIRY_MARGIN_MS).unref();
   }
 
@@ -287,7 +294,7 @@ export class ReplicaGroup implements LoopControl {
         return;
       }
       if (opened) await discardOpened(opened);
-      await this.rebalance();
+      this.rebalanceSoon();
     });
   }
 
@@ -301,8 +308,19 @@ export class ReplicaGroup implements LoopControl {
     return this.serially(async () => {
       this.desired.delete(id);
       if (this.running.has(id)) await this.stopLoops([id]);
-      await this.rebalance(); // its lease is given up with the rest of what this replica does not own
+      this.rebalanceSoon(); // its lease is given up with the rest of what this replica does not own
     });
+  }
+
+  /** One rebalance REBALANCE_AFTER_MS after the last of a run of starts and stops. */
+  private rebalanceSoon(): void {
+    if (this.rebalanceTimer) clearTimeout(this.rebalanceTimer);
+    this.rebalanceTimer = setTimeout(() => {
+      this.rebalanceTimer = null;
+      void this.serially(() => this.rebalance()).catch((err: unknown) =>
+        this.deps.log.error({ err: (err as Error).message }, 'could not compute the owners again'),
+      );
+    }, REBALANCE_AFTER_MS).unref();
   }
 
   openFor(...args: Parameters<Supervisor['openFor']>): ReturnType<Supervisor['openFor']> {
@@ -326,6 +344,7 @@ export class ReplicaGroup implements LoopControl {
     if (this.beatTimer) clearInterval(this.beatTimer);
     if (this.clockTimer) clearInterval(this.clockTimer);
     if (this.expiryTimer) clearTimeout(this.expiryTimer);
+    if (this.rebalanceTimer) clearTimeout(this.rebalanceTimer);
     await this.serially(() => this.stopLoops([...this.running]));
     this.held.clear();
     await this.deps.store.leave().catch(() => undefined); // unreachable: everything expires by itself
