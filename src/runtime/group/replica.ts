@@ -4,9 +4,10 @@
  * computes the same owners (ring.ts); a replica gives away what it no longer owns (stops the loop — its batch finished
  * or abandoned, its connection closed — then releases the lease) and takes what it now owns (epoch + 1), starting the
  * loop, which resumes from the checkpoint. A lease found gone at a heartbeat, or fenced at a write, stops its loop at
- * once. By its own monotonic clock, a replica whose last successful renewal is 2/3 TTL old stops all its loops before
- * any lease can expire (the database expires them after a whole TTL), and `holds` answers false meanwhile: the
- * inbound stage checks it before every change on the mail server (sink delivery, COPY, STORE).
+ * once. A member whose row expires before the next heartbeat (killed, frozen, cut off) is taken over by a heartbeat
+ * sent just after its expiry. By its own monotonic clock, a replica whose last successful renewal is 2/3 TTL old stops
+ * all its loops before any lease can expire (the database expires them after a whole TTL), and `holds` answers false
+ * meanwhile: the inbound stage checks it before every change on the mail server (sink delivery, COPY, STORE).
  */
 import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
