@@ -102,6 +102,22 @@ async function holders(): Promise<Map<string, string>> {
   return new Map(rows.map((r) => [r.name as string, r.holder as string]));
 }
 
+/** The warnings and errors the live replicas logged since the given offsets in their output, counted by message. */
+function warningsSince(from: Map<string, number>): string {
+  const counts = new Map<string, number>();
+  for (const r of group.replicas.values()) {
+    const lines = r.daemon
+      .output()
+      .slice(from.get(r.id) ?? 0)
+      .split('\n');
+    for (const line of lines.filter((l) => /"level":(40|50)/.test(l))) {
+      const msg = /"msg":"([^"]*)"/.exec(line)?.[1] ?? line;
+      counts.set(msg, (counts.get(msg) ?? 0) + 1);
+    }
+  }
+  return [...counts].map(([msg, n]) => `${n} × ${msg}`).join('; ') || 'none';
+}
+
 async function stopReplica(id: string): Promise<void> {
   await group.replica(id).daemon.stop('SIGTERM');
   group.replicas.delete(id);
@@ -165,6 +181,7 @@ try {
   for (let k = 0; k < KILLS; k++) {
     const victim = REPLICAS[k % REPLICAS.length]!;
     const orphaned = [...(await group.running()).get(victim)!];
+    const logFrom = new Map([...group.replicas.values()].map((r) => [r.id, r.daemon.output().length]));
     const killedAt = Date.now();
     await group.replica(victim).daemon.kill();
     group.replicas.delete(victim);
@@ -184,7 +201,7 @@ try {
     takeovers.push((taken!.at as number) - killedAt);
     console.log(
       `  kill ${k + 1}: ${victim} (${orphaned.length} mailboxes) → leases taken after ${formatMs(takeovers.at(-1)!)}, ` +
-        `last loop running after ${formatMs(failovers.at(-1)!)}`,
+        `last loop running after ${formatMs(failovers.at(-1)!)}; the survivors' warnings: ${warningsSince(logFrom)}`,
     );
     await group.start(victim);
     await settled(REPLICAS.length);
