@@ -94,23 +94,21 @@ export async function startGroup(options: GroupOptions): Promise<Group> {
   });
   const { ws, dovecot } = stack;
   await ws.writeServer('flow.yaml', postgresFlowYaml('main'));
-  await Promise.all(
-    users.map(async (user, i) =>
-      ws.writeServer(
-        `imap-${i}.yaml`,
-        imapYaml({
-          shortName: `box${i + 1}`,
-          user,
-          flow: 'main',
-          port: dovecot.ports.imap,
-          caFile: dovecot.caFile,
-          password: await stack.ref(user),
-          storageFolder: STORAGE,
-          pollSchedule: options.pollSchedule ?? '*/10 * * * * *',
-        }),
-      ),
-    ),
-  );
+  for (const [i, user] of users.entries()) {
+    await ws.writeServer(
+      `imap-${i}.yaml`,
+      imapYaml({
+        shortName: `box${i + 1}`,
+        user,
+        flow: 'main',
+        port: dovecot.ports.imap,
+        caFile: dovecot.caFile,
+        password: await stack.ref(user),
+        storageFolder: STORAGE,
+        pollSchedule: options.pollSchedule ?? '*/10 * * * * *',
+      }),
+    );
+  }
   const replicas = new Map<string, Replica>();
   const kept = new Map<string, Workspace>();
   const group: Group = {
