@@ -439,6 +439,8 @@ export interface Heartbeat {
   members: string[];
   /** The applied configuration's generation (0 before the first apply). */
   generation: number;
+  /** Seconds until the earliest expiry of another live member's row (by the store's clock), or null when alone. */
+  nextExpiryS: number | null;
 }
 
 /**

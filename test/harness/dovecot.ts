@@ -7,6 +7,7 @@
  *   await dv.stop();
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
 import { existsSync, rmSync } from 'node:fs';
 import { chmod, chown, mkdir, mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
@@ -69,7 +70,11 @@ export interface Dovecot {
   setAccessToken(token: string, user: string): void;
   setRefreshToken(refreshToken: string, user: string): void;
   createFolder(user: string, folder: string): Promise<void>;
+  /** Creates `folder` for each of `users` with one doveadm process (one per user takes ~50 ms each). */
+  createFolders(users: string[], folder: string): Promise<void>;
   deliver(to: string | string[], raw: string | Buffer, from?: string): Promise<void>;
+  /** Puts messages into the user's INBOX as an MDA does (Maildir tmp/ → new/): thousands a second, unlike LMTP. */
+  dropIntoInbox(user: string, raws: string[]): Promise<void>;
   listMessages(user: string, folder?: string): Promise<StoredMessage[]>;
   /** Run doveadm against this instance (e.g. ['mailbox', 'list', '-u', user]); returns stdout. */
   doveadm(args: string[]): Promise<string>;
@@ -216,7 +221,8 @@ export async function startDovecot(opts: DovecotOptions = {}): Promise<Dovecot> 
     await writeFile(`${file}.tmp`, passwdLine(user, pass), { mode: 0o644 });
     await rename(`${file}.tmp`, file);
   };
-  for (const [u, p] of Object.entries(opts.users ?? {})) await writeUser(u, p);
+  // distinct files: written side by side (a thousand users in well under a second)
+  await Promise.all(Object.entries(opts.users ?? {}).map(([u, p]) => writeUser(u, p)));
 
   const oauth = await startOAuthServer();
   await writeFile(
@@ -323,10 +329,35 @@ export async function startDovecot(opts: DovecotOptions = {}): Promise<Dovecot> 
     async createFolder(user, folder) {
       await doveadm(['mailbox', 'create', '-u', user, folder]);
     },
+    async createFolders(users, folder) {
+      const list = path.join(dir, 'etc', `users-${randomUUID()}.txt`);
+      await writeFile(list, `${users.join('\n')}\n`);
+      try {
+        await doveadm(['mailbox', 'create', '-F', list, folder]);
+      } finally {
+        await rm(list, { force: true });
+      }
+    },
     async deliver(to, raw, from = 'sender@example.org') {
       const rcpts = Array.isArray(to) ? to : [to];
       const info = await lmtp.sendMail({ envelope: { from, to: rcpts }, raw });
       if (info.rejected.length) throw new Error(`LMTP rejected ${info.rejected.join(', ')}: ${info.response}`);
+    },
+    async dropIntoInbox(user, raws) {
+      const root = path.join(dir, 'mail', user);
+      for (const sub of ['', 'tmp', 'new', 'cur']) {
+        await mkdir(path.join(root, sub), { recursive: true });
+        await chown(path.join(root, sub), 65534, 65534);
+      }
+      await Promise.all(
+        raws.map(async (raw) => {
+          const name = `${Math.floor(Date.now() / 1000)}.${randomUUID()}.harness`;
+          const tmp = path.join(root, 'tmp', name);
+          await writeFile(tmp, raw.replace(/\r\n/g, '\n'));
+          await chown(tmp, 65534, 65534);
+          await rename(tmp, path.join(root, 'new', name));
+        }),
+      );
     },
     async listMessages(user, folder = 'INBOX') {
       const out = await doveadm([

@@ -15,7 +15,7 @@ import path from 'node:path';
 import * as assert from 'uvu/assert';
 import { imapYaml, postgresFlowYaml } from './fixtures.js';
 import { cli, eventually, startDaemon, type DaemonProcess, type Workspace } from './mailctl.js';
-import { startMailStack, type MailStack } from './stack.js';
+import { startMailStack, type MailStack, type MailStackOptions } from './stack.js';
 
 export const STORAGE = 'ContactStorage';
 
@@ -26,6 +26,10 @@ export interface GroupOptions {
   ttlS?: number;
   /** Extra flags for every replica. */
   args?: string[];
+  /** Every IMAP server's pollSchedule (default every 10 s). */
+  pollSchedule?: string;
+  dovecot?: MailStackOptions['dovecot'];
+  postgres?: MailStackOptions['postgres'];
 }
 
 export interface Replica {
@@ -61,7 +65,9 @@ export interface Group {
   start(id: string, args?: string[]): Promise<Replica>;
   /** `mailctl apply` through replica `id`'s API. */
   apply(id: string): Promise<void>;
-  /** Every enabled server's loop running somewhere in the group (by the owners' leases and snapshots). */
+  /** The IMAP servers whose loop each live replica runs now (by its own /v1/status). */
+  running(): Promise<Map<string, Set<string>>>;
+  /** Every enabled server's loop running somewhere in the group. */
   allRunning(timeoutMs?: number): Promise<void>;
   /** Delivers `count` messages over the mailboxes, `fault` running once a third of them were delivered. */
   stream(count: number, fault: () => Promise<void>): Promise<string[]>;
@@ -83,6 +89,8 @@ export async function startGroup(options: GroupOptions): Promise<Group> {
   const stack = await startMailStack({
     users: Object.fromEntries(users.map((u, i) => [u, `pw-${i}-${u}`])),
     store: 'postgres',
+    ...(options.dovecot && { dovecot: options.dovecot }),
+    ...(options.postgres && { postgres: options.postgres }),
   });
   const { ws, dovecot } = stack;
   await ws.writeServer('flow.yaml', postgresFlowYaml('main'));
@@ -97,7 +105,7 @@ export async function startGroup(options: GroupOptions): Promise<Group> {
         caFile: dovecot.caFile,
         password: await stack.ref(user),
         storageFolder: STORAGE,
-        pollSchedule: '*/10 * * * * *',
+        pollSchedule: options.pollSchedule ?? '*/10 * * * * *',
       }),
     );
   }
@@ -133,21 +141,22 @@ export async function startGroup(options: GroupOptions): Promise<Group> {
       const r = await cli(['apply', '--dir', ws.dir], group.replica(id).ws.env);
       assert.is(r.code, 0, r.stdout + r.stderr);
     },
+    async running() {
+      const live = [...replicas.values()].filter((r) => r.daemon.child.exitCode === null && !r.daemon.child.signalCode);
+      const byReplica = new Map<string, Set<string>>();
+      for (const r of live) {
+        const s = await r.daemon.api('GET', '/v1/status');
+        // each replica's status shows the whole group (others' loops by their last snapshot, also a killed
+        // replica's until its leases expire): count only the loops each runs itself
+        const servers = s.body.servers as { id: string; state: string; owner?: string }[];
+        const own = servers.filter((x) => x.state === 'running' && x.owner === r.id && x.id.startsWith('imap/'));
+        byReplica.set(r.id, new Set(own.map((x) => x.id)));
+      }
+      return byReplica;
+    },
     async allRunning(timeoutMs = 30_000) {
       await eventually(
-        async () => {
-          const live = [...replicas.values()].filter((r) => r.daemon.child.exitCode === null);
-          const running = new Set<string>();
-          for (const r of live) {
-            const s = await r.daemon.api('GET', '/v1/status');
-            // each replica's status shows the whole group (others' loops by their last snapshot, also a killed
-            // replica's until its leases expire): count only the loops each runs itself
-            for (const server of s.body.servers as { id: string; state: string; owner: string }[])
-              if (server.state === 'running' && server.owner === r.id && server.id.startsWith('imap/'))
-                running.add(server.id);
-          }
-          return running.size === users.length;
-        },
+        async () => new Set([...(await group.running()).values()].flatMap((ids) => [...ids])).size === users.length,
         timeoutMs,
         `all ${users.length} loops running`,
       );

@@ -14,7 +14,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { startDovecot, type Dovecot, type DovecotOptions } from './dovecot.js';
 import { createWorkspace, startDaemon, type DaemonProcess, type Workspace } from './mailctl.js';
-import { startPostgres, type Postgres } from './postgres.js';
+import { startPostgres, type Postgres, type PostgresOptions } from './postgres.js';
 import { startSmtpServer, type SmtpServerOptions, type SmtpTestServer } from './smtp.js';
 
 export interface MailStackOptions {
@@ -27,6 +27,8 @@ export interface MailStackOptions {
   dovecot?: Omit<DovecotOptions, 'users'>;
   /** Where the daemons keep their state: the state folder (default), or a private PostgreSQL started for the stack. */
   store?: 'file' | 'postgres';
+  /** Options of the private PostgreSQL (with `store: 'postgres'`). */
+  postgres?: PostgresOptions;
 }
 
 /** A checkpoint as the store holds it (the stored form: an untried backlog as `backlog` UID ranges). */
@@ -62,13 +64,21 @@ export interface MailStack {
 export async function startMailStack(options: MailStackOptions): Promise<MailStack> {
   const dovecot = await startDovecot({ ...options.dovecot, users: options.users });
   const folders = options.folders ?? Object.fromEntries(Object.keys(options.users).map((u) => [u, ['ContactStorage']]));
-  for (const [user, names] of Object.entries(folders)) for (const name of names) await dovecot.createFolder(user, name);
+  // one doveadm process per folder name for all its users, in the order the names first appear (parents first)
+  const byName = new Map<string, string[]>();
+  for (const [user, names] of Object.entries(folders))
+    for (const name of names)
+      byName
+        .set(name, byName.get(name) ?? [])
+        .get(name)!
+        .push(user);
+  for (const [name, users] of byName) await dovecot.createFolders(users, name);
   const smtpOptions = options.smtp === true ? { users: options.users } : options.smtp || null;
   const smtp = smtpOptions ? await startSmtpServer({ ...smtpOptions, ca: dovecot.ca }) : null;
   const ws = await createWorkspace();
   const refs = new Map<string, string>();
   const daemons: DaemonProcess[] = [];
-  const pg = options.store === 'postgres' ? await startPostgres() : null;
+  const pg = options.store === 'postgres' ? await startPostgres(options.postgres) : null;
   // a PostgreSQL store keeps only the token's hash: the daemons are given the token…
   const tokenFile = path.join(ws.root, 'api-token-given');
   const keyFile = path.join(ws.root, 'credentials-key-given');

@@ -4,9 +4,10 @@
  * computes the same owners (ring.ts); a replica gives away what it no longer owns (stops the loop — its batch finished
  * or abandoned, its connection closed — then releases the lease) and takes what it now owns (epoch + 1), starting the
  * loop, which resumes from the checkpoint. A lease found gone at a heartbeat, or fenced at a write, stops its loop at
- * once. By its own monotonic clock, a replica whose last successful renewal is 2/3 TTL old stops all its loops before
- * any lease can expire (the database expires them after a whole TTL), and `holds` answers false meanwhile: the
- * inbound stage checks it before every change on the mail server (sink delivery, COPY, STORE).
+ * once. A member whose row expires before the next heartbeat (killed, frozen, cut off) is taken over by a heartbeat
+ * sent just after its expiry. By its own monotonic clock, a replica whose last successful renewal is 2/3 TTL old stops
+ * all its loops before any lease can expire (the database expires them after a whole TTL), and `holds` answers false
+ * meanwhile: the inbound stage checks it before every change on the mail server (sink delivery, COPY, STORE).
  */
 import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
@@ -32,6 +33,13 @@ export type LoopControl = Pick<Supervisor, 'start' | 'update' | 'stop' | 'openFo
 const VALID_FOR = 2 / 3;
 /** How often the replica's own clock is looked at between heartbeats. */
 const CLOCK_CHECK_MS = 100;
+/**
+ * How long after the last start or stop of a server the owners are computed again: a reconcile starts its servers one
+ * by one, and one rebalance for all of them takes their leases in one statement, from shares of the whole set.
+ */
+const REBALANCE_AFTER_MS = 50;
+/** How long after another member's expiry the heartbeat that takes its mailboxes over is sent. */
+const EXPIRY_MARGIN_MS = 100;
 
 export interface ReplicaGroupDeps {
   store: GroupStore;
@@ -67,6 +75,8 @@ export class ReplicaGroup implements LoopControl {
   private queue: Promise<unknown> = Promise.resolve();
   private beatTimer: NodeJS.Timeout | null = null;
   private clockTimer: NodeJS.Timeout | null = null;
+  private expiryTimer: NodeJS.Timeout | null = null;
+  private rebalanceTimer: NodeJS.Timeout | null = null;
   private stopped = false;
   private stalled = false;
   /** Fenced writes since start (the metric). */
@@ -190,11 +200,24 @@ export class ReplicaGroup implements LoopControl {
     // leases of an earlier process with this id (it crashed): taken again with a new epoch, or given away
     const earlier = beat.leases.filter((l) => !this.held.has(l.name));
     this.members = beat.members;
+    this.beatAfterExpiry(beat.nextExpiryS);
     if (beat.generation !== this.generation) {
       this.generation = beat.generation;
       this.deps.onGeneration(beat.generation);
     }
     await this.rebalance(earlier);
+  }
+
+  /**
+   * Another member's row expires before this replica's next heartbeat (it stopped renewing: killed, frozen, cut off):
+   * beat just after that, so its mailboxes are taken over at its expiry rather than up to TTL/3 later. Every live
+   * replica sees the same expiry, so all of them take their shares at once.
+   */
+  private beatAfterExpiry(seconds: number | null): void {
+    if (seconds === null || seconds * 1000 >= this.ttlMs / 3) return;
+    if (this.expiryTimer) clearTimeout(this.expiryTimer);
+    if (this.rebalanceTimer) clearTimeout(this.rebalanceTimer);
+    this.expiryTimer = setTimeout(() => void this.beat(), seconds * 1000 + EXPIRY_MARGIN_MS).unref();
   }
 
   /** A lease is gone (taken over or fenced): its loop stops at once; nothing more is written about it. */
@@ -273,7 +296,7 @@ export class ReplicaGroup implements LoopControl {
         return;
       }
       if (opened) await discardOpened(opened);
-      await this.rebalance();
+      this.rebalanceSoon();
     });
   }
 
@@ -287,8 +310,19 @@ export class ReplicaGroup implements LoopControl {
     return this.serially(async () => {
       this.desired.delete(id);
       if (this.running.has(id)) await this.stopLoops([id]);
-      await this.rebalance(); // its lease is given up with the rest of what this replica does not own
+      this.rebalanceSoon(); // its lease is given up with the rest of what this replica does not own
     });
+  }
+
+  /** One rebalance REBALANCE_AFTER_MS after the last of a run of starts and stops. */
+  private rebalanceSoon(): void {
+    if (this.rebalanceTimer) clearTimeout(this.rebalanceTimer);
+    this.rebalanceTimer = setTimeout(() => {
+      this.rebalanceTimer = null;
+      void this.serially(() => this.rebalance()).catch((err: unknown) =>
+        this.deps.log.error({ err: (err as Error).message }, 'could not compute the owners again'),
+      );
+    }, REBALANCE_AFTER_MS).unref();
   }
 
   openFor(...args: Parameters<Supervisor['openFor']>): ReturnType<Supervisor['openFor']> {
@@ -311,6 +345,8 @@ export class ReplicaGroup implements LoopControl {
     this.stopped = true;
     if (this.beatTimer) clearInterval(this.beatTimer);
     if (this.clockTimer) clearInterval(this.clockTimer);
+    if (this.expiryTimer) clearTimeout(this.expiryTimer);
+    if (this.rebalanceTimer) clearTimeout(this.rebalanceTimer);
     await this.serially(() => this.stopLoops([...this.running]));
     this.held.clear();
     await this.deps.store.leave().catch(() => undefined); // unreachable: everything expires by itself

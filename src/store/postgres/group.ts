@@ -119,11 +119,17 @@ export class PgGroup implements GroupStore, LeaseFence {
          'leases', (SELECT coalesce(json_agg(json_build_object('name', name, 'epoch', epoch)), '[]') FROM renewed),
          'members', (SELECT coalesce(json_agg(id ORDER BY id), '[]') FROM ${s}.replicas
                      WHERE expires_at > now() OR id IN (SELECT id FROM me)),
-         'generation', coalesce((SELECT generation FROM ${s}.applied), 0)) AS beat`,
+         'generation', coalesce((SELECT generation FROM ${s}.applied), 0),
+         'nextExpiryS', (SELECT extract(epoch FROM min(expires_at) - now()) FROM ${s}.replicas
+                         WHERE expires_at > now() AND id <> $1)) AS beat`,
       [this.id, this.token, this.me!.ttlS, snapshot === null ? null : JSON.stringify(snapshot)],
     );
     const beat = rows[0]!.beat;
-    return { ...beat, leases: beat.leases.map((l) => ({ name: l.name, epoch: Number(l.epoch) })) };
+    return {
+      ...beat,
+      leases: beat.leases.map((l) => ({ name: l.name, epoch: Number(l.epoch) })),
+      nextExpiryS: beat.nextExpiryS === null ? null : Number(beat.nextExpiryS),
+    };
   }
 
   async acquire(names: readonly string[]): Promise<HeldLease[]> {

@@ -52,7 +52,7 @@ test('apply through a replica that does not reconcile is forwarded to the one th
   await group.stack.ws.removeServer('imap-19.yaml');
   const r = await cli(['apply', '--dir', group.stack.ws.dir], group.replica(other).ws.env);
   assert.is(r.code, 0, r.stdout + r.stderr);
-  assert.match(r.stdout, /applied 1 change/);
+  assert.match(r.stdout, /applied 1 change/, r.stdout + r.stderr);
 });
 
 test.run();
