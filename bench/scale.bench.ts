@@ -57,7 +57,6 @@ console.log(
 );
 const loadAtStart = loadAverage();
 const group = await startGroup({
-  replicas: REPLICAS.length,
   mailboxes: MAILBOXES,
   ttlS: TTL_S,
   pollSchedule: DEFAULT_POLL_SCHEDULE,

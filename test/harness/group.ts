@@ -7,9 +7,9 @@
  * which epoch of the mailbox's lease, so no (mailbox, epoch) may have two replicas, and per mailbox the epochs may
  * only grow in commit order (a stale owner's write accepted after a newer owner's would break that).
  *
- *   const group = await startGroup({ replicas: 3 });
- *   await group.stream(200, async () => { await group.replica('r1').kill(); });
- *   group.report(await group.check());
+ *   const group = await startRunningGroup({ replicas: 3 });
+ *   const ids = await group.stream(200, () => group.replica('r2').daemon.kill());
+ *   assertGroupReport('SIGKILL', await group.check(ids));
  */
 import path from 'node:path';
 import * as assert from 'uvu/assert';
@@ -20,7 +20,6 @@ import { startMailStack, type MailStack, type MailStackOptions } from './stack.j
 export const STORAGE = 'ContactStorage';
 
 export interface GroupOptions {
-  replicas: number;
   mailboxes?: number;
   /** `--lease-ttl` (seconds). */
   ttlS?: number;
@@ -82,7 +81,21 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 let seq = 0;
 
-export async function startGroup(options: GroupOptions): Promise<Group> {
+/** A group with replicas r1…rN started, the folder applied through r1, and every loop running. */
+export async function startRunningGroup(options: GroupOptions & { replicas: number }): Promise<Group> {
+  const group = await startGroup(options);
+  try {
+    for (let i = 1; i <= options.replicas; i++) await group.start(`r${i}`);
+    await group.apply('r1');
+    await group.allRunning();
+    return group;
+  } catch (err) {
+    await group.stop();
+    throw err;
+  }
+}
+
+export async function startGroup(options: GroupOptions = {}): Promise<Group> {
   const count = options.mailboxes ?? 20;
   const ttlS = options.ttlS ?? 3;
   const users = Array.from({ length: count }, (_, i) => `box${String(i + 1).padStart(2, '0')}@example.com`);

@@ -6,27 +6,21 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { assertGroupReport, startGroup, type Group } from '../../harness/group.js';
+import { assertGroupReport, startRunningGroup, type Group } from '../../harness/group.js';
 import { eventually } from '../../harness/mailctl.js';
 
 let group: Group;
 
 test.before(async () => {
-  group = await startGroup({ replicas: 3 });
-  for (const id of ['r1', 'r2', 'r3']) await group.start(id);
-  await group.apply('r1');
-  await group.allRunning();
+  group = await startRunningGroup({ replicas: 3 });
 });
 
 test.after(async () => {
   await group?.stop();
 });
 
-/** The loops replica `id` runs (its status shows the whole group: its own are those it owns). */
-const running = async (id: string): Promise<number> =>
-  (await group.replica(id).daemon.api('GET', '/v1/status')).body.servers.filter(
-    (s: { state: string; owner: string }) => s.state === 'running' && s.owner === id,
-  ).length;
+/** How many loops replica `id` runs. */
+const running = async (id: string): Promise<number> => (await group.running()).get(id)?.size ?? 0;
 
 test('SIGSTOP one replica past its TTL, then SIGCONT: fenced off, stops its loops, rejoins; each message once', async () => {
   const frozen = group.replica('r2');

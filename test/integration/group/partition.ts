@@ -10,7 +10,7 @@ import { eventually } from '../../harness/mailctl.js';
 import { startTcpProxy } from '../../harness/tcp-proxy.js';
 
 export async function partitionTest(kind: 'reset' | 'blackhole'): Promise<void> {
-  const group = await startGroup({ replicas: 3 });
+  const group = await startGroup();
   const proxy = await startTcpProxy({ host: group.stack.pg.host, port: group.stack.pg.port });
   try {
     await group.start('r1');

@@ -4,15 +4,12 @@
  * leases nobody took meanwhile and resumes from its checkpoints.
  */
 import { test } from 'uvu';
-import { assertGroupReport, startGroup, type Group } from '../../harness/group.js';
+import { assertGroupReport, startRunningGroup, type Group } from '../../harness/group.js';
 
 let group: Group;
 
 test.before(async () => {
-  group = await startGroup({ replicas: 3 });
-  for (const id of ['r1', 'r2', 'r3']) await group.start(id);
-  await group.apply('r1');
-  await group.allRunning();
+  group = await startRunningGroup({ replicas: 3 });
 });
 
 test.after(async () => {

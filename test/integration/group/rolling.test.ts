@@ -5,16 +5,13 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { assertGroupReport, startGroup, type Group } from '../../harness/group.js';
+import { assertGroupReport, startRunningGroup, type Group } from '../../harness/group.js';
 import { eventually } from '../../harness/mailctl.js';
 
 let group: Group;
 
 test.before(async () => {
-  group = await startGroup({ replicas: 3 });
-  for (const id of ['r1', 'r2', 'r3']) await group.start(id);
-  await group.apply('r1');
-  await group.allRunning();
+  group = await startRunningGroup({ replicas: 3 });
 });
 
 test.after(async () => {

@@ -13,7 +13,7 @@ let group: Group;
 test.before(async () => {
   // without the watcher, only the forwarded apply can apply the folder change of the last test (a watching
   // reconciler could apply it first and leave the forwarded apply with nothing to do)
-  group = await startGroup({ replicas: 1, args: ['--no-watch'] });
+  group = await startGroup({ args: ['--no-watch'] });
   await group.start('r1');
   await group.apply('r1');
   await group.allRunning();

@@ -17,7 +17,7 @@ import { cli, eventually } from '../../harness/mailctl.js';
 let group: Group;
 
 test.before(async () => {
-  group = await startGroup({ replicas: 3, mailboxes: 6 });
+  group = await startGroup({ mailboxes: 6 });
   await group.start('r1'); // the first replica holds the reconciler lease
   await group.apply('r1');
   await group.start('r2');
