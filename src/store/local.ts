@@ -10,7 +10,7 @@ import { hostname } from 'node:os';
 import path from 'node:path';
 import { ensurePrivateDir, writeFileAtomic, writeFileDurably } from '../adapters/durable-files.js';
 import { DISCOVERY_FILE, TOKEN_FILE, type DaemonDiscovery } from '../api/discovery.js';
-import { LockHeldError, type LockHolder } from './ports.js';
+import { LockHeldError, type LockHolder } from './errors.js';
 
 export const LOCK_FILE = 'daemon.lock';
 /** Held only while a stale lock is being replaced: one process at a time does it. */

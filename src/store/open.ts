@@ -5,7 +5,8 @@
 import type { Logger } from 'pino';
 import { openFileStore } from './file/index.js';
 import type { LocalState } from './local.js';
-import { StoreError, type Store } from './ports.js';
+import { StoreError } from './errors.js';
+import { type Store } from './ports.js';
 import { isStoreUrl, storeLocation } from './postgres/url.js';
 
 const DEFAULT_SCHEMA = 'mailctl';

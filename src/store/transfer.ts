@@ -16,7 +16,7 @@ import { FileCredentialStore } from './file/credentials.js';
 import { DeliveredLedger, ledgerFile } from './file/ledger.js';
 import { FileOutboxStore } from './file/outbox.js';
 import { LocalState } from './local.js';
-import { StoreError } from './ports.js';
+import { StoreError } from './errors.js';
 import type { StoreSnapshot } from './postgres/index.js';
 
 export interface ImportSummary {

@@ -8,7 +8,8 @@
 import { access } from 'node:fs/promises';
 import { openFileStore } from '../../src/store/file/index.js';
 import { LocalState } from '../../src/store/local.js';
-import { LockHeldError, type Store } from '../../src/store/ports.js';
+import { LockHeldError } from '../../src/store/errors.js';
+import { type Store } from '../../src/store/ports.js';
 import { openPostgresStore } from '../../src/store/postgres/index.js';
 
 const [kind, ...rest] = process.argv.slice(2);

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { StoreError } from '../../src/store/ports.js';
+import { StoreError } from '../../src/store/errors.js';
 import { describeStoreUrl, parseStoreUrl, passwordFor, tlsOptions } from '../../src/store/postgres/url.js';
 
 const refusal = (url: string): StoreError => {

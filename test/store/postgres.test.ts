@@ -12,12 +12,10 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { STORE_TABLES } from '../../src/config/sinks.js';
 import { LocalState } from '../../src/store/local.js';
+import { LeaseLostError, StoreError, StoreUnavailableError } from '../../src/store/errors.js';
 import {
   CHECKPOINT_FORMAT_VERSION,
-  LeaseLostError,
   OUTBOX_FINISHED_KEPT,
-  StoreError,
-  StoreUnavailableError,
   type Checkpoint,
   type MailboxRef,
   type Store,

@@ -6,7 +6,8 @@ import { renderDiagnosticsText } from '../render/diagnostics.js';
 import { isLoopback, stateDirFrom } from '../../api/discovery.js';
 import { readFile } from 'node:fs/promises';
 import { parseStoreSpec, type StoreSpec } from '../../store/open.js';
-import { DEFAULT_LEASE_TTL_S, LockHeldError, MIN_LEASE_TTL_S, StoreError } from '../../store/ports.js';
+import { LockHeldError, StoreError } from '../../store/errors.js';
+import { DEFAULT_LEASE_TTL_S, MIN_LEASE_TTL_S } from '../../store/group-ports.js';
 import { listOption, LOG_LEVELS, stringOption, type Command, type Values } from '../command.js';
 import { EXIT, UserError } from '../errors.js';
 

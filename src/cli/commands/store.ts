@@ -1,5 +1,5 @@
 import { parseStoreSpec } from '../../store/open.js';
-import { LockHeldError, StoreError } from '../../store/ports.js';
+import { LockHeldError, StoreError } from '../../store/errors.js';
 import { stringOption, type Command, type Values } from '../command.js';
 import { EXIT, UserError } from '../errors.js';
 import { show } from '../output.js';

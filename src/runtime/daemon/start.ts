@@ -14,14 +14,9 @@ import type { LoadedServer } from '../../config/model.js';
 import { LocalState } from '../../store/local.js';
 import { Credentials } from '../credentials/manager.js';
 import { openStore, type StoreSpec } from '../../store/open.js';
-import {
-  DEFAULT_LEASE_TTL_S,
-  RECONCILER_LEASE,
-  type LeaseLostError,
-  type ReplicaSnapshot,
-  type Store,
-  type StoreLock,
-} from '../../store/ports.js';
+import { type LeaseLostError } from '../../store/errors.js';
+import { DEFAULT_LEASE_TTL_S, RECONCILER_LEASE, type ReplicaSnapshot } from '../../store/group-ports.js';
+import { type Store, type StoreLock } from '../../store/ports.js';
 import { InboundMailProcessor } from '../inbound/processor.js';
 import { sinkDirRefusal } from '../inbound/sinks/directory.js';
 import { StalenessWatchdog, watchedServers } from '../loops/staleness.js';

@@ -11,7 +11,7 @@ import type {
 import type { CredentialStatus } from '../../api/credentials.js';
 import { credentialOf, type OAuth2CredentialRef } from '../../config/oauth2.js';
 import type { ObservedState } from '../../plan/model.js';
-import { RECONCILER_LEASE, type GroupView } from '../../store/ports.js';
+import { RECONCILER_LEASE, type GroupView } from '../../store/group-ports.js';
 import type { LoopStatus } from '../loops/loop.js';
 
 /** What the status needs of the daemon's OAuth2 credentials. */

@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { hostname } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { DaemonStatus } from '../../api/status.js';
-import type { GroupStore, GroupView, ReplicaSnapshot } from '../../store/ports.js';
+import type { GroupStore, GroupView, ReplicaSnapshot } from '../../store/group-ports.js';
 import { withGroup } from '../daemon/status.js';
 import type { Supervisor } from '../loops/supervisor.js';
 import type { Reconciler } from '../reconcile/reconciler.js';

@@ -12,15 +12,14 @@
 import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import type { ServerConfig } from '../../plan/model.js';
+import { FencedError, LeaseLostError } from '../../store/errors.js';
 import {
-  FencedError,
-  LeaseLostError,
   RECONCILER_LEASE,
   type GroupStore,
   type HeldLease,
   type ReplicaIdentity,
   type ReplicaSnapshot,
-} from '../../store/ports.js';
+} from '../../store/group-ports.js';
 import type { OpenedImap } from '../loops/imap-loop.js';
 import { discardOpened } from '../loops/imap-loop.js';
 import type { Supervisor } from '../loops/supervisor.js';

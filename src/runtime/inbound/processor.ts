@@ -22,10 +22,9 @@ import type { InboundProcessor, PollStats } from '../loops/imap-loop.js';
 import { deliverBatch, fetchBatch, type BatchContext, type FetchedBatch } from './batch.js';
 import { carryOut, recordBatch, recoverCopy, removeOwnDuplicates, type UnconfirmedCopy } from './commit.js';
 import type { QuarantineListing } from '../../api/quarantine.js';
+import { FencedError, StoreUnavailableError } from '../../store/errors.js';
 import {
   CHECKPOINT_FORMAT_VERSION,
-  FencedError,
-  StoreUnavailableError,
   type Checkpoint,
   type InboundStore,
   type MailboxRef,

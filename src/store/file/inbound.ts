@@ -10,14 +10,8 @@ import { rename, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { QuarantineListing } from '../../api/quarantine.js';
 import { nameInKeys } from '../../config/keys.js';
-import {
-  StoreError,
-  type BatchCommit,
-  type Checkpoint,
-  type InboundStore,
-  type LedgerEntry,
-  type MailboxRef,
-} from '../ports.js';
+import { StoreError } from '../errors.js';
+import { type BatchCommit, type Checkpoint, type InboundStore, type LedgerEntry, type MailboxRef } from '../ports.js';
 import { quarantineListing, releaseInCheckpoint } from '../quarantine.js';
 import { checkpointFile, listCheckpoints, loadCheckpoint, removeStaleTemps, saveCheckpoint } from './checkpoint.js';
 import { DeliveredLedger, ledgerFile } from './ledger.js';

@@ -4,7 +4,8 @@
  */
 import path from 'node:path';
 import { LocalState } from '../local.js';
-import { StoreError, type Store, type StoreHealth, type TokenStore } from '../ports.js';
+import { StoreError } from '../errors.js';
+import { type Store, type StoreHealth, type TokenStore } from '../ports.js';
 import { FileAppliedStore } from './applied.js';
 import { FileCredentialStore } from './credentials.js';
 import { FileInboundStore } from './inbound.js';

@@ -4,7 +4,7 @@
  * is announced to the other replicas (NOTIFY, at commit), which then run it.
  */
 import type { AppliedRecord, AppliedStore, ApplyLogEntry } from '../ports.js';
-import { RECONCILER_LEASE } from '../ports.js';
+import { RECONCILER_LEASE } from '../group-ports.js';
 import type { PgContext } from './context.js';
 
 export class PgAppliedStore implements AppliedStore {

@@ -5,7 +5,7 @@
  */
 import { escapeIdentifier, type PoolClient } from 'pg';
 import type { Db } from './db.js';
-import type { FencedError } from '../ports.js';
+import type { FencedError } from '../errors.js';
 import type { StoreLease } from './lease.js';
 
 /**

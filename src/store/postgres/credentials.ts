@@ -3,7 +3,8 @@
  * a time across every daemon on the store — in this process a queue, across processes a transaction-scoped advisory
  * lock held for the duration of `fn` (on its own connection, so `fn` may use the store meanwhile).
  */
-import { StoreError, type CredentialStore, type KeptCredential } from '../ports.js';
+import { StoreError } from '../errors.js';
+import { type CredentialStore, type KeptCredential } from '../ports.js';
 import type { PgContext } from './context.js';
 
 /** How long a holder may keep a credential, and another wait for it. */

@@ -14,7 +14,8 @@ import {
   type QueryResult,
   type QueryResultRow,
 } from 'pg';
-import { StoreError, StoreUnavailableError, type StoreHealth } from '../ports.js';
+import { StoreError, StoreUnavailableError } from '../errors.js';
+import { type StoreHealth } from '../ports.js';
 import { passwordFor, tlsOptions, type StoreUrl } from './url.js';
 
 /** Server-side limit of one statement; the client waits a little longer, so the server's clearer error comes first. */

@@ -10,16 +10,15 @@
 import { randomUUID } from 'node:crypto';
 import type { PoolClient } from 'pg';
 import type { LocalState } from '../local.js';
+import { FencedError, LockHeldError } from '../errors.js';
 import {
-  FencedError,
-  LockHeldError,
   type GroupStore,
   type GroupView,
   type HeldLease,
   type Heartbeat,
   type ReplicaIdentity,
   type ReplicaSnapshot,
-} from '../ports.js';
+} from '../group-ports.js';
 import type { LeaseFence, PgContext } from './context.js';
 
 /** The channel of the group's announcements (NOTIFY is per database: the payload names the schema). */

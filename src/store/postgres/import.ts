@@ -4,8 +4,8 @@
  */
 import type { PoolClient } from 'pg';
 import { toStored } from '../checkpoint-format.js';
+import { StoreError } from '../errors.js';
 import {
-  StoreError,
   type AppliedRecord,
   type ApplyLogEntry,
   type Checkpoint,

@@ -9,10 +9,10 @@ import { escapeIdentifier, type PoolClient } from 'pg';
 import type { QuarantineListing } from '../../api/quarantine.js';
 import { STORE_TABLES } from '../../config/sinks.js';
 import { fromStored, toStored, type StoredCheckpoint } from '../checkpoint-format.js';
+import { StoreError } from '../errors.js';
 import {
   CHECKPOINT_FORMAT_VERSION,
   LEDGER_MAX_ENTRIES,
-  StoreError,
   type BatchCommit,
   type Checkpoint,
   type InboundStore,

@@ -10,7 +10,8 @@
  * The replicas issue turns the one `store` lease into one per mailbox with the same row, epoch and fence.
  */
 import { escapeIdentifier, type PoolClient } from 'pg';
-import { LeaseLostError, LockHeldError, type StoreLock } from '../ports.js';
+import { LeaseLostError, LockHeldError } from '../errors.js';
+import { type StoreLock } from '../ports.js';
 import type { Db } from './db.js';
 
 const STORE_LEASE = 'store';

@@ -11,7 +11,7 @@
  * it).
  */
 import { escapeIdentifier, type PoolClient } from 'pg';
-import { StoreError } from '../ports.js';
+import { StoreError } from '../errors.js';
 
 interface Migration {
   version: number;

@@ -14,7 +14,7 @@ import { readFileSync, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { ConnectionOptions } from 'node:tls';
-import { StoreError } from '../ports.js';
+import { StoreError } from '../errors.js';
 
 export type SslMode = 'disable' | 'require' | 'verify-ca' | 'verify-full';
 

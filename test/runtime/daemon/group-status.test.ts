@@ -6,7 +6,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { DaemonStatus, ServerStatus } from '../../../src/api/status.js';
 import { withGroup } from '../../../src/runtime/daemon/status.js';
-import type { GroupView, ReplicaView } from '../../../src/store/ports.js';
+import type { GroupView, ReplicaView } from '../../../src/store/group-ports.js';
 
 const server = (id: string, state: ServerStatus['state'], more: Partial<ServerStatus> = {}): ServerStatus => ({
   id,

@@ -10,7 +10,7 @@ import path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { LocalState, LOCK_FILE } from '../../../src/store/local.js';
-import { LockHeldError } from '../../../src/store/ports.js';
+import { LockHeldError } from '../../../src/store/errors.js';
 import { LOCK_CHILD, lockTogether } from '../contract.js';
 
 let root: string;

@@ -9,7 +9,7 @@ import { OUTBOUND_ID, parseOutboundRequest } from '../../outbound/message.js';
 import type { Outbox } from '../../outbound/outbox.js';
 import { fetchStored } from '../../outbound/stored.js';
 import type { ImapServerSpec } from '../../../config/model.js';
-import { StoreUnavailableError } from '../../../store/ports.js';
+import { StoreUnavailableError } from '../../../store/errors.js';
 
 /** When a client refused for an unavailable store should try again. */
 const STORE_RETRY_S = 5;
