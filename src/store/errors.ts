@@ -1,4 +1,5 @@
 /** What the store's ports throw; `code` is stable (the CLI and the failure classes rely on it). */
+
 /** Who holds a lock: enough to tell a live holder from a leftover. */
 export interface LockHolder {
   pid: number;
