@@ -90,3 +90,17 @@ export function disabledRelays(count: number, password: string): string {
     }),
   ).join('---\n');
 }
+
+/** A customer's plain message to `to` as an MDA receives it (CRLF line ends). */
+export function customerMessage(m: { to: string; id: string; subject: string; body: string }): string {
+  return [
+    'From: Customer <customer@example.org>',
+    `To: ${m.to}`,
+    `Subject: ${m.subject}`,
+    `Message-ID: ${m.id}`,
+    'Date: Sat, 28 Nov 2026 10:00:00 +0000',
+    '',
+    m.body,
+    '',
+  ].join('\r\n');
+}

@@ -13,7 +13,7 @@
  */
 import path from 'node:path';
 import * as assert from 'uvu/assert';
-import { imapYaml, postgresFlowYaml } from './fixtures.js';
+import { customerMessage, imapYaml, postgresFlowYaml } from './fixtures.js';
 import { cli, eventually, startDaemon, type DaemonProcess, type Workspace } from './mailctl.js';
 import { startMailStack, type MailStack, type MailStackOptions } from './stack.js';
 
@@ -180,17 +180,10 @@ export async function startGroup(options: GroupOptions = {}): Promise<Group> {
       for (let i = 0; i < total; i++) {
         const user = users[i % users.length]!;
         const id = `<group-${++seq}-${Date.now()}@test.example>`;
-        const raw = [
-          'From: Customer <customer@example.org>',
-          `To: ${user}`,
-          `Subject: Question ${seq}`,
-          `Message-ID: ${id}`,
-          'Date: Sat, 28 Nov 2026 10:00:00 +0000',
-          '',
-          `Message ${seq}`,
-          '',
-        ].join('\r\n');
-        await dovecot.deliver(user, raw);
+        await dovecot.deliver(
+          user,
+          customerMessage({ to: user, id, subject: `Question ${seq}`, body: `Message ${seq}` }),
+        );
         ids.push(id);
         if (i === Math.floor(total / 3)) faulted = fault();
         await sleep(20);

@@ -10,7 +10,7 @@ import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { flowYaml, imapYaml, postgresFlowYaml, smtpYaml } from '../harness/fixtures.js';
+import { customerMessage, flowYaml, imapYaml, postgresFlowYaml, smtpYaml } from '../harness/fixtures.js';
 import { cli, eventually, type DaemonProcess } from '../harness/mailctl.js';
 import { startMailStack, type MailStack } from '../harness/stack.js';
 import { startTcpProxy, type TcpProxy } from '../harness/tcp-proxy.js';
@@ -35,17 +35,8 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 function mail(to: string, tag: string): { id: string; raw: string } {
   const id = `<pg-${tag}-${++seq}@test.example>`;
-  const raw = [
-    'From: Customer <customer@example.org>',
-    `To: ${to}`,
-    `Subject: ${seq % 3 === 0 ? `Invoice ${seq}` : `Question ${seq}`}`,
-    `Message-ID: ${id}`,
-    'Date: Sat, 28 Nov 2026 10:00:00 +0000',
-    '',
-    `Message ${seq}`,
-    '',
-  ].join('\r\n');
-  return { id, raw };
+  const subject = seq % 3 === 0 ? `Invoice ${seq}` : `Question ${seq}`;
+  return { id, raw: customerMessage({ to, id, subject, body: `Message ${seq}` }) };
 }
 
 /** Message-IDs of the directory sink's `.json` files (with repeats). */
