@@ -3,6 +3,7 @@
  * readings of another process from /proc (the daemon runs in its own process).
  */
 import { appendFile, readFile } from 'node:fs/promises';
+import http from 'node:http';
 import { fileURLToPath } from 'node:url';
 
 const BENCHMARKS_MD = fileURLToPath(new URL('../BENCHMARKS.md', import.meta.url));
@@ -56,4 +57,42 @@ export async function rssOf(pid: number): Promise<number> {
 export async function cpuSecondsOf(pid: number): Promise<number> {
   const fields = (await readFile(`/proc/${pid}/stat`, 'utf8')).replace(/^.*\) /s, '').split(' ');
   return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime (fields 14, 15) in clock ticks of 1/100 s
+}
+
+/**
+ * The load generator's POST of a JSON body: node:http over `concurrency` kept-alive connections. The bench process
+ * shares the 2 cores with the daemon, and `fetch` (undici) spent about twice the CPU per request, which counted
+ * against mailctl.
+ */
+export function jsonPoster(concurrency: number): {
+  post(url: string, token: string, body: unknown): Promise<{ status: number; body: string }>;
+  close(): void;
+} {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: concurrency });
+  const post = (url: string, token: string, body: unknown): Promise<{ status: number; body: string }> => {
+    const data = Buffer.from(JSON.stringify(body));
+    return new Promise((resolve, reject) => {
+      const req = http.request(
+        url,
+        {
+          method: 'POST',
+          agent,
+          headers: {
+            authorization: `Bearer ${token}`,
+            'content-type': 'application/json',
+            'content-length': data.length,
+          },
+        },
+        (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString() }));
+          res.on('error', reject);
+        },
+      );
+      req.on('error', reject);
+      req.end(data);
+    });
+  };
+  return { post, close: () => agent.destroy() };
 }

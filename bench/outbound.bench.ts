@@ -8,7 +8,6 @@
  * (MAILCTL_BENCH_NO_APPEND=1: printed only).
  */
 import { randomBytes } from 'node:crypto';
-import http from 'node:http';
 import os from 'node:os';
 import nodemailer from 'nodemailer';
 import { startDovecot } from '../test/harness/dovecot.js';
@@ -16,7 +15,7 @@ import { flowYaml, imapYaml, smtpYaml } from '../test/harness/fixtures.js';
 import { cli, createWorkspace, eventually, startDaemon, type Workspace } from '../test/harness/mailctl.js';
 import { startPostgres } from '../test/harness/postgres.js';
 import { startSmtpServer } from '../test/harness/smtp.js';
-import { appendToBenchmarks, cpuSecondsOf, giveUpAfter } from './common.js';
+import { appendToBenchmarks, cpuSecondsOf, giveUpAfter, jsonPoster } from './common.js';
 
 const N = Number(process.env.MAILCTL_BENCH_MESSAGES ?? 2000);
 const CONCURRENCY = 50;
@@ -42,36 +41,7 @@ async function withConcurrency(n: number, size: number, fn: (i: number) => Promi
   );
 }
 
-/**
- * The load generator's POST: node:http over kept-alive connections. The bench process shares the 2 cores with the
- * daemon, and `fetch` (undici) spent about twice the CPU per request, which counted against mailctl.
- */
-const agent = new http.Agent({ keepAlive: true, maxSockets: CONCURRENCY });
-function postJson(url: string, token: string, body: unknown): Promise<{ status: number; body: string }> {
-  const data = Buffer.from(JSON.stringify(body));
-  return new Promise((resolve, reject) => {
-    const req = http.request(
-      url,
-      {
-        method: 'POST',
-        agent,
-        headers: {
-          authorization: `Bearer ${token}`,
-          'content-type': 'application/json',
-          'content-length': data.length,
-        },
-      },
-      (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString() }));
-        res.on('error', reject);
-      },
-    );
-    req.on('error', reject);
-    req.end(data);
-  });
-}
+const poster = jsonPoster(CONCURRENCY);
 
 const users: Record<string, string> = { [AGENT]: 'agent-pass', [AGENT_PG]: 'agent-pg-pass' };
 const dovecot = await startDovecot({ users });
@@ -136,7 +106,7 @@ async function runMailctl(user: string, store: { args: string[]; env: NodeJS.Pro
         )
       : null;
   await withConcurrency(N, CONCURRENCY, async (i) => {
-    const r = await postJson(`${daemon.url}/v1/outbound`, daemon.token, {
+    const r = await poster.post(`${daemon.url}/v1/outbound`, daemon.token, {
       from: user,
       to: 'customer@example.org',
       subject: `outbound ${i}`,
@@ -193,7 +163,7 @@ try {
     args: ['--store', pg.url, '--token-file', tokenFile, '--credentials-key-file', keyFile],
     env: pg.env,
   });
-  agent.destroy();
+  poster.close();
   const ratio = file.throughput / baseline;
   const pgRatio = postgres.throughput / file.throughput;
   const figures = (name: string, r: Run) => [

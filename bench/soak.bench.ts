@@ -5,14 +5,13 @@
  * journal, compacted while running) are sampled every 10 s and at the end, and compared with the end of the warm-up.
  * Prints the figures and appends a `## soak` section to BENCHMARKS.md (MAILCTL_BENCH_NO_APPEND=1: printed only).
  */
-import http from 'node:http';
 import os from 'node:os';
 import { readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { smtpYaml } from '../test/harness/fixtures.js';
 import { cli, createWorkspace, eventually, startDaemon, type DaemonProcess } from '../test/harness/mailctl.js';
 import { startSmtpServer } from '../test/harness/smtp.js';
-import { appendToBenchmarks, giveUpAfter, kib, mib, rssOf } from './common.js';
+import { appendToBenchmarks, giveUpAfter, jsonPoster, kib, mib, rssOf } from './common.js';
 
 const N = Number(process.env.MAILCTL_BENCH_MESSAGES ?? 100_000);
 const WARM_UP = Math.min(5_000, N);
@@ -24,33 +23,7 @@ giveUpAfter('bench:soak', 40);
 const body = (i: number) => `message ${i}\n${'Lorem ipsum dolor sit amet, consectetur adipiscing elit. '.repeat(17)}`; // ~1 KB
 const seconds = (t0: bigint) => Number(process.hrtime.bigint() - t0) / 1e9;
 
-/** node:http over kept-alive connections: the load generator shares the 2 cores with the daemon (see bench:outbound). */
-const agent = new http.Agent({ keepAlive: true, maxSockets: CONCURRENCY });
-function postJson(url: string, token: string, payload: unknown): Promise<{ status: number; body: string }> {
-  const data = Buffer.from(JSON.stringify(payload));
-  return new Promise((resolve, reject) => {
-    const req = http.request(
-      url,
-      {
-        method: 'POST',
-        agent,
-        headers: {
-          authorization: `Bearer ${token}`,
-          'content-type': 'application/json',
-          'content-length': data.length,
-        },
-      },
-      (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString() }));
-        res.on('error', reject);
-      },
-    );
-    req.on('error', reject);
-    req.end(data);
-  });
-}
+const poster = jsonPoster(CONCURRENCY);
 
 async function postAll(daemon: DaemonProcess, from: number, n: number): Promise<void> {
   let next = from;
@@ -58,7 +31,7 @@ async function postAll(daemon: DaemonProcess, from: number, n: number): Promise<
     Array.from({ length: CONCURRENCY }, async () => {
       while (next < from + n) {
         const i = next++;
-        const r = await postJson(`${daemon.url}/v1/outbound`, daemon.token, {
+        const r = await poster.post(`${daemon.url}/v1/outbound`, daemon.token, {
           from: AGENT,
           to: 'customer@example.org',
           subject: `soak ${i}`,
@@ -132,7 +105,7 @@ try {
   await settle();
   const end = await sample(t0);
   received += smtp.messages.splice(0).length;
-  agent.destroy();
+  poster.close();
   await daemon.stop();
 
   const peak = (key: 'rss' | 'heap' | 'outboxBytes') => Math.max(end[key], ...samples.map((s) => s[key]));

@@ -75,7 +75,11 @@ export interface Dovecot {
   deliver(to: string | string[], raw: string | Buffer, from?: string): Promise<void>;
   /** Puts messages into the user's INBOX as an MDA does (Maildir tmp/ → new/): thousands a second, unlike LMTP. */
   dropIntoInbox(user: string, raws: string[]): Promise<void>;
-  listMessages(user: string, folder?: string): Promise<StoredMessage[]>;
+  /**
+   * The folder's messages. `size`: `physical` (as stored, LF line ends) by default, or `virtual` (RFC822.SIZE: CRLF
+   * line ends, what BODY[] returns).
+   */
+  listMessages(user: string, folder?: string, size?: 'physical' | 'virtual'): Promise<StoredMessage[]>;
   /** Run doveadm against this instance (e.g. ['mailbox', 'list', '-u', user]); returns stdout. */
   doveadm(args: string[]): Promise<string>;
   log(): Promise<string>;
@@ -359,14 +363,14 @@ export async function startDovecot(opts: DovecotOptions = {}): Promise<Dovecot> 
         }),
       );
     },
-    async listMessages(user, folder = 'INBOX') {
+    async listMessages(user, folder = 'INBOX', size = 'physical') {
       const out = await doveadm([
         '-f',
         'tab',
         'fetch',
         '-u',
         user,
-        'uid flags size.physical hdr.message-id',
+        `uid flags size.${size} hdr.message-id`,
         'mailbox',
         folder,
         'all',

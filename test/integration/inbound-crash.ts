@@ -171,34 +171,7 @@ function tableQueue(s: MailStack): QueueView {
 const readCheckpoint = (): Promise<StoredCheckpointView | null> => stack.checkpoint('imap/support');
 
 /** INBOX (or another folder) with the sizes IMAP reports (RFC822.SIZE: CRLF line ends, what BODY[] returns). */
-async function folder(
-  name: string,
-): Promise<{ uid: number; flags: string[]; size: number; messageId: string | null }[]> {
-  const out = await dovecot.doveadm([
-    '-f',
-    'tab',
-    'fetch',
-    '-u',
-    SUPPORT,
-    'uid flags size.virtual hdr.message-id',
-    'mailbox',
-    name,
-    'all',
-  ]);
-  return out
-    .split('\n')
-    .slice(1)
-    .filter((l) => l.trim() !== '')
-    .map((line) => {
-      const [uid = '', flags = '', size = '', mid = ''] = line.split('\t');
-      return {
-        uid: Number(uid),
-        flags: flags.split(' ').filter(Boolean),
-        size: Number(size),
-        messageId: mid.trim() || null,
-      };
-    });
-}
+const folder = (name: string) => dovecot.listMessages(SUPPORT, name, 'virtual');
 
 /** The test against one store (its test file names it). */
 export function inboundCrashTest(store: 'file' | 'postgres'): void {
