@@ -91,6 +91,22 @@ const checkpoint = (lastUid: number): Checkpoint => ({
   updatedAt: '',
 });
 
+/** An outbound message for smtp/a with the id `id`. */
+const message = (id: string) => ({
+  id,
+  messageId: `<${id}@example.com>`,
+  server: 'smtp/a',
+  from: 'a@example.com',
+  to: ['c@example.org'],
+  cc: [],
+  bcc: [],
+  subject: 's',
+  text: 't',
+  kind: 'agent' as const,
+  attachments: [],
+  createdAt: new Date().toISOString(),
+});
+
 const t = suite('postgres store');
 const opened: Store[] = [];
 const track = async (p: Promise<Store>) => {
@@ -256,20 +272,6 @@ t('the lease fences the outbox too: a message accepted after a takeover is refus
   const store = await track(open('fenced_outbox'));
   const lock = await store.lock();
   await store.outbox.load(Date.now());
-  const message = (id: string) => ({
-    id,
-    messageId: `<${id}@example.com>`,
-    server: 'smtp/a',
-    from: 'a@example.com',
-    to: ['c@example.org'],
-    cc: [],
-    bcc: [],
-    subject: 's',
-    text: 't',
-    kind: 'agent' as const,
-    attachments: [],
-    createdAt: new Date().toISOString(),
-  });
   await store.outbox.accept([message('00000000-0000-4000-8000-000000000001')]);
   await db.admin(`UPDATE fenced_outbox.leases SET holder = 'another', epoch = epoch + 1`, db.database);
   assert.instance(
@@ -298,22 +300,7 @@ t(
       { length: OUTBOX_FINISHED_KEPT + 150 },
       (_, i) => `00000000-0000-4000-8000-${String(i).padStart(12, '0')}`,
     );
-    await store.outbox.accept(
-      ids.map((id) => ({
-        id,
-        messageId: `<${id}@example.com>`,
-        server: 'smtp/a',
-        from: 'a@example.com',
-        to: ['c@example.org'],
-        cc: [],
-        bcc: [],
-        subject: 's',
-        text: 't',
-        kind: 'agent' as const,
-        attachments: [],
-        createdAt: new Date().toISOString(),
-      })),
-    );
+    await store.outbox.accept(ids.map(message));
     const at = Date.now() - 60_000;
     await store.outbox.record(
       ids.map((id, i) => ({
