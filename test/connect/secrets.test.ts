@@ -4,13 +4,13 @@
  * blocking (a FIFO), a warning for files others may read, and no empty --secret-env-prefix.
  */
 import { execFile } from 'node:child_process';
-import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, open, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { SecretResolver } from '../../src/connect/secrets.js';
+import { readAtMost, SecretResolver } from '../../src/connect/secrets.js';
 import { cli } from '../harness/mailctl.js';
 
 const run = promisify(execFile);
@@ -96,6 +96,27 @@ test('a folder, and a file over 64 KiB, are refused', async () => {
   assert.match(await refusal(ref(path.join(secrets, 'folder'))), /is not a regular file/);
   await writeFile(path.join(secrets, 'big'), 'x'.repeat(64 * 1024 + 1), { mode: 0o600 });
   assert.match(await refusal(ref(path.join(secrets, 'big'))), /is larger than 64 KiB/);
+});
+
+test('a file exactly 64 KiB is read whole', async () => {
+  const file = path.join(secrets, 'largest');
+  await writeFile(file, 'y'.repeat(64 * 1024), { mode: 0o600 });
+  assert.is(await resolver.resolve(ref(file), 'pem'), 'y'.repeat(64 * 1024));
+});
+
+test('readAtMost: a file that grew past the size stat gave is still read whole, up to limit + 1 bytes', async () => {
+  const file = path.join(outside, 'grown');
+  await writeFile(file, 'z'.repeat(100));
+  const handle = await open(file, 'r');
+  try {
+    assert.is((await readAtMost(handle, 1000, 10)).toString(), 'z'.repeat(100));
+    assert.is((await readAtMost(handle, 1000, 0)).length, 100);
+    assert.is((await readAtMost(handle, 1000, 100)).length, 100);
+    assert.is((await readAtMost(handle, 40, 10)).length, 41);
+    assert.is((await readAtMost(handle, 99, 100)).length, 100);
+  } finally {
+    await handle.close();
+  }
 });
 
 test('a file others may read is used, with one warning', async () => {
