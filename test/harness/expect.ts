@@ -1,6 +1,20 @@
 import * as assert from 'uvu/assert';
 import { MailError, type FailureClass } from '../../src/adapters/connection.js';
 
+/** What `p` rejects with; fails the test with `message` when it resolves. */
+export async function rejectionOf(
+  p: Promise<unknown>,
+  message = 'expected a failure',
+): Promise<Error & { code?: string }> {
+  try {
+    await p;
+  } catch (err) {
+    return err as Error & { code?: string };
+  }
+  assert.unreachable(message);
+  throw new Error(message); // unreachable: assert.unreachable throws
+}
+
 /** Await `p`, assert it rejects with a MailError of class `cls` (and `code`), push it to `sink`, return it. */
 export async function expectMailError(
   p: Promise<unknown>,
@@ -8,13 +22,7 @@ export async function expectMailError(
   code?: string,
   sink?: MailError[],
 ): Promise<MailError> {
-  let failure: unknown;
-  try {
-    await p;
-  } catch (err) {
-    failure = err;
-  }
-  if (failure === undefined) assert.unreachable(`expected a ${cls} failure, got success`);
+  const failure = await rejectionOf(p, `expected a ${cls} failure, got success`);
   assert.instance(failure, MailError);
   const e = failure as MailError;
   sink?.push(e);

@@ -5,6 +5,7 @@ import { Client, DatabaseError, type ClientConfig } from 'pg';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { startPostgres, type Postgres } from './postgres.js';
+import { rejectionOf } from './expect.js';
 
 let db: Postgres;
 const clients: Client[] = [];
@@ -23,15 +24,6 @@ async function connect(extra: ClientConfig = {}): Promise<Client> {
   clients.push(c);
   await c.connect();
   return c;
-}
-
-async function failure(p: Promise<unknown>): Promise<Error & { code?: string }> {
-  try {
-    await p;
-  } catch (err) {
-    return err as Error & { code?: string };
-  }
-  throw new Error('expected a failure');
 }
 
 test.before(async () => {
@@ -64,7 +56,7 @@ test('the app role logs in over TCP with PGPASSWORD; the URL carries no password
 });
 
 test('a wrong password fails with 28P01', async () => {
-  const err = await failure(connect({ password: `${db.password}x` }));
+  const err = await rejectionOf(connect({ password: `${db.password}x` }));
   assert.instance(err, DatabaseError);
   assert.is(err.code, '28P01');
 });
@@ -99,9 +91,9 @@ test('restart immediate: open connections fail, committed data survives, uncommi
 
   await db.restart({ mode: 'immediate' });
 
-  const err = await failure(c.query('select 1'));
+  const err = await rejectionOf(c.query('select 1'));
   assert.ok(err.message, 'the old connection is dead');
-  await failure(open.query('commit'));
+  await rejectionOf(open.query('commit'));
   const after = await connect();
   const { rows } = await after.query<{ v: string }>('select v from survive order by v');
   assert.equal(rows, [{ v: 'committed' }]);
@@ -114,7 +106,7 @@ test('restart immediate: open connections fail, committed data survives, uncommi
 test('restart fast: a clean shutdown, same port', async () => {
   const c = await connect();
   await db.restart({ mode: 'fast' });
-  await failure(c.query('select 1'));
+  await rejectionOf(c.query('select 1'));
   const after = await connect();
   assert.is((await after.query<{ port: number }>('select inet_server_port() as port')).rows[0]?.port, db.port);
   assert.match(await db.log(), 'received fast shutdown request');
@@ -152,12 +144,12 @@ test('TLS: verified against the test CA by IP and name; an untrusting or plainte
     assert.is(await tryClient({ host: 'localhost', ssl: { ca } }), true, 'verify-full against localhost');
     // verify-ca: the chain is checked, the name is not
     const other = { host: '127.0.0.1', ssl: { ca, servername: 'db.example.com' } };
-    assert.is((await failure(tryClient(other))).code, 'ERR_TLS_CERT_ALTNAME_INVALID');
+    assert.is((await rejectionOf(tryClient(other))).code, 'ERR_TLS_CERT_ALTNAME_INVALID');
     assert.is(await tryClient({ ...other, ssl: { ...other.ssl, checkServerIdentity: () => undefined } }), true);
 
-    const untrusting = await failure(tryClient({ host: '127.0.0.1', ssl: true }));
+    const untrusting = await rejectionOf(tryClient({ host: '127.0.0.1', ssl: true }));
     assert.is(untrusting.code, 'UNABLE_TO_VERIFY_LEAF_SIGNATURE');
-    const plain = await failure(tryClient({ host: '127.0.0.1', ssl: false }));
+    const plain = await rejectionOf(tryClient({ host: '127.0.0.1', ssl: false }));
     assert.is(plain.code, '28000', 'hostssl only: no pg_hba.conf entry without encryption');
   } finally {
     await tls.stop();

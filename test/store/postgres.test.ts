@@ -24,6 +24,7 @@ import { INBOUND_CHANNEL, LATEST_VERSION, openPostgresStore } from '../../src/st
 import { startPostgres, type Postgres } from '../harness/postgres.js';
 import { startTcpProxy } from '../harness/tcp-proxy.js';
 import { contractTests, LOCK_CHILD } from './contract.js';
+import { rejectionOf } from '../harness/expect.js';
 
 const db: Postgres = await startPostgres();
 process.env.PGPASSWORD = db.password; // the lock test's child process inherits it
@@ -45,15 +46,6 @@ async function open(schema: string, o: { url?: string; dir?: string; env?: NodeJ
     local: new LocalState(o.dir ?? (await localDir())),
     env: o.env ?? { PGPASSWORD: db.password },
   });
-}
-
-async function failure(p: Promise<unknown>): Promise<Error & { code?: string }> {
-  try {
-    await p;
-  } catch (err) {
-    return err as Error & { code?: string };
-  }
-  throw new Error('expected a failure');
 }
 
 contractTests('postgres', {
@@ -143,7 +135,7 @@ t('a schema newer than this mailctl knows is refused, naming the versions', asyn
     `INSERT INTO newer.migrations (version, name) VALUES (${LATEST_VERSION + 1}, 'from the future')`,
     db.database,
   );
-  const err = await failure(open('newer'));
+  const err = await rejectionOf(open('newer'));
   assert.instance(err, StoreError);
   assert.is(err.code, 'store-schema-newer');
   assert.match(err.message, `version ${LATEST_VERSION + 1}, newer than this mailctl knows (${LATEST_VERSION})`);
@@ -153,16 +145,16 @@ t('start: an unreachable store and a wrong password are errors naming the store 
   const closed = await startTcpProxy({ host: '127.0.0.1', port: 1 });
   const port = closed.port;
   await closed.close(); // nothing listens there now
-  const unreachable = await failure(open('x', { url: `postgres://mailctl@127.0.0.1:${port}/mailctl` }));
+  const unreachable = await rejectionOf(open('x', { url: `postgres://mailctl@127.0.0.1:${port}/mailctl` }));
   assert.instance(unreachable, StoreUnavailableError);
   assert.match(unreachable.message, `postgres://mailctl@127.0.0.1:${port}/mailctl (schema x)`);
   assert.match(unreachable.message, 'connection refused (ECONNREFUSED)');
-  const wrong = await failure(open('x', { env: { PGPASSWORD: `${db.password}-wrong` } }));
+  const wrong = await rejectionOf(open('x', { env: { PGPASSWORD: `${db.password}-wrong` } }));
   assert.instance(wrong, StoreUnavailableError);
   assert.match(wrong.message, `postgres://mailctl@127.0.0.1:${db.port}/mailctl (schema x)`);
   assert.match(wrong.message, 'password authentication failed for user "mailctl" (SQLSTATE 28P01)');
   assert.not.match(wrong.message, db.password);
-  const none = await failure(open('x', { env: {} }));
+  const none = await rejectionOf(open('x', { env: {} }));
   assert.match(none.message, 'set PGPASSWORD or a PGPASSFILE');
 });
 
@@ -174,7 +166,7 @@ t('a passfile (PGPASSFILE) gives the password; one that others may read is ignor
   });
   await track(open('passfile', { env: { PGPASSFILE: file } }));
   await writeFile(path.join(dir, 'open'), `*:*:*:*:${db.password}\n`, { mode: 0o644 });
-  const ignored = await failure(open('passfile', { env: { PGPASSFILE: path.join(dir, 'open') } }));
+  const ignored = await rejectionOf(open('passfile', { env: { PGPASSFILE: path.join(dir, 'open') } }));
   assert.match(ignored.message, 'set PGPASSWORD or a PGPASSFILE');
 });
 
@@ -183,7 +175,7 @@ t('a database restart: calls fail as unavailable, the store says why, and it ans
   await store.inbound.commit(mailbox, { checkpoint: checkpoint(1) });
   assert.is(store.health.problem(), null);
   // a transaction open across the restart (exclusive holds one while its function runs)
-  const err = await failure(
+  const err = await rejectionOf(
     store.credentials.exclusive('oauth2/0123456789ab', () => db.restart({ mode: 'immediate' })),
   );
   assert.instance(err, StoreUnavailableError);
@@ -202,7 +194,7 @@ t('a partition that holds packets: a call fails within the query timeout, and re
     await store.inbound.commit(mailbox, { checkpoint: checkpoint(1) });
     proxy.blackhole();
     const started = Date.now();
-    const err = await failure(store.inbound.load(mailbox));
+    const err = await rejectionOf(store.inbound.load(mailbox));
     assert.instance(err, StoreUnavailableError);
     assert.ok(Date.now() - started < 15_000, `failed after ${Date.now() - started} ms`);
     assert.ok(store.health.problem());
@@ -222,7 +214,7 @@ t('the lease: a daemon whose lease was taken over is fenced off; its writes fail
   await store.inbound.commit(mailbox, { checkpoint: checkpoint(1) });
   // what another daemon does once this one's lease expired
   await db.admin(`UPDATE fenced.leases SET holder = 'another', epoch = epoch + 1`, db.database);
-  const err = await failure(store.inbound.commit(mailbox, { checkpoint: checkpoint(2) }));
+  const err = await rejectionOf(store.inbound.commit(mailbox, { checkpoint: checkpoint(2) }));
   assert.instance(err, LeaseLostError);
   assert.is(lost.length, 1);
   assert.is((await store.inbound.load(mailbox))?.lastUid, 1, 'the fenced write changed nothing');
@@ -237,7 +229,7 @@ t(
     const a = await track(open('group_fence'));
     const b = await track(open('group_fence'));
     await a.group!.join(member('a'));
-    const refused = await failure(
+    const refused = await rejectionOf(
       (await track(open('group_fence'))).group!.join(member('a')), // another state folder, the same id, a live row
     );
     assert.is(refused.code, 'lock-held');
@@ -255,13 +247,16 @@ t(
     const [taken] = await b.group!.acquire(['imap/a']);
     assert.equal(taken, { name: 'imap/a', epoch: 2 });
     b.group!.hold([taken!]);
-    const err = await failure(a.inbound.commit(mailbox, { checkpoint: checkpoint(2) }));
+    const err = await rejectionOf(a.inbound.commit(mailbox, { checkpoint: checkpoint(2) }));
     assert.is(err.code, 'fenced');
     assert.equal(fenced, ['imap/a'], 'the fenced write is reported (the metric, the loop stops)');
     assert.is((await b.inbound.load(mailbox))?.lastUid, 1, 'the fenced write changed nothing');
     await b.inbound.commit(mailbox, { checkpoint: checkpoint(3) });
     assert.equal((await a.group!.heartbeat(null)).leases, [], 'a learns at its next heartbeat that it holds nothing');
-    assert.is(await failure(a.inbound.commit(mailbox, { checkpoint: checkpoint(4) })).then((e) => e.code), 'fenced');
+    assert.is(
+      await rejectionOf(a.inbound.commit(mailbox, { checkpoint: checkpoint(4) })).then((e) => e.code),
+      'fenced',
+    );
     await b.group!.leave();
     assert.equal((await a.group!.acquire(['imap/a']))[0]?.epoch, 3, 'a lease given up is taken at once');
     await a.group!.leave();
@@ -275,7 +270,7 @@ t('the lease fences the outbox too: a message accepted after a takeover is refus
   await store.outbox.accept([message('00000000-0000-4000-8000-000000000001')]);
   await db.admin(`UPDATE fenced_outbox.leases SET holder = 'another', epoch = epoch + 1`, db.database);
   assert.instance(
-    await failure(store.outbox.accept([message('00000000-0000-4000-8000-000000000002')])),
+    await rejectionOf(store.outbox.accept([message('00000000-0000-4000-8000-000000000002')])),
     LeaseLostError,
   );
   const record = {
@@ -285,7 +280,7 @@ t('the lease fences the outbox too: a message accepted after a takeover is refus
     messageId: '<x>',
     server: 'smtp/a',
   };
-  assert.instance(await failure(store.outbox.record([record])), LeaseLostError);
+  assert.instance(await rejectionOf(store.outbox.record([record])), LeaseLostError);
   const rows = await db.admin(`SELECT id, finished_at FROM fenced_outbox.outbox`, db.database);
   assert.equal(rows, [{ id: '00000000-0000-4000-8000-000000000001', finished_at: null }]);
   await lock.release();
@@ -398,11 +393,11 @@ t(
       await tryOpen(`sslmode=verify-full&sslrootcert=${tls.caFile}`);
       await tryOpen(`sslmode=verify-ca&sslrootcert=${tls.caFile}`);
       await tryOpen('sslmode=require');
-      const untrusted = await failure(tryOpen('sslmode=verify-full'));
+      const untrusted = await rejectionOf(tryOpen('sslmode=verify-full'));
       assert.instance(untrusted, StoreUnavailableError);
       assert.match(untrusted.message, 'TLS:');
       // localhost is loopback: no TLS unless asked for, and this server accepts none without it
-      const plain = await failure(tryOpen(''));
+      const plain = await rejectionOf(tryOpen(''));
       assert.match(plain.message, 'no pg_hba.conf entry');
     } finally {
       await tls.stop();
