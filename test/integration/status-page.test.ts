@@ -164,7 +164,26 @@ test('a failing server is marked, comes first and is counted, without reloading 
   const page = await open({ width: 1280, height: 800 });
   await page.evaluate(() => ((window as unknown as { notReloaded: boolean }).notReloaded = true));
   await doomed.stop();
-  await eventually(async () => /failing/.test(await row(page, 'imap/sales').innerText()), 30_000, 'sales failing');
+  await eventually(
+    async () => /failing/.test(await row(page, 'imap/sales').innerText()),
+    30_000,
+    'sales failing',
+  ).catch(async (err: Error) => {
+    // a rare timeout here in CI: say what the daemon and the page knew, for the next look
+    const status = (await daemon.api('GET', '/v1/status')).body.servers.find(
+      (s: { id: string }) => s.id === 'imap/sales',
+    );
+    const lines = daemon
+      .output()
+      .split('\n')
+      .filter((l) => l.includes('imap/sales'));
+    const shown = await row(page, 'imap/sales')
+      .innerText({ timeout: 2_000 })
+      .catch((e: Error) => e.message);
+    throw new Error(
+      `${err.message}\nstatus: ${JSON.stringify(status)}\nrow: ${shown}\nlog:\n${lines.slice(-20).join('\n')}`,
+    );
+  });
   const sales = await row(page, 'imap/sales').innerText();
   assert.match(sales, /\b(backoff|failed)\b/);
   assert.match(sales, /network: .+/, sales);
