@@ -117,6 +117,30 @@ function warningsSince(from: Map<string, number>): string {
   return [...counts].map(([msg, n]) => `${n} × ${msg}`).join('; ') || 'none';
 }
 
+/** What the survivors did about a takeover since `killedAt`, as `r1 +6.2 s opening 180, …` (their info lines). */
+function takeoverSteps(from: Map<string, number>, killedAt: number): string {
+  const steps: [number, string][] = [];
+  const wording: [RegExp, string][] = [
+    [/opening sessions for servers/, 'opening sessions for'],
+    [/took over servers/, 'took the leases of'],
+    [/started on sessions opened in advance/, 'started loops on prepared sessions:'],
+  ];
+  for (const r of group.replicas.values())
+    for (const line of r.daemon
+      .output()
+      .slice(from.get(r.id) ?? 0)
+      .split('\n')) {
+      const step = wording.find(([re]) => re.test(line));
+      if (!step) continue;
+      const { time, servers } = JSON.parse(line) as { time: number; servers: number };
+      steps.push([time, `${r.id} +${((time - killedAt) / 1000).toFixed(1)} s ${step[1]} ${servers}`]);
+    }
+  return steps
+    .sort((x, y) => x[0] - y[0])
+    .map(([, text]) => text)
+    .join(', ');
+}
+
 async function stopReplica(id: string): Promise<void> {
   await group.replica(id).daemon.stop('SIGTERM');
   group.replicas.delete(id);
@@ -203,6 +227,9 @@ try {
         `${formatMs(takeovers.at(-1)!)}, last loop running after ${formatMs(failovers.at(-1)!)}; ` +
         `the survivors' warnings: ${warningsSince(logFrom)}`,
     );
+    const steps = takeoverSteps(logFrom, killedAt);
+    console.log(`    ${steps}`);
+    notes.push(`kill ${k + 1} (${victim}, ${orphaned.length} mailboxes): ${steps}`);
     await group.start(victim);
     await settled(REPLICAS.length);
   }

@@ -29,6 +29,9 @@ export interface HeldLease {
   epoch: number;
 }
 
+/** What the replicas of a group tell each other at once (everything is also found by asking). */
+export type GroupNotice = 'applied' | 'outbox' | 'beat';
+
 /** A replica as the group sees it. */
 export interface ReplicaView {
   id: string;
@@ -72,8 +75,17 @@ export interface Heartbeat {
   members: string[];
   /** The applied configuration's generation (0 before the first apply). */
   generation: number;
-  /** Seconds until the earliest expiry of another live member's row (by the store's clock), or null when alone. */
-  nextExpiryS: number | null;
+  /** The other live members: how long each has been silent and its TTL (the store's clock). */
+  peers: PeerBeat[];
+}
+
+/** Another live member as a heartbeat sees it: its row expires `ttlS - silentS` seconds from now. */
+export interface PeerBeat {
+  id: string;
+  /** Seconds since its last heartbeat, by the store's clock. */
+  silentS: number;
+  /** Its lease TTL in seconds (it renews every third of it). */
+  ttlS: number;
 }
 
 /**
@@ -100,8 +112,11 @@ export interface GroupStore {
   view(): Promise<GroupView>;
   /** Called with a lease's name when a write about it was refused because a newer owner holds it (fenced). */
   onFenced(listener: (name: string) => void): void;
-  /** Calls `listener` when another replica applied a new generation or accepted outbound mail (LISTEN; may be lost). */
-  listen(listener: (channel: 'applied' | 'outbox', payload: string) => void): Promise<void>;
+  /**
+   * Calls `listener` when another replica applied a new generation, accepted outbound mail, or sent a heartbeat
+   * (payload: its id) (LISTEN; notices may be lost).
+   */
+  listen(listener: (channel: GroupNotice, payload: string) => void): Promise<void>;
   /** Leaves the group: its leases and row expire at once. */
   leave(): Promise<void>;
 }

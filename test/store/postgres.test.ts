@@ -25,6 +25,8 @@ import { startPostgres, type Postgres } from '../harness/postgres.js';
 import { startTcpProxy } from '../harness/tcp-proxy.js';
 import { contractTests, LOCK_CHILD } from './contract.js';
 import { rejectionOf } from '../harness/expect.js';
+import { eventually } from '../harness/mailctl.js';
+import { isOverdue } from '../../src/runtime/group/takeover.js';
 
 const db: Postgres = await startPostgres();
 process.env.PGPASSWORD = db.password; // the lock test's child process inherits it
@@ -262,6 +264,33 @@ t(
     await a.group!.leave();
   },
 );
+
+t("a heartbeat is announced to the others and tells each other member's silence and TTL", async () => {
+  const a = await track(open('group_beat'));
+  const b = await track(open('group_beat'));
+  await a.group!.join(member('a'));
+  await b.group!.join(member('b'));
+  const heard: string[] = [];
+  await b.group!.listen((channel, payload) => channel === 'beat' && heard.push(payload));
+  await eventually(async () => (await a.group!.heartbeat(null), heard.includes('a')), 5000, "a's heartbeat announced");
+  const [peer] = (await b.group!.heartbeat(null)).peers;
+  assert.is(peer?.id, 'a');
+  assert.ok(peer!.silentS >= 0 && peer!.silentS < 2, `just heard: ${peer!.silentS} s`);
+  assert.is(peer!.ttlS, 3);
+  assert.not.ok(isOverdue(peer!));
+  // a falls silent: as if its last heartbeat were 2.2 s ago, past its renewal due at TTL/3 = 1 s and the margin
+  await db.admin(
+    `UPDATE group_beat.replicas SET heartbeat_at = now() - interval '2.2 s', expires_at = now() + interval '0.8 s'
+     WHERE id = 'a'`,
+    db.database,
+  );
+  const beat = await b.group!.heartbeat(null);
+  assert.ok(isOverdue(beat.peers[0]!), JSON.stringify(beat.peers));
+  assert.equal(beat.members, ['a', 'b'], 'overdue is not gone: its row has not expired');
+  await a.group!.leave();
+  assert.equal((await b.group!.heartbeat(null)).peers, [], 'a member that left is no peer');
+  await b.group!.leave();
+});
 
 t('the lease fences the outbox too: a message accepted after a takeover is refused and not stored', async () => {
   const store = await track(open('fenced_outbox'));

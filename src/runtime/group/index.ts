@@ -1,5 +1,6 @@
 /**
- * Several daemons (replicas) on one store: membership and leases (membership.ts), who owns which server (ring.ts:
- * consistent hashing with bounded loads, by account), and the loops a replica runs for what it owns (owned-loops.ts).
+ * Several daemons (replicas) on one store: membership and leases (replica.ts), who owns which server (ring.ts:
+ * consistent hashing with bounded loads, by account), getting ready for a silent member's mailboxes (takeover.ts),
+ * the daemon's group wiring (daemon.ts) and requests forwarded to the replica that acts on them (forward.ts).
  */
 export {};

@@ -5,7 +5,8 @@
  * or abandoned, its connection closed — then releases the lease) and takes what it now owns (epoch + 1), starting the
  * loop, which resumes from the checkpoint. A lease found gone at a heartbeat, or fenced at a write, stops its loop at
  * once. A member whose row expires before the next heartbeat (killed, frozen, cut off) is taken over by a heartbeat
- * sent just after its expiry. By its own monotonic clock, a replica whose last successful renewal is 2/3 TTL old stops
+ * sent just after its expiry; the sessions for its mailboxes are opened while its leases run out (takeover.ts). By its
+ * own monotonic clock, a replica whose last successful renewal is 2/3 TTL old stops
  * all its loops before any lease can expire (the database expires them after a whole TTL), and `holds` answers false
  * meanwhile: the inbound stage checks it before every change on the mail server (sink delivery, COPY, STORE).
  */
@@ -17,6 +18,7 @@ import {
   RECONCILER_LEASE,
   type GroupStore,
   type HeldLease,
+  type PeerBeat,
   type ReplicaIdentity,
   type ReplicaSnapshot,
 } from '../../store/group-ports.js';
@@ -24,6 +26,7 @@ import type { OpenedImap } from '../loops/imap-loop.js';
 import { discardOpened } from '../loops/imap-loop.js';
 import type { Supervisor } from '../loops/supervisor.js';
 import { accountOf, assign } from './ring.js';
+import { isOverdue, PreparedSessions, SilenceWatch } from './takeover.js';
 
 /** What the reconciler asks of the loops (the Supervisor itself for a daemon alone). */
 export type LoopControl = Pick<Supervisor, 'start' | 'update' | 'stop' | 'openFor' | 'secretDigests'>;
@@ -78,11 +81,16 @@ export class ReplicaGroup implements LoopControl {
   private rebalanceTimer: NodeJS.Timeout | null = null;
   private stopped = false;
   private stalled = false;
+  /** When each other member falls overdue unless heard from (a heartbeat then says whether it is). */
+  private readonly silence = new SilenceWatch(() => void this.beat());
+  /** Sessions for the mailboxes of overdue members that this replica will own once their leases expire. */
+  private readonly prepared: PreparedSessions;
   /** Fenced writes since start (the metric). */
   fencedWrites = 0;
 
   constructor(private readonly deps: ReplicaGroupDeps) {
     this.ttlMs = deps.me.ttlS * 1000;
+    this.prepared = new PreparedSessions({ supervisor: deps.supervisor, log: deps.log });
     deps.store.onFenced((name) => {
       this.fencedWrites += 1;
       deps.onFenced(name);
@@ -100,6 +108,7 @@ export class ReplicaGroup implements LoopControl {
     await this.deps.store.join(this.deps.me);
     await this.deps.store.listen((channel, payload) => {
       if (channel === 'outbox') this.deps.onOutbox(payload);
+      else if (channel === 'beat') this.silence.heard(payload);
       else void this.beat();
     });
     await this.beat();
@@ -181,6 +190,8 @@ export class ReplicaGroup implements LoopControl {
     }
     if (!beat.member) {
       this.stopped = true;
+      this.silence.stop();
+      this.prepared.dropAll();
       await this.stopLoops([...this.running]);
       this.deps.onLost(
         new LeaseLostError(
@@ -199,12 +210,14 @@ export class ReplicaGroup implements LoopControl {
     // leases of an earlier process with this id (it crashed): taken again with a new epoch, or given away
     const earlier = beat.leases.filter((l) => !this.held.has(l.name));
     this.members = beat.members;
-    this.beatAfterExpiry(beat.nextExpiryS);
+    this.silence.saw(beat.peers);
+    this.beatAfterExpiry(beat.peers);
     if (beat.generation !== this.generation) {
       this.generation = beat.generation;
       this.deps.onGeneration(beat.generation);
     }
     await this.rebalance(earlier);
+    this.prepareTakeover(beat.peers.filter(isOverdue).map((p) => p.id));
   }
 
   /**
@@ -212,11 +225,35 @@ export class ReplicaGroup implements LoopControl {
    * beat just after that, so its mailboxes are taken over at its expiry rather than up to TTL/3 later. Every live
    * replica sees the same expiry, so all of them take their shares at once.
    */
-  private beatAfterExpiry(seconds: number | null): void {
-    if (seconds === null || seconds * 1000 >= this.ttlMs / 3) return;
+  private beatAfterExpiry(peers: readonly PeerBeat[]): void {
+    const inMs = Math.min(...peers.map((p) => (p.ttlS - p.silentS) * 1000));
+    if (inMs >= this.ttlMs / 3) return;
     if (this.expiryTimer) clearTimeout(this.expiryTimer);
-    if (this.rebalanceTimer) clearTimeout(this.rebalanceTimer);
-    this.expiryTimer = setTimeout(() => void this.beat(), seconds * 1000 + EXPIRY_MARGIN_MS).unref();
+    this.expiryTimer = setTimeout(() => void this.beat(), inMs + EXPIRY_MARGIN_MS).unref();
+  }
+
+  /**
+   * Opens the sessions of the mailboxes this replica will soon hold: those it owns whose lease another member still
+   * holds (it hands them over), and those it will own once the members silent past their due renewal expire. They
+   * are closed again when that changes (a silent member speaks) or when the replica cannot renew its own leases.
+   */
+  private prepareTakeover(overdue: readonly string[]): void {
+    const wanted = new Map<string, ServerConfig>();
+    if (this.valid()) {
+      const soon = this.ownedAmong(this.members);
+      const survivors = this.members.filter((m) => !overdue.includes(m));
+      if (overdue.length) for (const id of this.ownedAmong(survivors)) soon.add(id);
+      for (const id of soon) if (!this.held.has(id)) wanted.set(id, this.desired.get(id)!.config);
+    }
+    this.prepared.keep(wanted);
+  }
+
+  /** The servers this replica owns when `members` (with this one) are the group. */
+  private ownedAmong(members: readonly string[]): Set<string> {
+    const servers = new Map<string, string>();
+    for (const [id, { config }] of this.desired) servers.set(id, accountOf(config.spec));
+    const owners = assign(members.includes(this.id) ? members : [...members, this.id], servers);
+    return new Set([...owners].filter(([, owner]) => owner === this.id).map(([id]) => id));
   }
 
   /** A lease is gone (taken over or fenced): its loop stops at once; nothing more is written about it. */
@@ -232,6 +269,7 @@ export class ReplicaGroup implements LoopControl {
   private async checkClock(): Promise<void> {
     if (this.valid() || this.stalled || this.stopped) return;
     this.stalled = true;
+    this.prepared.dropAll();
     this.deps.log.warn(
       { renewedSecondsAgo: Math.round(this.renewalAgeS() * 10) / 10 },
       'leases not renewed for 2/3 of their TTL: every loop stops until a renewal succeeds',
@@ -251,10 +289,7 @@ export class ReplicaGroup implements LoopControl {
   /** Gives away what this replica no longer owns, takes what it now owns, and runs the loops of what it holds. */
   private async rebalance(earlier: HeldLease[] = []): Promise<void> {
     if (!this.valid()) return;
-    const servers = new Map<string, string>();
-    for (const [id, { config }] of this.desired) servers.set(id, accountOf(config.spec));
-    const owners = assign(this.members.includes(this.id) ? this.members : [...this.members, this.id], servers);
-    const mine = new Set([...owners].filter(([, owner]) => owner === this.id).map(([id]) => id));
+    const mine = this.ownedAmong(this.members);
     const away = [...this.held.keys()].filter((name) => name !== RECONCILER_LEASE && !mine.has(name));
     if (away.length) {
       await this.stopLoops(away.filter((id) => this.running.has(id)));
@@ -276,12 +311,17 @@ export class ReplicaGroup implements LoopControl {
         this.deps.log.info({ servers: servers.length, members: this.members.length }, 'took over servers');
       if (taken.some((l) => l.name === RECONCILER_LEASE)) this.deps.onReconciler();
     }
+    let onPrepared = 0;
     for (const id of mine) {
       const want = this.desired.get(id);
       if (!want || !this.held.has(id) || this.running.has(id) || !this.valid()) continue;
       this.running.add(id);
-      await this.deps.supervisor.start(id, want.config, want.digest);
+      const opened = this.prepared.take(id, want.config);
+      if (opened) onPrepared += 1;
+      await this.deps.supervisor.start(id, want.config, want.digest, opened);
     }
+    if (onPrepared)
+      this.deps.log.info({ servers: onPrepared }, 'loops of servers taken over started on sessions opened in advance');
   }
 
   // LoopControl: what the reconciler (and a follower) asks for, carried out for the servers this replica owns
@@ -346,6 +386,8 @@ export class ReplicaGroup implements LoopControl {
     if (this.clockTimer) clearInterval(this.clockTimer);
     if (this.expiryTimer) clearTimeout(this.expiryTimer);
     if (this.rebalanceTimer) clearTimeout(this.rebalanceTimer);
+    this.silence.stop();
+    this.prepared.dropAll();
     await this.serially(() => this.stopLoops([...this.running]));
     this.held.clear();
     await this.deps.store.leave().catch(() => undefined); // unreachable: everything expires by itself

@@ -5,7 +5,8 @@
  * and reads the live members and the applied generation. Taking a lease bumps its epoch, the fencing token: each
  * write about a mailbox checks holder and epoch `FOR SHARE` in its own transaction (`fence`), so a takeover waits for
  * a write in flight and every later write of the old holder fails. Membership changes, releases and applies are
- * announced with NOTIFY on one channel (payload `<schema>:<what>`) so the others act at once; they poll as well.
+ * announced with NOTIFY on one channel (payload `<schema>:<what>`) so the others act at once; they poll as well. Each
+ * heartbeat is announced too, so the others notice a member that falls silent long before its row expires.
  */
 import { randomUUID } from 'node:crypto';
 import type { PoolClient } from 'pg';
@@ -13,6 +14,7 @@ import type { LocalState } from '../local.js';
 import { FencedError, LockHeldError } from '../errors.js';
 import {
   type GroupStore,
+  type GroupNotice,
   type GroupView,
   type HeldLease,
   type Heartbeat,
@@ -119,15 +121,24 @@ export class PgGroup implements GroupStore, LeaseFence {
          'members', (SELECT coalesce(json_agg(id ORDER BY id), '[]') FROM ${s}.replicas
                      WHERE expires_at > now() OR id IN (SELECT id FROM me)),
          'generation', coalesce((SELECT generation FROM ${s}.applied), 0),
-         'nextExpiryS', (SELECT extract(epoch FROM min(expires_at) - now()) FROM ${s}.replicas
-                         WHERE expires_at > now() AND id <> $1)) AS beat`,
-      [this.id, this.token, this.me!.ttlS, snapshot === null ? null : JSON.stringify(snapshot)],
+         'peers', (SELECT coalesce(json_agg(json_build_object(
+                       'id', id, 'silentS', extract(epoch FROM now() - heartbeat_at),
+                       'ttlS', extract(epoch FROM expires_at - heartbeat_at))), '[]')
+                   FROM ${s}.replicas WHERE expires_at > now() AND id <> $1)) AS beat,
+         pg_notify('${GROUP_CHANNEL}', $5)`,
+      [
+        this.id,
+        this.token,
+        this.me!.ttlS,
+        snapshot === null ? null : JSON.stringify(snapshot),
+        `${this.ctx.schema}:beat:${this.id}`,
+      ],
     );
     const beat = rows[0]!.beat;
     return {
       ...beat,
       leases: beat.leases.map((l) => ({ name: l.name, epoch: Number(l.epoch) })),
-      nextExpiryS: beat.nextExpiryS === null ? null : Number(beat.nextExpiryS),
+      peers: beat.peers.map((p) => ({ id: p.id, silentS: Math.max(0, Number(p.silentS)), ttlS: Number(p.ttlS) })),
     };
   }
 
@@ -238,14 +249,15 @@ export class PgGroup implements GroupStore, LeaseFence {
     if (rowCount === 0) throw this.fencedNow(name);
   }
 
-  listen(listener: (channel: 'applied' | 'outbox', payload: string) => void): Promise<void> {
+  listen(listener: (channel: GroupNotice, payload: string) => void): Promise<void> {
     const prefix = `${this.ctx.schema}:`;
     this.ctx.db.listen(
       GROUP_CHANNEL,
       (payload) => {
         if (!payload.startsWith(prefix)) return;
         const what = payload.slice(prefix.length);
-        if (what.startsWith('outbox')) listener('outbox', what.slice('outbox:'.length));
+        if (what.startsWith('outbox:')) listener('outbox', what.slice('outbox:'.length));
+        else if (what.startsWith('beat:')) listener('beat', what.slice('beat:'.length));
         else listener('applied', what);
       },
       // what was announced while the connection was away is found by asking again
