@@ -23,7 +23,6 @@ import {
   type ReplicaSnapshot,
 } from '../../store/group-ports.js';
 import type { OpenedImap } from '../loops/imap-loop.js';
-import { discardOpened } from '../loops/imap-loop.js';
 import type { Supervisor } from '../loops/supervisor.js';
 import { accountOf, assign } from './ring.js';
 import { isOverdue, PreparedSessions, SilenceWatch } from './takeover.js';
@@ -70,6 +69,8 @@ export class ReplicaGroup implements LoopControl {
   /** Servers whose loop this replica runs now. */
   private readonly running = new Set<string>();
   private members: string[] = [];
+  /** Members silent past their due renewal at the last heartbeat (their rows have not expired yet). */
+  private overdue: string[] = [];
   private generation = -1;
   /** performance.now() when the last successful heartbeat was sent (its renewal counts from then). */
   private renewedAt = -Infinity;
@@ -216,8 +217,8 @@ export class ReplicaGroup implements LoopControl {
       this.generation = beat.generation;
       this.deps.onGeneration(beat.generation);
     }
+    this.overdue = beat.peers.filter(isOverdue).map((p) => p.id);
     await this.rebalance(earlier);
-    this.prepareTakeover(beat.peers.filter(isOverdue).map((p) => p.id));
   }
 
   /**
@@ -236,13 +237,14 @@ export class ReplicaGroup implements LoopControl {
    * Opens the sessions of the mailboxes this replica will soon hold: those it owns whose lease another member still
    * holds (it hands them over), and those it will own once the members silent past their due renewal expire. They
    * are closed again when that changes (a silent member speaks) or when the replica cannot renew its own leases.
+   * `mine`: what it owns now (a rebalance just took every lease of those that was free).
    */
-  private prepareTakeover(overdue: readonly string[]): void {
+  private prepareTakeover(mine: ReadonlySet<string>): void {
     const wanted = new Map<string, ServerConfig>();
     if (this.valid()) {
-      const soon = this.ownedAmong(this.members);
-      const survivors = this.members.filter((m) => !overdue.includes(m));
-      if (overdue.length) for (const id of this.ownedAmong(survivors)) soon.add(id);
+      const soon = new Set(mine);
+      const survivors = this.members.filter((m) => !this.overdue.includes(m));
+      if (this.overdue.length) for (const id of this.ownedAmong(survivors)) soon.add(id);
       for (const id of soon) if (!this.held.has(id)) wanted.set(id, this.desired.get(id)!.config);
     }
     this.prepared.keep(wanted);
@@ -320,8 +322,8 @@ export class ReplicaGroup implements LoopControl {
       if (opened) onPrepared += 1;
       await this.deps.supervisor.start(id, want.config, want.digest, opened);
     }
-    if (onPrepared)
-      this.deps.log.info({ servers: onPrepared }, 'loops of servers taken over started on sessions opened in advance');
+    if (onPrepared) this.deps.log.info({ servers: onPrepared }, 'loops started on sessions opened in advance');
+    this.prepareTakeover(mine);
   }
 
   // LoopControl: what the reconciler (and a follower) asks for, carried out for the servers this replica owns
@@ -334,7 +336,8 @@ export class ReplicaGroup implements LoopControl {
         await this.deps.supervisor.start(id, config, secretDigest, opened);
         return;
       }
-      if (opened) await discardOpened(opened);
+      // apply's verification opened it: kept for the loop should this replica take the lease (else closed)
+      if (opened) this.prepared.adopt(id, config, opened);
       this.rebalanceSoon();
     });
   }

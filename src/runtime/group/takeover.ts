@@ -72,11 +72,16 @@ interface PreparedSession {
   abort: AbortController;
   /** Set once it is open. */
   opened: OpenedImap | null;
+  /** It could not be opened: not tried again while it stays wanted (no login storm against a failing account). */
+  failed: boolean;
   /** Set when it is no longer wanted: it is closed as soon as it opens. */
   dropped: boolean;
 }
 
-/** Sessions opened for mailboxes this replica will own once an overdue member's leases expire. */
+/**
+ * Sessions opened for mailboxes this replica will hold soon (an overdue member's, one being handed over, or one whose
+ * session apply's verification opened), each handed to its loop when the lease is taken.
+ */
 export class PreparedSessions {
   private readonly sessions = new Map<string, PreparedSession>();
 
@@ -99,7 +104,13 @@ export class PreparedSessions {
   }
 
   private open(id: string, config: ServerConfig & { spec: ImapServerSpec }): void {
-    const session: PreparedSession = { config, abort: new AbortController(), opened: null, dropped: false };
+    const session: PreparedSession = {
+      config,
+      abort: new AbortController(),
+      opened: null,
+      dropped: false,
+      failed: false,
+    };
     this.sessions.set(id, session);
     this.deps.supervisor.openFor(id, config, session.abort.signal).then(
       (opened) => {
@@ -107,10 +118,14 @@ export class PreparedSessions {
         else session.opened = opened;
       },
       // the loop will open its own and report what is wrong
-      () => {
-        if (this.sessions.get(id) === session) this.sessions.delete(id);
-      },
+      () => (session.failed = true),
     );
+  }
+
+  /** Keeps a session opened elsewhere (apply's verification) until the next `keep` says whether it is wanted. */
+  adopt(id: string, config: ServerConfig, opened: OpenedImap): void {
+    if (this.sessions.has(id)) this.drop(id);
+    this.sessions.set(id, { config, abort: new AbortController(), opened, dropped: false, failed: false });
   }
 
   /** The open session for `id` if it was opened with `config` (handed to its loop), else undefined. */

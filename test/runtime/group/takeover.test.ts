@@ -124,7 +124,7 @@ test('sessions are opened for the wanted IMAP servers and handed over only with 
   assert.is(sessions.size, 0);
 });
 
-test('a session no longer wanted is closed, also one still opening (once it opens); a failed one is forgotten', async () => {
+test('a session no longer wanted is closed, also one still opening (once it opens); a failed one is not retried', async () => {
   const supervisor = fakeSupervisor();
   const sessions = new PreparedSessions({ supervisor, log: pino({ level: 'silent' }) });
   const [a, b, c] = [imap('a'), imap('b'), imap('c')];
@@ -138,9 +138,17 @@ test('a session no longer wanted is closed, also one still opening (once it open
   supervisor.finish('imap/a');
   supervisor.fail('imap/c');
   await settle();
-  assert.is(sessions.size, 2, 'the failed one is forgotten (its loop will open its own)');
+  assert.is(sessions.size, 3);
+  sessions.keep(
+    new Map([
+      ['imap/a', a],
+      ['imap/b', b],
+      ['imap/c', c],
+    ]),
+  );
+  assert.is(supervisor.pending.size, 1, 'a failed one is not tried again while wanted (its loop will open its own)');
   sessions.keep(new Map()); // the silent member spoke again
-  assert.equal(supervisor.aborted.sort(), ['imap/a', 'imap/b']);
+  assert.equal(supervisor.aborted.sort(), ['imap/a', 'imap/b', 'imap/c']);
   await settle();
   assert.equal(supervisor.closed, ['imap/a']);
   supervisor.finish('imap/b');
@@ -152,6 +160,21 @@ test('a session no longer wanted is closed, also one still opening (once it open
   supervisor.finish('imap/a');
   await settle();
   assert.equal(supervisor.closed, ['imap/a', 'imap/b', 'imap/a']);
+});
+
+test("a session apply's verification opened is kept when wanted (handed to its loop), else closed", async () => {
+  const supervisor = fakeSupervisor();
+  const sessions = new PreparedSessions({ supervisor, log: pino({ level: 'silent' }) });
+  const [a, b] = [imap('a'), imap('b')];
+  const verified = (id: string) =>
+    ({ client: { usable: true, disconnect: async () => void supervisor.closed.push(id) } }) as unknown as OpenedImap;
+  sessions.adopt('imap/a', a, verified('imap/a'));
+  sessions.adopt('imap/b', b, verified('imap/b'));
+  sessions.keep(new Map([['imap/a', a]])); // this replica owns a; b belongs to another
+  assert.is(supervisor.pending.size, 0, 'nothing opened again');
+  await settle();
+  assert.equal(supervisor.closed, ['imap/b']);
+  assert.ok(sessions.take('imap/a', a));
 });
 
 test.run();
