@@ -8,8 +8,8 @@
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { existsSync, rmSync } from 'node:fs';
-import { chmod, chown, mkdir, mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { chmod, chown, mkdir, mkdtemp, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -183,6 +183,59 @@ async function waitForGreeting(port: number, child: ChildProcess, deadline: numb
     if (Date.now() > deadline) throw new Error(`dovecot did not greet on port ${port} in time`);
     await new Promise((r) => setTimeout(r, 25));
   }
+}
+
+/** The processes whose parent is `pid`, and theirs (Linux /proc): Dovecot's login, imap, auth… processes. */
+async function descendants(pid: number): Promise<number[]> {
+  const parents = new Map<number, number>();
+  for (const entry of await readdir('/proc').catch(() => [])) {
+    if (!/^\d+$/.test(entry)) continue;
+    const stat = await readFile(`/proc/${entry}/stat`, 'utf8').catch(() => '');
+    // pid (comm) state ppid …: comm may hold spaces and parentheses, so read after the last ')'
+    const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+    if (ppid) parents.set(Number(entry), ppid);
+  }
+  const found: number[] = [];
+  const walk = (parent: number) => {
+    for (const [child, ppid] of parents) {
+      if (ppid !== parent) continue;
+      found.push(child);
+      walk(child);
+    }
+  };
+  walk(pid);
+  return found;
+}
+
+/** Whether `pid` still runs (a zombie, which nobody may reap in a container, does not). */
+const alive = (pid: number): boolean => {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+  } catch {
+    return false;
+  }
+};
+
+/**
+ * Stops a Dovecot master and everything it started. The master exits at once on SIGTERM, but a session's processes
+ * (the imap process, the imap-login process that proxies its TLS) can outlive it by half a minute, still serving the
+ * client: a test that stops "the server" must see its connections end. The master is frozen while its children are
+ * listed, so it starts none after; those left when it has exited are killed.
+ */
+async function stopMaster(master: ChildProcess): Promise<void> {
+  if (master.exitCode !== null || master.signalCode !== null || master.pid === undefined) return;
+  master.kill('SIGSTOP');
+  const children = await descendants(master.pid);
+  master.kill('SIGTERM');
+  master.kill('SIGCONT');
+  if (!(await waitExit(master, 5000))) {
+    master.kill('SIGKILL');
+    await waitExit(master, 2000);
+  }
+  for (const pid of children.filter(alive)) process.kill(pid, 'SIGKILL');
+  for (const deadline = Date.now() + 2000; children.some(alive) && Date.now() < deadline;)
+    await new Promise((r) => setTimeout(r, 20));
 }
 
 function waitExit(child: ChildProcess, ms: number): Promise<boolean> {
@@ -395,11 +448,7 @@ export async function startDovecot(opts: DovecotOptions = {}): Promise<Dovecot> 
       if (stopped) return;
       stopped = true;
       lmtp.close();
-      master.kill('SIGTERM');
-      if (!(await waitExit(master, 5000))) {
-        master.kill('SIGKILL');
-        await waitExit(master, 2000);
-      }
+      await stopMaster(master);
       await oauth.close();
       if (!opts.keepDir && process.env.MAILCTL_KEEP_DOVECOT !== '1') await rm(dir, { recursive: true, force: true });
     },

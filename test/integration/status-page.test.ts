@@ -4,7 +4,7 @@
  * What a person sees on a desktop and on a phone: the summary bar and its filters, search, sorting, the servers that
  * need attention first, a server's last hour, and no secret or external request anywhere.
  */
-import { chromium, type Browser, type Page } from 'playwright-core';
+import { chromium, type Browser, type Page, type Route } from 'playwright-core';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { ensureChromium } from '../harness/chromium.js';
@@ -180,8 +180,13 @@ test('a failing server is marked, comes first and is counted, without reloading 
     const shown = await row(page, 'imap/sales')
       .innerText({ timeout: 2_000 })
       .catch((e: Error) => e.message);
+    const meta = await page
+      .locator('#meta')
+      .innerText({ timeout: 2_000 })
+      .catch((e: Error) => e.message);
     throw new Error(
-      `${err.message}\nstatus: ${JSON.stringify(status)}\nrow: ${shown}\nlog:\n${lines.slice(-20).join('\n')}`,
+      `${err.message}\nstatus: ${JSON.stringify(status)}\nrow: ${shown}\npage: ${meta} (now ${new Date().toISOString()})` +
+        `\nlog:\n${lines.slice(-20).join('\n')}`,
     );
   });
   const sales = await row(page, 'imap/sales').innerText();
@@ -200,6 +205,20 @@ test('a failing server is marked, comes first and is counted, without reloading 
     true,
     'updated in place, not reloaded',
   );
+  await page.close();
+});
+
+test('a status request that hangs does not stop the page: it gives up, says so, and refreshes again', async () => {
+  const page = await open({ width: 1280, height: 800 });
+  const held: Route[] = [];
+  await page.route('**/status.json', (route) => void held.push(route)); // never answered
+  const banner = page.locator('#banner');
+  await eventually(() => banner.isVisible(), 30_000, 'the banner');
+  assert.match(await banner.innerText(), /^The daemon did not answer \(.+\); showing the last data received\.$/);
+  assert.is(await page.locator('tr.server').count(), DISABLED + 2, 'the last data stays');
+  await page.unroute('**/status.json');
+  await eventually(async () => !(await banner.isVisible()), 30_000, 'the banner gone');
+  await Promise.all(held.map((r) => r.abort().catch(() => undefined)));
   await page.close();
 });
 

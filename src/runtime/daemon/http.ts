@@ -47,6 +47,8 @@ export interface Route {
 }
 
 const MAX_BODY_BYTES = 32 * 1024 * 1024;
+/** How long an idle client connection is kept (Node's default, 5 s, is the status page's refresh interval). */
+const KEEP_ALIVE_TIMEOUT_MS = 30_000;
 
 function tokenMatches(header: string | undefined, token: string): boolean {
   const given = Buffer.from(header?.replace(/^Bearer\s+/i, '') ?? '');
@@ -194,5 +196,9 @@ export function createApiServer(routes: readonly Route[], options: ApiOptions): 
       send(res, { status, body, ...(err instanceof HttpError && { headers: err.headers }) }, scrub);
     }
   };
-  return createServer((req, res) => void handle(req, res));
+  const server = createServer((req, res) => void handle(req, res));
+  // longer than the page's refresh interval: a request sent on a connection just as the server closes it for
+  // idleness would fail
+  server.keepAliveTimeout = KEEP_ALIVE_TIMEOUT_MS;
+  return server;
 }

@@ -349,7 +349,8 @@ document.getElementById("servers").addEventListener("click", (e) => {
 async function refresh() {
   const banner = document.getElementById("banner");
   try {
-    const res = await fetch("status.json", { cache: "no-store" });
+    // a request that hangs (a proxy, a lost packet) must not stop the refreshing: it gives up after one interval
+    const res = await fetch("status.json", { cache: "no-store", signal: AbortSignal.timeout(REFRESH_MS) });
     if (!res.ok) throw new Error("HTTP " + res.status);
     last = await res.json();
     render();
