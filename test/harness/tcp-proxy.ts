@@ -90,8 +90,13 @@ export async function startTcpProxy(target: { host: string; port: number }): Pro
   let strip = false;
   const pairs = new Set<Pair>();
 
+  // An RST is impossible on a socket this side already half-closed (libuv refuses to reset after a shutdown, and Node
+  // then never closes the handle: the test process spins at exit) and pointless on one still connecting: those are
+  // just closed.
   const rst = (s: net.Socket | null) => {
-    if (s && !s.destroyed) s.resetAndDestroy();
+    if (!s || s.destroyed) return;
+    if (s.connecting || s.writableEnded) s.destroy();
+    else s.resetAndDestroy();
   };
   const drop = (p: Pair) => {
     pairs.delete(p);
