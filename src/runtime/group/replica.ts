@@ -5,10 +5,10 @@
  * or abandoned, its connection closed — then releases the lease) and takes what it now owns (epoch + 1), starting the
  * loop, which resumes from the checkpoint. A lease found gone at a heartbeat, or fenced at a write, stops its loop at
  * once. A member whose row expires before the next heartbeat (killed, frozen, cut off) is taken over by a heartbeat
- * sent just after its expiry; the sessions for its mailboxes are opened while its leases run out (takeover.ts). By its
- * own monotonic clock, a replica whose last successful renewal is 2/3 TTL old stops
- * all its loops before any lease can expire (the database expires them after a whole TTL), and `holds` answers false
- * meanwhile: the inbound stage checks it before every change on the mail server (sink delivery, COPY, STORE).
+ * sent just after its expiry; the sessions for its mailboxes are opened while its leases run out (takeover.ts). By
+ * its own monotonic clock, a replica whose last successful renewal is 2/3 TTL old stops all its loops before any lease
+ * can expire (the database expires them after a whole TTL), and `holds` answers false meanwhile: the inbound stage
+ * checks it before every change on the mail server (sink delivery, COPY, STORE).
  */
 import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
@@ -84,7 +84,7 @@ export class ReplicaGroup implements LoopControl {
   private stalled = false;
   /** When each other member falls overdue unless heard from (a heartbeat then says whether it is). */
   private readonly silence = new SilenceWatch(() => void this.beat());
-  /** Sessions for the mailboxes of overdue members that this replica will own once their leases expire. */
+  /** Sessions for the mailboxes this replica will hold soon (an overdue member's, one handed over), until it does. */
   private readonly prepared: PreparedSessions;
   /** Fenced writes since start (the metric). */
   fencedWrites = 0;

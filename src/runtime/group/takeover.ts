@@ -36,7 +36,7 @@ export class SilenceWatch {
   /** What a heartbeat said about the other members (those missing left the group). */
   saw(peers: readonly PeerBeat[]): void {
     const live = new Set(peers.map((p) => p.id));
-    for (const id of [...this.timers.keys()]) if (!live.has(id)) this.forget(id);
+    for (const id of [...this.ttlS.keys()]) if (!live.has(id)) this.forget(id);
     for (const p of peers) {
       this.ttlS.set(p.id, p.ttlS);
       this.arm(p.id, overdueAfterMs(p.ttlS) - p.silentS * 1000);
@@ -62,7 +62,7 @@ export class SilenceWatch {
   }
 
   stop(): void {
-    for (const id of [...this.timers.keys()]) this.forget(id);
+    for (const id of [...this.ttlS.keys()]) this.forget(id);
   }
 }
 
