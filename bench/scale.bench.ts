@@ -19,7 +19,8 @@ import os from 'node:os';
 import { parseArgs } from 'node:util';
 import { DEFAULT_POLL_SCHEDULE } from '../src/config/model.js';
 import { accountOf, assign } from '../src/runtime/group/ring.js';
-import { startGroup } from '../test/harness/group.js';
+import { customerMessage } from '../test/harness/fixtures.js';
+import { startGroup, type LogEntry } from '../test/harness/group.js';
 import { eventually } from '../test/harness/mailctl.js';
 import { appendToBenchmarks, formatMs, giveUpAfter, inBatches, median, percentile, sleep } from './common.js';
 
@@ -101,43 +102,25 @@ async function holders(): Promise<Map<string, string>> {
   return new Map(rows.map((r) => [r.name as string, r.holder as string]));
 }
 
-/** The warnings and errors the live replicas logged since the given offsets in their output, counted by message. */
-function warningsSince(from: Map<string, number>): string {
+/** Warnings and errors among `logged`, counted by message. */
+function warnings(logged: LogEntry[]): string {
   const counts = new Map<string, number>();
-  for (const r of group.replicas.values()) {
-    const lines = r.daemon
-      .output()
-      .slice(from.get(r.id) ?? 0)
-      .split('\n');
-    for (const line of lines.filter((l) => /"level":(40|50)/.test(l))) {
-      const msg = /"msg":"([^"]*)"/.exec(line)?.[1] ?? line;
-      counts.set(msg, (counts.get(msg) ?? 0) + 1);
-    }
-  }
+  for (const { msg } of logged.filter((e) => e.level >= 40)) counts.set(msg, (counts.get(msg) ?? 0) + 1);
   return [...counts].map(([msg, n]) => `${n} × ${msg}`).join('; ') || 'none';
 }
 
 /** What the survivors did about a takeover since `killedAt`, as `r1 +6.2 s opening 180, …` (their info lines). */
-function takeoverSteps(from: Map<string, number>, killedAt: number): string {
-  const steps: [number, string][] = [];
+function takeoverSteps(logged: LogEntry[], killedAt: number): string {
   const wording: [RegExp, string][] = [
     [/opening sessions for servers/, 'opening sessions for'],
     [/took over servers/, 'took the leases of'],
     [/started on sessions opened in advance/, 'started loops on prepared sessions:'],
   ];
-  for (const r of group.replicas.values())
-    for (const line of r.daemon
-      .output()
-      .slice(from.get(r.id) ?? 0)
-      .split('\n')) {
-      const step = wording.find(([re]) => re.test(line));
-      if (!step) continue;
-      const { time, servers } = JSON.parse(line) as { time: number; servers: number };
-      steps.push([time, `${r.id} +${((time - killedAt) / 1000).toFixed(1)} s ${step[1]} ${servers}`]);
-    }
-  return steps
-    .sort((x, y) => x[0] - y[0])
-    .map(([, text]) => text)
+  const stepOf = (e: LogEntry) => wording.find(([re]) => re.test(e.msg))?.[1];
+  return logged
+    .filter(stepOf)
+    .sort((x, y) => x.time - y.time)
+    .map((e) => `${e.replica} +${((e.time - killedAt) / 1000).toFixed(1)} s ${stepOf(e)} ${Number(e.servers)}`)
     .join(', ');
 }
 
@@ -204,7 +187,7 @@ try {
   for (let k = 0; k < KILLS; k++) {
     const victim = REPLICAS[k % REPLICAS.length]!;
     const orphaned = [...(await group.running()).get(victim)!];
-    const logFrom = new Map([...group.replicas.values()].map((r) => [r.id, r.daemon.output().length]));
+    const loggedSince = group.logMark();
     const killedAt = Date.now();
     await group.replica(victim).daemon.kill();
     group.replicas.delete(victim);
@@ -225,9 +208,9 @@ try {
     console.log(
       `  kill ${k + 1}: ${victim} (${orphaned.length} mailboxes) → leases taken after ` +
         `${formatMs(takeovers.at(-1)!)}, last loop running after ${formatMs(failovers.at(-1)!)}; ` +
-        `the survivors' warnings: ${warningsSince(logFrom)}`,
+        `the survivors' warnings: ${warnings(loggedSince())}`,
     );
-    const steps = takeoverSteps(logFrom, killedAt);
+    const steps = takeoverSteps(loggedSince(), killedAt);
     console.log(`    ${steps}`);
     notes.push(`kill ${k + 1} (${victim}, ${orphaned.length} mailboxes): ${steps}`);
     await group.start(victim);
@@ -281,16 +264,12 @@ try {
     const byUser = new Map<string, string[]>();
     for (let i = 0; i < MESSAGES; i++) {
       const user = group.users[i % MAILBOXES]!;
-      const raw = [
-        'From: Customer <customer@example.org>',
-        `To: ${user}`,
-        `Subject: Question ${i}`,
-        `Message-ID: <${tag}-${i}@bench.example>`,
-        'Date: Thu, 03 Dec 2026 10:00:00 +0000',
-        '',
-        `Message ${i} of run ${run}`,
-        '',
-      ].join('\r\n');
+      const raw = customerMessage({
+        to: user,
+        id: `<${tag}-${i}@bench.example>`,
+        subject: `Question ${i}`,
+        body: `Message ${i} of run ${run}`,
+      });
       byUser
         .set(user, byUser.get(user) ?? [])
         .get(user)!

@@ -74,7 +74,18 @@ export interface Group {
   check(ids: string[], timeoutMs?: number): Promise<GroupReport>;
   /** Fenced writes counted by the live replicas' /metrics. */
   fencedWrites(): Promise<number>;
+  /** A mark in the replicas' logs: called later, it gives what the replicas in the group then logged since. */
+  logMark(): () => LogEntry[];
   stop(): Promise<void>;
+}
+
+/** A line of a replica's JSON log (pino), with the replica's id. */
+export interface LogEntry {
+  replica: string;
+  level: number;
+  time: number;
+  msg: string;
+  [field: string]: unknown;
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -267,6 +278,23 @@ export async function startGroup(options: GroupOptions = {}): Promise<Group> {
         total += m ? Number(m[1]) : 0;
       }
       return total;
+    },
+    logMark() {
+      const from = new Map([...replicas.values()].map((r) => [r.id, r.daemon.output().length]));
+      return () =>
+        [...replicas.values()].flatMap((r) =>
+          r.daemon
+            .output()
+            .slice(from.get(r.id) ?? 0)
+            .split('\n')
+            .flatMap((line) => {
+              try {
+                return [{ ...(JSON.parse(line) as LogEntry), replica: r.id }];
+              } catch {
+                return []; // not a log line, or the last one still being written
+              }
+            }),
+        );
     },
     async stop() {
       await Promise.all([...replicas.values()].map((r) => r.daemon.kill().catch(() => undefined)));

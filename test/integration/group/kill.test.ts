@@ -5,7 +5,7 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { assertGroupReport, startRunningGroup, type Group } from '../../harness/group.js';
+import { assertGroupReport, startRunningGroup, type Group, type LogEntry } from '../../harness/group.js';
 
 let group: Group;
 
@@ -19,11 +19,11 @@ test.after(async () => {
 
 test('SIGKILL one replica mid-stream: its mailboxes are taken over within TTL + a few seconds, each message once', async () => {
   let tookOver = 0;
-  let logFrom = new Map<string, number>();
+  let loggedSince = (): LogEntry[] => [];
   const ids = await group.stream(200, async () => {
     const victim = group.replica('r2');
     assert.ok((await group.running()).get('r2')!.size > 0, 'the victim owned mailboxes');
-    logFrom = new Map([...group.replicas.values()].map((r) => [r.id, r.daemon.output().length]));
+    loggedSince = group.logMark();
     const killed = Date.now();
     await victim.daemon.kill();
     group.replicas.delete('r2');
@@ -35,17 +35,12 @@ test('SIGKILL one replica mid-stream: its mailboxes are taken over within TTL + 
   assert.ok(tookOver <= group.ttlS * 1000 + 5_000, `taken over in ${tookOver} ms`);
   assertGroupReport('SIGKILL', report);
   // the survivors noticed the silence at its due renewal and opened sessions before its leases expired
-  const steps = [...group.replicas.values()].flatMap((r) =>
-    r.daemon
-      .output()
-      .slice(logFrom.get(r.id))
-      .split('\n')
-      .filter((l) => /opening sessions for servers|took over servers|started on sessions opened in advance/.test(l))
-      .map((l) => JSON.parse(l) as { time: number; msg: string; servers: number }),
+  const steps = loggedSince().filter((e) =>
+    /opening sessions for servers|took over servers|started on sessions opened in advance/.test(e.msg),
   );
   const first = (re: RegExp) => Math.min(...steps.filter((s) => re.test(s.msg)).map((s) => s.time));
   assert.ok(first(/opening sessions/) < first(/took over/), JSON.stringify(steps));
-  const onPrepared = steps.filter((s) => /opened in advance/.test(s.msg)).reduce((n, s) => n + s.servers, 0);
+  const onPrepared = steps.filter((s) => /opened in advance/.test(s.msg)).reduce((n, s) => n + Number(s.servers), 0);
   console.log(`  loops started on sessions opened before the leases expired: ${onPrepared}`);
 });
 
